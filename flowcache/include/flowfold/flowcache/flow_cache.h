@@ -1,0 +1,137 @@
+#pragma once
+// The flow table: folds packets into flows and expires them.
+//
+// Layout (chosen for the per-packet path, see README "Flow cache"):
+//  - entries live in one array, addressed by 32-bit index; a free list reuses
+//    slots without allocation;
+//  - an open-addressing hash table (linear probing, backward-shift deletion)
+//    maps a key's hash to an entry index; each slot keeps 32 bits of the hash
+//    so most probes never touch an entry;
+//  - a timer wheel orders entries by their next possible deadline
+//    (min(last seen + idle, interval start + active)). A packet never touches
+//    the wheel; when a bucket comes due each entry is checked against its real
+//    deadline and either expired or re-filed. Expiry work per call is bounded.
+//
+// Time is injected: every call takes `now_ms`, the caller's clock (packet
+// timestamps in file mode), so runs over a capture are deterministic and tests
+// drive the cache with plain numbers.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "flowfold/flowcache/flow_record.h"
+
+namespace flowfold {
+
+/// What the cache needs to know about one decoded packet.
+struct PacketSummary {
+  FlowKey key;
+  uint64_t ts_ms = 0;
+  uint32_t ip_length = 0;  // IP total length: what octetDeltaCount counts
+  uint32_t mpls_top_label = 0;
+  std::array<uint8_t, 6> src_mac{};
+  std::array<uint8_t, 6> dst_mac{};
+  uint8_t tcp_flags = 0;
+  uint8_t tos = 0;
+  uint8_t ttl = 0;
+};
+
+struct FlowCacheOptions {
+  uint64_t active_timeout_ms = 60'000;
+  uint64_t idle_timeout_ms = 15'000;
+  uint32_t max_flows = 1'000'000;
+  /// Most entries examined by one expire() call, so a million flows timing
+  /// out together never stall the packet path; the rest follow on later calls.
+  uint32_t max_expiry_work = 4096;
+};
+
+struct FlowCacheCounters {
+  uint64_t packets = 0;        // packets folded into flows
+  uint64_t flows_created = 0;
+  uint64_t expired_idle = 0;
+  uint64_t expired_active = 0;  // active-timeout exports (the flow stays)
+  uint64_t ended_tcp = 0;       // FIN/RST
+  uint64_t evicted = 0;         // lack of resources: cache full
+  uint64_t flushed = 0;         // forced end: end of input / shutdown
+  uint64_t records = 0;         // records emitted in total
+};
+
+class FlowCache {
+ public:
+  explicit FlowCache(const FlowCacheOptions& options);
+  ~FlowCache();
+  FlowCache(const FlowCache&) = delete;
+  FlowCache& operator=(const FlowCache&) = delete;
+
+  /// Folds one packet into its flow (creating it, evicting if full).
+  void update(const PacketSummary& packet);
+
+  /// Expires flows whose idle or active timeout has passed at now_ms.
+  /// Returns true when it stopped early because of max_expiry_work.
+  bool expire(uint64_t now_ms);
+
+  /// Exports every flow with reason forced-end and empties the cache.
+  void flushAll();
+
+  /// Records produced so far (expired, ended, evicted, flushed). The caller
+  /// moves them out (swap with an empty vector) and hands them to exporters.
+  std::vector<FlowRecord>& output() { return output_; }
+
+  size_t activeFlows() const { return active_; }
+  size_t capacity() const { return options_.max_flows; }
+  const FlowCacheCounters& counters() const { return counters_; }
+  const FlowCacheOptions& options() const { return options_; }
+
+  /// Bytes of memory per flow entry, for the memory budget in the docs.
+  static size_t entryBytes();
+
+ private:
+  struct Entry;
+  struct Slot {
+    uint32_t hash_hi;  // upper 32 bits of the key hash
+    uint32_t index1;   // entry index + 1; 0 = empty
+  };
+
+  Entry& entry(uint32_t index);
+  uint32_t findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created);
+  void eraseSlotOf(uint32_t index);
+  uint32_t allocateEntry();
+  void releaseEntry(uint32_t index);
+  void emit(Entry& e, FlowEndReason reason);
+  void removeFlow(uint32_t index, FlowEndReason reason);
+  void evictOne(uint64_t now_ms);
+
+  // timer wheel
+  uint64_t deadlineOf(const Entry& e) const;
+  uint32_t bucketOf(uint64_t time_ms) const;
+  void wheelInsert(uint32_t index, uint64_t deadline_ms);
+  void wheelUnlink(uint32_t index);
+  /// Examines one entry that came due: expires it or files it again.
+  void reviewEntry(uint32_t index, uint64_t now_ms);
+
+  FlowCacheOptions options_;
+  std::vector<FlowRecord> output_;
+  FlowCacheCounters counters_;
+
+  // entries
+  Entry* entries_ = nullptr;  // raw storage for max_flows entries, touched lazily
+  uint32_t used_ = 0;         // entries ever handed out (bump pointer)
+  uint32_t free_head_ = 0;    // free list through wheel_next (index + 1; 0 = empty)
+  size_t active_ = 0;
+
+  // hash table
+  std::vector<Slot> slots_;
+  uint64_t slot_mask_ = 0;
+
+  // timer wheel: a ring of buckets of `tick_ms_` each, heads are index + 1
+  std::vector<uint32_t> wheel_;
+  uint64_t tick_ms_ = 1;
+  uint64_t wheel_time_ = 0;     // start time of the next bucket to process
+  bool wheel_started_ = false;
+  std::vector<uint32_t> due_;   // scratch list of a bucket's entries
+  size_t due_pos_ = 0;          // how far an interrupted expire() got in due_
+  uint64_t due_now_ = 0;
+};
+
+}  // namespace flowfold

@@ -1,0 +1,269 @@
+#include "flowfold/flowcache/flow_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <tuple>
+
+namespace flowfold {
+namespace {
+
+FlowKey udpKey(uint8_t host, uint16_t sport) {
+  FlowKey k;
+  k.ip_version = 4;
+  k.protocol = 17;
+  k.src_addr = {10, 0, 0, host};
+  k.dst_addr = {192, 0, 2, 1};
+  k.src_port = sport;
+  k.dst_port = 53;
+  return k;
+}
+
+PacketSummary packet(const FlowKey& key, uint64_t ts_ms, uint32_t len = 100, uint8_t flags = 0,
+                     uint8_t ttl = 64) {
+  PacketSummary p;
+  p.key = key;
+  p.ts_ms = ts_ms;
+  p.ip_length = len;
+  p.tcp_flags = flags;
+  p.ttl = ttl;
+  return p;
+}
+
+FlowCacheOptions opts(uint64_t active = 60'000, uint64_t idle = 15'000, uint32_t max = 1000) {
+  FlowCacheOptions o;
+  o.active_timeout_ms = active;
+  o.idle_timeout_ms = idle;
+  o.max_flows = max;
+  return o;
+}
+
+std::vector<FlowRecord> take(FlowCache& c) {
+  std::vector<FlowRecord> out;
+  out.swap(c.output());
+  return out;
+}
+
+TEST(FlowCache, FoldsPacketsOfOneKeyIntoOneFlow) {
+  FlowCache cache(opts());
+  const auto k = udpKey(1, 1000);
+  cache.update(packet(k, 1000, 100, 0, 60));
+  cache.update(packet(k, 1500, 200, 0, 70));
+  cache.update(packet(k, 1200, 300, 0, 50));  // out of order timestamp
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  cache.flushAll();
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(out[0].octets, 600u);
+  EXPECT_EQ(out[0].first_ms, 1000u);
+  EXPECT_EQ(out[0].last_ms, 1500u);
+  EXPECT_EQ(out[0].min_ttl, 50);
+  EXPECT_EQ(out[0].max_ttl, 70);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kForcedEnd);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  EXPECT_EQ(cache.counters().flushed, 1u);
+}
+
+TEST(FlowCache, ExpiresIdleFlowAfterIdleTimeoutAndNotBefore) {
+  FlowCache cache(opts(60'000, 15'000));
+  cache.update(packet(udpKey(1, 1), 10'000));
+  cache.expire(24'999);
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  // The wheel's resolution is a few ms for these timeouts: allow one tick.
+  cache.expire(25'100);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kIdleTimeout);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  EXPECT_EQ(cache.counters().expired_idle, 1u);
+}
+
+TEST(FlowCache, PacketsKeepAFlowFromGoingIdle) {
+  FlowCache cache(opts(600'000, 15'000));
+  const auto k = udpKey(1, 1);
+  for (uint64_t t = 0; t <= 100'000; t += 10'000) {
+    cache.update(packet(k, t));
+    cache.expire(t);
+  }
+  EXPECT_TRUE(take(cache).empty());
+  cache.expire(116'000);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 11u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kIdleTimeout);
+}
+
+TEST(FlowCache, ExportsDeltaOnActiveTimeoutAndKeepsTheFlow) {
+  FlowCache cache(opts(60'000, 15'000));
+  const auto k = udpKey(1, 1);
+  uint64_t t = 0;
+  for (; t < 60'000; t += 1'000) {
+    cache.update(packet(k, t, 10));
+    cache.expire(t);
+  }
+  // 60 packets in [0, 59s]; the active timeout fires at 60 s.
+  cache.expire(60'100);
+  auto first = take(cache);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].end_reason, FlowEndReason::kActiveTimeout);
+  EXPECT_EQ(first[0].packets, 60u);
+  EXPECT_EQ(first[0].octets, 600u);
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  for (t = 61'000; t < 70'000; t += 1'000) cache.update(packet(k, t, 10));
+  cache.flushAll();
+  auto second = take(cache);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].packets, 9u);
+  EXPECT_EQ(second[0].first_ms, 61'000u);
+  EXPECT_EQ(second[0].end_reason, FlowEndReason::kForcedEnd);
+}
+
+TEST(FlowCache, IdleAfterActiveExportWithoutNewPacketsEmitsNothingMore) {
+  FlowCache cache(opts(10'000, 8'000));
+  const auto k = udpKey(1, 1);
+  for (uint64_t t = 0; t <= 9'000; t += 1'000) cache.update(packet(k, t));
+  cache.expire(10'050);  // active: exports 10 packets, flow stays
+  EXPECT_EQ(take(cache).size(), 1u);
+  cache.expire(30'000);  // idle: nothing new to report, the entry just goes
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 0u);
+}
+
+TEST(FlowCache, TcpFinOrRstEndsTheFlowAtOnce) {
+  FlowCache cache(opts());
+  FlowKey k = udpKey(1, 1);
+  k.protocol = 6;
+  cache.update(packet(k, 0, 60, 0x02));
+  cache.update(packet(k, 10, 60, 0x10));
+  cache.update(packet(k, 20, 60, 0x11));  // FIN|ACK
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(out[0].tcp_flags, 0x13);
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  k.src_port = 2;
+  cache.update(packet(k, 30, 40, 0x04));  // RST alone
+  out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(cache.counters().ended_tcp, 2u);
+}
+
+TEST(FlowCache, UdpPacketWithFinBitsIsNotTreatedAsTcp) {
+  FlowCache cache(opts());
+  cache.update(packet(udpKey(1, 1), 0, 60, 0x01));
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 1u);
+}
+
+TEST(FlowCache, EvictsLeastRecentlySeenWhenFull) {
+  FlowCache cache(opts(600'000, 60'000, 3));
+  cache.update(packet(udpKey(1, 1), 1'000));
+  cache.update(packet(udpKey(2, 1), 2'000));
+  cache.update(packet(udpKey(3, 1), 3'000));
+  cache.update(packet(udpKey(1, 1), 30'000));  // flow 1 is now the most recent
+  cache.update(packet(udpKey(4, 1), 31'000));  // full: flow 2 must go
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key, udpKey(2, 1));
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kLackOfResources);
+  EXPECT_EQ(cache.counters().evicted, 1u);
+  EXPECT_EQ(cache.activeFlows(), 3u);
+}
+
+TEST(FlowCache, FloodOfNewFlowsStaysWithinTheBoundAndLosesNoPacket) {
+  FlowCache cache(opts(60'000, 15'000, 100));
+  uint64_t packets_out = 0;
+  for (uint32_t i = 0; i < 10'000; ++i) {
+    cache.update(packet(udpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i)), i));
+    EXPECT_LE(cache.activeFlows(), 100u);
+  }
+  cache.flushAll();
+  for (const auto& r : take(cache)) packets_out += r.packets;
+  EXPECT_EQ(packets_out, 10'000u);
+  EXPECT_EQ(cache.counters().evicted, 9'900u);
+}
+
+TEST(FlowCache, ExpiryWorkPerCallIsBounded) {
+  FlowCacheOptions o = opts(60'000, 1'000, 100'000);
+  o.max_expiry_work = 1000;
+  FlowCache cache(o);
+  for (uint32_t i = 0; i < 50'000; ++i) cache.update(packet(udpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i >> 8)), 0));
+  EXPECT_TRUE(cache.expire(5'000));
+  EXPECT_EQ(take(cache).size(), 1000u);
+  size_t calls = 1;
+  while (cache.expire(5'000)) ++calls;
+  EXPECT_EQ(take(cache).size(), 49'000u);
+  EXPECT_GE(calls, 49u);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+}
+
+TEST(FlowCache, ClockJumpsBackwardAndForwardDoNotBreakExpiry) {
+  FlowCache cache(opts(60'000, 15'000));
+  cache.update(packet(udpKey(1, 1), 1'000'000));
+  cache.update(packet(udpKey(2, 1), 500'000));  // 500 s in the past
+  cache.expire(1'000'100);  // one wheel tick later
+  // The flow from the past is long idle relative to now.
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key, udpKey(2, 1));
+  // A jump a day ahead expires the other one in a bounded number of calls.
+  int calls = 0;
+  while (cache.expire(1'000'000 + 86'400'000ULL)) ++calls;
+  EXPECT_LT(calls, 10);
+  out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key, udpKey(1, 1));
+  // And the cache works normally afterwards.
+  cache.update(packet(udpKey(3, 1), 1'000 + 86'400'000ULL + 1'000'000));
+  cache.expire(1'000 + 86'400'000ULL + 1'000'000 + 16'000);
+  EXPECT_EQ(take(cache).size(), 1u);
+}
+
+// A randomized conservation check against a simple model: whatever the
+// timeouts, FIN/RST and evictions do, the sums per key must come out exact.
+TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
+  std::mt19937 rng(1234);
+  FlowCache cache(opts(5'000, 2'000, 100));
+  std::map<std::tuple<uint8_t, uint16_t, uint8_t>, std::pair<uint64_t, uint64_t>> truth, seen;
+  uint64_t t = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    t += rng() % 20;
+    // A few hot keys (active timeouts) and a long tail (idle expiry, eviction).
+    const bool hot = rng() % 10 < 8;
+    FlowKey k = hot ? udpKey(static_cast<uint8_t>(rng() % 4), static_cast<uint16_t>(rng() % 5))
+                    : udpKey(static_cast<uint8_t>(rng() % 40), static_cast<uint16_t>(rng() % 60));
+    k.protocol = (rng() % 2) ? 6 : 17;
+    const uint32_t len = 40 + rng() % 1460;
+    const uint8_t flags = (rng() % 50 == 0) ? 0x01 : (rng() % 80 == 0 ? 0x04 : 0x10);
+    cache.update(packet(k, t, len, flags));
+    auto& tr = truth[{k.src_addr[3], k.src_port, k.protocol}];
+    tr.first++;
+    tr.second += len;
+    if (i % 7 == 0) cache.expire(t);
+    for (const auto& r : take(cache)) {
+      auto& s = seen[{r.key.src_addr[3], r.key.src_port, r.key.protocol}];
+      s.first += r.packets;
+      s.second += r.octets;
+      ASSERT_GT(r.packets, 0u);
+    }
+  }
+  cache.flushAll();
+  for (const auto& r : take(cache)) {
+    auto& s = seen[{r.key.src_addr[3], r.key.src_port, r.key.protocol}];
+    s.first += r.packets;
+    s.second += r.octets;
+  }
+  EXPECT_EQ(seen, truth);
+  const auto& c = cache.counters();
+  EXPECT_GT(c.evicted, 0u);
+  EXPECT_GT(c.expired_idle + c.expired_active, 0u);
+  EXPECT_EQ(c.packets, 200'000u);
+}
+
+}  // namespace
+}  // namespace flowfold
