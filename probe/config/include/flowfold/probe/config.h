@@ -1,0 +1,80 @@
+#pragma once
+// flowfold's configuration: a YAML file (-c) plus command-line overrides.
+// Start-up errors are exceptions (ConfigError) carrying file:line:column;
+// main prints the one line and exits with kExitConfig.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "flowfold/flowcache/flow_cache.h"
+
+namespace flowfold {
+
+/// Documented exit statuses (see README "Exit status").
+enum ExitStatus : int {
+  kExitOk = 0,
+  kExitRuntime = 1,     // a runtime failure (an exporter could not start, ...)
+  kExitUsage = 2,       // bad command line or configuration
+  kExitInput = 3,       // the capture could not be opened or is not a capture
+  kExitTruncated = 4,   // the capture ended mid-record: what was read was exported
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ExporterConfig {
+  enum class Type { kIpfix, kNetflow9, kText, kJson };
+  enum class Transport { kUdp, kTcp, kFile };
+  Type type = Type::kIpfix;
+  Transport transport = Transport::kUdp;
+  std::string host;  // collector, for udp/tcp
+  std::string port;
+  std::string path;  // for file transport and text/json ("-" = stdout)
+  uint32_t observation_domain = 0;  // IPFIX observation domain / v9 source id
+  uint32_t mtu = 1400;              // largest datagram / message, bytes
+  uint64_t template_refresh_ms = 60'000;
+  uint32_t template_refresh_packets = 20;
+  uint64_t rate_limit = 0;  // datagrams per second over UDP, 0 = unlimited
+  std::string origin;       // "file:line:col" or "command line", for messages
+
+  std::string describe() const;
+};
+
+struct Config {
+  // input
+  std::string read_file;  // -r; "-" = stdin
+  std::string interface;  // -i (live capture, see issue on live mode)
+  std::string bpf_filter;
+  uint32_t snaplen = 256;
+  bool promiscuous = true;
+  uint64_t buffer_size = 64ull << 20;
+
+  FlowCacheOptions cache;
+  std::vector<ExporterConfig> exporters;
+
+  // pipeline
+  uint32_t export_batch = 1024;       // records per hand-off to the export thread
+  uint32_t export_queue_batches = 64;  // bound of the export queue
+
+  std::string log_level = "info";
+  uint64_t stats_interval_s = 0;  // 0 = only the final summary
+  std::string config_path;        // where it came from, for messages
+};
+
+/// Parses a YAML configuration file. Throws ConfigError("FILE:LINE:COL: ...").
+Config loadConfigFile(const std::string& path);
+/// Parses YAML text (name is used in messages).
+Config parseConfig(const std::string& yaml_text, const std::string& name);
+
+/// Parses "HOST:PORT" / "[V6]:PORT"; throws ConfigError naming `origin`.
+void parseHostPort(const std::string& text, std::string& host, std::string& port, const std::string& origin);
+
+/// Checks cross-field rules (an input is set, exporters complete, ...).
+void validateConfig(const Config& config);
+
+}  // namespace flowfold

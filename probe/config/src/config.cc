@@ -1,0 +1,289 @@
+#include "flowfold/probe/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace flowfold {
+
+namespace {
+
+std::string where(const std::string& name, const YAML::Mark& m) {
+  // yaml-cpp marks are 0-based; editors count from 1.
+  return name + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+[[noreturn]] void fail(const std::string& name, const YAML::Node& node, const std::string& what) {
+  throw ConfigError(where(name, node.Mark()) + ": " + what);
+}
+
+std::string scalar(const std::string& name, const YAML::Node& node, const std::string& key) {
+  if (!node.IsScalar()) fail(name, node, "'" + key + "' must be a single value");
+  return node.Scalar();
+}
+
+uint64_t unsignedValue(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min,
+                       uint64_t max) {
+  const std::string text = scalar(name, node, key);
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size())
+    fail(name, node, "'" + key + "' must be a whole number, not '" + text + "'");
+  if (v < min || v > max)
+    fail(name, node, "'" + key + "' = " + text + " is out of range [" + std::to_string(min) + ", " +
+                         std::to_string(max) + "]");
+  return v;
+}
+
+bool boolValue(const std::string& name, const YAML::Node& node, const std::string& key) {
+  const std::string t = scalar(name, node, key);
+  if (t == "true" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "no" || t == "off") return false;
+  fail(name, node, "'" + key + "' must be true or false, not '" + t + "'");
+}
+
+// Durations: a number of seconds ("15", "0.5") or a number with a unit
+// ("500ms", "15s", "2m", "1h").
+uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min_ms,
+                    uint64_t max_ms) {
+  const std::string t = scalar(name, node, key);
+  double value = 0;
+  size_t used = 0;
+  try {
+    value = std::stod(t, &used);
+  } catch (const std::exception&) {
+    fail(name, node, "'" + key + "' must be a duration such as 15, 15s, 500ms or 2m, not '" + t + "'");
+  }
+  const std::string unit = t.substr(used);
+  double factor = 1000;
+  if (unit == "ms") factor = 1;
+  else if (unit == "s" || unit.empty()) factor = 1000;
+  else if (unit == "m") factor = 60'000;
+  else if (unit == "h") factor = 3'600'000;
+  else fail(name, node, "'" + key + "' has an unknown unit '" + unit + "' (use ms, s, m or h)");
+  const double ms = value * factor;
+  if (!std::isfinite(ms) || ms < static_cast<double>(min_ms) || ms > static_cast<double>(max_ms))
+    fail(name, node, "'" + key + "' = " + t + " is out of range [" + std::to_string(min_ms) + " ms, " +
+                         std::to_string(max_ms / 1000) + " s]");
+  return static_cast<uint64_t>(std::llround(ms));
+}
+
+// Walks a mapping, hands each known key to its handler and rejects the rest.
+using Handlers = std::map<std::string, std::function<void(const YAML::Node&)>>;
+void readMap(const std::string& name, const YAML::Node& node, const std::string& what, const Handlers& handlers) {
+  if (!node.IsMap()) fail(name, node, "'" + what + "' must be a mapping of key: value");
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = it->first.as<std::string>();
+    auto h = handlers.find(key);
+    if (h == handlers.end()) {
+      std::string known;
+      for (const auto& [k, _] : handlers) known += (known.empty() ? "" : ", ") + k;
+      fail(name, it->first, "unknown key '" + key + "' in " + what + " (known: " + known + ")");
+    }
+    h->second(it->second);
+  }
+}
+
+ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
+  ExporterConfig e;
+  e.origin = where(name, node.Mark());
+  if (!node.IsMap() || !node["type"])
+    fail(name, node, "each exporter needs a 'type' (ipfix, netflow9, text or json)");
+  bool transport_set = false;
+  Handlers h{
+      {"type",
+       [&](const YAML::Node& n) {
+         const std::string t = scalar(name, n, "type");
+         if (t == "ipfix") e.type = ExporterConfig::Type::kIpfix;
+         else if (t == "netflow9" || t == "v9") e.type = ExporterConfig::Type::kNetflow9;
+         else if (t == "text") e.type = ExporterConfig::Type::kText;
+         else if (t == "json") e.type = ExporterConfig::Type::kJson;
+         else fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json)");
+       }},
+      {"collector",
+       [&](const YAML::Node& n) { parseHostPort(scalar(name, n, "collector"), e.host, e.port, where(name, n.Mark())); }},
+      {"transport",
+       [&](const YAML::Node& n) {
+         const std::string t = scalar(name, n, "transport");
+         transport_set = true;
+         if (t == "udp") e.transport = ExporterConfig::Transport::kUdp;
+         else if (t == "tcp") e.transport = ExporterConfig::Transport::kTcp;
+         else if (t == "file") e.transport = ExporterConfig::Transport::kFile;
+         else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
+       }},
+      {"path", [&](const YAML::Node& n) { e.path = scalar(name, n, "path"); }},
+      {"observation_domain",
+       [&](const YAML::Node& n) {
+         e.observation_domain = static_cast<uint32_t>(unsignedValue(name, n, "observation_domain", 0, UINT32_MAX));
+       }},
+      {"mtu", [&](const YAML::Node& n) { e.mtu = static_cast<uint32_t>(unsignedValue(name, n, "mtu", 256, 65'000)); }},
+      {"template_refresh",
+       [&](const YAML::Node& n) {
+         e.template_refresh_ms = durationMs(name, n, "template_refresh", 1'000, 86'400'000);
+       }},
+      {"template_refresh_packets",
+       [&](const YAML::Node& n) {
+         e.template_refresh_packets =
+             static_cast<uint32_t>(unsignedValue(name, n, "template_refresh_packets", 1, 1'000'000));
+       }},
+      {"rate_limit",
+       [&](const YAML::Node& n) { e.rate_limit = unsignedValue(name, n, "rate_limit", 0, 100'000'000); }},
+  };
+  readMap(name, node, "exporter", h);
+  const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
+  if (text_like) {
+    if (e.path.empty()) e.path = "-";
+    if (!e.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
+  } else if (e.type == ExporterConfig::Type::kNetflow9) {
+    if (transport_set && e.transport != ExporterConfig::Transport::kUdp)
+      fail(name, node, "NetFlow v9 is exported over UDP only");
+    if (e.host.empty()) fail(name, node, "a netflow9 exporter needs 'collector: HOST:PORT'");
+  } else {  // ipfix
+    if (!transport_set && !e.path.empty() && e.host.empty()) e.transport = ExporterConfig::Transport::kFile;
+    if (e.transport == ExporterConfig::Transport::kFile) {
+      if (e.path.empty()) fail(name, node, "an IPFIX file exporter needs 'path'");
+    } else if (e.host.empty()) {
+      fail(name, node, "an IPFIX exporter over udp/tcp needs 'collector: HOST:PORT'");
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+std::string ExporterConfig::describe() const {
+  switch (type) {
+    case Type::kText: return "text to " + (path == "-" ? std::string("stdout") : path);
+    case Type::kJson: return "json to " + (path == "-" ? std::string("stdout") : path);
+    case Type::kNetflow9: return "netflow9 udp " + host + ":" + port;
+    case Type::kIpfix:
+      if (transport == Transport::kFile) return "ipfix file " + path;
+      return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + host + ":" + port;
+  }
+  return "?";
+}
+
+void parseHostPort(const std::string& text, std::string& host, std::string& port, const std::string& origin) {
+  std::string h, p;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw ConfigError(origin + ": '" + text + "' is not [IPv6]:PORT");
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon)
+      throw ConfigError(origin + ": '" + text + "' is not HOST:PORT (write IPv6 as [ADDR]:PORT)");
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+  }
+  unsigned long v = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+  if (h.empty() || ec != std::errc() || end != p.data() + p.size() || v == 0 || v > 65535)
+    throw ConfigError(origin + ": '" + text + "' needs a host and a port between 1 and 65535");
+  host = h;
+  port = p;
+}
+
+Config parseConfig(const std::string& yaml_text, const std::string& name) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(where(name, e.mark) + ": YAML syntax error: " + e.msg);
+  }
+  Config c;
+  c.config_path = name;
+  if (root.IsNull()) return c;  // an empty file is a valid, default configuration
+  Handlers top{
+      {"input",
+       [&](const YAML::Node& n) {
+         readMap(name, n, "input",
+                 {
+                     {"file", [&](const YAML::Node& v) { c.read_file = scalar(name, v, "file"); }},
+                     {"interface", [&](const YAML::Node& v) { c.interface = scalar(name, v, "interface"); }},
+                     {"filter", [&](const YAML::Node& v) { c.bpf_filter = scalar(name, v, "filter"); }},
+                     {"snaplen",
+                      [&](const YAML::Node& v) {
+                        c.snaplen = static_cast<uint32_t>(unsignedValue(name, v, "snaplen", 64, 262'144));
+                      }},
+                     {"promiscuous", [&](const YAML::Node& v) { c.promiscuous = boolValue(name, v, "promiscuous"); }},
+                     {"buffer_size",
+                      [&](const YAML::Node& v) {
+                        c.buffer_size = unsignedValue(name, v, "buffer_size", 1 << 20, 4ull << 30);
+                      }},
+                 });
+       }},
+      {"cache",
+       [&](const YAML::Node& n) {
+         readMap(name, n, "cache",
+                 {
+                     {"max_flows",
+                      [&](const YAML::Node& v) {
+                        c.cache.max_flows = static_cast<uint32_t>(unsignedValue(name, v, "max_flows", 1, 1u << 30));
+                      }},
+                     {"active_timeout",
+                      [&](const YAML::Node& v) {
+                        c.cache.active_timeout_ms = durationMs(name, v, "active_timeout", 1, 7 * 86'400'000ull);
+                      }},
+                     {"idle_timeout",
+                      [&](const YAML::Node& v) {
+                        c.cache.idle_timeout_ms = durationMs(name, v, "idle_timeout", 1, 7 * 86'400'000ull);
+                      }},
+                 });
+       }},
+      {"exporters",
+       [&](const YAML::Node& n) {
+         if (!n.IsSequence()) fail(name, n, "'exporters' must be a list (each item starting with '- type: ...')");
+         for (const auto& item : n) c.exporters.push_back(readExporter(name, item));
+       }},
+      {"log",
+       [&](const YAML::Node& n) {
+         readMap(name, n, "log",
+                 {
+                     {"level",
+                      [&](const YAML::Node& v) {
+                        c.log_level = scalar(name, v, "level");
+                        static const char* kLevels[] = {"error", "warn", "info", "debug"};
+                        if (std::none_of(std::begin(kLevels), std::end(kLevels),
+                                         [&](const char* l) { return c.log_level == l; }))
+                          fail(name, v, "unknown log level '" + c.log_level + "' (error, warn, info, debug)");
+                      }},
+                     {"stats_interval",
+                      [&](const YAML::Node& v) {
+                        c.stats_interval_s = durationMs(name, v, "stats_interval", 0, 86'400'000) / 1000;
+                      }},
+                 });
+       }},
+  };
+  readMap(name, root, "the configuration", top);
+  return c;
+}
+
+Config loadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read configuration: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parseConfig(text.str(), path);
+}
+
+void validateConfig(const Config& c) {
+  if (c.read_file.empty() && c.interface.empty())
+    throw ConfigError("no input: give a capture file (-r FILE, input.file) or an interface (-i IFACE, input.interface)");
+  if (!c.read_file.empty() && !c.interface.empty())
+    throw ConfigError("both a capture file and an interface are set: choose one input");
+  if (c.exporters.empty())
+    throw ConfigError("no exporter: give a collector (-n HOST:PORT), --text, --json, --ipfix-file or 'exporters:'");
+}
+
+}  // namespace flowfold

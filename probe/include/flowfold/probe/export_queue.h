@@ -1,0 +1,46 @@
+#pragma once
+// The hand-off between the packet thread and the export thread: a bounded
+// queue of record batches. In file mode a full queue makes the reader wait
+// (nothing is lost, the file just reads slower); live, a full queue drops the
+// batch and counts it, because stalling capture would lose packets instead.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "flowfold/flowcache/flow_record.h"
+
+namespace flowfold {
+
+struct ExportBatch {
+  std::vector<FlowRecord> records;
+  uint64_t now_ms = 0;  // pipeline clock when the batch was cut
+  bool flush = false;   // ask exporters to send what they buffer
+};
+
+class ExportQueue {
+ public:
+  explicit ExportQueue(size_t max_batches) : max_batches_(max_batches ? max_batches : 1) {}
+
+  /// Returns false when the batch was dropped (queue full and !wait).
+  bool push(ExportBatch&& batch, bool wait);
+  /// Blocks until a batch is available; false once closed and drained.
+  bool pop(ExportBatch& out);
+  void close();
+
+  uint64_t droppedBatches() const;
+  uint64_t droppedRecords() const;
+  uint64_t blockedPushes() const;
+
+ private:
+  const size_t max_batches_;
+  mutable std::mutex mu_;
+  std::condition_variable not_empty_, not_full_;
+  std::deque<ExportBatch> q_;
+  bool closed_ = false;
+  uint64_t dropped_batches_ = 0, dropped_records_ = 0, blocked_pushes_ = 0;
+};
+
+}  // namespace flowfold

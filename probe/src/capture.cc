@@ -1,0 +1,68 @@
+#include "flowfold/probe/capture.h"
+
+#include <pcap/pcap.h>
+
+#include "flowfold/probe/pipeline.h"
+
+namespace flowfold {
+
+struct PcapFileSource::Impl {
+  pcap_t* handle = nullptr;
+};
+
+PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_filter) : impl_(new Impl) {
+  char err[PCAP_ERRBUF_SIZE] = {};
+  impl_->handle = pcap_open_offline(path.c_str(), err);
+  if (!impl_->handle) {
+    throw InputError("cannot read capture '" + path + "': " + err +
+                     " (flowfold reads pcap and pcapng files, '-' for standard input)");
+  }
+  if (!bpf_filter.empty()) {
+    bpf_program program;
+    if (pcap_compile(impl_->handle, &program, bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+      const std::string msg = pcap_geterr(impl_->handle);
+      pcap_close(impl_->handle);
+      impl_->handle = nullptr;
+      throw InputError("bad capture filter '" + bpf_filter + "': " + msg);
+    }
+    const int rc = pcap_setfilter(impl_->handle, &program);
+    pcap_freecode(&program);
+    if (rc != 0) throw InputError(std::string("cannot apply capture filter: ") + pcap_geterr(impl_->handle));
+  }
+}
+
+PcapFileSource::~PcapFileSource() {
+  if (impl_->handle) pcap_close(impl_->handle);
+}
+
+int PcapFileSource::datalink() const { return pcap_datalink(impl_->handle); }
+
+std::string PcapFileSource::datalinkName() const {
+  const int dlt = datalink();
+  const char* name = pcap_datalink_val_to_name(dlt);
+  return name ? name : "DLT " + std::to_string(dlt);
+}
+
+namespace {
+void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
+  auto* pipeline = reinterpret_cast<Pipeline*>(user);
+  // Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
+  const uint64_t secs = h->ts.tv_sec > 0 ? static_cast<uint64_t>(h->ts.tv_sec) : 0;
+  const uint64_t ts_ms = secs * 1000 + static_cast<uint64_t>(h->ts.tv_usec) / 1000;
+  pipeline->onPacket(bytes, h->caplen, h->len, ts_ms);
+}
+}  // namespace
+
+PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_packets) {
+  const int n = pcap_dispatch(impl_->handle, max_packets, onPacket, reinterpret_cast<u_char*>(&pipeline));
+  if (n > 0) {
+    packets_ += static_cast<uint64_t>(n);
+    return Result::kMore;
+  }
+  if (n == 0) return Result::kEnd;
+  if (n == PCAP_ERROR_BREAK) return Result::kEnd;
+  error_ = pcap_geterr(impl_->handle);
+  return Result::kTruncated;
+}
+
+}  // namespace flowfold

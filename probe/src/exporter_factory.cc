@@ -1,0 +1,64 @@
+#include "flowfold/probe/exporter_factory.h"
+
+#include <stdexcept>
+
+#include "flowfold/exporters/ipfix_exporter.h"
+#include "flowfold/exporters/netflow9_exporter.h"
+#include "flowfold/exporters/text_exporter.h"
+
+namespace flowfold {
+
+namespace {
+std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
+  switch (c.type) {
+    case ExporterConfig::Type::kText:
+    case ExporterConfig::Type::kJson: {
+      TextOptions o;
+      o.format = c.type == ExporterConfig::Type::kJson ? TextOptions::Format::kJson : TextOptions::Format::kText;
+      o.path = c.path;
+      return makeTextExporter(o);
+    }
+    case ExporterConfig::Type::kNetflow9: {
+      NetflowV9Options o;
+      o.host = c.host;
+      o.port = c.port;
+      o.source_id = c.observation_domain;
+      o.max_datagram = c.mtu;
+      o.template_refresh_ms = c.template_refresh_ms;
+      o.template_refresh_packets = c.template_refresh_packets;
+      o.max_datagrams_per_second = c.rate_limit;
+      return makeNetflowV9Exporter(o);
+    }
+    case ExporterConfig::Type::kIpfix: {
+      IpfixOptions o;
+      o.transport = c.transport == ExporterConfig::Transport::kTcp    ? IpfixOptions::Transport::kTcp
+                    : c.transport == ExporterConfig::Transport::kFile ? IpfixOptions::Transport::kFile
+                                                                      : IpfixOptions::Transport::kUdp;
+      o.host = c.host;
+      o.port = c.port;
+      o.path = c.path;
+      o.observation_domain = c.observation_domain;
+      o.mtu = c.mtu;
+      o.template_refresh_ms = c.template_refresh_ms;
+      o.template_refresh_packets = c.template_refresh_packets;
+      o.max_messages_per_second = c.rate_limit;
+      return makeIpfixExporter(o);
+    }
+  }
+  throw std::logic_error("unknown exporter type");
+}
+}  // namespace
+
+std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs) {
+  std::vector<std::unique_ptr<Exporter>> out;
+  for (const auto& c : configs) {
+    try {
+      out.push_back(makeOne(c));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("exporter " + c.describe() + " (" + c.origin + "): " + e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace flowfold

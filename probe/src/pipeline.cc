@@ -1,0 +1,77 @@
+#include "flowfold/probe/pipeline.h"
+
+namespace flowfold {
+
+Pipeline::Pipeline(const PipelineOptions& options, int datalink, std::vector<std::unique_ptr<Exporter>> exporters)
+    : options_(options),
+      decoder_(datalink),
+      cache_(options.cache),
+      exporters_(std::move(exporters)),
+      queue_(options.export_queue_batches) {
+  if (options_.export_batch == 0) options_.export_batch = 1;
+  cache_.output().reserve(options_.export_batch * 2);
+  export_thread_ = std::thread([this] { exportLoop(); });
+}
+
+Pipeline::~Pipeline() {
+  finish();
+}
+
+void Pipeline::account(uint64_t ts_ms) {
+  // The decoder's view and the cache's input differ only in the optional
+  // link-layer parts; copy what the cache keeps.
+  summary_.key = info_.key;
+  summary_.key.ingress_if = options_.ingress_if;
+  summary_.ts_ms = ts_ms;
+  summary_.ip_length = info_.ip_length;
+  summary_.mpls_top_label = info_.mpls_top_label;
+  summary_.src_mac = info_.src_mac;
+  summary_.dst_mac = info_.dst_mac;
+  summary_.tcp_flags = info_.tcp_flags;
+  summary_.tos = info_.tos;
+  summary_.ttl = info_.ttl;
+  cache_.update(summary_);
+  if (cache_.output().size() >= options_.export_batch) handOff(false);
+}
+
+void Pipeline::advanceClock(uint64_t now_ms) {
+  if (now_ms > now_ms_) now_ms_ = now_ms;
+  cache_.expire(now_ms_);
+  if (cache_.output().size() >= options_.export_batch) handOff(false);
+}
+
+void Pipeline::handOff(bool flush) {
+  ExportBatch batch;
+  batch.records.reserve(options_.export_batch * 2);
+  batch.records.swap(cache_.output());
+  batch.now_ms = now_ms_;
+  batch.flush = flush;
+  queue_.push(std::move(batch), options_.wait_when_queue_full);
+}
+
+void Pipeline::finish() {
+  if (finished_) return;
+  finished_ = true;
+  // Drain expiry that is already due, then everything else as forced end.
+  while (cache_.expire(now_ms_)) {
+    if (cache_.output().size() >= options_.export_batch) handOff(false);
+  }
+  cache_.flushAll();
+  handOff(true);
+  queue_.close();
+  if (export_thread_.joinable()) export_thread_.join();
+}
+
+void Pipeline::exportLoop() {
+  ExportBatch batch;
+  uint64_t last_now = 0;
+  while (queue_.pop(batch)) {
+    last_now = batch.now_ms;
+    for (auto& e : exporters_) e->exportBatch(batch.records, batch.now_ms);
+    if (batch.flush)
+      for (auto& e : exporters_) e->flush(batch.now_ms);
+  }
+  for (auto& e : exporters_) e->flush(last_now);
+}
+
+}  // namespace flowfold
