@@ -1,0 +1,46 @@
+#pragma once
+// UDP transport for NetFlow v9 datagrams (Boost.Asio inside; nothing of it in
+// this header). Synchronous: send() returns once the kernel has the datagram.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace flowfold::netflow9 {
+
+class UdpTransport {
+ public:
+  /// Resolves host:port once (IPv4 or IPv6; a bracketed "[::1]" is accepted)
+  /// and opens a socket connected to the first address. Connecting makes the
+  /// kernel report an ICMP port unreachable as ECONNREFUSED on a later send
+  /// instead of swallowing it. max_datagrams_per_second 0 means unpaced.
+  /// Throws std::runtime_error when the name does not resolve or the socket
+  /// cannot be opened.
+  UdpTransport(const std::string& host, const std::string& port,
+               uint64_t max_datagrams_per_second = 0);
+  ~UdpTransport();
+  UdpTransport(const UdpTransport&) = delete;
+  UdpTransport& operator=(const UdpTransport&) = delete;
+
+  /// Sends one datagram, waiting for the pacer first. Never throws: on
+  /// failure returns false, counts it and keeps the error text; the next send
+  /// is tried normally.
+  bool send(std::span<const uint8_t> datagram);
+
+  uint64_t datagramsSent() const { return sent_; }
+  uint64_t sendErrors() const { return errors_; }
+  const std::string& lastError() const { return last_error_; }
+  /// The resolved collector address, e.g. "127.0.0.1:2055" or "[::1]:2055".
+  const std::string& remote() const { return remote_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t sent_ = 0;
+  uint64_t errors_ = 0;
+  std::string last_error_;
+  std::string remote_;
+};
+
+}  // namespace flowfold::netflow9

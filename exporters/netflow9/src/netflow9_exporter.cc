@@ -1,0 +1,73 @@
+#include "flowfold/exporters/netflow9_exporter.h"
+
+#include <algorithm>
+
+#include "flowfold/exporters/log.h"
+#include "flowfold/exporters/netflow9_transport.h"
+
+namespace flowfold {
+namespace {
+
+// Datagrams encoded per step: bounds the scratch buffer (64 x 1400 bytes by
+// default) when a capture's end flushes a million flows in one batch.
+constexpr size_t kDatagramsPerStep = 64;
+constexpr uint64_t kAutoBootMarginMs = 24ull * 3600 * 1000;
+
+}  // namespace
+
+NetflowV9Exporter::NetflowV9Exporter(const NetflowV9Options& options)
+    : Exporter("netflow9 " + options.host + ":" + options.port) {
+  config_.source_id = options.source_id;
+  config_.max_datagram = options.max_datagram;
+  config_.template_refresh_packets = options.template_refresh_packets;
+  config_.template_refresh_ms = options.template_refresh_ms;
+  config_.boot_ms = options.boot_ms;
+  netflow9::validateConfig(config_);
+  transport_ = std::make_unique<netflow9::UdpTransport>(options.host, options.port,
+                                                        options.max_datagrams_per_second);
+}
+
+NetflowV9Exporter::~NetflowV9Exporter() = default;
+
+void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t now_ms) {
+  if (config_.boot_ms == 0) {
+    config_.boot_ms = now_ms > kAutoBootMarginMs ? now_ms - kAutoBootMarginMs : 0;
+  }
+  auto& counters = mutableCounters();
+  while (!records.empty()) {
+    const size_t used =
+        netflow9::encode(config_, state_, records, now_ms, scratch_, kDatagramsPerStep);
+    records = records.subspan(used);
+    for (size_t i = 0; i < scratch_.size(); ++i) {
+      const auto datagram = scratch_.datagram(i);
+      const size_t n = scratch_.entries[i].records;
+      if (transport_->send(datagram)) {
+        counters.messages_sent.fetch_add(1, std::memory_order_relaxed);
+        counters.bytes_sent.fetch_add(datagram.size(), std::memory_order_relaxed);
+        counters.records_exported.fetch_add(n, std::memory_order_relaxed);
+        continue;
+      }
+      // The datagram is lost (its sequence number leaves a gap the collector
+      // will report); later ones are still sent. It may have carried the
+      // templates, or the collector may be restarting (ECONNREFUSED): the
+      // next encoded datagram carries the templates again.
+      state_.templates_sent = false;
+      counters.export_errors.fetch_add(1, std::memory_order_relaxed);
+      counters.records_dropped.fetch_add(n, std::memory_order_relaxed);
+      ++send_failures_logged_;
+      if (send_failures_logged_ <= 5 || send_failures_logged_ % 1000 == 0) {
+        logWarn("%s: send to %s failed (%zu records lost, %llu failed datagrams so far): %s; "
+                "check that the collector is running and reachable",
+                name().c_str(), transport_->remote().c_str(), n,
+                static_cast<unsigned long long>(send_failures_logged_),
+                transport_->lastError().c_str());
+      }
+    }
+  }
+}
+
+std::unique_ptr<Exporter> makeNetflowV9Exporter(const NetflowV9Options& options) {
+  return std::make_unique<NetflowV9Exporter>(options);
+}
+
+}  // namespace flowfold

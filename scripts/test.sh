@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: configure, build, run every unit and integration test.
+# Usage: bash scripts/test.sh [build-dir]     (default: ./build)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$repo/build}"
+jobs="${FLOWFOLD_JOBS:-$(nproc)}"
+
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWFOLD_BUILD_TESTS=ON >/dev/null
+cmake --build "$build" -j "$jobs"
+cd "$build"
+ctest --output-on-failure -j "$jobs"

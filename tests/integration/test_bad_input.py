@@ -1,0 +1,197 @@
+"""Bad input gets one clear message, a documented exit status, and loses
+nothing that was already read."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import unittest
+
+from harness import TempDirTest, add_flow, flowgen, norm_addr, read_truth, run_flowfold, stats_of, totals
+
+# Exit statuses documented in the README.
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT, EXIT_TRUNCATED = 0, 1, 2, 3, 4
+
+
+def pcap_records(data):
+    """(complete packets, IP octets) in a classic little-endian pcap, parsed here, not by flowfold."""
+    off, count = 24, 0
+    while off + 16 <= len(data):
+        _, _, caplen, _ = struct.unpack_from("<IIII", data, off)
+        if off + 16 + caplen > len(data):
+            break
+        off += 16 + caplen
+        count += 1
+    return count
+
+
+def json_flows(path):
+    flows = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            add_flow(flows, (r["proto"], norm_addr(r["src"]), r["src_port"], norm_addr(r["dst"]), r["dst_port"],
+                             r["vlan"]), r["packets"], r["bytes"])
+    return flows
+
+
+class BadCaptures(TempDirTest):
+
+    def test_missing_file_is_an_input_error(self):
+        proc = run_flowfold("-r", self.path("nope.pcap"), "--text", check=False)
+        self.assertEqual(proc.returncode, EXIT_INPUT)
+        self.assertIn("cannot read capture", proc.stderr)
+        self.assertIn("nope.pcap", proc.stderr)
+        self.assertEqual(proc.stderr.count("\n"), 1, "one clear line: " + proc.stderr)
+
+    def test_file_that_is_not_a_capture_is_an_input_error(self):
+        bogus = self.path("notes.pcap")
+        with open(bogus, "w") as f:
+            f.write("this is not a capture file, just some text that is long enough\n")
+        proc = run_flowfold("-r", bogus, "--text", check=False)
+        self.assertEqual(proc.returncode, EXIT_INPUT)
+        self.assertIn("cannot read capture", proc.stderr)
+
+    def test_empty_file_is_an_input_error(self):
+        empty = self.path("empty.pcap")
+        open(empty, "w").close()
+        proc = run_flowfold("-r", empty, "--text", check=False)
+        self.assertEqual(proc.returncode, EXIT_INPUT)
+
+    def test_truncated_capture_exports_what_was_read_and_warns(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        with open(pcap, "rb") as f:
+            data = f.read()
+        cut = data[: len(data) * 2 // 3 + 7]  # ends in the middle of a record
+        truncated = self.path("cut.pcap")
+        with open(truncated, "wb") as f:
+            f.write(cut)
+        complete = pcap_records(cut)
+        out = self.path("flows.json")
+        proc = run_flowfold("-r", truncated, "--json=" + out, check=False)
+        self.assertEqual(proc.returncode, EXIT_TRUNCATED, proc.stderr)
+        self.assertIn("cut short", proc.stderr)
+        flows = json_flows(out)
+        self.assertEqual(totals(flows)[1], complete)
+        self.assertEqual(stats_of(proc.stderr)["packets"], complete)
+
+    def test_pcapng_and_stdin_give_the_same_flows_as_pcap(self):
+        pcap, truth = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        want = read_truth(truth)
+        out = self.path("a.json")
+        run_flowfold("-r", pcap, "--json=" + out)
+        self.assertFlowsEqual(json_flows(out), want)
+        if shutil.which("editcap"):
+            ng = self.path("same.pcapng.pcap")  # the extension lies: the format is read from the content
+            subprocess.run(["editcap", "-F", "pcapng", pcap, ng], check=True)
+            out_ng = self.path("ng.json")
+            run_flowfold("-r", ng, "--json=" + out_ng)
+            self.assertFlowsEqual(json_flows(out_ng), want)
+        out_stdin = self.path("stdin.json")
+        with open(pcap, "rb") as f:
+            run_flowfold("-r", "-", "--json=" + out_stdin, stdin=f)
+        self.assertFlowsEqual(json_flows(out_stdin), want)
+
+    def test_unsupported_link_type_warns_and_counts(self):
+        path = self.path("usb.pcap")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 189))  # DLT_USB_LINUX
+            for i in range(3):
+                f.write(struct.pack("<IIII", 1700000000 + i, 0, 8, 8) + b"\x00" * 8)
+        proc = run_flowfold("-r", path, "--text", check=False)
+        self.assertEqual(proc.returncode, EXIT_OK, proc.stderr)
+        self.assertIn("not supported", proc.stderr)
+        stats = stats_of(proc.stderr)
+        self.assertEqual(stats["unsupported_link"], 3)
+        self.assertEqual(stats["decoded"], 0)
+
+    def test_bpf_filter_from_trailing_arguments(self):
+        pcap, truth = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        out = self.path("udp.json")
+        run_flowfold("-r", pcap, "--json=" + out, "udp", "or", "(vlan", "and", "udp)")
+        want = {k: v for k, v in read_truth(truth).items() if k[0] == 17}
+        self.assertFlowsEqual(json_flows(out), want)
+
+    def test_bad_bpf_filter_is_reported(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        proc = run_flowfold("-r", pcap, "--text", "not", "a", "(filter", check=False)
+        self.assertEqual(proc.returncode, EXIT_INPUT)
+        self.assertIn("bad capture filter", proc.stderr)
+
+
+class BadConfiguration(TempDirTest):
+
+    def write(self, text):
+        path = self.path("flowfold.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def check_error(self, text, where, words):
+        path = self.write(text)
+        proc = run_flowfold("-c", path, "--check-config", check=False)
+        self.assertEqual(proc.returncode, EXIT_USAGE, proc.stderr)
+        self.assertIn("%s:%s:" % (path, where), proc.stderr)
+        for w in words:
+            self.assertIn(w, proc.stderr)
+        self.assertEqual(proc.stderr.count("\n"), 1, "one clear line: " + proc.stderr)
+
+    def test_unknown_key_names_file_line_and_column(self):
+        self.check_error("cache:\n  max_flows: 10\n  idle_timout: 5\nexporters:\n  - type: text\n",
+                         "3:3", ["unknown key 'idle_timout'", "idle_timeout"])
+
+    def test_out_of_range_value_names_file_line_and_column(self):
+        self.check_error("cache:\n  max_flows: 0\nexporters:\n  - type: text\n", "2:14", ["max_flows", "out of range"])
+
+    def test_bad_value_type_names_file_line_and_column(self):
+        self.check_error("exporters:\n  - type: ipfix\n    collector: 127.0.0.1:4739\n    mtu: big\n",
+                         "4:10", ["mtu", "whole number"])
+
+    def test_yaml_syntax_error_names_file_line_and_column(self):
+        self.check_error("cache:\n  max_flows: [1, 2\nexporters: []\n", "3:10", ["YAML syntax error"])
+
+    def test_unknown_exporter_type(self):
+        self.check_error("exporters:\n  - type: sflow\n", "2:11", ["unknown exporter type 'sflow'"])
+
+    def test_collector_without_port(self):
+        self.check_error("exporters:\n  - type: netflow9\n    collector: 127.0.0.1\n", "3:16", ["HOST:PORT"])
+
+    def test_valid_config_checks_ok(self):
+        path = self.write("input:\n  file: x.pcap\ncache:\n  active_timeout: 2m\n  idle_timeout: 500ms\n"
+                          "exporters:\n  - type: ipfix\n    collector: '[::1]:4739'\n    transport: tcp\n"
+                          "  - type: netflow9\n    collector: 127.0.0.1:2055\n  - type: json\n")
+        proc = run_flowfold("-c", path, "--check-config", check=False)
+        self.assertEqual(proc.returncode, EXIT_OK, proc.stderr)
+        self.assertIn("configuration OK (3 exporters)", proc.stdout)
+        self.assertIn("ipfix tcp ::1:4739", proc.stdout)
+
+    def test_missing_config_file(self):
+        proc = run_flowfold("-c", self.path("absent.yaml"), "--check-config", check=False)
+        self.assertEqual(proc.returncode, EXIT_USAGE)
+        self.assertIn("cannot read configuration", proc.stderr)
+
+    def test_bad_command_line(self):
+        for args, words in [(["-v", "5", "-r", "x", "--text"], "-v takes 9"),
+                            (["-r", "x", "-n", "localhost", ], "HOST:PORT"),
+                            (["-r", "x", "--text", "-t", "idle=soon"], "duration"),
+                            (["-r", "x", "--bogus"], "unknown option"),
+                            (["-r", "x"], "no exporter"),
+                            (["--text"], "no input")]:
+            proc = run_flowfold(*args, check=False)
+            self.assertEqual(proc.returncode, EXIT_USAGE, (args, proc.stderr))
+            self.assertIn(words, proc.stderr)
+
+    def test_unreachable_collector_name_is_a_clear_runtime_error(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        proc = run_flowfold("-r", pcap, "-n", "no-such-host.invalid:2055", "-v", "9", check=False)
+        self.assertEqual(proc.returncode, EXIT_RUNTIME)
+        self.assertIn("no-such-host.invalid", proc.stderr)
+
+    def test_help_and_version(self):
+        self.assertIn("Usage: flowfold", run_flowfold("--help").stdout)
+        self.assertRegex(run_flowfold("--version").stdout, r"^flowfold \d+\.\d+\.\d+")
+
+
+if __name__ == "__main__":
+    unittest.main()

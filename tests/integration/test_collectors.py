@@ -1,0 +1,185 @@
+"""flowfold against real collectors: what nfcapd/nfdump, tshark and ipfixDump
+receive must equal flowgen's ground truth, key by key."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import unittest
+
+from harness import (Nfcapd, TempDirTest, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
+                     parse_ipfix_stream, read_truth, run_flowfold, stats_of, totals, udp_rcvbuf_errors,
+                     udp_socket_state, wait_for, FLOWFOLD)
+
+# 120 s of traffic: long flows cross the 60 s active timeout, short ones idle
+# out, TCP ends on FIN/RST; a quarter IPv6, a fifth VLAN-tagged, snap length 128.
+PROFILE = ("-n", "200000", "-c", "5000", "-d", "120", "-S", "128", "-s", "11")
+
+
+class CollectorConservation(TempDirTest):
+
+    def setUp(self):
+        super().setUp()
+        self.pcap, truth_path = flowgen("it-conservation", *PROFILE)
+        self.truth = read_truth(truth_path)
+
+    def export_to_nfcapd(self, version):
+        nfcapd = Nfcapd(self.tmp)
+        errors_before = udp_rcvbuf_errors()
+        proc = run_flowfold("-r", self.pcap, "-n", nfcapd.address, "-v", str(version))
+        nfcapd.stop()
+        flows, records = nfcapd.flows()
+        stats = stats_of(proc.stderr)
+        # Nothing lost on the way: the kernel dropped no datagram, nfcapd saw
+        # no gap in the sequence numbers, and every record arrived.
+        self.assertEqual(udp_rcvbuf_errors() - errors_before, 0, "kernel dropped datagrams")
+        self.assertEqual(nfcapd.socket_drops, 0)
+        self.assertEqual(nfcapd.sequence_errors(), 0, open(nfcapd.log_path).read())
+        self.assertEqual(records, stats["records"])
+        self.assertFlowsEqual(flows, self.truth)
+        self.assertEqual(stats["packets"], 200000)
+        # The profile really exercises every way a flow ends.
+        self.assertGreater(stats["ended_active"], 0)
+        self.assertGreater(stats["ended_idle"], 0)
+        self.assertGreater(stats["ended_tcp"], 0)
+        return stats
+
+    def test_ipfix_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
+        self.export_to_nfcapd(10)
+
+    def test_netflow9_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
+        self.export_to_nfcapd(9)
+
+    def test_several_exporters_at_once_each_receive_everything(self):
+        v9, ipfix = Nfcapd(self.tmp, "v9"), Nfcapd(self.tmp, "ipfix")
+        config = self.path("flowfold.yaml")
+        with open(config, "w") as f:
+            f.write("exporters:\n"
+                    "  - type: netflow9\n    collector: %s\n    observation_domain: 7\n"
+                    "  - type: ipfix\n    collector: %s\n    observation_domain: 9\n"
+                    "  - type: json\n    path: %s\n" % (v9.address, ipfix.address, self.path("flows.json")))
+        run_flowfold("-c", config, "-r", self.pcap)
+        v9.stop()
+        ipfix.stop()
+        self.assertFlowsEqual(v9.flows()[0], self.truth)
+        self.assertFlowsEqual(ipfix.flows()[0], self.truth)
+        import json
+        from harness import add_flow, norm_addr
+        flows = {}
+        with open(self.path("flows.json")) as f:
+            for line in f:
+                r = json.loads(line)
+                add_flow(flows, (r["proto"], norm_addr(r["src"]), r["src_port"], norm_addr(r["dst"]),
+                                 r["dst_port"], r["vlan"]), r["packets"], r["bytes"])
+        self.assertFlowsEqual(flows, self.truth)
+
+    def test_ipfix_file_reads_back_exactly_and_ipfixdump_accepts_it(self):
+        out = self.path("flows.ipfix")
+        proc = run_flowfold("-r", self.pcap, "--ipfix-file", out, "--observation-domain", "42")
+        with open(out, "rb") as f:
+            records, messages = parse_ipfix_stream(f.read())
+        self.assertFlowsEqual(ipfix_flows(records), self.truth)
+        self.assertEqual(len(records), stats_of(proc.stderr)["records"])
+        self.assertTrue(all(m["domain"] == 42 for m in messages))
+        need("ipfixDump")
+        dump = subprocess.run(["ipfixDump", "--stats", "-i", out], capture_output=True, text=True)
+        self.assertEqual(dump.returncode, 0, dump.stderr)
+        full = subprocess.run(["ipfixDump", "-i", out], capture_output=True, text=True)
+        self.assertEqual(full.returncode, 0, full.stderr)
+        self.assertEqual(full.stdout.count("--- data record"), len(records))
+
+    def test_ipfix_over_tcp_delivers_exactly_the_truth(self):
+        port = free_tcp_port()
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(1)
+        received = bytearray()
+
+        def collect():
+            conn, _ = server.accept()
+            with conn:
+                while True:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        return
+                    received.extend(chunk)
+
+        t = threading.Thread(target=collect)
+        t.start()
+        run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % port, "-P", "tcp")
+        t.join(timeout=60)
+        server.close()
+        records, _ = parse_ipfix_stream(bytes(received))
+        self.assertFlowsEqual(ipfix_flows(records), self.truth)
+
+
+class WiresharkDissection(TempDirTest):
+    """tshark decodes every datagram flowfold sent, with no malformed packet
+    and no expert error. The datagrams are received on a loopback socket and
+    framed into a capture file (Ethernet/IPv4/UDP headers built here)."""
+
+    def dissect_export(self, version):
+        need("tshark")
+        pcap, truth = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        _, want_packets, want_octets = totals(read_truth(truth))
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        proc = run_flowfold("-r", pcap, "-n", "127.0.0.1:%d" % port, "-v", str(version))
+        messages = int(proc.stderr.split("messages=")[1].split()[0])
+        sink.settimeout(10)
+        datagrams = [sink.recv(65535) for _ in range(messages)]
+        sink.close()
+        cap = self.path("export.pcap")
+        write_udp_pcap(cap, datagrams, port)
+        decode = ["-d", "udp.port==%d,cflow" % port]
+        verbose = subprocess.run(["tshark", "-r", cap, *decode, "-V"], capture_output=True, text=True)
+        self.assertEqual(verbose.returncode, 0, verbose.stderr)
+        self.assertNotIn("Malformed", verbose.stdout)
+        expert = subprocess.run(["tshark", "-r", cap, *decode, "-q", "-z", "expert,error"],
+                                capture_output=True, text=True)
+        self.assertEqual(expert.returncode, 0, expert.stderr)
+        self.assertNotIn("Malformed", expert.stdout)
+        self.assertNotRegex(expert.stdout, r"Errors \(\d+\)")
+        # tshark's own field extraction must find every record's counters.
+        fields = subprocess.run(["tshark", "-r", cap, *decode, "-T", "fields", "-e", "cflow.packets",
+                                 "-e", "cflow.octets"], capture_output=True, text=True, check=True).stdout
+        packets = octets = 0
+        for line in fields.splitlines():
+            pk, oc = line.split("\t")
+            packets += sum(int(v) for v in pk.split(",") if v)
+            octets += sum(int(v) for v in oc.split(",") if v)
+        self.assertEqual((packets, octets), (want_packets, want_octets))
+        return verbose.stdout, messages
+
+    def test_tshark_decodes_netflow9_export_without_errors(self):
+        text, messages = self.dissect_export(9)
+        self.assertEqual(text.count("Version: 9"), messages)
+
+    def test_tshark_decodes_ipfix_export_without_errors(self):
+        text, messages = self.dissect_export(10)
+        self.assertEqual(text.count("Version: 10"), messages)
+
+
+def write_udp_pcap(path, datagrams, dport):
+    """A classic pcap of Ethernet/IPv4/UDP frames carrying the given payloads."""
+    import struct
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, payload in enumerate(datagrams):
+            udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                             bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+            csum = sum(struct.unpack("!10H", ip))
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            csum = (csum & 0xFFFF) + (csum >> 16)
+            ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
+            frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+            f.write(struct.pack("<IIII", 1700000000 + i, 0, len(frame), len(frame)) + frame)
+
+
+if __name__ == "__main__":
+    unittest.main()
