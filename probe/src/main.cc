@@ -1,5 +1,6 @@
 // flowfold: capture -> flows -> IPFIX / NetFlow v9 / text.
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -52,8 +53,15 @@ int runFile(const Config& config) {
   Pipeline pipeline(options, dlt, makeExporters(config.exporters));
 
   installSignalHandlers();
+  using Clock = std::chrono::steady_clock;
+  const auto stats_every = std::chrono::seconds(config.stats_interval_s);
+  auto next_stats = Clock::now() + stats_every;
   PcapFileSource::Result r = PcapFileSource::Result::kMore;
   while (!g_stop && (r = source.dispatch(pipeline, 4096)) == PcapFileSource::Result::kMore) {
+    if (config.stats_interval_s != 0 && Clock::now() >= next_stats) {
+      logInfo("%s", formatStatsLine(pipeline).c_str());
+      next_stats += stats_every;
+    }
   }
   if (g_stop) logInfo("stopping on signal: exporting every flow before exit");
   pipeline.finish();

@@ -39,7 +39,10 @@ struct ExporterConfig {
   uint32_t mtu = 1400;              // largest datagram / message, bytes
   uint64_t template_refresh_ms = 60'000;
   uint32_t template_refresh_packets = 20;
-  uint64_t rate_limit = 0;  // datagrams per second over UDP, 0 = unlimited
+  // Datagrams per second over UDP (0 = unlimited). A capture file can expire a
+  // million flows at once; unpaced, a collector's socket buffer overflows and
+  // drops them silently. 20000/s is ~500k flow records/s.
+  uint64_t rate_limit = 20'000;
   std::string origin;       // "file:line:col" or "command line", for messages
 
   std::string describe() const;
