@@ -10,21 +10,14 @@
 namespace flowfold {
 
 namespace {
-constexpr uint32_t kWheelBuckets = 4096;  // power of two
-constexpr uint32_t kNotFiled = 0xFFFFFFFF;   // detached: waiting in due_
-constexpr uint32_t kFreeEntry = 0xFFFFFFFE;  // on the free list
+constexpr uint32_t kWheelBuckets = 4096;   // power of two
+constexpr uint32_t kLive = 0xFFFFFFFF;     // Entry::next_free of an entry in use
+constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
 constexpr uint8_t kProtoTcp = 6;
+constexpr size_t kPrefetchAhead = 8;
 }  // namespace
-
-struct FlowCache::Entry {
-  FlowRecord rec;
-  uint64_t interval_start_ms;  // start of the current active-timeout interval
-  uint32_t wheel_prev;         // index + 1, 0 = none
-  uint32_t wheel_next;         // index + 1, 0 = none (free list link when free)
-  uint32_t bucket;             // wheel bucket, kNotFiled or kFreeEntry
-};
 
 size_t FlowCache::entryBytes() { return sizeof(Entry); }
 
@@ -40,54 +33,65 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   entries_ = static_cast<Entry*>(std::malloc(sizeof(Entry) * options_.max_flows));
   if (!entries_) throw std::bad_alloc();
 
-  const uint64_t want = std::max<uint64_t>(1024, uint64_t{options_.max_flows} * 2);
-  slots_.assign(std::bit_ceil(want), Slot{0, 0});
+  // The table keeps its load at or under one half; it starts small (cache
+  // friendly) and doubles up to what max_flows needs.
+  max_slots_ = std::bit_ceil(std::max<uint64_t>(kInitialSlots, uint64_t{options_.max_flows} * 2));
+  slots_.assign(std::min(kInitialSlots, max_slots_), Slot{0, 0});
   slot_mask_ = slots_.size() - 1;
 
   const uint64_t horizon = std::max(options_.active_timeout_ms, options_.idle_timeout_ms);
   tick_ms_ = std::max<uint64_t>(1, (horizon + kWheelBuckets - 2) / (kWheelBuckets - 1));
-  wheel_.assign(kWheelBuckets, 0);
+  wheel_.resize(kWheelBuckets);
 }
 
 FlowCache::~FlowCache() { std::free(entries_); }
 
-FlowCache::Entry& FlowCache::entry(uint32_t index) { return entries_[index]; }
-
 // ---------------------------------------------------------------- hash table
 
 uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created) {
-  const auto hash_hi = static_cast<uint32_t>(hash >> 32);
-  uint64_t pos = hash & slot_mask_;
-  for (;; pos = (pos + 1) & slot_mask_) {
+  (void)now_ms;
+  const auto hash_lo = static_cast<uint32_t>(hash);
+  for (uint64_t pos = hash_lo & slot_mask_;; pos = (pos + 1) & slot_mask_) {
     const Slot& s = slots_[pos];
     if (s.index1 == 0) break;
-    if (s.hash_hi == hash_hi && entries_[s.index1 - 1].rec.key == key) {
+    if (s.hash_lo == hash_lo && entries_[s.index1 - 1].rec.key == key) {
       created = false;
       return s.index1 - 1;
     }
   }
   created = true;
-  if (active_ >= options_.max_flows) {
-    evictOne(now_ms);
-    // Eviction may have shifted slots: find the insertion point again.
-    pos = hash & slot_mask_;
-    while (slots_[pos].index1 != 0) pos = (pos + 1) & slot_mask_;
-  }
+  if (active_ >= options_.max_flows) evictOne();
+  if ((active_ + 1) * 2 > slots_.size() && slots_.size() < max_slots_) growTable();
   const uint32_t index = allocateEntry();
-  slots_[pos] = Slot{hash_hi, index + 1};
+  insertSlot(hash_lo, index);
   ++active_;
   return index;
 }
 
+void FlowCache::insertSlot(uint32_t hash_lo, uint32_t index) {
+  uint64_t pos = hash_lo & slot_mask_;
+  while (slots_[pos].index1 != 0) pos = (pos + 1) & slot_mask_;
+  slots_[pos] = Slot{hash_lo, index + 1};
+}
+
+void FlowCache::growTable() {
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(old.size() * 2, Slot{0, 0});
+  slot_mask_ = slots_.size() - 1;
+  for (const Slot& s : old)
+    if (s.index1 != 0) insertSlot(s.hash_lo, s.index1 - 1);
+}
+
 void FlowCache::eraseSlotOf(uint32_t index) {
-  const Entry& e = entries_[index];
-  uint64_t pos = hashFlowKey(e.rec.key) & slot_mask_;
+  const auto hash_lo = static_cast<uint32_t>(hashFlowKey(entries_[index].rec.key));
+  uint64_t pos = hash_lo & slot_mask_;
   while (slots_[pos].index1 != index + 1) pos = (pos + 1) & slot_mask_;
   // Backward-shift deletion keeps probe chains unbroken without tombstones.
   uint64_t hole = pos;
   for (uint64_t next = (hole + 1) & slot_mask_; slots_[next].index1 != 0; next = (next + 1) & slot_mask_) {
-    const uint64_t home = hashFlowKey(entries_[slots_[next].index1 - 1].rec.key) & slot_mask_;
-    // Move `next` into the hole if its home is not in (hole, next].
+    const uint64_t home = slots_[next].hash_lo & slot_mask_;
+    // `next` may move into the hole unless its home lies in (hole, next].
     const bool home_between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
     if (!home_between) {
       slots_[hole] = slots_[next];
@@ -98,27 +102,26 @@ void FlowCache::eraseSlotOf(uint32_t index) {
 }
 
 uint32_t FlowCache::allocateEntry() {
+  uint32_t index;
   if (free_head_ != 0) {
-    const uint32_t index = free_head_ - 1;
-    free_head_ = entries_[index].wheel_next;
-    return index;
+    index = free_head_ - 1;
+    free_head_ = entries_[index].next_free;
+  } else {
+    assert(used_ < options_.max_flows);
+    index = used_++;
   }
-  assert(used_ < options_.max_flows);
-  return used_++;
+  return index;
 }
 
 void FlowCache::releaseEntry(uint32_t index) {
-  Entry& e = entries_[index];
-  e.bucket = kFreeEntry;
-  e.wheel_next = free_head_;
+  entries_[index].next_free = free_head_;
   free_head_ = index + 1;
   --active_;
 }
 
 // ---------------------------------------------------------------- packets
 
-void FlowCache::update(const PacketSummary& p) {
-  const uint64_t hash = hashFlowKey(p.key);
+void FlowCache::update(const PacketSummary& p, uint64_t hash) {
   bool created = false;
   const uint32_t index = findOrCreate(p.key, hash, p.ts_ms, created);
   Entry& e = entries_[index];
@@ -126,14 +129,15 @@ void FlowCache::update(const PacketSummary& p) {
   if (created) {
     ++counters_.flows_created;
     new (&e) Entry{};
+    e.next_free = kLive;
     r.key = p.key;
-    r.first_ms = r.last_ms = p.ts_ms;
+    r.last_ms = p.ts_ms;
     e.interval_start_ms = p.ts_ms;
     if (!wheel_started_) {
       wheel_started_ = true;
-      wheel_time_ = p.ts_ms / tick_ms_ * tick_ms_;
+      next_tick_ = p.ts_ms / tick_ms_;
     }
-    wheelInsert(index, deadlineOf(e));
+    file(index, deadlineOf(e));
   }
   if (r.packets == 0) {
     // First packet of the flow or of a new active-timeout interval.
@@ -168,9 +172,8 @@ void FlowCache::emit(Entry& e, FlowEndReason reason) {
 }
 
 void FlowCache::removeFlow(uint32_t index, FlowEndReason reason) {
-  Entry& e = entries_[index];
-  emit(e, reason);
-  if (e.bucket != kNotFiled) wheelUnlink(index);
+  // The wheel keeps the stale index; filedAt() recognises it later.
+  emit(entries_[index], reason);
   eraseSlotOf(index);
   releaseEntry(index);
 }
@@ -181,35 +184,28 @@ uint64_t FlowCache::deadlineOf(const Entry& e) const {
   return std::min(e.rec.last_ms + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
 }
 
-uint32_t FlowCache::bucketOf(uint64_t time_ms) const {
-  return static_cast<uint32_t>((time_ms / tick_ms_) & (kWheelBuckets - 1));
+void FlowCache::file(uint32_t index, uint64_t deadline_ms) {
+  // A deadline already past (the clock went backwards) goes in the next bucket due.
+  const uint64_t tick = std::max(deadline_ms / tick_ms_, next_tick_);
+  entries_[index].filed_tick = static_cast<uint32_t>(tick);
+  wheel_[tick & (kWheelBuckets - 1)].push_back(index);
 }
 
-void FlowCache::wheelInsert(uint32_t index, uint64_t deadline_ms) {
-  // A deadline already past (clock went backwards) is filed in the next bucket due.
-  const uint32_t b = bucketOf(std::max(deadline_ms, wheel_time_));
-  Entry& e = entries_[index];
-  e.bucket = b;
-  e.wheel_prev = 0;
-  e.wheel_next = wheel_[b];
-  if (wheel_[b] != 0) entries_[wheel_[b] - 1].wheel_prev = index + 1;
-  wheel_[b] = index + 1;
+bool FlowCache::filedAt(uint32_t index, uint64_t tick) const {
+  const Entry& e = entries_[index];
+  return e.next_free == kLive && e.filed_tick == static_cast<uint32_t>(tick);
 }
 
-void FlowCache::wheelUnlink(uint32_t index) {
+void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
   Entry& e = entries_[index];
-  if (e.wheel_prev != 0) {
-    entries_[e.wheel_prev - 1].wheel_next = e.wheel_next;
-  } else {
-    wheel_[e.bucket] = e.wheel_next;
+  if (e.next_free != kLive) return;  // removed (FIN/RST, eviction) after it was filed
+  if (e.filed_tick != static_cast<uint32_t>(tick)) {
+    // Filed for a later turn of the wheel (a deadline beyond its span): keep it.
+    if ((e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1)) &&
+        static_cast<int32_t>(e.filed_tick - static_cast<uint32_t>(tick)) > 0)
+      wheel_[tick & (kWheelBuckets - 1)].push_back(index);
+    return;
   }
-  if (e.wheel_next != 0) entries_[e.wheel_next - 1].wheel_prev = e.wheel_prev;
-  e.bucket = kNotFiled;
-}
-
-void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms) {
-  Entry& e = entries_[index];
-  if (e.bucket != kNotFiled) return;  // removed (FIN/RST, eviction) while waiting
   const uint64_t idle_deadline = e.rec.last_ms + options_.idle_timeout_ms;
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
@@ -227,7 +223,7 @@ void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms) {
     e.rec.octets = 0;
     e.interval_start_ms = now_ms;
   }
-  wheelInsert(index, deadlineOf(e));
+  file(index, deadlineOf(e));
 }
 
 bool FlowCache::expire(uint64_t now_ms) {
@@ -235,57 +231,59 @@ bool FlowCache::expire(uint64_t now_ms) {
   uint32_t budget = options_.max_expiry_work;
   uint32_t buckets_scanned = 0;
   for (;;) {
-    // Finish the bucket an earlier call left half done.
+    // Review the bucket taken off the wheel (perhaps by an earlier call).
     while (due_pos_ < due_.size()) {
       if (budget == 0) return true;
-      reviewEntry(due_[due_pos_++], due_now_);
+      if (due_pos_ + kPrefetchAhead < due_.size()) __builtin_prefetch(entries_ + due_[due_pos_ + kPrefetchAhead]);
+      reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;
     }
     due_.clear();
     due_pos_ = 0;
     // A bucket is due once every deadline it can hold has passed.
-    if (wheel_time_ + tick_ms_ - 1 > now_ms) return false;
+    if ((next_tick_ + 1) * tick_ms_ - 1 > now_ms) return false;
     if (buckets_scanned >= kWheelBuckets) {
-      // The clock jumped past a whole rotation: every entry has been reviewed
-      // once in this call, so skip the empty stretch.
-      wheel_time_ = now_ms / tick_ms_ * tick_ms_;
+      // The clock jumped past a whole turn of the wheel: every entry has been
+      // reviewed once in this call, so skip the empty stretch.
+      next_tick_ = now_ms / tick_ms_;
       return false;
     }
-    const uint32_t b = bucketOf(wheel_time_);
-    for (uint32_t i = wheel_[b]; i != 0; i = entries_[i - 1].wheel_next) {
-      entries_[i - 1].bucket = kNotFiled;
-      due_.push_back(i - 1);
-    }
-    wheel_[b] = 0;
+    due_.swap(wheel_[next_tick_ & (kWheelBuckets - 1)]);
+    due_tick_ = next_tick_;
     due_now_ = now_ms;
-    wheel_time_ += tick_ms_;
+    ++next_tick_;
     ++buckets_scanned;
   }
 }
 
-void FlowCache::evictOne(uint64_t now_ms) {
+void FlowCache::evictOne() {
   // Entries already taken off the wheel are the most overdue.
   while (due_pos_ < due_.size()) {
     const uint32_t index = due_[due_pos_++];
-    if (entries_[index].bucket == kNotFiled) {
+    if (filedAt(index, due_tick_)) {
       ++counters_.evicted;
       removeFlow(index, FlowEndReason::kLackOfResources);
       return;
     }
   }
-  // Otherwise the first entry of the earliest non-empty bucket: the flow
-  // nearest its timeout, which is (approximately) the least recently seen.
-  // Entries seen since they were filed are re-filed at their real deadline.
-  uint64_t t = wheel_time_;
-  for (uint32_t scanned = 0; scanned < 2 * kWheelBuckets; ++scanned, t += tick_ms_) {
-    const uint32_t b = bucketOf(t);
-    while (wheel_[b] != 0) {
-      const uint32_t index = wheel_[b] - 1;
-      Entry& e = entries_[index];
-      const uint64_t deadline = deadlineOf(e);
-      if (bucketOf(std::max(deadline, wheel_time_)) != b && deadline > t + tick_ms_ && scanned < kWheelBuckets) {
-        wheelUnlink(index);
-        wheelInsert(index, deadline);
+  // Otherwise an entry of the earliest non-empty bucket: the flow nearest its
+  // timeout, which is (approximately) the least recently seen. Entries seen
+  // since they were filed move to the bucket of their real deadline first.
+  for (uint64_t tick = next_tick_; tick < next_tick_ + 2 * kWheelBuckets; ++tick) {
+    auto& bucket = wheel_[tick & (kWheelBuckets - 1)];
+    while (!bucket.empty()) {
+      const uint32_t index = bucket.back();
+      if (!filedAt(index, tick)) {
+        // Stale, or filed for a later turn: leave later turns in place.
+        const Entry& e = entries_[index];
+        if (e.next_free == kLive && (e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
+        bucket.pop_back();
+        continue;
+      }
+      bucket.pop_back();
+      const uint64_t real_tick = deadlineOf(entries_[index]) / tick_ms_;
+      if (real_tick > tick && tick < next_tick_ + kWheelBuckets) {
+        file(index, deadlineOf(entries_[index]));
         continue;
       }
       ++counters_.evicted;
@@ -293,20 +291,21 @@ void FlowCache::evictOne(uint64_t now_ms) {
       return;
     }
   }
-  (void)now_ms;
+  // Unreachable while the cache is full: every live entry is filed somewhere.
+  assert(false && "evictOne found no entry");
 }
 
 void FlowCache::flushAll() {
   for (uint32_t index = 0; index < used_; ++index) {
     Entry& e = entries_[index];
-    if (e.bucket == kFreeEntry) continue;
+    if (e.next_free != kLive) continue;
     if (e.rec.packets != 0) ++counters_.flushed;
     emit(e, FlowEndReason::kForcedEnd);
   }
   // Everything is gone: reset the structures wholesale instead of erasing
   // one slot at a time.
   std::fill(slots_.begin(), slots_.end(), Slot{0, 0});
-  std::fill(wheel_.begin(), wheel_.end(), 0u);
+  for (auto& bucket : wheel_) bucket.clear();
   due_.clear();
   due_pos_ = 0;
   used_ = 0;

@@ -55,6 +55,7 @@ void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
 
 PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_packets) {
   const int n = pcap_dispatch(impl_->handle, max_packets, onPacket, reinterpret_cast<u_char*>(&pipeline));
+  pipeline.drain();
   if (n > 0) {
     packets_ += static_cast<uint64_t>(n);
     return Result::kMore;

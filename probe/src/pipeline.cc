@@ -17,20 +17,20 @@ Pipeline::~Pipeline() {
   finish();
 }
 
-void Pipeline::account(uint64_t ts_ms) {
+void Pipeline::account(const Pending& p) {
   // The decoder's view and the cache's input differ only in the optional
   // link-layer parts; copy what the cache keeps.
-  summary_.key = info_.key;
-  summary_.key.ingress_if = options_.ingress_if;
-  summary_.ts_ms = ts_ms;
-  summary_.ip_length = info_.ip_length;
-  summary_.mpls_top_label = info_.mpls_top_label;
-  summary_.src_mac = info_.src_mac;
-  summary_.dst_mac = info_.dst_mac;
-  summary_.tcp_flags = info_.tcp_flags;
-  summary_.tos = info_.tos;
-  summary_.ttl = info_.ttl;
-  cache_.update(summary_);
+  const probe::PacketInfo& info = p.info;
+  summary_.key = info.key;
+  summary_.ts_ms = p.ts_ms;
+  summary_.ip_length = info.ip_length;
+  summary_.mpls_top_label = info.mpls_top_label;
+  summary_.src_mac = info.src_mac;
+  summary_.dst_mac = info.dst_mac;
+  summary_.tcp_flags = info.tcp_flags;
+  summary_.tos = info.tos;
+  summary_.ttl = info.ttl;
+  cache_.update(summary_, p.hash);
   if (cache_.output().size() >= options_.export_batch) handOff(false);
 }
 
@@ -52,6 +52,7 @@ void Pipeline::handOff(bool flush) {
 void Pipeline::finish() {
   if (finished_) return;
   finished_ = true;
+  drain();
   // Drain expiry that is already due, then everything else as forced end.
   while (cache_.expire(now_ms_)) {
     if (cache_.output().size() >= options_.export_batch) handOff(false);

@@ -188,6 +188,38 @@ TEST(FlowCache, FloodOfNewFlowsStaysWithinTheBoundAndLosesNoPacket) {
   EXPECT_EQ(cache.counters().evicted, 9'900u);
 }
 
+TEST(FlowCache, TableGrowsAndStillFindsEveryFlow) {
+  FlowCache cache(opts(600'000, 600'000, 1'000'000));
+  auto key = [](uint32_t i) {
+    FlowKey k = udpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i >> 8));
+    k.dst_addr[3] = static_cast<uint8_t>(i >> 24);
+    return k;
+  };
+  for (uint32_t i = 0; i < 200'000; ++i) cache.update(packet(key(i), 1, 10));
+  for (uint32_t i = 0; i < 200'000; ++i) cache.update(packet(key(i), 2, 20));
+  EXPECT_EQ(cache.activeFlows(), 200'000u);
+  EXPECT_EQ(cache.counters().flows_created, 200'000u);
+  // Remove every other flow (backward-shift deletion), then look the rest up again.
+  for (uint32_t i = 0; i < 200'000; i += 2) {
+    FlowKey k = key(i);
+    k.protocol = 6;
+    cache.update(packet(k, 3, 40, 0x04));  // a different key: new TCP flow ended by RST
+  }
+  EXPECT_EQ(cache.activeFlows(), 200'000u);
+  for (uint32_t i = 0; i < 200'000; ++i) cache.update(packet(key(i), 4, 30));
+  EXPECT_EQ(cache.counters().flows_created, 300'000u);
+  cache.flushAll();
+  auto out = take(cache);
+  size_t udp = 0;
+  for (const auto& r : out) {
+    if (r.key.protocol != 17) continue;
+    ++udp;
+    EXPECT_EQ(r.packets, 3u);
+    EXPECT_EQ(r.octets, 60u);
+  }
+  EXPECT_EQ(udp, 200'000u);
+}
+
 TEST(FlowCache, ExpiryWorkPerCallIsBounded) {
   FlowCacheOptions o = opts(60'000, 1'000, 100'000);
   o.max_expiry_work = 1000;

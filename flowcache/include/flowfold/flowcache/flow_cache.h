@@ -1,16 +1,21 @@
 #pragma once
 // The flow table: folds packets into flows and expires them.
 //
-// Layout (chosen for the per-packet path, see README "Flow cache"):
+// Layout (chosen for the per-packet path, where the cost is memory latency):
 //  - entries live in one array, addressed by 32-bit index; a free list reuses
-//    slots without allocation;
-//  - an open-addressing hash table (linear probing, backward-shift deletion)
-//    maps a key's hash to an entry index; each slot keeps 32 bits of the hash
-//    so most probes never touch an entry;
-//  - a timer wheel orders entries by their next possible deadline
-//    (min(last seen + idle, interval start + active)). A packet never touches
-//    the wheel; when a bucket comes due each entry is checked against its real
-//    deadline and either expired or re-filed. Expiry work per call is bounded.
+//    them without allocation, and pages are touched only when first used;
+//  - an open-addressing hash table (linear probing, backward-shift deletion,
+//    grows by doubling) maps a key's hash to an entry index; each slot keeps
+//    the low 32 bits of the hash, so probing, deleting and rehashing never
+//    touch an entry, and most mismatches are rejected without a key compare;
+//  - a timer wheel of index vectors orders entries by their next possible
+//    deadline (min(last seen + idle, interval start + active)). A packet never
+//    touches the wheel; when a bucket comes due each entry is checked against
+//    its real deadline and either expired or filed again. Removed entries
+//    leave stale indices behind, recognised by the tick they were filed at.
+//    Expiry work per call is bounded.
+//  - prefetchSlot()/prefetchEntry() let the caller overlap the cache misses of
+//    a batch of packets (VPP style) before update() runs on each in order.
 //
 // Time is injected: every call takes `now_ms`, the caller's clock (packet
 // timestamps in file mode), so runs over a capture are deterministic and tests
@@ -65,7 +70,17 @@ class FlowCache {
   FlowCache& operator=(const FlowCache&) = delete;
 
   /// Folds one packet into its flow (creating it, evicting if full).
-  void update(const PacketSummary& packet);
+  void update(const PacketSummary& packet) { update(packet, hashFlowKey(packet.key)); }
+  /// Same, with hash = hashFlowKey(packet.key) computed by the caller.
+  void update(const PacketSummary& packet, uint64_t hash);
+
+  /// Hints for a batch: call prefetchSlot() for every packet of the batch,
+  /// then prefetchEntry() for each, then update() for each.
+  void prefetchSlot(uint64_t hash) const { __builtin_prefetch(&slots_[hash & slot_mask_]); }
+  void prefetchEntry(uint64_t hash) const {
+    const Slot& s = slots_[hash & slot_mask_];
+    if (s.index1 != 0 && s.hash_lo == static_cast<uint32_t>(hash)) __builtin_prefetch(entries_ + (s.index1 - 1));
+  }
 
   /// Expires flows whose idle or active timeout has passed at now_ms.
   /// Returns true when it stopped early because of max_expiry_work.
@@ -87,28 +102,34 @@ class FlowCache {
   static size_t entryBytes();
 
  private:
-  struct Entry;
+  struct Entry {
+    FlowRecord rec;
+    uint64_t interval_start_ms;  // start of the current active-timeout interval
+    uint32_t filed_tick;         // low 32 bits of the wheel tick it is filed at
+    uint32_t next_free;          // kLive, or the free list link (index + 1)
+  };
   struct Slot {
-    uint32_t hash_hi;  // upper 32 bits of the key hash
+    uint32_t hash_lo;  // low 32 bits of the key hash (home slot = hash_lo & mask)
     uint32_t index1;   // entry index + 1; 0 = empty
   };
 
-  Entry& entry(uint32_t index);
   uint32_t findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created);
+  void insertSlot(uint32_t hash_lo, uint32_t index);
   void eraseSlotOf(uint32_t index);
+  void growTable();
   uint32_t allocateEntry();
   void releaseEntry(uint32_t index);
   void emit(Entry& e, FlowEndReason reason);
   void removeFlow(uint32_t index, FlowEndReason reason);
-  void evictOne(uint64_t now_ms);
+  void evictOne();
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
-  uint32_t bucketOf(uint64_t time_ms) const;
-  void wheelInsert(uint32_t index, uint64_t deadline_ms);
-  void wheelUnlink(uint32_t index);
-  /// Examines one entry that came due: expires it or files it again.
-  void reviewEntry(uint32_t index, uint64_t now_ms);
+  void file(uint32_t index, uint64_t deadline_ms);
+  /// Whether `index`, found in the bucket of `tick`, is still filed there.
+  bool filedAt(uint32_t index, uint64_t tick) const;
+  /// Examines one entry that came due at `tick`: expires it or files it again.
+  void reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick);
 
   FlowCacheOptions options_;
   std::vector<FlowRecord> output_;
@@ -117,21 +138,23 @@ class FlowCache {
   // entries
   Entry* entries_ = nullptr;  // raw storage for max_flows entries, touched lazily
   uint32_t used_ = 0;         // entries ever handed out (bump pointer)
-  uint32_t free_head_ = 0;    // free list through wheel_next (index + 1; 0 = empty)
+  uint32_t free_head_ = 0;    // free list (index + 1; 0 = empty)
   size_t active_ = 0;
 
   // hash table
   std::vector<Slot> slots_;
   uint64_t slot_mask_ = 0;
+  uint64_t max_slots_ = 0;
 
-  // timer wheel: a ring of buckets of `tick_ms_` each, heads are index + 1
-  std::vector<uint32_t> wheel_;
+  // timer wheel: a ring of buckets, each a vector of entry indices
+  std::vector<std::vector<uint32_t>> wheel_;
   uint64_t tick_ms_ = 1;
-  uint64_t wheel_time_ = 0;     // start time of the next bucket to process
+  uint64_t next_tick_ = 0;      // the next tick (time / tick_ms_) to process
   bool wheel_started_ = false;
-  std::vector<uint32_t> due_;   // scratch list of a bucket's entries
+  std::vector<uint32_t> due_;   // a bucket taken off the wheel, being reviewed
   size_t due_pos_ = 0;          // how far an interrupted expire() got in due_
   uint64_t due_now_ = 0;
+  uint64_t due_tick_ = 0;
 };
 
 }  // namespace flowfold

@@ -1,0 +1,65 @@
+#pragma once
+// IPFIX (RFC 7011 / RFC 7012) exporter built on libfixbuf. libfixbuf stays
+// behind this header: it encodes templates and records, frames messages and
+// keeps sequence numbers; flowfold's own transports send the messages, so
+// the UDP message size, pacing and error reporting are under our control.
+// An optional direct encoder produces the same bytes several times faster.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "flowfold/exporters/exporter.h"
+
+namespace flowfold {
+
+struct IpfixOptions {
+  enum class Transport { kUdp, kTcp, kFile };
+  /// kLibfixbuf: records go through fBufAppend(), which transcodes the 22
+  /// elements one by one: ~200 ns per record, 0.4 s of CPU per 2M records.
+  /// kDirect: flowfold encodes the data records itself (~45 ns per record,
+  /// 0.09 s per 2M); its messages are byte-identical to libfixbuf's (tested).
+  enum class Encoder { kLibfixbuf, kDirect };
+
+  Transport transport = Transport::kUdp;
+  Encoder encoder = Encoder::kLibfixbuf;
+  /// Collector address for kUdp / kTcp (name or literal, IPv4 or IPv6).
+  std::string host;
+  std::string port = "4739";
+  /// Output file for kFile (RFC 5655 IPFIX file: the messages back to back).
+  std::string path;
+  /// Observation Domain ID written in every message header.
+  uint32_t observation_domain = 0;
+  /// kUdp: largest IPFIX message (header included) in bytes, 256..65507.
+  /// TCP and file messages are up to 65000 bytes.
+  size_t mtu = 1400;
+  /// kUdp: resend the templates when this much pipeline time has passed
+  /// since they were last sent (0 = never by time).
+  uint64_t template_refresh_ms = 60000;
+  /// kUdp: resend the templates after this many data messages (0 = never by count).
+  uint32_t template_refresh_packets = 20;
+  /// kUdp: at most this many messages per second, wall clock (0 = unlimited).
+  uint64_t max_messages_per_second = 0;
+};
+
+/// Creates an IPFIX exporter. Throws std::invalid_argument on bad options and
+/// std::runtime_error when the collector cannot be resolved or, for TCP,
+/// connected (the message names host:port), or the file cannot be created.
+///
+/// Wire format, per IP version one template (IPv4: id 256, IPv6: id 257):
+///  - every FlowRecord field is sent; ICMP flows carry type*256+code in both
+///    destinationTransportPort (11, as the FlowKey does) and icmpTypeCodeIPv4/IPv6
+///    (32/139); for other protocols icmpTypeCode is 0.
+///  - mplsTopLabelStackSection (70) is 3 octets: label << 4. Only the label
+///    is tracked, so the Traffic Class and bottom-of-stack bits are sent as 0;
+///    all zero means no MPLS.
+///  - each batch is emitted at the end of exportBatch() (a record never waits
+///    for a later batch); within a batch IPv4 records precede IPv6 records.
+///  - the export time of a message is the pipeline time (now_ms / 1000).
+///  - templates go first on every transport session (file, TCP connection,
+///    UDP), in a message of their own; over UDP they are resent by time and
+///    by message count as configured.
+std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options);
+
+}  // namespace flowfold

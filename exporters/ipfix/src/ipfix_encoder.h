@@ -1,0 +1,48 @@
+#pragma once
+// Builds IPFIX messages (RFC 7011) for one transport session and one
+// observation domain; moves no bytes itself. Two implementations produce
+// byte-identical messages (a unit test holds them to it):
+//  - libfixbuf: fBufAppend() transcodes each record element by element;
+//  - direct: flowfold byte-swaps the packed record and copies it, several
+//    times cheaper per record.
+// Both keep the message sequence number (data records sent before the
+// message) and take the message's export time when its first set is written.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "ipfix_fields.h"
+
+namespace flowfold::ipfix {
+
+class MessageEncoder {
+ public:
+  virtual ~MessageEncoder() = default;
+
+  /// Export time (Unix seconds) for messages started from now on.
+  virtual void setExportTime(uint32_t seconds) = 0;
+
+  /// Appends a data record to the open message (opening one if needed).
+  /// False when the record does not fit: finish() the message and retry.
+  virtual bool append(const Ipv4Record& record) = 0;
+  virtual bool append(const Ipv6Record& record) = 0;
+
+  /// Data records in the open message.
+  virtual size_t pendingRecords() const = 0;
+
+  /// Closes the open message and returns it (valid until the next call);
+  /// empty when no message is open.
+  virtual std::span<const uint8_t> finish() = 0;
+
+  /// Returns a complete message holding both templates (IPv4 then IPv6).
+  /// Requires no open message: finish() first.
+  virtual std::span<const uint8_t> encodeTemplates() = 0;
+};
+
+/// max_message: largest message in bytes, 256..65535.
+std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message);
+std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message);
+
+}  // namespace flowfold::ipfix

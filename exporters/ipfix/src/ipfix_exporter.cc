@@ -1,0 +1,188 @@
+#include "flowfold/exporters/ipfix_exporter.h"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "flowfold/exporters/log.h"
+#include "flowfold/exporters/pacer.h"
+#include "ipfix_encoder.h"
+#include "ipfix_fields.h"
+#include "ipfix_transport.h"
+
+namespace flowfold {
+
+namespace {
+
+using namespace ipfix;
+
+constexpr size_t kMinMtu = 256;               // the template message is 204 bytes
+constexpr size_t kMaxUdpMessage = 65507;      // largest UDP payload over IPv4
+constexpr size_t kStreamMessageSize = 65000;  // TCP and file: big messages, few writes
+
+// Owns the session logic: when templates go out, where messages end, pacing,
+// counting. The encoder builds the bytes, the transport moves them.
+class IpfixExporter final : public Exporter {
+ public:
+  IpfixExporter(const IpfixOptions& options, std::unique_ptr<MessageTransport> transport,
+                std::unique_ptr<MessageEncoder> encoder)
+      : Exporter("ipfix " + transport->describe()),
+        udp_(options.transport == IpfixOptions::Transport::kUdp),
+        refresh_ms_(udp_ ? options.template_refresh_ms : 0),
+        refresh_messages_(udp_ ? options.template_refresh_packets : 0),
+        transport_(std::move(transport)),
+        encoder_(std::move(encoder)),
+        pacer_(udp_ ? options.max_messages_per_second : 0) {}
+
+  ~IpfixExporter() override {
+    try {
+      emitMessage();
+      transport_->flush();
+    } catch (const std::exception& e) {
+      logWarn("exporter %s: final flush failed: %s", name().c_str(), e.what());
+    }
+  }
+
+ protected:
+  void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override {
+    beginCall(now_ms);
+    // IPv4 first, then IPv6: one template switch per batch, so a message
+    // holds at most two data sets however the versions interleave.
+    v6_.clear();
+    size_t other = 0;
+    Ipv4Record v4;
+    for (const FlowRecord& r : records) {
+      if (r.key.ip_version == 4) {
+        writeIpv4Fields(r.key, v4.ip);
+        writeFlowFields(r, v4.flow);
+        append(v4);
+      } else if (r.key.ip_version == 6) {
+        v6_.push_back(&r);
+      } else {
+        ++other;
+      }
+    }
+    Ipv6Record v6;
+    for (const FlowRecord* r : v6_) {
+      writeIpv6Fields(r->key, v6.ip);
+      writeFlowFields(*r, v6.flow);
+      append(v6);
+    }
+    // Nothing calls us between batches, so a partial message is sent now
+    // rather than held for an unknown time.
+    emitMessage();
+    if (other > 0) {
+      mutableCounters().records_dropped.fetch_add(other, std::memory_order_relaxed);
+      if (!bad_version_logged_) {  // a decoder bug, not an I/O problem: say it once
+        bad_version_logged_ = true;
+        logWarn("exporter %s: dropping records with an IP version other than 4 or 6 "
+                "(counted in records_dropped)",
+                name().c_str());
+      }
+    }
+  }
+
+  void doFlush(uint64_t now_ms) override {
+    beginCall(now_ms);
+    // Even without flows a file (or session) starts with the templates.
+    if (!templates_sent_) sendTemplates();
+    emitMessage();
+    transport_->flush();
+  }
+
+ private:
+  void beginCall(uint64_t now_ms) {
+    now_ms_ = now_ms;
+    encoder_->setExportTime(static_cast<uint32_t>(now_ms / 1000));
+    if (!transport_->connected()) {
+      transport_->reconnect();  // throws while the collector stays away
+      templates_sent_ = false;  // a new connection is a new transport session
+    }
+    if (!templates_sent_) {
+      templates_due_ = true;
+    } else if (refresh_ms_ != 0) {
+      if (now_ms < last_templates_ms_) last_templates_ms_ = now_ms;  // clock stepped back
+      if (now_ms - last_templates_ms_ >= refresh_ms_) templates_due_ = true;
+    }
+  }
+
+  template <class Record>
+  void append(const Record& record) {
+    if (templates_due_) sendTemplates();
+    if (encoder_->append(record)) return;
+    emitMessage();
+    if (templates_due_) sendTemplates();  // that message may have completed a refresh interval
+    if (!encoder_->append(record)) throw std::logic_error("IPFIX: record larger than a message");
+  }
+
+  void sendTemplates() {
+    emitMessage();
+    send(encoder_->encodeTemplates(), 0);
+    templates_sent_ = true;
+    templates_due_ = false;
+    last_templates_ms_ = now_ms_;
+    data_messages_since_templates_ = 0;
+  }
+
+  void emitMessage() {
+    const size_t records = encoder_->pendingRecords();
+    const std::span<const uint8_t> message = encoder_->finish();
+    if (message.empty()) return;
+    send(message, records);
+    if (refresh_messages_ != 0 && ++data_messages_since_templates_ >= refresh_messages_) {
+      templates_due_ = true;
+    }
+  }
+
+  void send(std::span<const uint8_t> message, size_t records) {
+    pacer_.acquire();
+    transport_->send(message.data(), message.size());
+    auto& c = mutableCounters();
+    c.messages_sent.fetch_add(1, std::memory_order_relaxed);
+    c.bytes_sent.fetch_add(message.size(), std::memory_order_relaxed);
+    c.records_exported.fetch_add(records, std::memory_order_relaxed);
+  }
+
+  const bool udp_;
+  const uint64_t refresh_ms_;        // 0: no refresh by time
+  const uint32_t refresh_messages_;  // 0: no refresh by count
+  std::unique_ptr<MessageTransport> transport_;
+  std::unique_ptr<MessageEncoder> encoder_;
+  Pacer pacer_;
+  std::vector<const FlowRecord*> v6_;  // reused between batches
+  bool bad_version_logged_ = false;
+
+  bool templates_sent_ = false;
+  bool templates_due_ = false;
+  uint64_t now_ms_ = 0;
+  uint64_t last_templates_ms_ = 0;
+  uint32_t data_messages_since_templates_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
+  using Transport = IpfixOptions::Transport;
+  size_t max_message = kStreamMessageSize;
+  if (options.transport == Transport::kUdp) {
+    if (options.mtu < kMinMtu || options.mtu > kMaxUdpMessage) {
+      throw std::invalid_argument("IPFIX: mtu " + std::to_string(options.mtu) + " out of range " +
+                                  std::to_string(kMinMtu) + ".." + std::to_string(kMaxUdpMessage));
+    }
+    max_message = options.mtu;
+  }
+  std::unique_ptr<MessageTransport> transport;
+  switch (options.transport) {
+    case Transport::kUdp: transport = makeUdpTransport(options.host, options.port); break;
+    case Transport::kTcp: transport = makeTcpTransport(options.host, options.port); break;
+    case Transport::kFile: transport = makeFileTransport(options.path); break;
+    default: throw std::invalid_argument("IPFIX: unknown transport");
+  }
+  std::unique_ptr<MessageEncoder> encoder =
+      options.encoder == IpfixOptions::Encoder::kDirect
+          ? makeDirectEncoder(options.observation_domain, max_message)
+          : makeFixbufEncoder(options.observation_domain, max_message);
+  return std::make_unique<IpfixExporter>(options, std::move(transport), std::move(encoder));
+}
+
+}  // namespace flowfold

@@ -1,0 +1,181 @@
+#pragma once
+// The IPFIX templates flowfold exports, declared once per field group.
+//
+// Each X-macro row is  X(member, C type, IANA name, IANA element id).  The same
+// row generates the member of the packed record struct (so the struct layout
+// IS the template: libfixbuf reads the internal record at offsets it computes
+// from the element lengths) and the entry of the template table (length =
+// sizeof(C type)). The writers below fill the structs member by member.
+//
+// libfixbuf transcodes the internal record to the wire: integers, addresses
+// (ipv4Address) and dateTimeMilliseconds are given in host byte order and
+// swapped by libfixbuf; macAddress, ipv6Address and octetArray are copied as
+// they are (network order). The internal template is identical to the
+// external one, which keeps libfixbuf's transcoding plan a straight copy.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "flowfold/flowcache/flow_record.h"
+
+namespace flowfold::ipfix {
+
+using Octets3 = std::array<uint8_t, 3>;
+using Octets6 = std::array<uint8_t, 6>;
+using Octets16 = std::array<uint8_t, 16>;
+
+// clang-format off
+#define FLOWFOLD_IPFIX_IPV4_FIELDS(X)                                        \
+  X(src_addr,       uint32_t, "sourceIPv4Address",         8)                \
+  X(dst_addr,       uint32_t, "destinationIPv4Address",    12)               \
+  X(icmp_type_code, uint16_t, "icmpTypeCodeIPv4",          32)
+
+#define FLOWFOLD_IPFIX_IPV6_FIELDS(X)                                        \
+  X(src_addr,       Octets16, "sourceIPv6Address",         27)               \
+  X(dst_addr,       Octets16, "destinationIPv6Address",    28)               \
+  X(icmp_type_code, uint16_t, "icmpTypeCodeIPv6",          139)
+
+// Fields common to both IP versions, largest first.
+#define FLOWFOLD_IPFIX_FLOW_FIELDS(X)                                        \
+  X(octets,         uint64_t, "octetDeltaCount",           1)                \
+  X(packets,        uint64_t, "packetDeltaCount",          2)                \
+  X(start_ms,       uint64_t, "flowStartMilliseconds",     152)              \
+  X(end_ms,         uint64_t, "flowEndMilliseconds",       153)              \
+  X(ingress_if,     uint32_t, "ingressInterface",          10)               \
+  X(src_port,       uint16_t, "sourceTransportPort",       7)                \
+  X(dst_port,       uint16_t, "destinationTransportPort",  11)               \
+  X(vlan_id,        uint16_t, "vlanId",                    58)               \
+  X(inner_vlan_id,  uint16_t, "dot1qCustomerVlanId",       245)              \
+  X(tcp_flags,      uint16_t, "tcpControlBits",            6)                \
+  X(src_mac,        Octets6,  "sourceMacAddress",          56)               \
+  X(dst_mac,        Octets6,  "destinationMacAddress",     80)               \
+  X(mpls_top,       Octets3,  "mplsTopLabelStackSection",  70)               \
+  X(protocol,       uint8_t,  "protocolIdentifier",        4)                \
+  X(tos,            uint8_t,  "ipClassOfService",          5)                \
+  X(min_ttl,        uint8_t,  "minimumTTL",                52)               \
+  X(max_ttl,        uint8_t,  "maximumTTL",                53)               \
+  X(end_reason,     uint8_t,  "flowEndReason",             136)              \
+  X(ip_version,     uint8_t,  "ipVersion",                 60)
+// clang-format on
+
+#define FLOWFOLD_IPFIX_MEMBER(member, type, name, id) type member;
+#define FLOWFOLD_IPFIX_SPEC(member, type, name, id) FieldSpec{name, id, sizeof(type)},
+
+struct FieldSpec {
+  const char* name;  // IANA name, as libfixbuf's information model knows it
+  uint16_t id;       // IANA element id
+  uint16_t length;   // octets on the wire and in the internal record
+};
+
+#pragma pack(push, 1)
+struct Ipv4Fields {
+  FLOWFOLD_IPFIX_IPV4_FIELDS(FLOWFOLD_IPFIX_MEMBER)
+};
+struct Ipv6Fields {
+  FLOWFOLD_IPFIX_IPV6_FIELDS(FLOWFOLD_IPFIX_MEMBER)
+};
+struct FlowFields {
+  FLOWFOLD_IPFIX_FLOW_FIELDS(FLOWFOLD_IPFIX_MEMBER)
+};
+struct Ipv4Record {
+  Ipv4Fields ip;
+  FlowFields flow;
+};
+struct Ipv6Record {
+  Ipv6Fields ip;
+  FlowFields flow;
+};
+#pragma pack(pop)
+
+inline constexpr FieldSpec kIpv4Fields[] = {FLOWFOLD_IPFIX_IPV4_FIELDS(FLOWFOLD_IPFIX_SPEC)};
+inline constexpr FieldSpec kIpv6Fields[] = {FLOWFOLD_IPFIX_IPV6_FIELDS(FLOWFOLD_IPFIX_SPEC)};
+inline constexpr FieldSpec kFlowFields[] = {FLOWFOLD_IPFIX_FLOW_FIELDS(FLOWFOLD_IPFIX_SPEC)};
+
+// Host to network byte order for every member, row by row (used by the
+// direct encoder; libfixbuf does this itself).
+inline uint8_t toNetwork(uint8_t v) { return v; }
+inline uint16_t toNetwork(uint16_t v) { return __builtin_bswap16(v); }
+inline uint32_t toNetwork(uint32_t v) { return __builtin_bswap32(v); }
+inline uint64_t toNetwork(uint64_t v) { return __builtin_bswap64(v); }
+template <size_t N>
+inline std::array<uint8_t, N> toNetwork(const std::array<uint8_t, N>& v) { return v; }
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "toNetwork() assumes a little-endian host");
+
+#define FLOWFOLD_IPFIX_TO_NETWORK(member, type, name, id) f.member = toNetwork(f.member);
+inline void toNetworkOrder(Ipv4Fields& f) { FLOWFOLD_IPFIX_IPV4_FIELDS(FLOWFOLD_IPFIX_TO_NETWORK) }
+inline void toNetworkOrder(Ipv6Fields& f) { FLOWFOLD_IPFIX_IPV6_FIELDS(FLOWFOLD_IPFIX_TO_NETWORK) }
+inline void toNetworkOrder(FlowFields& f) { FLOWFOLD_IPFIX_FLOW_FIELDS(FLOWFOLD_IPFIX_TO_NETWORK) }
+
+#undef FLOWFOLD_IPFIX_MEMBER
+#undef FLOWFOLD_IPFIX_SPEC
+#undef FLOWFOLD_IPFIX_TO_NETWORK
+
+template <size_t N>
+constexpr size_t totalLength(const FieldSpec (&fields)[N]) {
+  size_t n = 0;
+  for (const auto& f : fields) n += f.length;
+  return n;
+}
+static_assert(sizeof(Ipv4Fields) == totalLength(kIpv4Fields));
+static_assert(sizeof(Ipv6Fields) == totalLength(kIpv6Fields));
+static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
+static_assert(sizeof(Ipv4Record) == 77 && sizeof(Ipv6Record) == 101,
+              "wire record sizes changed: update the documentation and the tests");
+
+inline constexpr uint16_t kIpv4TemplateId = 256;
+inline constexpr uint16_t kIpv6TemplateId = 257;
+
+// ---- record writers: one assignment per row above, in the same order ----
+
+inline uint16_t icmpTypeCode(const FlowKey& key) {
+  const bool icmp = (key.ip_version == 4 && key.protocol == 1) ||
+                    (key.ip_version == 6 && key.protocol == 58);
+  return icmp ? key.dst_port : 0;
+}
+
+/// mplsTopLabelStackSection: label (20 bits) | TC (3 bits, 0) | S (1 bit, 0).
+inline Octets3 mplsTopLabelStackSection(uint32_t label) {
+  label &= 0xFFFFF;
+  return {static_cast<uint8_t>(label >> 12), static_cast<uint8_t>(label >> 4),
+          static_cast<uint8_t>((label & 0xF) << 4)};
+}
+
+inline void writeIpv4Fields(const FlowKey& key, Ipv4Fields& out) {
+  const auto& s = key.src_addr;
+  const auto& d = key.dst_addr;
+  out.src_addr = uint32_t{s[0]} << 24 | uint32_t{s[1]} << 16 | uint32_t{s[2]} << 8 | s[3];
+  out.dst_addr = uint32_t{d[0]} << 24 | uint32_t{d[1]} << 16 | uint32_t{d[2]} << 8 | d[3];
+  out.icmp_type_code = icmpTypeCode(key);
+}
+
+inline void writeIpv6Fields(const FlowKey& key, Ipv6Fields& out) {
+  out.src_addr = key.src_addr;
+  out.dst_addr = key.dst_addr;
+  out.icmp_type_code = icmpTypeCode(key);
+}
+
+inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
+  out.octets = r.octets;
+  out.packets = r.packets;
+  out.start_ms = r.first_ms;
+  out.end_ms = r.last_ms;
+  out.ingress_if = r.key.ingress_if;
+  out.src_port = r.key.src_port;
+  out.dst_port = r.key.dst_port;
+  out.vlan_id = r.key.vlan_id;
+  out.inner_vlan_id = r.key.inner_vlan_id;
+  out.tcp_flags = r.tcp_flags;
+  out.src_mac = r.src_mac;
+  out.dst_mac = r.dst_mac;
+  out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
+  out.protocol = r.key.protocol;
+  out.tos = r.tos;
+  out.min_ttl = r.min_ttl;
+  out.max_ttl = r.max_ttl;
+  out.end_reason = static_cast<uint8_t>(r.end_reason);
+  out.ip_version = r.key.ip_version;
+}
+
+}  // namespace flowfold::ipfix

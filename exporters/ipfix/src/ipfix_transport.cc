@@ -1,0 +1,260 @@
+#include "ipfix_transport.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "flowfold/exporters/log.h"
+
+namespace flowfold::ipfix {
+
+namespace {
+
+std::string peerName(const std::string& scheme, const std::string& host, const std::string& port) {
+  const bool v6_literal = host.find(':') != std::string::npos;
+  return scheme + "://" + (v6_literal ? "[" + host + "]" : host) + ":" + port;
+}
+
+struct AddrInfoDeleter {
+  void operator()(addrinfo* ai) const { freeaddrinfo(ai); }
+};
+using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+
+AddrInfoPtr resolve(const std::string& name, const std::string& host, const std::string& port,
+                    int socktype) {
+  if (host.empty()) throw std::invalid_argument("IPFIX collector " + name + ": no host given");
+  if (port.empty()) throw std::invalid_argument("IPFIX collector " + name + ": no port given");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = socktype;
+  addrinfo* result = nullptr;
+  const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0) {
+    throw std::runtime_error("IPFIX collector " + name + ": cannot resolve: " + gai_strerror(rc));
+  }
+  return AddrInfoPtr(result);
+}
+
+class UdpTransport final : public MessageTransport {
+ public:
+  UdpTransport(const std::string& host, const std::string& port)
+      : name_(peerName("udp", host, port)) {
+    AddrInfoPtr ai = resolve(name_, host, port, SOCK_DGRAM);
+    int last_errno = 0;
+    for (addrinfo* a = ai.get(); a; a = a->ai_next) {
+      fd_ = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd_ < 0) {
+        last_errno = errno;
+        continue;
+      }
+      std::memcpy(&peer_, a->ai_addr, a->ai_addrlen);
+      peer_len_ = a->ai_addrlen;
+      break;
+    }
+    if (fd_ < 0) {
+      throw std::runtime_error("IPFIX collector " + name_ + ": cannot open a UDP socket: " +
+                               std::strerror(last_errno));
+    }
+    // A burst of messages must queue in the kernel rather than fail; the
+    // kernel caps this at net.core.wmem_max, which is fine.
+    int sndbuf = 4 << 20;
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
+  ~UdpTransport() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Unconnected on purpose: a connected UDP socket reports an earlier
+  // datagram's ICMP port-unreachable as the failure of a later send.
+  void send(const uint8_t* data, size_t size) override {
+    for (;;) {
+      const ssize_t n =
+          ::sendto(fd_, data, size, 0, reinterpret_cast<const sockaddr*>(&peer_), peer_len_);
+      if (n == static_cast<ssize_t>(size)) return;
+      if (n < 0 && errno == EINTR) continue;
+      const std::string why = n < 0 ? std::strerror(errno) : "short datagram write";
+      throw std::runtime_error("IPFIX send to " + name_ + " failed: " + why);
+    }
+  }
+
+  const std::string& describe() const override { return name_; }
+
+ private:
+  std::string name_;
+  int fd_ = -1;
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+};
+
+class TcpTransport final : public MessageTransport {
+ public:
+  TcpTransport(const std::string& host, const std::string& port)
+      : host_(host), port_(port), name_(peerName("tcp", host, port)) {
+    connectNow();
+  }
+  ~TcpTransport() override { closeSocket(); }
+
+  void send(const uint8_t* data, size_t size) override {
+    if (fd_ < 0) throw std::runtime_error("IPFIX collector " + name_ + ": not connected");
+    while (size > 0) {
+      const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL);
+      if (n > 0) {
+        data += n;
+        size -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      const std::string why =
+          n < 0 ? (errno == EAGAIN ? "send timed out" : std::strerror(errno)) : "closed";
+      // A partly written message leaves the stream unusable: start over.
+      closeSocket();
+      throw std::runtime_error("IPFIX collector " + name_ + ": connection lost (" + why +
+                               "); will reconnect");
+    }
+  }
+
+  bool connected() const override { return fd_ >= 0; }
+
+  void reconnect() override {
+    const auto now = Clock::now();
+    if (now < next_attempt_) {
+      throw std::runtime_error("IPFIX collector " + name_ + ": not connected (reconnect pending)");
+    }
+    try {
+      connectNow();
+    } catch (const std::exception&) {
+      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+      next_attempt_ = now + backoff_;
+      throw;
+    }
+    backoff_ = kMinBackoff;
+    logInfo("IPFIX collector %s: reconnected", name_.c_str());
+  }
+
+  const std::string& describe() const override { return name_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kMinBackoff{1};
+  static constexpr std::chrono::seconds kMaxBackoff{30};
+  static constexpr int kConnectTimeoutMs = 5000;
+
+  void closeSocket() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  void connectNow() {
+    AddrInfoPtr ai = resolve(name_, host_, port_, SOCK_STREAM);
+    std::string why = "no address";
+    for (addrinfo* a = ai.get(); a; a = a->ai_next) {
+      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) {
+        why = std::strerror(errno);
+        continue;
+      }
+      if (connectWithTimeout(fd, a, why)) {
+        // A collector that stops reading must not hang the export thread
+        // forever; a timed-out send drops the connection instead.
+        timeval tv{30, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        fd_ = fd;
+        return;
+      }
+      ::close(fd);
+    }
+    throw std::runtime_error("IPFIX collector " + name_ + ": cannot connect: " + why);
+  }
+
+  static bool connectWithTimeout(int fd, const addrinfo* a, std::string& why) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      do {
+        rc = ::poll(&p, 1, kConnectTimeoutMs);
+      } while (rc < 0 && errno == EINTR);
+      if (rc == 0) {
+        why = "timed out";
+        return false;
+      }
+      int so_error = 0;
+      socklen_t len = sizeof so_error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+      if (so_error != 0) {
+        why = std::strerror(so_error);
+        return false;
+      }
+      rc = 0;
+    }
+    if (rc < 0) {
+      why = std::strerror(errno);
+      return false;
+    }
+    ::fcntl(fd, F_SETFL, flags);
+    return true;
+  }
+
+  std::string host_, port_, name_;
+  int fd_ = -1;
+  std::chrono::seconds backoff_ = kMinBackoff;
+  Clock::time_point next_attempt_{};
+};
+
+class FileTransport final : public MessageTransport {
+ public:
+  explicit FileTransport(const std::string& path) : name_("file:" + path) {
+    if (path.empty()) throw std::invalid_argument("IPFIX file export: no path given");
+    file_ = std::fopen(path.c_str(), "wb");
+    if (!file_) {
+      throw std::runtime_error("IPFIX file " + path + ": cannot create: " + std::strerror(errno));
+    }
+  }
+  ~FileTransport() override {
+    if (file_ && std::fclose(file_) != 0) {
+      logWarn("IPFIX %s: closing failed: %s", name_.c_str(), std::strerror(errno));
+    }
+  }
+
+  void send(const uint8_t* data, size_t size) override {
+    if (std::fwrite(data, 1, size, file_) != size) {
+      throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(errno));
+    }
+  }
+  void flush() override {
+    if (std::fflush(file_) != 0) {
+      throw std::runtime_error("IPFIX " + name_ + ": flush failed: " + std::strerror(errno));
+    }
+  }
+  const std::string& describe() const override { return name_; }
+
+ private:
+  std::string name_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host,
+                                                   const std::string& port) {
+  return std::make_unique<UdpTransport>(host, port);
+}
+std::unique_ptr<MessageTransport> makeTcpTransport(const std::string& host,
+                                                   const std::string& port) {
+  return std::make_unique<TcpTransport>(host, port);
+}
+std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path) {
+  return std::make_unique<FileTransport>(path);
+}
+
+}  // namespace flowfold::ipfix

@@ -1,0 +1,830 @@
+// IPFIX exporter: what reaches a file, a UDP collector and a TCP collector,
+// read back with the independent decoder in ipfix_test_decoder.h and with
+// the real tools (ipfixDump, tshark) where they are installed.
+
+#include "flowfold/exporters/ipfix_exporter.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ipfix_test_decoder.h"
+
+namespace flowfold {
+
+// Readable test parameters (gtest finds this by argument-dependent lookup).
+void PrintTo(IpfixOptions::Encoder encoder, std::ostream* os) {
+  *os << (encoder == IpfixOptions::Encoder::kDirect ? "direct" : "libfixbuf");
+}
+
+namespace {
+
+using ipfix_test::DataRecord;
+using ipfix_test::Decoder;
+using ipfix_test::Message;
+using Bytes = std::vector<uint8_t>;
+using Encoder = IpfixOptions::Encoder;
+
+constexpr uint64_t kNowMs = 1'700'000'005'250;  // pipeline time of the tests' batches
+
+// ---------------------------------------------------------------- records
+
+FlowRecord tcp4() {
+  FlowRecord r;
+  r.key.ip_version = 4;
+  r.key.protocol = 6;
+  r.key.src_addr = {10, 1, 2, 3};
+  r.key.dst_addr = {192, 0, 2, 9};
+  r.key.src_port = 40000;
+  r.key.dst_port = 443;
+  r.key.vlan_id = 100;
+  r.key.inner_vlan_id = 200;
+  r.key.ingress_if = 3;
+  r.packets = 12;
+  r.octets = 3456;
+  r.first_ms = 1'700'000'000'123;
+  r.last_ms = 1'700'000'004'567;
+  r.mpls_top_label = 0xABCDE;
+  r.src_mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  r.dst_mac = {0x02, 0x66, 0x77, 0x88, 0x99, 0xAA};
+  r.tcp_flags = 0x1B;
+  r.tos = 0xB8;
+  r.min_ttl = 60;
+  r.max_ttl = 64;
+  r.end_reason = FlowEndReason::kActiveTimeout;
+  return r;
+}
+
+FlowRecord udp6() {
+  FlowRecord r;
+  r.key.ip_version = 6;
+  r.key.protocol = 17;
+  r.key.src_addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+  r.key.dst_addr = {0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xef};
+  r.key.src_port = 5353;
+  r.key.dst_port = 53;
+  r.key.vlan_id = 4094;
+  r.key.ingress_if = 65535;
+  r.packets = 1;
+  r.octets = 0x1'0000'0001;  // needs all 8 bytes of octetDeltaCount
+  r.first_ms = 1'700'000'001'000;
+  r.last_ms = 1'700'000'001'000;
+  r.src_mac = {0x00, 0x1b, 0x21, 0x01, 0x02, 0x03};
+  r.dst_mac = {0x33, 0x33, 0x00, 0x00, 0x00, 0xfb};
+  r.tos = 0x28;
+  r.min_ttl = 255;
+  r.max_ttl = 255;
+  r.end_reason = FlowEndReason::kIdleTimeout;
+  return r;
+}
+
+FlowRecord icmp4() {  // echo request: type 8, code 0
+  FlowRecord r;
+  r.key.ip_version = 4;
+  r.key.protocol = 1;
+  r.key.src_addr = {172, 16, 0, 1};
+  r.key.dst_addr = {8, 8, 8, 8};
+  r.key.dst_port = 8 * 256 + 0;
+  r.packets = 4;
+  r.octets = 336;
+  r.first_ms = 1'700'000'002'000;
+  r.last_ms = 1'700'000'005'000;
+  r.min_ttl = 63;
+  r.max_ttl = 63;
+  r.end_reason = FlowEndReason::kForcedEnd;
+  return r;
+}
+
+FlowRecord icmp6() {  // destination unreachable, port unreachable: type 1, code 4
+  FlowRecord r;
+  r.key.ip_version = 6;
+  r.key.protocol = 58;
+  r.key.src_addr = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
+  r.key.dst_addr = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02};
+  r.key.dst_port = 1 * 256 + 4;
+  r.key.inner_vlan_id = 7;
+  r.packets = 2;
+  r.octets = 208;
+  r.first_ms = 1'700'000'003'000;
+  r.last_ms = 1'700'000'003'500;
+  r.mpls_top_label = 16;
+  r.min_ttl = 255;
+  r.max_ttl = 255;
+  r.end_reason = FlowEndReason::kEndOfFlow;
+  return r;
+}
+
+// n records cycling through the four shapes; octets is unique (the match key).
+std::vector<FlowRecord> manyRecords(size_t n, uint64_t first_octets = 1'000'000) {
+  const FlowRecord shapes[] = {tcp4(), udp6(), icmp4(), icmp6(), tcp4()};
+  std::vector<FlowRecord> out;
+  for (size_t i = 0; i < n; ++i) {
+    FlowRecord r = shapes[i % std::size(shapes)];
+    r.octets = first_octets + i;
+    r.packets = i % 1000 + 1;
+    r.key.src_port = static_cast<uint16_t>(r.key.protocol == 1 || r.key.protocol == 58 ? 0 : i);
+    out.push_back(r);
+  }
+  return out;
+}
+
+// ------------------------------------------------ expected wire values
+
+Bytes big(uint64_t v, size_t n) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[n - 1 - i] = static_cast<uint8_t>(v >> (8 * i));
+  return b;
+}
+
+// Every element of a record as RFC 7011/7012 encode it, computed here from
+// the FlowRecord without the exporter's tables.
+std::map<uint16_t, Bytes> expectedFields(const FlowRecord& r) {
+  std::map<uint16_t, Bytes> f;
+  const bool v6 = r.key.ip_version == 6;
+  const bool icmp = (!v6 && r.key.protocol == 1) || (v6 && r.key.protocol == 58);
+  if (v6) {
+    f[27] = Bytes(r.key.src_addr.begin(), r.key.src_addr.end());  // sourceIPv6Address
+    f[28] = Bytes(r.key.dst_addr.begin(), r.key.dst_addr.end());  // destinationIPv6Address
+    f[139] = big(icmp ? r.key.dst_port : 0, 2);                    // icmpTypeCodeIPv6
+  } else {
+    f[8] = Bytes(r.key.src_addr.begin(), r.key.src_addr.begin() + 4);   // sourceIPv4Address
+    f[12] = Bytes(r.key.dst_addr.begin(), r.key.dst_addr.begin() + 4);  // destinationIPv4Address
+    f[32] = big(icmp ? r.key.dst_port : 0, 2);                          // icmpTypeCodeIPv4
+  }
+  f[1] = big(r.octets, 8);                // octetDeltaCount
+  f[2] = big(r.packets, 8);               // packetDeltaCount
+  f[152] = big(r.first_ms, 8);            // flowStartMilliseconds
+  f[153] = big(r.last_ms, 8);             // flowEndMilliseconds
+  f[10] = big(r.key.ingress_if, 4);       // ingressInterface
+  f[7] = big(r.key.src_port, 2);          // sourceTransportPort
+  f[11] = big(r.key.dst_port, 2);         // destinationTransportPort
+  f[58] = big(r.key.vlan_id, 2);          // vlanId
+  f[245] = big(r.key.inner_vlan_id, 2);   // dot1qCustomerVlanId
+  f[6] = big(r.tcp_flags, 2);             // tcpControlBits
+  f[56] = Bytes(r.src_mac.begin(), r.src_mac.end());  // sourceMacAddress
+  f[80] = Bytes(r.dst_mac.begin(), r.dst_mac.end());  // destinationMacAddress
+  f[70] = big(uint64_t{r.mpls_top_label} << 4, 3);     // mplsTopLabelStackSection: label, TC 0, S 0
+  f[4] = {r.key.protocol};                             // protocolIdentifier
+  f[5] = {r.tos};                                      // ipClassOfService
+  f[52] = {r.min_ttl};                                 // minimumTTL
+  f[53] = {r.max_ttl};                                 // maximumTTL
+  f[136] = {static_cast<uint8_t>(r.end_reason)};       // flowEndReason
+  f[60] = {r.key.ip_version};                          // ipVersion
+  return f;
+}
+
+// Matches every decoded record to the input by octetDeltaCount and compares all fields.
+void expectRecordsMatch(const std::vector<FlowRecord>& sent, const std::vector<Message>& messages) {
+  std::map<uint64_t, const DataRecord*> received;
+  size_t count = 0;
+  for (const Message& m : messages) {
+    for (const DataRecord& d : m.records) {
+      received[d.number(1)] = &d;
+      ++count;
+    }
+  }
+  ASSERT_EQ(count, sent.size());
+  ASSERT_EQ(received.size(), sent.size()) << "octetDeltaCount values repeat";
+  for (const FlowRecord& r : sent) {
+    auto it = received.find(r.octets);
+    ASSERT_NE(it, received.end()) << "record with octets " << r.octets << " missing";
+    EXPECT_EQ(it->second->template_id, r.key.ip_version == 6 ? 257 : 256);
+    EXPECT_EQ(it->second->fields, expectedFields(r)) << "record with octets " << r.octets;
+  }
+}
+
+bool isTemplateMessage(const Message& m) {
+  return !m.set_ids.empty() && std::all_of(m.set_ids.begin(), m.set_ids.end(),
+                                           [](uint16_t id) { return id == 2; });
+}
+
+// Sequence number = data records in all earlier messages of the session.
+void expectSequenceNumbers(const std::vector<Message>& messages) {
+  uint32_t before = 0;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    EXPECT_EQ(messages[i].sequence, before) << "message " << i;
+    before += static_cast<uint32_t>(messages[i].records.size());
+  }
+}
+
+// ------------------------------------------------------------- plumbing
+
+std::string tempPath(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = std::string(info->test_suite_name()) + "_" + info->name();
+  std::replace(test.begin(), test.end(), '/', '_');
+  return (std::filesystem::temp_directory_path() /
+          ("flowfold_ipfix_" + std::to_string(::getpid()) + "_" + test + "_" + name))
+      .string();
+}
+
+Bytes readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<Message> decodeStream(const Bytes& bytes) {
+  Decoder decoder;
+  std::vector<Message> messages;
+  EXPECT_TRUE(decoder.decodeStream(bytes, messages)) << decoder.error();
+  return messages;
+}
+
+std::vector<Message> decodeDatagrams(const std::vector<Bytes>& datagrams) {
+  Decoder decoder;  // one UDP session
+  std::vector<Message> messages;
+  for (const Bytes& d : datagrams) {
+    Message m;
+    EXPECT_TRUE(decoder.decode(d, m)) << decoder.error();
+    messages.push_back(std::move(m));
+  }
+  return messages;
+}
+
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+
+CommandResult run(const std::string& command) {
+  CommandResult result;
+  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
+  result.status = ::pclose(pipe);
+  return result;
+}
+
+bool haveProgram(const std::string& name) {
+  return run("command -v " + name + " >/dev/null").status == 0;
+}
+
+uint16_t boundPort(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
+int bindLoopback(int type) {
+  const int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    throw std::runtime_error("cannot bind a loopback socket");
+  }
+  return fd;
+}
+
+// A UDP collector on 127.0.0.1: a thread drains the socket so a burst of
+// datagrams cannot overflow its buffer.
+class UdpCollector {
+ public:
+  UdpCollector() : fd_(bindLoopback(SOCK_DGRAM)), thread_([this] { receive(); }) {}
+  ~UdpCollector() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string port() const { return std::to_string(boundPort(fd_)); }
+
+  /// The first `count` datagrams (fewer if they do not come within 10 s).
+  std::vector<Bytes> waitFor(size_t count) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return datagrams_.size() >= count; });
+    return datagrams_;
+  }
+
+ private:
+  void receive() {
+    Bytes buf(65536);
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+      if (n < 0) continue;
+      std::lock_guard lock(mutex_);
+      datagrams_.emplace_back(buf.begin(), buf.begin() + n);
+      cv_.notify_all();
+    }
+  }
+
+  int fd_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<Bytes> datagrams_;
+  std::thread thread_;
+};
+
+// A TCP collector on 127.0.0.1. It accepts connections one after another;
+// the first `hang_ups` it closes at once (a collector going away), the next
+// one it reads until the exporter closes it.
+class TcpCollector {
+ public:
+  explicit TcpCollector(int hang_ups = 0) : fd_(bindLoopback(SOCK_STREAM)), hang_ups_(hang_ups) {
+    ::listen(fd_, 4);
+    thread_ = std::thread([this] { receive(); });
+  }
+  ~TcpCollector() {
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  std::string port() const { return std::to_string(boundPort(fd_)); }
+
+  /// Waits (up to 10 s) until the collector has hung up on every connection it should.
+  bool hungUp() {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return hung_up_ == hang_ups_; });
+  }
+
+  /// Everything the exporter sent on the connection that was read, once it closed.
+  Bytes streamAfterClose() {
+    thread_.join();
+    return stream_;
+  }
+
+ private:
+  void receive() {
+    for (int i = 0; i <= hang_ups_; ++i) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 10000) <= 0) return;
+      const int conn = ::accept(fd_, nullptr, nullptr);
+      if (conn < 0) return;
+      if (i < hang_ups_) {
+        ::close(conn);
+        std::lock_guard lock(mutex_);
+        ++hung_up_;
+        cv_.notify_all();
+        continue;
+      }
+      uint8_t buf[65536];
+      for (;;) {
+        pollfd c{conn, POLLIN, 0};
+        if (::poll(&c, 1, 10000) <= 0) break;
+        const ssize_t n = ::recv(conn, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        stream_.insert(stream_.end(), buf, buf + n);
+      }
+      ::close(conn);
+    }
+  }
+
+  int fd_;
+  const int hang_ups_;
+  int hung_up_ = 0;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  Bytes stream_;
+  std::thread thread_;
+};
+
+void exportInBatches(Exporter& exporter, const std::vector<FlowRecord>& records, size_t batch,
+                     UdpCollector* collector = nullptr) {
+  for (size_t i = 0; i < records.size(); i += batch) {
+    const size_t n = std::min(batch, records.size() - i);
+    exporter.exportBatch(std::span<const FlowRecord>(records.data() + i, n), kNowMs);
+    // Let the collector catch up after each batch: a whole burst could
+    // overflow the default socket buffer on loopback.
+    if (collector) collector->waitFor(exporter.counters().messages_sent.load());
+  }
+}
+
+IpfixOptions fileOptions(const std::string& path, Encoder encoder) {
+  IpfixOptions o;
+  o.transport = IpfixOptions::Transport::kFile;
+  o.path = path;
+  o.encoder = encoder;
+  return o;
+}
+
+IpfixOptions udpOptions(const std::string& port, Encoder encoder) {
+  IpfixOptions o;
+  o.transport = IpfixOptions::Transport::kUdp;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.encoder = encoder;
+  return o;
+}
+
+// ------------------------------------------------------------------ tests
+
+class IpfixEncoderTest : public ::testing::TestWithParam<Encoder> {};
+
+INSTANTIATE_TEST_SUITE_P(Encoders, IpfixEncoderTest,
+                         ::testing::Values(Encoder::kLibfixbuf, Encoder::kDirect),
+                         [](const ::testing::TestParamInfo<Encoder>& info) {
+                           return info.param == Encoder::kDirect ? "Direct" : "Libfixbuf";
+                         });
+
+TEST_P(IpfixEncoderTest, FileRoundTripsEveryFieldOfIpv4Ipv6AndIcmpRecords) {
+  const std::string path = tempPath("flows.ipfix");
+  const std::vector<FlowRecord> records = {tcp4(), udp6(), icmp4(), icmp6()};
+  {
+    auto exporter = makeIpfixExporter(fileOptions(path, GetParam()));
+    exporter->exportBatch(records, kNowMs);
+    exporter->flush(kNowMs);
+    EXPECT_EQ(exporter->counters().records_exported.load(), 4u);
+    EXPECT_EQ(exporter->counters().messages_sent.load(), 2u);  // templates, then the data
+    EXPECT_EQ(exporter->counters().export_errors.load(), 0u);
+  }
+  const Bytes bytes = readFile(path);
+  const std::vector<Message> messages = decodeStream(bytes);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  EXPECT_EQ(messages[1].set_ids, (std::vector<uint16_t>{256, 257}));  // one set per IP version
+  expectRecordsMatch(records, messages);
+  std::filesystem::remove(path);
+}
+
+TEST_P(IpfixEncoderTest, FileStartsWithTemplatesDeclaringTheIanaElements) {
+  const std::string path = tempPath("templates.ipfix");
+  {
+    auto exporter = makeIpfixExporter(fileOptions(path, GetParam()));
+    exporter->exportBatch(std::vector<FlowRecord>{tcp4()}, kNowMs);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_FALSE(messages.empty());
+  ASSERT_EQ(messages[0].templates.size(), 2u);
+
+  using Fields = std::vector<std::pair<uint16_t, uint16_t>>;  // (element id, length)
+  const Fields common = {{1, 8},   {2, 8},  {152, 8}, {153, 8}, {10, 4}, {7, 2},
+                         {11, 2},  {58, 2}, {245, 2}, {6, 2},   {56, 6}, {80, 6},
+                         {70, 3},  {4, 1},  {5, 1},   {52, 1},  {53, 1}, {136, 1},
+                         {60, 1}};
+  Fields v4 = {{8, 4}, {12, 4}, {32, 2}};
+  Fields v6 = {{27, 16}, {28, 16}, {139, 2}};
+  v4.insert(v4.end(), common.begin(), common.end());
+  v6.insert(v6.end(), common.begin(), common.end());
+  std::sort(v4.begin(), v4.end());
+  std::sort(v6.begin(), v6.end());
+
+  std::map<uint16_t, Fields> declared;
+  for (const auto& t : messages[0].templates) {
+    Fields f = t.fields;
+    std::sort(f.begin(), f.end());
+    declared[t.id] = f;
+  }
+  EXPECT_EQ(declared[256], v4);
+  EXPECT_EQ(declared[257], v6);
+  std::filesystem::remove(path);
+}
+
+TEST_P(IpfixEncoderTest, FileHeadersCarryPipelineTimeDomainAndSequence) {
+  const std::string path = tempPath("headers.ipfix");
+  IpfixOptions options = fileOptions(path, GetParam());
+  options.observation_domain = 0xDEC0DE;
+  const std::vector<FlowRecord> first = manyRecords(3, 100);
+  const std::vector<FlowRecord> second = manyRecords(5, 200);
+  {
+    auto exporter = makeIpfixExporter(options);
+    exporter->exportBatch(first, 1'700'000'000'999);
+    exporter->exportBatch(second, 1'700'000'007'000);
+    exporter->flush(1'700'000'008'000);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0].export_time, 1'700'000'000u);  // templates, before the first batch
+  EXPECT_EQ(messages[1].export_time, 1'700'000'000u);
+  EXPECT_EQ(messages[2].export_time, 1'700'000'007u);
+  for (const Message& m : messages) EXPECT_EQ(m.domain, 0xDEC0DEu);
+  EXPECT_EQ(messages[0].sequence, 0u);
+  EXPECT_EQ(messages[1].sequence, 0u);
+  EXPECT_EQ(messages[2].sequence, 3u);
+  std::filesystem::remove(path);
+}
+
+TEST_P(IpfixEncoderTest, UdpMessagesStayWithinMtuWithSequenceNumbersAndTemplateRefresh) {
+  UdpCollector collector;
+  IpfixOptions options = udpOptions(collector.port(), GetParam());
+  options.mtu = 512;
+  options.observation_domain = 42;
+  options.template_refresh_packets = 5;
+  options.template_refresh_ms = 0;
+  const std::vector<FlowRecord> records = manyRecords(1000);
+
+  auto exporter = makeIpfixExporter(options);
+  exportInBatches(*exporter, records, 100, &collector);
+  exporter->flush(kNowMs);
+  const uint64_t sent = exporter->counters().messages_sent.load();
+  const std::vector<Bytes> datagrams = collector.waitFor(sent);
+  ASSERT_EQ(datagrams.size(), sent);
+
+  uint64_t bytes = 0;
+  for (const Bytes& d : datagrams) {
+    EXPECT_LE(d.size(), 512u);
+    bytes += d.size();
+  }
+  EXPECT_EQ(exporter->counters().bytes_sent.load(), bytes);
+  EXPECT_EQ(exporter->counters().records_exported.load(), records.size());
+
+  const std::vector<Message> messages = decodeDatagrams(datagrams);
+  for (const Message& m : messages) EXPECT_EQ(m.domain, 42u);
+  expectSequenceNumbers(messages);
+  expectRecordsMatch(records, messages);
+
+  // Templates first, then again after every 5 data messages.
+  ASSERT_TRUE(isTemplateMessage(messages.front()));
+  size_t data_run = 0, template_messages = 1;
+  for (size_t i = 1; i < messages.size(); ++i) {
+    if (isTemplateMessage(messages[i])) {
+      EXPECT_EQ(data_run, 5u) << "template message " << i;
+      data_run = 0;
+      ++template_messages;
+    } else {
+      ++data_run;
+    }
+  }
+  EXPECT_LE(data_run, 5u);
+  const size_t data_messages = messages.size() - template_messages;
+  EXPECT_GT(data_messages, 100u);  // 1000 records of 77 to 101 bytes in 512-byte messages
+  EXPECT_EQ(template_messages, 1 + (data_messages - 1) / 5);
+}
+
+TEST_P(IpfixEncoderTest, UdpResendsTemplatesWhenTheRefreshTimeHasPassed) {
+  UdpCollector collector;
+  IpfixOptions options = udpOptions(collector.port(), GetParam());
+  options.template_refresh_ms = 1000;
+  options.template_refresh_packets = 0;
+  auto exporter = makeIpfixExporter(options);
+  const std::vector<FlowRecord> batch = {tcp4()};
+  for (const uint64_t offset : {0, 400, 999, 1000, 1500, 2000}) {
+    exporter->exportBatch(batch, kNowMs + offset);
+  }
+  const uint64_t sent = exporter->counters().messages_sent.load();
+  const std::vector<Message> messages = decodeDatagrams(collector.waitFor(sent));
+  ASSERT_EQ(messages.size(), sent);
+  std::string kinds;
+  for (const Message& m : messages) kinds += isTemplateMessage(m) ? 'T' : 'D';
+  EXPECT_EQ(kinds, "TDDDTDDTD");
+}
+
+TEST_P(IpfixEncoderTest, TcpSendsTemplatesOnceThenEveryRecord) {
+  TcpCollector collector;
+  IpfixOptions options;
+  options.transport = IpfixOptions::Transport::kTcp;
+  options.host = "127.0.0.1";
+  options.port = collector.port();
+  options.observation_domain = 7;
+  options.encoder = GetParam();
+  const std::vector<FlowRecord> records = manyRecords(150);
+  {
+    auto exporter = makeIpfixExporter(options);
+    exportInBatches(*exporter, records, 50);
+    exporter->flush(kNowMs);
+    EXPECT_EQ(exporter->counters().export_errors.load(), 0u);
+  }  // closes the connection
+  const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
+  ASSERT_EQ(messages.size(), 4u);  // templates + one message per batch
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  for (size_t i = 1; i < messages.size(); ++i) EXPECT_FALSE(isTemplateMessage(messages[i]));
+  for (const Message& m : messages) EXPECT_EQ(m.domain, 7u);
+  expectSequenceNumbers(messages);
+  expectRecordsMatch(records, messages);
+}
+
+TEST(IpfixExporter, TcpReconnectsAfterTheCollectorHangsUpAndResendsTemplates) {
+  TcpCollector collector(/*hang_ups=*/1);
+  IpfixOptions options;
+  options.transport = IpfixOptions::Transport::kTcp;
+  options.host = "127.0.0.1";
+  options.port = collector.port();
+  auto exporter = makeIpfixExporter(options);
+  ASSERT_TRUE(collector.hungUp());
+
+  // Writing into the closed connection fails once the peer's reset is back
+  // (on loopback: by the second write at the latest).
+  const std::vector<FlowRecord> lost = manyRecords(50, 1000);
+  for (int i = 0; i < 20 && exporter->counters().export_errors.load() == 0; ++i) {
+    exporter->exportBatch(lost, kNowMs);
+  }
+  ASSERT_EQ(exporter->counters().export_errors.load(), 1u);
+  EXPECT_EQ(exporter->counters().records_dropped.load(), lost.size());
+
+  const std::vector<FlowRecord> records = manyRecords(120, 5000);
+  exportInBatches(*exporter, records, 40);  // reconnects first
+  EXPECT_EQ(exporter->counters().export_errors.load(), 1u);
+  exporter.reset();
+
+  const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
+  ASSERT_EQ(messages.size(), 4u);  // a new session: templates, then the three batches
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  expectRecordsMatch(records, messages);
+}
+
+TEST(IpfixExporter, EncodersWriteIdenticalBytes) {
+  const std::string a = tempPath("libfixbuf.ipfix");
+  const std::string b = tempPath("direct.ipfix");
+  const std::vector<FlowRecord> records = manyRecords(5000);
+  const std::pair<std::string, Encoder> runs[] = {{a, Encoder::kLibfixbuf}, {b, Encoder::kDirect}};
+  for (const auto& [path, encoder] : runs) {
+    auto exporter = makeIpfixExporter(fileOptions(path, encoder));
+    exportInBatches(*exporter, records, 1700);
+    exporter->flush(kNowMs + 1000);
+  }
+  const Bytes fixbuf = readFile(a);
+  EXPECT_GT(fixbuf.size(), 5000u * 77);
+  EXPECT_TRUE(fixbuf == readFile(b));
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
+}
+
+TEST(IpfixExporter, EncodersSendIdenticalUdpMessages) {
+  std::vector<std::vector<Bytes>> received;
+  const std::vector<FlowRecord> records = manyRecords(700);
+  for (const Encoder encoder : {Encoder::kLibfixbuf, Encoder::kDirect}) {
+    UdpCollector collector;
+    IpfixOptions options = udpOptions(collector.port(), encoder);
+    options.mtu = 300;
+    options.template_refresh_packets = 7;
+    auto exporter = makeIpfixExporter(options);
+    exportInBatches(*exporter, records, 64, &collector);
+    received.push_back(collector.waitFor(exporter->counters().messages_sent.load()));
+  }
+  EXPECT_GT(received[0].size(), 200u);
+  EXPECT_TRUE(received[0] == received[1]);
+}
+
+TEST(IpfixExporter, IpfixDumpReadsTheExportedFile) {
+  if (!haveProgram("ipfixDump")) GTEST_SKIP() << "ipfixDump (libfixbuf-tools) not installed";
+  const std::string path = tempPath("dump.ipfix");
+  {
+    auto exporter = makeIpfixExporter(fileOptions(path, Encoder::kLibfixbuf));
+    exporter->exportBatch(std::vector<FlowRecord>{tcp4(), udp6(), icmp4(), icmp6()}, kNowMs);
+  }
+  const CommandResult dump = run("TZ=UTC ipfixDump --in " + path);
+  ASSERT_EQ(dump.status, 0) << dump.output;
+  EXPECT_NE(dump.output.find("2 Messages, 4 Data Records, 2 Template Records"), std::string::npos)
+      << dump.output;
+  for (const char* expected :
+       {"sourceIPv4Address : 10.1.2.3", "destinationIPv4Address : 192.0.2.9",
+        "sourceIPv6Address : 2001:0db8::0001", "icmpTypeCodeIPv4 : 2048",
+        "icmpTypeCodeIPv6 : 260", "octetDeltaCount : 4294967297",
+        "flowStartMilliseconds : 2023-11-14 22:13:20.123", "vlanId : 4094",
+        "dot1qCustomerVlanId : 200", "sourceMacAddress : 02:11:22:33:44:55",
+        "flowEndReason : 3"}) {
+    EXPECT_NE(dump.output.find(expected), std::string::npos) << expected;
+  }
+  EXPECT_EQ(dump.output.find("arning"), std::string::npos) << dump.output;
+  std::filesystem::remove(path);
+}
+
+// Writes datagrams as Ethernet/IPv4/UDP frames to the IPFIX port in a pcap.
+void writePcap(const std::string& path, const std::vector<Bytes>& datagrams) {
+  Bytes out = {0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+               0xff, 0xff, 0, 0, 1, 0, 0, 0};  // magic, v2.4, snaplen 65535, Ethernet
+  auto le32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  uint32_t t = 1'700'000'005;
+  for (const Bytes& d : datagrams) {
+    Bytes f = {0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00};  // Ethernet
+    const size_t ip_len = 20 + 8 + d.size();
+    Bytes ip = {0x45, 0, static_cast<uint8_t>(ip_len >> 8), static_cast<uint8_t>(ip_len),
+                0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2};
+    uint32_t sum = 0;
+    for (size_t i = 0; i < ip.size(); i += 2) sum += (ip[i] << 8) | ip[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip[10] = static_cast<uint8_t>(~sum >> 8);
+    ip[11] = static_cast<uint8_t>(~sum);
+    const size_t udp_len = 8 + d.size();
+    Bytes udp = {0xc3, 0x50, 0x12, 0x83,  // 50000 -> 4739
+                 static_cast<uint8_t>(udp_len >> 8), static_cast<uint8_t>(udp_len), 0, 0};
+    f.insert(f.end(), ip.begin(), ip.end());
+    f.insert(f.end(), udp.begin(), udp.end());
+    f.insert(f.end(), d.begin(), d.end());
+    le32(t++);
+    le32(0);
+    le32(static_cast<uint32_t>(f.size()));
+    le32(static_cast<uint32_t>(f.size()));
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(out.data()),
+                                              static_cast<std::streamsize>(out.size()));
+}
+
+TEST(IpfixExporter, TsharkDissectsUdpMessagesWithoutErrors) {
+  if (!haveProgram("tshark")) GTEST_SKIP() << "tshark not installed";
+  UdpCollector collector;
+  IpfixOptions options = udpOptions(collector.port(), Encoder::kLibfixbuf);
+  options.template_refresh_packets = 3;
+  auto exporter = makeIpfixExporter(options);
+  exportInBatches(*exporter, manyRecords(200), 50, &collector);
+  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages_sent.load());
+  ASSERT_EQ(datagrams.size(), exporter->counters().messages_sent.load());
+
+  const std::string pcap = tempPath("udp.pcap");
+  writePcap(pcap, datagrams);
+  const CommandResult verbose = run("tshark -n -r " + pcap + " -V");
+  ASSERT_EQ(verbose.status, 0) << verbose.output;
+  EXPECT_EQ(verbose.output.find("Malformed"), std::string::npos);
+  EXPECT_NE(verbose.output.find("Version: 10"), std::string::npos) << "not dissected as IPFIX";
+  EXPECT_NE(verbose.output.find("SrcAddr: 10.1.2.3"), std::string::npos);
+  EXPECT_NE(verbose.output.find("SrcAddr: 2001:db8::1"), std::string::npos);
+  const CommandResult expert = run("tshark -n -r " + pcap + " -q -z expert");
+  ASSERT_EQ(expert.status, 0) << expert.output;
+  EXPECT_EQ(expert.output.find("Errors ("), std::string::npos) << expert.output;
+  EXPECT_EQ(expert.output.find("Warnings ("), std::string::npos) << expert.output;
+  std::filesystem::remove(pcap);
+}
+
+TEST(IpfixExporter, PacedUdpExportStillDeliversEveryMessage) {
+  UdpCollector collector;
+  IpfixOptions options = udpOptions(collector.port(), Encoder::kDirect);
+  options.mtu = 256;                      // 3 IPv4 records per message
+  options.max_messages_per_second = 2000;  // 100 messages, burst 64: some 20 ms
+  options.template_refresh_packets = 0;
+  auto exporter = makeIpfixExporter(options);
+  std::vector<FlowRecord> records = manyRecords(300);
+  for (FlowRecord& r : records) r.key.ip_version = 4;
+  exportInBatches(*exporter, records, 60, &collector);
+  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages_sent.load());
+  EXPECT_EQ(datagrams.size(), 101u);  // templates + 100 data messages
+  expectRecordsMatch(records, decodeDatagrams(datagrams));
+}
+
+TEST(IpfixExporter, FlushWithoutFlowsStillWritesAReadableFile) {
+  const std::string path = tempPath("empty.ipfix");
+  {
+    auto exporter = makeIpfixExporter(fileOptions(path, Encoder::kLibfixbuf));
+    exporter->flush(kNowMs);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  EXPECT_EQ(messages[0].export_time, kNowMs / 1000);
+  std::filesystem::remove(path);
+}
+
+TEST(IpfixExporter, TcpConnectionRefusedAtStartupNamesHostAndPort) {
+  // Bound but not listening: connecting is refused, and the port stays ours.
+  const int fd = bindLoopback(SOCK_STREAM);
+  const std::string port = std::to_string(boundPort(fd));
+  IpfixOptions options;
+  options.transport = IpfixOptions::Transport::kTcp;
+  options.host = "127.0.0.1";
+  options.port = port;
+  try {
+    makeIpfixExporter(options);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("127.0.0.1:" + port), std::string::npos) << what;
+    EXPECT_NE(what.find("refused"), std::string::npos) << what;
+  }
+  ::close(fd);
+}
+
+TEST(IpfixExporter, UnwritableFileIsReportedWithItsPath) {
+  const std::string path = "/nonexistent-dir/flows.ipfix";
+  try {
+    makeIpfixExporter(fileOptions(path, Encoder::kLibfixbuf));
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+TEST(IpfixExporter, RejectsAnMtuTooSmallForTheTemplates) {
+  IpfixOptions options = udpOptions("4739", Encoder::kLibfixbuf);
+  options.mtu = 200;
+  EXPECT_THROW(makeIpfixExporter(options), std::invalid_argument);
+}
+
+TEST(IpfixExporter, CountsRecordsOfAnUnknownIpVersionAsDropped) {
+  const std::string path = tempPath("bad.ipfix");
+  auto exporter = makeIpfixExporter(fileOptions(path, Encoder::kDirect));
+  FlowRecord bad = tcp4();
+  bad.key.ip_version = 5;
+  exporter->exportBatch(std::vector<FlowRecord>{tcp4(), bad}, kNowMs);
+  EXPECT_EQ(exporter->counters().records_exported.load(), 1u);
+  EXPECT_EQ(exporter->counters().records_dropped.load(), 1u);
+  exporter.reset();
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace flowfold
