@@ -7,6 +7,8 @@
 #include <new>
 #include <stdexcept>
 
+#include <sys/mman.h>
+
 namespace flowfold {
 
 namespace {
@@ -17,9 +19,15 @@ constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
 constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kPrefetchAhead = 8;
+constexpr size_t kHugePage = 2u << 20;
 }  // namespace
 
-size_t FlowCache::entryBytes() { return sizeof(Entry); }
+size_t FlowCache::entryBytes() {
+  // Two whole cache lines, and entries start page-aligned: an entry never
+  // straddles a third line.
+  static_assert(sizeof(Entry) == 128);
+  return sizeof(Entry);
+}
 
 FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   if (options_.max_flows == 0) throw std::invalid_argument("max_flows must be at least 1");
@@ -30,8 +38,13 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
 
   // Raw storage: pages are touched only as entries are first used, so a
   // large max_flows costs address space, not resident memory.
-  entries_ = static_cast<Entry*>(std::malloc(sizeof(Entry) * options_.max_flows));
-  if (!entries_) throw std::bad_alloc();
+  entries_bytes_ = (sizeof(Entry) * options_.max_flows + kHugePage - 1) / kHugePage * kHugePage;
+  void* mem = mmap(nullptr, entries_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  // Lookups land on random entries: with 4 KiB pages nearly every one is also
+  // a TLB miss. Huge pages (where the kernel offers them) remove most of those.
+  madvise(mem, entries_bytes_, MADV_HUGEPAGE);
+  entries_ = static_cast<Entry*>(mem);
 
   // The table keeps its load at or under one half; it starts small (cache
   // friendly) and doubles up to what max_flows needs.
@@ -44,7 +57,7 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   wheel_.resize(kWheelBuckets);
 }
 
-FlowCache::~FlowCache() { std::free(entries_); }
+FlowCache::~FlowCache() { munmap(entries_, entries_bytes_); }
 
 // ---------------------------------------------------------------- hash table
 
@@ -84,8 +97,7 @@ void FlowCache::growTable() {
 }
 
 void FlowCache::eraseSlotOf(uint32_t index) {
-  const auto hash_lo = static_cast<uint32_t>(hashFlowKey(entries_[index].rec.key));
-  uint64_t pos = hash_lo & slot_mask_;
+  uint64_t pos = entries_[index].hash_lo & slot_mask_;
   while (slots_[pos].index1 != index + 1) pos = (pos + 1) & slot_mask_;
   // Backward-shift deletion keeps probe chains unbroken without tombstones.
   uint64_t hole = pos;
@@ -106,6 +118,9 @@ uint32_t FlowCache::allocateEntry() {
   if (free_head_ != 0) {
     index = free_head_ - 1;
     free_head_ = entries_[index].next_free;
+    // The free list is a chain through cold entries: fetch the next link now
+    // so the next new flow does not wait for it.
+    if (free_head_ != 0) prefetchWrite(entries_ + (free_head_ - 1));
   } else {
     assert(used_ < options_.max_flows);
     index = used_++;
@@ -130,6 +145,7 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
     ++counters_.flows_created;
     new (&e) Entry{};
     e.next_free = kLive;
+    e.hash_lo = static_cast<uint32_t>(hash);
     r.key = p.key;
     r.last_ms = p.ts_ms;
     e.interval_start_ms = p.ts_ms;
@@ -234,7 +250,11 @@ bool FlowCache::expire(uint64_t now_ms) {
     // Review the bucket taken off the wheel (perhaps by an earlier call).
     while (due_pos_ < due_.size()) {
       if (budget == 0) return true;
-      if (due_pos_ + kPrefetchAhead < due_.size()) __builtin_prefetch(entries_ + due_[due_pos_ + kPrefetchAhead]);
+      // Entries come due in no useful order: fetch a few ahead, and the hash
+      // slot of one whose entry has arrived by now (expiry erases it).
+      if (due_pos_ + kPrefetchAhead < due_.size()) prefetchRead(entries_ + due_[due_pos_ + kPrefetchAhead]);
+      if (due_pos_ + kPrefetchAhead / 2 < due_.size())
+        prefetchRead(&slots_[entries_[due_[due_pos_ + kPrefetchAhead / 2]].hash_lo & slot_mask_]);
       reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;
     }

@@ -20,6 +20,7 @@ enum LongOnly {
   kOptActive,
   kOptIdle,
   kOptLogLevel,
+  kOptIpfixEncoder,
 };
 
 uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
@@ -62,6 +63,7 @@ Export (repeatable; given on the command line they replace the file's exporters)
   --export-rate N      at most N datagrams per second per UDP collector
   --observation-domain N  IPFIX observation domain / NetFlow v9 source id
   --mtu N              largest export datagram in bytes (default 1400)
+  --ipfix-encoder E    libfixbuf (default) or direct: byte-identical IPFIX, ~4x cheaper per record
 
 Flow cache:
   -m MAX_FLOWS         most flows kept at once (default 1000000); the least
@@ -87,6 +89,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   std::string read_file, interface, log_level;
   int64_t max_flows = -1;
   int64_t active_ms = -1, idle_ms = -1, rate = -1, domain = -1, mtu = -1;
+  std::string ipfix_encoder;
 
   static const option kLong[] = {
       {"text", optional_argument, nullptr, kOptText},
@@ -100,6 +103,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       {"active-timeout", required_argument, nullptr, kOptActive},
       {"idle-timeout", required_argument, nullptr, kOptIdle},
       {"log-level", required_argument, nullptr, kOptLogLevel},
+      {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -164,6 +168,11 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       case kOptActive: active_ms = static_cast<int64_t>(secondsToMs(optarg, "--active-timeout")); break;
       case kOptIdle: idle_ms = static_cast<int64_t>(secondsToMs(optarg, "--idle-timeout")); break;
       case kOptLogLevel: log_level = optarg; break;
+      case kOptIpfixEncoder:
+        ipfix_encoder = optarg;
+        if (ipfix_encoder != "libfixbuf" && ipfix_encoder != "direct")
+          throw ConfigError("command line: --ipfix-encoder takes libfixbuf or direct, not '" + ipfix_encoder + "'");
+        break;
       case '?':
       default: {
         const std::string bad = optopt ? std::string("-") + static_cast<char>(optopt) : std::string(argv[optind - 1]);
@@ -212,6 +221,9 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
     if (rate >= 0) e.rate_limit = static_cast<uint64_t>(rate);
     if (domain >= 0) e.observation_domain = static_cast<uint32_t>(domain);
     if (mtu >= 0) e.mtu = static_cast<uint32_t>(mtu);
+    if (!ipfix_encoder.empty())
+      e.ipfix_encoder = ipfix_encoder == "direct" ? ExporterConfig::IpfixEncoder::kDirect
+                                                  : ExporterConfig::IpfixEncoder::kLibfixbuf;
   }
   return config;
 }

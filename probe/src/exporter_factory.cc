@@ -42,6 +42,8 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.template_refresh_ms = c.template_refresh_ms;
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_messages_per_second = c.rate_limit;
+      o.encoder = c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
+                                                                           : IpfixOptions::Encoder::kLibfixbuf;
       return makeIpfixExporter(o);
     }
   }

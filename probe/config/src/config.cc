@@ -134,6 +134,13 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          e.template_refresh_packets =
              static_cast<uint32_t>(unsignedValue(name, n, "template_refresh_packets", 1, 1'000'000));
        }},
+      {"encoder",
+       [&](const YAML::Node& n) {
+         const std::string t = scalar(name, n, "encoder");
+         if (t == "libfixbuf") e.ipfix_encoder = ExporterConfig::IpfixEncoder::kLibfixbuf;
+         else if (t == "direct") e.ipfix_encoder = ExporterConfig::IpfixEncoder::kDirect;
+         else fail(name, n, "unknown IPFIX encoder '" + t + "' (libfixbuf, direct)");
+       }},
       {"rate_limit",
        [&](const YAML::Node& n) { e.rate_limit = unsignedValue(name, n, "rate_limit", 0, 100'000'000); }},
   };

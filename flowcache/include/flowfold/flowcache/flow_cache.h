@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
+#include "flowfold/flowcache/prefetch.h"
 
 namespace flowfold {
 
@@ -76,10 +77,18 @@ class FlowCache {
 
   /// Hints for a batch: call prefetchSlot() for every packet of the batch,
   /// then prefetchEntry() for each, then update() for each.
-  void prefetchSlot(uint64_t hash) const { __builtin_prefetch(&slots_[hash & slot_mask_]); }
+  void prefetchSlot(uint64_t hash) const { prefetchRead(&slots_[hash & slot_mask_]); }
   void prefetchEntry(uint64_t hash) const {
-    const Slot& s = slots_[hash & slot_mask_];
-    if (s.index1 != 0 && s.hash_lo == static_cast<uint32_t>(hash)) __builtin_prefetch(entries_ + (s.index1 - 1));
+    // The key sits within a few slots of its home at the table's load.
+    const auto hash_lo = static_cast<uint32_t>(hash);
+    for (uint64_t i = 0, pos = hash & slot_mask_; i < 4; ++i, pos = (pos + 1) & slot_mask_) {
+      const Slot& s = slots_[pos];
+      if (s.index1 == 0) return;
+      if (s.hash_lo == hash_lo) {
+        prefetchRead(entries_ + (s.index1 - 1));
+        return;
+      }
+    }
   }
 
   /// Expires flows whose idle or active timeout has passed at now_ms.
@@ -107,6 +116,7 @@ class FlowCache {
     uint64_t interval_start_ms;  // start of the current active-timeout interval
     uint32_t filed_tick;         // low 32 bits of the wheel tick it is filed at
     uint32_t next_free;          // kLive, or the free list link (index + 1)
+    uint32_t hash_lo;            // low 32 bits of the key hash: finds the slot without rehashing
   };
   struct Slot {
     uint32_t hash_lo;  // low 32 bits of the key hash (home slot = hash_lo & mask)
@@ -137,6 +147,7 @@ class FlowCache {
 
   // entries
   Entry* entries_ = nullptr;  // raw storage for max_flows entries, touched lazily
+  size_t entries_bytes_ = 0;
   uint32_t used_ = 0;         // entries ever handed out (bump pointer)
   uint32_t free_head_ = 0;    // free list (index + 1; 0 = empty)
   size_t active_ = 0;

@@ -43,6 +43,10 @@ struct ExporterConfig {
   // million flows at once; unpaced, a collector's socket buffer overflows and
   // drops them silently. 20000/s is ~500k flow records/s.
   uint64_t rate_limit = 20'000;
+  // IPFIX record encoding: libfixbuf's fBufAppend, or flowfold's own writer
+  // producing byte-identical messages several times faster.
+  enum class IpfixEncoder { kLibfixbuf, kDirect };
+  IpfixEncoder ipfix_encoder = IpfixEncoder::kLibfixbuf;
   std::string origin;       // "file:line:col" or "command line", for messages
 
   std::string describe() const;
