@@ -63,7 +63,8 @@ Export (repeatable; given on the command line they replace the file's exporters)
   --export-rate N      at most N datagrams per second per UDP collector
   --observation-domain N  IPFIX observation domain / NetFlow v9 source id
   --mtu N              largest export datagram in bytes (default 1400)
-  --ipfix-encoder E    libfixbuf (default) or direct: byte-identical IPFIX, ~4x cheaper per record
+  --ipfix-encoder E    direct (default; flowfold's own record writer) or libfixbuf
+                       (fBufAppend): byte-identical messages, direct is ~4x cheaper
 
 Flow cache:
   -m MAX_FLOWS         most flows kept at once (default 1000000); the least

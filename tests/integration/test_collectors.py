@@ -24,10 +24,10 @@ class CollectorConservation(TempDirTest):
         self.pcap, truth_path = flowgen("it-conservation", *PROFILE)
         self.truth = read_truth(truth_path)
 
-    def export_to_nfcapd(self, version):
+    def export_to_nfcapd(self, version, *extra):
         nfcapd = Nfcapd(self.tmp)
         errors_before = udp_rcvbuf_errors()
-        proc = run_flowfold("-r", self.pcap, "-n", nfcapd.address, "-v", str(version))
+        proc = run_flowfold("-r", self.pcap, "-n", nfcapd.address, "-v", str(version), *extra)
         nfcapd.stop()
         flows, records = nfcapd.flows()
         stats = stats_of(proc.stderr)
@@ -47,6 +47,16 @@ class CollectorConservation(TempDirTest):
 
     def test_ipfix_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
         self.export_to_nfcapd(10)
+
+    def test_ipfix_libfixbuf_encoder_delivers_exactly_the_truth_to_nfcapd(self):
+        self.export_to_nfcapd(10, "--ipfix-encoder", "libfixbuf")
+
+    def test_both_ipfix_encoders_write_identical_files(self):
+        direct, fixbuf = self.path("direct.ipfix"), self.path("fixbuf.ipfix")
+        run_flowfold("-r", self.pcap, "--ipfix-file", direct, "--ipfix-encoder", "direct")
+        run_flowfold("-r", self.pcap, "--ipfix-file", fixbuf, "--ipfix-encoder", "libfixbuf")
+        with open(direct, "rb") as a, open(fixbuf, "rb") as b:
+            self.assertEqual(a.read(), b.read())
 
     def test_netflow9_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
         self.export_to_nfcapd(9)
