@@ -63,7 +63,11 @@ int runFile(const Config& config) {
       next_stats += stats_every;
     }
   }
-  if (g_stop) logInfo("stopping on signal: exporting every flow before exit");
+  if (g_stop) {
+    // A signal interrupts a blocking read (stdin, a pipe): that is a stop, not a cut capture.
+    logInfo("stopping on signal: exporting every flow before exit");
+    r = PcapFileSource::Result::kEnd;
+  }
   pipeline.finish();
   logInfo("%s", formatStatsLine(pipeline).c_str());
   if (r == PcapFileSource::Result::kTruncated) {

@@ -8,7 +8,7 @@ import struct
 import subprocess
 import unittest
 
-from harness import TempDirTest, add_flow, flowgen, norm_addr, read_truth, run_flowfold, stats_of, totals
+from harness import FLOWFOLD, TempDirTest, add_flow, flowgen, norm_addr, read_truth, run_flowfold, stats_of, totals
 
 # Exit statuses documented in the README.
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT, EXIT_TRUNCATED = 0, 1, 2, 3, 4
@@ -92,6 +92,35 @@ class BadCaptures(TempDirTest):
         with open(pcap, "rb") as f:
             run_flowfold("-r", "-", "--json=" + out_stdin, stdin=f)
         self.assertFlowsEqual(json_flows(out_stdin), want)
+
+    def test_sigterm_exports_every_flow_read_so_far(self):
+        import fcntl, signal, termios, time
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        with open(pcap, "rb") as f:
+            data = f.read()
+        # The first 300 whole packets, then the reader blocks on the open pipe.
+        off = 24
+        for _ in range(300):
+            caplen = struct.unpack_from("<I", data, off + 8)[0]
+            off += 16 + caplen
+        out = self.path("flows.json")
+        proc = subprocess.Popen([FLOWFOLD, "-r", "-", "--json=" + out], stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=False)
+        proc.stdin.write(data[:off])
+        proc.stdin.flush()
+
+        def unread():
+            buf = bytearray(4)
+            fcntl.ioctl(proc.stdin.fileno(), termios.FIONREAD, buf)
+            return struct.unpack("i", bytes(buf))[0]
+        deadline = time.monotonic() + 30
+        while unread() > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, EXIT_OK, err)
+        self.assertIn(b"stopping on signal", err)
+        self.assertEqual(totals(json_flows(out))[1], 300)
 
     def test_unsupported_link_type_warns_and_counts(self):
         path = self.path("usb.pcap")

@@ -1,0 +1,73 @@
+#include "flowfold/probe/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace flowfold {
+namespace {
+
+Config parse(std::vector<std::string> args, CommandLine& cl) {
+  args.insert(args.begin(), "flowfold");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return parseCommandLine(static_cast<int>(args.size()), argv.data(), cl);
+}
+
+TEST(CommandLine, SoftflowdLettersBuildExporters) {
+  CommandLine cl;
+  const Config c = parse({"-r", "in.pcap", "-n", "127.0.0.1:2055", "-n", "[::1]:9995", "-v", "9", "-m", "5000",
+                          "-t", "maxlife=120", "-t", "general=30", "tcp", "port", "80"},
+                         cl);
+  EXPECT_EQ(c.read_file, "in.pcap");
+  ASSERT_EQ(c.exporters.size(), 2u);
+  EXPECT_EQ(c.exporters[0].type, ExporterConfig::Type::kNetflow9);
+  EXPECT_EQ(c.exporters[1].host, "::1");
+  EXPECT_EQ(c.exporters[1].port, "9995");
+  EXPECT_EQ(c.cache.max_flows, 5000u);
+  EXPECT_EQ(c.cache.active_timeout_ms, 120'000u);
+  EXPECT_EQ(c.cache.idle_timeout_ms, 30'000u);
+  EXPECT_EQ(c.bpf_filter, "tcp port 80");
+}
+
+TEST(CommandLine, IpfixOverTcpAndHumanOutputs) {
+  CommandLine cl;
+  const Config c = parse({"-r", "-", "-n", "c:4739", "-P", "tcp", "--json=out.json", "--text",
+                          "--ipfix-file", "f.ipfix", "--export-rate", "0", "--observation-domain", "7"},
+                         cl);
+  ASSERT_EQ(c.exporters.size(), 4u);
+  EXPECT_EQ(c.exporters[0].type, ExporterConfig::Type::kIpfix);
+  EXPECT_EQ(c.exporters[0].transport, ExporterConfig::Transport::kTcp);
+  EXPECT_EQ(c.exporters[1].type, ExporterConfig::Type::kJson);
+  EXPECT_EQ(c.exporters[1].path, "out.json");
+  EXPECT_EQ(c.exporters[2].path, "-");
+  EXPECT_EQ(c.exporters[3].transport, ExporterConfig::Transport::kFile);
+  for (const auto& e : c.exporters) {
+    EXPECT_EQ(e.rate_limit, 0u);
+    EXPECT_EQ(e.observation_domain, 7u);
+  }
+}
+
+TEST(CommandLine, RejectsWhatItCannotDo) {
+  CommandLine cl;
+  EXPECT_THROW(parse({"-r", "x", "-n", "h:1", "-v", "9", "-P", "tcp"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "-v", "5"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "-m", "0"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "-t", "idle"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "-t", "lifetime=3"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "--nope"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r"}, cl), ConfigError);
+}
+
+TEST(CommandLine, HelpAndVersionFlags) {
+  CommandLine a, b;
+  parse({"--help"}, a);
+  parse({"--version"}, b);
+  EXPECT_TRUE(a.show_help);
+  EXPECT_TRUE(b.show_version);
+  EXPECT_NE(usageText().find("-r FILE"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flowfold

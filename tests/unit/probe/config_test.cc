@@ -1,0 +1,94 @@
+#include "flowfold/probe/config.h"
+
+#include <gtest/gtest.h>
+
+namespace flowfold {
+namespace {
+
+std::string errorOf(const std::string& yaml) {
+  try {
+    parseConfig(yaml, "t.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  const Config c = parseConfig("", "t.yaml");
+  EXPECT_EQ(c.cache.max_flows, 1'000'000u);
+  EXPECT_EQ(c.cache.active_timeout_ms, 60'000u);
+  EXPECT_EQ(c.cache.idle_timeout_ms, 15'000u);
+  EXPECT_TRUE(c.exporters.empty());
+}
+
+TEST(Config, DurationsAcceptUnits) {
+  const Config c = parseConfig("cache:\n  active_timeout: 2m\n  idle_timeout: 500ms\n", "t.yaml");
+  EXPECT_EQ(c.cache.active_timeout_ms, 120'000u);
+  EXPECT_EQ(c.cache.idle_timeout_ms, 500u);
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1.5\n", "t").cache.idle_timeout_ms, 1'500u);
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1h\n", "t").cache.idle_timeout_ms, 3'600'000u);
+}
+
+TEST(Config, ReadsEveryExporterKind) {
+  const Config c = parseConfig(
+      "exporters:\n"
+      "  - type: ipfix\n    collector: '[2001:db8::1]:4739'\n    transport: tcp\n    observation_domain: 5\n"
+      "  - type: netflow9\n    collector: 127.0.0.1:2055\n    mtu: 1200\n    rate_limit: 0\n"
+      "  - type: ipfix\n    path: /tmp/x.ipfix\n    encoder: libfixbuf\n"
+      "  - type: json\n",
+      "t.yaml");
+  ASSERT_EQ(c.exporters.size(), 4u);
+  EXPECT_EQ(c.exporters[0].host, "2001:db8::1");
+  EXPECT_EQ(c.exporters[0].port, "4739");
+  EXPECT_EQ(c.exporters[0].transport, ExporterConfig::Transport::kTcp);
+  EXPECT_EQ(c.exporters[0].observation_domain, 5u);
+  EXPECT_EQ(c.exporters[1].type, ExporterConfig::Type::kNetflow9);
+  EXPECT_EQ(c.exporters[1].mtu, 1200u);
+  EXPECT_EQ(c.exporters[1].rate_limit, 0u);
+  EXPECT_EQ(c.exporters[2].transport, ExporterConfig::Transport::kFile);  // a path alone means a file
+  EXPECT_EQ(c.exporters[2].ipfix_encoder, ExporterConfig::IpfixEncoder::kLibfixbuf);
+  EXPECT_EQ(c.exporters[3].path, "-");
+  EXPECT_EQ(c.exporters[1].origin, "t.yaml:6:5");
+}
+
+TEST(Config, ErrorsNameFileLineAndColumn) {
+  EXPECT_EQ(errorOf("cache:\n  bogus: 1\n"),
+            "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows)");
+  EXPECT_EQ(errorOf("cache:\n  max_flows: -3\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '-3'");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5 years\n"),
+            "t.yaml:2:17: 'idle_timeout' has an unknown unit ' years' (use ms, s, m or h)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: netflow9\n    collector: 10.0.0.1:2055\n    transport: tcp\n"),
+            "t.yaml:2:5: NetFlow v9 is exported over UDP only");
+  EXPECT_EQ(errorOf("exporters:\n  - collector: 1.2.3.4:5\n"),
+            "t.yaml:2:5: each exporter needs a 'type' (ipfix, netflow9, text or json)");
+  EXPECT_EQ(errorOf("input: [1, 2]\n"), "t.yaml:1:8: 'input' must be a mapping of key: value");
+  EXPECT_EQ(errorOf("log:\n  level: loud\n"), "t.yaml:2:10: unknown log level 'loud' (error, warn, info, debug)");
+}
+
+TEST(Config, HostPortForms) {
+  std::string h, p;
+  parseHostPort("collector.example:2055", h, p, "x");
+  EXPECT_EQ(h, "collector.example");
+  EXPECT_EQ(p, "2055");
+  parseHostPort("[::1]:4739", h, p, "x");
+  EXPECT_EQ(h, "::1");
+  EXPECT_THROW(parseHostPort("::1:4739", h, p, "x"), ConfigError);  // ambiguous IPv6 without brackets
+  EXPECT_THROW(parseHostPort("host:0", h, p, "x"), ConfigError);
+  EXPECT_THROW(parseHostPort("host:65536", h, p, "x"), ConfigError);
+  EXPECT_THROW(parseHostPort(":2055", h, p, "x"), ConfigError);
+}
+
+TEST(Config, ValidationNeedsOneInputAndAnExporter) {
+  Config c;
+  EXPECT_THROW(validateConfig(c), ConfigError);
+  c.read_file = "x.pcap";
+  EXPECT_THROW(validateConfig(c), ConfigError);
+  c.exporters.emplace_back();
+  EXPECT_NO_THROW(validateConfig(c));
+  c.interface = "eth0";
+  EXPECT_THROW(validateConfig(c), ConfigError);
+}
+
+}  // namespace
+}  // namespace flowfold
