@@ -77,7 +77,7 @@ uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now
   if ((active_ + 1) * 2 > slots_.size() && slots_.size() < max_slots_) growTable();
   const uint32_t index = allocateEntry();
   insertSlot(hash_lo, index);
-  ++active_;
+  if (++active_ > counters_.peak_active) counters_.peak_active = active_;
   return index;
 }
 

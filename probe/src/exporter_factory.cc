@@ -23,7 +23,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.host = c.host;
       o.port = c.port;
       o.source_id = c.observation_domain;
-      o.max_datagram = c.mtu;
+      o.max_datagram = c.effectiveMtu();
       o.template_refresh_ms = c.template_refresh_ms;
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_datagrams_per_second = c.rate_limit;
@@ -38,7 +38,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.port = c.port;
       o.path = c.path;
       o.observation_domain = c.observation_domain;
-      o.mtu = c.mtu;
+      o.mtu = c.effectiveMtu();
       o.template_refresh_ms = c.template_refresh_ms;
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_messages_per_second = c.rate_limit;

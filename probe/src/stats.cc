@@ -25,6 +25,7 @@ std::string formatStatsLine(const Pipeline& p) {
   const auto& c = p.cacheCounters();
   add("flows_created", c.flows_created, true);
   add("flows_active", p.activeFlows(), true);
+  add("flows_peak", c.peak_active, true);
   add("records", c.records, true);
   add("ended_idle", c.expired_idle);
   add("ended_active", c.expired_active);

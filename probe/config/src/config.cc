@@ -1,5 +1,7 @@
 #include "flowfold/probe/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -176,6 +178,16 @@ std::string ExporterConfig::describe() const {
       return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + host + ":" + port;
   }
   return "?";
+}
+
+uint32_t ExporterConfig::effectiveMtu() const {
+  if (mtu != 0) return mtu;
+  in_addr v4;
+  in6_addr v6;
+  const bool loopback = host == "localhost" || host == "ip6-localhost" ||
+                        (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) ||
+                        (inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6));
+  return loopback ? kLoopbackMtu : kDefaultMtu;
 }
 
 void parseHostPort(const std::string& text, std::string& host, std::string& port, const std::string& origin) {

@@ -66,6 +66,20 @@ TEST(Config, ErrorsNameFileLineAndColumn) {
   EXPECT_EQ(errorOf("log:\n  level: loud\n"), "t.yaml:2:10: unknown log level 'loud' (error, warn, info, debug)");
 }
 
+TEST(Config, AutomaticMtuIsLargerOnlyForLoopbackCollectors) {
+  ExporterConfig e;
+  for (const char* host : {"127.0.0.1", "127.9.9.9", "::1", "localhost"}) {
+    e.host = host;
+    EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kLoopbackMtu) << host;
+  }
+  for (const char* host : {"10.0.0.1", "192.0.2.7", "2001:db8::1", "collector.example"}) {
+    e.host = host;
+    EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kDefaultMtu) << host;
+  }
+  e.mtu = 9000;
+  EXPECT_EQ(e.effectiveMtu(), 9000u);
+}
+
 TEST(Config, HostPortForms) {
   std::string h, p;
   parseHostPort("collector.example:2055", h, p, "x");

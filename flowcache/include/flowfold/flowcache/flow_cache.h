@@ -61,6 +61,7 @@ struct FlowCacheCounters {
   uint64_t evicted = 0;         // lack of resources: cache full
   uint64_t flushed = 0;         // forced end: end of input / shutdown
   uint64_t records = 0;         // records emitted in total
+  uint64_t peak_active = 0;     // most flows held at once
 };
 
 class FlowCache {
