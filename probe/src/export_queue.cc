@@ -5,7 +5,7 @@ namespace flowfold {
 bool ExportQueue::push(ExportBatch&& batch, bool wait) {
   std::unique_lock lock(mu_);
   if (q_.size() >= max_batches_) {
-    if (!wait && !batch.flush) {
+    if (!wait && !batch.flush && !batch.replace) {
       ++dropped_batches_;
       dropped_records_ += batch.records.size();
       return false;

@@ -10,6 +10,7 @@
 #include "flowfold/probe/capture.h"
 #include "flowfold/probe/cli.h"
 #include "flowfold/probe/config.h"
+#include "flowfold/probe/export_stage.h"
 #include "flowfold/probe/exporter_factory.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/stats.h"
@@ -45,12 +46,12 @@ int runFile(const Config& config) {
     logWarn("link type %s of '%s' is not supported: its packets are counted as unsupported_link",
             source.datalinkName().c_str(), config.read_file.c_str());
   }
+  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
   PipelineOptions options;
   options.cache = config.cache;
   options.export_batch = config.export_batch;
-  options.export_queue_batches = config.export_queue_batches;
   options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
-  Pipeline pipeline(options, dlt, makeExporters(config.exporters));
+  Pipeline pipeline(options, dlt, stage);
 
   installSignalHandlers();
   using Clock = std::chrono::steady_clock;
@@ -59,7 +60,8 @@ int runFile(const Config& config) {
   PcapFileSource::Result r = PcapFileSource::Result::kMore;
   while (!g_stop && (r = source.dispatch(pipeline, 4096)) == PcapFileSource::Result::kMore) {
     if (config.stats_interval_s != 0 && Clock::now() >= next_stats) {
-      logInfo("%s", formatStatsLine(pipeline).c_str());
+      pipeline.publishStats();
+      logInfo("%s", formatStatsLine(pipeline.stats(), stage).c_str());
       next_stats += stats_every;
     }
   }
@@ -69,10 +71,11 @@ int runFile(const Config& config) {
     r = PcapFileSource::Result::kEnd;
   }
   pipeline.finish();
-  logInfo("%s", formatStatsLine(pipeline).c_str());
+  stage.finish();
+  logInfo("%s", formatStatsLine(pipeline.stats(), stage).c_str());
   if (r == PcapFileSource::Result::kTruncated) {
     logWarn("capture '%s' is cut short or corrupt after %llu packets (%s); the flows read so far were exported",
-            config.read_file.c_str(), static_cast<unsigned long long>(pipeline.decodeCounters().packets),
+            config.read_file.c_str(), static_cast<unsigned long long>(pipeline.stats().decode.packets),
             source.error().c_str());
     return kExitTruncated;
   }

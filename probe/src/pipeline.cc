@@ -2,15 +2,10 @@
 
 namespace flowfold {
 
-Pipeline::Pipeline(const PipelineOptions& options, int datalink, std::vector<std::unique_ptr<Exporter>> exporters)
-    : options_(options),
-      decoder_(datalink),
-      cache_(options.cache),
-      exporters_(std::move(exporters)),
-      queue_(options.export_queue_batches) {
+Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
+    : options_(options), decoder_(datalink), cache_(options.cache), export_stage_(export_stage) {
   if (options_.export_batch == 0) options_.export_batch = 1;
   cache_.output().reserve(options_.export_batch * 2);
-  export_thread_ = std::thread([this] { exportLoop(); });
 }
 
 Pipeline::~Pipeline() {
@@ -46,7 +41,7 @@ void Pipeline::handOff(bool flush) {
   batch.records.swap(cache_.output());
   batch.now_ms = now_ms_;
   batch.flush = flush;
-  queue_.push(std::move(batch), options_.wait_when_queue_full);
+  export_stage_.queue().push(std::move(batch), options_.wait_when_queue_full);
 }
 
 void Pipeline::finish() {
@@ -59,20 +54,20 @@ void Pipeline::finish() {
   }
   cache_.flushAll();
   handOff(true);
-  queue_.close();
-  if (export_thread_.joinable()) export_thread_.join();
+  publishStats();
 }
 
-void Pipeline::exportLoop() {
-  ExportBatch batch;
-  uint64_t last_now = 0;
-  while (queue_.pop(batch)) {
-    last_now = batch.now_ms;
-    for (auto& e : exporters_) e->exportBatch(batch.records, batch.now_ms);
-    if (batch.flush)
-      for (auto& e : exporters_) e->flush(batch.now_ms);
-  }
-  for (auto& e : exporters_) e->flush(last_now);
+void Pipeline::publishStats() {
+  std::lock_guard lock(stats_mu_);
+  published_.decode = decoder_.counters();
+  published_.cache = cache_.counters();
+  published_.active_flows = cache_.activeFlows();
+  published_.now_ms = now_ms_;
+}
+
+PipelineStats Pipeline::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return published_;
 }
 
 }  // namespace flowfold

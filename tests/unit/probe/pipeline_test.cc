@@ -54,10 +54,17 @@ std::vector<uint8_t> udpFrame(uint8_t src_host, uint16_t sport, uint16_t payload
 
 struct Fixture : ::testing::Test {
   RecordingExporter::Shared shared;
+  std::unique_ptr<ExportStage> stage;
   std::unique_ptr<Pipeline> make(PipelineOptions options = {}) {
     std::vector<std::unique_ptr<Exporter>> exporters;
     exporters.push_back(std::make_unique<RecordingExporter>(shared));
-    return std::make_unique<Pipeline>(options, 1 /* DLT_EN10MB */, std::move(exporters));
+    stage = std::make_unique<ExportStage>(std::move(exporters), 8);
+    return std::make_unique<Pipeline>(options, 1 /* DLT_EN10MB */, *stage);
+  }
+  // The pipeline hands everything over; the stage exports it and stops.
+  void finish(Pipeline& p) {
+    p.finish();
+    stage->finish();
   }
 };
 
@@ -69,7 +76,7 @@ TEST_F(Fixture, EveryPacketReachesTheExporterByTheEnd) {
     p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000'000 + i);
     octets += 28 + i % 100;
   }
-  p->finish();
+  finish(*p);
   uint64_t packets = 0, got_octets = 0;
   for (const auto& r : shared.records) {
     packets += r.packets;
@@ -92,7 +99,7 @@ TEST_F(Fixture, ClockAdvanceExpiresIdleFlowsWithoutNewPackets) {
   p->drain();
   p->advanceClock(7'000);
   // finish() joins the export thread, so everything handed over is visible.
-  p->finish();
+  finish(*p);
   ASSERT_EQ(shared.records.size(), 1u);
   EXPECT_EQ(shared.records[0].end_reason, FlowEndReason::kIdleTimeout);
   EXPECT_EQ(shared.records[0].first_ms, 5'000u);
@@ -105,10 +112,46 @@ TEST_F(Fixture, UndecodablePacketsAreCountedNotAccounted) {
   p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1);
   const auto g = udpFrame(2, 1, 0);
   p->onPacket(g.data(), 20, static_cast<uint32_t>(g.size()), 2);  // cut inside the IP header
-  p->finish();
+  finish(*p);
   EXPECT_TRUE(shared.records.empty());
   EXPECT_EQ(p->decodeCounters().packets, 2u);
   EXPECT_EQ(p->decodeCounters().skipped(), 2u);
+}
+
+TEST_F(Fixture, ReplacingExportersKeepsTheCacheAndLosesNothing) {
+  auto p = make();
+  const auto f = udpFrame(1, 1000, 10);
+  for (int i = 0; i < 5; ++i)
+    p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000 + i);
+  p->drain();
+  // A reload: new exporters take over; the flow in the cache is not touched.
+  RecordingExporter::Shared second;
+  std::vector<std::unique_ptr<Exporter>> replacement;
+  replacement.push_back(std::make_unique<RecordingExporter>(second));
+  stage->replaceExporters(std::move(replacement), 1'005);
+  for (int i = 5; i < 8; ++i)
+    p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000 + i);
+  finish(*p);
+  EXPECT_TRUE(shared.records.empty());
+  EXPECT_EQ(shared.flushes, 1);  // the old exporters flushed when replaced
+  ASSERT_EQ(second.records.size(), 1u);
+  EXPECT_EQ(second.records[0].packets, 8u);
+  const auto stats = stage->exporterStats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].records_exported, 0u);  // the recording exporter counts nothing itself
+}
+
+TEST_F(Fixture, PublishedStatsMatchThePacketThreadsCounters) {
+  auto p = make();
+  const auto f = udpFrame(1, 1000, 10);
+  for (int i = 0; i < 20; ++i)
+    p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000 + i);
+  p->drain();
+  EXPECT_EQ(p->stats().decode.packets, 0u);  // nothing published yet
+  p->publishStats();
+  EXPECT_EQ(p->stats().decode.packets, 20u);
+  EXPECT_EQ(p->stats().active_flows, 1u);
+  finish(*p);
 }
 
 }  // namespace

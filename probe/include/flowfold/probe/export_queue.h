@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "flowfold/exporters/exporter.h"
 #include "flowfold/flowcache/flow_record.h"
 
 namespace flowfold {
@@ -18,6 +19,10 @@ struct ExportBatch {
   std::vector<FlowRecord> records;
   uint64_t now_ms = 0;  // pipeline clock when the batch was cut
   bool flush = false;   // ask exporters to send what they buffer
+  // A reload (SIGHUP): after this batch's records the export thread flushes
+  // the current exporters and continues with these. Empty = no change.
+  std::vector<std::unique_ptr<Exporter>> replacement;
+  bool replace = false;
 };
 
 class ExportQueue {

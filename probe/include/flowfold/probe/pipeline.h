@@ -1,7 +1,7 @@
 #pragma once
-// The data path of one capture: decoder -> flow cache -> export queue ->
-// export thread -> exporters. Data flows one way; the packet thread never
-// waits on a socket or a disk (only, in file mode, on a full export queue).
+// The packet side of one capture: decoder -> flow cache -> the shared export
+// stage's queue. Data flows one way; the packet thread never waits on a
+// socket or a disk (only, in file mode, on a full export queue).
 
 #include <array>
 #include <atomic>
@@ -10,26 +10,35 @@
 #include <thread>
 #include <vector>
 
-#include "flowfold/exporters/exporter.h"
+#include <mutex>
+
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
-#include "flowfold/probe/export_queue.h"
+#include "flowfold/probe/export_stage.h"
 
 namespace flowfold {
 
 struct PipelineOptions {
   FlowCacheOptions cache;
-  uint32_t export_batch = 1024;
-  uint32_t export_queue_batches = 64;
+  uint32_t export_batch = 4096;
   /// File mode: a full export queue makes the reader wait. Live: the batch is
   /// dropped and counted (stalling would drop packets in the kernel instead).
   bool wait_when_queue_full = true;
   uint16_t ingress_if = 0;
 };
 
+/// Counters of one pipeline, copied out by publishStats() so that other
+/// threads (stats log, metrics) never read the packet thread's live fields.
+struct PipelineStats {
+  probe::DecodeCounters decode;
+  FlowCacheCounters cache;
+  uint64_t active_flows = 0;
+  uint64_t now_ms = 0;
+};
+
 class Pipeline {
  public:
-  Pipeline(const PipelineOptions& options, int datalink, std::vector<std::unique_ptr<Exporter>> exporters);
+  Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -65,15 +74,19 @@ class Pipeline {
   /// Moves the pipeline clock (a live idle link: no packets, time still passes).
   void advanceClock(uint64_t now_ms);
 
-  /// End of input or shutdown: every flow is exported (forced end), exporters
-  /// flush, the export thread finishes. Idempotent.
+  /// End of input or shutdown: every flow goes to the export stage (forced
+  /// end) with a request to flush. Idempotent. The packet thread calls it.
   void finish();
 
+  /// Copies the counters for other threads (packet thread, between reads).
+  void publishStats();
+  /// The last published counters (any thread).
+  PipelineStats stats() const;
+
+  // Packet-thread views (tests, and the thread that owns the pipeline).
   const probe::DecodeCounters& decodeCounters() const { return decoder_.counters(); }
   const FlowCacheCounters& cacheCounters() const { return cache_.counters(); }
   size_t activeFlows() const { return cache_.activeFlows(); }
-  const std::vector<std::unique_ptr<Exporter>>& exporters() const { return exporters_; }
-  const ExportQueue& queue() const { return queue_; }
   uint64_t nowMs() const { return now_ms_; }
 
  private:
@@ -94,7 +107,6 @@ class Pipeline {
   }
   void account(const Pending& p);
   void handOff(bool flush);
-  void exportLoop();
 
   PipelineOptions options_;
   probe::Decoder decoder_;
@@ -105,10 +117,11 @@ class Pipeline {
   FlowCache cache_;
   uint64_t now_ms_ = 0;
 
-  std::vector<std::unique_ptr<Exporter>> exporters_;
-  ExportQueue queue_;
-  std::thread export_thread_;
+  ExportStage& export_stage_;
   bool finished_ = false;
+
+  mutable std::mutex stats_mu_;
+  PipelineStats published_;
 };
 
 }  // namespace flowfold

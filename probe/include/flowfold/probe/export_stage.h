@@ -1,0 +1,61 @@
+#pragma once
+// The export side of the data path: one bounded queue fed by every capture
+// pipeline, one thread that hands each batch to every exporter in order.
+// Exporters are only ever touched by that thread, so they need no locks.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "flowfold/exporters/exporter.h"
+#include "flowfold/probe/export_queue.h"
+
+namespace flowfold {
+
+/// Exporter counters as last seen by the export thread, for stats readers.
+struct ExporterStats {
+  std::string name;
+  uint64_t records_exported = 0;
+  uint64_t messages_sent = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t export_errors = 0;
+  uint64_t records_dropped = 0;
+};
+
+class ExportStage {
+ public:
+  ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches);
+  ~ExportStage();
+  ExportStage(const ExportStage&) = delete;
+  ExportStage& operator=(const ExportStage&) = delete;
+
+  ExportQueue& queue() { return queue_; }
+  const ExportQueue& queue() const { return queue_; }
+
+  /// Replaces the exporters after every batch already queued (SIGHUP). The
+  /// old ones flush first; records in flight go to the new ones; the flow
+  /// cache is untouched. Never drops the request, even live.
+  void replaceExporters(std::vector<std::unique_ptr<Exporter>> exporters, uint64_t now_ms);
+
+  /// Waits until everything queued is exported and flushed; stops the thread.
+  void finish();
+
+  /// Counters of the current exporters plus those of replaced ones (so totals never go back).
+  std::vector<ExporterStats> exporterStats() const;
+
+ private:
+  void run();
+  void retire(std::vector<std::unique_ptr<Exporter>>& old);
+
+  ExportQueue queue_;
+  std::vector<std::unique_ptr<Exporter>> exporters_;  // export thread only
+  mutable std::mutex stats_mu_;
+  std::vector<const Exporter*> current_;        // for exporterStats(), under stats_mu_
+  std::vector<ExporterStats> retired_;          // totals of replaced exporters, by name
+  std::thread thread_;
+  bool finished_ = false;
+};
+
+}  // namespace flowfold

@@ -1,0 +1,95 @@
+#include "flowfold/probe/export_stage.h"
+
+#include <algorithm>
+
+namespace flowfold {
+
+namespace {
+ExporterStats statsOf(const Exporter& e) {
+  const auto& c = e.counters();
+  return ExporterStats{e.name(),
+                       c.records_exported.load(std::memory_order_relaxed),
+                       c.messages_sent.load(std::memory_order_relaxed),
+                       c.bytes_sent.load(std::memory_order_relaxed),
+                       c.export_errors.load(std::memory_order_relaxed),
+                       c.records_dropped.load(std::memory_order_relaxed)};
+}
+
+void accumulate(ExporterStats& into, const ExporterStats& s) {
+  into.records_exported += s.records_exported;
+  into.messages_sent += s.messages_sent;
+  into.bytes_sent += s.bytes_sent;
+  into.export_errors += s.export_errors;
+  into.records_dropped += s.records_dropped;
+}
+}  // namespace
+
+ExportStage::ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches)
+    : queue_(queue_batches), exporters_(std::move(exporters)) {
+  for (const auto& e : exporters_) current_.push_back(e.get());
+  thread_ = std::thread([this] { run(); });
+}
+
+ExportStage::~ExportStage() { finish(); }
+
+void ExportStage::replaceExporters(std::vector<std::unique_ptr<Exporter>> exporters, uint64_t now_ms) {
+  ExportBatch control;
+  control.now_ms = now_ms;
+  control.replace = true;
+  control.replacement = std::move(exporters);
+  queue_.push(std::move(control), true);
+}
+
+void ExportStage::finish() {
+  if (finished_) return;
+  finished_ = true;
+  queue_.close();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ExportStage::retire(std::vector<std::unique_ptr<Exporter>>& old) {
+  std::lock_guard lock(stats_mu_);
+  for (const auto& e : old) {
+    const ExporterStats s = statsOf(*e);
+    auto it = std::find_if(retired_.begin(), retired_.end(), [&](const ExporterStats& r) { return r.name == s.name; });
+    if (it == retired_.end()) retired_.push_back(s);
+    else accumulate(*it, s);
+  }
+  current_.clear();
+}
+
+void ExportStage::run() {
+  ExportBatch batch;
+  uint64_t last_now = 0;
+  while (queue_.pop(batch)) {
+    last_now = std::max(last_now, batch.now_ms);
+    for (auto& e : exporters_) e->exportBatch(batch.records, batch.now_ms);
+    if (batch.flush || batch.replace)
+      for (auto& e : exporters_) e->flush(batch.now_ms);
+    if (batch.replace) {
+      retire(exporters_);
+      exporters_ = std::move(batch.replacement);
+      std::lock_guard lock(stats_mu_);
+      for (const auto& e : exporters_) current_.push_back(e.get());
+    }
+  }
+  for (auto& e : exporters_) e->flush(last_now);
+}
+
+std::vector<ExporterStats> ExportStage::exporterStats() const {
+  std::lock_guard lock(stats_mu_);
+  std::vector<ExporterStats> out;
+  for (const Exporter* e : current_) {
+    ExporterStats s = statsOf(*e);
+    for (const auto& r : retired_)
+      if (r.name == s.name) accumulate(s, r);
+    out.push_back(s);
+  }
+  for (const auto& r : retired_) {
+    const bool still = std::any_of(out.begin(), out.end(), [&](const ExporterStats& s) { return s.name == r.name; });
+    if (!still) out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace flowfold
