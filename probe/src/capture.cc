@@ -1,6 +1,9 @@
 #include "flowfold/probe/capture.h"
 
 #include <pcap/pcap.h>
+#include <sys/stat.h>
+
+#include <cstdio>
 
 #include "flowfold/probe/pipeline.h"
 
@@ -17,6 +20,8 @@ PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_f
     throw InputError("cannot read capture '" + path + "': " + err +
                      " (flowfold reads pcap and pcapng files, '-' for standard input)");
   }
+  struct stat st;
+  if (path != "-" && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<uint64_t>(st.st_size);
   if (!bpf_filter.empty()) {
     bpf_program program;
     if (pcap_compile(impl_->handle, &program, bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
@@ -33,6 +38,12 @@ PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_f
 
 PcapFileSource::~PcapFileSource() {
   if (impl_->handle) pcap_close(impl_->handle);
+}
+
+uint64_t PcapFileSource::bytesRead() const {
+  FILE* f = pcap_file(impl_->handle);
+  const long pos = f ? std::ftell(f) : -1;
+  return pos > 0 ? static_cast<uint64_t>(pos) : 0;
 }
 
 int PcapFileSource::datalink() const { return pcap_datalink(impl_->handle); }

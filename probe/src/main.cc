@@ -6,6 +6,8 @@
 #include <cstring>
 #include <exception>
 
+#include <unistd.h>
+
 #include "flowfold/exporters/log.h"
 #include "flowfold/probe/capture.h"
 #include "flowfold/probe/cli.h"
@@ -13,6 +15,7 @@
 #include "flowfold/probe/export_stage.h"
 #include "flowfold/probe/exporter_factory.h"
 #include "flowfold/probe/pipeline.h"
+#include "flowfold/probe/progress.h"
 #include "flowfold/probe/stats.h"
 #include "flowfold/probe/version.h"
 
@@ -57,9 +60,12 @@ int runFile(const Config& config) {
   using Clock = std::chrono::steady_clock;
   const auto stats_every = std::chrono::seconds(config.stats_interval_s);
   auto next_stats = Clock::now() + stats_every;
+  ProgressBar progress(isatty(STDERR_FILENO) == 1 && logLevel() >= LogLevel::kInfo, source.fileSize());
   PcapFileSource::Result r = PcapFileSource::Result::kMore;
   while (!g_stop && (r = source.dispatch(pipeline, 4096)) == PcapFileSource::Result::kMore) {
+    progress.update(source.bytesRead(), source.packetsRead());
     if (config.stats_interval_s != 0 && Clock::now() >= next_stats) {
+      progress.finish();
       pipeline.publishStats();
       logInfo("%s", formatStatsLine(pipeline.stats(), stage).c_str());
       next_stats += stats_every;
@@ -70,6 +76,7 @@ int runFile(const Config& config) {
     logInfo("stopping on signal: exporting every flow before exit");
     r = PcapFileSource::Result::kEnd;
   }
+  progress.finish();
   pipeline.finish();
   stage.finish();
   logInfo("%s", formatStatsLine(pipeline.stats(), stage).c_str());
@@ -96,6 +103,7 @@ int run(int argc, char** argv) {
       return kExitOk;
     }
     setLogLevel(parseLevel(config.log_level));
+    logToSyslog(config.log_syslog);
     if (cl.check_config) {
       // A config file may leave the input to the command line or service.
       if (config.exporters.empty())

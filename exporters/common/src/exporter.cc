@@ -26,12 +26,13 @@ void Exporter::flush(uint64_t now_ms) {
 void Exporter::reportFailure(const char* what, size_t records, const std::exception& e) {
   counters_.export_errors.fetch_add(1, std::memory_order_relaxed);
   counters_.records_dropped.fetch_add(records, std::memory_order_relaxed);
-  // A recurring failure (collector down) must not flood the log: the first
-  // few are logged, then one in every 1000.
-  ++failures_logged_;
-  if (failures_logged_ <= 5 || failures_logged_ % 1000 == 0) {
-    logWarn("exporter %s: %s failed (%zu records lost, %llu failures so far): %s", name_.c_str(),
-            what, records, static_cast<unsigned long long>(failures_logged_), e.what());
+  // A recurring failure (collector down) must not flood the log.
+  ++failures_;
+  unsigned long long suppressed = 0;
+  if (failure_log_.allow(suppressed)) {
+    logWarn("exporter %s: %s failed (%zu records lost, %llu failures so far%s): %s", name_.c_str(), what, records,
+            static_cast<unsigned long long>(failures_),
+            suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "", e.what());
   }
 }
 

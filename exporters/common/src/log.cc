@@ -1,15 +1,23 @@
 #include "flowfold/exporters/log.h"
 
 #include <atomic>
+#include <chrono>
+#include <syslog.h>
 #include <cstdio>
 
 namespace flowfold {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<bool> g_syslog{false};
 
 void vlog(LogLevel level, const char* tag, const char* fmt, va_list ap) {
   if (static_cast<int>(level) > g_level.load(std::memory_order_relaxed)) return;
+  if (g_syslog.load(std::memory_order_relaxed)) {
+    static const int kPriority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    vsyslog(kPriority[static_cast<int>(level)], fmt, ap);
+    return;
+  }
   char line[2048];
   int n = std::snprintf(line, sizeof line, "flowfold: %s", tag);
   if (n < 0) return;
@@ -19,6 +27,28 @@ void vlog(LogLevel level, const char* tag, const char* fmt, va_list ap) {
 }  // namespace
 
 void setLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
+
+void logToSyslog(bool enabled) {
+  if (enabled && !g_syslog.load()) openlog("flowfold", LOG_PID, LOG_DAEMON);
+  g_syslog.store(enabled);
+}
+
+bool LogRateLimiter::allow(unsigned long long& suppressed) {
+  const long long now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (window_start_ < 0 || now - window_start_ >= static_cast<long long>(interval_s_)) {
+    window_start_ = now;
+    in_window_ = 0;
+  }
+  if (in_window_ < burst_) {
+    ++in_window_;
+    suppressed = suppressed_;
+    suppressed_ = 0;
+    return true;
+  }
+  ++suppressed_;
+  return false;
+}
 LogLevel logLevel() { return static_cast<LogLevel>(g_level.load()); }
 
 #define FLOWFOLD_DEFINE_LOG(fn, level, tag) \

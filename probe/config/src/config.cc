@@ -277,6 +277,7 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                                          [&](const char* l) { return c.log_level == l; }))
                           fail(name, v, "unknown log level '" + c.log_level + "' (error, warn, info, debug)");
                       }},
+                     {"syslog", [&](const YAML::Node& v) { c.log_syslog = boolValue(name, v, "syslog"); }},
                      {"stats_interval",
                       [&](const YAML::Node& v) {
                         c.stats_interval_s = durationMs(name, v, "stats_interval", 0, 86'400'000) / 1000;

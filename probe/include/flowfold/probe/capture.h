@@ -33,12 +33,16 @@ class PcapFileSource {
   /// libpcap's message when dispatch() returned kTruncated.
   const std::string& error() const { return error_; }
   uint64_t packetsRead() const { return packets_; }
+  /// Bytes of the file consumed so far, and its size (0 when unknown: stdin, a pipe).
+  uint64_t bytesRead() const;
+  uint64_t fileSize() const { return file_size_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string error_;
   uint64_t packets_ = 0;
+  uint64_t file_size_ = 0;
 };
 
 }  // namespace flowfold

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "flowfold/exporters/log.h"
 #include "flowfold/flowcache/flow_record.h"
 
 namespace flowfold {
@@ -53,7 +54,8 @@ class Exporter {
 
   std::string name_;
   ExporterCounters counters_;
-  uint64_t failures_logged_ = 0;
+  uint64_t failures_ = 0;
+  LogRateLimiter failure_log_;
 };
 
 }  // namespace flowfold

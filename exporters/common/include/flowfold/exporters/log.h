@@ -11,6 +11,26 @@ enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 void setLogLevel(LogLevel level);
 LogLevel logLevel();
 
+/// Sends log lines to syslog (facility daemon) instead of stderr.
+void logToSyslog(bool enabled);
+
+/// Lets a recurring condition (collector down, interface flapping) log at
+/// most `burst` lines per `interval_s`; the next line after a quiet spell says
+/// how many were suppressed. Not thread-safe: one per call site and thread.
+class LogRateLimiter {
+ public:
+  explicit LogRateLimiter(unsigned burst = 5, unsigned interval_s = 60) : burst_(burst), interval_s_(interval_s) {}
+  /// True when this occurrence may be logged; `suppressed` is how many were
+  /// swallowed since the last logged one.
+  bool allow(unsigned long long& suppressed);
+
+ private:
+  unsigned burst_, interval_s_;
+  long long window_start_ = -1;
+  unsigned in_window_ = 0;
+  unsigned long long suppressed_ = 0;
+};
+
 void logError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void logWarn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void logInfo(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -79,6 +79,7 @@ struct Config {
   uint32_t export_queue_batches = 64;  // bound of the export queue
 
   std::string log_level = "info";
+  bool log_syslog = false;  // syslog (daemon facility) instead of stderr
   uint64_t stats_interval_s = 0;  // 0 = only the final summary
   std::string config_path;        // where it came from, for messages
 };
