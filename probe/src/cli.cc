@@ -51,7 +51,8 @@ std::string usageText() {
 
 Input (one of):
   -r FILE              read a pcap or pcapng capture ('-' = standard input)
-  -i IFACE             capture live on an interface
+  -i IFACE             capture live on an interface (repeatable: one capture each);
+                       with neither -r nor -i, the default interface
 
 Export (repeatable; given on the command line they replace the file's exporters):
   -n HOST:PORT         send to a collector ([ADDR]:PORT for IPv6)
@@ -88,7 +89,8 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   std::vector<ExporterConfig> extra;
   int version = 10;
   std::string transport = "udp";
-  std::string read_file, interface, log_level;
+  std::string read_file, log_level;
+  std::vector<std::string> interfaces;
   int64_t max_flows = -1;
   int64_t active_ms = -1, idle_ms = -1, rate = -1, domain = -1, mtu = -1;
   std::string ipfix_encoder;
@@ -116,7 +118,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   while ((c = getopt_long(argc, argv, "+r:i:n:v:P:m:t:c:h", kLong, nullptr)) != -1) {
     switch (c) {
       case 'r': read_file = optarg; break;
-      case 'i': interface = optarg; break;
+      case 'i': interfaces.push_back(optarg); break;
       case 'n': collectors.push_back(optarg); break;
       case 'v':
         if (std::string(optarg) == "9") version = 9;
@@ -189,12 +191,14 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   std::string filter;
   for (int i = optind; i < argc; ++i) filter += (filter.empty() ? "" : " ") + std::string(argv[i]);
   if (!filter.empty()) config.bpf_filter = filter;
+  if (!read_file.empty() && !interfaces.empty())
+    throw ConfigError("command line: -r FILE and -i IFACE are two inputs; choose one");
   if (!read_file.empty()) {
     config.read_file = read_file;
-    config.interface.clear();
+    config.interfaces.clear();
   }
-  if (!interface.empty()) {
-    config.interface = interface;
+  if (!interfaces.empty()) {
+    config.interfaces = interfaces;
     config.read_file.clear();
   }
   if (max_flows >= 0) config.cache.max_flows = static_cast<uint32_t>(max_flows);

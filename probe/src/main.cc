@@ -1,6 +1,11 @@
 // flowfold: capture -> flows -> IPFIX / NetFlow v9 / text.
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +18,10 @@
 #include "flowfold/probe/cli.h"
 #include "flowfold/probe/config.h"
 #include "flowfold/probe/export_stage.h"
+#include "flowfold/probe/live_capture.h"
+#include "flowfold/probe/metrics.h"
+#include "flowfold/probe/metrics_families.h"
+#include "flowfold/probe/privileges.h"
 #include "flowfold/probe/exporter_factory.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/progress.h"
@@ -23,16 +32,30 @@ namespace flowfold {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
+volatile std::sig_atomic_t g_reload = 0;
+volatile std::sig_atomic_t g_dump_stats = 0;
 extern "C" void onStopSignal(int) { g_stop = 1; }
+extern "C" void onReloadSignal(int) { g_reload = 1; }
+extern "C" void onStatsSignal(int) { g_dump_stats = 1; }
 
 void installSignalHandlers() {
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
-  sa.sa_handler = onStopSignal;
   sigemptyset(&sa.sa_mask);
+  // No SA_RESTART: a blocking read returns EINTR, so the loop sees the flag.
+  sa.sa_handler = onStopSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = onReloadSignal;
+  sigaction(SIGHUP, &sa, nullptr);
+  sa.sa_handler = onStatsSignal;
+  sigaction(SIGUSR1, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed stdout/TCP peer is an error to count, not a death
+}
+
+uint64_t systemNowMs() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 LogLevel parseLevel(const std::string& s) {
@@ -64,6 +87,12 @@ int runFile(const Config& config) {
   PcapFileSource::Result r = PcapFileSource::Result::kMore;
   while (!g_stop && (r = source.dispatch(pipeline, 4096)) == PcapFileSource::Result::kMore) {
     progress.update(source.bytesRead(), source.packetsRead());
+    if (g_dump_stats) {
+      g_dump_stats = 0;
+      pipeline.publishStats();
+      progress.finish();
+      logInfo("%s", formatStatsLine(pipeline.stats(), stage).c_str());
+    }
     if (config.stats_interval_s != 0 && Clock::now() >= next_stats) {
       progress.finish();
       pipeline.publishStats();
@@ -86,6 +115,191 @@ int runFile(const Config& config) {
             source.error().c_str());
     return kExitTruncated;
   }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- live
+
+/// One interface: its capture, its pipeline and the thread that runs them.
+/// Only that thread touches the pcap handle; it publishes the kernel counters.
+struct LiveCapture {
+  std::unique_ptr<PcapLiveSource> source;
+  std::unique_ptr<Pipeline> pipeline;
+  std::thread thread;
+  std::string name;
+  mutable std::mutex stats_mu;
+  CaptureStats published;
+
+  void publishCaptureStats() {
+    const LiveCaptureStats s = source->stats();
+    std::lock_guard lock(stats_mu);
+    published = CaptureStats{name, s.received, s.dropped, s.if_dropped};
+  }
+};
+
+void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
+  PcapLiveSource& source = *cap.source;
+  Pipeline& pipeline = *cap.pipeline;
+  LogRateLimiter down_log(3, 60);
+  auto backoff = std::chrono::milliseconds(250);
+  auto next_publish = std::chrono::steady_clock::now();
+  while (!stop.load(std::memory_order_relaxed)) {
+    const auto r = source.dispatch(pipeline, 4096);
+    // The clock moves with the system time even on an idle link, so idle
+    // flows expire on time without new packets.
+    pipeline.advanceClock(systemNowMs());
+    if (std::chrono::steady_clock::now() >= next_publish) {
+      pipeline.publishStats();
+      cap.publishCaptureStats();
+      next_publish = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    }
+    if (r != PcapLiveSource::Result::kInterfaceDown) {
+      backoff = std::chrono::milliseconds(250);
+      continue;
+    }
+    unsigned long long suppressed = 0;
+    if (down_log.allow(suppressed))
+      logWarn("capture on %s failed: %s; retrying every few seconds, flows in the cache are kept",
+              source.name().c_str(), source.error().c_str());
+    for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stop; waited += std::chrono::milliseconds(50)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      pipeline.advanceClock(systemNowMs());
+    }
+    if (stop) break;
+    if (source.reopen()) {
+      logInfo("capture on %s resumed", source.name().c_str());
+    } else {
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+  }
+  pipeline.finish();
+  cap.publishCaptureStats();
+}
+
+using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
+
+std::vector<CaptureStats> captureStats(const LiveCaptures& caps) {
+  std::vector<CaptureStats> out;
+  for (const auto& c : caps) {
+    std::lock_guard lock(c->stats_mu);
+    out.push_back(c->published);
+  }
+  return out;
+}
+
+PipelineStats totalStats(const LiveCaptures& caps) {
+  PipelineStats total;
+  for (const auto& c : caps) addStats(total, c->pipeline->stats());
+  return total;
+}
+
+/// Gives up root after the captures are open, before any exporter or file.
+void dropRootIfNeeded(const Config& config) {
+  if (geteuid() != 0) {
+    logInfo("running as uid %u with %s", getuid(), describeCapabilities().c_str());
+    return;
+  }
+  std::string user = config.user;
+  if (user.empty() && userExists("flowfold")) user = "flowfold";
+  if (user.empty()) {
+    if (!config.run_as_root)
+      throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
+                        "user, set 'user:' in the configuration, or set 'run_as_root: true'");
+    logWarn("running as root (run_as_root: true)");
+    return;
+  }
+  dropPrivileges(user, config.group, /*keep_capture_capability=*/true);
+  logInfo("capture open; now running as user %s with %s", user.c_str(), describeCapabilities().c_str());
+}
+
+int runLive(const Config& config, int argc, char** argv) {
+  // 1. Open every capture while privileged.
+  LiveCaptures caps;
+  std::vector<std::string> names = config.interfaces;
+  if (names.empty()) {
+    names.push_back(PcapLiveSource::defaultInterface());
+    logInfo("no interface named: capturing on the default interface %s", names.back().c_str());
+  }
+  for (const auto& name : names) {
+    LiveCaptureOptions o;
+    o.interface = name;
+    o.snaplen = static_cast<int>(config.snaplen);
+    o.promiscuous = config.promiscuous;
+    o.buffer_size = static_cast<int>(std::min<uint64_t>(config.buffer_size, INT32_MAX));
+    o.filter = config.bpf_filter;
+    auto c = std::make_unique<LiveCapture>();
+    c->source = std::make_unique<PcapLiveSource>(o);
+    c->name = c->source->name();
+    c->published.interface = c->name;
+    if (!probe::Decoder::supportsLinkType(c->source->datalink()))
+      logWarn("link type %s of %s is not supported: its packets are counted as unsupported_link",
+              c->source->datalinkName().c_str(), c->name.c_str());
+    caps.push_back(std::move(c));
+  }
+  // 2. Privileges go before any exporter, file or thread exists.
+  dropRootIfNeeded(config);
+
+  // 3. Exporters, the export stage, one pipeline per capture.
+  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
+  std::unique_ptr<MetricsServer> metrics;
+  for (auto& c : caps) {
+    PipelineOptions o;
+    o.cache = config.cache;
+    o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
+    o.wait_when_queue_full = false;  // live: a stalled export must not stall capture; drops are counted
+    o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
+    c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
+  }
+  if (!config.metrics_listen.empty()) {
+    std::string host, port;
+    parseHostPort(config.metrics_listen, host, port, "metrics.listen");
+    MetricsServerOptions mo;
+    mo.allow_non_loopback = config.metrics_allow_remote;
+    metrics = std::make_unique<MetricsServer>(
+        host, static_cast<uint16_t>(std::stoi(port)),
+        [&] { return renderPrometheus(metricFamilies(totalStats(caps), stage, captureStats(caps))); }, mo);
+    logInfo("metrics on http://%s:%u/metrics", host.c_str(), static_cast<unsigned>(metrics->port()));
+  }
+
+  installSignalHandlers();
+  std::atomic<bool> stop{false};
+  for (auto& c : caps) {
+    logInfo("capturing on %s (ifindex %u, %s)", c->name.c_str(), c->source->ifindex(),
+            c->source->datalinkName().c_str());
+    LiveCapture* cap = c.get();
+    c->thread = std::thread([cap, &stop] { captureLoop(*cap, stop); });
+  }
+
+  // 4. The main thread watches signals and the statistics timer.
+  using Clock = std::chrono::steady_clock;
+  auto next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (g_dump_stats || (config.stats_interval_s != 0 && Clock::now() >= next_stats)) {
+      g_dump_stats = 0;
+      next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
+      logInfo("%s", formatStatsLine(totalStats(caps), stage, captureStats(caps)).c_str());
+    }
+    if (g_reload) {
+      g_reload = 0;
+      try {
+        CommandLine cl;
+        const Config fresh = parseCommandLine(argc, argv, cl);
+        stage.replaceExporters(makeExporters(fresh.exporters), systemNowMs());
+        logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
+                fresh.exporters.size() == 1 ? "" : "s");
+      } catch (const std::exception& e) {
+        logError("reload failed, keeping the running exporters: %s", e.what());
+      }
+    }
+  }
+  logInfo("stopping on signal: exporting every flow before exit");
+  stop = true;
+  for (auto& c : caps) c->source->breakLoop();
+  for (auto& c : caps) c->thread.join();
+  metrics.reset();  // its body provider reads the captures
+  stage.finish();
+  logInfo("%s", formatStatsLine(totalStats(caps), stage, captureStats(caps)).c_str());
   return kExitOk;
 }
 
@@ -120,15 +334,14 @@ int run(int argc, char** argv) {
     return kExitUsage;
   }
 
-  if (!config.interface.empty()) {
-    logError("live capture (-i %s) is not available in this build yet; read a file with -r", config.interface.c_str());
-    return kExitUsage;
-  }
   try {
-    return runFile(config);
+    return config.live() ? runLive(config, argc, argv) : runFile(config);
   } catch (const InputError& e) {
     logError("%s", e.what());
     return kExitInput;
+  } catch (const ConfigError& e) {
+    logError("%s", e.what());
+    return kExitUsage;
   } catch (const std::exception& e) {
     logError("%s", e.what());
     return kExitRuntime;

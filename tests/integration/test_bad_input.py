@@ -206,7 +206,7 @@ class BadConfiguration(TempDirTest):
                             (["-r", "x", "--text", "-t", "idle=soon"], "duration"),
                             (["-r", "x", "--bogus"], "unknown option"),
                             (["-r", "x"], "no exporter"),
-                            (["--text"], "no input")]:
+                            (["-r", "x", "-i", "lo", "--text"], "choose one")]:
             proc = run_flowfold(*args, check=False)
             self.assertEqual(proc.returncode, EXIT_USAGE, (args, proc.stderr))
             self.assertIn(words, proc.stderr)

@@ -229,7 +229,16 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
          readMap(name, n, "input",
                  {
                      {"file", [&](const YAML::Node& v) { c.read_file = scalar(name, v, "file"); }},
-                     {"interface", [&](const YAML::Node& v) { c.interface = scalar(name, v, "interface"); }},
+                     {"interface",
+                      [&](const YAML::Node& v) {
+                        c.interfaces.clear();
+                        if (v.IsSequence()) {
+                          for (const auto& i : v) c.interfaces.push_back(scalar(name, i, "interface"));
+                        } else {
+                          const std::string one = scalar(name, v, "interface");
+                          if (one != "default" && !one.empty()) c.interfaces.push_back(one);
+                        }
+                      }},
                      {"filter", [&](const YAML::Node& v) { c.bpf_filter = scalar(name, v, "filter"); }},
                      {"snaplen",
                       [&](const YAML::Node& v) {
@@ -265,6 +274,23 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
          if (!n.IsSequence()) fail(name, n, "'exporters' must be a list (each item starting with '- type: ...')");
          for (const auto& item : n) c.exporters.push_back(readExporter(name, item));
        }},
+      {"user", [&](const YAML::Node& n) { c.user = scalar(name, n, "user"); }},
+      {"group", [&](const YAML::Node& n) { c.group = scalar(name, n, "group"); }},
+      {"run_as_root", [&](const YAML::Node& n) { c.run_as_root = boolValue(name, n, "run_as_root"); }},
+      {"metrics",
+       [&](const YAML::Node& n) {
+         readMap(name, n, "metrics",
+                 {
+                     {"listen",
+                      [&](const YAML::Node& v) {
+                        std::string h, port;
+                        c.metrics_listen = scalar(name, v, "listen");
+                        parseHostPort(c.metrics_listen, h, port, where(name, v.Mark()));
+                      }},
+                     {"allow_remote",
+                      [&](const YAML::Node& v) { c.metrics_allow_remote = boolValue(name, v, "allow_remote"); }},
+                 });
+       }},
       {"log",
        [&](const YAML::Node& n) {
          readMap(name, n, "log",
@@ -298,9 +324,7 @@ Config loadConfigFile(const std::string& path) {
 }
 
 void validateConfig(const Config& c) {
-  if (c.read_file.empty() && c.interface.empty())
-    throw ConfigError("no input: give a capture file (-r FILE, input.file) or an interface (-i IFACE, input.interface)");
-  if (!c.read_file.empty() && !c.interface.empty())
+  if (!c.read_file.empty() && !c.interfaces.empty())
     throw ConfigError("both a capture file and an interface are set: choose one input");
   if (c.exporters.empty())
     throw ConfigError("no exporter: give a collector (-n HOST:PORT), --text, --json, --ipfix-file or 'exporters:'");

@@ -93,15 +93,31 @@ TEST(Config, HostPortForms) {
   EXPECT_THROW(parseHostPort(":2055", h, p, "x"), ConfigError);
 }
 
-TEST(Config, ValidationNeedsOneInputAndAnExporter) {
+TEST(Config, ValidationNeedsAnExporterAndAtMostOneKindOfInput) {
   Config c;
-  EXPECT_THROW(validateConfig(c), ConfigError);
-  c.read_file = "x.pcap";
-  EXPECT_THROW(validateConfig(c), ConfigError);
+  EXPECT_THROW(validateConfig(c), ConfigError);  // no exporter
   c.exporters.emplace_back();
+  EXPECT_NO_THROW(validateConfig(c));  // no input at all: live on the default interface
+  EXPECT_TRUE(c.live());
+  c.read_file = "x.pcap";
   EXPECT_NO_THROW(validateConfig(c));
-  c.interface = "eth0";
+  EXPECT_FALSE(c.live());
+  c.interfaces = {"eth0"};
   EXPECT_THROW(validateConfig(c), ConfigError);
+}
+
+TEST(Config, LiveSettings) {
+  const Config c = parseConfig(
+      "input:\n  interface: [eth0, eth1]\n  promiscuous: false\nuser: nobody\nrun_as_root: true\n"
+      "metrics:\n  listen: 127.0.0.1:9108\n",
+      "t.yaml");
+  EXPECT_EQ(c.interfaces, (std::vector<std::string>{"eth0", "eth1"}));
+  EXPECT_FALSE(c.promiscuous);
+  EXPECT_EQ(c.user, "nobody");
+  EXPECT_TRUE(c.run_as_root);
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9108");
+  EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());
+  EXPECT_NE(errorOf("metrics:\n  listen: nowhere\n").find("t.yaml:2:11:"), std::string::npos);
 }
 
 }  // namespace

@@ -61,11 +61,16 @@ struct LiveCaptureStats {
   uint64_t if_dropped = 0; ///< ps_ifdrop: dropped by the interface/driver
 };
 
-/// Reads packets from a network interface.
+/// Reads packets from a network interface (TPACKET_V3 ring, non-blocking
+/// handle, bounded wait in dispatch()).
 ///
 /// The handle is an open packet socket: it keeps working after the process
-/// drops root (dropPrivileges()); only opening one again (reopen()) needs
-/// CAP_NET_RAW, which is gone after a plain setuid.
+/// drops root (dropPrivileges()), also across the interface going down and
+/// up again. Only a new handle, after the interface disappeared, needs
+/// CAP_NET_RAW, which a plain setuid drops.
+///
+/// Loopback: the kernel hands the socket every packet twice (sent and
+/// received); libpcap drops the sent copy, but stats().received counts both.
 class PcapLiveSource {
  public:
   /// Throws NoSuchInterfaceError, CapturePermissionError, CaptureFilterError,
@@ -80,29 +85,35 @@ class PcapLiveSource {
     kPackets,        ///< at least one packet was delivered
     kIdle,           ///< the read timeout expired with nothing to deliver
     kStopped,        ///< breakLoop() was called
-    kInterfaceDown,  ///< the handle failed (interface down or gone): error() says why; call reopen()
+    kInterfaceDown,  ///< the interface is down or gone: error() says which; call reopen() until true
   };
 
   /// Feeds up to max_packets packets (-1: one kernel block's worth) to the
-  /// pipeline, then drains it, exactly as PcapFileSource does. Blocks at most
-  /// about timeout_ms. Never throws.
+  /// pipeline, then drains it, exactly as PcapFileSource does. Waits at most
+  /// timeout_ms for packets (kIdle on a silent link, so the caller can move
+  /// its clock). Never throws.
   Result dispatch(Pipeline& pipeline, int max_packets);
 
   using PacketCallback =
       std::function<void(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms)>;
-  /// Same, to a callback (tests, tools).
+  /// Same, to a callback (tests, tools). An exception thrown by the callback
+  /// ends the dispatch and propagates out of it.
   Result dispatch(const PacketCallback& callback, int max_packets);
 
-  /// After kInterfaceDown: closes the handle and opens the interface again
-  /// with the same options. Returns false (message in error()) while it
-  /// cannot be opened; the caller retries with backoff. Counters carry over.
-  /// ifindex() and datalink() may differ afterwards (a re-created interface).
-  /// Without CAP_NET_RAW (after dropPrivileges() without keeping it) this
-  /// keeps failing with a permission message.
+  /// After kInterfaceDown. Returns false (message in error()) until capture
+  /// can go on; the caller retries with backoff and keeps its cache.
+  /// An interface that was only down keeps its socket (the kernel re-attaches
+  /// it when the interface is up again): no privileges needed. One that
+  /// disappeared gets a new handle with the same options (and the same name,
+  /// also when it was chosen by default); that needs CAP_NET_RAW, so after
+  /// dropPrivileges() without keeping it this keeps failing with the
+  /// permission message. Counters carry over; ifindex() and datalink() may
+  /// differ afterwards (a re-created interface).
   bool reopen();
 
-  /// Makes a dispatch() in progress (or the next one) return kStopped.
-  /// Safe from a signal handler or another thread.
+  /// Makes a dispatch() in progress, and every later one, return kStopped.
+  /// Safe from a signal handler, and from another thread as long as that
+  /// does not race with reopen().
   void breakLoop();
 
   /// Message of the last kInterfaceDown or failed reopen().
@@ -119,9 +130,11 @@ class PcapLiveSource {
   uint32_t ifindex() const { return ifindex_; }
   /// False when the interface refused promiscuous mode.
   bool promiscuous() const { return promiscuous_; }
-  /// For poll()/epoll (pcap_get_selectable_fd); -1 while the handle is
-  /// closed. With TPACKET_V3 it becomes readable when a block is handed
-  /// over: when it is full or timeout_ms after its first packet.
+  /// For a caller multiplexing several sources with poll()/epoll
+  /// (pcap_get_selectable_fd, non-blocking); -1 while the handle is closed.
+  /// With TPACKET_V3 it becomes readable when a block is handed over: when
+  /// it is full or timeout_ms after its first packet. dispatch() does its
+  /// own bounded wait, so it is never needed for a single source.
   int selectableFd() const;
 
   /// Names of every interface libpcap can capture on (pcap_findalldevs).
@@ -137,6 +150,7 @@ class PcapLiveSource {
   void open();
   void close();
   void accumulateStats();
+  bool interfaceUp() const;
 
   std::unique_ptr<Impl> impl_;
   LiveCaptureOptions options_;

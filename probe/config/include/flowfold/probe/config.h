@@ -65,7 +65,9 @@ struct ExporterConfig {
 struct Config {
   // input
   std::string read_file;  // -r; "-" = stdin
-  std::string interface;  // -i (live capture, see issue on live mode)
+  // Live capture (when no file is given): one capture per interface; empty
+  // means the system's default interface (the first one up with an address).
+  std::vector<std::string> interfaces;
   std::string bpf_filter;
   uint32_t snaplen = 256;
   bool promiscuous = true;
@@ -78,10 +80,22 @@ struct Config {
   uint32_t export_batch = 4096;       // records per hand-off to the export thread
   uint32_t export_queue_batches = 64;  // bound of the export queue
 
+  // Privileges: live capture opens as root (or with CAP_NET_RAW/NET_ADMIN),
+  // then runs as this user before any exporter or file is touched.
+  std::string user;          // empty: "flowfold" when that user exists
+  std::string group;         // empty: the user's primary group
+  bool run_as_root = false;  // allow staying root (refused otherwise)
+
+  // Prometheus metrics over HTTP; empty = off.
+  std::string metrics_listen;       // "127.0.0.1:9108"
+  bool metrics_allow_remote = false;  // permit a non-loopback address
+
   std::string log_level = "info";
   bool log_syslog = false;  // syslog (daemon facility) instead of stderr
   uint64_t stats_interval_s = 0;  // 0 = only the final summary
   std::string config_path;        // where it came from, for messages
+
+  bool live() const { return read_file.empty(); }
 };
 
 /// Parses a YAML configuration file. Throws ConfigError("FILE:LINE:COL: ...").
