@@ -9,4 +9,5 @@ jobs="${FLOWFOLD_JOBS:-$(nproc)}"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWFOLD_BUILD_TESTS=ON >/dev/null
 cmake --build "$build" -j "$jobs"
 cd "$build"
-ctest --output-on-failure -j "$jobs"
+# A hung test fails after 5 minutes instead of eating the CI budget.
+ctest --output-on-failure --timeout 300 -j "$jobs"
