@@ -148,6 +148,7 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
     // The clock moves with the system time even on an idle link, so idle
     // flows expire on time without new packets.
     pipeline.advanceClock(systemNowMs());
+    pipeline.handOffPending();
     if (std::chrono::steady_clock::now() >= next_publish) {
       pipeline.publishStats();
       cap.publishCaptureStats();
@@ -172,6 +173,12 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
   }
+  // A clean stop loses nothing already captured: read what the kernel still
+  // holds for us (until a read comes back idle), then flush the cache.
+  for (int rounds = 0; rounds < 1000; ++rounds) {
+    if (source.dispatch(pipeline, 4096) != PcapLiveSource::Result::kPackets) break;
+  }
+  pipeline.advanceClock(systemNowMs());
   pipeline.finish();
   cap.publishCaptureStats();
 }
@@ -294,8 +301,7 @@ int runLive(const Config& config, int argc, char** argv) {
     }
   }
   logInfo("stopping on signal: exporting every flow before exit");
-  stop = true;
-  for (auto& c : caps) c->source->breakLoop();
+  stop = true;  // each capture loop sees it within one read timeout
   for (auto& c : caps) c->thread.join();
   metrics.reset();  // its body provider reads the captures
   stage.finish();

@@ -89,7 +89,9 @@ class VethPairSmokeTest(unittest.TestCase):
             seen = sniffer.result()
         self.assertEqual(seen["other"], 0, seen)  # no ARP, no IPv6 chatter
         self.assertLessEqual(seen["max_len"], 14 + 1500, seen)  # no GSO/GRO aggregates
-        self.assertGreater(seen["frames"], 2_000_000 // 1500, seen)
+        # A raw-socket sniffer in Python may miss frames under load, so only a
+        # floor: with GSO/GRO the 2 MB would be ~30 frames of 64 KB.
+        self.assertGreater(seen["frames"], 500, seen)
 
     def test_ipv6_addresses_work_without_dad_delay(self):
         with netns.VethPair("ffsmoke", ipv6=True) as pair:

@@ -72,6 +72,9 @@ class TextExporter final : public Exporter {
         throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
       bytes += line.size();
     }
+    // Whole batches reach the file (or a pipe to `jq`) as they come, not
+    // when stdio's buffer happens to fill.
+    if (std::fflush(out_) != 0) throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
     auto& c = mutableCounters();
     c.records_exported += records.size();
     c.messages_sent += records.size();

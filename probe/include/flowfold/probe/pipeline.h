@@ -74,6 +74,13 @@ class Pipeline {
   /// Moves the pipeline clock (a live idle link: no packets, time still passes).
   void advanceClock(uint64_t now_ms);
 
+  /// Hands whatever records are waiting to the export stage now, however few
+  /// (live capture: a finished flow reaches the collector within a read
+  /// timeout, not when a batch happens to fill).
+  void handOffPending() {
+    if (!cache_.output().empty()) handOff(false);
+  }
+
   /// End of input or shutdown: every flow goes to the export stage (forced
   /// end) with a request to flush. Idempotent. The packet thread calls it.
   void finish();

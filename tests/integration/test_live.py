@@ -1,0 +1,271 @@
+"""Live capture in private network namespaces: flowfold captures one end of a
+veth pair while the other end sends known traffic; what a real nfcapd, the
+JSON output and the metrics endpoint report must match what was sent.
+
+Only addresses inside the two namespaces (10.200.X.0/30) and their loopback
+are used. Waits are on observable conditions (a log line, a metric, a file),
+never fixed sleeps."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from harness import (FLOWFOLD, TempDirTest, free_tcp_port, free_udp_port, need, norm_addr, raise_socket_buffer_limit,
+                     wait_for)
+from netns import VethPair, require_netns
+
+UDP_PORT = 9999
+PAYLOAD = 200
+IP_LEN = 20 + 8 + PAYLOAD  # what octetDeltaCount counts per datagram
+
+_SCRAPE = r"""
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())
+"""
+
+
+def metric(text, name, labels=""):
+    """Value of one sample in a Prometheus exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + " ")):
+            return int(line.split()[-1])
+    return 0
+
+
+class LiveCaptureTest(TempDirTest):
+
+    def setUp(self):
+        super().setUp()
+        require_netns()
+        need("nfcapd", "nfdump")
+        raise_socket_buffer_limit()
+        self.pair = VethPair("fflive").__enter__()
+        self.addCleanup(self.pair.__exit__, None, None, None)
+        os.chmod(self.tmp, 0o777)  # flowfold may run as nobody and write here
+        self.procs = []
+        self.addCleanup(self.kill_all)
+
+    def kill_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    # ------------------------------------------------------------ helpers
+
+    def start_nfcapd(self):
+        """nfcapd inside namespace b, on its loopback."""
+        port = free_udp_port()
+        d = self.path("nfcapd")
+        os.makedirs(d)
+        log = open(self.path("nfcapd.log"), "w")
+        p = self.pair.popen_in("b", ["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", d, "-B", str(8 << 20),
+                                     "-t", "3600"], stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+
+        def listening():
+            r = self.pair.run_in("b", ["cat", "/proc/net/udp"], check=False)
+            return (":%04X " % port) in r.stdout
+        wait_for(listening, "nfcapd to listen in the namespace")
+        return p, port, d
+
+    def stop_nfcapd(self, p, port):
+        def drained():
+            r = self.pair.run_in("b", ["cat", "/proc/net/udp"], check=False)
+            for line in r.stdout.splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].split(":")[1], 16) == port:
+                    return int(cols[4].split(":")[1], 16) == 0
+            return True
+        wait_for(drained, "nfcapd to read every datagram")
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+
+    def nfdump(self, d):
+        out = subprocess.run(["nfdump", "-R", d, "-q", "-N", "-o",
+                              "fmt:%pr|%sa|%sp|%da|%dp|%pkt|%byt|%in|%flg"],
+                             capture_output=True, text=True, check=True).stdout
+        flows = {}
+        for line in out.splitlines():
+            if not line.strip():
+                continue
+            pr, sa, sp, da, dp, pkt, byt, inif, flg = [c.strip() for c in line.split("|")]
+            key = (int(pr), norm_addr(sa), sp, norm_addr(da), dp)
+            f = flows.setdefault(key, {"packets": 0, "bytes": 0, "in": set(), "flags": set()})
+            f["packets"] += int(pkt)
+            f["bytes"] += int(byt)
+            f["in"].add(int(inif))
+            f["flags"].update(c for c in flg if c != ".")
+        return flows
+
+    def start_flowfold(self, *args, config=None):
+        cfg = self.path("flowfold.yaml") if config is None else config
+        if config is None:
+            self.metrics_port = free_tcp_port()
+            with open(cfg, "w") as f:
+                f.write("run_as_root: true\nmetrics:\n  listen: 127.0.0.1:%d\n" % self.metrics_port)
+        self.log_path = self.path("flowfold.log")
+        log = open(self.log_path, "w")
+        p = self.pair.popen_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, *args],
+                               stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        wait_for(lambda: "capturing on" in self.log() or p.poll() is not None, "flowfold to start capturing")
+        self.assertIsNone(p.poll(), self.log())
+        return p
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def scrape(self):
+        r = self.pair.run_in("b", [sys.executable, "-c", _SCRAPE, str(self.metrics_port)])
+        return r.stdout
+
+    def wait_decoded(self, n):
+        wait_for(lambda: metric(self.scrape(), "flowfold_packets_decoded_total") >= n,
+                 "flowfold to decode %d packets" % n)
+
+    def stop(self, p):
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        self.assertEqual(p.returncode, 0, self.log())
+
+    def ifindex_b(self):
+        r = self.pair.run_in("b", ["ip", "-j", "link", "show", "dev", self.pair.if_b])
+        return json.loads(r.stdout)[0]["ifindex"]
+
+    def send_udp(self, count, source_port):
+        listener = self.pair.udp_listener("b", UDP_PORT, count)
+        sent = self.pair.send_udp("a", self.pair.addr_b, UDP_PORT, count, PAYLOAD, source_port=source_port)
+        self.assertEqual(listener.result()["received"], count)
+        return sent
+
+    # ------------------------------------------------------------ tests
+
+    def test_counts_reach_nfcapd_exactly_with_ingress_interface_and_tcp_flags(self):
+        nfc, nfport, nfdir = self.start_nfcapd()
+        ff = self.start_flowfold("-n", "127.0.0.1:%d" % nfport, "-v", "10")
+        self.send_udp(50, source_port=40001)
+        pings = self.pair.ping("a", count=3)
+        tcp = self.pair.tcp_transfer(100000, port=5001)
+        self.assertEqual(tcp["received"], 100000)
+        self.stop(ff)
+        self.stop_nfcapd(nfc, nfport)
+        flows = self.nfdump(nfdir)
+        a, b = self.pair.addr_a, self.pair.addr_b
+        udp = flows[(17, a, "40001", b, str(UDP_PORT))]
+        self.assertEqual((udp["packets"], udp["bytes"]), (50, 50 * IP_LEN))
+        self.assertEqual(udp["in"], {self.ifindex_b()})
+        echo = flows[(1, a, "0", b, "8.0")]
+        # netns.py's ping carries the 8 bytes "flowfold": 20 IP + 8 ICMP + 8 data.
+        self.assertEqual((echo["packets"], echo["bytes"]), (3, 3 * 36))
+        replies = flows[(1, b, "0", a, "0.0")]
+        self.assertEqual(replies["packets"], pings)
+        syn = flows[(6, a, str(tcp["source_port"]), b, "5001")]
+        self.assertTrue({"S", "A", "F"} <= syn["flags"], syn["flags"])
+        # Every TCP payload byte crossed: IP bytes = payload + 40 bytes of headers per segment at least.
+        self.assertGreaterEqual(syn["bytes"], 100000 + 40 * syn["packets"])
+        self.assertEqual(syn["in"], {self.ifindex_b()})
+
+    def test_idle_flow_expires_on_time_without_new_packets(self):
+        out = self.path("flows.json")
+        ff = self.start_flowfold("--json=" + out, "-t", "idle=2", "udp port %d" % UDP_PORT)
+        self.send_udp(5, source_port=40002)
+        sent_at = time.time()
+        wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0, "the idle flow to be exported", limit=15)
+        seen_at = time.time()
+        self.assertIsNone(ff.poll(), "flowfold must still be running")
+        with open(out) as f:
+            records = [json.loads(line) for line in f]
+        self.assertEqual(len(records), 1)
+        self.assertEqual(records[0]["end_reason"], "idle")
+        self.assertEqual(records[0]["packets"], 5)
+        self.assertEqual(records[0]["bytes"], 5 * IP_LEN)
+        # Expired after the idle timeout, and not long after it.
+        self.assertGreaterEqual(seen_at - records[0]["last_ms"] / 1000.0, 2.0 - 0.05)
+        self.assertLess(seen_at - sent_at, 6)
+        self.stop(ff)
+
+    def test_sighup_reloads_exporters_and_sigterm_flushes_without_losing_flows(self):
+        first, second = self.path("first.json"), self.path("second.json")
+        cfg = self.path("reload.yaml")
+        self.metrics_port = free_tcp_port()
+
+        def write_config(path):
+            with open(cfg, "w") as f:
+                f.write("run_as_root: true\nmetrics:\n  listen: 127.0.0.1:%d\nexporters:\n  - type: json\n"
+                        "    path: %s\n" % (self.metrics_port, path))
+        write_config(first)
+        self.log_path = self.path("flowfold.log")
+        log = open(self.log_path, "w")
+        ff = self.pair.popen_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "udp port %d" % UDP_PORT],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(ff)
+        wait_for(lambda: "capturing on" in self.log(), "flowfold to start")
+        self.send_udp(20, source_port=40003)
+        self.wait_decoded(20)
+        write_config(second)
+        ff.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in self.log(), "the reload")
+        self.send_udp(30, source_port=40003)
+        self.wait_decoded(50)
+        scraped = self.scrape()
+        self.assertEqual(metric(scraped, "flowfold_packets_total"), 50)
+        self.assertEqual(metric(scraped, "flowfold_capture_received_packets_total",
+                                '{interface="%s"}' % self.pair.if_b), 50)
+        self.assertEqual(metric(scraped, "flowfold_flows_active"), 1)
+        self.stop(ff)
+        total = 0
+        for path in (first, second):
+            if os.path.exists(path):
+                with open(path) as f:
+                    total += sum(json.loads(line)["packets"] for line in f)
+        self.assertEqual(total, 50, "every packet of the flow, across the reload")
+        self.assertIn("stopping on signal", self.log())
+
+    def test_drops_root_after_opening_the_capture_and_keeps_capturing(self):
+        out = self.path("flows.json")
+        cfg = self.path("user.yaml")
+        self.metrics_port = free_tcp_port()
+        with open(cfg, "w") as f:
+            f.write("user: nobody\nmetrics:\n  listen: 127.0.0.1:%d\n" % self.metrics_port)
+        ff = self.start_flowfold("--json=" + out, "udp port %d" % UDP_PORT, config=cfg)
+        wait_for(lambda: "now running as user nobody" in self.log(), "the privilege drop")
+        with open("/proc/%d/status" % ff.pid) as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        uid = [int(x) for x in status["Uid"].split()]
+        self.assertTrue(all(u == 65534 for u in uid), status["Uid"])
+        self.assertNotEqual(int(status["CapEff"], 16) & ~(1 << 13), -1)
+        self.assertEqual(int(status["CapEff"], 16) & ~(1 << 13), 0, "only CAP_NET_RAW may remain")
+        self.send_udp(10, source_port=40004)
+        self.wait_decoded(10)
+        self.stop(ff)
+        with open(out) as f:
+            self.assertEqual(sum(json.loads(line)["packets"] for line in f), 10)
+        self.assertEqual(os.stat(out).st_uid, 65534, "the output file was created after the drop")
+
+    def test_refuses_to_stay_root_without_a_user(self):
+        cfg = self.path("root.yaml")
+        with open(cfg, "w") as f:
+            f.write("user: ''\n")
+        r = self.pair.run_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--text"], check=False)
+        if "flowfold" in subprocess.run(["getent", "passwd", "flowfold"], capture_output=True, text=True).stdout:
+            self.skipTest("a flowfold user exists here: it would be used")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("refusing to keep running as root", r.stderr)
+
+    def test_unknown_interface_lists_the_real_ones(self):
+        r = self.pair.run_in("b", [FLOWFOLD, "-i", "nosuch0", "--text"], check=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("nosuch0", r.stderr)
+        self.assertIn(self.pair.if_b, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
