@@ -260,6 +260,34 @@ class LiveCaptureTest(TempDirTest):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("refusing to keep running as root", r.stderr)
 
+    def test_interface_down_and_up_keeps_the_cache_and_loses_nothing_sent_while_up(self):
+        out = self.path("flows.json")
+        ff = self.start_flowfold("--json=" + out, "udp port %d" % UDP_PORT)
+        self.send_udp(10, source_port=40005)
+        self.wait_decoded(10)
+        self.pair.run_in("b", ["ip", "link", "set", self.pair.if_b, "down"])
+        wait_for(lambda: "went down" in self.log() or "failed" in self.log(), "the interface-down warning")
+        self.pair.run_in("b", ["ip", "link", "set", self.pair.if_b, "up"])
+        wait_for(lambda: "resumed" in self.log(), "capture to resume")
+        self.pair.run_in("a", ["ip", "link", "set", self.pair.if_a, "up"])
+        self.send_udp(15, source_port=40005)
+        self.wait_decoded(25)
+        self.assertIsNone(ff.poll())
+        self.stop(ff)
+        with open(out) as f:
+            records = [json.loads(line) for line in f]
+        # One flow, never lost from the cache while the link was down.
+        self.assertEqual(sum(r["packets"] for r in records), 25)
+        self.assertEqual(len(records), 1)
+
+    def test_capture_without_privileges_names_the_missing_capabilities(self):
+        r = self.pair.run_in("b", ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   "--inh-caps=-all", "--bounding-set=-all", FLOWFOLD, "-i", self.pair.if_b,
+                                   "--text"], check=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("CAP_NET_RAW", r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+
     def test_unknown_interface_lists_the_real_ones(self):
         r = self.pair.run_in("b", [FLOWFOLD, "-i", "nosuch0", "--text"], check=False)
         self.assertEqual(r.returncode, 3, r.stderr)
