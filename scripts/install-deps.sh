@@ -13,7 +13,8 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   nfdump tshark libfixbuf-tools iproute2 netcat-openbsd tcpreplay
-  mariadb-server mariadb-client procps time
+  mariadb-server mariadb-client procps time python3
+  rpm lintian dpkg-dev fakeroot systemd
 )
 BENCH_PKGS=(softflowd pmacct)
 

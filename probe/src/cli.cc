@@ -1,6 +1,7 @@
 #include "flowfold/probe/cli.h"
 
 #include <getopt.h>
+#include <unistd.h>
 
 #include <charconv>
 
@@ -77,7 +78,7 @@ Flow cache:
 
 General:
   -c FILE              YAML configuration (see flowfold.yaml(5))
-  --check-config       validate the configuration and exit
+  --check-config [FILE]  validate the configuration (-c FILE, or FILE) and exit
   --log-level LEVEL    error, warn, info (default) or debug
   -h, --help           this text
   --version            print the version
@@ -185,6 +186,11 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
     }
   }
 
+  // `flowfold --check-config FILE` (as packagers and admins type it) names
+  // the file to check rather than a capture filter.
+  if (cl.check_config && cl.config_file.empty() && optind == argc - 1 && access(argv[optind], R_OK) == 0) {
+    cl.config_file = argv[optind++];
+  }
   Config config;
   if (!cl.config_file.empty()) config = loadConfigFile(cl.config_file);
 

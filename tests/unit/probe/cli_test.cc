@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <vector>
 
 namespace flowfold {
@@ -58,6 +59,20 @@ TEST(CommandLine, RejectsWhatItCannotDo) {
   EXPECT_THROW(parse({"-r", "x", "-t", "lifetime=3"}, cl), ConfigError);
   EXPECT_THROW(parse({"-r", "x", "--nope"}, cl), ConfigError);
   EXPECT_THROW(parse({"-r"}, cl), ConfigError);
+}
+
+TEST(CommandLine, CheckConfigTakesTheFileAsAnArgumentToo) {
+  const std::string path = ::testing::TempDir() + "/check.yaml";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("exporters:\n  - type: json\n", f);
+  std::fclose(f);
+  CommandLine cl;
+  const Config c = parse({"--check-config", path}, cl);
+  EXPECT_TRUE(cl.check_config);
+  EXPECT_EQ(cl.config_file, path);
+  EXPECT_EQ(c.exporters.size(), 1u);
+  EXPECT_TRUE(c.bpf_filter.empty());
 }
 
 TEST(CommandLine, HelpAndVersionFlags) {

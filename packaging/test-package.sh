@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds the .deb and .rpm from a configured build tree and checks them the way
+# an operator meets them: lintian, rpm queries and a scratch-root install, then
+# `apt-get install ./flowfold_*.deb` on this machine, the installed binary run
+# as the flowfold user, the units verified, and a purge that leaves nothing.
+# Usage: packaging/test-package.sh BUILD_DIR      (needs root)
+set -euo pipefail
+build="$(cd "${1:?usage: test-package.sh BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+fail() { echo "test-package: FAIL: $*" >&2; exit 1; }
+step() { echo "== $*"; }
+
+[ "$(id -u)" -eq 0 ] || { echo "test-package: needs root, skipped"; exit 0; }
+cd "$build"
+rm -f flowfold_*.deb flowfold-*.rpm
+step "cpack: .deb and .rpm"
+cpack -G "DEB;RPM" >/dev/null 2>cpack.log || { cat cpack.log; fail "cpack"; }
+deb=$(ls flowfold_*_amd64.deb) rpmfile=$(ls flowfold-*.rpm)
+echo "built $deb $rpmfile"
+
+step "lintian $deb"
+# Accepted warnings (see packaging/README.md): initial-upload-closes-no-bugs
+# (not an upload to Debian), maintainer-script-calls-systemctl (prerm stops
+# template instances flowfold@*.service, which deb-systemd-invoke cannot glob).
+lint=$(lintian --suppress-tags initial-upload-closes-no-bugs,maintainer-script-calls-systemctl "$deb" 2>&1 \
+       | grep -v 'running with root privileges' || true)
+echo "${lint:-lintian: clean}"
+if echo "$lint" | grep -q '^E:'; then fail "lintian reports errors"; fi
+
+step "rpm -qpil / -qpR $rpmfile"
+rpm -qpil "$rpmfile" | grep -E '^(Name|Version|License|URL)' 
+files=$(rpm -qpl "$rpmfile")
+for f in /usr/sbin/flowfold /etc/flowfold/flowfold.yaml /lib/systemd/system/flowfold.service \
+         /lib/systemd/system/flowfold@.service /usr/share/man/man8/flowfold.8.gz /usr/share/man/man5/flowfold.yaml.5.gz; do
+  echo "$files" | grep -qx "$f" || fail "rpm lacks $f"
+done
+[ "$(rpm -qpc "$rpmfile")" = "/etc/flowfold/flowfold.yaml" ] || fail "rpm: only the configuration is %config"
+reqs=$(rpm -qpR "$rpmfile")
+for r in 'libpcap.so.0.8()(64bit)' 'libfixbuf.so.9()(64bit)' 'libyaml-cpp.so.0.7()(64bit)'; do
+  echo "$reqs" | grep -qF "$r" || fail "rpm requires lacks $r"
+done
+echo "rpm requires: $(echo "$reqs" | grep -c .) entries, including libpcap, libfixbuf, libyaml-cpp"
+
+step "rpm --root scratch install"
+# A scratch root has no RPM-packaged glibc or /bin/sh: dependencies cannot be
+# resolved and scriptlets cannot run there, so the install is --nodeps --noscripts.
+root=$(mktemp -d)
+rpm --root "$root" --initdb
+rpm --root "$root" -i --nodeps --noscripts "$rpmfile"
+[ -x "$root/usr/sbin/flowfold" ] && [ -f "$root/etc/flowfold/flowfold.yaml" ] || fail "rpm --root install incomplete"
+rpm --root "$root" -q flowfold
+rm -rf "$root"
+
+step "apt-get install ./$deb"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -qq "./$deb" >/dev/null
+dpkg -s flowfold | grep -E '^(Status|Version)'
+/usr/sbin/flowfold --version
+/usr/sbin/flowfold --check-config /etc/flowfold/flowfold.yaml
+id flowfold
+[ "$(stat -c %U /var/lib/flowfold)" = flowfold ] || fail "/var/lib/flowfold is not owned by flowfold"
+grep -qx /etc/flowfold/flowfold.yaml /var/lib/dpkg/info/flowfold.conffiles || fail "not a conffile"
+if systemctl is-enabled flowfold.service >/dev/null 2>&1; then fail "the service was enabled without being asked"; fi
+
+step "the installed binary over a capture, as the flowfold user"
+sample=/usr/share/doc/flowfold/examples/captures/sample.pcap
+out=$(runuser -u flowfold -- /usr/sbin/flowfold -r "$sample" --json 2>/dev/null)
+packets=$(echo "$out" | awk -F'"packets":' 'NF>1 {split($2,a,","); s+=a[1]} END {print s+0}')
+want=$(awk -F'\t' '{s+=$7} END {print s}' "$here/../examples/captures/sample.truth.tsv")
+[ "$packets" = "$want" ] || fail "flows carry $packets packets, the sample holds $want"
+echo "flowfold (uid flowfold) exported $(echo "$out" | wc -l) flows carrying $packets of $want packets"
+
+step "systemd-analyze verify and security"
+systemd-analyze verify --man=no /lib/systemd/system/flowfold.service
+cp /lib/systemd/system/flowfold@.service /tmp/flowfold@eth1.service
+systemd-analyze verify --man=no /tmp/flowfold@eth1.service 2>&1 | grep -v 'sys-subsystem-net-devices' || true
+rm -f /tmp/flowfold@eth1.service
+systemd-analyze security --offline=true /lib/systemd/system/flowfold.service 2>/dev/null | tail -1 || true
+
+step "an upgrade keeps local edits of the configuration"
+echo "# local edit kept by upgrades" >> /etc/flowfold/flowfold.yaml
+apt-get install -y -qq --reinstall -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "./$deb" >/dev/null
+grep -q "local edit kept by upgrades" /etc/flowfold/flowfold.yaml || fail "reinstall overwrote the edited conffile"
+echo "edited /etc/flowfold/flowfold.yaml survived a reinstall"
+
+step "apt-get purge flowfold"
+apt-get purge -y -qq flowfold >/dev/null
+for p in /usr/sbin/flowfold /etc/flowfold /var/lib/flowfold /var/spool/flowfold \
+         /lib/systemd/system/flowfold.service /usr/share/doc/flowfold /usr/share/man/man8/flowfold.8.gz; do
+  [ ! -e "$p" ] || fail "$p is left behind after purge"
+done
+if getent passwd flowfold >/dev/null; then fail "the flowfold user is left behind"; fi
+if dpkg -s flowfold >/dev/null 2>&1; then fail "dpkg still knows flowfold"; fi
+echo "test-package: 1 passed, 0 failed"
