@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <utility>
+
 namespace flowfold {
 
 namespace {
@@ -33,6 +35,18 @@ uint64_t hashFlowKey(const FlowKey& key) {
   std::memcpy(&tail, p + 40, sizeof tail);
   h ^= tail;
   return mix(h);
+}
+
+uint64_t symmetricFlowHash(const FlowKey& key) {
+  // Order the two endpoints, then hash: (a, b) and (b, a) give one key.
+  FlowKey k = key;
+  if (k.protocol == 1 || k.protocol == 58) k.src_port = k.dst_port = 0;  // echo request and reply together
+  const int by_addr = std::memcmp(k.src_addr.data(), k.dst_addr.data(), k.src_addr.size());
+  if (by_addr > 0 || (by_addr == 0 && k.src_port > k.dst_port)) {
+    std::swap(k.src_addr, k.dst_addr);
+    std::swap(k.src_port, k.dst_port);
+  }
+  return hashFlowKey(k);
 }
 
 std::string formatAddress(const std::array<uint8_t, 16>& addr, uint8_t ip_version) {

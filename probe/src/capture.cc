@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "flowfold/probe/pipeline.h"
+#include "flowfold/probe/sharded_pipeline.h"
 
 namespace flowfold {
 
@@ -55,18 +56,20 @@ std::string PcapFileSource::datalinkName() const {
 }
 
 namespace {
+template <class Sink>
 void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
-  auto* pipeline = reinterpret_cast<Pipeline*>(user);
+  auto* sink = reinterpret_cast<Sink*>(user);
   // Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
   const uint64_t secs = h->ts.tv_sec > 0 ? static_cast<uint64_t>(h->ts.tv_sec) : 0;
   const uint64_t ts_ms = secs * 1000 + static_cast<uint64_t>(h->ts.tv_usec) / 1000;
-  pipeline->onPacket(bytes, h->caplen, h->len, ts_ms);
+  sink->onPacket(bytes, h->caplen, h->len, ts_ms);
 }
 }  // namespace
 
-PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_packets) {
-  const int n = pcap_dispatch(impl_->handle, max_packets, onPacket, reinterpret_cast<u_char*>(&pipeline));
-  pipeline.drain();
+template <class Sink>
+PcapFileSource::Result PcapFileSource::dispatchTo(Sink& sink, int max_packets) {
+  const int n = pcap_dispatch(impl_->handle, max_packets, onPacket<Sink>, reinterpret_cast<u_char*>(&sink));
+  sink.drain();
   if (n > 0) {
     packets_ += static_cast<uint64_t>(n);
     return Result::kMore;
@@ -75,6 +78,14 @@ PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_pack
   if (n == PCAP_ERROR_BREAK) return Result::kEnd;
   error_ = pcap_geterr(impl_->handle);
   return Result::kTruncated;
+}
+
+PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_packets) {
+  return dispatchTo(pipeline, max_packets);
+}
+
+PcapFileSource::Result PcapFileSource::dispatch(ShardedPipeline& pipeline, int max_packets) {
+  return dispatchTo(pipeline, max_packets);
 }
 
 }  // namespace flowfold

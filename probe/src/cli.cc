@@ -22,6 +22,7 @@ enum LongOnly {
   kOptIdle,
   kOptLogLevel,
   kOptIpfixEncoder,
+  kOptWorkers,
 };
 
 uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
@@ -75,6 +76,7 @@ Flow cache:
   -t NAME=DURATION     timeouts, softflowd style: active|maxlife=60, idle|general=15
   --active-timeout D   same as -t active=D
   --idle-timeout D     same as -t idle=D
+  --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
 
 General:
   -c FILE              YAML configuration (see flowfold.yaml(5))
@@ -95,6 +97,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   int64_t max_flows = -1;
   int64_t active_ms = -1, idle_ms = -1, rate = -1, domain = -1, mtu = -1;
   std::string ipfix_encoder;
+  int64_t workers = -1;
 
   static const option kLong[] = {
       {"text", optional_argument, nullptr, kOptText},
@@ -109,6 +112,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       {"idle-timeout", required_argument, nullptr, kOptIdle},
       {"log-level", required_argument, nullptr, kOptLogLevel},
       {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
+      {"workers", required_argument, nullptr, kOptWorkers},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -173,6 +177,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       case kOptActive: active_ms = static_cast<int64_t>(secondsToMs(optarg, "--active-timeout")); break;
       case kOptIdle: idle_ms = static_cast<int64_t>(secondsToMs(optarg, "--idle-timeout")); break;
       case kOptLogLevel: log_level = optarg; break;
+      case kOptWorkers: workers = static_cast<int64_t>(number(optarg, "--workers", 1, 64)); break;
       case kOptIpfixEncoder:
         ipfix_encoder = optarg;
         if (ipfix_encoder != "libfixbuf" && ipfix_encoder != "direct")
@@ -208,6 +213,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
     config.read_file.clear();
   }
   if (max_flows >= 0) config.cache.max_flows = static_cast<uint32_t>(max_flows);
+  if (workers >= 0) config.workers = static_cast<uint32_t>(workers);
   if (active_ms >= 0) config.cache.active_timeout_ms = static_cast<uint64_t>(active_ms);
   if (idle_ms >= 0) config.cache.idle_timeout_ms = static_cast<uint64_t>(idle_ms);
   if (!log_level.empty()) {

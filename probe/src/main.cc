@@ -25,6 +25,7 @@
 #include "flowfold/probe/exporter_factory.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/progress.h"
+#include "flowfold/probe/sharded_pipeline.h"
 #include "flowfold/probe/stats.h"
 #include "flowfold/probe/version.h"
 
@@ -65,20 +66,10 @@ LogLevel parseLevel(const std::string& s) {
   return LogLevel::kInfo;
 }
 
-int runFile(const Config& config) {
-  PcapFileSource source(config.read_file, config.bpf_filter);
-  const int dlt = source.datalink();
-  if (!probe::Decoder::supportsLinkType(dlt)) {
-    logWarn("link type %s of '%s' is not supported: its packets are counted as unsupported_link",
-            source.datalinkName().c_str(), config.read_file.c_str());
-  }
-  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
-  PipelineOptions options;
-  options.cache = config.cache;
-  options.export_batch = config.export_batch;
-  options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
-  Pipeline pipeline(options, dlt, stage);
-
+/// Reads the whole file through `pipeline` (a Pipeline, or a ShardedPipeline
+/// with several workers), then exports every flow.
+template <class AnyPipeline>
+int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, AnyPipeline& pipeline) {
   installSignalHandlers();
   using Clock = std::chrono::steady_clock;
   const auto stats_every = std::chrono::seconds(config.stats_interval_s);
@@ -116,6 +107,28 @@ int runFile(const Config& config) {
     return kExitTruncated;
   }
   return kExitOk;
+}
+
+int runFile(const Config& config) {
+  PcapFileSource source(config.read_file, config.bpf_filter);
+  const int dlt = source.datalink();
+  if (!probe::Decoder::supportsLinkType(dlt)) {
+    logWarn("link type %s of '%s' is not supported: its packets are counted as unsupported_link",
+            source.datalinkName().c_str(), config.read_file.c_str());
+  }
+  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
+  PipelineOptions options;
+  options.cache = config.cache;
+  options.export_batch = config.export_batch;
+  options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
+  if (config.workers <= 1) {
+    Pipeline pipeline(options, dlt, stage);
+    return readFile(config, source, stage, pipeline);
+  }
+  // The flow bound is for the whole probe: each worker holds its share.
+  options.cache.max_flows = (config.cache.max_flows + config.workers - 1) / config.workers;
+  ShardedPipeline pipeline(options, dlt, stage, config.workers);
+  return readFile(config, source, stage, pipeline);
 }
 
 // ---------------------------------------------------------------- live

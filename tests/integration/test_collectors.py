@@ -48,6 +48,12 @@ class CollectorConservation(TempDirTest):
     def test_ipfix_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
         self.export_to_nfcapd(10)
 
+    def test_two_workers_deliver_exactly_the_truth_over_ipfix(self):
+        self.export_to_nfcapd(10, "--workers", "2")
+
+    def test_two_workers_deliver_exactly_the_truth_over_netflow9(self):
+        self.export_to_nfcapd(9, "--workers", "2")
+
     def test_ipfix_libfixbuf_encoder_delivers_exactly_the_truth_to_nfcapd(self):
         self.export_to_nfcapd(10, "--ipfix-encoder", "libfixbuf")
 

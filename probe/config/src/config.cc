@@ -263,6 +263,10 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                       [&](const YAML::Node& v) {
                         c.cache.active_timeout_ms = durationMs(name, v, "active_timeout", 1, 7 * 86'400'000ull);
                       }},
+                     {"workers",
+                      [&](const YAML::Node& v) {
+                        c.workers = static_cast<uint32_t>(unsignedValue(name, v, "workers", 1, 64));
+                      }},
                      {"idle_timeout",
                       [&](const YAML::Node& v) {
                         c.cache.idle_timeout_ms = durationMs(name, v, "idle_timeout", 1, 7 * 86'400'000ull);

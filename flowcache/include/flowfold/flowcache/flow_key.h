@@ -40,6 +40,10 @@ static_assert(std::has_unique_object_representations_v<FlowKey>,
 /// 64-bit hash of the key's bytes (fast, good avalanche; not cryptographic).
 uint64_t hashFlowKey(const FlowKey& key);
 
+/// A hash equal for both directions of a conversation (source and
+/// destination swapped): shards the flows of one conversation to one worker.
+uint64_t symmetricFlowHash(const FlowKey& key);
+
 /// Textual address ("10.0.0.1", "2001:db8::1") of a key's source or destination.
 std::string formatAddress(const std::array<uint8_t, 16>& addr, uint8_t ip_version);
 

@@ -9,6 +9,7 @@
 namespace flowfold {
 
 class Pipeline;
+class ShardedPipeline;
 
 /// The capture could not be opened or is not a capture (exit status kExitInput).
 class InputError : public std::runtime_error {
@@ -30,6 +31,7 @@ class PcapFileSource {
   enum class Result { kMore, kEnd, kTruncated };
   /// Feeds up to max_packets packets to the pipeline.
   Result dispatch(Pipeline& pipeline, int max_packets);
+  Result dispatch(ShardedPipeline& pipeline, int max_packets);
   /// libpcap's message when dispatch() returned kTruncated.
   const std::string& error() const { return error_; }
   uint64_t packetsRead() const { return packets_; }
@@ -38,6 +40,8 @@ class PcapFileSource {
   uint64_t fileSize() const { return file_size_; }
 
  private:
+  template <class Sink>
+  Result dispatchTo(Sink& sink, int max_packets);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string error_;

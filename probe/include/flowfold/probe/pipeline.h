@@ -56,14 +56,19 @@ class Pipeline {
     if (p.decoded) {
       p.info.key.ingress_if = options_.ingress_if;
       p.hash = hashFlowKey(p.info.key);
-      cache_.prefetchSlot(p.hash);
     }
-    ++head_;
-    if (head_ - tail_ > kEntryLag) {
-      const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
-      if (q.decoded) cache_.prefetchEntry(q.hash);
-    }
-    if (head_ - tail_ == kRingSize) fold(ring_[tail_++ & kRingMask]);
+    enqueue(p);
+  }
+
+  /// A packet decoded elsewhere (the reader thread of a sharded pipeline):
+  /// it takes the same prefetching path as onPacket().
+  void onDecoded(const probe::PacketInfo& info, uint64_t ts_ms, uint64_t hash) {
+    Pending& p = ring_[head_ & kRingMask];
+    p.info = info;
+    p.ts_ms = ts_ms;
+    p.hash = hash;
+    p.decoded = true;
+    enqueue(p);
   }
 
   /// Folds the frames still in the ring (end of a capture read).
@@ -106,6 +111,15 @@ class Pipeline {
     uint64_t hash;
     bool decoded;
   };
+  void enqueue(const Pending& p) {
+    if (p.decoded) cache_.prefetchSlot(p.hash);
+    ++head_;
+    if (head_ - tail_ > kEntryLag) {
+      const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
+      if (q.decoded) cache_.prefetchEntry(q.hash);
+    }
+    if (head_ - tail_ == kRingSize) fold(ring_[tail_++ & kRingMask]);
+  }
   /// Folds one frame: the clock advances (and expires flows) exactly as if
   /// each frame had been folded the moment it was read.
   void fold(const Pending& p) {

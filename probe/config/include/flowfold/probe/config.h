@@ -74,6 +74,10 @@ struct Config {
   uint64_t buffer_size = 64ull << 20;
 
   FlowCacheOptions cache;
+  // Flow-cache workers. File: one reader routes packets to N workers by a
+  // symmetric flow hash. Live: N captures per interface in a PACKET_FANOUT
+  // group (the kernel's symmetric flow hash). 1 = one thread does it all.
+  uint32_t workers = 1;
   std::vector<ExporterConfig> exporters;
 
   // pipeline

@@ -1,0 +1,112 @@
+#include "flowfold/probe/sharded_pipeline.h"
+
+#include "flowfold/probe/stats.h"
+
+namespace flowfold {
+
+namespace {
+constexpr size_t kRingCapacity = 8192;
+// Workers learn the time from their own packets, and from a tick this often
+// when their share of the traffic is quiet.
+constexpr uint64_t kTickMs = 100;
+}  // namespace
+
+ShardedPipeline::ShardedPipeline(const PipelineOptions& options, int datalink, ExportStage& stage, unsigned workers)
+    : options_(options), decoder_(datalink) {
+  if (workers == 0) workers = 1;
+  for (unsigned i = 0; i < workers; ++i) {
+    auto w = std::make_unique<Worker>(kRingCapacity);
+    w->pipeline = std::make_unique<Pipeline>(options, datalink, stage);
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    w->thread = std::thread([worker] { runWorker(*worker); });
+  }
+}
+
+ShardedPipeline::~ShardedPipeline() { finish(); }
+
+void ShardedPipeline::onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
+  if (ts_ms >= next_tick_ms_) {
+    if (next_tick_ms_ != 0) broadcast(Kind::kClock, ts_ms);
+    next_tick_ms_ = ts_ms + kTickMs;
+  }
+  if (ts_ms > now_ms_) now_ms_ = ts_ms;
+  if (decoder_.decode(data, caplen, wirelen, ts_ms, scratch_) != probe::DecodeStatus::kOk) return;
+  scratch_.key.ingress_if = options_.ingress_if;
+  const uint64_t shard = symmetricFlowHash(scratch_.key) % workers_.size();
+  Worker& w = *workers_[shard];
+  Item& item = w.ring.claim();
+  item.info = scratch_;
+  item.ts_ms = ts_ms;
+  item.hash = hashFlowKey(scratch_.key);
+  item.kind = Kind::kPacket;
+  w.ring.commit();
+}
+
+void ShardedPipeline::broadcast(Kind kind, uint64_t ts_ms) {
+  for (auto& w : workers_) {
+    Item& item = w->ring.claim();
+    item.ts_ms = ts_ms;
+    item.kind = kind;
+    w->ring.commit();
+    w->ring.publish();
+  }
+}
+
+void ShardedPipeline::drain() {
+  for (auto& w : workers_) w->ring.publish();
+}
+
+void ShardedPipeline::runWorker(Worker& w) {
+  Pipeline& p = *w.pipeline;
+  for (;;) {
+    const size_t n = w.ring.waitAvailable();
+    for (size_t i = 0; i < n; ++i) {
+      const Item& item = w.ring.at(i);
+      switch (item.kind) {
+        case Kind::kPacket:
+          p.onDecoded(item.info, item.ts_ms, item.hash);
+          break;
+        case Kind::kClock:
+          // Fold what is in flight first, so expiry sees packets in order.
+          p.drain();
+          p.advanceClock(item.ts_ms);
+          p.publishStats();
+          break;
+        case Kind::kFinish:
+          p.drain();
+          p.advanceClock(item.ts_ms);
+          p.finish();
+          w.ring.release(i + 1);
+          return;
+      }
+    }
+    w.ring.release(n);
+  }
+}
+
+void ShardedPipeline::finish() {
+  if (finished_) return;
+  finished_ = true;
+  broadcast(Kind::kFinish, now_ms_);
+  for (auto& w : workers_)
+    if (w->thread.joinable()) w->thread.join();
+  publishStats();
+}
+
+void ShardedPipeline::publishStats() {
+  std::lock_guard lock(stats_mu_);
+  published_decode_ = decoder_.counters();
+}
+
+PipelineStats ShardedPipeline::stats() const {
+  PipelineStats total;
+  for (const auto& w : workers_) addStats(total, w->pipeline->stats());
+  std::lock_guard lock(stats_mu_);
+  total.decode = published_decode_;  // the workers decode nothing themselves
+  return total;
+}
+
+}  // namespace flowfold

@@ -1,0 +1,115 @@
+// fuzz_config: arbitrary text through parseConfig() and validateConfig().
+//
+// The contract (probe/config/include/flowfold/probe/config.h, README
+// "Configuration reference"): a configuration either parses or is rejected
+// with a ConfigError whose message starts with "NAME:LINE:COLUMN: ".
+// Any other exception escaping is a bug (main would report it as an internal
+// error rather than file:line:column); libFuzzer reports it as a crash.
+// validateConfig() may throw ConfigError only. A configuration that parses
+// must hold values inside the documented ranges.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "flowfold/probe/config.h"
+
+namespace {
+
+constexpr const char* kName = "fuzz.yaml";
+
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "fuzz_config: check failed: %s (line %d)\n", #cond, __LINE__); \
+      std::abort();                                                                     \
+    }                                                                                   \
+  } while (0)
+
+bool isDigits(const std::string& s, size_t from, size_t to) {
+  if (from >= to) return false;
+  for (size_t i = from; i < to; ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+// "fuzz.yaml:LINE:COLUMN: ..."
+void checkLocated(const std::string& message) {
+  const std::string prefix = std::string(kName) + ":";
+  bool ok = message.compare(0, prefix.size(), prefix) == 0;
+  if (ok) {
+    const size_t line_end = message.find(':', prefix.size());
+    const size_t col_end = line_end == std::string::npos ? line_end : message.find(':', line_end + 1);
+    ok = col_end != std::string::npos && isDigits(message, prefix.size(), line_end) &&
+         isDigits(message, line_end + 1, col_end) && message.compare(col_end, 2, ": ") == 0;
+  }
+  if (!ok) {
+    std::fprintf(stderr, "fuzz_config: ConfigError without file:line:column: %s\n", message.c_str());
+    std::abort();
+  }
+}
+
+void checkRanges(const flowfold::Config& c) {
+  FUZZ_CHECK(c.config_path == kName);
+  FUZZ_CHECK(c.snaplen >= 64 && c.snaplen <= 262'144);
+  FUZZ_CHECK(c.buffer_size >= (1u << 20) && c.buffer_size <= (4ull << 30));
+  FUZZ_CHECK(c.cache.max_flows >= 1 && c.cache.max_flows <= (1u << 30));
+  FUZZ_CHECK(c.cache.active_timeout_ms >= 1 && c.cache.active_timeout_ms <= 7 * 86'400'000ull);
+  FUZZ_CHECK(c.cache.idle_timeout_ms >= 1 && c.cache.idle_timeout_ms <= 7 * 86'400'000ull);
+  FUZZ_CHECK(c.stats_interval_s <= 86'400);
+  FUZZ_CHECK(c.log_level == "error" || c.log_level == "warn" || c.log_level == "info" ||
+             c.log_level == "debug");
+  for (const auto& e : c.exporters) {
+    using T = flowfold::ExporterConfig;
+    FUZZ_CHECK(e.mtu == 0 || (e.mtu >= 256 && e.mtu <= 65'000));
+    FUZZ_CHECK(e.effectiveMtu() >= 256 && e.effectiveMtu() <= 65'000);
+    FUZZ_CHECK(e.template_refresh_ms >= 1'000 && e.template_refresh_ms <= 86'400'000);
+    FUZZ_CHECK(e.template_refresh_packets >= 1 && e.template_refresh_packets <= 1'000'000);
+    FUZZ_CHECK(e.rate_limit <= 100'000'000);
+    FUZZ_CHECK(e.origin.rfind(std::string(kName) + ":", 0) == 0);
+    switch (e.type) {
+      case T::Type::kText:
+      case T::Type::kJson:
+        FUZZ_CHECK(!e.path.empty() && e.host.empty());
+        break;
+      case T::Type::kNetflow9:
+        FUZZ_CHECK(e.transport == T::Transport::kUdp && !e.host.empty() && !e.port.empty());
+        break;
+      case T::Type::kIpfix:
+        if (e.transport == T::Transport::kFile) FUZZ_CHECK(!e.path.empty());
+        else FUZZ_CHECK(!e.host.empty() && !e.port.empty());
+        break;
+    }
+    if (!e.host.empty()) {
+      // What parseHostPort accepted it must accept again (the CLI re-parses).
+      std::string host, port;
+      const std::string text = e.host.find(':') != std::string::npos ? "[" + e.host + "]:" + e.port
+                                                                      : e.host + ":" + e.port;
+      flowfold::parseHostPort(text, host, port, "fuzz");
+      FUZZ_CHECK(host == e.host && port == e.port);
+    }
+    FUZZ_CHECK(!e.describe().empty());
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  flowfold::Config config;
+  try {
+    config = flowfold::parseConfig(text, kName);
+  } catch (const flowfold::ConfigError& e) {
+    checkLocated(e.what());
+    return 0;
+  }
+  // Anything else propagates: libFuzzer reports the uncaught exception.
+  checkRanges(config);
+  try {
+    flowfold::validateConfig(config);
+  } catch (const flowfold::ConfigError&) {
+  }
+  return 0;
+}
