@@ -2,6 +2,8 @@
 
 #include <net/if.h>
 #include <pcap/pcap.h>
+#include <linux/if_packet.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -208,6 +210,17 @@ void PcapLiveSource::open() {
     const int set = pcap_setfilter(p.get(), &program);
     pcap_freecode(&program);
     if (set != 0) throw InputError("cannot apply capture filter on '" + name_ + "': " + pcap_geterr(p.get()));
+  }
+
+  if (options_.fanout_group != 0) {
+    // Several captures of one interface share its packets: the kernel picks
+    // the member by its symmetric flow hash, so a conversation stays on one
+    // worker; DEFRAG keeps the fragments of a datagram together.
+    const int arg = static_cast<int>(options_.fanout_group & 0xFFFF) |
+                    ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+    if (setsockopt(pcap_fileno(p.get()), SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0)
+      throw InputError("cannot join packet fanout group " + std::to_string(options_.fanout_group) + " on '" +
+                       name_ + "': " + std::strerror(errno));
   }
 
   // libpcap's own wait with TPACKET_V3 is poll() with no timeout: the

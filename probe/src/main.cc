@@ -198,11 +198,19 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
 
 using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
 
+/// Kernel counters per interface (the fanout members of one interface summed).
 std::vector<CaptureStats> captureStats(const LiveCaptures& caps) {
   std::vector<CaptureStats> out;
   for (const auto& c : caps) {
     std::lock_guard lock(c->stats_mu);
-    out.push_back(c->published);
+    auto it = std::find_if(out.begin(), out.end(), [&](const CaptureStats& s) { return s.interface == c->name; });
+    if (it == out.end()) {
+      out.push_back(c->published);
+    } else {
+      it->received += c->published.received;
+      it->dropped += c->published.dropped;
+      it->if_dropped += c->published.if_dropped;
+    }
   }
   return out;
 }
@@ -240,9 +248,13 @@ int runLive(const Config& config, int argc, char** argv) {
     names.push_back(PcapLiveSource::defaultInterface());
     logInfo("no interface named: capturing on the default interface %s", names.back().c_str());
   }
-  for (const auto& name : names) {
+  const uint32_t per_interface = std::max<uint32_t>(1, config.workers);
+  for (size_t index = 0; index < names.size() * per_interface; ++index) {
+    const std::string& name = names[index / per_interface];
     LiveCaptureOptions o;
     o.interface = name;
+    // workers > 1: the captures of an interface form one fanout group.
+    if (per_interface > 1) o.fanout_group = static_cast<uint32_t>((getpid() * 16 + index / per_interface) & 0xFFFF) | 1;
     o.snaplen = static_cast<int>(config.snaplen);
     o.promiscuous = config.promiscuous;
     o.buffer_size = static_cast<int>(std::min<uint64_t>(config.buffer_size, INT32_MAX));
@@ -265,6 +277,7 @@ int runLive(const Config& config, int argc, char** argv) {
   for (auto& c : caps) {
     PipelineOptions o;
     o.cache = config.cache;
+    o.cache.max_flows = (config.cache.max_flows + per_interface - 1) / per_interface;
     o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
     o.wait_when_queue_full = false;  // live: a stalled export must not stall capture; drops are counted
     o.ingress_if = static_cast<uint16_t>(c->source->ifindex());

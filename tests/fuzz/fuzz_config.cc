@@ -15,18 +15,12 @@
 #include <string>
 
 #include "flowfold/probe/config.h"
+#include "fuzz_util.h"
 
 namespace {
 
 constexpr const char* kName = "fuzz.yaml";
 
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "fuzz_config: check failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 bool isDigits(const std::string& s, size_t from, size_t to) {
   if (from >= to) return false;

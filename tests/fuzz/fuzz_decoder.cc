@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "flowfold/probe/decoder.h"
+#include "fuzz_util.h"
 
 namespace {
 
@@ -42,13 +43,6 @@ static_assert(sizeof(kLinkTypes) / sizeof(kLinkTypes[0]) == 16);
 // Splits frames: chosen to be unlikely inside real headers.
 constexpr uint8_t kSeparator[] = {0xf0, 0x0d, 0xfa, 0xce};
 
-#define FUZZ_CHECK(cond)                                                         \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      __builtin_printf("fuzz_decoder: check failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                              \
-    }                                                                            \
-  } while (0)
 
 // byte 1: bits 7-6 select the mode, bits 5-0 an amount.
 //   0: caplen = wirelen = frame length

@@ -173,6 +173,24 @@ class LiveCaptureTest(TempDirTest):
         self.assertGreaterEqual(syn["bytes"], 100000 + 40 * syn["packets"])
         self.assertEqual(syn["in"], {self.ifindex_b()})
 
+    def test_two_workers_share_the_interface_and_count_every_packet(self):
+        out = self.path("flows.json")
+        ff = self.start_flowfold("--json=" + out, "--workers", "2", "udp port %d" % UDP_PORT)
+        self.assertEqual(self.log().count("capturing on"), 2, self.log())
+        for sport in range(41000, 41020):  # 20 flows: the kernel spreads them over both workers
+            self.send_udp(5, source_port=sport)
+        self.wait_decoded(100)
+        scraped = self.scrape()
+        self.assertEqual(metric(scraped, "flowfold_capture_received_packets_total",
+                                '{interface="%s"}' % self.pair.if_b), 100)
+        self.stop(ff)
+        with open(out) as f:
+            records = [json.loads(line) for line in f]
+        per_flow = {}
+        for r in records:
+            per_flow[r["src_port"]] = per_flow.get(r["src_port"], 0) + r["packets"]
+        self.assertEqual(per_flow, {sport: 5 for sport in range(41000, 41020)})
+
     def test_idle_flow_expires_on_time_without_new_packets(self):
         out = self.path("flows.json")
         ff = self.start_flowfold("--json=" + out, "-t", "idle=2", "udp port %d" % UDP_PORT)

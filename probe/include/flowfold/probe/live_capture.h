@@ -50,6 +50,9 @@ struct LiveCaptureOptions {
   /// expires; without it a quiet link's packets stay in the kernel.
   int timeout_ms = 100;
   std::string filter;
+  /// Non-zero: join this PACKET_FANOUT group (hash mode), so that several
+  /// captures of the interface each get a share of the flows.
+  uint32_t fanout_group = 0;
 };
 
 /// Kernel counters since the source was opened, across reopen() and across
