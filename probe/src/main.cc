@@ -106,6 +106,12 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, A
             source.error().c_str());
     return kExitTruncated;
   }
+  uint64_t lost = 0;
+  for (const auto& e : stage.exporterStats()) lost += e.records_dropped + e.export_errors;
+  if (lost != 0) {
+    logWarn("some exporters failed (see errors= and dropped= in the stats line): not every flow reached them");
+    return kExitExportLoss;
+  }
   return kExitOk;
 }
 

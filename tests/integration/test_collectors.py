@@ -131,6 +131,47 @@ class CollectorConservation(TempDirTest):
         self.assertFlowsEqual(ipfix_flows(records), self.truth)
 
 
+class ExporterFaults(TempDirTest):
+
+    def setUp(self):
+        super().setUp()
+        self.pcap, truth_path = flowgen("it-conservation", *PROFILE)
+        self.truth = read_truth(truth_path)
+
+    def test_a_collector_that_is_down_does_not_stop_the_others(self):
+        nfcapd = Nfcapd(self.tmp)
+        down = free_udp_port()  # nothing listens: every datagram draws an ICMP port unreachable
+        proc = run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % down, "-n", nfcapd.address, check=False)
+        nfcapd.stop()
+        self.assertEqual(proc.returncode, 5, proc.stderr)
+        self.assertFlowsEqual(nfcapd.flows()[0], self.truth)
+        self.assertIn("Connection refused", proc.stderr)
+        # One exporter line per failure would flood the log: it is rate-limited.
+        self.assertLessEqual(proc.stderr.count("Connection refused"), 6, proc.stderr)
+
+    def test_a_full_disk_keeps_the_ipfix_file_valid_and_counts_what_was_lost(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        mnt = self.path("small")
+        os.makedirs(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", mnt], check=True)
+        self.addCleanup(subprocess.run, ["umount", mnt])
+        out = os.path.join(mnt, "flows.ipfix")
+        proc = run_flowfold("-r", self.pcap, "--ipfix-file", out, check=False)
+        self.assertEqual(proc.returncode, 5, proc.stderr)
+        self.assertIn("No space left on device", proc.stderr)
+        self.assertIn("resumes by itself", proc.stderr)
+        with open(out, "rb") as f:
+            records, messages = parse_ipfix_stream(f.read())  # whole messages only: no torn tail
+        header = proc.stderr.split("| ipfix file:")[1]
+        dropped = int(header.split("dropped=")[1].split()[0])
+        exported = int(header.split("records=")[1].split()[0])
+        self.assertGreater(len(records), 0)
+        self.assertGreater(dropped, 0)
+        self.assertEqual(len(records), exported)
+        self.assertEqual(exported + dropped, stats_of(proc.stderr)["records"])
+
+
 class WiresharkDissection(TempDirTest):
     """tshark decodes every datagram flowfold sent, with no malformed packet
     and no expert error. The datagrams are received on a loopback socket and

@@ -117,7 +117,8 @@ class IpfixExporter final : public Exporter {
 
   void sendTemplates() {
     emitMessage();
-    send(encoder_->encodeTemplates(), 0);
+    // A lost template message is sent again with the next batch.
+    if (!send(encoder_->encodeTemplates(), 0)) return;
     templates_sent_ = true;
     templates_due_ = false;
     last_templates_ms_ = now_ms_;
@@ -134,13 +135,26 @@ class IpfixExporter final : public Exporter {
     }
   }
 
-  void send(std::span<const uint8_t> message, size_t records) {
+  /// Sends one message. A failure loses that message's records only: they are
+  /// counted, the failure is logged (rate-limited), and the batch goes on.
+  bool send(std::span<const uint8_t> message, size_t records) {
     pacer_.acquire();
-    transport_->send(message.data(), message.size());
     auto& c = mutableCounters();
+    try {
+      transport_->send(message.data(), message.size());
+    } catch (const std::exception& e) {
+      c.export_errors.fetch_add(1, std::memory_order_relaxed);
+      c.records_dropped.fetch_add(records, std::memory_order_relaxed);
+      unsigned long long suppressed = 0;
+      if (send_failure_log_.allow(suppressed))
+        logWarn("exporter %s: %s (%zu records lost%s)", name().c_str(), e.what(), records,
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
+      return false;
+    }
     c.messages_sent.fetch_add(1, std::memory_order_relaxed);
     c.bytes_sent.fetch_add(message.size(), std::memory_order_relaxed);
     c.records_exported.fetch_add(records, std::memory_order_relaxed);
+    return true;
   }
 
   const bool udp_;
@@ -151,6 +165,7 @@ class IpfixExporter final : public Exporter {
   Pacer pacer_;
   std::vector<const FlowRecord*> v6_;  // reused between batches
   bool bad_version_logged_ = false;
+  LogRateLimiter send_failure_log_;
 
   bool templates_sent_ = false;
   bool templates_due_ = false;

@@ -56,8 +56,14 @@ class UdpTransport final : public MessageTransport {
         last_errno = errno;
         continue;
       }
-      std::memcpy(&peer_, a->ai_addr, a->ai_addrlen);
-      peer_len_ = a->ai_addrlen;
+      // Connected, so the kernel reports an ICMP port unreachable (the
+      // collector is down) on a later send: counted, instead of invisible.
+      if (::connect(fd_, a->ai_addr, a->ai_addrlen) != 0) {
+        last_errno = errno;
+        ::close(fd_);
+        fd_ = -1;
+        continue;
+      }
       break;
     }
     if (fd_ < 0) {
@@ -73,12 +79,11 @@ class UdpTransport final : public MessageTransport {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  // Unconnected on purpose: a connected UDP socket reports an earlier
-  // datagram's ICMP port-unreachable as the failure of a later send.
+  // An ICMP port unreachable for an earlier datagram fails a later send
+  // (ECONNREFUSED): that message is counted as lost; the next send goes out.
   void send(const uint8_t* data, size_t size) override {
     for (;;) {
-      const ssize_t n =
-          ::sendto(fd_, data, size, 0, reinterpret_cast<const sockaddr*>(&peer_), peer_len_);
+      const ssize_t n = ::send(fd_, data, size, 0);
       if (n == static_cast<ssize_t>(size)) return;
       if (n < 0 && errno == EINTR) continue;
       const std::string why = n < 0 ? std::strerror(errno) : "short datagram write";
@@ -91,8 +96,6 @@ class UdpTransport final : public MessageTransport {
  private:
   std::string name_;
   int fd_ = -1;
-  sockaddr_storage peer_{};
-  socklen_t peer_len_ = 0;
 };
 
 class TcpTransport final : public MessageTransport {
@@ -215,32 +218,45 @@ class FileTransport final : public MessageTransport {
  public:
   explicit FileTransport(const std::string& path) : name_("file:" + path) {
     if (path.empty()) throw std::invalid_argument("IPFIX file export: no path given");
-    file_ = std::fopen(path.c_str(), "wb");
-    if (!file_) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
       throw std::runtime_error("IPFIX file " + path + ": cannot create: " + std::strerror(errno));
     }
   }
   ~FileTransport() override {
-    if (file_ && std::fclose(file_) != 0) {
-      logWarn("IPFIX %s: closing failed: %s", name_.c_str(), std::strerror(errno));
-    }
+    if (fd_ >= 0 && ::close(fd_) != 0) logWarn("IPFIX %s: closing failed: %s", name_.c_str(), std::strerror(errno));
   }
 
+  // One write per message, no stdio buffer: a full disk is seen at the
+  // message it hits. The partial message is cut off again, so the file stays
+  // a sequence of whole messages that readers accept, and writing resumes by
+  // itself once there is space.
   void send(const uint8_t* data, size_t size) override {
-    if (std::fwrite(data, 1, size, file_) != size) {
-      throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(errno));
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::write(fd_, data + done, size - done);
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      const int err = n < 0 ? errno : ENOSPC;
+      if (::ftruncate(fd_, static_cast<off_t>(good_size_)) != 0 ||
+          ::lseek(fd_, static_cast<off_t>(good_size_), SEEK_SET) < 0) {
+        logWarn("IPFIX %s: cannot cut off a partial message: %s", name_.c_str(), std::strerror(errno));
+      }
+      throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(err) +
+                               (err == ENOSPC ? " (free some space: writing resumes by itself)" : ""));
     }
+    good_size_ += size;
   }
-  void flush() override {
-    if (std::fflush(file_) != 0) {
-      throw std::runtime_error("IPFIX " + name_ + ": flush failed: " + std::strerror(errno));
-    }
-  }
+  void flush() override {}
   const std::string& describe() const override { return name_; }
 
  private:
   std::string name_;
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
+  uint64_t good_size_ = 0;  // bytes of whole messages in the file
 };
 
 }  // namespace

@@ -20,6 +20,7 @@ enum ExitStatus : int {
   kExitUsage = 2,       // bad command line or configuration
   kExitInput = 3,       // the capture could not be opened or is not a capture
   kExitTruncated = 4,   // the capture ended mid-record: what was read was exported
+  kExitExportLoss = 5,  // the input was read whole, but an exporter lost records (see stats)
 };
 
 class ConfigError : public std::runtime_error {
