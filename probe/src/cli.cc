@@ -5,6 +5,8 @@
 
 #include <charconv>
 
+#include "flowfold/exporters/mysql_exporter.h"
+
 namespace flowfold {
 
 namespace {
@@ -23,6 +25,7 @@ enum LongOnly {
   kOptLogLevel,
   kOptIpfixEncoder,
   kOptWorkers,
+  kOptMysql,
 };
 
 uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
@@ -62,6 +65,10 @@ Export (repeatable; given on the command line they replace the file's exporters)
   -P udp|tcp           transport for -n collectors (default udp; tcp is IPFIX only)
   --ipfix-file PATH    write IPFIX to a file (RFC 5655)
   --text[=FILE]        one readable line per flow (default: standard output)
+  --mysql DSN          write flows into MySQL/MariaDB:
+                       mysql://USER@HOST:PORT/DATABASE?table=NAME (or ?socket=PATH);
+                       the password comes from the config, password_file or
+                       FLOWFOLD_MYSQL_PASSWORD, never the command line
   --json[=FILE]        one JSON object per flow
   --export-rate N      at most N datagrams per second per UDP collector
   --observation-domain N  IPFIX observation domain / NetFlow v9 source id
@@ -113,6 +120,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       {"log-level", required_argument, nullptr, kOptLogLevel},
       {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
       {"workers", required_argument, nullptr, kOptWorkers},
+      {"mysql", required_argument, nullptr, kOptMysql},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -157,6 +165,19 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
         e.type = c == kOptText ? ExporterConfig::Type::kText : ExporterConfig::Type::kJson;
         e.path = optarg ? optarg : "-";
         e.origin = "command line";
+        extra.push_back(e);
+        break;
+      }
+      case kOptMysql: {
+        ExporterConfig e;
+        e.type = ExporterConfig::Type::kMysql;
+        e.mysql_dsn = optarg;
+        e.origin = "command line";
+        try {
+          validateMysqlOptions(parseMysqlDsn(e.mysql_dsn));
+        } catch (const std::invalid_argument& ex) {
+          throw ConfigError(std::string("command line: --mysql: ") + ex.what());
+        }
         extra.push_back(e);
         break;
       }

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "flowfold/exporters/ipfix_exporter.h"
+#include "flowfold/exporters/mysql_exporter.h"
 #include "flowfold/exporters/netflow9_exporter.h"
 #include "flowfold/exporters/text_exporter.h"
 
@@ -28,6 +29,12 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_datagrams_per_second = c.rate_limit;
       return makeNetflowV9Exporter(o);
+    }
+    case ExporterConfig::Type::kMysql: {
+      MysqlOptions o = c.mysql_dsn.empty() ? MysqlOptions{} : parseMysqlDsn(c.mysql_dsn);
+      o.observation_domain = c.observation_domain;
+      for (const auto& [key, value] : c.mysql_settings) setMysqlOption(o, key, value);
+      return makeMysqlExporter(o);
     }
     case ExporterConfig::Type::kIpfix: {
       IpfixOptions o;

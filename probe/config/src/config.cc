@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
+#include "flowfold/exporters/mysql_exporter.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -78,12 +80,19 @@ uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::
   return static_cast<uint64_t>(std::llround(ms));
 }
 
+// A mapping key as text. YAML allows a list or a mapping as a key ("? [a]");
+// as<std::string>() would throw yaml-cpp's BadConversion, not a ConfigError.
+std::string keyName(const std::string& name, const YAML::Node& key, const std::string& what) {
+  if (!key.IsScalar()) fail(name, key, "a key in " + what + " must be a name, not a list or a mapping");
+  return key.Scalar();
+}
+
 // Walks a mapping, hands each known key to its handler and rejects the rest.
 using Handlers = std::map<std::string, std::function<void(const YAML::Node&)>>;
 void readMap(const std::string& name, const YAML::Node& node, const std::string& what, const Handlers& handlers) {
   if (!node.IsMap()) fail(name, node, "'" + what + "' must be a mapping of key: value");
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const std::string key = it->first.as<std::string>();
+    const std::string key = keyName(name, it->first, what);
     auto h = handlers.find(key);
     if (h == handlers.end()) {
       std::string known;
@@ -94,11 +103,47 @@ void readMap(const std::string& name, const YAML::Node& node, const std::string&
   }
 }
 
+// A MySQL sink's keys are the sink's own (mysqlOptionKeys()); each value is
+// checked here so a mistake is reported at its line and column.
+ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node, ExporterConfig e) {
+  e.type = ExporterConfig::Type::kMysql;
+  MysqlOptions scratch;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = keyName(name, it->first, "a mysql exporter");
+    if (key == "type") continue;
+    const std::string value = scalar(name, it->second, key);
+    try {
+      if (key == "dsn") {
+        scratch = parseMysqlDsn(value);
+        e.mysql_dsn = value;
+        continue;
+      }
+      const auto& keys = mysqlOptionKeys();
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+        std::string known = "dsn";
+        for (const auto& k : keys) known += ", " + std::string(k);
+        fail(name, it->first, "unknown key '" + key + "' in a mysql exporter (known: " + known + ")");
+      }
+      setMysqlOption(scratch, key, value);
+      e.mysql_settings.emplace_back(key, value);
+    } catch (const std::invalid_argument& ex) {
+      fail(name, it->second, ex.what());
+    }
+  }
+  try {
+    validateMysqlOptions(scratch);
+  } catch (const std::invalid_argument& ex) {
+    fail(name, node, ex.what());
+  }
+  return e;
+}
+
 ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
   ExporterConfig e;
   e.origin = where(name, node.Mark());
   if (!node.IsMap() || !node["type"])
-    fail(name, node, "each exporter needs a 'type' (ipfix, netflow9, text or json)");
+    fail(name, node, "each exporter needs a 'type' (ipfix, netflow9, text, json or mysql)");
+  if (node["type"].IsScalar() && node["type"].Scalar() == "mysql") return readMysqlExporter(name, node, e);
   bool transport_set = false;
   Handlers h{
       {"type",
@@ -108,7 +153,7 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          else if (t == "netflow9" || t == "v9") e.type = ExporterConfig::Type::kNetflow9;
          else if (t == "text") e.type = ExporterConfig::Type::kText;
          else if (t == "json") e.type = ExporterConfig::Type::kJson;
-         else fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json)");
+         else fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json, mysql)");
        }},
       {"collector",
        [&](const YAML::Node& n) { parseHostPort(scalar(name, n, "collector"), e.host, e.port, where(name, n.Mark())); }},
@@ -173,6 +218,7 @@ std::string ExporterConfig::describe() const {
     case Type::kText: return "text to " + (path == "-" ? std::string("stdout") : path);
     case Type::kJson: return "json to " + (path == "-" ? std::string("stdout") : path);
     case Type::kNetflow9: return "netflow9 udp " + host + ":" + port;
+    case Type::kMysql: return "mysql " + (mysql_dsn.empty() ? std::string("(settings)") : mysql_dsn);
     case Type::kIpfix:
       if (transport == Transport::kFile) return "ipfix file " + path;
       return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + host + ":" + port;

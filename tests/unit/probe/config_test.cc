@@ -61,9 +61,20 @@ TEST(Config, ErrorsNameFileLineAndColumn) {
   EXPECT_EQ(errorOf("exporters:\n  - type: netflow9\n    collector: 10.0.0.1:2055\n    transport: tcp\n"),
             "t.yaml:2:5: NetFlow v9 is exported over UDP only");
   EXPECT_EQ(errorOf("exporters:\n  - collector: 1.2.3.4:5\n"),
-            "t.yaml:2:5: each exporter needs a 'type' (ipfix, netflow9, text or json)");
+            "t.yaml:2:5: each exporter needs a 'type' (ipfix, netflow9, text, json or mysql)");
   EXPECT_EQ(errorOf("input: [1, 2]\n"), "t.yaml:1:8: 'input' must be a mapping of key: value");
   EXPECT_EQ(errorOf("log:\n  level: loud\n"), "t.yaml:2:10: unknown log level 'loud' (error, warn, info, debug)");
+}
+
+// Found by fuzz_config: a list or a mapping used as a key escaped as
+// yaml-cpp's BadConversion instead of a ConfigError with file:line:column.
+TEST(Config, KeyThatIsNotANameIsAConfigError) {
+  EXPECT_EQ(errorOf("? [input]\n: 1\n"),
+            "t.yaml:1:3: a key in the configuration must be a name, not a list or a mapping");
+  EXPECT_EQ(errorOf("metrics:\n  ? {listen: 1}\n  : 2\n"),
+            "t.yaml:2:5: a key in metrics must be a name, not a list or a mapping");
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    [dsn]: x\n"),
+            "t.yaml:3:5: a key in a mysql exporter must be a name, not a list or a mapping");
 }
 
 TEST(Config, AutomaticMtuIsLargerOnlyForLoopbackCollectors) {

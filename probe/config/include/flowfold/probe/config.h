@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,7 +32,7 @@ class ConfigError : public std::runtime_error {
 struct ExporterConfig {
   static constexpr uint32_t kDefaultMtu = 1400;
   static constexpr uint32_t kLoopbackMtu = 16384;
-  enum class Type { kIpfix, kNetflow9, kText, kJson };
+  enum class Type { kIpfix, kNetflow9, kText, kJson, kMysql };
   enum class Transport { kUdp, kTcp, kFile };
   Type type = Type::kIpfix;
   Transport transport = Transport::kUdp;
@@ -56,6 +57,10 @@ struct ExporterConfig {
   // capture with many short flows.
   enum class IpfixEncoder { kLibfixbuf, kDirect };
   IpfixEncoder ipfix_encoder = IpfixEncoder::kDirect;
+  // MySQL/MariaDB sink: a DSN (mysql://USER@HOST:PORT/DB?table=T) and/or
+  // settings by name (see mysql_exporter.h), applied in order over it.
+  std::string mysql_dsn;
+  std::vector<std::pair<std::string, std::string>> mysql_settings;
   std::string origin;       // "file:line:col" or "command line", for messages
 
   std::string describe() const;

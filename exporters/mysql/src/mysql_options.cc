@@ -1,0 +1,414 @@
+// Options of the MySQL sink: the DSN, the one setter shared by the DSN query
+// and the YAML keys, validation and the password lookup.
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "flowfold/exporters/mysql_exporter.h"
+#include "mysql_internal.h"
+
+namespace flowfold {
+
+namespace {
+
+[[noreturn]] void bad(std::string_view key, const std::string& what) {
+  throw std::invalid_argument("mysql option " + std::string(key) + ": " + what);
+}
+
+uint64_t unsignedValue(std::string_view key, const std::string& text, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+    bad(key, "expected a whole number, not '" + text + "'");
+  if (v < min || v > max)
+    bad(key, text + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return v;
+}
+
+// Same grammar as the rest of the configuration: seconds, or a number with
+// ms, s, m or h.
+uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_ms, uint64_t max_ms) {
+  double value = 0;
+  size_t used = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    bad(key, "expected a duration such as 15, 15s, 500ms or 2m, not '" + text + "'");
+  }
+  const std::string unit = text.substr(used);
+  double factor = 1000;
+  if (unit == "ms") factor = 1;
+  else if (unit == "s" || unit.empty()) factor = 1000;
+  else if (unit == "m") factor = 60'000;
+  else if (unit == "h") factor = 3'600'000;
+  else bad(key, "unknown unit '" + unit + "' (use ms, s, m or h)");
+  const double ms = value * factor;
+  if (!std::isfinite(ms) || ms < static_cast<double>(min_ms) || ms > static_cast<double>(max_ms))
+    bad(key, text + " is out of range [" + std::to_string(min_ms) + " ms, " + std::to_string(max_ms / 1000) + " s]");
+  return static_cast<uint64_t>(std::llround(ms));
+}
+
+// Bytes: a plain number or one with k, M, G, T (binary multiples; "MiB",
+// "MB" and "M" all mean 2^20 here, as du -h would suggest).
+uint64_t bytesValue(std::string_view key, const std::string& text) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end == text.data())
+    bad(key, "expected a size such as 512M or 1G, not '" + text + "'");
+  std::string unit(end, text.data() + text.size());
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
+  int shift = 0;
+  if (unit.empty()) shift = 0;
+  else if (unit == "k" || unit == "K") shift = 10;
+  else if (unit == "M" || unit == "m") shift = 20;
+  else if (unit == "G" || unit == "g") shift = 30;
+  else if (unit == "T" || unit == "t") shift = 40;
+  else bad(key, "unknown unit in '" + text + "' (use k, M, G or T)");
+  if (v > (UINT64_MAX >> shift)) bad(key, "'" + text + "' is too large");
+  return v << shift;
+}
+
+bool boolValue(std::string_view key, const std::string& t) {
+  if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
+  if (t == "false" || t == "no" || t == "off" || t == "0") return false;
+  bad(key, "expected true or false, not '" + t + "'");
+}
+
+std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::string& text) {
+  std::vector<MysqlOptions::Index> out;
+  if (text == "none" || text.empty()) return out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    MysqlOptions::Index idx;
+    if (item == "time" || item == "first_time") idx = MysqlOptions::Index::kTime;
+    else if (item == "src_ip" || item == "src_host") idx = MysqlOptions::Index::kSrcHost;
+    else if (item == "dest_ip" || item == "dest_host") idx = MysqlOptions::Index::kDestHost;
+    else bad(key, "unknown index '" + item + "' (time, src_ip, dest_ip or none)");
+    if (std::find(out.begin(), out.end(), idx) == out.end()) out.push_back(idx);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percentDecode(const std::string& s, const std::string& dsn) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    const int hi = i + 2 < s.size() ? hexDigit(s[i + 1]) : -1;
+    const int lo = i + 2 < s.size() ? hexDigit(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0) throw std::invalid_argument("mysql DSN '" + dsn + "': bad %-escape");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+void applyMysqlDsn(MysqlOptions& o, const std::string& dsn);
+
+using Setter = void (*)(MysqlOptions&, std::string_view, const std::string&);
+struct OptionEntry {
+  std::string_view key;
+  Setter set;
+};
+
+// One table for the DSN query and the YAML keys, so the two can never drift.
+const OptionEntry kOptions[] = {
+    // The DSN fills what it names; the entry's other keys keep their values.
+    {"dsn", [](MysqlOptions& o, std::string_view, const std::string& v) { applyMysqlDsn(o, v); }},
+    {"host", [](MysqlOptions& o, std::string_view, const std::string& v) { o.host = v; }},
+    {"port",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.port = static_cast<uint16_t>(unsignedValue(k, v, 1, 65535));
+     }},
+    {"socket", [](MysqlOptions& o, std::string_view, const std::string& v) { o.socket = v; }},
+    {"user", [](MysqlOptions& o, std::string_view, const std::string& v) { o.user = v; }},
+    {"password", [](MysqlOptions& o, std::string_view, const std::string& v) { o.password = v; }},
+    {"password_file", [](MysqlOptions& o, std::string_view, const std::string& v) { o.password_file = v; }},
+    {"database", [](MysqlOptions& o, std::string_view, const std::string& v) { o.database = v; }},
+    {"table", [](MysqlOptions& o, std::string_view, const std::string& v) { o.table = v; }},
+    {"tls",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       if (v == "off" || v == "false" || v == "no") o.tls = MysqlOptions::Tls::kOff;
+       else if (v == "required" || v == "on" || v == "true" || v == "yes") o.tls = MysqlOptions::Tls::kRequired;
+       else if (v == "verify") o.tls = MysqlOptions::Tls::kVerify;
+       else bad(k, "expected off, required or verify, not '" + v + "'");
+     }},
+    {"tls_ca", [](MysqlOptions& o, std::string_view, const std::string& v) { o.tls_ca = v; }},
+    {"tls_cert", [](MysqlOptions& o, std::string_view, const std::string& v) { o.tls_cert = v; }},
+    {"tls_key", [](MysqlOptions& o, std::string_view, const std::string& v) { o.tls_key = v; }},
+    {"connect_timeout",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.connect_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000));
+     }},
+    {"io_timeout",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.io_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000));
+     }},
+    {"method",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       if (v == "auto") o.method = MysqlOptions::Method::kAuto;
+       else if (v == "load_data") o.method = MysqlOptions::Method::kLoadData;
+       else if (v == "insert") o.method = MysqlOptions::Method::kInsert;
+       else bad(k, "expected auto, load_data or insert, not '" + v + "'");
+     }},
+    {"batch_size",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.batch_size = unsignedValue(k, v, 1, 1'000'000);
+     }},
+    {"flush_interval",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.flush_interval_ms = durationMs(k, v, 10, 3'600'000);
+     }},
+    {"create_table",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) { o.create_table = boolValue(k, v); }},
+    {"indexes", [](MysqlOptions& o, std::string_view k, const std::string& v) { o.indexes = indexList(k, v); }},
+    {"partition",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       if (v == "none") o.partitioning = MysqlOptions::Partitioning::kNone;
+       else if (v == "daily") o.partitioning = MysqlOptions::Partitioning::kDaily;
+       else bad(k, "expected none or daily, not '" + v + "'");
+     }},
+    {"retention_days",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.retention_days = static_cast<uint32_t>(unsignedValue(k, v, 0, 36500));
+     }},
+    {"observation_domain",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.observation_domain = static_cast<uint32_t>(unsignedValue(k, v, 0, UINT32_MAX));
+     }},
+    {"spool_dir", [](MysqlOptions& o, std::string_view, const std::string& v) { o.spool_dir = v; }},
+    {"spool_max",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) { o.spool_max_bytes = bytesValue(k, v); }},
+    {"spool_full",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       if (v == "drop_oldest") o.spool_full = MysqlOptions::SpoolFull::kDropOldest;
+       else if (v == "drop_newest") o.spool_full = MysqlOptions::SpoolFull::kDropNewest;
+       else bad(k, "expected drop_oldest or drop_newest, not '" + v + "'");
+     }},
+    {"retry_max",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.retry_max_interval_ms = durationMs(k, v, 100, 3'600'000);
+     }},
+    {"shutdown_timeout",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.shutdown_timeout_ms = durationMs(k, v, 0, 3'600'000);
+     }},
+};
+
+bool isIdentifier(const std::string& s, size_t max_len) {
+  if (s.empty() || s.size() > max_len) return false;
+  bool all_digits = true;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) return false;
+    if (c < '0' || c > '9') all_digits = false;
+  }
+  return !all_digits;
+}
+
+}  // namespace
+
+void setMysqlOption(MysqlOptions& options, std::string_view key, const std::string& value) {
+  for (const auto& e : kOptions) {
+    if (e.key == key) {
+      e.set(options, key, value);
+      return;
+    }
+  }
+  std::string known;
+  for (const auto& e : kOptions) known += (known.empty() ? "" : ", ") + std::string(e.key);
+  throw std::invalid_argument("unknown mysql option '" + std::string(key) + "' (known: " + known + ")");
+}
+
+const std::vector<std::string_view>& mysqlOptionKeys() {
+  static const std::vector<std::string_view> keys = [] {
+    std::vector<std::string_view> k;
+    for (const auto& e : kOptions) k.push_back(e.key);
+    return k;
+  }();
+  return keys;
+}
+
+namespace {
+// The DSN as error messages may show it: a password in it is masked.
+std::string redactedDsn(const std::string& dsn) {
+  const size_t start = dsn.find("://"), at = dsn.find('@');
+  if (start == std::string::npos || at == std::string::npos) return dsn;
+  const size_t colon = dsn.find(':', start + 3);
+  if (colon == std::string::npos || colon > at) return dsn;
+  return dsn.substr(0, colon + 1) + "***" + dsn.substr(at);
+}
+
+void applyMysqlDsn(MysqlOptions& o, const std::string& dsn) {
+  const std::string_view scheme = "mysql://";
+  const std::string shown = redactedDsn(dsn);
+  auto fail = [&](const std::string& what) -> void {
+    throw std::invalid_argument("mysql DSN '" + shown + "': " + what +
+                                " (expected mysql://USER@HOST:PORT/DATABASE?table=NAME)");
+  };
+  if (dsn.compare(0, scheme.size(), scheme) != 0) fail("must start with mysql://");
+  std::string rest = dsn.substr(scheme.size());
+  std::string query;
+  if (const size_t q = rest.find('?'); q != std::string::npos) {
+    query = rest.substr(q + 1);
+    rest.resize(q);
+  }
+  std::string path;
+  if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+    path = rest.substr(slash + 1);
+    rest.resize(slash);
+  }
+  std::string authority = rest;
+  if (const size_t at = authority.rfind('@'); at != std::string::npos) {
+    std::string userinfo = authority.substr(0, at);
+    authority.erase(0, at + 1);
+    if (userinfo.find(':') != std::string::npos)
+      throw std::invalid_argument("mysql DSN '" + shown +
+                                  "': a password in the DSN would be visible in the process list; give it with "
+                                  "password_file or the FLOWFOLD_MYSQL_PASSWORD environment variable");
+    if (userinfo.empty()) fail("empty user name before '@'");
+    o.user = percentDecode(userinfo, shown);
+  }
+  if (!authority.empty()) {
+    std::string port_text;
+    if (authority.front() == '[') {
+      const size_t close = authority.find(']');
+      if (close == std::string::npos) fail("unclosed '[' in the host");
+      o.host = authority.substr(1, close - 1);
+      const std::string after = authority.substr(close + 1);
+      if (!after.empty()) {
+        if (after.front() != ':') fail("unexpected text after ']'");
+        port_text = after.substr(1);
+      }
+    } else if (const size_t colon = authority.rfind(':'); colon != std::string::npos) {
+      o.host = authority.substr(0, colon);
+      port_text = authority.substr(colon + 1);
+    } else {
+      o.host = authority;
+    }
+    if (o.host.empty()) fail("empty host");
+    if (!port_text.empty() || authority.back() == ':') {
+      try {
+        setMysqlOption(o, "port", port_text);
+      } catch (const std::invalid_argument&) {
+        fail("bad port '" + port_text + "'");
+      }
+    }
+  }
+  if (path.find('/') != std::string::npos) fail("the path must be just the database name");
+  if (!path.empty()) o.database = percentDecode(path, shown);
+  size_t pos = 0;
+  while (!query.empty() && pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string::npos) amp = query.size();
+    const std::string item = query.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) fail("query item '" + item + "' needs KEY=VALUE");
+    const std::string key = percentDecode(item.substr(0, eq), shown);
+    if (key == "dsn" || key == "password") fail("'" + key + "' cannot be given in the DSN");
+    try {
+      setMysqlOption(o, key, percentDecode(item.substr(eq + 1), shown));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("mysql DSN '" + shown + "': " + e.what());
+    }
+  }
+  if (authority.empty() && o.socket.empty()) fail("needs a host or ?socket=PATH");
+}
+}  // namespace
+
+MysqlOptions parseMysqlDsn(const std::string& dsn) {
+  MysqlOptions o;
+  applyMysqlDsn(o, dsn);
+  return o;
+}
+
+void validateMysqlOptions(const MysqlOptions& o) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("mysql exporter: " + what); };
+  if (!isIdentifier(o.database, 64))
+    fail("database name '" + o.database +
+         "' is not a plain identifier (letters, digits, _; at most 64; not all digits)");
+  if (!isIdentifier(o.table, 59))
+    fail("table name '" + o.table + "' is not a plain identifier (letters, digits, _; at most 59; not all digits)");
+  if (o.table == "flowfold_batches") fail("table name flowfold_batches is reserved for the sink's own bookkeeping");
+  if (o.user.empty() || o.user.size() > 128) fail("user name must be 1..128 characters");
+  if (o.socket.empty() && o.host.empty()) fail("needs a host or a socket");
+  if (o.batch_size < 1 || o.batch_size > 1'000'000) fail("batch_size must be 1..1000000");
+  if (o.flush_interval_ms < 10) fail("flush_interval must be at least 10 ms");
+  if (o.spool_max_bytes < (uint64_t{1} << 20)) fail("spool_max must be at least 1M");
+  if (o.retention_days > 0 && o.partitioning != MysqlOptions::Partitioning::kDaily)
+    fail("retention_days needs partition: daily (without partitions, expire old rows with DELETE as "
+         "exporters/mysql/README.md shows)");
+  if (o.tls == MysqlOptions::Tls::kVerify && o.tls_ca.empty())
+    fail("tls: verify needs tls_ca (the CA certificate that signed the server's certificate)");
+  if (o.tls_cert.empty() != o.tls_key.empty()) fail("tls_cert and tls_key go together");
+  if (o.tls == MysqlOptions::Tls::kOff && (!o.tls_ca.empty() || !o.tls_cert.empty()))
+    fail("tls_ca / tls_cert are set but tls is off (use tls: required or verify)");
+}
+
+std::string mysqlTargetName(const MysqlOptions& o) {
+  std::string where;
+  if (!o.socket.empty()) where = "localhost";
+  else if (o.host.find(':') != std::string::npos) where = "[" + o.host + "]:" + std::to_string(o.port);
+  else where = o.host + ":" + std::to_string(o.port);
+  std::string name = "mysql://" + o.user + "@" + where + "/" + o.database + "." + o.table;
+  if (!o.socket.empty()) name += "?socket=" + o.socket;
+  return name;
+}
+
+std::string mysqlSpoolDir(const MysqlOptions& o) {
+  if (!o.spool_dir.empty()) return o.spool_dir;
+  // One directory per target by default, so two sinks never share a spool.
+  std::string host = o.socket.empty() ? o.host + "_" + std::to_string(o.port) : "socket";
+  for (char& c : host)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.'))
+      c = '_';
+  return "/var/spool/flowfold/mysql/" + host + "_" + o.database + "." + o.table;
+}
+
+std::string resolveMysqlPassword(const MysqlOptions& o) {
+  if (!o.password.empty()) return o.password;
+  if (!o.password_file.empty()) {
+    std::ifstream in(o.password_file);
+    if (!in)
+      throw std::runtime_error("mysql exporter: cannot read password_file " + o.password_file + ": " +
+                               std::strerror(errno));
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    struct stat st{};
+    if (::stat(o.password_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH))
+      logWarn("mysql exporter: password_file %s is readable by every user; chmod 600 it", o.password_file.c_str());
+    return line;
+  }
+  if (const char* env = std::getenv("FLOWFOLD_MYSQL_PASSWORD")) return env;
+  return {};
+}
+
+}  // namespace flowfold

@@ -1,0 +1,502 @@
+#include "mysql_sink.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <set>
+
+#include "flowfold/exporters/log.h"
+#include "mysql_sql.h"
+
+namespace flowfold::mysql {
+
+namespace {
+
+// Rows per INSERT statement: ~220 bytes each keeps a statement near 256 KiB,
+// far below max_allowed_packet (16 MiB MariaDB, 64 MiB MySQL 8); larger
+// statements were no faster in bench/mysql_bench.
+constexpr size_t kRowsPerInsert = 1000;
+constexpr uint64_t kFirstBackoffMs = 500;
+constexpr auto kRepeatLogInterval = std::chrono::minutes(5);
+constexpr auto kMaintenanceInterval = std::chrono::hours(1);
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// Records of [first, end) in `segment` that lie before `mark`.
+uint64_t countBefore(uint64_t segment, uint64_t first, uint64_t end, const SpoolPosition& mark) {
+  if (segment < mark.segment) return end - first;
+  if (segment > mark.segment) return 0;
+  return mark.record > first ? std::min(end, mark.record) - first : 0;
+}
+
+}  // namespace
+
+Sink::Sink(const MysqlOptions& options, std::string password, std::string name, std::string spool_dir,
+           Spool::Limits limits, std::unique_ptr<Spool> spool, ExporterCounters& counters)
+    : options_(options),
+      password_(std::move(password)),
+      name_(std::move(name)),
+      spool_dir_(std::move(spool_dir)),
+      limits_(limits),
+      counters_(counters),
+      spool_(std::move(spool)),
+      use_insert_(options.method == MysqlOptions::Method::kInsert) {
+  if (spool_) {
+    spool_->setAppendListener([this] { wake(); });
+    // Whatever is on disk before this run appends is a replay (how much of
+    // it the database already has, only the first connect will tell).
+    replay_mark_ = spool_->writePosition();
+    replaying_ = spool_->pendingRecords() > 0;
+  }
+  stats_.method = use_insert_ ? "insert" : "load_data";
+  thread_ = std::thread([this] { run(); });
+}
+
+Sink::~Sink() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  {
+    // A statement in flight gets a moment to finish; then the socket is cut.
+    // Either way its batch stays in the spool until the database has it.
+    std::unique_lock lock(mu_);
+    if (!waiters_.wait_for(lock, std::chrono::seconds(2), [&] { return exited_; })) conn_.interrupt();
+  }
+  thread_.join();
+  if (spool_) {
+    const SpoolState st = spool_->state();
+    if (st.pending_records > 0)
+      logWarn("%s: %" PRIu64 " records (%s) are not in the database yet; they stay in the spool %s and are "
+              "written when flowfold next runs with this spool",
+              name_.c_str(), st.pending_records, mib(st.pending_records * kSpoolRecordSize).c_str(),
+              spool_dir_.c_str());
+  }
+}
+
+void Sink::wake() {
+  { std::lock_guard lock(mu_); }
+  cv_.notify_all();
+}
+
+Spool* Sink::spool(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
+  waiters_.wait_for(lock, wait, [&] { return spool_ || spool_failed_ || exited_; });
+  return spool_.get();
+}
+
+bool Sink::flush(uint64_t timeout_ms) {
+  std::unique_lock lock(mu_);
+  // A deferred spool (reload) may still be opening.
+  waiters_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return spool_ || spool_failed_ || exited_; });
+  if (!spool_ || exited_) return false;
+  const uint64_t seq = ++flush_requested_;
+  flush_attempts_failed_ = 0;
+  cv_.notify_all();
+  waiters_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                    [&] { return flush_done_ >= seq || flush_failed_ >= seq || exited_; });
+  return flush_done_ >= seq;
+}
+
+MysqlSinkStats Sink::stats() const {
+  MysqlSinkStats s;
+  {
+    std::lock_guard lock(stats_mu_);
+    s = stats_;
+  }
+  Spool* spool = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    spool = spool_.get();
+  }
+  if (spool) {
+    const SpoolState st = spool->state();
+    s.records_spooled = st.records_spooled;
+    s.spool_records = st.pending_records;
+    s.spool_bytes = st.bytes;
+    s.dropped_oldest = st.dropped_oldest;
+    s.dropped_newest = st.dropped_newest;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- the thread
+
+void Sink::run() {
+  if (openDeferredSpool()) {
+    while (!stop_) {
+      if (!conn_.connected() && !connect()) {
+        backoff();
+        continue;
+      }
+      const bool force = waitForWork();
+      if (stop_) break;
+      if (!drain(force)) {
+        conn_.close();
+        backoff();
+        continue;
+      }
+      backoff_ms_ = 0;  // only a working connection resets the backoff, not a mere login
+      maintainPartitions();
+      std::lock_guard lock(mu_);
+      if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0) flush_done_ = flush_requested_;
+      waiters_.notify_all();
+    }
+  }
+  conn_.close();
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.connected = false;
+  }
+  std::lock_guard lock(mu_);
+  exited_ = true;
+  waiters_.notify_all();
+}
+
+bool Sink::openDeferredSpool() {
+  {
+    std::lock_guard lock(mu_);
+    if (spool_) return true;
+  }
+  // A reload: the previous exporter for this directory is shutting down.
+  auto claim = SpoolDirClaim::acquire(spool_dir_, stop_);
+  if (!claim) return false;
+  try {
+    auto spool = std::make_unique<Spool>(spool_dir_, limits_, std::move(claim));
+    spool->setAppendListener([this] { wake(); });
+    replay_mark_ = spool->writePosition();
+    replaying_ = spool->pendingRecords() > 0;
+    std::lock_guard lock(mu_);
+    spool_ = std::move(spool);
+  } catch (const std::exception& e) {
+    logError("%s: cannot open the spool: %s; records handed to this exporter are lost", name_.c_str(), e.what());
+    std::lock_guard lock(mu_);
+    spool_failed_ = true;
+  }
+  waiters_.notify_all();
+  return spool_ != nullptr;
+}
+
+bool Sink::connect() {
+  if (!conn_.connect(options_, password_)) {
+    failure("cannot connect", conn_.errnum(), conn_.error());
+    std::lock_guard lock(stats_mu_);
+    ++stats_.connect_failures;
+    return false;
+  }
+  auto fail = [&](const std::string& what) {
+    failure(what, conn_.errnum(), conn_.error());
+    conn_.close();
+    std::lock_guard lock(stats_mu_);
+    ++stats_.connect_failures;
+    return false;
+  };
+  // Times are written as UTC text; keep the server's own NOW() and
+  // CURRENT_TIMESTAMP in the same zone for this session.
+  if (!conn_.exec("SET time_zone = '+00:00'")) return fail("session setup failed");
+  if (options_.create_table) {
+    if (!conn_.exec(createBatchesSql())) return fail("cannot create table flowfold_batches");
+    if (!conn_.exec(createTableSql(options_, utcToday()))) return fail("cannot create table " + options_.table);
+    if (!conn_.exec(createViewSql(options_)))
+      logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
+              options_.table.c_str(), conn_.error().c_str());
+  }
+  // Where does this spool stand? Everything up to the last committed batch
+  // is in the database, whatever happened to the previous connection.
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  const std::string where = "WHERE `spool_id` = " + std::to_string(spool_->id());
+  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_batches` " + where +
+                       " ORDER BY `segment` DESC, `first_record` DESC LIMIT 1",
+                   rows))
+    return fail("cannot read flowfold_batches");
+  std::optional<SpoolPosition> committed;
+  if (!rows.empty() && rows[0][0] && rows[0][1])
+    committed = SpoolPosition{std::stoull(*rows[0][0]), std::stoull(*rows[0][1])};
+  spool_->resumeAt(committed);
+  if (uncertain_) {
+    // The connection died around a COMMIT: the database says whether it happened.
+    const SpoolPosition now = spool_->readPosition();
+    if (now >= SpoolPosition{uncertain_->segment, uncertain_->end}) account(*uncertain_, 0);
+    uncertain_.reset();
+  }
+  pruned_below_ = 0;
+  pruneBatchRows();
+
+  const uint64_t pending = spool_->pendingRecords();
+  if (outage_ || !ever_connected_) {
+    if (outage_) {
+      replay_mark_ = std::max(replay_mark_, spool_->writePosition());
+      replaying_ = replaying_ || pending > 0;
+    }
+    logInfo("%s: connected (server %s, %s); %" PRIu64 " spooled records to write", name_.c_str(),
+            conn_.serverInfo().c_str(), use_insert_ ? "multi-row INSERT" : "LOAD DATA LOCAL", pending);
+  }
+  outage_ = false;
+  ever_connected_ = true;
+  last_logged_.clear();
+  next_maintenance_ = Clock::now();
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.connected = true;
+    stats_.last_error.clear();
+  }
+  return true;
+}
+
+bool Sink::waitForWork() {
+  std::unique_lock lock(mu_);
+  Clock::time_point deadline = last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
+  if (options_.partitioning == MysqlOptions::Partitioning::kDaily) deadline = std::min(deadline, next_maintenance_);
+  cv_.wait_until(lock, deadline, [&] {
+    return stop_ || flush_requested_ > flush_done_ || spool_->pendingRecords() >= options_.batch_size;
+  });
+  const auto now = Clock::now();
+  const bool due = now >= last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
+  if (due) last_write_ = now;  // the interval restarts even when nothing was waiting
+  return due || flush_requested_ > flush_done_;
+}
+
+bool Sink::drain(bool force_partial) {
+  while (!stop_) {
+    const uint64_t pending = spool_->pendingRecords();
+    if (pending == 0 || (pending < options_.batch_size && !force_partial)) return true;
+    std::string error;
+    if (!spool_->readBatch(options_.batch_size, batch_, error)) {
+      if (error.empty()) return true;
+      failure("cannot read the spool", 0, error);
+      return false;
+    }
+    if (!writeBatch(batch_)) {
+      spool_->release(batch_);
+      return false;
+    }
+    spool_->commit(batch_);
+    pruneBatchRows();
+  }
+  return true;
+}
+
+// Rows of segments gone from disk can never be needed again (those records
+// cannot be replayed); deleting them keeps flowfold_batches to a few rows.
+// The unlinks are made durable first: a segment that came back after a power
+// cut while its rows were gone would be written twice.
+void Sink::pruneBatchRows() {
+  const uint64_t oldest = spool_->oldestSegment();
+  if (oldest <= pruned_below_) return;
+  spool_->syncDirectory();
+  if (conn_.exec("DELETE FROM `flowfold_batches` WHERE `spool_id` = " + std::to_string(spool_->id()) +
+                 " AND `segment` < " + std::to_string(oldest)))
+    pruned_below_ = oldest;
+}
+
+bool Sink::writeBatch(const SpoolBatch& b) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // Takes the error before ROLLBACK can overwrite it.
+    auto fail = [&](const std::string& what, bool rollback) {
+      const unsigned errnum = conn_.errnum();
+      const std::string error = conn_.error();
+      if (rollback) conn_.exec("ROLLBACK");
+      failure(what, errnum, error);
+      // A failure after COMMIT was sent leaves the outcome open; the next
+      // connect reads flowfold_batches to settle it.
+      uncertain_ = SpoolBatch{b.segment, b.first, b.end, {}, b.corrupt};
+      uncertain_->flows.resize(b.flows.size());
+      // Not an export error in the common counters: nothing is lost, the
+      // batch is retried (the probe reads export_errors as lost records).
+      std::lock_guard lock(stats_mu_);
+      ++stats_.batch_failures;
+      return false;
+    };
+    if (!conn_.exec("START TRANSACTION")) return fail("cannot start a transaction", false);
+    char row[256];
+    std::snprintf(row, sizeof row,
+                  "INSERT INTO `flowfold_batches` (`spool_id`, `segment`, `first_record`, `end_record`, `row_count`, "
+                  "`table_name`) VALUES (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %zu, '",
+                  spool_->id(), b.segment, b.first, b.end, b.flows.size());
+    if (!conn_.exec(std::string(row) + options_.table + "')")) return fail("cannot record the batch", true);
+    uint64_t rows = 0, bytes = 0;
+    const bool load_data = !use_insert_;
+    if (!writeRows(b, load_data, rows, bytes)) {
+      if (load_data && options_.method == MysqlOptions::Method::kAuto && isLocalInfileRefused(conn_.errnum())) {
+        logInfo("%s: the server refuses LOAD DATA LOCAL (%s); using multi-row INSERT instead", name_.c_str(),
+                conn_.error().c_str());
+        conn_.exec("ROLLBACK");
+        use_insert_ = true;
+        std::lock_guard lock(stats_mu_);
+        stats_.method = "insert";
+        continue;
+      }
+      return fail(load_data ? "LOAD DATA failed" : "INSERT failed", true);
+    }
+    if (rows != b.flows.size()) {
+      return fail("the server stored " + std::to_string(rows) + " rows of a batch of " +
+                      std::to_string(b.flows.size()) + " (rolled back)",
+                  true);
+    }
+    if (!conn_.exec("COMMIT")) return fail("COMMIT failed", false);
+    account(b, bytes);
+    return true;
+  }
+  return false;
+}
+
+bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64_t& bytes) {
+  rows = 0;
+  bytes = 0;
+  if (b.flows.empty()) return true;
+  if (load_data) {
+    sql_.clear();
+    for (const auto& f : b.flows) appendLoadDataRow(sql_, f);
+    bytes = sql_.size();
+    if (!conn_.loadDataLocal(loadDataSql(options_.table), sql_)) return false;
+    rows = conn_.affectedRows();
+    return true;
+  }
+  const std::string prefix = insertPrefix(options_.table);
+  for (size_t i = 0; i < b.flows.size(); i += kRowsPerInsert) {
+    sql_ = prefix;
+    const size_t end = std::min(b.flows.size(), i + kRowsPerInsert);
+    for (size_t k = i; k < end; ++k) {
+      if (k != i) sql_.push_back(',');
+      appendInsertRow(sql_, b.flows[k]);
+    }
+    bytes += sql_.size();
+    if (!conn_.exec(sql_)) return false;
+    rows += conn_.affectedRows();
+  }
+  return true;
+}
+
+void Sink::account(const SpoolBatch& b, uint64_t bytes) {
+  const uint64_t n = b.flows.size();
+  counters_.records_exported.fetch_add(n, std::memory_order_relaxed);
+  counters_.messages_sent.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
+  if (b.corrupt) {
+    counters_.records_dropped.fetch_add(b.corrupt, std::memory_order_relaxed);
+    logError("%s: %" PRIu64 " spooled records of segment %" PRIu64 " failed their checksum and were skipped",
+             name_.c_str(), b.corrupt, b.segment);
+  }
+  const uint64_t replayed = std::min(n, countBefore(b.segment, b.first, b.end, replay_mark_));
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.records_committed += n;
+    stats_.batches_committed += 1;
+    stats_.records_replayed += replayed;
+    stats_.dropped_corrupt += b.corrupt;
+  }
+  if (replaying_ && SpoolPosition{b.segment, b.end} >= replay_mark_) {
+    replaying_ = false;
+    std::lock_guard lock(stats_mu_);
+    logInfo("%s: the spooled records are written (%" PRIu64 " replayed so far)", name_.c_str(),
+            stats_.records_replayed);
+  }
+}
+
+void Sink::failure(const std::string& what, unsigned errnum, const std::string& message) {
+  outage_ = true;
+  std::string text = message.empty() ? what : what + ": " + message;
+  if (errnum) text += " (error " + std::to_string(errnum) + ")";
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.connected = false;
+    stats_.last_error = text;
+  }
+  // One clear line per distinct problem, a reminder every few minutes.
+  const auto now = Clock::now();
+  const bool repeat = text == last_logged_;
+  if (!repeat || now - last_logged_at_ >= kRepeatLogInterval) {
+    const std::string hint = errorHint(errnum, options_);
+    const uint64_t pending = spool_->pendingRecords();
+    const std::string held = pending ? std::to_string(pending) + " records are" : "records are";
+    logWarn("%s: %s%s%s. %s kept in the spool %s; retrying with backoff%s", name_.c_str(), text.c_str(),
+            hint.empty() ? "" : "; ", hint.c_str(), held.c_str(), spool_dir_.c_str(), repeat ? " (still failing)" : "");
+    last_logged_ = text;
+    last_logged_at_ = now;
+  }
+  // A flush (shutdown) tries twice, so a server that is restarting right
+  // then does not strand the records; a server that is really away does not
+  // hold up the shutdown for long.
+  std::lock_guard lock(mu_);
+  if (flush_requested_ > flush_failed_ && ++flush_attempts_failed_ >= 2) {
+    flush_failed_ = flush_requested_;
+    waiters_.notify_all();
+  }
+}
+
+void Sink::backoff() {
+  backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, options_.retry_max_interval_ms);
+  std::unique_lock lock(mu_);
+  // While a flush still waits, retry soon; a new flush request (shutdown)
+  // cuts any wait short.
+  const uint64_t seen = flush_requested_;
+  const uint64_t wait = flush_requested_ > flush_failed_ ? kFirstBackoffMs : backoff_ms_;
+  cv_.wait_for(lock, std::chrono::milliseconds(wait), [&] { return stop_ || flush_requested_ > seen; });
+}
+
+// Daily partitions: keep kPartitionDaysAhead days ready (so pmax stays empty
+// and REORGANIZE is cheap) and drop days past the retention.
+void Sink::maintainPartitions() {
+  if (options_.partitioning != MysqlOptions::Partitioning::kDaily || Clock::now() < next_maintenance_) return;
+  next_maintenance_ = Clock::now() + kMaintenanceInterval;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  if (!conn_.query("SELECT `PARTITION_NAME` FROM information_schema.`PARTITIONS` WHERE `TABLE_SCHEMA` = DATABASE() "
+                   "AND `TABLE_NAME` = '" + options_.table + "'",
+                   rows)) {
+    logWarn("%s: cannot list partitions: %s", name_.c_str(), conn_.error().c_str());
+    return;
+  }
+  std::set<int64_t> days;
+  bool has_pmax = false, partitioned = false;
+  for (const auto& r : rows) {
+    if (!r[0]) continue;
+    partitioned = true;
+    int64_t d = 0;
+    if (*r[0] == "pmax") has_pmax = true;
+    else if (parsePartitionName(*r[0], d)) days.insert(d);
+  }
+  if (!partitioned || days.empty()) {
+    if (!partition_warned_)
+      logWarn("%s: partition: daily, but table %s is not partitioned by day (it existed before); partitions and "
+              "retention are not managed",
+              name_.c_str(), options_.table.c_str());
+    partition_warned_ = true;
+    return;
+  }
+  conn_.exec("SET SESSION lock_wait_timeout = 30");  // never wait forever behind a long report query
+  const int64_t today = utcToday();
+  const int64_t from = std::max(*days.rbegin() + 1, today), to = today + kPartitionDaysAhead;
+  if (from <= to) {
+    std::string parts;
+    for (int64_t d = from; d <= to; ++d)
+      parts += (parts.empty() ? "" : ", ") + std::string("PARTITION ") + partitionName(d) + " VALUES LESS THAN ('" +
+               dayDate(d + 1) + "')";
+    const std::string sql = "ALTER TABLE `" + options_.table + "` " +
+                            (has_pmax ? "REORGANIZE PARTITION pmax INTO (" + parts +
+                                            ", PARTITION pmax VALUES LESS THAN (MAXVALUE))"
+                                      : "ADD PARTITION (" + parts + ")");
+    if (conn_.exec(sql))
+      logInfo("%s: added partitions %s..%s", name_.c_str(), partitionName(from).c_str(), partitionName(to).c_str());
+    else
+      logWarn("%s: cannot add partitions: %s", name_.c_str(), conn_.error().c_str());
+  }
+  if (options_.retention_days > 0) {
+    // A day's partition goes once all of it is older than retention_days.
+    std::string drop;
+    for (int64_t d : days)
+      if (d + 1 <= today - static_cast<int64_t>(options_.retention_days))
+        drop += (drop.empty() ? "" : ",") + partitionName(d);
+    if (!drop.empty()) {
+      if (conn_.exec("ALTER TABLE `" + options_.table + "` DROP PARTITION " + drop))
+        logInfo("%s: dropped partitions %s (retention %u days)", name_.c_str(), drop.c_str(), options_.retention_days);
+      else
+        logWarn("%s: cannot drop expired partitions: %s", name_.c_str(), conn_.error().c_str());
+    }
+  }
+}
+
+}  // namespace flowfold::mysql

@@ -1,0 +1,104 @@
+#pragma once
+// The sink thread: connects (with backoff), learns from flowfold_batches how
+// far its spool is committed, and writes the spool to the database batch by
+// batch, each batch in one transaction with its bookkeeping row.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/mysql_exporter.h"
+#include "mysql_connection.h"
+#include "spool.h"
+
+namespace flowfold::mysql {
+
+class Sink {
+ public:
+  /// `spool` is null when another exporter of this process still holds the
+  /// directory (SIGHUP reload): the thread then waits for it and opens it.
+  Sink(const MysqlOptions& options, std::string password, std::string name, std::string spool_dir,
+       Spool::Limits limits, std::unique_ptr<Spool> spool, ExporterCounters& counters);
+  ~Sink();
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  /// The spool for the export thread to append to; waits up to `wait` while
+  /// a deferred spool is being opened. Null if it could not be opened.
+  Spool* spool(std::chrono::milliseconds wait);
+
+  /// Asks the thread to write everything spooled now and waits until it is
+  /// committed (true), the database fails twice in a row (false: the records
+  /// stay spooled) or timeout_ms passes.
+  bool flush(uint64_t timeout_ms);
+
+  MysqlSinkStats stats() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void run();
+  bool openDeferredSpool();
+  bool connect();
+  bool waitForWork();
+  bool drain(bool force_partial);
+  bool writeBatch(const SpoolBatch& batch);
+  bool writeRows(const SpoolBatch& batch, bool load_data, uint64_t& rows, uint64_t& bytes);
+  void account(const SpoolBatch& batch, uint64_t bytes);
+  void maintainPartitions();
+  void pruneBatchRows();
+  void failure(const std::string& what, unsigned errnum, const std::string& message);
+  void backoff();
+  void wake();
+  void logMethodOnce();
+
+  const MysqlOptions options_;
+  const std::string password_;
+  const std::string name_;
+  const std::string spool_dir_;
+  const Spool::Limits limits_;
+  ExporterCounters& counters_;
+
+  Connection conn_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;        // wakes the sink thread
+  std::condition_variable waiters_;   // wakes flush() and spool() callers
+  std::unique_ptr<Spool> spool_;      // set once (constructor or thread), under mu_
+  bool spool_failed_ = false;
+  bool exited_ = false;
+  uint64_t flush_requested_ = 0, flush_done_ = 0, flush_failed_ = 0;
+  unsigned flush_attempts_failed_ = 0;  // failures since the pending flush request
+  std::atomic<bool> stop_{false};
+
+  // Sink thread state.
+  Clock::time_point last_write_ = Clock::now();
+  Clock::time_point next_maintenance_ = Clock::now();
+  uint64_t backoff_ms_ = 0;
+  bool outage_ = false;          // a connect or batch failed since the last good connect
+  bool ever_connected_ = false;
+  bool use_insert_ = false;      // kInsert, or kAuto after the server refused LOAD DATA LOCAL
+  bool partition_warned_ = false;
+  uint64_t pruned_below_ = 0;    // flowfold_batches rows of segments before this are deleted
+  SpoolPosition replay_mark_;    // records before it waited out an outage / a restart
+  bool replaying_ = false;
+  std::optional<SpoolBatch> uncertain_;  // failed batch whose COMMIT may have happened
+  SpoolBatch batch_;
+  std::string sql_;
+  std::string last_logged_;
+  Clock::time_point last_logged_at_{};
+
+  mutable std::mutex stats_mu_;
+  MysqlSinkStats stats_;
+
+  std::thread thread_;  // last: starts after everything above exists
+};
+
+}  // namespace flowfold::mysql

@@ -1,0 +1,43 @@
+#pragma once
+// The SQL the sink speaks: schema DDL, the row encodings for multi-row
+// INSERT and for LOAD DATA, and the UTC day arithmetic of daily partitions.
+
+#include <cstdint>
+#include <string>
+
+#include "flowfold/exporters/mysql_exporter.h"
+#include "spool_record.h"
+
+namespace flowfold::mysql {
+
+/// How many day partitions are kept ready beyond today.
+inline constexpr int kPartitionDaysAhead = 3;
+
+/// Column list of the flow table in the order the row encoders write them.
+const std::string& flowColumns();
+
+std::string createTableSql(const MysqlOptions& o, int64_t today);
+std::string createViewSql(const MysqlOptions& o);
+std::string createBatchesSql();
+
+/// Appends "(v1,v2,...)" for a multi-row INSERT (binary columns as 0x... literals).
+void appendInsertRow(std::string& out, const SpooledFlow& f);
+/// Appends one tab-separated line for LOAD DATA ... CHARACTER SET binary
+/// (binary columns raw, with \0 \t \n \\ escaped).
+void appendLoadDataRow(std::string& out, const SpooledFlow& f);
+std::string insertPrefix(const std::string& table);
+std::string loadDataSql(const std::string& table);
+
+/// Days since 1970-01-01 (UTC) of the system clock.
+int64_t utcToday();
+/// "YYYY-MM-DD" of a day number.
+std::string dayDate(int64_t day);
+/// Partition holding day `day`: "pYYYYMMDD".
+std::string partitionName(int64_t day);
+/// Inverse of partitionName(); false for other names (pmax).
+bool parsePartitionName(const std::string& name, int64_t& day);
+
+/// "2026-11-26 10:00:00.123" (UTC), clamped to DATETIME's range.
+void appendDatetime(std::string& out, uint64_t epoch_ms);
+
+}  // namespace flowfold::mysql
