@@ -202,7 +202,11 @@ uint64_t FlowCache::deadlineOf(const Entry& e) const {
 
 void FlowCache::file(uint32_t index, uint64_t deadline_ms) {
   // A deadline already past (the clock went backwards) goes in the next bucket due.
-  const uint64_t tick = std::max(deadline_ms / tick_ms_, next_tick_);
+  // One beyond the wheel's span (packet times ahead of expire()'s clock) waits in
+  // the last bucket of the turn and is filed again when that comes due: every
+  // entry stays within one turn of next_tick_, where evictOne() and a skip
+  // ahead in expire() can find it.
+  const uint64_t tick = std::min(std::max(deadline_ms / tick_ms_, next_tick_), next_tick_ + kWheelBuckets - 1);
   entries_[index].filed_tick = static_cast<uint32_t>(tick);
   wheel_[tick & (kWheelBuckets - 1)].push_back(index);
 }
@@ -264,8 +268,21 @@ bool FlowCache::expire(uint64_t now_ms) {
     if ((next_tick_ + 1) * tick_ms_ - 1 > now_ms) return false;
     if (buckets_scanned >= kWheelBuckets) {
       // The clock jumped past a whole turn of the wheel: every entry has been
-      // reviewed once in this call, so skip the empty stretch.
+      // reviewed once in this call, so skip the empty stretch. The survivors
+      // (deadlines after now_ms) may sit at ticks being skipped: file them
+      // again from the new position.
       next_tick_ = now_ms / tick_ms_;
+      std::vector<uint32_t> live;
+      for (uint32_t b = 0; b < kWheelBuckets; ++b) {
+        for (const uint32_t index : wheel_[b]) {
+          const Entry& e = entries_[index];
+          if (e.next_free == kLive && (e.filed_tick & (kWheelBuckets - 1)) == b) live.push_back(index);
+        }
+        wheel_[b].clear();
+      }
+      std::sort(live.begin(), live.end());  // an index can also sit there from an earlier life
+      live.erase(std::unique(live.begin(), live.end()), live.end());
+      for (const uint32_t index : live) file(index, deadlineOf(entries_[index]));
       return false;
     }
     due_.swap(wheel_[next_tick_ & (kWheelBuckets - 1)]);
@@ -302,7 +319,8 @@ void FlowCache::evictOne() {
       }
       bucket.pop_back();
       const uint64_t real_tick = deadlineOf(entries_[index]) / tick_ms_;
-      if (real_tick > tick && tick < next_tick_ + kWheelBuckets) {
+      // (In the turn's last bucket file() would put it back here: evict it.)
+      if (real_tick > tick && tick < next_tick_ + kWheelBuckets - 1) {
         file(index, deadlineOf(entries_[index]));
         continue;
       }
@@ -311,8 +329,17 @@ void FlowCache::evictOne() {
       return;
     }
   }
-  // Unreachable while the cache is full: every live entry is filed somewhere.
+  // Unreachable while the cache is full: every live entry is filed within one
+  // turn of next_tick_.
   assert(false && "evictOne found no entry");
+  // Never allocate past max_flows: evict any live entry.
+  for (uint32_t index = 0; index < used_; ++index) {
+    if (entries_[index].next_free == kLive) {
+      ++counters_.evicted;
+      removeFlow(index, FlowEndReason::kLackOfResources);
+      return;
+    }
+  }
 }
 
 void FlowCache::flushAll() {

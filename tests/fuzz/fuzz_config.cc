@@ -75,6 +75,8 @@ void checkRanges(const flowfold::Config& c) {
         if (e.transport == T::Transport::kFile) FUZZ_CHECK(!e.path.empty());
         else FUZZ_CHECK(!e.host.empty() && !e.port.empty());
         break;
+      default:  // sinks with their own settings (mysql)
+        break;
     }
     if (!e.host.empty()) {
       // What parseHostPort accepted it must accept again (the CLI re-parses).

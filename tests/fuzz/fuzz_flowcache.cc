@@ -6,7 +6,8 @@
 // Invariants: activeFlows() <= max_flows after every operation; every
 // emitted record is well-formed (packets >= 1, first <= last, min_ttl <=
 // max_ttl, a known key and end reason; an idle-timeout record really was
-// idle); counters agree with what was seen; and after the final flushAll()
+// idle); an expire() past every deadline that completes empties the cache;
+// counters agree with what was seen; and after the final flushAll()
 // the packets and octets emitted per key equal what update() was given.
 
 #include <fuzzer/FuzzedDataProvider.h>
@@ -60,10 +61,11 @@ uint64_t timeout(FuzzedDataProvider& in) {
 // A clock step: mostly small and forward, sometimes back, sometimes far.
 uint64_t step(FuzzedDataProvider& in, uint64_t now) {
   const uint8_t s = in.ConsumeIntegral<uint8_t>();
-  if (s < 128) return now + (s & 31);
-  if (s < 176) return now + uint64_t{in.ConsumeIntegral<uint16_t>()};
-  if (s < 208) return now - std::min<uint64_t>(now, in.ConsumeIntegral<uint16_t>());
-  if (s < 240) return now + in.ConsumeIntegralInRange<uint64_t>(0, 1ull << 33);
+  // (Far jumps are kept rare: each makes expire() walk the whole wheel.)
+  if (s < 160) return now + (s & 31);
+  if (s < 200) return now + uint64_t{in.ConsumeIntegral<uint16_t>()};
+  if (s < 236) return now - std::min<uint64_t>(now, in.ConsumeIntegral<uint16_t>());
+  if (s < 248) return now + in.ConsumeIntegralInRange<uint64_t>(0, 1ull << 33);
   return now - std::min<uint64_t>(now, in.ConsumeIntegralInRange<uint64_t>(0, 1ull << 33));
 }
 
@@ -108,7 +110,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   };
 
-  for (int op = 0; op < 5000 && in.remaining_bytes() > 0; ++op) {
+  for (int op = 0; op < 2000 && in.remaining_bytes() > 0; ++op) {
     const uint8_t kind = in.ConsumeIntegral<uint8_t>();
     if (kind < 176) {
       const size_t i = in.ConsumeIntegralInRange<size_t>(0, kKeys - 1);
@@ -126,10 +128,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ++updates;
       in_totals[i].packets += 1;
       in_totals[i].octets += p.ip_length;
-    } else if (kind < 248) {
+    } else if (kind < 240) {
       expire_clock = in.ConsumeBool() ? packet_clock : step(in, expire_clock);
       latest = std::max(latest, expire_clock);
       cache.expire(expire_clock);
+    } else if (kind < 248) {
+      // Past every deadline: a completed expire() leaves no flow behind.
+      expire_clock = latest + 2 * std::max(options.idle_timeout_ms, options.active_timeout_ms) + 2;
+      latest = expire_clock;
+      int calls = 0;
+      while (cache.expire(expire_clock)) {
+        drain();
+        FUZZ_CHECK(++calls < 100'000);
+      }
+      FUZZ_CHECK_EQ(cache.activeFlows(), size_t{0});
     } else {
       cache.flushAll();
       FUZZ_CHECK_EQ(cache.activeFlows(), size_t{0});

@@ -256,6 +256,43 @@ TEST(FlowCache, ClockJumpsBackwardAndForwardDoNotBreakExpiry) {
   EXPECT_EQ(take(cache).size(), 1u);
 }
 
+// Found by fuzz_flowcache: update() with packet times more than a wheel turn
+// ahead of the last expire() filed flows beyond the wheel's span, where
+// evictOne() did not look; a full cache then found no victim and allocated
+// past max_flows (an assert in debug builds).
+TEST(FlowCache, EvictsWhenPacketTimesRunAheadOfExpiry) {
+  FlowCache cache(opts(15'000, 15'000, 1));
+  cache.update(packet(udpKey(1, 1), 1'000'000));
+  cache.update(packet(udpKey(2, 1), 1'028'784));  // evicts 1; filed > 1 turn ahead
+  cache.update(packet(udpKey(3, 1), 1'028'784));  // must evict 2
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  for (int i = 0; i < 50; ++i) {
+    cache.update(packet(udpKey(static_cast<uint8_t>(10 + i), 1), 1'100'000 + 60'000ULL * i));
+    ASSERT_LE(cache.activeFlows(), 1u);
+  }
+  cache.flushAll();
+  uint64_t packets = 0;
+  for (const auto& r : take(cache)) packets += r.packets;
+  EXPECT_EQ(packets, 53u);
+  EXPECT_EQ(cache.counters().evicted, 52u);
+}
+
+// Found by fuzz_flowcache: a flow filed for a later turn of the wheel was
+// stranded when expire() skipped ahead after a clock jump, and then never
+// expired at all.
+TEST(FlowCache, FlowFiledBeyondTheWheelStillExpiresAfterAClockJump) {
+  FlowCache cache(opts(15'000, 15'000));
+  cache.update(packet(udpKey(1, 1), 1'000'000));
+  cache.update(packet(udpKey(2, 1), 1'050'000));  // 50 s ahead: beyond the wheel's span
+  cache.expire(1'100'000);                        // a jump of more than one turn
+  cache.expire(1'200'000);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].key, udpKey(2, 1));
+  EXPECT_EQ(out[1].end_reason, FlowEndReason::kIdleTimeout);
+}
+
 // A randomized conservation check against a simple model: whatever the
 // timeouts, FIN/RST and evictions do, the sums per key must come out exact.
 TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
