@@ -17,6 +17,7 @@ import netns
 SNIFF = r"""
 import json, socket, struct, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE: fewer misses under load
 s.bind((sys.argv[1], 0))
 print("ready", flush=True)
 frames, max_len, other = 0, 0, 0
@@ -90,8 +91,9 @@ class VethPairSmokeTest(unittest.TestCase):
         self.assertEqual(seen["other"], 0, seen)  # no ARP, no IPv6 chatter
         self.assertLessEqual(seen["max_len"], 14 + 1500, seen)  # no GSO/GRO aggregates
         # A raw-socket sniffer in Python may miss frames under load, so only a
-        # floor: with GSO/GRO the 2 MB would be ~30 frames of 64 KB.
-        self.assertGreater(seen["frames"], 500, seen)
+        # floor: with GSO/GRO the 2 MB would be ~30 frames of 64 KB plus as
+        # many ACKs; wire-sized segments are ~1400 data frames plus ACKs.
+        self.assertGreater(seen["frames"], 200, seen)
 
     def test_ipv6_addresses_work_without_dad_delay(self):
         with netns.VethPair("ffsmoke", ipv6=True) as pair:
