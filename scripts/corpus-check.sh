@@ -4,8 +4,14 @@
 # (0 ok, 3 not a capture, 4 cut short), and that every packet read is either
 # accounted into flows or counted under a named skip reason:
 #   packets == decoded + skipped, and the flows exported carry `decoded` packets.
+# A sanitizer build (FLOWFOLD_SANITIZE) is welcome: any AddressSanitizer or
+# UndefinedBehaviorSanitizer report fails the file.
 # Usage: scripts/corpus-check.sh FLOWFOLD_BIN [CORPUS_DIR]
+#   CORPUS_ARGS="--tunnels inner" adds options to every run.
 set -uo pipefail
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+read -r -a extra_args <<< "${CORPUS_ARGS:-}"
 bin="${1:?usage: corpus-check.sh FLOWFOLD_BIN [CORPUS_DIR]}"
 corpus="${2:-$(cd "$(dirname "$0")/.." && pwd)/../shared/pcaps}"
 [ -d "$corpus" ] || { echo "corpus-check: no corpus at $corpus, skipped"; exit 0; }
@@ -15,13 +21,18 @@ trap 'rm -rf "$work"' EXIT
 files=0; failed=0
 while IFS= read -r -d '' f; do
   files=$((files + 1))
-  timeout 60 "$bin" -r "$f" --json="$work/flows.json" --log-level info >/dev/null 2>"$work/err"
+  timeout 120 "$bin" -r "$f" --json="$work/flows.json" --log-level info "${extra_args[@]}" >/dev/null 2>"$work/err"
   rc=$?
   reason=""
+  if grep -qE 'runtime error:|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$work/err"; then
+    reason="sanitizer report"
+    rc=-1
+  fi
   case $rc in
     0|4) ;;
     3) : ;;  # not a capture libpcap can open: reported, nothing to account
-    124) reason="hung (killed after 60 s)" ;;
+    -1) ;;
+    124) reason="hung (killed after 120 s)" ;;
     *) reason="exit status $rc" ;;
   esac
   if [ -z "$reason" ] && [ "$rc" != 3 ]; then

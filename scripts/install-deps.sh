@@ -15,6 +15,7 @@ TEST_PKGS=(
   nfdump tshark libfixbuf-tools iproute2 netcat-openbsd tcpreplay
   mariadb-server mariadb-client procps time python3
   rpm lintian dpkg-dev fakeroot systemd
+  clang libclang-rt-14-dev
 )
 BENCH_PKGS=(softflowd pmacct)
 
