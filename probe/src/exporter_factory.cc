@@ -49,6 +49,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.template_refresh_ms = c.template_refresh_ms;
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_messages_per_second = c.rate_limit;
+      o.tcp_buffer_bytes = size_t{c.tcp_buffer_mb} << 20;
       o.encoder = c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
                                                                            : IpfixOptions::Encoder::kLibfixbuf;
       return makeIpfixExporter(o);

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import unittest
 
 from harness import (Nfcapd, TempDirTest, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
@@ -148,6 +149,52 @@ class ExporterFaults(TempDirTest):
         self.assertIn("Connection refused", proc.stderr)
         # One exporter line per failure would flood the log: it is rate-limited.
         self.assertLessEqual(proc.stderr.count("Connection refused"), 6, proc.stderr)
+
+    def tcp_collector(self, port, listen_after=0.0, stall=0.0):
+        """A TCP collector thread: binds at once, listens after `listen_after`
+        seconds (connections are refused before), reads nothing for `stall`
+        seconds after accepting, then reads until the exporter closes."""
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        received = bytearray()
+
+        def collect():
+            time.sleep(listen_after)
+            server.listen(1)
+            server.settimeout(60)
+            conn, _ = server.accept()
+            time.sleep(stall)
+            with conn:
+                while True:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        return
+                    received.extend(chunk)
+
+        t = threading.Thread(target=collect)
+        t.start()
+        self.addCleanup(server.close)
+        return t, received
+
+    def test_a_tcp_collector_that_starts_late_still_gets_every_flow(self):
+        port = free_tcp_port()
+        t, received = self.tcp_collector(port, listen_after=2.0)
+        proc = run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % port, "-P", "tcp")
+        t.join(timeout=60)
+        self.assertIn("Connection refused", proc.stderr)
+        self.assertIn("buffering", proc.stderr)
+        records, messages = parse_ipfix_stream(bytes(received))
+        self.assertFlowsEqual(ipfix_flows(records), self.truth)
+
+    def test_a_tcp_collector_that_stalls_loses_nothing_within_the_buffer(self):
+        port = free_tcp_port()
+        t, received = self.tcp_collector(port, stall=7.0)
+        proc = run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % port, "-P", "tcp")
+        t.join(timeout=60)
+        records, _ = parse_ipfix_stream(bytes(received))
+        self.assertFlowsEqual(ipfix_flows(records), self.truth)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
 
     def test_a_full_disk_keeps_the_ipfix_file_valid_and_counts_what_was_lost(self):
         if os.geteuid() != 0:

@@ -28,6 +28,7 @@ class IpfixExporter final : public Exporter {
                 std::unique_ptr<MessageEncoder> encoder)
       : Exporter("ipfix " + transport->describe()),
         udp_(options.transport == IpfixOptions::Transport::kUdp),
+        per_session_templates_(transport->sendsTemplatesPerSession()),
         refresh_ms_(udp_ ? options.template_refresh_ms : 0),
         refresh_messages_(udp_ ? options.template_refresh_packets : 0),
         transport_(std::move(transport)),
@@ -38,6 +39,7 @@ class IpfixExporter final : public Exporter {
     try {
       emitMessage();
       transport_->flush();
+      syncTransportLosses();
     } catch (const std::exception& e) {
       logWarn("exporter %s: final flush failed: %s", name().c_str(), e.what());
     }
@@ -88,16 +90,13 @@ class IpfixExporter final : public Exporter {
     if (!templates_sent_) sendTemplates();
     emitMessage();
     transport_->flush();
+    syncTransportLosses();
   }
 
  private:
   void beginCall(uint64_t now_ms) {
     now_ms_ = now_ms;
     encoder_->setExportTime(static_cast<uint32_t>(now_ms / 1000));
-    if (!transport_->connected()) {
-      transport_->reconnect();  // throws while the collector stays away
-      templates_sent_ = false;  // a new connection is a new transport session
-    }
     if (!templates_sent_) {
       templates_due_ = true;
     } else if (refresh_ms_ != 0) {
@@ -117,6 +116,13 @@ class IpfixExporter final : public Exporter {
 
   void sendTemplates() {
     emitMessage();
+    if (per_session_templates_) {  // TCP: the transport starts every connection with them
+      const std::span<const uint8_t> t = encoder_->encodeTemplates();
+      transport_->setSessionStart(t.data(), t.size());
+      templates_sent_ = true;
+      templates_due_ = false;
+      return;
+    }
     // A lost template message is sent again with the next batch.
     if (!send(encoder_->encodeTemplates(), 0)) return;
     templates_sent_ = true;
@@ -141,7 +147,8 @@ class IpfixExporter final : public Exporter {
     pacer_.acquire();
     auto& c = mutableCounters();
     try {
-      transport_->send(message.data(), message.size());
+      transport_->send(message.data(), message.size(), records);
+      syncTransportLosses();
     } catch (const std::exception& e) {
       c.export_errors.fetch_add(1, std::memory_order_relaxed);
       c.records_dropped.fetch_add(records, std::memory_order_relaxed);
@@ -157,7 +164,19 @@ class IpfixExporter final : public Exporter {
     return true;
   }
 
+  // Losses a buffering transport (TCP) reports after accepting the records.
+  void syncTransportLosses() {
+    auto& c = mutableCounters();
+    const uint64_t dropped = transport_->recordsDropped(), errors = transport_->errors();
+    c.records_dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
+    c.export_errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
+    seen_dropped_ = dropped;
+    seen_errors_ = errors;
+  }
+
   const bool udp_;
+  const bool per_session_templates_;
+  uint64_t seen_dropped_ = 0, seen_errors_ = 0;
   const uint64_t refresh_ms_;        // 0: no refresh by time
   const uint32_t refresh_messages_;  // 0: no refresh by count
   std::unique_ptr<MessageTransport> transport_;
@@ -189,7 +208,9 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   std::unique_ptr<MessageTransport> transport;
   switch (options.transport) {
     case Transport::kUdp: transport = makeUdpTransport(options.host, options.port); break;
-    case Transport::kTcp: transport = makeTcpTransport(options.host, options.port); break;
+    case Transport::kTcp:
+      transport = makeTcpTransport(options.host, options.port, options.tcp_buffer_bytes);
+      break;
     case Transport::kFile: transport = makeFileTransport(options.path); break;
     default: throw std::invalid_argument("IPFIX: unknown transport");
   }

@@ -17,17 +17,10 @@
 
 namespace flowfold::ipfix {
 
-namespace {
-
 std::string peerName(const std::string& scheme, const std::string& host, const std::string& port) {
   const bool v6_literal = host.find(':') != std::string::npos;
   return scheme + "://" + (v6_literal ? "[" + host + "]" : host) + ":" + port;
 }
-
-struct AddrInfoDeleter {
-  void operator()(addrinfo* ai) const { freeaddrinfo(ai); }
-};
-using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
 
 AddrInfoPtr resolve(const std::string& name, const std::string& host, const std::string& port,
                     int socktype) {
@@ -43,6 +36,8 @@ AddrInfoPtr resolve(const std::string& name, const std::string& host, const std:
   }
   return AddrInfoPtr(result);
 }
+
+namespace {
 
 class UdpTransport final : public MessageTransport {
  public:
@@ -81,7 +76,7 @@ class UdpTransport final : public MessageTransport {
 
   // An ICMP port unreachable for an earlier datagram fails a later send
   // (ECONNREFUSED): that message is counted as lost; the next send goes out.
-  void send(const uint8_t* data, size_t size) override {
+  void send(const uint8_t* data, size_t size, size_t /*records*/) override {
     for (;;) {
       const ssize_t n = ::send(fd_, data, size, 0);
       if (n == static_cast<ssize_t>(size)) return;
@@ -96,122 +91,6 @@ class UdpTransport final : public MessageTransport {
  private:
   std::string name_;
   int fd_ = -1;
-};
-
-class TcpTransport final : public MessageTransport {
- public:
-  TcpTransport(const std::string& host, const std::string& port)
-      : host_(host), port_(port), name_(peerName("tcp", host, port)) {
-    connectNow();
-  }
-  ~TcpTransport() override { closeSocket(); }
-
-  void send(const uint8_t* data, size_t size) override {
-    if (fd_ < 0) throw std::runtime_error("IPFIX collector " + name_ + ": not connected");
-    while (size > 0) {
-      const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL);
-      if (n > 0) {
-        data += n;
-        size -= static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      const std::string why =
-          n < 0 ? (errno == EAGAIN ? "send timed out" : std::strerror(errno)) : "closed";
-      // A partly written message leaves the stream unusable: start over.
-      closeSocket();
-      throw std::runtime_error("IPFIX collector " + name_ + ": connection lost (" + why +
-                               "); will reconnect");
-    }
-  }
-
-  bool connected() const override { return fd_ >= 0; }
-
-  void reconnect() override {
-    const auto now = Clock::now();
-    if (now < next_attempt_) {
-      throw std::runtime_error("IPFIX collector " + name_ + ": not connected (reconnect pending)");
-    }
-    try {
-      connectNow();
-    } catch (const std::exception&) {
-      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-      next_attempt_ = now + backoff_;
-      throw;
-    }
-    backoff_ = kMinBackoff;
-    logInfo("IPFIX collector %s: reconnected", name_.c_str());
-  }
-
-  const std::string& describe() const override { return name_; }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  static constexpr std::chrono::seconds kMinBackoff{1};
-  static constexpr std::chrono::seconds kMaxBackoff{30};
-  static constexpr int kConnectTimeoutMs = 5000;
-
-  void closeSocket() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  void connectNow() {
-    AddrInfoPtr ai = resolve(name_, host_, port_, SOCK_STREAM);
-    std::string why = "no address";
-    for (addrinfo* a = ai.get(); a; a = a->ai_next) {
-      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-      if (fd < 0) {
-        why = std::strerror(errno);
-        continue;
-      }
-      if (connectWithTimeout(fd, a, why)) {
-        // A collector that stops reading must not hang the export thread
-        // forever; a timed-out send drops the connection instead.
-        timeval tv{30, 0};
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        fd_ = fd;
-        return;
-      }
-      ::close(fd);
-    }
-    throw std::runtime_error("IPFIX collector " + name_ + ": cannot connect: " + why);
-  }
-
-  static bool connectWithTimeout(int fd, const addrinfo* a, std::string& why) {
-    const int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
-    if (rc < 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      do {
-        rc = ::poll(&p, 1, kConnectTimeoutMs);
-      } while (rc < 0 && errno == EINTR);
-      if (rc == 0) {
-        why = "timed out";
-        return false;
-      }
-      int so_error = 0;
-      socklen_t len = sizeof so_error;
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
-      if (so_error != 0) {
-        why = std::strerror(so_error);
-        return false;
-      }
-      rc = 0;
-    }
-    if (rc < 0) {
-      why = std::strerror(errno);
-      return false;
-    }
-    ::fcntl(fd, F_SETFL, flags);
-    return true;
-  }
-
-  std::string host_, port_, name_;
-  int fd_ = -1;
-  std::chrono::seconds backoff_ = kMinBackoff;
-  Clock::time_point next_attempt_{};
 };
 
 class FileTransport final : public MessageTransport {
@@ -231,7 +110,7 @@ class FileTransport final : public MessageTransport {
   // message it hits. The partial message is cut off again, so the file stays
   // a sequence of whole messages that readers accept, and writing resumes by
   // itself once there is space.
-  void send(const uint8_t* data, size_t size) override {
+  void send(const uint8_t* data, size_t size, size_t /*records*/) override {
     size_t done = 0;
     while (done < size) {
       const ssize_t n = ::write(fd_, data + done, size - done);
@@ -264,10 +143,6 @@ class FileTransport final : public MessageTransport {
 std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host,
                                                    const std::string& port) {
   return std::make_unique<UdpTransport>(host, port);
-}
-std::unique_ptr<MessageTransport> makeTcpTransport(const std::string& host,
-                                                   const std::string& port) {
-  return std::make_unique<TcpTransport>(host, port);
 }
 std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path) {
   return std::make_unique<FileTransport>(path);

@@ -3,6 +3,8 @@
 // messages; a transport only moves bytes. Every failure throws
 // std::runtime_error with a message that names the peer or the file.
 
+#include <netdb.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -15,25 +17,45 @@ class MessageTransport {
  public:
   virtual ~MessageTransport() = default;
 
-  /// Sends one complete IPFIX message.
-  virtual void send(const uint8_t* data, size_t size) = 0;
-  /// Pushes buffered bytes out (files).
+  /// Sends one complete IPFIX message carrying `records` data records.
+  /// UDP and file: throws when that message is lost. TCP: never throws; the
+  /// message is buffered and losses show in recordsDropped().
+  virtual void send(const uint8_t* data, size_t size, size_t records) = 0;
+  /// Pushes buffered bytes out. TCP: waits (bounded) until the buffer has
+  /// reached the collector or is given up as lost and counted.
   virtual void flush() {}
-  /// False when a stream transport lost its connection.
-  virtual bool connected() const { return true; }
-  /// Opens a new connection after a loss; throws when that fails or when
-  /// the last attempt was too recent (backoff). A new connection is a new
-  /// IPFIX transport session: the caller must send the templates again.
-  virtual void reconnect() {}
+  /// True for a transport that starts every connection with the templates
+  /// itself (TCP): the caller hands them over once with setSessionStart()
+  /// instead of sending them.
+  virtual bool sendsTemplatesPerSession() const { return false; }
+  virtual void setSessionStart(const uint8_t* /*data*/, size_t /*size*/) {}
+  /// Records this transport lost after send() accepted them, and failures it
+  /// met on the way (cumulative).
+  virtual uint64_t recordsDropped() const { return 0; }
+  virtual uint64_t errors() const { return 0; }
   /// "udp://host:port", "tcp://host:port", "file:path".
   virtual const std::string& describe() const = 0;
 };
 
+/// "tcp://host:port" ("[v6]:port" for an IPv6 literal).
+std::string peerName(const std::string& scheme, const std::string& host, const std::string& port);
+
+struct AddrInfoDeleter {
+  void operator()(addrinfo* ai) const { freeaddrinfo(ai); }
+};
+using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+/// getaddrinfo(); throws std::runtime_error "IPFIX collector NAME: cannot resolve: ...".
+AddrInfoPtr resolve(const std::string& name, const std::string& host, const std::string& port,
+                    int socktype);
+
 std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host,
                                                    const std::string& port);
-/// Connects at once (5 s timeout), so a wrong address fails at start-up.
+/// IPFIX over TCP (RFC 7011 section 10.4) that never blocks capture for
+/// long and loses nothing it can keep: see tcp_transport.cc. A name that does
+/// not resolve throws at once; a collector that is down is retried.
 std::unique_ptr<MessageTransport> makeTcpTransport(const std::string& host,
-                                                   const std::string& port);
+                                                   const std::string& port,
+                                                   size_t buffer_bytes);
 std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path);
 
 }  // namespace flowfold::ipfix

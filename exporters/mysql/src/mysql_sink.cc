@@ -306,7 +306,7 @@ bool Sink::writeBatch(const SpoolBatch& b) {
       uncertain_ = SpoolBatch{b.segment, b.first, b.end, {}, b.corrupt};
       uncertain_->flows.resize(b.flows.size());
       // Not an export error in the common counters: nothing is lost, the
-      // batch is retried (the probe reads export_errors as lost records).
+      // batch is retried (errors the sink recovers from are its own counter).
       std::lock_guard lock(stats_mu_);
       ++stats_.batch_failures;
       return false;

@@ -41,11 +41,15 @@ struct IpfixOptions {
   uint32_t template_refresh_packets = 20;
   /// kUdp: at most this many messages per second, wall clock (0 = unlimited).
   uint64_t max_messages_per_second = 0;
+  /// kTcp: messages wait in memory up to this many bytes while the collector
+  /// is unreachable or stalled; beyond it the oldest are dropped and counted.
+  size_t tcp_buffer_bytes = size_t{64} << 20;
 };
 
 /// Creates an IPFIX exporter. Throws std::invalid_argument on bad options and
-/// std::runtime_error when the collector cannot be resolved or, for TCP,
-/// connected (the message names host:port), or the file cannot be created.
+/// std::runtime_error when the collector cannot be resolved (the message
+/// names host:port) or the file cannot be created. A TCP collector that is
+/// down at start-up is not an error: records are buffered and it is retried.
 ///
 /// Wire format, per IP version one template (IPv4: id 256, IPv6: id 257):
 ///  - every FlowRecord field is sent; ICMP flows carry type*256+code in both
