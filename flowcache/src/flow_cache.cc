@@ -342,12 +342,13 @@ void FlowCache::evictOne() {
   }
 }
 
-void FlowCache::flushAll() {
+void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
   for (uint32_t index = 0; index < used_; ++index) {
     Entry& e = entries_[index];
     if (e.next_free != kLive) continue;
     if (e.rec.packets != 0) ++counters_.flushed;
     emit(e, FlowEndReason::kForcedEnd);
+    if (output_.size() >= chunk) hand_off();
   }
   // Everything is gone: reset the structures wholesale instead of erasing
   // one slot at a time.

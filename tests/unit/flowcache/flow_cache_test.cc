@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <random>
 #include <tuple>
 
@@ -43,6 +44,32 @@ std::vector<FlowRecord> take(FlowCache& c) {
   std::vector<FlowRecord> out;
   out.swap(c.output());
   return out;
+}
+
+TEST(FlowCache, FlushAllInChunksHandsOffEveryFlowOnceAndNeverHoldsMoreThanAChunk) {
+  FlowCache cache(opts(60'000, 15'000, 5000));
+  for (uint16_t i = 0; i < 1000; ++i) cache.update(packet(udpKey(static_cast<uint8_t>(i % 7), i), 1000, 100 + i));
+  ASSERT_EQ(cache.activeFlows(), 1000u);
+  std::vector<size_t> chunk_sizes;
+  std::set<uint16_t> ports;
+  uint64_t octets = 0;
+  cache.flushAll(64, [&] {
+    chunk_sizes.push_back(cache.output().size());
+    for (const FlowRecord& r : take(cache)) {
+      EXPECT_TRUE(ports.insert(r.key.src_port).second);
+      EXPECT_EQ(r.end_reason, FlowEndReason::kForcedEnd);
+      octets += r.octets;
+    }
+  });
+  for (const FlowRecord& r : take(cache)) {  // the remainder, fewer than a chunk
+    EXPECT_TRUE(ports.insert(r.key.src_port).second);
+    octets += r.octets;
+  }
+  EXPECT_EQ(chunk_sizes, std::vector<size_t>(1000 / 64, 64));
+  EXPECT_EQ(ports.size(), 1000u);
+  EXPECT_EQ(octets, 1000u * 100 + 999u * 1000 / 2);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  EXPECT_EQ(cache.counters().flushed, 1000u);
 }
 
 TEST(FlowCache, FoldsPacketsOfOneKeyIntoOneFlow) {

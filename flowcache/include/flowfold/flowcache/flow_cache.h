@@ -22,6 +22,7 @@
 // drive the cache with plain numbers.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -97,7 +98,11 @@ class FlowCache {
   bool expire(uint64_t now_ms);
 
   /// Exports every flow with reason forced-end and empties the cache.
-  void flushAll();
+  void flushAll() { flushAll(SIZE_MAX, [] {}); }
+  /// The same, calling hand_off() each time output() holds `chunk` records,
+  /// so the caller can move them out: with ten million flows in the cache,
+  /// one output vector of all of them would double the peak memory.
+  void flushAll(size_t chunk, const std::function<void()>& hand_off);
 
   /// Records produced so far (expired, ended, evicted, flushed). The caller
   /// moves them out (swap with an empty vector) and hands them to exporters.
