@@ -26,6 +26,7 @@ enum LongOnly {
   kOptIpfixEncoder,
   kOptWorkers,
   kOptMysql,
+  kOptTunnels,
 };
 
 uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
@@ -85,6 +86,11 @@ Flow cache:
   --idle-timeout D     same as -t idle=D
   --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
 
+Decoder:
+  --tunnels MODE       GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4 traffic:
+                       outer (default; the outer packet, as on the wire), inner
+                       (the innermost packet) or both (one flow each)
+
 General:
   -c FILE              YAML configuration (see flowfold.yaml(5))
   --check-config [FILE]  validate the configuration (-c FILE, or FILE) and exit
@@ -105,6 +111,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   int64_t active_ms = -1, idle_ms = -1, rate = -1, domain = -1, mtu = -1;
   std::string ipfix_encoder;
   int64_t workers = -1;
+  std::string tunnels;
 
   static const option kLong[] = {
       {"text", optional_argument, nullptr, kOptText},
@@ -121,6 +128,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
       {"workers", required_argument, nullptr, kOptWorkers},
       {"mysql", required_argument, nullptr, kOptMysql},
+      {"tunnels", required_argument, nullptr, kOptTunnels},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -199,6 +207,13 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       case kOptIdle: idle_ms = static_cast<int64_t>(secondsToMs(optarg, "--idle-timeout")); break;
       case kOptLogLevel: log_level = optarg; break;
       case kOptWorkers: workers = static_cast<int64_t>(number(optarg, "--workers", 1, 64)); break;
+      case kOptTunnels: {
+        probe::TunnelMode mode;
+        tunnels = optarg;
+        if (!probe::parseTunnelMode(tunnels, mode))
+          throw ConfigError("command line: --tunnels takes outer, inner or both, not '" + tunnels + "'");
+        break;
+      }
       case kOptIpfixEncoder:
         ipfix_encoder = optarg;
         if (ipfix_encoder != "libfixbuf" && ipfix_encoder != "direct")
@@ -235,6 +250,7 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   }
   if (max_flows >= 0) config.cache.max_flows = static_cast<uint32_t>(max_flows);
   if (workers >= 0) config.workers = static_cast<uint32_t>(workers);
+  if (!tunnels.empty()) probe::parseTunnelMode(tunnels, config.tunnels);
   if (active_ms >= 0) config.cache.active_timeout_ms = static_cast<uint64_t>(active_ms);
   if (idle_ms >= 0) config.cache.idle_timeout_ms = static_cast<uint64_t>(idle_ms);
   if (!log_level.empty()) {

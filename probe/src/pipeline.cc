@@ -3,7 +3,11 @@
 namespace flowfold {
 
 Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
-    : options_(options), decoder_(datalink), cache_(options.cache), export_stage_(export_stage) {
+    : options_(options),
+      decoder_(datalink, {}, options.tunnels),
+      both_(options.tunnels == probe::TunnelMode::kBoth),
+      cache_(options.cache),
+      export_stage_(export_stage) {
   if (options_.export_batch == 0) options_.export_batch = 1;
   cache_.output().reserve(options_.export_batch * 2);
 }
@@ -52,7 +56,7 @@ void Pipeline::finish() {
   while (cache_.expire(now_ms_)) {
     if (cache_.output().size() >= options_.export_batch) handOff(false);
   }
-  cache_.flushAll();
+  cache_.flushAll(options_.export_batch, [this] { handOff(false); });
   handOff(true);
   publishStats();
 }

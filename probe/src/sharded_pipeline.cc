@@ -12,7 +12,9 @@ constexpr uint64_t kTickMs = 100;
 }  // namespace
 
 ShardedPipeline::ShardedPipeline(const PipelineOptions& options, int datalink, ExportStage& stage, unsigned workers)
-    : options_(options), decoder_(datalink) {
+    : options_(options),
+      decoder_(datalink, {}, options.tunnels),
+      both_(options.tunnels == probe::TunnelMode::kBoth) {
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>(kRingCapacity);
@@ -33,14 +35,21 @@ void ShardedPipeline::onPacket(const uint8_t* data, uint32_t caplen, uint32_t wi
     next_tick_ms_ = ts_ms + kTickMs;
   }
   if (ts_ms > now_ms_) now_ms_ = ts_ms;
-  if (decoder_.decode(data, caplen, wirelen, ts_ms, scratch_) != probe::DecodeStatus::kOk) return;
-  scratch_.key.ingress_if = options_.ingress_if;
-  const uint64_t shard = symmetricFlowHash(scratch_.key) % workers_.size();
+  probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+  if (decoder_.decode(data, caplen, wirelen, ts_ms, scratch_, inner) != probe::DecodeStatus::kOk) return;
+  route(scratch_, ts_ms);
+  // Tunnel mode both: the inner flow goes to the shard of its own key.
+  if (both_ && inner_.tunnel_depth != 0) [[unlikely]] route(inner_, ts_ms);
+}
+
+void ShardedPipeline::route(probe::PacketInfo& info, uint64_t ts_ms) {
+  info.key.ingress_if = options_.ingress_if;
+  const uint64_t shard = symmetricFlowHash(info.key) % workers_.size();
   Worker& w = *workers_[shard];
   Item& item = w.ring.claim();
-  item.info = scratch_;
+  item.info = info;
   item.ts_ms = ts_ms;
-  item.hash = hashFlowKey(scratch_.key);
+  item.hash = hashFlowKey(info.key);
   item.kind = Kind::kPacket;
   w.ring.commit();
 }

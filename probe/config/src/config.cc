@@ -190,6 +190,10 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
        }},
       {"rate_limit",
        [&](const YAML::Node& n) { e.rate_limit = unsignedValue(name, n, "rate_limit", 0, 100'000'000); }},
+      {"tcp_buffer_mb",
+       [&](const YAML::Node& n) {
+         e.tcp_buffer_mb = static_cast<uint32_t>(unsignedValue(name, n, "tcp_buffer_mb", 1, 65'536));
+       }},
   };
   readMap(name, node, "exporter", h);
   const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
@@ -316,6 +320,18 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                      {"idle_timeout",
                       [&](const YAML::Node& v) {
                         c.cache.idle_timeout_ms = durationMs(name, v, "idle_timeout", 1, 7 * 86'400'000ull);
+                      }},
+                 });
+       }},
+      {"decoder",
+       [&](const YAML::Node& n) {
+         readMap(name, n, "decoder",
+                 {
+                     {"tunnels",
+                      [&](const YAML::Node& v) {
+                        const std::string t = scalar(name, v, "tunnels");
+                        if (!probe::parseTunnelMode(t, c.tunnels))
+                          fail(name, v, "unknown tunnels mode '" + t + "' (outer, inner, both)");
                       }},
                  });
        }},

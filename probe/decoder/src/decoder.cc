@@ -21,6 +21,9 @@ constexpr uint16_t kEtherQinqOld = 0x9100;   // pre-standard QinQ
 constexpr uint16_t kEtherMplsUnicast = 0x8847;
 constexpr uint16_t kEtherMplsMulticast = 0x8848;
 constexpr uint16_t kEtherPppoeSession = 0x8864;  // discovery (0x8863) is not IP
+constexpr uint16_t kEtherTeb = 0x6558;      // transparent Ethernet bridging (GRE, Geneve)
+constexpr uint16_t kEtherErspan2 = 0x88be;   // ERSPAN type I (no S flag) or II, over GRE
+constexpr uint16_t kEtherErspan3 = 0x22eb;   // ERSPAN type III, over GRE
 constexpr uint16_t kPppIpv4 = 0x0021;
 constexpr uint16_t kPppIpv6 = 0x0057;
 
@@ -32,6 +35,9 @@ constexpr uint32_t kAfInet6Darwin = 30;   // macOS, iOS
 
 // IP protocol numbers (IANA).
 constexpr uint8_t kProtoIcmp = 1;
+constexpr uint8_t kProtoIpip = 4;    // IPv4 encapsulated (RFC 2003; 4in4, 4in6)
+constexpr uint8_t kProtoIpv6 = 41;   // IPv6 encapsulated (RFC 4213; 6in4, 6to4, 6in6)
+constexpr uint8_t kProtoGre = 47;
 constexpr uint8_t kProtoTcp = 6;
 constexpr uint8_t kProtoUdp = 17;
 constexpr uint8_t kProtoDccp = 33;
@@ -46,6 +52,12 @@ constexpr uint8_t kProtoSctp = 132;
 constexpr uint8_t kProtoUdpLite = 136;
 
 constexpr uint8_t kIpv6JumboOption = 0xc2;  // RFC 2675
+
+// UDP destination ports of the UDP tunnels (IANA).
+constexpr uint16_t kPortVxlan = 4789;   // RFC 7348
+constexpr uint16_t kPortGeneve = 6081;  // RFC 8926
+constexpr uint16_t kPortGtpu = 2152;    // 3GPP TS 29.281
+constexpr uint8_t kGtpGpdu = 255;       // GTP-U message type carrying a user packet
 
 inline uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 inline uint32_t load32(const uint8_t* p) {
@@ -74,8 +86,19 @@ constexpr DecodeStatus kOutcomeStatus[] = {
 #undef FLOWFOLD_OUTCOME
 };
 
+// An encapsulation a decoded packet carries (tunnel modes only).
+enum class Tunnel : uint8_t { kNone, kGre, kVxlan, kGeneve, kGtpu, kIpip, k6in4 };
+
+// What opening a tunnel gave: the inner packet decoded, the payload is not
+// a tunnelled packet after all (GRE v1/PPTP, GTP-U signalling: the outer
+// flow, silently), or the inner packet could not be decoded (counted).
+enum class Decap : uint8_t { kDecoded, kNotTunnel, kUndecodable };
+
 // Walks one packet through the layers. Lives on the stack for one decode()
-// call; everything is inlined into it.
+// call; everything is inlined into it. kTunnels: the walker also notes
+// where the transport header is, so that a tunnel it carries can be opened
+// (modes inner and both); kOuter runs the walker without it.
+template <bool kTunnels>
 class PacketWalker {
  public:
   PacketWalker(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
@@ -138,6 +161,8 @@ class PacketWalker {
       uint16_t vid = load16(p_ + off) & 0x0fff;
       if (tags == 0) {
         key_.vlan_id = vid;
+        // An inner (tunnelled) frame's tags replace the outer frame's.
+        if constexpr (kTunnels) key_.inner_vlan_id = 0;
       } else if (tags == 1) {
         key_.inner_vlan_id = vid;
       }
@@ -353,6 +378,11 @@ class PacketWalker {
   // than accounted to a wrong (port 0) flow.
   Outcome transport(uint8_t protocol, size_t off, size_t end) {
     key_.protocol = protocol;
+    if constexpr (kTunnels) {
+      l4_off_ = off;
+      l4_end_ = end;
+      l4_seen_ = true;
+    }
     size_t need;
     switch (protocol) {
       case kProtoTcp:
@@ -387,7 +417,213 @@ class PacketWalker {
     return Outcome::decoded;
   }
 
+  // ---- tunnels (kTunnels only) ------------------------------------------
+
+  // This walker decoded its packet (at `depth` encapsulations from the
+  // frame). If the packet carries a tunnel, decodes the encapsulated packet
+  // into levels[depth] and goes on from there. Returns the innermost packet
+  // that decoded: &out_ when nothing was (or could be) decapsulated.
+  const PacketInfo* descend(PacketInfo* levels, int depth) {
+    const Tunnel tunnel = carried();
+    if (tunnel == Tunnel::kNone) return &out_;
+    if (out_.is_fragment) {
+      // The inner headers are in the first fragment only: the fragments of
+      // one datagram stay together in the outer flow.
+      ++counters_.tunnel_outer_fragment;
+      return &out_;
+    }
+    if (!l4_seen_) {  // the walk stopped before the payload (extension-header limit)
+      ++counters_.tunnel_inner_undecodable;
+      return &out_;
+    }
+    if (depth == Decoder::kMaxTunnelDepth) {
+      ++counters_.tunnel_depth_limit;
+      return &out_;
+    }
+    PacketInfo& inner = levels[depth];
+    inner = out_;  // the link-layer context (MACs, VLANs, MPLS) carries over
+    inner.key.src_addr = {};
+    inner.key.dst_addr = {};
+    inner.key.src_port = 0;
+    inner.key.dst_port = 0;
+    inner.key.protocol = 0;
+    inner.key.ip_version = 0;
+    inner.ip_length = 0;
+    inner.tcp_flags = 0;
+    inner.tos = 0;
+    inner.ttl = 0;
+    inner.is_fragment = false;
+    inner.tunnel_depth = static_cast<uint8_t>(depth + 1);
+    PacketWalker child(p_, caplen_, wirelen_, ts_ms_, inner, counters_, fragments_);
+    uint64_t DecodeCounters::*counter = nullptr;
+    switch (child.open(tunnel, l4_off_, l4_end_, counter)) {
+      case Decap::kNotTunnel:
+        return &out_;
+      case Decap::kUndecodable:
+        ++counters_.tunnel_inner_undecodable;
+        return &out_;
+      case Decap::kDecoded:
+        break;
+    }
+    ++(counters_.*counter);
+    return child.descend(levels, depth + 1);
+  }
+
  private:
+  Tunnel carried() const {
+    switch (key_.protocol) {
+      case kProtoIpip:
+        return Tunnel::kIpip;
+      case kProtoIpv6:
+        return Tunnel::k6in4;
+      case kProtoGre:
+        return Tunnel::kGre;
+      case kProtoUdp:
+        switch (key_.dst_port) {
+          case kPortVxlan:
+            return Tunnel::kVxlan;
+          case kPortGeneve:
+            return Tunnel::kGeneve;
+          case kPortGtpu:
+            return Tunnel::kGtpu;
+          default:
+            return Tunnel::kNone;
+        }
+      default:
+        return Tunnel::kNone;
+    }
+  }
+
+  // Decodes the packet `tunnel` carries; `off` is where the outer transport
+  // header (UDP, GRE) or the inner IP header (IP-in-IP) starts, `end` where
+  // the outer datagram ends. Sets `counter` to the tunnel's counter.
+  Decap open(Tunnel tunnel, size_t off, size_t end, uint64_t DecodeCounters::*& counter) {
+    switch (tunnel) {
+      case Tunnel::kIpip:
+        counter = &DecodeCounters::tunnel_ipip;
+        return enter(off, end, [&] { return ip(off, 4); });
+      case Tunnel::k6in4:
+        counter = &DecodeCounters::tunnel_6in4;
+        return enter(off, end, [&] { return ip(off, 6); });
+      case Tunnel::kGre:
+        counter = &DecodeCounters::tunnel_gre;
+        return gre(off, end, counter);
+      case Tunnel::kVxlan:
+        counter = &DecodeCounters::tunnel_vxlan;
+        return vxlan(off + 8, end);
+      case Tunnel::kGeneve:
+        counter = &DecodeCounters::tunnel_geneve;
+        return geneve(off + 8, end);
+      case Tunnel::kGtpu:
+        counter = &DecodeCounters::tunnel_gtpu;
+        return gtpu(off + 8, end);
+      case Tunnel::kNone:
+      default:
+        return Decap::kNotTunnel;
+    }
+  }
+
+  // Runs `walk` on the inner packet at `off` if the outer datagram has room
+  // for one there.
+  template <typename Walk>
+  static Decap enter(size_t off, size_t end, Walk&& walk) {
+    if (off >= end) return Decap::kUndecodable;
+    return walk() == Outcome::decoded ? Decap::kDecoded : Decap::kUndecodable;
+  }
+
+  // A protocol type that is an EtherType (GRE, Geneve): Ethernet for
+  // transparent bridging, else IPv4, IPv6, MPLS, ... through the dispatcher.
+  Decap etherPayload(uint16_t type, size_t off, size_t end) {
+    if (type == kEtherTeb) return enter(off, end, [&] { return ethernet(off); });
+    return enter(off, end, [&] { return etherType(type, off); });
+  }
+
+  // GRE (RFC 2784, key and sequence number RFC 2890): flags C..K S, version
+  // 0; optional checksum+reserved (C), key (K), sequence number (S). The
+  // RFC 1701 routing bit R is obsolete (RFC 2784) and not followed. Version
+  // 1 is PPTP's enhanced GRE (RFC 2637, PPP inside): left as the outer flow.
+  Decap gre(size_t off, size_t end, uint64_t DecodeCounters::*& counter) {
+    if (off + 4 > end || !has(off, 4)) return Decap::kUndecodable;
+    const uint8_t flags = p_[off];
+    const uint8_t version = p_[off + 1] & 0x07;
+    if (version != 0) return Decap::kNotTunnel;
+    if ((flags & 0x40) != 0) return Decap::kUndecodable;  // R: source routing
+    const uint16_t type = load16(p_ + off + 2);
+    const bool seq = (flags & 0x10) != 0;
+    size_t hdr = 4;
+    if ((flags & 0x80) != 0) hdr += 4;  // C: checksum, reserved1
+    if ((flags & 0x20) != 0) hdr += 4;  // K: key
+    if (seq) hdr += 4;                  // S: sequence number
+    off += hdr;
+    switch (type) {
+      case kEtherErspan2:
+        // Type II has an 8-byte header and a sequence number in GRE; type I
+        // (no S flag) has no header of its own.
+        counter = &DecodeCounters::tunnel_erspan;
+        return enter(off, end, [&] { return ethernet(seq ? off + 8 : off); });
+      case kEtherErspan3: {
+        // 12 bytes: ver/VLAN(2) COS/BSO/T/session(2) timestamp(4) SGT(2)
+        // P/FT(5)/HW ID/D/Gra/O(2); an 8-byte platform subheader if O.
+        counter = &DecodeCounters::tunnel_erspan;
+        if (!has(off, 12)) return Decap::kUndecodable;
+        const uint16_t bits = load16(p_ + off + 10);
+        const unsigned frame_type = (bits >> 10) & 0x1f;
+        const size_t payload = off + 12 + ((bits & 0x01) != 0 ? 8 : 0);
+        if (frame_type == 0) return enter(payload, end, [&] { return ethernet(payload); });
+        if (frame_type == 2) return enter(payload, end, [&] { return ip(payload, 0); });
+        return Decap::kUndecodable;  // another frame type (802.11, ...)
+      }
+      default:
+        return etherPayload(type, off, end);
+    }
+  }
+
+  // VXLAN (RFC 7348), `off` after the UDP header: flags(1) with I (valid
+  // VNI) set, reserved(3), VNI(3), reserved(1); then an Ethernet frame.
+  Decap vxlan(size_t off, size_t end) {
+    if (off + 8 > end || !has(off, 8)) return Decap::kUndecodable;
+    if ((p_[off] & 0x08) == 0) return Decap::kUndecodable;
+    return enter(off + 8, end, [&] { return ethernet(off + 8); });
+  }
+
+  // Geneve (RFC 8926): version(2) options length(6, in 4-byte words),
+  // O/C flags(2) reserved(6), protocol type(2), VNI(3), reserved(1), options.
+  Decap geneve(size_t off, size_t end) {
+    if (off + 8 > end || !has(off, 8)) return Decap::kUndecodable;
+    if ((p_[off] >> 6) != 0) return Decap::kUndecodable;  // unknown version
+    const size_t options = size_t{p_[off] & 0x3fu} * 4;
+    return etherPayload(load16(p_ + off + 2), off + 8 + options, end);
+  }
+
+  // GTP-U (3GPP TS 29.281), `off` after the UDP header: flags(1) = version
+  // (3 bits, 1), PT (1 = GTP), reserved, E, S, PN; message type(1);
+  // length(2); TEID(4). If E, S or PN is set: sequence number(2), N-PDU
+  // number(1), next extension header type(1); with E, extension headers
+  // follow, each length(1, in 4-byte units) ... next type(1), until type 0.
+  // Only a G-PDU carries a user packet: echo, error indication, end marker
+  // and GTP' stay the outer flow.
+  Decap gtpu(size_t off, size_t end) {
+    if (off + 8 > end || !has(off, 8)) return Decap::kUndecodable;
+    const uint8_t flags = p_[off];
+    if ((flags >> 5) != 1 || (flags & 0x10) == 0 || p_[off + 1] != kGtpGpdu) return Decap::kNotTunnel;
+    size_t cur = off + 8;
+    if ((flags & 0x07) != 0) {
+      if (!has(cur, 4)) return Decap::kUndecodable;
+      uint8_t next = p_[cur + 3];
+      cur += 4;
+      // Each header is at least 4 bytes, so the walk ends within the capture.
+      while ((flags & 0x04) != 0 && next != 0) {
+        if (!has(cur, 1)) return Decap::kUndecodable;
+        const size_t len = size_t{p_[cur]} * 4;
+        if (len == 0 || cur + len > end) return Decap::kUndecodable;
+        if (!has(cur, len)) return Decap::kUndecodable;
+        next = p_[cur + len - 1];
+        cur += len;
+      }
+    }
+    return enter(cur, end, [&] { return ip(cur, 0); });
+  }
+
   bool has(size_t off, size_t n) const { return off <= caplen_ && caplen_ - off >= n; }
 
   enum class Jumbo : uint8_t { kFound, kAbsent, kCut };
@@ -462,9 +698,57 @@ class PacketWalker {
   FlowKey& key_;
   DecodeCounters& counters_;
   FragmentTable& fragments_;
+  // Where the transport header starts and the datagram ends (kTunnels only).
+  size_t l4_off_ = 0;
+  size_t l4_end_ = 0;
+  bool l4_seen_ = false;
 };
 
+// Runs `walker` from the frame's first layer.
+template <class Walker>
+Outcome walkFrame(Walker& walker, Decoder::Link link) {
+  switch (link) {
+    case Decoder::Link::kEthernet:
+      return walker.ethernet(0);
+    case Decoder::Link::kLinuxSll:
+      return walker.linuxSll(0);
+    case Decoder::Link::kLinuxSll2:
+      return walker.linuxSll2(0);
+    case Decoder::Link::kRaw:
+      return walker.ip(0, 0);
+    case Decoder::Link::kRawIpv4:
+      return walker.ip(0, 4);
+    case Decoder::Link::kRawIpv6:
+      return walker.ip(0, 6);
+    case Decoder::Link::kNull:
+      return walker.loopback(0);
+    case Decoder::Link::kUnsupported:
+    default:
+      return Outcome::unsupported_link;
+  }
+}
+
 }  // namespace
+
+std::string_view tunnelModeName(TunnelMode mode) {
+  switch (mode) {
+    case TunnelMode::kOuter:
+      return "outer";
+    case TunnelMode::kInner:
+      return "inner";
+    case TunnelMode::kBoth:
+      return "both";
+  }
+  return "?";
+}
+
+bool parseTunnelMode(std::string_view text, TunnelMode& mode) {
+  if (text == "outer") mode = TunnelMode::kOuter;
+  else if (text == "inner") mode = TunnelMode::kInner;
+  else if (text == "both") mode = TunnelMode::kBoth;
+  else return false;
+  return true;
+}
 
 Decoder::Link Decoder::linkFor(int dlt) {
   switch (dlt) {
@@ -492,45 +776,43 @@ Decoder::Link Decoder::linkFor(int dlt) {
   }
 }
 
-Decoder::Decoder(int dlt, FragmentTableConfig fragments)
-    : dlt_(dlt), link_(linkFor(dlt)), fragments_(fragments) {}
+Decoder::Decoder(int dlt, FragmentTableConfig fragments, TunnelMode tunnels)
+    : dlt_(dlt), link_(linkFor(dlt)), tunnels_(tunnels), fragments_(fragments) {}
 
 bool Decoder::supportsLinkType(int dlt) { return linkFor(dlt) != Link::kUnsupported; }
 
-DecodeStatus Decoder::decode(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                             uint64_t ts_ms, PacketInfo& out) {
+DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                                  uint64_t ts_ms, PacketInfo& out) {
   ++counters_.packets;
   out = PacketInfo{};
-  PacketWalker walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
-  Outcome outcome;
-  switch (link_) {
-    case Link::kEthernet:
-      outcome = walker.ethernet(0);
-      break;
-    case Link::kLinuxSll:
-      outcome = walker.linuxSll(0);
-      break;
-    case Link::kLinuxSll2:
-      outcome = walker.linuxSll2(0);
-      break;
-    case Link::kRaw:
-      outcome = walker.ip(0, 0);
-      break;
-    case Link::kRawIpv4:
-      outcome = walker.ip(0, 4);
-      break;
-    case Link::kRawIpv6:
-      outcome = walker.ip(0, 6);
-      break;
-    case Link::kNull:
-      outcome = walker.loopback(0);
-      break;
-    case Link::kUnsupported:
-    default:
-      outcome = Outcome::unsupported_link;
-      break;
+  PacketWalker<false> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
+  const auto index = static_cast<size_t>(walkFrame(walker, link_));
+  ++(counters_.*kOutcomeCounter[index]);
+  return kOutcomeStatus[index];
+}
+
+DecodeStatus Decoder::decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                                    uint64_t ts_ms, PacketInfo& out, PacketInfo* inner) {
+  ++counters_.packets;
+  out = PacketInfo{};
+  if (inner != nullptr) inner->tunnel_depth = 0;
+  PacketWalker<true> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
+  const Outcome outcome = walkFrame(walker, link_);
+  if (outcome == Outcome::decoded) {
+    // The outer packet is accounted whatever happens inside it: an inner
+    // packet that does not decode leaves it as it is.
+    PacketInfo levels[kMaxTunnelDepth];
+    const PacketInfo* innermost = walker.descend(levels, 0);
+    if (innermost != &out) {
+      ++counters_.tunnel_decapsulated;
+      if (tunnels_ == TunnelMode::kBoth) {
+        *inner = *innermost;
+      } else {
+        out = *innermost;
+      }
+    }
   }
-  auto index = static_cast<size_t>(outcome);
+  const auto index = static_cast<size_t>(outcome);
   ++(counters_.*kOutcomeCounter[index]);
   return kOutcomeStatus[index];
 }

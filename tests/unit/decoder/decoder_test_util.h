@@ -57,7 +57,10 @@ inline void expectInvariant(const DecodeCounters& c) {
 
 /// A decoder plus the last result; checks the invariant on every call.
 struct Harness {
-  explicit Harness(int dlt, FragmentTableConfig fragments = {}) : decoder(dlt, fragments) {}
+  explicit Harness(int dlt, FragmentTableConfig fragments = {},
+                   TunnelMode tunnels = TunnelMode::kOuter)
+      : decoder(dlt, fragments, tunnels) {}
+  Harness(int dlt, TunnelMode tunnels) : Harness(dlt, {}, tunnels) {}
 
   DecodeStatus run(const Bytes& packet, uint32_t wirelen = 0, uint64_t ts_ms = 0) {
     return runPrefix(packet, static_cast<uint32_t>(packet.size()), wirelen, ts_ms);
@@ -66,7 +69,9 @@ struct Harness {
   DecodeStatus runPrefix(const Bytes& packet, uint32_t caplen, uint32_t wirelen = 0,
                          uint64_t ts_ms = 0) {
     if (wirelen == 0) wirelen = static_cast<uint32_t>(packet.size());
-    status = decoder.decode(packet.data(), caplen, wirelen, ts_ms, info);
+    // Mode both: `inner` receives the second flow (tunnel_depth 0 if none).
+    PacketInfo* second = decoder.tunnelMode() == TunnelMode::kBoth ? &inner : nullptr;
+    status = decoder.decode(packet.data(), caplen, wirelen, ts_ms, info, second);
     expectInvariant(decoder.counters());
     return status;
   }
@@ -74,6 +79,7 @@ struct Harness {
 
   Decoder decoder;
   PacketInfo info;
+  PacketInfo inner;
   DecodeStatus status = DecodeStatus::kOk;
 };
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <vector>
 
@@ -59,6 +61,29 @@ TEST(CommandLine, RejectsWhatItCannotDo) {
   EXPECT_THROW(parse({"-r", "x", "-t", "lifetime=3"}, cl), ConfigError);
   EXPECT_THROW(parse({"-r", "x", "--nope"}, cl), ConfigError);
   EXPECT_THROW(parse({"-r"}, cl), ConfigError);
+}
+
+TEST(CommandLine, TunnelsOptionOverridesTheFile) {
+  CommandLine cl;
+  EXPECT_EQ(parse({"-r", "x"}, cl).tunnels, probe::TunnelMode::kOuter);
+  EXPECT_EQ(parse({"-r", "x", "--tunnels", "inner"}, cl).tunnels, probe::TunnelMode::kInner);
+  EXPECT_EQ(parse({"-r", "x", "--tunnels=both"}, cl).tunnels, probe::TunnelMode::kBoth);
+  char path[] = "/tmp/flowfold-cli-tunnels-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string yaml = "decoder:\n  tunnels: inner\n";
+  ASSERT_EQ(write(fd, yaml.data(), yaml.size()), static_cast<ssize_t>(yaml.size()));
+  close(fd);
+  EXPECT_EQ(parse({"-c", path, "-r", "x"}, cl).tunnels, probe::TunnelMode::kInner);
+  EXPECT_EQ(parse({"-c", path, "-r", "x", "--tunnels", "outer"}, cl).tunnels, probe::TunnelMode::kOuter);
+  unlink(path);
+  try {
+    parse({"-r", "x", "--tunnels", "all"}, cl);
+    ADD_FAILURE() << "--tunnels all accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "command line: --tunnels takes outer, inner or both, not 'all'");
+  }
+  EXPECT_THROW(parse({"-r", "x", "--tunnels"}, cl), ConfigError);
 }
 
 TEST(CommandLine, CheckConfigTakesTheFileAsAnArgumentToo) {

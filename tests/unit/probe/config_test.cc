@@ -66,6 +66,16 @@ TEST(Config, ErrorsNameFileLineAndColumn) {
   EXPECT_EQ(errorOf("log:\n  level: loud\n"), "t.yaml:2:10: unknown log level 'loud' (error, warn, info, debug)");
 }
 
+TEST(Config, TunnelModeInTheDecoderSection) {
+  EXPECT_EQ(parseConfig("", "t.yaml").tunnels, probe::TunnelMode::kOuter);
+  EXPECT_EQ(parseConfig("decoder:\n  tunnels: inner\n", "t.yaml").tunnels, probe::TunnelMode::kInner);
+  EXPECT_EQ(parseConfig("decoder:\n  tunnels: both\n", "t.yaml").tunnels, probe::TunnelMode::kBoth);
+  EXPECT_EQ(parseConfig("decoder:\n  tunnels: outer\n", "t.yaml").tunnels, probe::TunnelMode::kOuter);
+  EXPECT_EQ(errorOf("decoder:\n  tunnels: deep\n"), "t.yaml:2:12: unknown tunnels mode 'deep' (outer, inner, both)");
+  EXPECT_EQ(errorOf("decoder:\n  tunnel: inner\n"), "t.yaml:2:3: unknown key 'tunnel' in decoder (known: tunnels)");
+  EXPECT_EQ(errorOf("decoder:\n  tunnels: [inner]\n"), "t.yaml:2:12: 'tunnels' must be a single value");
+}
+
 // Found by fuzz_config: a list or a mapping used as a key escaped as
 // yaml-cpp's BadConversion instead of a ConfigError with file:line:column.
 TEST(Config, KeyThatIsNotANameIsAConfigError) {

@@ -52,6 +52,18 @@ std::vector<uint8_t> udpFrame(uint8_t src_host, uint16_t sport, uint16_t payload
   return f;
 }
 
+// `frame` (Ethernet + IPv4) wrapped in IP-in-IP: Ethernet + outer IPv4
+// 203.0.113.1 -> 203.0.113.2, protocol 4, around the original IP packet.
+std::vector<uint8_t> ipInIp(const std::vector<uint8_t>& frame) {
+  std::vector<uint8_t> f(frame.begin(), frame.begin() + 14);
+  const uint16_t total = static_cast<uint16_t>(20 + frame.size() - 14);
+  const uint8_t outer[20] = {0x45, 0, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total), 0, 0, 0, 0,
+                             255, 4, 0, 0, 203, 0, 113, 1, 203, 0, 113, 2};
+  f.insert(f.end(), outer, outer + 20);
+  f.insert(f.end(), frame.begin() + 14, frame.end());
+  return f;
+}
+
 struct Fixture : ::testing::Test {
   RecordingExporter::Shared shared;
   std::unique_ptr<ExportStage> stage;
@@ -87,6 +99,62 @@ TEST_F(Fixture, EveryPacketReachesTheExporterByTheEnd) {
   EXPECT_EQ(shared.records.size(), 50u);
   EXPECT_GE(shared.flushes, 1);
   EXPECT_EQ(p->decodeCounters().decoded, 1000u);
+}
+
+// Tunnel modes: 100 IP-in-IP packets carrying 5 inner UDP conversations.
+struct TunnelTotals {
+  size_t records = 0;
+  uint64_t packets = 0, octets = 0, outer_packets = 0, outer_octets = 0;
+};
+TunnelTotals runTunnels(Fixture& fx, probe::TunnelMode mode) {
+  PipelineOptions o;
+  o.tunnels = mode;
+  auto p = fx.make(o);
+  for (int i = 0; i < 100; ++i) {
+    const auto f = ipInIp(udpFrame(static_cast<uint8_t>(i % 5), 1000, static_cast<uint16_t>(i)));
+    p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000'000 + i);
+  }
+  fx.finish(*p);
+  EXPECT_EQ(p->decodeCounters().decoded, 100u);
+  TunnelTotals t;
+  t.records = fx.shared.records.size();
+  for (const auto& r : fx.shared.records) {
+    t.packets += r.packets;
+    t.octets += r.octets;
+    if (r.key.protocol == 4) {
+      t.outer_packets += r.packets;
+      t.outer_octets += r.octets;
+    }
+  }
+  return t;
+}
+
+// Inner UDP packets: 28 + i bytes for i in 0..99; the outer adds 20 each.
+constexpr uint64_t kInnerOctets = 100 * 28 + 99 * 100 / 2;
+constexpr uint64_t kOuterOctets = kInnerOctets + 100 * 20;
+
+TEST_F(Fixture, TunnelModeOuterAccountsTheOuterFlowOnly) {
+  const TunnelTotals t = runTunnels(*this, probe::TunnelMode::kOuter);
+  EXPECT_EQ(t.records, 1u);
+  EXPECT_EQ(t.packets, 100u);
+  EXPECT_EQ(t.octets, kOuterOctets);
+}
+
+TEST_F(Fixture, TunnelModeInnerAccountsTheInnerFlows) {
+  const TunnelTotals t = runTunnels(*this, probe::TunnelMode::kInner);
+  EXPECT_EQ(t.records, 5u);
+  EXPECT_EQ(t.packets, 100u);
+  EXPECT_EQ(t.octets, kInnerOctets);
+  EXPECT_EQ(t.outer_packets, 0u);
+}
+
+TEST_F(Fixture, TunnelModeBothAccountsEachPacketInTwoFlows) {
+  const TunnelTotals t = runTunnels(*this, probe::TunnelMode::kBoth);
+  EXPECT_EQ(t.records, 6u);
+  EXPECT_EQ(t.packets, 200u);
+  EXPECT_EQ(t.outer_packets, 100u);
+  EXPECT_EQ(t.outer_octets, kOuterOctets);
+  EXPECT_EQ(t.octets - t.outer_octets, kInnerOctets);
 }
 
 TEST_F(Fixture, ClockAdvanceExpiresIdleFlowsWithoutNewPackets) {

@@ -116,5 +116,43 @@ TEST(ShardedPipeline, ConservesEveryPacketAndKeepsOneFlowPerKey) {
   for (const auto& [key, n] : packets) EXPECT_EQ(n, 50u);
 }
 
+TEST(ShardedPipeline, TunnelModeBothRoutesEachFlowToItsOwnShard) {
+  std::mutex mu;
+  std::vector<FlowRecord> out;
+  std::vector<std::unique_ptr<Exporter>> exporters;
+  exporters.push_back(std::make_unique<Collect>(mu, out));
+  ExportStage stage(std::move(exporters), 16);
+  PipelineOptions options;
+  options.cache.idle_timeout_ms = 600'000;
+  options.cache.active_timeout_ms = 600'000;
+  options.tunnels = probe::TunnelMode::kBoth;
+  {
+    ShardedPipeline sharded(options, 1, stage, 3);
+    uint64_t ts = 1'000'000;
+    for (int round = 0; round < 10; ++round) {
+      for (uint8_t host = 1; host <= 20; ++host) {
+        // IP-in-IP: outer 10.0.0.250 -> 10.0.0.251, the UDP packet inside.
+        auto f = udpFrame(host, 200, 1000 + host, 53);
+        std::vector<uint8_t> outer = {0x45, 0, 0, 58, 0, 0, 0, 0, 64, 4, 0, 0, 10, 0, 0, 250, 10, 0, 0, 251};
+        f.insert(f.begin() + 14, outer.begin(), outer.end());
+        sharded.onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), ts++);
+      }
+      sharded.drain();
+    }
+    sharded.finish();
+    const PipelineStats stats = sharded.stats();
+    EXPECT_EQ(stats.decode.packets, 200u);
+    EXPECT_EQ(stats.decode.tunnel_decapsulated, 200u);
+    EXPECT_EQ(stats.cache.packets, 400u);  // each packet in its outer and its inner flow
+  }
+  stage.finish();
+  std::map<std::pair<uint8_t, uint8_t>, uint64_t> packets;
+  for (const auto& r : out) packets[{r.key.src_addr[3], r.key.dst_addr[3]}] += r.packets;
+  EXPECT_EQ(out.size(), 21u);  // one record per key: no flow split across shards
+  ASSERT_EQ(packets.size(), 21u);
+  EXPECT_EQ((packets[{250, 251}]), 200u);
+  for (uint8_t host = 1; host <= 20; ++host) EXPECT_EQ((packets[{host, 200}]), 10u);
+}
+
 }  // namespace
 }  // namespace flowfold

@@ -25,6 +25,8 @@ struct PipelineOptions {
   /// dropped and counted (stalling would drop packets in the kernel instead).
   bool wait_when_queue_full = true;
   uint16_t ingress_if = 0;
+  /// Tunnelled packets: outer flow, inner flow, or both (one packet, two flows).
+  probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
 };
 
 /// Counters of one pipeline, copied out by publishStats() so that other
@@ -52,12 +54,18 @@ class Pipeline {
   void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
     Pending& p = ring_[head_ & kRingMask];
     p.ts_ms = ts_ms;
-    p.decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info) == probe::DecodeStatus::kOk;
+    // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
+    probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+    p.decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
     if (p.decoded) {
       p.info.key.ingress_if = options_.ingress_if;
       p.hash = hashFlowKey(p.info.key);
     }
     enqueue(p);
+    if (both_ && p.decoded && inner_.tunnel_depth != 0) [[unlikely]] {
+      inner_.key.ingress_if = options_.ingress_if;
+      onDecoded(inner_, ts_ms, hashFlowKey(inner_.key));
+    }
   }
 
   /// A packet decoded elsewhere (the reader thread of a sharded pipeline):
@@ -131,6 +139,8 @@ class Pipeline {
 
   PipelineOptions options_;
   probe::Decoder decoder_;
+  bool both_;
+  probe::PacketInfo inner_;  // mode both: the second flow of the packet being decoded
   std::array<Pending, kRingSize> ring_;
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded

@@ -52,10 +52,13 @@ class ShardedPipeline {
   };
   static void runWorker(Worker& w);
   void broadcast(Kind kind, uint64_t ts_ms);
+  void route(probe::PacketInfo& info, uint64_t ts_ms);
 
   PipelineOptions options_;
   probe::Decoder decoder_;
   probe::PacketInfo scratch_;
+  probe::PacketInfo inner_;  // tunnel mode both: the packet's second flow
+  bool both_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;

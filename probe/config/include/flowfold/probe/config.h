@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/probe/decoder.h"
 
 namespace flowfold {
 
@@ -51,6 +52,9 @@ struct ExporterConfig {
   // million flows at once; unpaced, a collector's socket buffer overflows and
   // drops them silently. 20000/s is ~500k flow records/s.
   uint64_t rate_limit = 20'000;
+  // IPFIX over TCP: MiB of messages held while the collector is down or
+  // stalled (beyond it the oldest are dropped, counted).
+  uint32_t tcp_buffer_mb = 64;
   // IPFIX record encoding: flowfold's own writer (default), or libfixbuf's
   // fBufAppend. Their messages are byte-identical (tested); libfixbuf costs
   // ~200 ns per record against ~45, a third of the whole probe's CPU on a
@@ -78,6 +82,10 @@ struct Config {
   uint32_t snaplen = 256;
   bool promiscuous = true;
   uint64_t buffer_size = 64ull << 20;
+
+  // decoder: how tunnelled packets are accounted (README "Tunnels"): the
+  // outer packet (default: what the wire carried), the innermost one, or both.
+  probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
 
   FlowCacheOptions cache;
   // Flow-cache workers. File: one reader routes packets to N workers by a

@@ -31,6 +31,19 @@ inline constexpr int kIpv6 = 229;         // raw IPv6
 inline constexpr int kLinuxSll2 = 276;    // Linux cooked capture v2
 }  // namespace dlt
 
+/// How encapsulated traffic (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP,
+/// IPv6-in-IP) is accounted; see README "Tunnels".
+enum class TunnelMode : uint8_t {
+  kOuter,  ///< the outer IP packet only (what the wire carried); no decapsulation
+  kInner,  ///< the innermost IP packet that decodes (the outer one if none does)
+  kBoth,   ///< the outer packet, and the innermost one as a second flow
+};
+
+/// "outer", "inner", "both".
+std::string_view tunnelModeName(TunnelMode mode);
+/// Parses "outer", "inner" or "both"; false for anything else.
+bool parseTunnelMode(std::string_view text, TunnelMode& mode);
+
 enum class DecodeStatus : uint8_t {
   kOk,           ///< PacketInfo filled; account the packet.
   kTruncated,    ///< A header the decoder needs was cut by the snap length.
@@ -55,6 +68,9 @@ struct PacketInfo {
   uint32_t mpls_top_label = 0;  ///< 20-bit value of the top MPLS label, 0 if none
   bool has_mpls = false;
   bool is_fragment = false;     ///< IPv4 or IPv6 fragment (first or later)
+  /// Encapsulations removed to reach this packet: 0 for the frame's own
+  /// (outer) IP packet, 1 for the packet a tunnel carried, ...
+  uint8_t tunnel_depth = 0;
 };
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip
@@ -84,7 +100,19 @@ struct PacketInfo {
   X(fragments_evicted)     /* incomplete datagrams pushed out of the full fragment table */ \
   X(ipv6_ext_header_limit) /* chain longer than kMaxIpv6ExtHeaders: decoded, ports 0 */     \
   X(ip_length_from_frame)  /* IP length field 0 (TSO / BIG TCP): wire length used */       \
-  X(ip_length_beyond_frame) /* IP length larger than the frame on the wire */
+  X(ip_length_beyond_frame) /* IP length larger than the frame on the wire */          \
+  /* Tunnels (modes inner and both only; one count per encapsulation removed): */         \
+  X(tunnel_gre)            /* GRE v0 carrying IP, MPLS or Ethernet (TEB) */                 \
+  X(tunnel_erspan)         /* ERSPAN type I/II/III over GRE (inner Ethernet) */             \
+  X(tunnel_vxlan)          /* VXLAN, UDP port 4789 (inner Ethernet) */                      \
+  X(tunnel_geneve)         /* Geneve, UDP port 6081 */                                      \
+  X(tunnel_gtpu)           /* GTP-U G-PDU, UDP port 2152 (inner IP) */                      \
+  X(tunnel_ipip)           /* IPv4 in IPv4/IPv6 (protocol 4) */                             \
+  X(tunnel_6in4)           /* IPv6 in IPv4/IPv6 (protocol 41: 6in4, 6to4, 6in6) */          \
+  X(tunnel_decapsulated)   /* packets accounted (also) by an inner flow */                  \
+  X(tunnel_inner_undecodable) /* inner packet cut, not IP or malformed: outer accounted */  \
+  X(tunnel_outer_fragment) /* tunnel inside a fragmented outer packet: outer accounted */   \
+  X(tunnel_depth_limit)    /* more than kMaxTunnelDepth encapsulations: stopped there */
 
 /// Per-decoder counters. Plain integers: one Decoder per capture thread.
 struct DecodeCounters {
@@ -123,10 +151,14 @@ class Decoder {
   /// Longest IPv6 extension-header chain walked; a longer one is accounted
   /// with the protocol reached and ports 0 (counter ipv6_ext_header_limit).
   static constexpr int kMaxIpv6ExtHeaders = 16;
+  /// Most encapsulations removed from one packet (tunnel modes); a packet
+  /// nested deeper is accounted at this depth (counter tunnel_depth_limit).
+  static constexpr int kMaxTunnelDepth = 4;
 
   /// Any `dlt` is accepted; for one supportsLinkType() rejects, every packet
   /// counts unsupported_link (the caller is expected to warn once).
-  explicit Decoder(int dlt, FragmentTableConfig fragments = {});
+  explicit Decoder(int dlt, FragmentTableConfig fragments = {},
+                   TunnelMode tunnels = TunnelMode::kOuter);
 
   static bool supportsLinkType(int dlt);
 
@@ -135,18 +167,38 @@ class Decoder {
   /// clock, the packet timestamp in practice) ages the fragment table.
   /// Never reads past data + caplen. On kOk `out` is fully overwritten; on
   /// any other status its contents are unspecified.
+  ///
+  /// Tunnel modes: kOuter fills `out` with the frame's own IP packet, kInner
+  /// with the innermost packet that decodes (the outer one, counted, when the
+  /// inner one does not). kBoth fills `out` with the outer packet and, when
+  /// the packet was decapsulated, `*inner` with the innermost one
+  /// (inner->tunnel_depth != 0; it is 0 otherwise). kBoth without `inner`
+  /// is kOuter. In kOuter the only cost over a tunnel-unaware decoder is
+  /// the mode check here.
   DecodeStatus decode(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-                      PacketInfo& out);
+                      PacketInfo& out, PacketInfo* inner = nullptr) {
+    if (tunnels_ == TunnelMode::kOuter || (tunnels_ == TunnelMode::kBoth && inner == nullptr))
+      return decodeOuter(data, caplen, wirelen, ts_ms, out);
+    return decodeTunnels(data, caplen, wirelen, ts_ms, out, inner);
+  }
 
   const DecodeCounters& counters() const { return counters_; }
   int linkType() const { return dlt_; }
+  TunnelMode tunnelMode() const { return tunnels_; }
+
+  /// The first layer to decode (an implementation detail of decode()).
+  enum class Link : uint8_t { kUnsupported, kEthernet, kLinuxSll, kLinuxSll2, kRaw, kRawIpv4, kRawIpv6, kNull };
 
  private:
-  enum class Link : uint8_t { kUnsupported, kEthernet, kLinuxSll, kLinuxSll2, kRaw, kRawIpv4, kRawIpv6, kNull };
+  DecodeStatus decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
+                           PacketInfo& out);
+  DecodeStatus decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                             uint64_t ts_ms, PacketInfo& out, PacketInfo* inner);
   static Link linkFor(int dlt);
 
   int dlt_;
   Link link_;
+  TunnelMode tunnels_;
   DecodeCounters counters_;
   FragmentTable fragments_;
 };
