@@ -40,11 +40,14 @@ struct Capture {
   std::vector<PacketInfo> infos;         // one per frame (meaningful when kOk)
   uint64_t ip_bytes = 0;                 // sum of ip_length over decoded frames
   std::map<int, uint64_t> by_protocol;   // decoded frames per IP protocol
+  // Tunnel mode both: the frames' second (inner) packets.
+  uint64_t inner_packets = 0;
+  uint64_t inner_ip_bytes = 0;
 
   const PacketInfo& frame(size_t number) const { return infos.at(number - 1); }  // 1-based, like tshark
 };
 
-Capture readCapture(const std::string& name) {
+Capture readCapture(const std::string& name, TunnelMode tunnels = TunnelMode::kOuter) {
   Capture capture;
   std::string path = std::string(FLOWFOLD_TEST_DATA_DIR) + "/pcaps/" + name;
   char errbuf[PCAP_ERRBUF_SIZE];
@@ -54,19 +57,24 @@ Capture readCapture(const std::string& name) {
     return capture;
   }
   capture.dlt = pcap_datalink(pcap);
-  Decoder decoder(capture.dlt);
+  Decoder decoder(capture.dlt, {}, tunnels);
   pcap_pkthdr* header;
   const u_char* data;
   while (pcap_next_ex(pcap, &header, &data) == 1) {
     uint64_t ts_ms = static_cast<uint64_t>(header->ts.tv_sec) * 1000 +
                      static_cast<uint64_t>(header->ts.tv_usec) / 1000;
     PacketInfo info;
-    DecodeStatus status = decoder.decode(data, header->caplen, header->len, ts_ms, info);
+    PacketInfo inner;
+    DecodeStatus status = decoder.decode(data, header->caplen, header->len, ts_ms, info, &inner);
     capture.statuses.push_back(status);
     capture.infos.push_back(info);
     if (status == DecodeStatus::kOk) {
       capture.ip_bytes += info.ip_length;
       ++capture.by_protocol[info.key.protocol];
+      if (tunnels == TunnelMode::kBoth && inner.tunnel_depth != 0) {
+        ++capture.inner_packets;
+        capture.inner_ip_bytes += inner.ip_length;
+      }
     }
     expectInvariant(decoder.counters());
   }
@@ -330,6 +338,165 @@ TEST(DecoderPcap, SnapLength54KeepsPortsAndFlags) {
   EXPECT_EQ(c.frame(4).ip_length, 124u);  // frame len 138, caplen 54
   EXPECT_EQ(c.frame(4).key.src_port, 25);
   EXPECT_EQ(c.frame(22).tcp_flags, 0x11);
+}
+
+}  // namespace
+}  // namespace flowfold::probe::test
+
+namespace flowfold::probe::test {
+namespace {
+
+// ---- tunnels ---------------------------------------------------------------
+// Expected inner values from tshark (reassembly off), taking in each frame
+// the innermost IPv4/IPv6 layer that is not inside an ICMP error, its
+// addresses, ip.len (or 40 + ipv6.plen), ip.proto/ipv6.nxt and the ports of
+// the transport layer after it; frames whose outer IPv4 header is a fragment
+// (ip.flags.mf or ip.frag_offset) are left out, as flowfold does not open them.
+
+TEST(DecoderPcapTunnel, VxlanInnerFlows) {
+  const std::string file = "OISF_suricata-verify-vxlan.pcap";
+  Capture outer = readCapture(file);
+  EXPECT_EQ(nonZero(outer.counters), (Counts{{"packets", 100}, {"decoded", 100}}));
+  EXPECT_EQ(outer.by_protocol, (Protocols{{17, 100}}));
+  Capture c = readCapture(file, TunnelMode::kInner);
+  // tshark: 100 frames udp:vxlan:eth:ip, inner 82 TCP + 18 UDP, sum of inner ip.len 19648.
+  EXPECT_EQ(nonZero(c.counters), (Counts{{"packets", 100}, {"decoded", 100}, {"tunnel_vxlan", 100},
+                                         {"tunnel_decapsulated", 100}}));
+  EXPECT_EQ(c.ip_bytes, 19648u);
+  EXPECT_EQ(c.by_protocol, (Protocols{{6, 82}, {17, 18}}));
+  // Frame 1: inner 172.31.0.238:60631 -> 78.46.93.39:123 UDP, ip.len 76
+  // (outer 172.31.0.238 -> 172.31.17.188, ip.len 126).
+  EXPECT_EQ(c.frame(1).key.src_addr, v4(172, 31, 0, 238));
+  EXPECT_EQ(c.frame(1).key.dst_addr, v4(78, 46, 93, 39));
+  EXPECT_EQ(c.frame(1).key.src_port, 60631);
+  EXPECT_EQ(c.frame(1).key.dst_port, 123);
+  EXPECT_EQ(c.frame(1).ip_length, 76u);
+  EXPECT_EQ(outer.frame(1).ip_length, 126u);
+  // Both: the outer accounting is untouched, the inner packets come on top.
+  Capture both = readCapture(file, TunnelMode::kBoth);
+  EXPECT_EQ(both.ip_bytes, outer.ip_bytes);
+  EXPECT_EQ(both.by_protocol, outer.by_protocol);
+  EXPECT_EQ(both.inner_packets, 100u);
+  EXPECT_EQ(both.inner_ip_bytes, 19648u);
+}
+
+TEST(DecoderPcapTunnel, GreInnerFlows) {
+  Capture c = readCapture("OISF_suricata-verify-gre-sample.pcap", TunnelMode::kInner);
+  // tshark: 40 frames ip:gre:ip; inner 10 ICMP, 22 TCP, 8 UDP; sum of inner ip.len 5211.
+  EXPECT_EQ(nonZero(c.counters), (Counts{{"packets", 40}, {"decoded", 40}, {"tunnel_gre", 40},
+                                         {"tunnel_decapsulated", 40}}));
+  EXPECT_EQ(c.ip_bytes, 5211u);
+  EXPECT_EQ(c.by_protocol, (Protocols{{1, 10}, {6, 22}, {17, 8}}));
+  // Frame 1: ICMP echo request 66.59.111.190 -> 172.28.2.3, ip.len 84.
+  EXPECT_EQ(c.frame(1).key.src_addr, v4(66, 59, 111, 190));
+  EXPECT_EQ(c.frame(1).key.dst_addr, v4(172, 28, 2, 3));
+  EXPECT_EQ(c.frame(1).key.dst_port, 8 << 8);
+  EXPECT_EQ(c.frame(1).ip_length, 84u);
+}
+
+TEST(DecoderPcapTunnel, GeneveInnerFlows) {
+  Capture c = readCapture("the-tcpdump-group_tcpdump-geneve.pcap", TunnelMode::kInner);
+  // tshark: 39 frames udp:geneve:eth:ip; 6 ICMP + 33 TCP, sum of inner ip.len 6632.
+  EXPECT_EQ(nonZero(c.counters), (Counts{{"packets", 39}, {"decoded", 39}, {"tunnel_geneve", 39},
+                                         {"tunnel_decapsulated", 39}}));
+  EXPECT_EQ(c.ip_bytes, 6632u);
+  EXPECT_EQ(c.by_protocol, (Protocols{{1, 6}, {6, 33}}));
+  EXPECT_EQ(c.frame(1).key.src_addr, v4(30, 0, 0, 1));
+  EXPECT_EQ(c.frame(1).key.dst_addr, v4(30, 0, 0, 2));
+  EXPECT_TRUE(c.frame(1).has_mac);
+
+  Capture o = readCapture("zeek_zeek-geneve-many-options.pcap", TunnelMode::kInner);
+  // tshark: 10 frames, Geneve with options, inner TCP, sum of inner ip.len 1194;
+  // frame 1 10.0.0.226:39088 -> 95.217.228.176:80, ip.len 60.
+  EXPECT_EQ(nonZero(o.counters), (Counts{{"packets", 10}, {"decoded", 10}, {"tunnel_geneve", 10},
+                                         {"tunnel_decapsulated", 10}}));
+  EXPECT_EQ(o.ip_bytes, 1194u);
+  EXPECT_EQ(o.frame(1).key.src_addr, v4(10, 0, 0, 226));
+  EXPECT_EQ(o.frame(1).key.dst_addr, v4(95, 217, 228, 176));
+  EXPECT_EQ(o.frame(1).key.src_port, 39088);
+  EXPECT_EQ(o.frame(1).key.dst_port, 80);
+  EXPECT_EQ(o.frame(1).ip_length, 60u);
+}
+
+TEST(DecoderPcapTunnel, IpInIpInnerFlows) {
+  Capture c6in4 = readCapture("ntop_nDPI-6in4tunnel.pcap", TunnelMode::kInner);
+  // tshark: 127 frames ip:ipv6; inner 48 ICMPv6, 75 TCP, 4 UDP; sum of 40 + ipv6.plen 35975.
+  EXPECT_EQ(nonZero(c6in4.counters), (Counts{{"packets", 127}, {"decoded", 127}, {"tunnel_6in4", 127},
+                                             {"tunnel_decapsulated", 127}}));
+  EXPECT_EQ(c6in4.ip_bytes, 35975u);
+  EXPECT_EQ(c6in4.by_protocol, (Protocols{{6, 75}, {17, 4}, {58, 48}}));
+  EXPECT_EQ(c6in4.frame(1).key.ip_version, 6);
+  EXPECT_EQ(c6in4.frame(1).key.src_addr, v6("2001:470:1f17:13f:3e97:eff:fe73:4dec"));
+  EXPECT_EQ(c6in4.frame(1).key.dst_addr, v6("2604:a880:1:20::224:b001"));
+  EXPECT_EQ(c6in4.frame(1).key.dst_port, 128 << 8);  // echo request
+  EXPECT_EQ(c6in4.frame(1).ip_length, 104u);
+
+  Capture c4in6 = readCapture("ntop_nDPI-4in6tunnel.pcap", TunnelMode::kInner);
+  // tshark: 4 frames ipv6:ip:tcp, sum of inner ip.len 1780; frame 1 192.168.0.1:64455 -> 10.10.10.1:443.
+  EXPECT_EQ(nonZero(c4in6.counters), (Counts{{"packets", 4}, {"decoded", 4}, {"tunnel_ipip", 4},
+                                             {"tunnel_decapsulated", 4}}));
+  EXPECT_EQ(c4in6.ip_bytes, 1780u);
+  EXPECT_EQ(c4in6.frame(1).key.src_addr, v4(192, 168, 0, 1));
+  EXPECT_EQ(c4in6.frame(1).key.dst_addr, v4(10, 10, 10, 1));
+  EXPECT_EQ(c4in6.frame(1).key.src_port, 64455);
+  EXPECT_EQ(c4in6.frame(1).key.dst_port, 443);
+
+  Capture c6in6 = readCapture("ntop_nDPI-6in6tunnel.pcap", TunnelMode::kInner);
+  // tshark: 2 frames ipv6:ipv6:udp, dead::beef:30000 -> cafe::babe:13000, 40 + ipv6.plen 52 each.
+  EXPECT_EQ(nonZero(c6in6.counters), (Counts{{"packets", 2}, {"decoded", 2}, {"tunnel_6in4", 2},
+                                             {"tunnel_decapsulated", 2}}));
+  EXPECT_EQ(c6in6.ip_bytes, 104u);
+  EXPECT_EQ(c6in6.frame(1).key.src_addr, v6("dead::beef"));
+  EXPECT_EQ(c6in6.frame(1).key.dst_addr, v6("cafe::babe"));
+  EXPECT_EQ(c6in6.frame(1).key.src_port, 30000);
+  EXPECT_EQ(c6in6.frame(1).key.dst_port, 13000);
+
+  // The QinQ IP-in-IP capture: inner UDP, the frame's VLANs kept.
+  Capture c4in4 = readCapture("ntop_nDPI-4in4tunnel.pcap", TunnelMode::kInner);
+  EXPECT_EQ(c4in4.counters.tunnel_ipip, 5u);
+  EXPECT_EQ(c4in4.by_protocol, (Protocols{{17, 5}}));
+  EXPECT_EQ(c4in4.frame(1).key.vlan_id, 1624);
+  EXPECT_EQ(c4in4.frame(1).key.inner_vlan_id, 505);
+}
+
+TEST(DecoderPcapTunnel, ErspanInnerFlows) {
+  Capture c = readCapture("the-tcpdump-group_tcpdump-erspan-type-i-4.pcap", TunnelMode::kInner);
+  // tshark: 119 frames; 80 gre:erspan:eth:ip:icmp, 8 gre:erspan:eth:vlan:ip:ospf,
+  // 8 gre:ip:ospf, 16 plain ip:ospf, 5 LLDP and 2 other non-IP frames (skipped
+  // as before); inner ip.len of the 96 tunnelled frames 5856.
+  EXPECT_EQ(c.counters.packets, 119u);
+  EXPECT_EQ(c.counters.decoded, 112u);
+  EXPECT_EQ(c.counters.tunnel_erspan, 88u);
+  EXPECT_EQ(c.counters.tunnel_gre, 8u);
+  EXPECT_EQ(c.counters.tunnel_decapsulated, 96u);
+  EXPECT_EQ(c.counters.tunnel_inner_undecodable, 0u);
+  EXPECT_EQ(c.by_protocol, (Protocols{{1, 80}, {89, 32}}));
+
+  Capture ft7 = readCapture("the-tcpdump-group_tcpdump-erspan-type-iii-ft-7.pcap", TunnelMode::kInner);
+  // tshark: 58 frames gre:erspan (type III), frame type 7: not Ethernet, not IP.
+  EXPECT_EQ(nonZero(ft7.counters), (Counts{{"packets", 58}, {"decoded", 58}, {"tunnel_inner_undecodable", 58}}));
+  EXPECT_EQ(ft7.by_protocol, (Protocols{{47, 58}}));
+}
+
+TEST(DecoderPcapTunnel, GtpuInnerFlowsAndFragmentedOuterPackets) {
+  Capture c = readCapture("zeek_zeek-gtp1_gn_normal_incl_fragmentation.pcap", TunnelMode::kInner);
+  // tshark (reassembly off; -e ip.flags.mf -e ip.frag_offset -e gtp.flags):
+  // 108 frames: 32 whole datagrams carrying a G-PDU (flags 0x30), 40 first
+  // fragments carrying the GTP header, 36 later fragments (offset 185).
+  // Opened: the 32 whole G-PDUs, inner TCP, sum of inner ip.len 2518.
+  EXPECT_EQ(nonZero(c.counters), (Counts{{"packets", 108}, {"decoded", 108}, {"fragments_first", 40},
+                                         {"fragments_later", 36}, {"tunnel_gtpu", 32},
+                                         {"tunnel_decapsulated", 32}, {"tunnel_outer_fragment", 76}}));
+  uint64_t inner_bytes = 0;
+  for (const PacketInfo& info : c.infos) {
+    if (info.tunnel_depth == 1) inner_bytes += info.ip_length;
+  }
+  EXPECT_EQ(inner_bytes, 2518u);
+  EXPECT_EQ(c.by_protocol, (Protocols{{6, 32}, {17, 76}}));
+  EXPECT_EQ(c.frame(1).key.src_addr, v4(10, 131, 47, 185));
+  EXPECT_EQ(c.frame(1).key.dst_addr, v4(79, 101, 110, 141));
+  EXPECT_EQ(c.frame(1).key.src_port, 1923);
+  EXPECT_EQ(c.frame(1).key.dst_port, 80);
 }
 
 }  // namespace
