@@ -3,7 +3,8 @@
 # checks, per file: no crash and no hang (timeout), a documented exit status
 # (0 ok, 3 not a capture, 4 cut short), and that every packet read is either
 # accounted into flows or counted under a named skip reason:
-#   packets == decoded + skipped, and the flows exported carry `decoded` packets.
+#   packets == decoded + skipped, and the flows exported carry `decoded` packets
+#   (with --tunnels both, decoded + tunnel_decapsulated: those are in two flows).
 # A sanitizer build (FLOWFOLD_SANITIZE) is welcome: any AddressSanitizer or
 # UndefinedBehaviorSanitizer report fails the file.
 # Usage: scripts/corpus-check.sh FLOWFOLD_BIN [CORPUS_DIR]
@@ -39,11 +40,15 @@ while IFS= read -r -d '' f; do
     stats=$(grep -o 'stats:.*' "$work/err" | head -1 | cut -d'|' -f1)
     get() { echo "$stats" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k {print $2}'; }
     packets=$(get packets); decoded=$(get decoded); skipped=$(get skipped)
+    accounted=$decoded
+    case " ${extra_args[*]:-} " in
+      *" --tunnels both "*|*" --tunnels=both "*) accounted=$((decoded + $(get tunnel_decapsulated | grep . || echo 0))) ;;
+    esac
     exported=$(awk -F'"packets":' 'NF>1 {split($2,a,","); s+=a[1]} END {print s+0}' "$work/flows.json")
     if [ -z "$packets" ] || [ $((decoded + skipped)) -ne "$packets" ]; then
       reason="packets=$packets but decoded+skipped=$((decoded + skipped))"
-    elif [ "$exported" -ne "$decoded" ]; then
-      reason="decoded=$decoded but flows carry $exported packets"
+    elif [ "$exported" -ne "$accounted" ]; then
+      reason="decoded=$decoded (accounted $accounted) but flows carry $exported packets"
     fi
   fi
   rm -f "$work/flows.json"

@@ -4,7 +4,8 @@
 //   byte 0   low 4 bits: link type (kLinkTypes below); high 4 bits: fragment
 //            table size (4 << n entries, small so eviction is exercised) and
 //            the time step between packets
-//   byte 1   caplen / wirelen split (see splitLengths)
+//   byte 1   caplen / wirelen split (see splitLengths); its low 6 bits
+//            modulo 3 also pick the tunnel mode (outer, inner, both)
 //   rest     one or more frames separated by kSeparator, all decoded by the
 //            same Decoder (so later fragments meet the first fragments
 //            seen before them)
@@ -101,7 +102,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   data += 2;
   size -= 2;
 
-  Decoder decoder(link, FragmentTableConfig{frag_capacity, 30000});
+  const auto tunnels = static_cast<flowfold::probe::TunnelMode>((mode & 0x3f) % 3);
+  Decoder decoder(link, FragmentTableConfig{frag_capacity, 30000}, tunnels);
   const bool supported = Decoder::supportsLinkType(link);
   uint64_t ts_ms = 1'700'000'000'000;
   size_t pos = 0;
@@ -121,14 +123,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     const DecodeCounters before = decoder.counters();
     PacketInfo info;
-    const DecodeStatus status = decoder.decode(frame_data, caplen, wirelen, ts_ms, info);
+    PacketInfo inner;
+    const DecodeStatus status = decoder.decode(frame_data, caplen, wirelen, ts_ms, info, &inner);
     const DecodeCounters& after = decoder.counters();
     checkCounters(after);
     FUZZ_CHECK(after.packets == before.packets + 1);
     FUZZ_CHECK((status == DecodeStatus::kOk) == (after.decoded == before.decoded + 1));
     FUZZ_CHECK(after.decoded + after.skipped() == before.decoded + before.skipped() + 1);
     if (!supported) FUZZ_CHECK(after.unsupported_link == before.unsupported_link + 1);
-    if (status == DecodeStatus::kOk) checkDecoded(info);
+    if (status == DecodeStatus::kOk) {
+      checkDecoded(info);
+      FUZZ_CHECK(info.tunnel_depth <= Decoder::kMaxTunnelDepth);
+      if (tunnels != flowfold::probe::TunnelMode::kInner) FUZZ_CHECK(info.tunnel_depth == 0);
+      if (tunnels == flowfold::probe::TunnelMode::kBoth && inner.tunnel_depth != 0) checkDecoded(inner);
+    }
     // Skip reasons map onto statuses: the one that moved must agree.
 #define FUZZ_REASON(name, st) \
     if (after.name != before.name) FUZZ_CHECK(status == DecodeStatus::st);

@@ -455,6 +455,35 @@ TEST(DecoderTunnel, InnerFragmentsAreMatchedThroughTheFragmentTable) {
                                 {"tunnel_gre", 2}, {"tunnel_decapsulated", 2}}));
 }
 
+TEST(DecoderTunnel, EveryPrefixAndMutationOfTunnelFramesIsSafe) {
+  // Each prefix is a snap length: the outer packet decodes or is cut as in
+  // mode outer; an inner packet that is cut never changes the status.
+  uint32_t seed = 12345;
+  for (const TunnelCase& c : tunnelCases()) {
+    for (TunnelMode mode : {TunnelMode::kInner, TunnelMode::kBoth}) {
+      Harness h(dlt::kEn10mb, mode);
+      Harness outer(dlt::kEn10mb);
+      for (size_t len = 0; len <= c.frame.size(); ++len) {
+        const auto caplen = static_cast<uint32_t>(len);
+        const auto wirelen = static_cast<uint32_t>(c.frame.size());
+        EXPECT_EQ(h.runPrefix(c.frame, caplen, wirelen), outer.runPrefix(c.frame, caplen, wirelen))
+            << c.name << " caplen " << len;
+      }
+      for (int round = 0; round < 500; ++round) {
+        Bytes copy = c.frame;
+        for (int flips = 0; flips < 3; ++flips) {
+          seed = seed * 1103515245u + 12345u;
+          copy[(seed >> 8) % copy.size()] = static_cast<uint8_t>(seed >> 24);
+        }
+        h.run(copy);
+        if (h.status == DecodeStatus::kOk) {
+          EXPECT_LE(h.info.tunnel_depth, Decoder::kMaxTunnelDepth);
+        }
+      }
+    }
+  }
+}
+
 TEST(DecoderTunnel, ModeNames) {
   TunnelMode mode = TunnelMode::kOuter;
   EXPECT_TRUE(parseTunnelMode("inner", mode));
