@@ -343,8 +343,8 @@ summarise() {
         for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    function num(x) { return x == "-" ? "-" : sprintf("%d", x) }
-    function lost(e, r) { return r == "-" ? "-" : sprintf("%d", e - r) }
+    function num(x) { return x == "-" ? "-" : sprintf("%.0f", x) }
+    function lost(e, r) { return r == "-" ? "-" : sprintf("%.0f", e - r) }
     {
         t = $1
         if (!(t in seen)) { seen[t] = 1; order[++nt] = t }
