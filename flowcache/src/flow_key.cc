@@ -2,7 +2,10 @@
 #include "flowfold/flowcache/flow_record.h"
 
 #include <arpa/inet.h>
+#include <sys/random.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <utility>
 
 namespace flowfold {
@@ -22,11 +25,30 @@ inline uint64_t mix(uint64_t h) {
   h ^= h >> 33;
   return h;
 }
+// A secret per process: the packets that choose the keys come from a
+// network that may be hostile, and with a fixed, public hash a sender could
+// craft addresses and ports that all land on one probe chain of the flow
+// table (each new flow then scans the whole chain). FLOWFOLD_HASH_SEED fixes
+// it for reproducible benchmarks and tests.
+uint64_t initialSeed() {
+  if (const char* fixed = std::getenv("FLOWFOLD_HASH_SEED"); fixed != nullptr && *fixed != '\0')
+    return std::strtoull(fixed, nullptr, 0);
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof seed)) {
+    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+           reinterpret_cast<uintptr_t>(&seed);
+  }
+  return seed;
+}
+uint64_t g_seed = initialSeed();
 }  // namespace
+
+void setFlowHashSeed(uint64_t seed) { g_seed = seed; }
+uint64_t flowHashSeed() { return g_seed; }
 
 uint64_t hashFlowKey(const FlowKey& key) {
   const auto* p = reinterpret_cast<const uint8_t*>(&key);
-  uint64_t h = 0x9E3779B97F4A7C15ULL;
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ g_seed;
   for (size_t i = 0; i + 8 <= sizeof(FlowKey); i += 8) {
     h = (h ^ load64(p + i)) * 0x100000001b3ULL;
     h = (h << 29) | (h >> 35);
@@ -34,7 +56,7 @@ uint64_t hashFlowKey(const FlowKey& key) {
   uint32_t tail;
   std::memcpy(&tail, p + 40, sizeof tail);
   h ^= tail;
-  return mix(h);
+  return mix(h + g_seed);
 }
 
 uint64_t symmetricFlowHash(const FlowKey& key) {

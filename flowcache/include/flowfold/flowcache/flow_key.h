@@ -37,8 +37,13 @@ static_assert(std::is_trivially_copyable_v<FlowKey>);
 static_assert(std::has_unique_object_representations_v<FlowKey>,
               "FlowKey must have no padding: it is hashed and compared as bytes");
 
-/// 64-bit hash of the key's bytes (fast, good avalanche; not cryptographic).
+/// 64-bit hash of the key's bytes (fast, good avalanche; not cryptographic),
+/// keyed with a random per-process seed so that traffic cannot be crafted to
+/// collide in the flow table (environment FLOWFOLD_HASH_SEED fixes the seed).
 uint64_t hashFlowKey(const FlowKey& key);
+/// The seed in use, and a way to set it (before any table is filled).
+uint64_t flowHashSeed();
+void setFlowHashSeed(uint64_t seed);
 
 /// A hash equal for both directions of a conversation (source and
 /// destination swapped): shards the flows of one conversation to one worker.
