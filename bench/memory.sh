@@ -150,8 +150,10 @@ measure() {
         done < "/proc/$fpid/status"; } 2>/dev/null || true
       [ -n "$rss" ] || break
       if [ -z "$fd" ]; then
+        # libpcap opens the file first and checks it; flowfold's own reader
+        # opens it again and reads it: the highest descriptor is the one that moves.
         for k in /proc/"$fpid"/fd/*; do
-          if [ "$k" -ef "$real" ]; then fd=${k##*/}; break; fi
+          if [ "$k" -ef "$real" ] && { [ -z "$fd" ] || [ "${k##*/}" -gt "$fd" ]; }; then fd=${k##*/}; fi
         done
       fi
       pos=eof
@@ -187,12 +189,12 @@ measure() {
 
 stat_of() { { echo "$RUN_STATS" | grep -o "\b$1=[0-9]*" || true; } | head -1 | cut -d= -f2; }
 
-# Hash table slots at flows_peak: starts at 4096, doubles when (active + 1) * 2
-# would exceed the size, never beyond bit_ceil(2 * max_flows).
+# Hash table slots at flows_peak: starts at 4096, doubles when (active + 1) * 4
+# would exceed 3 * size, never beyond bit_ceil(4/3 * max_flows) (FlowCache).
 table_slots() {
   local peak=$1 s=4096 max=1
-  while [ "$max" -lt $(( 2 * MAX_FLOWS )) ]; do max=$(( max * 2 )); done
-  while [ $(( peak * 2 )) -gt "$s" ] && [ "$s" -lt "$max" ]; do s=$(( s * 2 )); done
+  while [ "$max" -lt $(( (4 * MAX_FLOWS + 2) / 3 )) ]; do max=$(( max * 2 )); done
+  while [ $(( peak * 4 )) -gt $(( s * 3 )) ] && [ "$s" -lt "$max" ]; do s=$(( s * 2 )); done
   echo "$s"
 }
 
@@ -262,12 +264,12 @@ which the old and the new table are both allocated.
 
 Breakdown per concurrent flow, bytes ($SIZES_FROM):
 
-| profile | flows_peak | flow entry | hash table (load ≤ ½, 8 B a slot) | rest | end of reading | table doubling (transient) | end-of-input flush (transient) |
+| profile | flows_peak | flow entry | hash table (load ≤ ¾, 8 B a slot) | rest | end of reading | table doubling (transient) | end-of-input flush (transient) |
 |---|---|---|---|---|---|---|---|
 $BREAKDOWN
 The entry array is reserved for max_flows ($MAX_FLOWS × $ENTRY_BYTES B) but its pages are touched
 only as entries are first used. The hash table size is computed from flows_peak (it starts
-at 4096 slots and doubles), not measured; its share per flow lies between 16 and 32 B
+at 4096 slots and doubles), not measured; its share per flow lies between 10.7 and 21 B
 depending on where flows_peak falls between two doublings. "rest" is what remains of the
 end-of-reading figure: mostly the timer wheel (a 4-byte index per flow in 4096 vectors grown by
 doubling, so 4–8 B), plus huge-page rounding of the entry array and the export stage's buffers.

@@ -46,9 +46,11 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   madvise(mem, entries_bytes_, MADV_HUGEPAGE);
   entries_ = static_cast<Entry*>(mem);
 
-  // The table keeps its load at or under one half; it starts small (cache
-  // friendly) and doubles up to what max_flows needs.
-  max_slots_ = std::bit_ceil(std::max<uint64_t>(kInitialSlots, uint64_t{options_.max_flows} * 2));
+  // The table keeps its load at or under three quarters (8-byte slots with 32
+  // hash bits: a probe rarely leaves the home cache line, and the table costs
+  // 11 to 21 bytes a flow instead of 16 to 32 at one half); it starts small
+  // (cache friendly) and doubles up to what max_flows needs.
+  max_slots_ = std::bit_ceil(std::max<uint64_t>(kInitialSlots, (uint64_t{options_.max_flows} * 4 + 2) / 3));
   slots_.assign(std::min(kInitialSlots, max_slots_), Slot{0, 0});
   slot_mask_ = slots_.size() - 1;
 
@@ -74,7 +76,7 @@ uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now
   }
   created = true;
   if (active_ >= options_.max_flows) evictOne();
-  if ((active_ + 1) * 2 > slots_.size() && slots_.size() < max_slots_) growTable();
+  if ((active_ + 1) * 4 > slots_.size() * 3 && slots_.size() < max_slots_) growTable();
   const uint32_t index = allocateEntry();
   insertSlot(hash_lo, index);
   if (++active_ > counters_.peak_active) counters_.peak_active = active_;
