@@ -25,17 +25,15 @@ while IFS= read -r -d '' f; do
   timeout 120 "$bin" -r "$f" --json="$work/flows.json" --log-level info "${extra_args[@]}" >/dev/null 2>"$work/err"
   rc=$?
   reason=""
-  if grep -qE 'runtime error:|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$work/err"; then
-    reason="sanitizer report"
-    rc=-1
-  fi
   case $rc in
     0|4) ;;
     3) : ;;  # not a capture libpcap can open: reported, nothing to account
-    -1) ;;
     124) reason="hung (killed after 120 s)" ;;
     *) reason="exit status $rc" ;;
   esac
+  if grep -qE 'runtime error:|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$work/err"; then
+    reason="sanitizer report"
+  fi
   if [ -z "$reason" ] && [ "$rc" != 3 ]; then
     stats=$(grep -o 'stats:.*' "$work/err" | head -1 | cut -d'|' -f1)
     get() { echo "$stats" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k {print $2}'; }

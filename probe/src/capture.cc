@@ -46,9 +46,7 @@ class ClassicPcapReader {
   Next next(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
     if (!fill(16)) {
       if (available() == 0 && !read_error_) return Next::kEnd;
-      error = read_error_ ? std::string("read error: ") + std::strerror(read_errno_)
-                          : "truncated dump file; tried to read 16 header bytes, only got " +
-                                std::to_string(available());
+      error = shortReadMessage("16 header bytes", available());
       return Next::kError;
     }
     const uint8_t* p = buf_.data() + pos_;
@@ -63,9 +61,7 @@ class ClassicPcapReader {
     const uint32_t stored = caplen;
     if (caplen > snaplen_) caplen = snaplen_;  // the rest is read and skipped, as libpcap does
     if (!fill(16 + stored)) {
-      error = read_error_ ? std::string("read error: ") + std::strerror(read_errno_)
-                          : "truncated dump file; tried to read " + std::to_string(stored) +
-                                " captured bytes, only got " + std::to_string(available() - 16);
+      error = shortReadMessage(std::to_string(stored) + " captured bytes", available() - 16);
       return Next::kError;
     }
     h.ts.tv_sec = static_cast<time_t>(sec);
@@ -109,6 +105,13 @@ class ClassicPcapReader {
     return swapped_ ? __builtin_bswap32(v) : v;
   }
   size_t available() const { return end_ - pos_; }
+
+  // Why fill() came up short: a failed read(), or the file ending inside a
+  // record (worded as libpcap words it).
+  std::string shortReadMessage(const std::string& wanted, size_t got) const {
+    if (read_error_) return std::string("read error: ") + std::strerror(read_errno_);
+    return "truncated dump file; tried to read " + wanted + ", only got " + std::to_string(got);
+  }
 
   // Makes `n` bytes available at pos_; false at end of file or on an error.
   bool fill(size_t n) {

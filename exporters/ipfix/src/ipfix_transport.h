@@ -1,7 +1,8 @@
 #pragma once
 // Where finished IPFIX messages go. The encoder (libfixbuf) hands over whole
-// messages; a transport only moves bytes. Every failure throws
-// std::runtime_error with a message that names the peer or the file.
+// messages; a transport only moves bytes. UDP and file failures throw
+// std::runtime_error with a message that names the peer or the file; TCP
+// buffers, retries and counts its losses instead (tcp_transport.cc).
 
 #include <netdb.h>
 

@@ -40,14 +40,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kMinBackoff = std::chrono::seconds(1);
-constexpr auto kMaxBackoff = std::chrono::seconds(30);
+constexpr std::chrono::seconds kMinBackoff{1};
+constexpr std::chrono::seconds kMaxBackoff{30};
 constexpr int kConnectTimeoutMs = 5000;
 // A collector that accepts nothing for this long while the buffer is full is
 // treated as stalled: new messages push the oldest out instead of waiting.
-constexpr auto kStallTime = std::chrono::seconds(5);
+constexpr std::chrono::seconds kStallTime{5};
 // At shutdown, how long to keep trying to hand the buffer over without progress.
-constexpr auto kDrainTime = std::chrono::seconds(10);
+constexpr std::chrono::seconds kDrainTime{10};
 // The kernel aborts a connection whose data stays unacknowledged this long.
 constexpr unsigned kUserTimeoutMs = 60000;
 
@@ -113,7 +113,7 @@ class TcpTransport final : public MessageTransport {
     logError("IPFIX collector %s: gave up on %zu buffered records after %lld s without progress "
              "(counted in records_dropped)",
              name_.c_str(), records,
-             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kDrainTime).count()));
+             static_cast<long long>(kDrainTime.count()));
     records_dropped_ += records;
     queue_.clear();
     queued_bytes_ = 0;
@@ -177,7 +177,7 @@ class TcpTransport final : public MessageTransport {
           logWarn("IPFIX collector %s: no data accepted for %lld s; dropping the oldest buffered "
                   "records while it stays stalled",
                   name_.c_str(),
-                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kStallTime).count()));
+                  static_cast<long long>(kStallTime.count()));
         }
         continue;
       }
@@ -237,7 +237,7 @@ class TcpTransport final : public MessageTransport {
 
   void scheduleRetry() {
     next_attempt_ = Clock::now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, std::chrono::duration_cast<std::chrono::seconds>(kMaxBackoff));
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
   }
 
   bool connectNow(std::string& why) {
