@@ -255,9 +255,9 @@ REPORT=$(cat <<EOF
 |---|---|---|---|---|---|---|---|---|---|---|---|
 $ROWS
 B/flow = (RSS − tiny RSS) / flows_peak. "Peak" is GNU time's %M, which includes the end of
-input: \`flushAll()\` copies every flow into one \`std::vector<FlowRecord>\` ($RECORD_BYTES B a
-record, grown by doubling, so at its last reallocation the old and the new buffer are both
-there) before the export stage encodes it. "End of reading" is VmRSS, "most while reading"
+input: \`flushAll()\` hands the flows to the export stage in batches of \`FlowRecord\`s ($RECORD_BYTES B
+a record) while the cache still holds the rest, and the export queue holds up to its bound of
+batches; with fewer flows those buffers weigh more per flow. "End of reading" is VmRSS, "most while reading"
 VmHWM, in the last /proc sample (every ${SAMPLE_INTERVAL}s or so) taken before the capture's file
 offset reached its end: the cache alone. The two differ by the hash table's doublings, during
 which the old and the new table are both allocated.

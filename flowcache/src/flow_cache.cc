@@ -13,7 +13,6 @@ namespace flowfold {
 
 namespace {
 constexpr uint32_t kWheelBuckets = 4096;   // power of two
-constexpr uint32_t kLive = 0xFFFFFFFF;     // Entry::next_free of an entry in use
 constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
@@ -23,9 +22,7 @@ constexpr size_t kHugePage = 2u << 20;
 }  // namespace
 
 size_t FlowCache::entryBytes() {
-  // Two whole cache lines, and entries start page-aligned: an entry never
-  // straddles a third line.
-  static_assert(sizeof(Entry) == 128);
+  static_assert(sizeof(Entry) == 104, "the entry is the bulk of the memory per flow: keep it packed");
   return sizeof(Entry);
 }
 
@@ -55,7 +52,10 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   slot_mask_ = slots_.size() - 1;
 
   const uint64_t horizon = std::max(options_.active_timeout_ms, options_.idle_timeout_ms);
-  tick_ms_ = std::max<uint64_t>(1, (horizon + kWheelBuckets - 2) / (kWheelBuckets - 1));
+  // A power of two, so a time becomes a tick with a shift (a 64-bit division
+  // was a fifth of file()'s time).
+  const uint64_t min_tick_ms = std::max<uint64_t>(1, (horizon + kWheelBuckets - 2) / (kWheelBuckets - 1));
+  tick_shift_ = static_cast<unsigned>(std::countr_zero(std::bit_ceil(min_tick_ms)));
   wheel_.resize(kWheelBuckets);
 }
 
@@ -69,7 +69,7 @@ uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now
   for (uint64_t pos = hash_lo & slot_mask_;; pos = (pos + 1) & slot_mask_) {
     const Slot& s = slots_[pos];
     if (s.index1 == 0) break;
-    if (s.hash_lo == hash_lo && entries_[s.index1 - 1].rec.key == key) {
+    if (s.hash_lo == hash_lo && entries_[s.index1 - 1].key == key) {
       created = false;
       return s.index1 - 1;
     }
@@ -99,7 +99,7 @@ void FlowCache::growTable() {
 }
 
 void FlowCache::eraseSlotOf(uint32_t index) {
-  uint64_t pos = entries_[index].hash_lo & slot_mask_;
+  uint64_t pos = entries_[index].hash_lo_or_next_free & slot_mask_;
   while (slots_[pos].index1 != index + 1) pos = (pos + 1) & slot_mask_;
   // Backward-shift deletion keeps probe chains unbroken without tombstones.
   uint64_t hole = pos;
@@ -119,10 +119,16 @@ uint32_t FlowCache::allocateEntry() {
   uint32_t index;
   if (free_head_ != 0) {
     index = free_head_ - 1;
-    free_head_ = entries_[index].next_free;
-    // The free list is a chain through cold entries: fetch the next link now
-    // so the next new flow does not wait for it.
-    if (free_head_ != 0) prefetchWrite(entries_ + (free_head_ - 1));
+    free_head_ = entries_[index].hash_lo_or_next_free;
+    // The free list is a chain through cold entries: fetch the next one now
+    // (all its lines: a new flow writes all of it) so the next new flow does
+    // not wait for it.
+    if (free_head_ != 0) {
+      const char* next = reinterpret_cast<const char*>(entries_ + (free_head_ - 1));
+      prefetchWrite(next);
+      prefetchWrite(next + 64);
+      prefetchWrite(next + sizeof(Entry) - 1);
+    }
   } else {
     assert(used_ < options_.max_flows);
     index = used_++;
@@ -131,49 +137,76 @@ uint32_t FlowCache::allocateEntry() {
 }
 
 void FlowCache::releaseEntry(uint32_t index) {
-  entries_[index].next_free = free_head_;
+  entries_[index].hash_lo_or_next_free = free_head_;
+  entries_[index].filed_tick = Entry::kFree;
   free_head_ = index + 1;
   --active_;
 }
 
 // ---------------------------------------------------------------- packets
 
+void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
+  const int64_t offset = static_cast<int64_t>(p.ts_ms - e.interval_start_ms);
+  // A packet weeks away from the interval start (a clock jump) starts the
+  // interval at its own time, so the offset always fits.
+  if (offset != static_cast<int32_t>(offset)) e.interval_start_ms = p.ts_ms;
+  e.last_offset_ms = static_cast<int32_t>(p.ts_ms - e.interval_start_ms);
+  e.first_age_ms = 0;
+  e.tos = p.tos;
+  e.src_mac = p.src_mac;
+  e.dst_mac = p.dst_mac;
+  e.mpls_top_label = p.mpls_top_label;
+  e.min_ttl = e.max_ttl = p.ttl;
+  e.tcp_flags = 0;
+}
+
 void FlowCache::update(const PacketSummary& p, uint64_t hash) {
   bool created = false;
   const uint32_t index = findOrCreate(p.key, hash, p.ts_ms, created);
   Entry& e = entries_[index];
-  FlowRecord& r = e.rec;
   if (created) {
     ++counters_.flows_created;
-    new (&e) Entry{};
-    e.next_free = kLive;
-    e.hash_lo = static_cast<uint32_t>(hash);
-    r.key = p.key;
-    r.last_ms = p.ts_ms;
+    // Every field is set here or by startInterval()/file(): no zeroing pass
+    // over the entry first (`Entry{}` compiled to a `rep stos`, a quarter of
+    // update()'s time).
+    e.key = p.key;
+    e.packets = 0;
+    e.octets = 0;
+    e.hash_lo_or_next_free = static_cast<uint32_t>(hash);
     e.interval_start_ms = p.ts_ms;
     if (!wheel_started_) {
       wheel_started_ = true;
-      next_tick_ = p.ts_ms / tick_ms_;
+      next_tick_ = tickOf(p.ts_ms);
     }
+    startInterval(e, p);
     file(index, deadlineOf(e));
+  } else if (e.packets == 0) {
+    // First packet of a new active-timeout interval.
+    startInterval(e, p);
+  } else {
+    const uint64_t last = std::max(e.lastMs(), p.ts_ms);
+    const uint64_t first = std::min(e.firstMs(), p.ts_ms);
+    const int64_t last_offset = static_cast<int64_t>(last - e.interval_start_ms);
+    if (last_offset == static_cast<int32_t>(last_offset) && last - first <= UINT32_MAX) {
+      e.last_offset_ms = static_cast<int32_t>(last_offset);
+      e.first_age_ms = static_cast<uint32_t>(last - first);
+    } else {
+      // The flow would span more than the offsets hold (weeks: only a jump of
+      // the clock does that). Export what it has, as an active timeout would,
+      // and let this packet start the next interval.
+      ++counters_.expired_active;
+      emit(e, FlowEndReason::kActiveTimeout);
+      e.packets = 0;
+      e.octets = 0;
+      e.interval_start_ms = p.ts_ms;
+      startInterval(e, p);
+    }
   }
-  if (r.packets == 0) {
-    // First packet of the flow or of a new active-timeout interval.
-    r.first_ms = r.last_ms = p.ts_ms;
-    r.tos = p.tos;
-    r.src_mac = p.src_mac;
-    r.dst_mac = p.dst_mac;
-    r.mpls_top_label = p.mpls_top_label;
-    r.min_ttl = r.max_ttl = p.ttl;
-    r.tcp_flags = 0;
-  }
-  ++r.packets;
-  r.octets += p.ip_length;
-  r.tcp_flags |= p.tcp_flags;
-  r.first_ms = std::min(r.first_ms, p.ts_ms);
-  r.last_ms = std::max(r.last_ms, p.ts_ms);
-  r.min_ttl = std::min(r.min_ttl, p.ttl);
-  r.max_ttl = std::max(r.max_ttl, p.ttl);
+  ++e.packets;
+  e.octets += p.ip_length;
+  e.tcp_flags |= p.tcp_flags;
+  e.min_ttl = std::min(e.min_ttl, p.ttl);
+  e.max_ttl = std::max(e.max_ttl, p.ttl);
   ++counters_.packets;
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
@@ -182,10 +215,25 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
   }
 }
 
-void FlowCache::emit(Entry& e, FlowEndReason reason) {
-  if (e.rec.packets == 0) return;  // nothing since the last active export
-  e.rec.end_reason = reason;
-  output_.push_back(e.rec);
+void FlowCache::emit(const Entry& e, FlowEndReason reason) {
+  if (e.packets == 0) return;  // nothing since the last active export
+  // Filled field by field (a value-initialised record was zeroed first with a
+  // `rep stos`, a third of emit()'s time).
+  FlowRecord r;
+  r.key = e.key;
+  r.packets = e.packets;
+  r.octets = e.octets;
+  r.last_ms = e.lastMs();
+  r.first_ms = r.last_ms - e.first_age_ms;
+  r.mpls_top_label = e.mpls_top_label;
+  r.src_mac = e.src_mac;
+  r.dst_mac = e.dst_mac;
+  r.tcp_flags = e.tcp_flags;
+  r.tos = e.tos;
+  r.min_ttl = e.min_ttl;
+  r.max_ttl = e.max_ttl;
+  r.end_reason = reason;
+  output_.push_back(r);
   ++counters_.records;
 }
 
@@ -199,7 +247,7 @@ void FlowCache::removeFlow(uint32_t index, FlowEndReason reason) {
 // ---------------------------------------------------------------- timer wheel
 
 uint64_t FlowCache::deadlineOf(const Entry& e) const {
-  return std::min(e.rec.last_ms + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
+  return std::min(e.lastMs() + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
 }
 
 void FlowCache::file(uint32_t index, uint64_t deadline_ms) {
@@ -208,19 +256,21 @@ void FlowCache::file(uint32_t index, uint64_t deadline_ms) {
   // the last bucket of the turn and is filed again when that comes due: every
   // entry stays within one turn of next_tick_, where evictOne() and a skip
   // ahead in expire() can find it.
-  const uint64_t tick = std::min(std::max(deadline_ms / tick_ms_, next_tick_), next_tick_ + kWheelBuckets - 1);
+  uint64_t tick = std::min(std::max(tickOf(deadline_ms), next_tick_), next_tick_ + kWheelBuckets - 1);
+  // Once in 2^32 ticks the tick's low bits spell kFree: a tick away is as good.
+  if (static_cast<uint32_t>(tick) == Entry::kFree) tick += tick < next_tick_ + kWheelBuckets - 1 ? 1 : -1;
   entries_[index].filed_tick = static_cast<uint32_t>(tick);
   wheel_[tick & (kWheelBuckets - 1)].push_back(index);
 }
 
 bool FlowCache::filedAt(uint32_t index, uint64_t tick) const {
   const Entry& e = entries_[index];
-  return e.next_free == kLive && e.filed_tick == static_cast<uint32_t>(tick);
+  return e.live() && e.filed_tick == static_cast<uint32_t>(tick);
 }
 
 void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
   Entry& e = entries_[index];
-  if (e.next_free != kLive) return;  // removed (FIN/RST, eviction) after it was filed
+  if (!e.live()) return;  // removed (FIN/RST, eviction) after it was filed
   if (e.filed_tick != static_cast<uint32_t>(tick)) {
     // Filed for a later turn of the wheel (a deadline beyond its span): keep it.
     if ((e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1)) &&
@@ -228,22 +278,29 @@ void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
       wheel_[tick & (kWheelBuckets - 1)].push_back(index);
     return;
   }
-  const uint64_t idle_deadline = e.rec.last_ms + options_.idle_timeout_ms;
+  const uint64_t idle_deadline = e.lastMs() + options_.idle_timeout_ms;
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
-    if (e.rec.packets != 0) ++counters_.expired_idle;
+    if (e.packets != 0) ++counters_.expired_idle;
     emit(e, FlowEndReason::kIdleTimeout);
     eraseSlotOf(index);
     releaseEntry(index);
     return;
   }
   if (active_deadline <= now_ms) {
-    if (e.rec.packets != 0) ++counters_.expired_active;
+    if (e.packets != 0) ++counters_.expired_active;
     emit(e, FlowEndReason::kActiveTimeout);
-    // The flow stays; the next record carries only what comes after now.
-    e.rec.packets = 0;
-    e.rec.octets = 0;
-    e.interval_start_ms = now_ms;
+    // The flow stays; the next record carries only what comes after now. Its
+    // last packet time stays (the idle deadline), now relative to the new
+    // start: less than an idle timeout (at most 7 days) before it. Should it
+    // lie weeks after now (packet times ahead of the clock), the interval
+    // starts at the last packet instead.
+    const uint64_t last = e.lastMs();
+    const int64_t last_offset = static_cast<int64_t>(last - now_ms);
+    e.packets = 0;
+    e.octets = 0;
+    e.interval_start_ms = last_offset == static_cast<int32_t>(last_offset) ? now_ms : last;
+    e.last_offset_ms = static_cast<int32_t>(last - e.interval_start_ms);
   }
   file(index, deadlineOf(e));
 }
@@ -258,27 +315,27 @@ bool FlowCache::expire(uint64_t now_ms) {
       if (budget == 0) return true;
       // Entries come due in no useful order: fetch a few ahead, and the hash
       // slot of one whose entry has arrived by now (expiry erases it).
-      if (due_pos_ + kPrefetchAhead < due_.size()) prefetchRead(entries_ + due_[due_pos_ + kPrefetchAhead]);
+      if (due_pos_ + kPrefetchAhead < due_.size()) prefetchEntryLines(due_[due_pos_ + kPrefetchAhead]);
       if (due_pos_ + kPrefetchAhead / 2 < due_.size())
-        prefetchRead(&slots_[entries_[due_[due_pos_ + kPrefetchAhead / 2]].hash_lo & slot_mask_]);
+        prefetchRead(&slots_[entries_[due_[due_pos_ + kPrefetchAhead / 2]].hash_lo_or_next_free & slot_mask_]);
       reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;
     }
     due_.clear();
     due_pos_ = 0;
     // A bucket is due once every deadline it can hold has passed.
-    if ((next_tick_ + 1) * tick_ms_ - 1 > now_ms) return false;
+    if (((next_tick_ + 1) << tick_shift_) - 1 > now_ms) return false;
     if (buckets_scanned >= kWheelBuckets) {
       // The clock jumped past a whole turn of the wheel: every entry has been
       // reviewed once in this call, so skip the empty stretch. The survivors
       // (deadlines after now_ms) may sit at ticks being skipped: file them
       // again from the new position.
-      next_tick_ = now_ms / tick_ms_;
+      next_tick_ = tickOf(now_ms);
       std::vector<uint32_t> live;
       for (uint32_t b = 0; b < kWheelBuckets; ++b) {
         for (const uint32_t index : wheel_[b]) {
           const Entry& e = entries_[index];
-          if (e.next_free == kLive && (e.filed_tick & (kWheelBuckets - 1)) == b) live.push_back(index);
+          if (e.live() && (e.filed_tick & (kWheelBuckets - 1)) == b) live.push_back(index);
         }
         wheel_[b].clear();
       }
@@ -315,12 +372,12 @@ void FlowCache::evictOne() {
       if (!filedAt(index, tick)) {
         // Stale, or filed for a later turn: leave later turns in place.
         const Entry& e = entries_[index];
-        if (e.next_free == kLive && (e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
+        if (e.live() && (e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
         bucket.pop_back();
         continue;
       }
       bucket.pop_back();
-      const uint64_t real_tick = deadlineOf(entries_[index]) / tick_ms_;
+      const uint64_t real_tick = tickOf(deadlineOf(entries_[index]));
       // (In the turn's last bucket file() would put it back here: evict it.)
       if (real_tick > tick && tick < next_tick_ + kWheelBuckets - 1) {
         file(index, deadlineOf(entries_[index]));
@@ -336,7 +393,7 @@ void FlowCache::evictOne() {
   assert(false && "evictOne found no entry");
   // Never allocate past max_flows: evict any live entry.
   for (uint32_t index = 0; index < used_; ++index) {
-    if (entries_[index].next_free == kLive) {
+    if (entries_[index].live()) {
       ++counters_.evicted;
       removeFlow(index, FlowEndReason::kLackOfResources);
       return;
@@ -347,8 +404,8 @@ void FlowCache::evictOne() {
 void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
   for (uint32_t index = 0; index < used_; ++index) {
     Entry& e = entries_[index];
-    if (e.next_free != kLive) continue;
-    if (e.rec.packets != 0) ++counters_.flushed;
+    if (!e.live()) continue;
+    if (e.packets != 0) ++counters_.flushed;
     emit(e, FlowEndReason::kForcedEnd);
     if (output_.size() >= chunk) hand_off();
   }

@@ -283,6 +283,48 @@ TEST(FlowCache, ClockJumpsBackwardAndForwardDoNotBreakExpiry) {
   EXPECT_EQ(take(cache).size(), 1u);
 }
 
+// The entry keeps first/last as 32-bit millisecond offsets from the interval
+// start: a span of days is exact, and one the offsets cannot hold (a month
+// ahead of the interval start, or first and last 2^32 ms apart: a
+// clock jump between two packets with no expire() in between) splits the
+// flow with an active-timeout record instead of wrapping.
+TEST(FlowCache, TimesStayExactOverDaysAndAJumpOfWeeksSplitsTheFlow) {
+  constexpr uint64_t kDay = 86'400'000;
+  const uint64_t t0 = 1'700'000'000'000;  // 2023, in Unix milliseconds
+  FlowCache cache(opts(7 * kDay, 7 * kDay));
+  const auto days = udpKey(1, 1);
+  cache.update(packet(days, t0 + 3 * kDay + 7, 100));
+  cache.update(packet(days, t0, 200));                // earlier: the new first
+  cache.update(packet(days, t0 + 6 * kDay + 1, 300));  // later: the new last
+  const auto ahead = udpKey(2, 1);
+  cache.update(packet(ahead, t0, 100));
+  cache.update(packet(ahead, t0 + 30 * kDay, 200));
+  const auto behind = udpKey(3, 1);
+  cache.update(packet(behind, t0, 100));
+  cache.update(packet(behind, t0 - 60 * kDay, 200));  // first..last over 2^32 ms
+  EXPECT_EQ(cache.counters().expired_active, 2u);
+  cache.flushAll();
+  std::map<std::pair<uint8_t, uint64_t>, FlowRecord> by_key_and_octets;
+  for (const FlowRecord& r : take(cache)) by_key_and_octets[{r.key.src_addr[3], r.octets}] = r;
+  ASSERT_EQ(by_key_and_octets.size(), 5u);
+  const FlowRecord& d = by_key_and_octets.at({1, 600});
+  EXPECT_EQ(d.packets, 3u);
+  EXPECT_EQ(d.first_ms, t0);
+  EXPECT_EQ(d.last_ms, t0 + 6 * kDay + 1);
+  for (const uint8_t host : {2, 3}) {
+    const FlowRecord& before = by_key_and_octets.at({host, 100});
+    const FlowRecord& after = by_key_and_octets.at({host, 200});
+    EXPECT_EQ(before.end_reason, FlowEndReason::kActiveTimeout);
+    EXPECT_EQ(before.first_ms, t0);
+    EXPECT_EQ(before.last_ms, t0);
+    EXPECT_EQ(after.end_reason, FlowEndReason::kForcedEnd);
+    const uint64_t later = host == 2 ? t0 + 30 * kDay : t0 - 60 * kDay;
+    EXPECT_EQ(after.first_ms, later);
+    EXPECT_EQ(after.last_ms, later);
+    EXPECT_EQ(before.packets + after.packets, 2u);
+  }
+}
+
 // Found by fuzz_flowcache: update() with packet times more than a wheel turn
 // ahead of the last expire() filed flows beyond the wheel's span, where
 // evictOne() did not look; a full cache then found no victim and allocated

@@ -87,7 +87,7 @@ class FlowCache {
       const Slot& s = slots_[pos];
       if (s.index1 == 0) return;
       if (s.hash_lo == hash_lo) {
-        prefetchRead(entries_ + (s.index1 - 1));
+        prefetchEntryLines(s.index1 - 1);
         return;
       }
     }
@@ -117,12 +117,44 @@ class FlowCache {
   static size_t entryBytes();
 
  private:
+  /// Every cache line of an entry (two or three: entries are 104 bytes
+  /// apart): the fields a packet or an expiry touches are spread over them.
+  void prefetchEntryLines(uint32_t index) const {
+    const char* p = reinterpret_cast<const char*>(entries_ + index);
+    prefetchRead(p);
+    prefetchRead(p + 64);
+    prefetchRead(p + sizeof(Entry) - 1);  // a third line when the entry straddles one
+  }
+
+  // 104 bytes (at most 128 per flow with the hash table and the wheel): the
+  // record's fields, with the two timestamps kept as 32-bit offsets from the
+  // interval start. A flow whose span would overflow them (only a clock jump
+  // of weeks can do that: timeouts are at most 7 days) is exported first.
   struct Entry {
-    FlowRecord rec;
+    FlowKey key;                 // 44
+    uint32_t mpls_top_label;
+    uint64_t packets;            // in the current active-timeout interval
+    uint64_t octets;
     uint64_t interval_start_ms;  // start of the current active-timeout interval
-    uint32_t filed_tick;         // low 32 bits of the wheel tick it is filed at
-    uint32_t next_free;          // kLive, or the free list link (index + 1)
-    uint32_t hash_lo;            // low 32 bits of the key hash: finds the slot without rehashing
+    int32_t last_offset_ms;      // last packet time - interval_start_ms
+    uint32_t first_age_ms;       // last packet time - first packet time
+    std::array<uint8_t, 6> src_mac;
+    std::array<uint8_t, 6> dst_mac;
+    uint8_t tcp_flags;
+    uint8_t tos;
+    uint8_t min_ttl;
+    uint8_t max_ttl;
+    // Live: the low 32 bits of the key hash (finds the slot without
+    // rehashing). Free: the free list link (index + 1; 0 = end).
+    uint32_t hash_lo_or_next_free;
+    // Live: low 32 bits of the wheel tick it is filed at (never kFree).
+    // Free: kFree.
+    uint32_t filed_tick;
+
+    static constexpr uint32_t kFree = 0xFFFFFFFF;
+    bool live() const { return filed_tick != kFree; }
+    uint64_t lastMs() const { return interval_start_ms + static_cast<int64_t>(last_offset_ms); }
+    uint64_t firstMs() const { return lastMs() - first_age_ms; }
   };
   struct Slot {
     uint32_t hash_lo;  // low 32 bits of the key hash (home slot = hash_lo & mask)
@@ -135,7 +167,9 @@ class FlowCache {
   void growTable();
   uint32_t allocateEntry();
   void releaseEntry(uint32_t index);
-  void emit(Entry& e, FlowEndReason reason);
+  void emit(const Entry& e, FlowEndReason reason);
+  /// Sets the fields a flow's first packet (of an interval) gives it.
+  static void startInterval(Entry& e, const PacketSummary& p);
   void removeFlow(uint32_t index, FlowEndReason reason);
   void evictOne();
 
@@ -165,8 +199,9 @@ class FlowCache {
 
   // timer wheel: a ring of buckets, each a vector of entry indices
   std::vector<std::vector<uint32_t>> wheel_;
-  uint64_t tick_ms_ = 1;
-  uint64_t next_tick_ = 0;      // the next tick (time / tick_ms_) to process
+  unsigned tick_shift_ = 0;     // a tick lasts 2^tick_shift_ ms
+  uint64_t tickOf(uint64_t ms) const { return ms >> tick_shift_; }
+  uint64_t next_tick_ = 0;      // the next tick (tickOf(time)) to process
   bool wheel_started_ = false;
   std::vector<uint32_t> due_;   // a bucket taken off the wheel, being reviewed
   size_t due_pos_ = 0;          // how far an interrupted expire() got in due_
