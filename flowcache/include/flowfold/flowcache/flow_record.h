@@ -20,6 +20,17 @@ enum class FlowEndReason : uint8_t {
 const char* toString(FlowEndReason reason);
 
 struct FlowRecord {
+  FlowRecord() = default;
+  /// Every field at once: lets the flow cache build a record in place in its
+  /// output vector (value-initialising one first, then assigning, cost a
+  /// zeroing pass; assigning a local and copying it, a store-forwarding stall).
+  FlowRecord(const FlowKey& key_, uint64_t packets_, uint64_t octets_, uint64_t first_ms_, uint64_t last_ms_,
+             uint32_t mpls_top_label_, const std::array<uint8_t, 6>& src_mac_, const std::array<uint8_t, 6>& dst_mac_,
+             uint8_t tcp_flags_, uint8_t tos_, uint8_t min_ttl_, uint8_t max_ttl_, FlowEndReason end_reason_)
+      : key(key_), packets(packets_), octets(octets_), first_ms(first_ms_), last_ms(last_ms_),
+        mpls_top_label(mpls_top_label_), src_mac(src_mac_), dst_mac(dst_mac_), tcp_flags(tcp_flags_), tos(tos_),
+        min_ttl(min_ttl_), max_ttl(max_ttl_), end_reason(end_reason_) {}
+
   FlowKey key;
   uint64_t packets = 0;   // packetDeltaCount (2)
   uint64_t octets = 0;    // octetDeltaCount (1): sum of IP total lengths
