@@ -48,7 +48,7 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   // 11 to 21 bytes a flow instead of 16 to 32 at one half); it starts small
   // (cache friendly) and doubles up to what max_flows needs.
   max_slots_ = std::bit_ceil(std::max<uint64_t>(kInitialSlots, (uint64_t{options_.max_flows} * 4 + 2) / 3));
-  slots_.assign(std::min(kInitialSlots, max_slots_), Slot{0, 0});
+  slots_ = SlotArray(std::min(kInitialSlots, max_slots_));
   slot_mask_ = slots_.size() - 1;
 
   const uint64_t horizon = std::max(options_.active_timeout_ms, options_.idle_timeout_ms);
@@ -62,6 +62,22 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
 FlowCache::~FlowCache() { munmap(entries_, entries_bytes_); }
 
 // ---------------------------------------------------------------- hash table
+
+FlowCache::SlotArray::SlotArray(size_t count) : size_(count) {
+  bytes_ = (count * sizeof(Slot) + kHugePage - 1) / kHugePage * kHugePage;
+  void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  madvise(mem, bytes_, MADV_HUGEPAGE);
+  data_ = static_cast<Slot*>(mem);
+}
+
+FlowCache::SlotArray::~SlotArray() {
+  if (data_ != nullptr) munmap(data_, bytes_);
+}
+
+void FlowCache::SlotArray::clear() {
+  if (data_ != nullptr && madvise(data_, bytes_, MADV_DONTNEED) != 0) std::fill(data_, data_ + size_, Slot{0, 0});
+}
 
 uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created) {
   (void)now_ms;
@@ -90,9 +106,8 @@ void FlowCache::insertSlot(uint32_t hash_lo, uint32_t index) {
 }
 
 void FlowCache::growTable() {
-  std::vector<Slot> old;
-  old.swap(slots_);
-  slots_.assign(old.size() * 2, Slot{0, 0});
+  SlotArray old = std::move(slots_);
+  slots_ = SlotArray(old.size() * 2);
   slot_mask_ = slots_.size() - 1;
   for (const Slot& s : old)
     if (s.index1 != 0) insertSlot(s.hash_lo, s.index1 - 1);
@@ -397,7 +412,7 @@ void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
   }
   // Everything is gone: reset the structures wholesale instead of erasing
   // one slot at a time.
-  std::fill(slots_.begin(), slots_.end(), Slot{0, 0});
+  slots_.clear();
   for (auto& bucket : wheel_) bucket.clear();
   due_.clear();
   due_pos_ = 0;

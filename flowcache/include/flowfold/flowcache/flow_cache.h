@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
@@ -160,6 +161,38 @@ class FlowCache {
     uint32_t hash_lo;  // low 32 bits of the key hash (home slot = hash_lo & mask)
     uint32_t index1;   // entry index + 1; 0 = empty
   };
+  // The hash table's storage: anonymous memory, with huge pages where the
+  // kernel offers them (lookups land on random slots; with 4 KiB pages each
+  // is also a TLB miss, and a prefetch waits for the page walk), zeroed by
+  // the kernel (an empty slot is all zeros).
+  class SlotArray {
+   public:
+    SlotArray() = default;
+    explicit SlotArray(size_t count);
+    ~SlotArray();
+    SlotArray(SlotArray&& other) noexcept { swap(other); }
+    SlotArray& operator=(SlotArray&& other) noexcept {
+      swap(other);
+      return *this;
+    }
+    Slot& operator[](size_t i) { return data_[i]; }
+    const Slot& operator[](size_t i) const { return data_[i]; }
+    size_t size() const { return size_; }
+    const Slot* begin() const { return data_; }
+    const Slot* end() const { return data_ + size_; }
+    /// Every slot empty again (the pages go back to the kernel).
+    void clear();
+
+   private:
+    void swap(SlotArray& other) noexcept {
+      std::swap(data_, other.data_);
+      std::swap(size_, other.size_);
+      std::swap(bytes_, other.bytes_);
+    }
+    Slot* data_ = nullptr;
+    size_t size_ = 0;
+    size_t bytes_ = 0;
+  };
 
   uint32_t findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created);
   void insertSlot(uint32_t hash_lo, uint32_t index);
@@ -193,7 +226,7 @@ class FlowCache {
   size_t active_ = 0;
 
   // hash table
-  std::vector<Slot> slots_;
+  SlotArray slots_;
   uint64_t slot_mask_ = 0;
   uint64_t max_slots_ = 0;
 

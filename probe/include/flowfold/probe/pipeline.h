@@ -46,21 +46,19 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   /// One captured frame (packet thread). The flow-table lookups are memory
-  /// bound, so packets pass through a short ring: a frame is decoded and its
-  /// hash slot prefetched on arrival, its flow entry is prefetched
-  /// kEntryLag frames later, and it is folded into the cache when the ring is
-  /// full, in capture order. The misses of consecutive packets overlap
-  /// instead of being paid one after another (VPP style).
+  /// bound, so packets pass through a short ring: a frame is decoded on
+  /// arrival, hashed and its hash slot prefetched one frame later, its flow
+  /// entry prefetched kEntryLag frames later, and it is folded into the cache
+  /// when the ring is full, in capture order. The misses of consecutive
+  /// packets overlap instead of being paid one after another (VPP style).
   void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
     Pending& p = ring_[head_ & kRingMask];
     p.ts_ms = ts_ms;
     // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
     probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
     p.decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
-    if (p.decoded) {
-      p.info.key.ingress_if = options_.ingress_if;
-      p.hash = hashFlowKey(p.info.key);
-    }
+    if (p.decoded) p.info.key.ingress_if = options_.ingress_if;
+    p.hashed = false;
     enqueue(p);
     if (both_ && p.decoded && inner_.tunnel_depth != 0) [[unlikely]] {
       inner_.key.ingress_if = options_.ingress_if;
@@ -75,6 +73,7 @@ class Pipeline {
     p.info = info;
     p.ts_ms = ts_ms;
     p.hash = hash;
+    p.hashed = true;
     p.decoded = true;
     enqueue(p);
   }
@@ -117,11 +116,17 @@ class Pipeline {
     probe::PacketInfo info;
     uint64_t ts_ms;
     uint64_t hash;
+    bool hashed;  // hash is set
     bool decoded;
   };
   void enqueue(const Pending& p) {
-    if (p.decoded) cache_.prefetchSlot(p.hash);
+    if (p.decoded && p.hashed) cache_.prefetchSlot(p.hash);
     ++head_;
+    // The key was written field by field by the decoder just now; hashing it
+    // at once read those narrow stores back with 8-byte loads, which the CPU
+    // cannot forward from its store buffer (a stall per word). A frame later
+    // the stores have reached the cache.
+    if (head_ - tail_ > 1) hash(ring_[(head_ - 2) & kRingMask]);
     if (head_ - tail_ > kEntryLag) {
       const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
       if (q.decoded) cache_.prefetchEntry(q.hash);
@@ -130,7 +135,14 @@ class Pipeline {
   }
   /// Folds one frame: the clock advances (and expires flows) exactly as if
   /// each frame had been folded the moment it was read.
-  void fold(const Pending& p) {
+  void hash(Pending& p) {
+    if (!p.decoded || p.hashed) return;
+    p.hash = hashFlowKey(p.info.key);
+    p.hashed = true;
+    cache_.prefetchSlot(p.hash);
+  }
+  void fold(Pending& p) {
+    hash(p);  // the newest frame, when the ring is drained
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
     if (p.decoded) account(p);
   }
