@@ -280,13 +280,21 @@ ROWS=$WORK/rows-$PROFILE.tsv      # one line per run
 SKIPPED=()
 port=$PORT_BASE
 
+RUN_LIST=()
 for tool in "${TOOL_LIST[@]}"; do
     if [ "$tool" = flowfold ] && [ ! -x "$FLOWFOLD_BIN" ]; then
         log "SKIP flowfold: no binary at $FLOWFOLD_BIN (build it, or set FLOWFOLD_BIN / BUILD)"
         SKIPPED+=("flowfold (no binary at $FLOWFOLD_BIN)")
         continue
     fi
-    for run in $(seq 1 "$RUNS"); do
+    RUN_LIST+=("$tool")
+done
+
+# Round robin (run 1 of every tool, then run 2, ...): a shared VM's speed drifts
+# over minutes, and runs of one tool back to back would carry that drift into
+# the comparison between tools.
+for run in $(seq 1 "$RUNS"); do
+    for tool in "${RUN_LIST[@]}"; do
         dir=$WORK/runs/$PROFILE-$tool-$run
         rm -rf "$dir"
         mkdir -p "$dir"
