@@ -76,7 +76,7 @@ Export (repeatable; given on the command line they replace the file's exporters)
   --mtu N              largest export datagram in bytes (default 1400; 16384 to a
                        collector on loopback)
   --ipfix-encoder E    direct (default; flowfold's own record writer) or libfixbuf
-                       (fBufAppend): byte-identical messages, direct is ~4x cheaper
+                       (fBufAppend): byte-identical messages, direct is ~10x cheaper
 
 Flow cache:
   -m MAX_FLOWS         most flows kept at once (default 1000000); the least
