@@ -1,6 +1,12 @@
 #include "flowfold/exporters/text_exporter.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <random>
 
 namespace flowfold {
 namespace {
@@ -52,6 +58,121 @@ TEST(TextExporter, FormatsJson) {
   EXPECT_NE(j.find("\"end_reason\":\"end\""), std::string::npos) << j;
   EXPECT_EQ(j.front(), '{');
   EXPECT_EQ(j.back(), '}');
+}
+
+// ---- reference formatters: the first implementation, built on snprintf(),
+// gmtime_r() and inet_ntop(), kept here to hold the fast one to the same bytes.
+
+std::string refIsoTime(uint64_t ms) {
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm_utc;
+  gmtime_r(&secs, &tm_utc);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm_utc.tm_year + 1900, tm_utc.tm_mon + 1,
+                tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec, static_cast<unsigned>(ms % 1000));
+  return buf;
+}
+std::string refAddress(const std::array<uint8_t, 16>& addr, uint8_t version) {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(version == 6 ? AF_INET6 : AF_INET, addr.data(), buf, sizeof buf);
+  return buf;
+}
+std::string refFlags(uint8_t f) {
+  std::string s = "........";
+  const char* letters = "CEUAPRSF";
+  for (int bit = 7; bit >= 0; --bit)
+    if (f & (1u << bit)) s[7 - bit] = letters[7 - bit];
+  return s;
+}
+std::string refMac(const std::array<uint8_t, 6>& m) {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return buf;
+}
+std::string refEndpoint(const std::array<uint8_t, 16>& addr, uint8_t version, uint16_t port) {
+  const std::string a = refAddress(addr, version);
+  return version == 6 ? "[" + a + "]:" + std::to_string(port) : a + ":" + std::to_string(port);
+}
+std::string refText(const FlowRecord& r) {
+  const auto& k = r.key;
+  char buf[512];
+  std::string ports;
+  if (k.protocol == 1 || k.protocol == 58) {
+    std::snprintf(buf, sizeof buf, "%s -> %s icmp %u.%u", refAddress(k.src_addr, k.ip_version).c_str(),
+                  refAddress(k.dst_addr, k.ip_version).c_str(), k.dst_port >> 8, k.dst_port & 0xFF);
+    ports = buf;
+  } else {
+    ports = refEndpoint(k.src_addr, k.ip_version, k.src_port) + " -> " + refEndpoint(k.dst_addr, k.ip_version, k.dst_port);
+  }
+  std::snprintf(buf, sizeof buf, "%s %s proto %u %s vlan %u pkts %" PRIu64 " bytes %" PRIu64 " flags %s tos %u ttl %u-%u end %s",
+                refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), k.protocol, ports.c_str(), k.vlan_id,
+                r.packets, r.octets, refFlags(r.tcp_flags).c_str(), r.tos, r.min_ttl, r.max_ttl, toString(r.end_reason));
+  return buf;
+}
+std::string refJson(const FlowRecord& r) {
+  const auto& k = r.key;
+  char buf[768];
+  std::snprintf(buf, sizeof buf,
+                "{\"first\":\"%s\",\"last\":\"%s\",\"first_ms\":%" PRIu64 ",\"last_ms\":%" PRIu64
+                ",\"ip_version\":%u,\"proto\":%u,\"src\":\"%s\",\"src_port\":%u,\"dst\":\"%s\",\"dst_port\":%u,"
+                "\"vlan\":%u,\"inner_vlan\":%u,\"ingress_if\":%u,\"packets\":%" PRIu64 ",\"bytes\":%" PRIu64
+                ",\"tcp_flags\":%u,\"tos\":%u,\"min_ttl\":%u,\"max_ttl\":%u,\"src_mac\":\"%s\",\"dst_mac\":\"%s\","
+                "\"mpls_label\":%u,\"end_reason\":\"%s\"}",
+                refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), r.first_ms, r.last_ms, k.ip_version,
+                k.protocol, refAddress(k.src_addr, k.ip_version).c_str(), k.src_port,
+                refAddress(k.dst_addr, k.ip_version).c_str(), k.dst_port, k.vlan_id, k.inner_vlan_id, k.ingress_if,
+                r.packets, r.octets, r.tcp_flags, r.tos, r.min_ttl, r.max_ttl, refMac(r.src_mac).c_str(),
+                refMac(r.dst_mac).c_str(), r.mpls_top_label, toString(r.end_reason));
+  return buf;
+}
+
+// Random records over every field's range (times from 1970 to the end of
+// 9999, IPv6 addresses with and without runs of zeros, counters up to 2^64-1)
+// come out byte for byte as the reference formats them, and a reused buffer
+// holds one record after another.
+TEST(TextExporter, FastFormattersMatchTheSnprintfReference) {
+  std::mt19937_64 rng(20261127);
+  auto pick = [&](uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng); };
+  std::string appended_text, appended_json, expected_text, expected_json;
+  for (int i = 0; i < 20'000; ++i) {
+    FlowRecord r;
+    r.key.ip_version = pick(0, 1) ? 6 : 4;
+    const uint8_t protocols[] = {1, 6, 17, 58, 132, 0, 255};
+    r.key.protocol = protocols[pick(0, std::size(protocols) - 1)];
+    for (auto* addr : {&r.key.src_addr, &r.key.dst_addr}) {
+      *addr = {};
+      const size_t n = r.key.ip_version == 6 ? 16 : 4;
+      for (size_t b = 0; b < n; ++b) (*addr)[b] = pick(0, 3) == 0 ? 0 : static_cast<uint8_t>(pick(0, 255));
+    }
+    r.key.src_port = static_cast<uint16_t>(pick(0, 65535));
+    r.key.dst_port = static_cast<uint16_t>(pick(0, 65535));
+    r.key.vlan_id = static_cast<uint16_t>(pick(0, 4095));
+    r.key.inner_vlan_id = static_cast<uint16_t>(pick(0, 4095));
+    r.key.ingress_if = static_cast<uint16_t>(pick(0, 65535));
+    const uint64_t kEndOf9999 = 253'402'300'799'999;
+    r.first_ms = pick(0, 3) == 0 ? pick(0, kEndOf9999) : pick(1'600'000'000'000, 1'900'000'000'000);
+    r.last_ms = r.first_ms + pick(0, 100'000);
+    r.packets = pick(0, 1) ? pick(1, 1000) : pick(0, UINT64_MAX);
+    r.octets = pick(0, 1) ? pick(1, 1'000'000) : pick(0, UINT64_MAX);
+    r.tcp_flags = static_cast<uint8_t>(pick(0, 255));
+    r.tos = static_cast<uint8_t>(pick(0, 255));
+    r.min_ttl = static_cast<uint8_t>(pick(0, 255));
+    r.max_ttl = static_cast<uint8_t>(pick(0, 255));
+    for (auto* m : {&r.src_mac, &r.dst_mac})
+      for (auto& b : *m) b = static_cast<uint8_t>(pick(0, 255));
+    r.mpls_top_label = static_cast<uint32_t>(pick(0, 0xFFFFF));
+    r.end_reason = static_cast<FlowEndReason>(pick(1, 5));
+    const std::string want_text = refText(r);
+    const std::string want_json = refJson(r);
+    ASSERT_EQ(formatFlowText(r), want_text);
+    ASSERT_EQ(formatFlowJson(r), want_json);
+    appendFlowText(appended_text, r);
+    appendFlowJson(appended_json, r);
+    expected_text += want_text;
+    expected_json += want_json;
+  }
+  EXPECT_EQ(appended_text, expected_text);
+  EXPECT_EQ(appended_json, expected_json);
 }
 
 }  // namespace

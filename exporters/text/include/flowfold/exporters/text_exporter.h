@@ -17,6 +17,9 @@ struct TextOptions {
 std::string formatFlowText(const FlowRecord& r);
 /// Formats one record as a JSON object (no newline).
 std::string formatFlowJson(const FlowRecord& r);
+/// The same, appended to `out` (no allocation per record when `out` is reused).
+void appendFlowText(std::string& out, const FlowRecord& r);
+void appendFlowJson(std::string& out, const FlowRecord& r);
 
 std::unique_ptr<Exporter> makeTextExporter(const TextOptions& options);
 
