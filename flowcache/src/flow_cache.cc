@@ -19,6 +19,8 @@ constexpr uint8_t kTcpRst = 0x04;
 constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kPrefetchAhead = 8;
 constexpr size_t kHugePage = 2u << 20;
+// Whether a time difference fits the entry's 32-bit signed offsets.
+constexpr bool fitsInt32(int64_t v) { return v == static_cast<int32_t>(v); }
 }  // namespace
 
 size_t FlowCache::entryBytes() {
@@ -164,7 +166,7 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
   const int64_t offset = static_cast<int64_t>(p.ts_ms - e.interval_start_ms);
   // A packet weeks away from the interval start (a clock jump) starts the
   // interval at its own time, so the offset always fits.
-  if (offset != static_cast<int32_t>(offset)) e.interval_start_ms = p.ts_ms;
+  if (!fitsInt32(offset)) e.interval_start_ms = p.ts_ms;
   e.last_offset_ms = static_cast<int32_t>(p.ts_ms - e.interval_start_ms);
   e.first_age_ms = 0;
   e.tos = p.tos;
@@ -202,7 +204,7 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
     const uint64_t last = std::max(e.lastMs(), p.ts_ms);
     const uint64_t first = std::min(e.firstMs(), p.ts_ms);
     const int64_t last_offset = static_cast<int64_t>(last - e.interval_start_ms);
-    if (last_offset == static_cast<int32_t>(last_offset) && last - first <= UINT32_MAX) {
+    if (fitsInt32(last_offset) && last - first <= UINT32_MAX) {
       e.last_offset_ms = static_cast<int32_t>(last_offset);
       e.first_age_ms = static_cast<uint32_t>(last - first);
     } else {
@@ -300,7 +302,7 @@ void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
     const int64_t last_offset = static_cast<int64_t>(last - now_ms);
     e.packets = 0;
     e.octets = 0;
-    e.interval_start_ms = last_offset == static_cast<int32_t>(last_offset) ? now_ms : last;
+    e.interval_start_ms = fitsInt32(last_offset) ? now_ms : last;
     e.last_offset_ms = static_cast<int32_t>(last - e.interval_start_ms);
   }
   file(index, deadlineOf(e));

@@ -126,23 +126,24 @@ class Pipeline {
     // at once read those narrow stores back with 8-byte loads, which the CPU
     // cannot forward from its store buffer (a stall per word). A frame later
     // the stores have reached the cache.
-    if (head_ - tail_ > 1) hash(ring_[(head_ - 2) & kRingMask]);
+    if (head_ - tail_ > 1) hashAndPrefetchSlot(ring_[(head_ - 2) & kRingMask]);
     if (head_ - tail_ > kEntryLag) {
       const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
       if (q.decoded) cache_.prefetchEntry(q.hash);
     }
     if (head_ - tail_ == kRingSize) fold(ring_[tail_++ & kRingMask]);
   }
-  /// Folds one frame: the clock advances (and expires flows) exactly as if
-  /// each frame had been folded the moment it was read.
-  void hash(Pending& p) {
+  /// Hashes a decoded frame's key (once) and prefetches its hash slot.
+  void hashAndPrefetchSlot(Pending& p) {
     if (!p.decoded || p.hashed) return;
     p.hash = hashFlowKey(p.info.key);
     p.hashed = true;
     cache_.prefetchSlot(p.hash);
   }
+  /// Folds one frame: the clock advances (and expires flows) exactly as if
+  /// each frame had been folded the moment it was read.
   void fold(Pending& p) {
-    hash(p);  // the newest frame, when the ring is drained
+    hashAndPrefetchSlot(p);  // the newest frame, when the ring is drained
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
     if (p.decoded) account(p);
   }
