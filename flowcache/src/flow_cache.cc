@@ -12,7 +12,7 @@
 namespace flowfold {
 
 namespace {
-constexpr uint32_t kWheelBuckets = 4096;   // power of two
+constexpr uint32_t kWheelBuckets = 2048;   // power of two
 constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
@@ -24,7 +24,10 @@ constexpr bool fitsInt32(int64_t v) { return v == static_cast<int32_t>(v); }
 }  // namespace
 
 size_t FlowCache::entryBytes() {
-  static_assert(sizeof(Entry) == 104, "the entry is the bulk of the memory per flow: keep it packed");
+  static_assert(sizeof(Entry) == 96, "the entry is the bulk of the memory per flow: keep it packed");
+  // filedAt() tells ticks apart by their low kTickBits bits; a live entry is
+  // filed at most one turn of the wheel ahead of the tick being reviewed.
+  static_assert(2 * kWheelBuckets <= kTickMask + 1, "the filed tick's bits must cover two turns of the wheel");
   return sizeof(Entry);
 }
 
@@ -66,10 +69,22 @@ FlowCache::~FlowCache() { munmap(entries_, entries_bytes_); }
 // ---------------------------------------------------------------- hash table
 
 FlowCache::SlotArray::SlotArray(size_t count) : size_(count) {
-  bytes_ = (count * sizeof(Slot) + kHugePage - 1) / kHugePage * kHugePage;
+  // Huge pages from 2 MiB up; a smaller table (the first few doublings) is
+  // not rounded up to one, which would zero 2 MiB for each of them.
+  constexpr size_t kPage = 4096;
+  const bool huge = count * sizeof(Slot) >= kHugePage;
+  const size_t unit = huge ? kHugePage : kPage;
+  bytes_ = (count * sizeof(Slot) + unit - 1) / unit * unit;
   void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) throw std::bad_alloc();
-  madvise(mem, bytes_, MADV_HUGEPAGE);
+  if (huge) madvise(mem, bytes_, MADV_HUGEPAGE);
+  // Every page is touched at once (keys hash all over the table): fault them
+  // in writable now, in one call, rather than one fault per page, and not
+  // twice (a read maps the shared zero page, the write after it copies it).
+  // Linux 5.14 and later; without it the pages fault in as they are used.
+#ifdef MADV_POPULATE_WRITE
+  madvise(mem, bytes_, MADV_POPULATE_WRITE);
+#endif
   data_ = static_cast<Slot*>(mem);
 }
 
@@ -115,9 +130,15 @@ void FlowCache::growTable() {
     if (s.index1 != 0) insertSlot(s.hash_lo, s.index1 - 1);
 }
 
-void FlowCache::eraseSlotOf(uint32_t index) {
-  uint64_t pos = entries_[index].hash_lo_or_next_free & slot_mask_;
-  while (slots_[pos].index1 != index + 1) pos = (pos + 1) & slot_mask_;
+bool FlowCache::findSlot(Filed flow, uint64_t& pos) const {
+  for (pos = flow.hash_lo & slot_mask_;; pos = (pos + 1) & slot_mask_) {
+    const Slot& s = slots_[pos];
+    if (s.index1 == flow.index + 1 && s.hash_lo == flow.hash_lo) return true;
+    if (s.index1 == 0) return false;
+  }
+}
+
+void FlowCache::eraseSlotAt(uint64_t pos) {
   // Backward-shift deletion keeps probe chains unbroken without tombstones.
   uint64_t hole = pos;
   for (uint64_t next = (hole + 1) & slot_mask_; slots_[next].index1 != 0; next = (next + 1) & slot_mask_) {
@@ -136,14 +157,13 @@ uint32_t FlowCache::allocateEntry() {
   uint32_t index;
   if (free_head_ != 0) {
     index = free_head_ - 1;
-    free_head_ = entries_[index].hash_lo_or_next_free;
+    free_head_ = entries_[index].nextFree();
     // The free list is a chain through cold entries: fetch the next one now
-    // (all its lines: a new flow writes all of it) so the next new flow does
-    // not wait for it.
+    // (both its lines: a new flow writes all of it) so the next new flow
+    // does not wait for it.
     if (free_head_ != 0) {
       const char* next = reinterpret_cast<const char*>(entries_ + (free_head_ - 1));
       prefetchWrite(next);
-      prefetchWrite(next + 64);
       prefetchWrite(next + sizeof(Entry) - 1);
     }
   } else {
@@ -154,8 +174,7 @@ uint32_t FlowCache::allocateEntry() {
 }
 
 void FlowCache::releaseEntry(uint32_t index) {
-  entries_[index].hash_lo_or_next_free = free_head_;
-  entries_[index].filed_tick = Entry::kFree;
+  entries_[index].markFree(free_head_);
   free_head_ = index + 1;
   --active_;
 }
@@ -172,7 +191,7 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
   e.tos = p.tos;
   e.src_mac = p.src_mac;
   e.dst_mac = p.dst_mac;
-  e.mpls_top_label = p.mpls_top_label;
+  e.setMplsLabel(p.mpls_top_label & 0xFFFFF);
   e.min_ttl = e.max_ttl = p.ttl;
   e.tcp_flags = 0;
 }
@@ -189,14 +208,13 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
     e.key = p.key;
     e.packets = 0;
     e.octets = 0;
-    e.hash_lo_or_next_free = static_cast<uint32_t>(hash);
     e.interval_start_ms = p.ts_ms;
     if (!wheel_started_) {
       wheel_started_ = true;
       next_tick_ = tickOf(p.ts_ms);
     }
     startInterval(e, p);
-    file(index, deadlineOf(e));
+    file(Filed{index, static_cast<uint32_t>(hash)}, deadlineOf(e));
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
     startInterval(e, p);
@@ -228,23 +246,28 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
     ++counters_.ended_tcp;
-    removeFlow(index, FlowEndReason::kEndOfFlow);
+    const Filed flow{index, static_cast<uint32_t>(hash)};
+    uint64_t slot_pos = 0;
+    const bool found = findSlot(flow, slot_pos);
+    assert(found);
+    (void)found;
+    removeFlow(flow, slot_pos, FlowEndReason::kEndOfFlow);
   }
 }
 
 void FlowCache::emit(const Entry& e, FlowEndReason reason) {
   if (e.packets == 0) return;  // nothing since the last active export
   const uint64_t last_ms = e.lastMs();
-  output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, e.mpls_top_label, e.src_mac,
+  output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, e.mplsLabel(), e.src_mac,
                        e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason);
   ++counters_.records;
 }
 
-void FlowCache::removeFlow(uint32_t index, FlowEndReason reason) {
-  // The wheel keeps the stale index; filedAt() recognises it later.
-  emit(entries_[index], reason);
-  eraseSlotOf(index);
-  releaseEntry(index);
+void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason) {
+  // The wheel keeps the stale filing; filedAt() and current() recognise it later.
+  emit(entries_[flow.index], reason);
+  eraseSlotAt(slot_pos);
+  releaseEntry(flow.index);
 }
 
 // ---------------------------------------------------------------- timer wheel
@@ -253,41 +276,43 @@ uint64_t FlowCache::deadlineOf(const Entry& e) const {
   return std::min(e.lastMs() + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
 }
 
-void FlowCache::file(uint32_t index, uint64_t deadline_ms) {
+void FlowCache::file(Filed flow, uint64_t deadline_ms) {
   // A deadline already past (the clock went backwards) goes in the next bucket due.
   // One beyond the wheel's span (packet times ahead of expire()'s clock) waits in
   // the last bucket of the turn and is filed again when that comes due: every
   // entry stays within one turn of next_tick_, where evictOne() and a skip
   // ahead in expire() can find it.
-  uint64_t tick = std::min(std::max(tickOf(deadline_ms), next_tick_), next_tick_ + kWheelBuckets - 1);
-  // Once in 2^32 ticks the tick's low bits spell kFree: a tick away is as good.
-  if (static_cast<uint32_t>(tick) == Entry::kFree) tick += tick < next_tick_ + kWheelBuckets - 1 ? 1 : -1;
-  entries_[index].filed_tick = static_cast<uint32_t>(tick);
-  wheel_[tick & (kWheelBuckets - 1)].push_back(index);
+  const uint64_t tick = std::min(std::max(tickOf(deadline_ms), next_tick_), next_tick_ + kWheelBuckets - 1);
+  entries_[flow.index].setFiledTick(tick);
+  wheel_[tick & (kWheelBuckets - 1)].push_back(flow);
 }
 
 bool FlowCache::filedAt(uint32_t index, uint64_t tick) const {
   const Entry& e = entries_[index];
-  return e.live() && e.filed_tick == static_cast<uint32_t>(tick);
+  // A live entry is filed within [tick, tick + kWheelBuckets] when the bucket
+  // of `tick` is reviewed (or scanned by evictOne(), which looks at most two
+  // turns ahead): the low kTickBits bits tell those ticks apart.
+  return e.live() && e.filedTick() == (tick & kTickMask);
 }
 
-void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
-  Entry& e = entries_[index];
+void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
+  Entry& e = entries_[flow.index];
   if (!e.live()) return;  // removed (FIN/RST, eviction) after it was filed
-  if (e.filed_tick != static_cast<uint32_t>(tick)) {
-    // Filed for a later turn of the wheel (a deadline beyond its span): keep it.
-    if ((e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1)) &&
-        static_cast<int32_t>(e.filed_tick - static_cast<uint32_t>(tick)) > 0)
-      wheel_[tick & (kWheelBuckets - 1)].push_back(index);
+  if (e.filedTick() != (tick & kTickMask)) {
+    // Filed for the next turn of the wheel (a deadline beyond its span, filed
+    // while this bucket was being reviewed): keep it.
+    if (((e.filedTick() - tick) & kTickMask) == kWheelBuckets) wheel_[tick & (kWheelBuckets - 1)].push_back(flow);
     return;
   }
+  uint64_t slot_pos = 0;
+  if (!findSlot(flow, slot_pos)) return;  // an earlier life's filing, at the same tick
   const uint64_t idle_deadline = e.lastMs() + options_.idle_timeout_ms;
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
     if (e.packets != 0) ++counters_.expired_idle;
     emit(e, FlowEndReason::kIdleTimeout);
-    eraseSlotOf(index);
-    releaseEntry(index);
+    eraseSlotAt(slot_pos);
+    releaseEntry(flow.index);
     return;
   }
   if (active_deadline <= now_ms) {
@@ -305,7 +330,7 @@ void FlowCache::reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick) {
     e.interval_start_ms = fitsInt32(last_offset) ? now_ms : last;
     e.last_offset_ms = static_cast<int32_t>(last - e.interval_start_ms);
   }
-  file(index, deadlineOf(e));
+  file(flow, deadlineOf(e));
 }
 
 bool FlowCache::expire(uint64_t now_ms) {
@@ -316,11 +341,13 @@ bool FlowCache::expire(uint64_t now_ms) {
     // Review the bucket taken off the wheel (perhaps by an earlier call).
     while (due_pos_ < due_.size()) {
       if (budget == 0) return true;
-      // Entries come due in no useful order: fetch a few ahead, and the hash
-      // slot of one whose entry has arrived by now (expiry erases it).
-      if (due_pos_ + kPrefetchAhead < due_.size()) prefetchEntryLines(due_[due_pos_ + kPrefetchAhead]);
-      if (due_pos_ + kPrefetchAhead / 2 < due_.size())
-        prefetchRead(&slots_[entries_[due_[due_pos_ + kPrefetchAhead / 2]].hash_lo_or_next_free & slot_mask_]);
+      // Entries come due in no useful order: fetch a few ahead, with the
+      // hash slot that expiry erases.
+      if (due_pos_ + kPrefetchAhead < due_.size()) {
+        const Filed ahead = due_[due_pos_ + kPrefetchAhead];
+        prefetchEntryLines(ahead.index);
+        prefetchRead(&slots_[ahead.hash_lo & slot_mask_]);
+      }
       reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;
     }
@@ -334,17 +361,20 @@ bool FlowCache::expire(uint64_t now_ms) {
       // (deadlines after now_ms) may sit at ticks being skipped: file them
       // again from the new position.
       next_tick_ = tickOf(now_ms);
-      std::vector<uint32_t> live;
+      std::vector<Filed> live;
       for (uint32_t b = 0; b < kWheelBuckets; ++b) {
-        for (const uint32_t index : wheel_[b]) {
-          const Entry& e = entries_[index];
-          if (e.live() && (e.filed_tick & (kWheelBuckets - 1)) == b) live.push_back(index);
+        for (const Filed flow : wheel_[b]) {
+          const Entry& e = entries_[flow.index];
+          if (e.live() && (e.filedTick() & (kWheelBuckets - 1)) == b && current(flow)) live.push_back(flow);
         }
         wheel_[b].clear();
       }
-      std::sort(live.begin(), live.end());  // an index can also sit there from an earlier life
-      live.erase(std::unique(live.begin(), live.end()), live.end());
-      for (const uint32_t index : live) file(index, deadlineOf(entries_[index]));
+      // A filing of an earlier life can be identical to the live one (same
+      // hash, same bucket): keep one of each.
+      const auto byIndex = [](Filed a, Filed b) { return a.index < b.index; };
+      std::sort(live.begin(), live.end(), byIndex);
+      live.erase(std::unique(live.begin(), live.end(), [](Filed a, Filed b) { return a.index == b.index; }), live.end());
+      for (const Filed flow : live) file(flow, deadlineOf(entries_[flow.index]));
       return false;
     }
     due_.swap(wheel_[next_tick_ & (kWheelBuckets - 1)]);
@@ -358,10 +388,11 @@ bool FlowCache::expire(uint64_t now_ms) {
 void FlowCache::evictOne() {
   // Entries already taken off the wheel are the most overdue.
   while (due_pos_ < due_.size()) {
-    const uint32_t index = due_[due_pos_++];
-    if (filedAt(index, due_tick_)) {
+    const Filed flow = due_[due_pos_++];
+    uint64_t slot_pos = 0;
+    if (filedAt(flow.index, due_tick_) && findSlot(flow, slot_pos)) {
       ++counters_.evicted;
-      removeFlow(index, FlowEndReason::kLackOfResources);
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
       return;
     }
   }
@@ -371,23 +402,26 @@ void FlowCache::evictOne() {
   for (uint64_t tick = next_tick_; tick < next_tick_ + 2 * kWheelBuckets; ++tick) {
     auto& bucket = wheel_[tick & (kWheelBuckets - 1)];
     while (!bucket.empty()) {
-      const uint32_t index = bucket.back();
+      const Filed flow = bucket.back();
+      const uint32_t index = flow.index;
       if (!filedAt(index, tick)) {
         // Stale, or filed for a later turn: leave later turns in place.
         const Entry& e = entries_[index];
-        if (e.live() && (e.filed_tick & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
+        if (e.live() && (e.filedTick() & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
         bucket.pop_back();
         continue;
       }
       bucket.pop_back();
+      uint64_t slot_pos = 0;
+      if (!findSlot(flow, slot_pos)) continue;  // an earlier life's filing
       const uint64_t real_tick = tickOf(deadlineOf(entries_[index]));
       // (In the turn's last bucket file() would put it back here: evict it.)
       if (real_tick > tick && tick < next_tick_ + kWheelBuckets - 1) {
-        file(index, deadlineOf(entries_[index]));
+        file(flow, deadlineOf(entries_[index]));
         continue;
       }
       ++counters_.evicted;
-      removeFlow(index, FlowEndReason::kLackOfResources);
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
       return;
     }
   }
@@ -396,9 +430,12 @@ void FlowCache::evictOne() {
   assert(false && "evictOne found no entry");
   // Never allocate past max_flows: evict any live entry.
   for (uint32_t index = 0; index < used_; ++index) {
-    if (entries_[index].live()) {
+    if (!entries_[index].live()) continue;
+    const Filed flow{index, static_cast<uint32_t>(hashFlowKey(entries_[index].key))};
+    uint64_t slot_pos = 0;
+    if (findSlot(flow, slot_pos)) {
       ++counters_.evicted;
-      removeFlow(index, FlowEndReason::kLackOfResources);
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
       return;
     }
   }

@@ -39,6 +39,21 @@ void ExportQueue::close() {
   not_full_.notify_all();
 }
 
+void ExportQueue::recycle(std::vector<FlowRecord>&& records) {
+  records.clear();
+  std::lock_guard lock(mu_);
+  // As many as can be in flight, and one being filled: more would only hold memory.
+  if (spare_.size() <= max_batches_) spare_.push_back(std::move(records));
+}
+
+std::vector<FlowRecord> ExportQueue::spareRecords() {
+  std::lock_guard lock(mu_);
+  if (spare_.empty()) return {};
+  std::vector<FlowRecord> records = std::move(spare_.back());
+  spare_.pop_back();
+  return records;
+}
+
 uint64_t ExportQueue::droppedBatches() const {
   std::lock_guard lock(mu_);
   return dropped_batches_;

@@ -72,6 +72,7 @@ void ExportStage::run() {
       std::lock_guard lock(stats_mu_);
       for (const auto& e : exporters_) current_.push_back(e.get());
     }
+    queue_.recycle(std::move(batch.records));
   }
   for (auto& e : exporters_) e->flush(last_now);
 }

@@ -41,6 +41,7 @@ void Pipeline::advanceClock(uint64_t now_ms) {
 
 void Pipeline::handOff(bool flush) {
   ExportBatch batch;
+  batch.records = export_stage_.queue().spareRecords();
   batch.records.reserve(options_.export_batch * 2);
   batch.records.swap(cache_.output());
   batch.now_ms = now_ms_;

@@ -180,6 +180,79 @@ TEST(FlowCache, TcpFinOrRstEndsTheFlowAtOnce) {
   EXPECT_EQ(cache.counters().ended_tcp, 2u);
 }
 
+// A flow ended by FIN leaves its filing on the wheel; the freed entry is
+// reused at once by a new flow whose deadline falls in the same tick. The
+// old filing must neither expire the new flow early nor erase its slot:
+// each flow is exported exactly once, the new one at its idle timeout.
+TEST(FlowCache, AFlowReusingAnEntryEndedInTheSameTickExpiresOnceAndOnTime) {
+  FlowCache cache(opts(60'000, 15'000, 1000));
+  uint64_t expected_packets = 0;
+  std::set<uint16_t> open_ports;
+  for (uint16_t i = 0; i < 50; ++i) {
+    FlowKey ended = udpKey(1, static_cast<uint16_t>(1000 + i));
+    ended.protocol = 6;
+    cache.update(packet(ended, 1000, 60, 0x02));
+    cache.update(packet(ended, 1000, 60, 0x11));  // FIN: the entry is freed
+    const FlowKey reused = udpKey(2, static_cast<uint16_t>(2000 + i));
+    cache.update(packet(reused, 1000, 80));  // takes the freed entry, same deadline tick
+    cache.update(packet(reused, 1001, 80));
+    open_ports.insert(reused.src_port);
+    expected_packets += 4;
+  }
+  std::vector<FlowRecord> out = take(cache);
+  ASSERT_EQ(out.size(), 50u);
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.end_reason, FlowEndReason::kEndOfFlow);
+    EXPECT_EQ(r.packets, 2u);
+  }
+  EXPECT_EQ(cache.activeFlows(), 50u);
+  // Not before the idle timeout of the last packet (1001 + 15000) ...
+  cache.expire(16'000);
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 50u);
+  // ... and every reused flow exactly once after it, whole.
+  cache.expire(17'000);
+  out = take(cache);
+  ASSERT_EQ(out.size(), 50u);
+  uint64_t packets = 100;  // the FIN'd flows above
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.end_reason, FlowEndReason::kIdleTimeout);
+    EXPECT_EQ(r.packets, 2u);
+    EXPECT_EQ(r.octets, 160u);
+    EXPECT_EQ(r.first_ms, 1000u);
+    EXPECT_EQ(r.last_ms, 1001u);
+    EXPECT_EQ(open_ports.erase(r.key.src_port), 1u);
+    packets += r.packets;
+  }
+  EXPECT_EQ(packets, expected_packets);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  // The table is consistent: the same keys start new flows.
+  cache.update(packet(udpKey(2, 2000), 20'000, 80));
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  cache.flushAll();
+  EXPECT_EQ(take(cache).size(), 1u);
+}
+
+TEST(FlowCache, CarriesTheTwentyBitMplsLabelOfTheFirstPacket) {
+  FlowCache cache(opts());
+  PacketSummary p = packet(udpKey(1, 1), 1000);
+  p.mpls_top_label = 0xFFFFF;  // the largest label
+  cache.update(p);
+  p.mpls_top_label = 16;  // later packets do not change it
+  p.ts_ms = 1010;
+  cache.update(p);
+  PacketSummary q = packet(udpKey(1, 2), 1000);
+  q.mpls_top_label = 0x1ABCDE;  // bits above the label's 20 are not kept
+  cache.update(q);
+  cache.expire(1000 + 15'000 + 1000);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.mpls_top_label, r.key.src_port == 1 ? 0xFFFFFu : 0xABCDEu);
+    EXPECT_EQ(r.packets, r.key.src_port == 1 ? 2u : 1u);
+  }
+}
+
 TEST(FlowCache, UdpPacketWithFinBitsIsNotTreatedAsTcp) {
   FlowCache cache(opts());
   cache.update(packet(udpKey(1, 1), 0, 60, 0x01));

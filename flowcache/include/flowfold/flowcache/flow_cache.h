@@ -37,7 +37,7 @@ struct PacketSummary {
   FlowKey key;
   uint64_t ts_ms = 0;
   uint32_t ip_length = 0;  // IP total length: what octetDeltaCount counts
-  uint32_t mpls_top_label = 0;
+  uint32_t mpls_top_label = 0;  // 20 bits: the label value (higher bits are dropped)
   std::array<uint8_t, 6> src_mac{};
   std::array<uint8_t, 6> dst_mac{};
   uint8_t tcp_flags = 0;
@@ -118,42 +118,54 @@ class FlowCache {
   static size_t entryBytes();
 
  private:
-  /// Every cache line of an entry (two or three: entries are 104 bytes
-  /// apart): the fields a packet or an expiry touches are spread over them.
+  /// Both cache lines of an entry (96 bytes at a 32-byte boundary: always
+  /// exactly two): the fields a packet or an expiry touches are in both.
   void prefetchEntryLines(uint32_t index) const {
     const char* p = reinterpret_cast<const char*>(entries_ + index);
     prefetchRead(p);
-    prefetchRead(p + 64);
-    prefetchRead(p + sizeof(Entry) - 1);  // a third line when the entry straddles one
+    prefetchRead(p + sizeof(Entry) - 1);
   }
 
-  // 104 bytes (at most 128 per flow with the hash table and the wheel): the
-  // record's fields, with the two timestamps kept as 32-bit offsets from the
-  // interval start. A flow whose span would overflow them (only a clock jump
-  // of weeks can do that: timeouts are at most 7 days) is exported first.
+  // Low bits of the wheel tick an entry is filed at, kept in the entry.
+  // Enough to tell "filed at this tick" from every other tick a live entry
+  // can be filed at (all within one turn of the wheel: see filedAt()).
+  static constexpr unsigned kTickBits = 12;
+  static constexpr uint32_t kTickMask = (1u << kTickBits) - 1;
+
+  // 96 bytes, so that an entry never straddles a third cache line (at most
+  // 128 bytes per flow with the hash table and the wheel): the record's
+  // fields, the two timestamps as 32-bit offsets from the interval start (a
+  // flow whose span would overflow them, which only a clock jump of weeks
+  // can cause as timeouts are at most 7 days, is exported first). The key's
+  // hash is not kept: the wheel carries it (see Filed).
   struct Entry {
     FlowKey key;                 // 44
-    uint32_t mpls_top_label;
+    uint32_t label_and_tick;     // MPLS top label (20 bits) << kTickBits | filed tick (kTickBits)
     uint64_t packets;            // in the current active-timeout interval
     uint64_t octets;
     uint64_t interval_start_ms;  // start of the current active-timeout interval
     int32_t last_offset_ms;      // last packet time - interval_start_ms
-    uint32_t first_age_ms;       // last packet time - first packet time
+    uint32_t first_age_ms;       // last packet time - first packet time; free: the free list link
     std::array<uint8_t, 6> src_mac;
     std::array<uint8_t, 6> dst_mac;
     uint8_t tcp_flags;
     uint8_t tos;
-    uint8_t min_ttl;
+    uint8_t min_ttl;             // a free entry has min_ttl > max_ttl, which a flow never has
     uint8_t max_ttl;
-    // Live: the low 32 bits of the key hash (finds the slot without
-    // rehashing). Free: the free list link (index + 1; 0 = end).
-    uint32_t hash_lo_or_next_free;
-    // Live: low 32 bits of the wheel tick it is filed at (never kFree).
-    // Free: kFree.
-    uint32_t filed_tick;
 
-    static constexpr uint32_t kFree = 0xFFFFFFFF;
-    bool live() const { return filed_tick != kFree; }
+    bool live() const { return min_ttl <= max_ttl; }
+    void markFree(uint32_t next_free) {
+      min_ttl = 1;
+      max_ttl = 0;
+      first_age_ms = next_free;  // index + 1; 0 = end of the list
+    }
+    uint32_t nextFree() const { return first_age_ms; }
+    uint32_t mplsLabel() const { return label_and_tick >> kTickBits; }
+    void setMplsLabel(uint32_t label) { label_and_tick = label << kTickBits | (label_and_tick & kTickMask); }
+    uint32_t filedTick() const { return label_and_tick & kTickMask; }
+    void setFiledTick(uint64_t tick) {
+      label_and_tick = (label_and_tick & ~kTickMask) | (static_cast<uint32_t>(tick) & kTickMask);
+    }
     uint64_t lastMs() const { return interval_start_ms + static_cast<int64_t>(last_offset_ms); }
     uint64_t firstMs() const { return lastMs() - first_age_ms; }
   };
@@ -194,25 +206,45 @@ class FlowCache {
     size_t bytes_ = 0;
   };
 
+  // A wheel entry: the flow's index and the low 32 bits of its key hash, so
+  // that expiry fetches the flow's hash slot at the same time as its entry
+  // (not after it, from a hash kept in the entry), and the entry is 8 bytes
+  // smaller. A filing left behind by an earlier life of the entry (the flow
+  // ended on FIN/RST and the entry was reused) can carry the same tick: its
+  // hash then names no slot of this index, which is how it is told apart.
+  struct Filed {
+    uint32_t index;
+    uint32_t hash_lo;
+  };
+
   uint32_t findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created);
   void insertSlot(uint32_t hash_lo, uint32_t index);
-  void eraseSlotOf(uint32_t index);
+  /// Where the slot of `flow` is; false when there is none (a stale filing).
+  bool findSlot(Filed flow, uint64_t& pos) const;
+  void eraseSlotAt(uint64_t pos);
+  /// Whether the hash of `flow` is the live entry's, not an earlier life's.
+  bool current(Filed flow) const {
+    uint64_t pos;
+    return findSlot(flow, pos);
+  }
   void growTable();
   uint32_t allocateEntry();
   void releaseEntry(uint32_t index);
   void emit(const Entry& e, FlowEndReason reason);
   /// Sets the fields a flow's first packet (of an interval) gives it.
   static void startInterval(Entry& e, const PacketSummary& p);
-  void removeFlow(uint32_t index, FlowEndReason reason);
+  /// Exports and frees the flow whose slot is at `slot_pos`.
+  void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason);
   void evictOne();
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
-  void file(uint32_t index, uint64_t deadline_ms);
-  /// Whether `index`, found in the bucket of `tick`, is still filed there.
+  void file(Filed flow, uint64_t deadline_ms);
+  /// Whether the entry `index`, found in the bucket of `tick`, is live and
+  /// filed at that tick (by this life or, rarely, an earlier one: current()).
   bool filedAt(uint32_t index, uint64_t tick) const;
   /// Examines one entry that came due at `tick`: expires it or files it again.
-  void reviewEntry(uint32_t index, uint64_t now_ms, uint64_t tick);
+  void reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick);
 
   FlowCacheOptions options_;
   std::vector<FlowRecord> output_;
@@ -230,13 +262,13 @@ class FlowCache {
   uint64_t slot_mask_ = 0;
   uint64_t max_slots_ = 0;
 
-  // timer wheel: a ring of buckets, each a vector of entry indices
-  std::vector<std::vector<uint32_t>> wheel_;
+  // timer wheel: a ring of buckets, each a vector of flows
+  std::vector<std::vector<Filed>> wheel_;
   unsigned tick_shift_ = 0;     // a tick lasts 2^tick_shift_ ms
   uint64_t tickOf(uint64_t ms) const { return ms >> tick_shift_; }
   uint64_t next_tick_ = 0;      // the next tick (tickOf(time)) to process
   bool wheel_started_ = false;
-  std::vector<uint32_t> due_;   // a bucket taken off the wheel, being reviewed
+  std::vector<Filed> due_;      // a bucket taken off the wheel, being reviewed
   size_t due_pos_ = 0;          // how far an interrupted expire() got in due_
   uint64_t due_now_ = 0;
   uint64_t due_tick_ = 0;
