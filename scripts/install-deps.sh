@@ -16,8 +16,9 @@ TEST_PKGS=(
   mariadb-server mariadb-client procps time python3
   rpm lintian dpkg-dev fakeroot systemd
   clang libclang-rt-14-dev
+  pmacct
 )
-BENCH_PKGS=(softflowd pmacct)
+BENCH_PKGS=(softflowd)
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
 if [ "${1:-}" = "--with-bench" ]; then want+=("${BENCH_PKGS[@]}"); fi
@@ -39,7 +40,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts services from packages by default; the tests start their own
 # private instances, so stop the system-wide ones nobody asked for.
-for svc in nfdump mariadb softflowd pmacctd; do
+for svc in nfdump mariadb softflowd pmacctd nfacctd sfacctd uacctd; do
   $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 echo "install-deps: done"

@@ -73,7 +73,7 @@ Export (repeatable; given on the command line they replace the file's exporters)
   --json[=FILE]        one JSON object per flow
   --export-rate N      at most N datagrams per second per UDP collector
   --observation-domain N  IPFIX observation domain / NetFlow v9 source id
-  --mtu N              largest export datagram in bytes (default 1400; 16384 to a
+  --mtu N              largest export datagram in bytes (default 1400; 8192 to a
                        collector on loopback)
   --ipfix-encoder E    direct (default; flowfold's own record writer) or libfixbuf
                        (fBufAppend): byte-identical messages, direct is ~10x cheaper
