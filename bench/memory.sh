@@ -271,8 +271,8 @@ The entry array is reserved for max_flows ($MAX_FLOWS × $ENTRY_BYTES B) but its
 only as entries are first used. The hash table size is computed from flows_peak (it starts
 at 4096 slots and doubles), not measured; its share per flow lies between 10.7 and 21 B
 depending on where flows_peak falls between two doublings. "rest" is what remains of the
-end-of-reading figure: mostly the timer wheel (a 4-byte index per flow in 4096 vectors grown by
-doubling, so 4–8 B), plus huge-page rounding of the entry array and the export stage's buffers.
+end-of-reading figure: mostly the timer wheel (an 8-byte index and hash per flow in 2048 vectors grown by
+doubling: about 8 B), plus huge-page rounding of the entry array and the export stage's buffers.
 EOF
 )
 
