@@ -279,7 +279,7 @@ EOF
 echo "$REPORT"
 if [ "$WRITE_RESULTS" = 1 ]; then
   mkdir -p "$RESULTS_DIR"
-  out=$RESULTS_DIR/$(date -u +%Y-%m-%d)-memory-$(hostname -s).md
+  out=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S)-memory-$(hostname -s).md
   echo "$REPORT" > "$out"
   log "wrote $out"
 fi

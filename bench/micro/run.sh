@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/micro/run.sh: runs flowfold_micro (Google Benchmark) with repetitions
 # and writes the medians, in ns per item, with the machine description to
-# bench/results/<date>-micro-<host>.md. See bench/README.md, "Micro-benchmarks".
+# bench/results/<date>-<time>-micro-<host>.md (a run never replaces an earlier one). See bench/README.md, "Micro-benchmarks".
 #
 #   BUILD=/work/build-bench bench/micro/run.sh                        # everything, 5 repetitions
 #   BUILD=/work/build-bench bench/micro/run.sh --benchmark_filter=FlowCache
@@ -148,7 +148,7 @@ echo
 echo "$report"
 if [ "${NO_RESULTS:-0}" != 1 ]; then
   mkdir -p "$RESULTS_DIR"
-  out=$RESULTS_DIR/$(date -u +%Y-%m-%d)-micro-$(hostname -s).md
+  out=$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S)-micro-$(hostname -s).md
   echo "$report" > "$out"
   echo "run.sh: wrote $out" >&2
 fi
