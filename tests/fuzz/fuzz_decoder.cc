@@ -13,7 +13,9 @@
 // Each frame is copied into a heap block of exactly caplen bytes, so ASan
 // reports any read past the captured length. Checked after every frame:
 // packets == decoded + skipped(), the status agrees with the counter that
-// moved, and a decoded packet carries a well-formed key.
+// moved, and a decoded packet carries a well-formed key. A second decoder
+// with the common Ethernet path off (every frame walked layer by layer) must
+// return the same status, packet and counters for every frame.
 
 #include <cstddef>
 #include <cstdint>
@@ -104,6 +106,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const auto tunnels = static_cast<flowfold::probe::TunnelMode>((mode & 0x3f) % 3);
   Decoder decoder(link, FragmentTableConfig{frag_capacity, 30000}, tunnels);
+  Decoder walk_only(link, FragmentTableConfig{frag_capacity, 30000}, tunnels);
+  walk_only.setCommonPath(false);
   const bool supported = Decoder::supportsLinkType(link);
   uint64_t ts_ms = 1'700'000'000'000;
   size_t pos = 0;
@@ -127,6 +131,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const DecodeStatus status = decoder.decode(frame_data, caplen, wirelen, ts_ms, info, &inner);
     const DecodeCounters& after = decoder.counters();
     checkCounters(after);
+    {
+      PacketInfo walked;
+      PacketInfo walked_inner;
+      const DecodeStatus walked_status = walk_only.decode(frame_data, caplen, wirelen, ts_ms, walked, &walked_inner);
+      FUZZ_CHECK(walked_status == status);
+      if (status == DecodeStatus::kOk) FUZZ_CHECK(walked == info);
+      FUZZ_CHECK(walk_only.counters() == after);
+    }
     FUZZ_CHECK(after.packets == before.packets + 1);
     FUZZ_CHECK((status == DecodeStatus::kOk) == (after.decoded == before.decoded + 1));
     FUZZ_CHECK(after.decoded + after.skipped() == before.decoded + before.skipped() + 1);

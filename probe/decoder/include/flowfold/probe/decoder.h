@@ -71,6 +71,8 @@ struct PacketInfo {
   /// Encapsulations removed to reach this packet: 0 for the frame's own
   /// (outer) IP packet, 1 for the packet a tunnel carried, ...
   uint8_t tunnel_depth = 0;
+
+  friend bool operator==(const PacketInfo&, const PacketInfo&) = default;
 };
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip
@@ -132,6 +134,8 @@ struct DecodeCounters {
     return sum;
   }
 
+  friend bool operator==(const DecodeCounters&, const DecodeCounters&) = default;
+
   /// Calls visitor(std::string_view name, uint64_t value) for every counter,
   /// packets and decoded first, then the skip reasons, then the informational ones.
   template <typename Visitor>
@@ -184,6 +188,12 @@ class Decoder {
 
   const DecodeCounters& counters() const { return counters_; }
   int linkType() const { return dlt_; }
+
+  /// Ethernet frames of the common kinds (IPv4 or IPv6 carrying TCP or UDP,
+  /// at most one VLAN tag) take a single straight pass instead of the
+  /// layer-by-layer walk, with the same result. Off: every frame takes the
+  /// walk (the tests compare the two).
+  void setCommonPath(bool on) { common_path_ = on; }
   TunnelMode tunnelMode() const { return tunnels_; }
 
   /// The first layer to decode (an implementation detail of decode()).
@@ -199,6 +209,7 @@ class Decoder {
   int dlt_;
   Link link_;
   TunnelMode tunnels_;
+  bool common_path_ = true;
   DecodeCounters counters_;
   FragmentTable fragments_;
 };
