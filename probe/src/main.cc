@@ -125,7 +125,12 @@ int runFile(const Config& config) {
     logWarn("link type %s of '%s' is not supported: its packets are counted as unsupported_link",
             source.datalinkName().c_str(), config.read_file.c_str());
   }
-  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
+  // A file waits on a full queue instead of dropping, so a deep queue only
+  // holds memory: with the collector paced (rate_limit), all of it fills, a
+  // batch of fresh pages (~400 KiB) each. A few batches keep the two threads
+  // decoupled.
+  constexpr uint32_t kFileQueueBatches = 8;
+  ExportStage stage(makeExporters(config.exporters), std::min(config.export_queue_batches, kFileQueueBatches));
   PipelineOptions options;
   options.cache = config.cache;
   options.export_batch = config.export_batch;
