@@ -161,9 +161,10 @@ class PmacctCollector(TempDirTest):
                 "print_output_file_append: true",
                 "nfacctd_time_new: true",
                 ""]))
-        log = open(self.path("nfacctd.log"), "w")
-        # Its own process group: nfacctd forks a process per plugin.
-        proc = subprocess.Popen(["nfacctd", "-f", conf], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.path("nfacctd.log"), "w") as log:
+            # Its own process group: nfacctd forks a process per plugin.
+            proc = subprocess.Popen(["nfacctd", "-f", conf], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         wait_for(lambda: udp_socket_state(port)[0] or proc.poll() is not None, "nfacctd to listen")
         if proc.poll() is not None:
             raise AssertionError("nfacctd failed to start:\n" + open(self.path("nfacctd.log")).read())
