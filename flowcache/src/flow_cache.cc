@@ -96,14 +96,14 @@ void FlowCache::SlotArray::clear() {
   if (data_ != nullptr && madvise(data_, bytes_, MADV_DONTNEED) != 0) std::fill(data_, data_ + size_, Slot{0, 0});
 }
 
-uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created) {
-  (void)now_ms;
+uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, bool& created, uint64_t& slot_pos) {
   const auto hash_lo = static_cast<uint32_t>(hash);
   for (uint64_t pos = hash_lo & slot_mask_;; pos = (pos + 1) & slot_mask_) {
     const Slot& s = slots_[pos];
     if (s.index1 == 0) break;
     if (s.hash_lo == hash_lo && entries_[s.index1 - 1].key == key) {
       created = false;
+      slot_pos = pos;
       return s.index1 - 1;
     }
   }
@@ -111,15 +111,16 @@ uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now
   if (active_ >= options_.max_flows) evictOne();
   if ((active_ + 1) * 4 > slots_.size() * 3 && slots_.size() < max_slots_) growTable();
   const uint32_t index = allocateEntry();
-  insertSlot(hash_lo, index);
+  slot_pos = insertSlot(hash_lo, index);
   if (++active_ > counters_.peak_active) counters_.peak_active = active_;
   return index;
 }
 
-void FlowCache::insertSlot(uint32_t hash_lo, uint32_t index) {
+uint64_t FlowCache::insertSlot(uint32_t hash_lo, uint32_t index) {
   uint64_t pos = hash_lo & slot_mask_;
   while (slots_[pos].index1 != 0) pos = (pos + 1) & slot_mask_;
   slots_[pos] = Slot{hash_lo, index + 1};
+  return pos;
 }
 
 void FlowCache::growTable() {
@@ -198,7 +199,8 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
 
 void FlowCache::update(const PacketSummary& p, uint64_t hash) {
   bool created = false;
-  const uint32_t index = findOrCreate(p.key, hash, p.ts_ms, created);
+  uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
+  const uint32_t index = findOrCreate(p.key, hash, created, slot_pos);
   Entry& e = entries_[index];
   if (created) {
     ++counters_.flows_created;
@@ -246,12 +248,7 @@ void FlowCache::update(const PacketSummary& p, uint64_t hash) {
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
     ++counters_.ended_tcp;
-    const Filed flow{index, static_cast<uint32_t>(hash)};
-    uint64_t slot_pos = 0;
-    const bool found = findSlot(flow, slot_pos);
-    assert(found);
-    (void)found;
-    removeFlow(flow, slot_pos, FlowEndReason::kEndOfFlow);
+    removeFlow(Filed{index, static_cast<uint32_t>(hash)}, slot_pos, FlowEndReason::kEndOfFlow);
   }
 }
 

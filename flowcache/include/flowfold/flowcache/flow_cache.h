@@ -8,11 +8,13 @@
 //    grows by doubling) maps a key's hash to an entry index; each slot keeps
 //    the low 32 bits of the hash, so probing, deleting and rehashing never
 //    touch an entry, and most mismatches are rejected without a key compare;
-//  - a timer wheel of index vectors orders entries by their next possible
-//    deadline (min(last seen + idle, interval start + active)). A packet never
-//    touches the wheel; when a bucket comes due each entry is checked against
-//    its real deadline and either expired or filed again. Removed entries
-//    leave stale indices behind, recognised by the tick they were filed at.
+//  - a timer wheel of vectors of (index, hash) pairs orders entries by their
+//    next possible deadline (min(last seen + idle, interval start + active)).
+//    A packet never touches the wheel; when a bucket comes due each entry is
+//    checked against its real deadline and either expired or filed again, its
+//    hash slot fetched together with it. Removed entries leave stale filings
+//    behind, recognised by the tick they were filed at (or, for a reused
+//    entry filed at the same tick, by a hash that names no slot of it).
 //    Expiry work per call is bounded.
 //  - prefetchSlot()/prefetchEntry() let the caller overlap the cache misses of
 //    a batch of packets (VPP style) before update() runs on each in order.
@@ -217,8 +219,10 @@ class FlowCache {
     uint32_t hash_lo;
   };
 
-  uint32_t findOrCreate(const FlowKey& key, uint64_t hash, uint64_t now_ms, bool& created);
-  void insertSlot(uint32_t hash_lo, uint32_t index);
+  /// The flow's entry index, created if new (evicting when full); slot_pos
+  /// is where its hash slot is.
+  uint32_t findOrCreate(const FlowKey& key, uint64_t hash, bool& created, uint64_t& slot_pos);
+  uint64_t insertSlot(uint32_t hash_lo, uint32_t index);
   /// Where the slot of `flow` is; false when there is none (a stale filing).
   bool findSlot(Filed flow, uint64_t& pos) const;
   void eraseSlotAt(uint64_t pos);
