@@ -307,9 +307,7 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
     if (e.packets != 0) ++counters_.expired_idle;
-    emit(e, FlowEndReason::kIdleTimeout);
-    eraseSlotAt(slot_pos);
-    releaseEntry(flow.index);
+    removeFlow(flow, slot_pos, FlowEndReason::kIdleTimeout);
     return;
   }
   if (active_deadline <= now_ms) {

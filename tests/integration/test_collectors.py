@@ -180,7 +180,7 @@ class PmacctCollector(TempDirTest):
                 header = None
                 for line in f:
                     cols = line.strip().split(",")
-                    if cols[0] == "VLAN" or "PACKETS" in cols:
+                    if "PACKETS" in cols:  # the header line
                         header = cols
                         continue
                     if header is None or len(cols) != len(header):
