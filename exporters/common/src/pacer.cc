@@ -12,13 +12,25 @@ Pacer::Pacer(uint64_t per_second, uint64_t burst)
       tokens_(burst_),
       last_(Clock::now()) {}
 
+void Pacer::refill() {
+  const auto now = Clock::now();
+  const double elapsed = std::chrono::duration<double>(now - last_).count();
+  last_ = now;
+  tokens_ = std::min(burst_, tokens_ + elapsed * static_cast<double>(per_second_));
+}
+
+bool Pacer::tryAcquire() {
+  if (per_second_ == 0) return true;
+  refill();
+  if (tokens_ < 1.0) return false;
+  tokens_ -= 1.0;
+  return true;
+}
+
 void Pacer::acquire() {
   if (per_second_ == 0) return;
   for (;;) {
-    const auto now = Clock::now();
-    const double elapsed = std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-    tokens_ = std::min(burst_, tokens_ + elapsed * static_cast<double>(per_second_));
+    refill();
     if (tokens_ >= 1.0) {
       tokens_ -= 1.0;
       return;

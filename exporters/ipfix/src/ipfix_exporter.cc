@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "flowfold/exporters/log.h"
-#include "flowfold/exporters/pacer.h"
 #include "ipfix_encoder.h"
 #include "ipfix_fields.h"
 #include "ipfix_transport.h"
@@ -32,14 +31,13 @@ class IpfixExporter final : public Exporter {
         refresh_ms_(udp_ ? options.template_refresh_ms : 0),
         refresh_messages_(udp_ ? options.template_refresh_packets : 0),
         transport_(std::move(transport)),
-        encoder_(std::move(encoder)),
-        pacer_(udp_ ? options.max_messages_per_second : 0) {}
+        encoder_(std::move(encoder)) {}
 
   ~IpfixExporter() override {
     try {
       emitMessage();
       transport_->flush();
-      syncTransportLosses();
+      syncTransportCounters();
     } catch (const std::exception& e) {
       logWarn("exporter %s: final flush failed: %s", name().c_str(), e.what());
     }
@@ -73,6 +71,8 @@ class IpfixExporter final : public Exporter {
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();
+    transport_->push();
+    syncTransportCounters();
     if (other > 0) {
       mutableCounters().records_dropped.fetch_add(other, std::memory_order_relaxed);
       if (!bad_version_logged_) {  // a decoder bug, not an I/O problem: say it once
@@ -90,7 +90,7 @@ class IpfixExporter final : public Exporter {
     if (!templates_sent_) sendTemplates();
     emitMessage();
     transport_->flush();
-    syncTransportLosses();
+    syncTransportCounters();
   }
 
  private:
@@ -143,12 +143,12 @@ class IpfixExporter final : public Exporter {
 
   /// Sends one message. A failure loses that message's records only: they are
   /// counted, the failure is logged (rate-limited), and the batch goes on.
+  /// (UDP queues the message: its failure is counted at push().)
   bool send(std::span<const uint8_t> message, size_t records) {
-    pacer_.acquire();
     auto& c = mutableCounters();
     try {
       transport_->send(message.data(), message.size(), records);
-      syncTransportLosses();
+      syncTransportCounters();
     } catch (const std::exception& e) {
       c.export_errors.fetch_add(1, std::memory_order_relaxed);
       c.records_dropped.fetch_add(records, std::memory_order_relaxed);
@@ -158,16 +158,29 @@ class IpfixExporter final : public Exporter {
                 suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
       return false;
     }
-    c.messages_sent.fetch_add(1, std::memory_order_relaxed);
-    c.bytes_sent.fetch_add(message.size(), std::memory_order_relaxed);
-    c.records_exported.fetch_add(records, std::memory_order_relaxed);
+    if (!transport_->countsDelivery()) {
+      c.messages_sent.fetch_add(1, std::memory_order_relaxed);
+      c.bytes_sent.fetch_add(message.size(), std::memory_order_relaxed);
+      c.records_exported.fetch_add(records, std::memory_order_relaxed);
+    }
     return true;
   }
 
-  // Losses a buffering transport (TCP) reports after accepting the records.
-  void syncTransportLosses() {
+  // What a queueing transport (UDP) delivered, and the losses a queueing or
+  // buffering one (TCP) reports after accepting the records.
+  void syncTransportCounters() {
     auto& c = mutableCounters();
+    if (transport_->countsDelivery()) {
+      const MessageTransport::Delivered d = transport_->delivered();
+      c.messages_sent.fetch_add(d.messages - seen_delivered_.messages, std::memory_order_relaxed);
+      c.bytes_sent.fetch_add(d.bytes - seen_delivered_.bytes, std::memory_order_relaxed);
+      c.records_exported.fetch_add(d.records - seen_delivered_.records, std::memory_order_relaxed);
+      seen_delivered_ = d;
+    }
     const uint64_t dropped = transport_->recordsDropped(), errors = transport_->errors();
+    // A UDP message lost at push() may have carried the templates, or the
+    // collector restarted (ECONNREFUSED): the next batch starts with them.
+    if (errors != seen_errors_ && !per_session_templates_) templates_sent_ = false;
     c.records_dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
     c.export_errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
     seen_dropped_ = dropped;
@@ -177,11 +190,11 @@ class IpfixExporter final : public Exporter {
   const bool udp_;
   const bool per_session_templates_;
   uint64_t seen_dropped_ = 0, seen_errors_ = 0;
+  MessageTransport::Delivered seen_delivered_;
   const uint64_t refresh_ms_;        // 0: no refresh by time
   const uint32_t refresh_messages_;  // 0: no refresh by count
   std::unique_ptr<MessageTransport> transport_;
   std::unique_ptr<MessageEncoder> encoder_;
-  Pacer pacer_;
   std::vector<const FlowRecord*> v6_;  // reused between batches
   bool bad_version_logged_ = false;
   LogRateLimiter send_failure_log_;
@@ -207,7 +220,9 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   }
   std::unique_ptr<MessageTransport> transport;
   switch (options.transport) {
-    case Transport::kUdp: transport = makeUdpTransport(options.host, options.port); break;
+    case Transport::kUdp:
+      transport = makeUdpTransport(options.host, options.port, options.max_messages_per_second);
+      break;
     case Transport::kTcp:
       transport = makeTcpTransport(options.host, options.port, options.tcp_buffer_bytes);
       break;

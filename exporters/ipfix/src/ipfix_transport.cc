@@ -8,12 +8,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <span>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "flowfold/exporters/log.h"
+#include "flowfold/exporters/udp_sender.h"
 
 namespace flowfold::ipfix {
 
@@ -41,7 +45,7 @@ namespace {
 
 class UdpTransport final : public MessageTransport {
  public:
-  UdpTransport(const std::string& host, const std::string& port)
+  UdpTransport(const std::string& host, const std::string& port, uint64_t max_datagrams_per_second)
       : name_(peerName("udp", host, port)) {
     AddrInfoPtr ai = resolve(name_, host, port, SOCK_DGRAM);
     int last_errno = 0;
@@ -69,28 +73,79 @@ class UdpTransport final : public MessageTransport {
     // kernel caps this at net.core.wmem_max, which is fine.
     int sndbuf = 4 << 20;
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    sender_.emplace(fd_, "IPFIX collector " + name_, max_datagrams_per_second);
   }
   ~UdpTransport() override {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  // An ICMP port unreachable for an earlier datagram fails a later send
-  // (ECONNREFUSED): that message is counted as lost; the next send goes out.
-  void send(const uint8_t* data, size_t size, size_t /*records*/) override {
-    for (;;) {
-      const ssize_t n = ::send(fd_, data, size, 0);
-      if (n == static_cast<ssize_t>(size)) return;
-      if (n < 0 && errno == EINTR) continue;
-      const std::string why = n < 0 ? std::strerror(errno) : "short datagram write";
-      throw std::runtime_error("IPFIX send to " + name_ + " failed: " + why);
-    }
+  // Messages wait here until push(), which the exporter calls at the end of
+  // every batch of records (so none waits longer than its batch), and then
+  // leave together: see UdpSender.
+  void send(const uint8_t* data, size_t size, size_t records) override {
+    if (queue_.size() == kQueueMessages || queued_bytes_ + size > kQueueBytes) push();
+    if (buffer_.size() < queued_bytes_ + size) buffer_.resize(std::max(kQueueBytes, queued_bytes_ + size));
+    std::memcpy(buffer_.data() + queued_bytes_, data, size);
+    queue_.push_back({queued_bytes_, size, records});
+    queued_bytes_ += size;
   }
 
+  // An ICMP port unreachable for an earlier datagram fails a later send
+  // (ECONNREFUSED): the messages of that one trip are counted as lost, the
+  // rest go out.
+  void push() override {
+    if (queue_.empty()) return;
+    datagrams_.clear();
+    for (const Queued& q : queue_) datagrams_.emplace_back(buffer_.data() + q.offset, q.size);
+    errors_of_.assign(queue_.size(), 0);
+    sender_->send(datagrams_, errors_of_);
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      const Queued& q = queue_[i];
+      if (errors_of_[i] == 0) {
+        delivered_.messages += 1;
+        delivered_.bytes += q.size;
+        delivered_.records += q.records;
+        continue;
+      }
+      ++errors_;
+      dropped_ += q.records;
+      unsigned long long suppressed = 0;
+      if (failure_log_.allow(suppressed)) {
+        logWarn("IPFIX send to %s failed: %s (%zu records lost%s); check that the collector is "
+                "running and reachable",
+                name_.c_str(), std::strerror(errors_of_[i]), q.records,
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
+      }
+    }
+    queue_.clear();
+    queued_bytes_ = 0;
+  }
+  void flush() override { push(); }
+  bool countsDelivery() const override { return true; }
+  Delivered delivered() const override { return delivered_; }
+  uint64_t recordsDropped() const override { return dropped_; }
+  uint64_t errors() const override { return errors_; }
   const std::string& describe() const override { return name_; }
 
  private:
+  // At most this much waits for push(): bounds the copy kept of messages.
+  static constexpr size_t kQueueMessages = 256;
+  static constexpr size_t kQueueBytes = 1 << 20;
+  struct Queued {
+    size_t offset, size, records;
+  };
+
   std::string name_;
   int fd_ = -1;
+  std::optional<UdpSender> sender_;
+  std::vector<uint8_t> buffer_;  // the queued messages, back to back
+  std::vector<Queued> queue_;
+  size_t queued_bytes_ = 0;
+  std::vector<std::span<const uint8_t>> datagrams_;  // reused by push()
+  std::vector<int> errors_of_;
+  Delivered delivered_;
+  uint64_t dropped_ = 0, errors_ = 0;
+  LogRateLimiter failure_log_;
 };
 
 class FileTransport final : public MessageTransport {
@@ -140,9 +195,9 @@ class FileTransport final : public MessageTransport {
 
 }  // namespace
 
-std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host,
-                                                   const std::string& port) {
-  return std::make_unique<UdpTransport>(host, port);
+std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host, const std::string& port,
+                                                   uint64_t max_datagrams_per_second) {
+  return std::make_unique<UdpTransport>(host, port, max_datagrams_per_second);
 }
 std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path) {
   return std::make_unique<FileTransport>(path);

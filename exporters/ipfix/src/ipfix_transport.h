@@ -25,6 +25,17 @@ class MessageTransport {
   /// Pushes buffered bytes out. TCP: waits (bounded) until the buffer has
   /// reached the collector or is given up as lost and counted.
   virtual void flush() {}
+  /// Sends what is queued now (UDP queues messages until then, to send them
+  /// with few system calls). Called at the end of every batch of records.
+  virtual void push() {}
+  /// True for a transport that counts what it delivered (UDP: a queued
+  /// message may still fail at push()); the exporter then takes its message,
+  /// byte and record counts from delivered() instead of counting send()s.
+  struct Delivered {
+    uint64_t messages = 0, bytes = 0, records = 0;
+  };
+  virtual bool countsDelivery() const { return false; }
+  virtual Delivered delivered() const { return {}; }
   /// True for a transport that starts every connection with the templates
   /// itself (TCP): the caller hands them over once with setSessionStart()
   /// instead of sending them.
@@ -49,8 +60,9 @@ using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
 AddrInfoPtr resolve(const std::string& name, const std::string& host, const std::string& port,
                     int socktype);
 
-std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host,
-                                                   const std::string& port);
+/// UDP, paced at max_datagrams_per_second (0 = unpaced).
+std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host, const std::string& port,
+                                                   uint64_t max_datagrams_per_second);
 /// IPFIX over TCP (RFC 7011 section 10.4) that never blocks capture for
 /// long and loses nothing it can keep: see tcp_transport.cc. A name that does
 /// not resolve throws at once; a collector that is down is retried.

@@ -1,6 +1,7 @@
 #include "flowfold/exporters/netflow9_exporter.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "flowfold/exporters/log.h"
 #include "flowfold/exporters/netflow9_transport.h"
@@ -38,10 +39,14 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
     const size_t used =
         netflow9::encode(config_, state_, records, now_ms, scratch_, kDatagramsPerStep);
     records = records.subspan(used);
-    for (size_t i = 0; i < scratch_.size(); ++i) {
-      const auto datagram = scratch_.datagram(i);
+    datagrams_.clear();
+    for (size_t i = 0; i < scratch_.size(); ++i) datagrams_.push_back(scratch_.datagram(i));
+    errors_.assign(datagrams_.size(), 0);
+    transport_->send(datagrams_, errors_);
+    for (size_t i = 0; i < datagrams_.size(); ++i) {
+      const auto datagram = datagrams_[i];
       const size_t n = scratch_.entries[i].records;
-      if (transport_->send(datagram)) {
+      if (errors_[i] == 0) {
         counters.messages_sent.fetch_add(1, std::memory_order_relaxed);
         counters.bytes_sent.fetch_add(datagram.size(), std::memory_order_relaxed);
         counters.records_exported.fetch_add(n, std::memory_order_relaxed);
@@ -60,7 +65,7 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
                 "check that the collector is running and reachable",
                 name().c_str(), transport_->remote().c_str(), n,
                 static_cast<unsigned long long>(send_failures_logged_),
-                transport_->lastError().c_str());
+                std::strerror(errors_[i]));
       }
     }
   }

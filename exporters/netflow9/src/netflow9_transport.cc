@@ -3,9 +3,12 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <cstring>
+#include <optional>
 #include <stdexcept>
+#include <vector>
 
-#include "flowfold/exporters/pacer.h"
+#include "flowfold/exporters/udp_sender.h"
 
 namespace flowfold::netflow9 {
 
@@ -13,10 +16,11 @@ namespace asio = boost::asio;
 using asio::ip::udp;
 
 struct UdpTransport::Impl {
-  explicit Impl(uint64_t rate) : socket(io), pacer(rate) {}
+  Impl() : socket(io) {}
   asio::io_context io;
   udp::socket socket;
-  Pacer pacer;
+  std::optional<UdpSender> sender;  // once the socket is connected
+  std::vector<int> errors;          // reused by the one-datagram send()
 };
 
 namespace {
@@ -38,7 +42,7 @@ std::string formatEndpoint(const udp::endpoint& ep) {
 
 UdpTransport::UdpTransport(const std::string& host, const std::string& port,
                            uint64_t max_datagrams_per_second)
-    : impl_(std::make_unique<Impl>(max_datagrams_per_second)) {
+    : impl_(std::make_unique<Impl>()) {
   boost::system::error_code ec;
   udp::resolver resolver(impl_->io);
   const auto results = resolver.resolve(stripBrackets(host), port, ec);
@@ -54,21 +58,28 @@ UdpTransport::UdpTransport(const std::string& host, const std::string& port,
     throw std::runtime_error("netflow9: cannot open UDP socket to " + remote_ + ": " +
                              ec.message());
   }
+  impl_->sender.emplace(impl_->socket.native_handle(), "netflow9 collector " + remote_,
+                        max_datagrams_per_second);
 }
 
 UdpTransport::~UdpTransport() = default;
 
 bool UdpTransport::send(std::span<const uint8_t> datagram) {
-  impl_->pacer.acquire();
-  boost::system::error_code ec;
-  impl_->socket.send(asio::buffer(datagram.data(), datagram.size()), 0, ec);
-  if (ec) {
+  int error = 0;
+  send(std::span<const std::span<const uint8_t>>(&datagram, 1), std::span<int>(&error, 1));
+  return error == 0;
+}
+
+void UdpTransport::send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors) {
+  impl_->sender->send(datagrams, errors);
+  for (const int e : errors) {
+    if (e == 0) {
+      ++sent_;
+      continue;
+    }
     ++errors_;
-    last_error_ = ec.message();
-    return false;
+    last_error_ = std::strerror(e);
   }
-  ++sent_;
-  return true;
 }
 
 }  // namespace flowfold::netflow9

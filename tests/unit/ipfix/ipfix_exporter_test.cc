@@ -964,3 +964,62 @@ TEST(IpfixExporter, CountsRecordsOfAnUnknownIpVersionAsDropped) {
 
 }  // namespace
 }  // namespace flowfold
+
+namespace flowfold {
+namespace {
+
+TEST(IpfixExporter, UdpCollectorDownLosesCountedRecordsAndTheReturnStartsWithTemplates) {
+  uint16_t port;
+  {
+    const int fd = bindLoopback(SOCK_DGRAM);
+    port = boundPort(fd);
+    ::close(fd);
+  }  // closed: the port now answers with ICMP port unreachable
+  IpfixOptions options = udpOptions(std::to_string(port), Encoder::kDirect);
+  options.template_refresh_packets = 0;
+  options.template_refresh_ms = 0;
+  auto exporter = makeIpfixExporter(options);
+  const ExporterCounters& c = exporter->counters();
+
+  // Linux reports the ICMP error on the next send of the connected socket;
+  // loopback answers at once (the bound only guards against a hung test).
+  uint64_t batches = 0;
+  while (c.export_errors.load() == 0 && batches < 100) {
+    exporter->exportBatch(std::vector<FlowRecord>{tcp4()}, kNowMs);
+    ++batches;
+  }
+  ASSERT_GE(c.export_errors.load(), 1u) << "no send error after " << batches << " batches";
+  EXPECT_GE(c.records_dropped.load(), 1u);
+  // Each record was either delivered to the socket or counted lost, never both.
+  EXPECT_EQ(c.records_exported.load() + c.records_dropped.load(), batches);
+
+  // The collector comes back on the same port: its first datagram is the
+  // templates again, then the record.
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "port " << port << " was taken";
+  const uint64_t errors_before = c.export_errors.load();
+  exporter->exportBatch(std::vector<FlowRecord>{tcp4()}, kNowMs);
+  EXPECT_EQ(c.export_errors.load(), errors_before);
+  std::vector<Bytes> datagrams;
+  Bytes buf(65536);
+  for (int i = 0; i < 2; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 2000), 1) << "datagram " << i << " never came";
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    ASSERT_GT(n, 0);
+    datagrams.emplace_back(buf.begin(), buf.begin() + n);
+  }
+  ::close(fd);
+  const std::vector<Message> messages = decodeDatagrams(datagrams);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  ASSERT_EQ(messages[1].records.size(), 1u);
+  EXPECT_EQ(c.records_exported.load() + c.records_dropped.load(), batches + 1);
+}
+
+}  // namespace
+}  // namespace flowfold

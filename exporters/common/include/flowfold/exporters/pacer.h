@@ -16,11 +16,14 @@ class Pacer {
 
   /// Blocks (sleeps) until one more send is allowed.
   void acquire();
+  /// Takes one send without waiting; false when that would have to wait.
+  bool tryAcquire();
 
   uint64_t rate() const { return per_second_; }
 
  private:
   using Clock = std::chrono::steady_clock;
+  void refill();
   uint64_t per_second_;
   double burst_;
   double tokens_;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "flowfold/exporters/exporter.h"
 #include "flowfold/exporters/netflow9_encoder.h"
@@ -48,6 +49,8 @@ class NetflowV9Exporter : public Exporter {
   netflow9::EncoderConfig config_;
   netflow9::EncoderState state_;
   netflow9::EncodedDatagrams scratch_;
+  std::vector<std::span<const uint8_t>> datagrams_;  // the batch being sent (views of scratch_)
+  std::vector<int> errors_;                           // errno per datagram of that batch, 0 = sent
   std::unique_ptr<netflow9::UdpTransport> transport_;
   uint64_t send_failures_logged_ = 0;
 };

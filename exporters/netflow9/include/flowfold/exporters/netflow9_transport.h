@@ -1,6 +1,7 @@
 #pragma once
-// UDP transport for NetFlow v9 datagrams (Boost.Asio inside; nothing of it in
-// this header). Synchronous: send() returns once the kernel has the datagram.
+// UDP transport for NetFlow v9 datagrams (Boost.Asio resolves and connects;
+// nothing of it in this header). Synchronous: send() returns once the kernel
+// has the datagrams. A batch goes out with few system calls (UdpSender).
 
 #include <cstdint>
 #include <memory>
@@ -27,6 +28,10 @@ class UdpTransport {
   /// failure returns false, counts it and keeps the error text; the next send
   /// is tried normally.
   bool send(std::span<const uint8_t> datagram);
+  /// Sends a batch in order, paced like single sends. errors[i] is 0 when
+  /// datagram i went out, else the errno that lost it (also counted and kept
+  /// as lastError()).
+  void send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors);
 
   uint64_t datagramsSent() const { return sent_; }
   uint64_t sendErrors() const { return errors_; }

@@ -1,0 +1,132 @@
+#include "flowfold/exporters/udp_sender.h"
+
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "flowfold/exporters/log.h"
+
+namespace flowfold {
+
+namespace {
+
+constexpr size_t kControlBytes = CMSG_SPACE(sizeof(uint16_t));
+constexpr size_t kMaxMessagesPerCall = 1024;  // UIO_MAXIOV, sendmmsg's limit
+
+// Errors by which the kernel refuses a segmented send as such (not the
+// datagrams): no UDP_SEGMENT (old kernel), no checksum offload on the device
+// (EIO), a segment larger than the path MTU or UDP checksums off (EINVAL).
+bool refusesSegmentation(int err) {
+  return err == EINVAL || err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP;
+}
+
+}  // namespace
+
+UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second)
+    : fd_(fd), name_(std::move(name)), pacer_(max_datagrams_per_second) {}
+
+void UdpSender::send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors) {
+  std::fill(errors.begin(), errors.end(), 0);
+  size_t ready = 0;
+  for (size_t i = 0; i < datagrams.size(); ++i) {
+    if (pacer_.tryAcquire()) continue;
+    // The pacer makes us wait: what it already allowed goes out first.
+    sendReady(datagrams, ready, i, errors);
+    ready = i;
+    pacer_.acquire();
+  }
+  sendReady(datagrams, ready, datagrams.size(), errors);
+}
+
+void UdpSender::sendReady(std::span<const std::span<const uint8_t>> datagrams, size_t begin, size_t end,
+                          std::span<int> errors) {
+  if (begin < end) sendRuns(datagrams.subspan(begin, end - begin), errors.subspan(begin, end - begin));
+}
+
+void UdpSender::sendRuns(std::span<const std::span<const uint8_t>> d, std::span<int> errors) {
+  // Cut the datagrams into runs: equal sizes, the last of a run may be
+  // shorter, at most kMaxSegments and kMaxRunBytes each.
+  runs_.clear();
+  for (size_t i = 0; i < d.size();) {
+    Run run{i, 1, d[i].size()};
+    const size_t segment = d[i].size();
+    ++i;
+    while (segment_ && segment > 0 && i < d.size() && run.count < kMaxSegments && d[i].size() > 0 &&
+           d[i].size() <= segment && run.bytes + d[i].size() <= kMaxRunBytes) {
+      const bool shorter = d[i].size() < segment;
+      run.bytes += d[i].size();
+      ++run.count;
+      ++i;
+      if (shorter) break;
+    }
+    runs_.push_back(run);
+  }
+
+  iov_.resize(d.size());
+  for (size_t i = 0; i < d.size(); ++i) iov_[i] = {const_cast<uint8_t*>(d[i].data()), d[i].size()};
+  msgs_.assign(runs_.size(), mmsghdr{});
+  control_.assign(runs_.size() * kControlBytes, 0);
+  for (size_t k = 0; k < runs_.size(); ++k) {
+    const Run& run = runs_[k];
+    msghdr& h = msgs_[k].msg_hdr;
+    h.msg_iov = &iov_[run.first];
+    h.msg_iovlen = run.count;
+    if (run.count == 1) continue;
+    h.msg_control = control_.data() + k * kControlBytes;
+    h.msg_controllen = kControlBytes;
+    cmsghdr* c = CMSG_FIRSTHDR(&h);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    const auto segment = static_cast<uint16_t>(d[run.first].size());
+    std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+  }
+
+  for (size_t done = 0; done < runs_.size();) {
+    const auto batch = static_cast<unsigned>(std::min(runs_.size() - done, kMaxMessagesPerCall));
+    ++trips_;
+    const int sent = ::sendmmsg(fd_, &msgs_[done], batch, 0);
+    if (sent > 0) {
+      for (size_t k = done; k < done + static_cast<size_t>(sent); ++k)
+        if (runs_[k].count > 1) segmented_ += runs_[k].count;
+      // An error after the first message is not reported (sendmmsg returns
+      // the count so far): the next call starts at the message that failed,
+      // so it is tried again and a lasting error shows there.
+      done += static_cast<size_t>(sent);
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    const int err = sent < 0 ? errno : EIO;
+    const Run& run = runs_[done];
+    if (run.count > 1 && refusesSegmentation(err)) {
+      segment_ = false;
+      logInfo("%s: the kernel refuses UDP segmentation offload here (%s); sending one datagram "
+              "per system call from now on",
+              name_.c_str(), std::strerror(err));
+      sendOneByOne(d, run, errors);
+    } else {
+      std::fill_n(errors.begin() + static_cast<std::ptrdiff_t>(run.first), run.count, err);
+    }
+    ++done;
+  }
+}
+
+void UdpSender::sendOneByOne(std::span<const std::span<const uint8_t>> d, const Run& run,
+                             std::span<int> errors) {
+  for (size_t i = run.first; i < run.first + run.count; ++i) {
+    for (;;) {
+      ++trips_;
+      const ssize_t n = ::send(fd_, d[i].data(), d[i].size(), 0);
+      if (n == static_cast<ssize_t>(d[i].size())) break;
+      if (n < 0 && errno == EINTR) continue;
+      errors[i] = n < 0 ? errno : EMSGSIZE;
+      break;
+    }
+  }
+}
+
+}  // namespace flowfold

@@ -1,0 +1,209 @@
+// UdpSender against real sockets on loopback: every datagram must reach the
+// receiver whole, in order and at its own size, whether it went out in a
+// segmented run, one by one after the kernel refused segmentation, or paced.
+// Receives wait with a bounded poll(), never a sleep.
+
+#include "flowfold/exporters/udp_sender.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+namespace flowfold {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+// The collector's side: a UDP socket on 127.0.0.1 with room for every test's datagrams.
+class Receiver {
+ public:
+  explicit Receiver(uint16_t port = 0) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+    sockaddr_in a = loopback(port);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("cannot bind a loopback UDP socket");
+    int rcvbuf = 8 << 20;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~Receiver() { ::close(fd_); }
+  uint16_t port() const { return port_; }
+  std::optional<Bytes> receive(int timeout_ms = 2000) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) != 1) return std::nullopt;
+    Bytes buf(70000);
+    const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    if (n < 0) return std::nullopt;
+    buf.resize(static_cast<size_t>(n));
+    return buf;
+  }
+
+ private:
+  int fd_;
+  uint16_t port_ = 0;
+};
+
+// The exporter's side: a UDP socket connected to the receiver's port.
+class ConnectedSocket {
+ public:
+  explicit ConnectedSocket(uint16_t port) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+    sockaddr_in a = loopback(port);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("cannot connect a UDP socket");
+    int sndbuf = 8 << 20;
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
+  ~ConnectedSocket() { ::close(fd_); }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Datagrams of the given sizes, each with its own content (its index and size
+// woven into every byte), so a cut in the wrong place or a swap shows.
+std::vector<Bytes> makeDatagrams(const std::vector<size_t>& sizes) {
+  std::vector<Bytes> out;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Bytes b(sizes[i]);
+    for (size_t j = 0; j < b.size(); ++j) b[j] = static_cast<uint8_t>(i * 31 + j * 7 + sizes[i]);
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::vector<std::span<const uint8_t>> views(const std::vector<Bytes>& datagrams) {
+  return {datagrams.begin(), datagrams.end()};
+}
+
+void expectReceivedInOrder(Receiver& rx, const std::vector<Bytes>& sent) {
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const std::optional<Bytes> got = rx.receive();
+    ASSERT_TRUE(got.has_value()) << "datagram " << i << " of " << sent.size() << " never came";
+    ASSERT_EQ(got->size(), sent[i].size()) << "datagram " << i;
+    EXPECT_EQ(*got, sent[i]) << "datagram " << i;
+  }
+  EXPECT_FALSE(rx.receive(0).has_value()) << "more datagrams than were sent";
+}
+
+// Datagrams as the sender must cut them into runs (equal sizes, the last may
+// be shorter, at most 64): full IPFIX messages of one template and a shorter
+// last one; a template message ending a run; a datagram alone because the
+// next is longer; and more equal datagrams than one run may hold.
+const std::vector<size_t> kMixedSizes = [] {
+  std::vector<size_t> s(10, 1400);
+  s.push_back(700);              // run 1: 10 x 1400 + 700
+  s.insert(s.end(), 3, 8192);
+  s.push_back(204);              // run 2: 3 x 8192 + 204
+  s.push_back(9000);             // run 3: alone, the next is longer
+  s.push_back(9500);             // run 4: 9500 + 1000
+  s.insert(s.end(), 100, 1000);  // run 5: 64 x 1000; run 6: 35 x 1000 + 1
+  s.push_back(1);
+  return s;
+}();
+
+TEST(UdpSender, DeliversEveryDatagramWholeAndInOrder) {
+  Receiver rx;
+  ConnectedSocket tx(rx.port());
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> datagrams = makeDatagrams(kMixedSizes);
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  expectReceivedInOrder(rx, datagrams);
+  if (!sender.segmentationOffload()) GTEST_SKIP() << "this kernel refuses UDP segmentation offload";
+  // Every datagram but the lone 9000 went in a run of two or more.
+  EXPECT_EQ(sender.datagramsSegmented(), datagrams.size() - 1);
+  EXPECT_EQ(sender.trips(), 1u);  // one sendmmsg for all the runs
+}
+
+TEST(UdpSender, SendsOneByOneWhenTheKernelRefusesSegmentation) {
+  Receiver rx;
+  ConnectedSocket tx(rx.port());
+  // UDP checksums off: Linux refuses segmented sends on such a socket (EINVAL).
+  const int on = 1;
+  ASSERT_EQ(::setsockopt(tx.fd(), SOL_SOCKET, SO_NO_CHECK, &on, sizeof on), 0);
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> datagrams = makeDatagrams(kMixedSizes);
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  EXPECT_FALSE(sender.segmentationOffload());
+  EXPECT_EQ(sender.datagramsSegmented(), 0u);
+  expectReceivedInOrder(rx, datagrams);
+
+  // And stays so: the next batch goes out whole as well.
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  expectReceivedInOrder(rx, datagrams);
+}
+
+TEST(UdpSender, DisabledSegmentationStillDeliversEverything) {
+  Receiver rx;
+  ConnectedSocket tx(rx.port());
+  UdpSender sender(tx.fd(), "test", 0);
+  sender.disableSegmentationOffload();
+  const std::vector<Bytes> datagrams = makeDatagrams(kMixedSizes);
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  EXPECT_EQ(sender.datagramsSegmented(), 0u);
+  expectReceivedInOrder(rx, datagrams);
+}
+
+TEST(UdpSender, RefusedConnectionLosesOnlyTheDatagramsOfThatTrip) {
+  uint16_t port;
+  {
+    Receiver gone;
+    port = gone.port();
+  }  // closed: the port now answers with ICMP port unreachable
+  ConnectedSocket tx(port);
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> first = makeDatagrams({100});
+  std::vector<int> errors(1, -1);
+  sender.send(views(first), errors);
+  EXPECT_EQ(errors[0], 0);  // it leaves; the ICMP answer comes back at once on loopback
+
+  // The pending error fails the next trip: the run of two 500s. The 800 is a
+  // trip of its own and goes out.
+  const std::vector<Bytes> second = makeDatagrams({500, 500, 800});
+  errors.assign(3, -1);
+  sender.send(views(second), errors);
+  if (!sender.segmentationOffload()) GTEST_SKIP() << "this kernel refuses UDP segmentation offload";
+  EXPECT_EQ(errors, (std::vector<int>{ECONNREFUSED, ECONNREFUSED, 0}));
+}
+
+TEST(UdpSender, PacedBatchesStillDeliverEverythingInOrder) {
+  Receiver rx;
+  ConnectedSocket tx(rx.port());
+  // 2000 a second with a burst of 10: 60 datagrams wait for the pacer some
+  // five times (about 25 ms in all), and what is ready goes out before each wait.
+  UdpSender sender(tx.fd(), "test", 2000);
+  const std::vector<Bytes> datagrams = makeDatagrams(std::vector<size_t>(60, 1200));
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  expectReceivedInOrder(rx, datagrams);
+  EXPECT_GT(sender.trips(), 1u);  // the pacer split the batch
+}
+
+}  // namespace
+}  // namespace flowfold
