@@ -10,8 +10,9 @@ import time
 import unittest
 
 from harness import (Nfcapd, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
-                     norm_addr, parse_ipfix_stream, read_truth, run_flowfold, stats_of, totals, udp_rcvbuf_errors,
-                     udp_socket_state, wait_for, FLOWFOLD)
+                     norm_addr, parse_ipfix_stream, raise_socket_buffer_limit, read_truth, run_flowfold, stats_of,
+                     totals, udp_rcvbuf_errors, udp_socket_state, wait_for, FLOWFOLD)
+from netns import VethPair, require_netns
 
 # 120 s of traffic: long flows cross the 60 s active timeout, short ones idle
 # out, TCP ends on FIN/RST; a quarter IPv6, a fifth VLAN-tagged, snap length 128.
@@ -344,6 +345,67 @@ class WiresharkDissection(TempDirTest):
     def test_tshark_decodes_ipfix_export_without_errors(self):
         text, messages = self.dissect_export(10)
         self.assertEqual(text.count("Version: 10"), messages)
+
+
+class ExportAcrossAVethLink(TempDirTest):
+    """IPFIX over a real network device, not loopback: flowfold in namespace a,
+    nfcapd on the far end of a veth pair in namespace b. Runs of equal-sized
+    datagrams leave as one segmented (UDP GSO) send; where the kernel refuses
+    that (datagrams longer than the link MTU, which must be fragmented),
+    flowfold says so once and sends them one by one. Either way nfcapd must
+    receive exactly the truth."""
+
+    def setUp(self):
+        super().setUp()
+        require_netns()
+        need("nfcapd", "nfdump")
+        raise_socket_buffer_limit()
+        self.pair = VethPair("ffgso").__enter__()
+        self.addCleanup(self.pair.__exit__, None, None, None)
+        self.pcap, truth_path = flowgen("it-conservation", *PROFILE)
+        self.truth = read_truth(truth_path)
+
+    def socket_line(self, port):
+        r = self.pair.run_in("b", ["cat", "/proc/net/udp"], check=False)
+        for line in r.stdout.splitlines()[1:]:
+            cols = line.split()
+            if int(cols[1].split(":")[1], 16) == port:
+                return cols
+        return None
+
+    def export(self, *extra):
+        collector = Nfcapd.__new__(Nfcapd)  # its nfdump reading, with a process in namespace b
+        collector.dir = self.path("nfcapd")
+        os.makedirs(collector.dir)
+        port = free_udp_port()
+        with open(self.path("nfcapd.log"), "w") as log:
+            proc = self.pair.popen_in("b", ["nfcapd", "-b", self.pair.addr_b, "-p", str(port), "-w", collector.dir,
+                                            "-B", str(32 << 20), "-t", "3600"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.socket_line(port) is not None or proc.poll() is not None, "nfcapd to listen")
+        if proc.poll() is not None:
+            with open(self.path("nfcapd.log")) as log:
+                self.fail("nfcapd did not start:\n" + log.read())
+        run = self.pair.run_in("a", [FLOWFOLD, "-r", self.pcap, "-n", "%s:%d" % (self.pair.addr_b, port),
+                                     "-v", "10", *extra], timeout=600)
+        wait_for(lambda: int(self.socket_line(port)[4].split(":")[1], 16) == 0, "nfcapd to drain its socket")
+        drops = int(self.socket_line(port)[-1])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        flows, records = collector.flows()
+        stats = stats_of(run.stderr)
+        self.assertEqual(drops, 0)
+        self.assertEqual(records, stats["records"])
+        self.assertFlowsEqual(flows, self.truth)
+        return run.stderr
+
+    def test_segmented_runs_cross_the_link_and_deliver_exactly_the_truth(self):
+        log = self.export()  # not loopback: 1400-byte datagrams, runs of up to 46
+        self.assertNotIn("refuses UDP segmentation offload", log)
+
+    def test_datagrams_longer_than_the_link_mtu_fall_back_to_one_by_one_and_lose_nothing(self):
+        log = self.export("--mtu", "8000")  # the veth's MTU is 1500: IP fragments
+        self.assertIn("refuses UDP segmentation offload", log)
+        self.assertEqual(log.count("refuses UDP segmentation offload"), 1, log)
 
 
 def write_udp_pcap(path, datagrams, dport):

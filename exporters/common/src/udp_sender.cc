@@ -19,9 +19,10 @@ constexpr size_t kMaxMessagesPerCall = 1024;  // UIO_MAXIOV, sendmmsg's limit
 
 // Errors by which the kernel refuses a segmented send as such (not the
 // datagrams): no UDP_SEGMENT (old kernel), no checksum offload on the device
-// (EIO), a segment larger than the path MTU or UDP checksums off (EINVAL).
+// (EIO), UDP checksums off (EINVAL), a segment longer than the path MTU
+// (EINVAL, EMSGSIZE since Linux 6.x), where datagrams must be fragmented.
 bool refusesSegmentation(int err) {
-  return err == EINVAL || err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP;
+  return err == EINVAL || err == EIO || err == EMSGSIZE || err == ENOPROTOOPT || err == EOPNOTSUPP;
 }
 
 }  // namespace
@@ -107,10 +108,11 @@ void UdpSender::sendRuns(std::span<const std::span<const uint8_t>> d, std::span<
       logInfo("%s: the kernel refuses UDP segmentation offload here (%s); sending one datagram "
               "per system call from now on",
               name_.c_str(), std::strerror(err));
-      sendOneByOne(d, run, errors);
-    } else {
-      std::fill_n(errors.begin() + static_cast<std::ptrdiff_t>(run.first), run.count, err);
+      // This run and the ones after it, which were cut for segmentation.
+      for (; done < runs_.size(); ++done) sendOneByOne(d, runs_[done], errors);
+      return;
     }
+    std::fill_n(errors.begin() + static_cast<std::ptrdiff_t>(run.first), run.count, err);
     ++done;
   }
 }
