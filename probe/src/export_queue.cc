@@ -11,7 +11,12 @@ bool ExportQueue::push(ExportBatch&& batch, bool wait) {
       return false;
     }
     ++blocked_pushes_;
-    not_full_.wait(lock, [&] { return q_.size() < max_batches_ || closed_; });
+    // Wait until the queue is half empty, not for the first free place: the
+    // reader then runs for several batches between waits instead of one, and
+    // each wait (sleep, wake-up, caches refilled by the flow table) costs
+    // more than the batch it lets through. Paced to a collector, the reader
+    // of a capture file waited ~650 times on the big profile.
+    not_full_.wait(lock, [&] { return q_.size() <= resume_at_ || closed_; });
   }
   q_.push_back(std::move(batch));
   lock.unlock();
@@ -25,8 +30,9 @@ bool ExportQueue::pop(ExportBatch& out) {
   if (q_.empty()) return false;
   out = std::move(q_.front());
   q_.pop_front();
+  const bool resume = q_.size() == resume_at_;  // a waiting pusher may go on now
   lock.unlock();
-  not_full_.notify_one();
+  if (resume) not_full_.notify_all();
   return true;
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 namespace flowfold {
@@ -48,6 +50,30 @@ TEST(ExportQueue, FullQueueMakesAWaitingProducerWaitAndLosesNothing) {
   consumer.join();
   EXPECT_EQ(received, 3000u);
   EXPECT_EQ(q.droppedRecords(), 0u);
+}
+
+TEST(ExportQueue, AWaitingProducerGoesOnOnlyOnceTheQueueIsHalfEmpty) {
+  ExportQueue q(4);
+  for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(q.push(batchOf(1, i), true));
+  std::atomic<bool> pushed{false};
+  std::thread producer([&] {
+    EXPECT_TRUE(q.push(batchOf(1, 4), true));
+    pushed = true;
+  });
+  while (q.blockedPushes() == 0) std::this_thread::yield();  // the producer waits
+  ExportBatch out;
+  ASSERT_TRUE(q.pop(out));  // 3 left: one place free, the producer keeps waiting
+  // A wrong queue would let it through at once; this only gives it time to.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(pushed.load());
+  ASSERT_TRUE(q.pop(out));  // 2 left: half empty, it goes on
+  producer.join();
+  EXPECT_TRUE(pushed.load());
+  EXPECT_EQ(q.blockedPushes(), 1u);
+  for (uint64_t want = 2; want <= 4; ++want) {
+    ASSERT_TRUE(q.pop(out));
+    EXPECT_EQ(out.now_ms, want);  // nothing lost, order kept
+  }
 }
 
 }  // namespace

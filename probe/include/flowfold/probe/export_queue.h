@@ -27,9 +27,11 @@ struct ExportBatch {
 
 class ExportQueue {
  public:
-  explicit ExportQueue(size_t max_batches) : max_batches_(max_batches ? max_batches : 1) {}
+  explicit ExportQueue(size_t max_batches)
+      : max_batches_(max_batches ? max_batches : 1), resume_at_(max_batches_ / 2) {}
 
-  /// Returns false when the batch was dropped (queue full and !wait).
+  /// Returns false when the batch was dropped (queue full and !wait). A
+  /// waiting push goes on once the queue is down to half (resume_at_).
   bool push(ExportBatch&& batch, bool wait);
   /// Blocks until a batch is available; false once closed and drained.
   bool pop(ExportBatch& out);
@@ -49,6 +51,7 @@ class ExportQueue {
 
  private:
   const size_t max_batches_;
+  const size_t resume_at_;  // a push that waited goes on at this many batches
   mutable std::mutex mu_;
   std::condition_variable not_empty_, not_full_;
   std::deque<ExportBatch> q_;
