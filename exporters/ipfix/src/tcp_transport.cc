@@ -10,6 +10,10 @@
 //  - A connection refused, reset or closed is retried with backoff (1 s
 //    doubling to 30 s); the buffer is kept meanwhile. A message cut by the
 //    loss is sent again whole on the next connection.
+//  - Connecting never waits: the connect is started and looked at again on
+//    each later call, so a collector whose host drops the SYNs (a firewall,
+//    a dead address) costs nothing until it times out (kConnectTimeout),
+//    and other exporters on the export thread are not held up meanwhile.
 //  - Every connection is a new transport session: it starts with the
 //    templates (setSessionStart) and its own sequence numbers from 0, which
 //    skip ahead over records dropped while it is up so the collector sees
@@ -42,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::seconds kMinBackoff{1};
 constexpr std::chrono::seconds kMaxBackoff{30};
-constexpr int kConnectTimeoutMs = 5000;
+constexpr std::chrono::seconds kConnectTimeout{5};
 // A collector that accepts nothing for this long while the buffer is full is
 // treated as stalled: new messages push the oldest out instead of waiting.
 constexpr std::chrono::seconds kStallTime{5};
@@ -69,16 +73,12 @@ class TcpTransport final : public MessageTransport {
   TcpTransport(const std::string& host, const std::string& port, size_t buffer_bytes)
       : host_(host), port_(port), name_(peerName("tcp", host, port)), capacity_(buffer_bytes) {
     resolve(name_, host_, port_, SOCK_STREAM);  // a name that does not resolve: fail at start-up
-    std::string why;
-    if (!connectNow(why)) {
-      logWarn("IPFIX collector %s: cannot connect (%s); buffering up to %zu MiB and retrying — "
-              "is the collector running and listening on TCP?",
-              name_.c_str(), why.c_str(), capacity_ >> 20);
-      ++errors_;
-      scheduleRetry();
-    }
+    advanceConnect();
   }
-  ~TcpTransport() override { closeSocket(); }
+  ~TcpTransport() override {
+    closeSocket();
+    abandonConnect();
+  }
 
   void send(const uint8_t* data, size_t size, size_t records) override {
     pump();
@@ -97,8 +97,9 @@ class TcpTransport final : public MessageTransport {
     pump();
     while (!queue_.empty() || preamble_pending_) {
       const uint64_t before = bytes_written_;
-      if (fd_ >= 0) {
-        pollfd p{fd_, POLLOUT, 0};
+      const int waiting_on = fd_ >= 0 ? fd_ : connecting_fd_;
+      if (waiting_on >= 0) {
+        pollfd p{waiting_on, POLLOUT, 0};
         ::poll(&p, 1, 100);
       } else {
         ::poll(nullptr, 0, 100);  // waiting for the next reconnect attempt
@@ -136,7 +137,7 @@ class TcpTransport final : public MessageTransport {
   // Writes as much of the preamble and the buffer as the socket takes now;
   // connects first when a retry is due.
   void pump() {
-    if (fd_ < 0 && !tryReconnect()) return;
+    if (fd_ < 0 && !advanceConnect()) return;
     while (fd_ >= 0) {
       Message* m = preamble_pending_ ? &preamble_ : (queue_.empty() ? nullptr : &queue_.front());
       if (m == nullptr) return;
@@ -215,86 +216,117 @@ class TcpTransport final : public MessageTransport {
     backoff_ = kMinBackoff;
   }
 
-  bool tryReconnect() {
-    const auto now = Clock::now();
-    if (now < next_attempt_) return false;
-    std::string why;
-    if (!connectNow(why)) {
-      ++errors_;
-      unsigned long long suppressed = 0;
-      if (retry_log_.allow(suppressed)) {
-        logWarn("IPFIX collector %s: cannot connect (%s); retrying in %lld s, %zu messages buffered",
-                name_.c_str(), why.c_str(), static_cast<long long>(backoff_.count()), queue_.size());
-      }
-      scheduleRetry();
-      return false;
+  // Moves the connection on without waiting: starts an attempt when one is
+  // due, or looks at the one under way. True once connected.
+  bool advanceConnect() {
+    if (connecting_fd_ < 0) {
+      if (Clock::now() < next_attempt_) return false;
+      std::string why;
+      if (!startAttempt(why)) return attemptFailed(why);
     }
-    logInfo("IPFIX collector %s: connected; sending the templates and %zu buffered messages",
-            name_.c_str(), queue_.size());
-    backoff_ = kMinBackoff;
-    return true;
+    for (;;) {
+      pollfd p{connecting_fd_, POLLOUT, 0};
+      int rc;
+      do {
+        rc = ::poll(&p, 1, 0);
+      } while (rc < 0 && errno == EINTR);
+      std::string why;
+      if (rc == 0) {
+        if (Clock::now() < connect_deadline_) return false;  // still under way
+        why = "timed out after " + std::to_string(kConnectTimeout.count()) + " s";
+      } else {
+        int so_error = 0;
+        socklen_t len = sizeof so_error;
+        ::getsockopt(connecting_fd_, SOL_SOCKET, SO_ERROR, &so_error, &len);
+        if (so_error == 0) return connected();
+        why = std::strerror(so_error);
+      }
+      // This address failed: the next one, or the attempt failed.
+      abandonConnect();
+      if (!tryNextAddress(why)) return attemptFailed(why);
+    }
   }
 
-  void scheduleRetry() {
-    next_attempt_ = Clock::now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-  }
-
-  bool connectNow(std::string& why) {
-    AddrInfoPtr ai;
+  // Resolves the collector again (its address may have changed) and starts
+  // connecting to the first address that takes a socket.
+  bool startAttempt(std::string& why) {
     try {
-      ai = resolve(name_, host_, port_, SOCK_STREAM);
+      addresses_ = resolve(name_, host_, port_, SOCK_STREAM);
     } catch (const std::exception& e) {
       why = e.what();
       return false;
     }
+    next_address_ = addresses_.get();
     why = "no address";
-    for (addrinfo* a = ai.get(); a; a = a->ai_next) {
+    return tryNextAddress(why);
+  }
+
+  bool tryNextAddress(std::string& why) {
+    for (; next_address_ != nullptr; next_address_ = next_address_->ai_next) {
+      const addrinfo* a = next_address_;
       const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
       if (fd < 0) {
         why = std::strerror(errno);
         continue;
       }
-      if (connectWithTimeout(fd, a, why)) {
-        ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof kUserTimeoutMs);
-        const int one = 1;
-        ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-        fd_ = fd;
-        stream_sequence_ = 0;
-        preamble_.offset = 0;
-        preamble_pending_ = !preamble_.bytes.empty();
-        last_progress_ = Clock::now();
-        stalled_ = false;
+      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
+        connecting_fd_ = fd;
+        connect_deadline_ = Clock::now() + kConnectTimeout;
+        next_address_ = next_address_->ai_next;
         return true;
       }
+      why = std::strerror(errno);
       ::close(fd);
     }
     return false;
   }
 
-  static bool connectWithTimeout(int fd, const addrinfo* a, std::string& why) {
-    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
-    if (rc == 0) return true;
-    if (errno != EINPROGRESS) {
-      why = std::strerror(errno);
-      return false;
-    }
-    pollfd p{fd, POLLOUT, 0};
-    do {
-      rc = ::poll(&p, 1, kConnectTimeoutMs);
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0) {
-      why = "timed out";
-      return false;
-    }
-    int so_error = 0;
-    socklen_t len = sizeof so_error;
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
-    if (so_error != 0) {
-      why = std::strerror(so_error);
-      return false;
-    }
+  bool connected() {
+    fd_ = connecting_fd_;
+    connecting_fd_ = -1;
+    addresses_.reset();
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof kUserTimeoutMs);
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    stream_sequence_ = 0;
+    preamble_.offset = 0;
+    preamble_pending_ = !preamble_.bytes.empty();
+    last_progress_ = Clock::now();
+    stalled_ = false;
+    backoff_ = kMinBackoff;
+    first_attempt_ = false;
+    logInfo("IPFIX collector %s: connected; sending the templates and %zu buffered messages",
+            name_.c_str(), queue_.size());
     return true;
+  }
+
+  bool attemptFailed(const std::string& why) {
+    addresses_.reset();
+    ++errors_;
+    if (first_attempt_) {
+      logWarn("IPFIX collector %s: cannot connect (%s); buffering up to %zu MiB and retrying — "
+              "is the collector running and listening on TCP?",
+              name_.c_str(), why.c_str(), capacity_ >> 20);
+    } else {
+      unsigned long long suppressed = 0;
+      if (retry_log_.allow(suppressed)) {
+        logWarn("IPFIX collector %s: cannot connect (%s); retrying in %lld s, %zu messages buffered",
+                name_.c_str(), why.c_str(), static_cast<long long>(backoff_.count()), queue_.size());
+      }
+    }
+    first_attempt_ = false;
+    scheduleRetry();
+    return false;
+  }
+
+  void abandonConnect() {
+    if (connecting_fd_ >= 0) ::close(connecting_fd_);
+    connecting_fd_ = -1;
+  }
+
+  void scheduleRetry() {
+    next_attempt_ = Clock::now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
   }
 
   void closeSocket() {
@@ -305,7 +337,12 @@ class TcpTransport final : public MessageTransport {
 
   const std::string host_, port_, name_;
   const size_t capacity_;
-  int fd_ = -1;
+  int fd_ = -1;             // connected
+  int connecting_fd_ = -1;  // a connect under way
+  Clock::time_point connect_deadline_{};
+  AddrInfoPtr addresses_;   // of the attempt under way
+  const addrinfo* next_address_ = nullptr;
+  bool first_attempt_ = true;  // its failure gets the start-up wording
 
   std::deque<Message> queue_;
   size_t queued_bytes_ = 0;

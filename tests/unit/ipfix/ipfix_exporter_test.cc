@@ -730,6 +730,63 @@ TEST(IpfixExporter, TcpCollectorDownAtStartupGetsEveryRecordOnceItListens) {
   expectRecordsMatch(records, messages);
 }
 
+// A collector whose host drops the SYN (a firewall that drops rather than
+// refuses, an address nobody answers): here a listener whose accept queue
+// (backlog 0) is full, so the kernel drops new SYNs until a place frees up.
+TEST(IpfixExporter, TcpCollectorThatDropsTheSynDoesNotHoldTheExportThread) {
+  const int listener = bindLoopback(SOCK_STREAM);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  const uint16_t port = boundPort(listener);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int filler = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);  // fills the queue
+
+  const auto start = std::chrono::steady_clock::now();
+  auto exporter = makeIpfixExporter(tcpOptions(std::to_string(port)));
+  const std::vector<FlowRecord> records = manyRecords(300);
+  exportInBatches(*exporter, records, 100);
+  const auto held = std::chrono::steady_clock::now() - start;
+  // A blocking connect held the export thread (and every other exporter on
+  // it) for the whole connect timeout, 5 s, right here. The bound is about
+  // that wait, not speed.
+  EXPECT_LT(held, std::chrono::seconds(3));
+  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+
+  // The collector takes the queued connection: the SYN the kernel sends again
+  // (after 1 s) gets through, and the buffered records follow the templates.
+  ::close(::accept(listener, nullptr, nullptr));
+  ::close(filler);
+  Bytes stream;
+  std::thread reader([&] {
+    pollfd p{listener, POLLIN, 0};
+    if (::poll(&p, 1, 15000) != 1) return;
+    const int conn = ::accept(listener, nullptr, nullptr);
+    uint8_t buf[65536];
+    for (;;) {
+      pollfd c{conn, POLLIN, 0};
+      if (::poll(&c, 1, 15000) != 1) break;
+      const ssize_t n = ::recv(conn, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      stream.insert(stream.end(), buf, buf + n);
+    }
+    ::close(conn);
+  });
+  exporter->flush(kNowMs);
+  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  exporter.reset();  // closes the connection: the reader sees the end
+  reader.join();
+  ::close(listener);
+
+  const std::vector<Message> messages = decodeStream(stream);
+  ASSERT_GE(messages.size(), 2u);
+  EXPECT_TRUE(isTemplateMessage(messages[0]));
+  expectSequenceNumbers(messages);
+  expectRecordsMatch(records, messages);
+}
+
 TEST(IpfixExporter, TcpStalledCollectorDoesNotHoldTheExportThreadAndLossIsCountedExactly) {
   LateTcpCollector collector(/*stall=*/true);
   collector.listen();
