@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 #include <span>
@@ -133,6 +134,39 @@ TEST(UdpSender, DeliversEveryDatagramWholeAndInOrder) {
   // Every datagram but the lone 9000 went in a run of two or more.
   EXPECT_EQ(sender.datagramsSegmented(), datagrams.size() - 1);
   EXPECT_EQ(sender.trips(), 1u);  // one sendmmsg for all the runs
+}
+
+TEST(UdpSender, DeliversEveryDatagramOverIPv6) {
+  const int rx = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  if (rx < 0 || ::bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (rx >= 0) ::close(rx);
+    GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  int rcvbuf = 8 << 20;
+  ::setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  socklen_t len = sizeof a;
+  ::getsockname(rx, reinterpret_cast<sockaddr*>(&a), &len);
+  const int tx = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  ASSERT_EQ(::connect(tx, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  UdpSender sender(tx, "test", 0);
+  const std::vector<Bytes> datagrams = makeDatagrams(kMixedSizes);
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  Bytes buf(70000);
+  for (size_t i = 0; i < datagrams.size(); ++i) {
+    pollfd p{rx, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 2000), 1) << "datagram " << i << " never came";
+    const ssize_t n = ::recv(rx, buf.data(), buf.size(), 0);
+    ASSERT_EQ(n, static_cast<ssize_t>(datagrams[i].size())) << "datagram " << i;
+    EXPECT_TRUE(std::equal(datagrams[i].begin(), datagrams[i].end(), buf.begin())) << "datagram " << i;
+  }
+  if (sender.segmentationOffload()) EXPECT_EQ(sender.datagramsSegmented(), datagrams.size() - 1);
+  ::close(tx);
+  ::close(rx);
 }
 
 TEST(UdpSender, SendsOneByOneWhenTheKernelRefusesSegmentation) {
