@@ -214,7 +214,10 @@ TEST(UdpSender, RefusedConnectionLosesOnlyTheDatagramsOfThatTrip) {
   const std::vector<Bytes> first = makeDatagrams({100});
   std::vector<int> errors(1, -1);
   sender.send(views(first), errors);
-  EXPECT_EQ(errors[0], 0);  // it leaves; the ICMP answer comes back at once on loopback
+  EXPECT_EQ(errors[0], 0);  // it leaves; the port unreachable comes back
+  pollfd p{tx.fd(), 0, 0};  // a pending socket error shows as POLLERR
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no ICMP port unreachable came back";
+  ASSERT_TRUE(p.revents & POLLERR);
 
   // The pending error fails the next trip: the run of two 500s. The 800 is a
   // trip of its own and goes out.
