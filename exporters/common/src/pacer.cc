@@ -28,13 +28,7 @@ bool Pacer::tryAcquire() {
 }
 
 void Pacer::acquire() {
-  if (per_second_ == 0) return;
-  for (;;) {
-    refill();
-    if (tokens_ >= 1.0) {
-      tokens_ -= 1.0;
-      return;
-    }
+  while (!tryAcquire()) {
     // Out of tokens: sleep until half the burst is back, not just one token.
     // A sleep per datagram costs a syscall and a context switch each (tens
     // of microseconds on a VM); one per half burst keeps pacing nearly free.

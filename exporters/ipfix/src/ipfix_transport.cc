@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
-#include <span>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <vector>
 

@@ -1,12 +1,10 @@
 #include "flowfold/exporters/netflow9_transport.h"
 
-#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
-#include <vector>
 
 #include "flowfold/exporters/udp_sender.h"
 
@@ -20,7 +18,6 @@ struct UdpTransport::Impl {
   asio::io_context io;
   udp::socket socket;
   std::optional<UdpSender> sender;  // once the socket is connected
-  std::vector<int> errors;          // reused by the one-datagram send()
 };
 
 namespace {
