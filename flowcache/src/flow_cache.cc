@@ -37,6 +37,7 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   if (options_.idle_timeout_ms == 0 || options_.active_timeout_ms == 0)
     throw std::invalid_argument("timeouts must be at least 1 ms");
   if (options_.max_expiry_work == 0) options_.max_expiry_work = 1;
+  if (options_.max_interval_packets == 0) throw std::invalid_argument("max_interval_packets must be at least 1");
 
   // Raw storage: pages are touched only as entries are first used, so a
   // large max_flows costs address space, not resident memory.
@@ -228,14 +229,14 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
     const uint64_t last = std::max(e.lastMs(), p.ts_ms);
     const uint64_t first = std::min(e.firstMs(), p.ts_ms);
     const int64_t last_offset = static_cast<int64_t>(last - e.interval_start_ms);
-    if (e.packets != UINT32_MAX && fitsInt32(last_offset) && last - first <= UINT32_MAX) {
+    if (e.packets < options_.max_interval_packets && fitsInt32(last_offset) && last - first <= UINT32_MAX) {
       e.last_offset_ms = static_cast<int32_t>(last_offset);
       e.first_age_ms = static_cast<uint32_t>(last - first);
     } else {
       // The flow would span more than the offsets hold (weeks: only a jump of
-      // the clock does that), or count more than 2^32 - 1 packets in one
-      // interval. Export what it has, as an active timeout would, and let
-      // this packet start the next interval.
+      // the clock does that), or count more packets than max_interval_packets
+      // (at most 2^32 - 1: the counter's width). Export what it has, as an
+      // active timeout would, and let this packet start the next interval.
       ++counters_.expired_active;
       emit(e, FlowEndReason::kActiveTimeout);
       e.packets = 0;

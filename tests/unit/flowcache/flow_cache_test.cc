@@ -233,6 +233,52 @@ TEST(FlowCache, AFlowReusingAnEntryEndedInTheSameTickExpiresOnceAndOnTime) {
   EXPECT_EQ(take(cache).size(), 1u);
 }
 
+// A flow that ends (FIN) while its bucket is half reviewed (expire() stopped
+// by its work budget) leaves its tombstone in the bucket under review, not on
+// the wheel: the rest of the bucket still expires each flow exactly once.
+TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
+  FlowCacheOptions o = opts(60'000, 15'000, 1000);
+  o.max_expiry_work = 1;
+  FlowCache cache(o);
+  std::vector<FlowKey> keys;
+  for (uint16_t i = 0; i < 6; ++i) {
+    FlowKey k = udpKey(1, static_cast<uint16_t>(100 + i));
+    k.protocol = 6;
+    keys.push_back(k);
+    cache.update(packet(k, 1000, 60, 0x02));
+  }
+  // All six come due together; one call reviews one of them.
+  EXPECT_TRUE(cache.expire(17'000));
+  std::vector<FlowRecord> out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  std::set<uint16_t> expired{out[0].key.src_port};
+  // FIN for every flow not reviewed yet: they end now, with both packets.
+  for (const FlowKey& k : keys) {
+    if (expired.count(k.src_port)) continue;
+    cache.update(packet(k, 17'000, 60, 0x11));
+  }
+  out = take(cache);
+  ASSERT_EQ(out.size(), 5u);
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.end_reason, FlowEndReason::kEndOfFlow);
+    EXPECT_EQ(r.packets, 2u);
+    EXPECT_TRUE(expired.insert(r.key.src_port).second);
+  }
+  // The rest of the bucket holds only their tombstones: nothing more comes out.
+  while (cache.expire(17'000)) {
+  }
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  // New flows take the freed entries and expire normally.
+  for (const FlowKey& k : keys) cache.update(packet(k, 20'000, 60, 0x10));
+  while (cache.expire(40'000)) {
+  }
+  out = take(cache);
+  EXPECT_EQ(out.size(), 6u);
+  for (const FlowRecord& r : out) EXPECT_EQ(r.end_reason, FlowEndReason::kIdleTimeout);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+}
+
 TEST(FlowCache, CarriesTheTwentyBitMplsLabelOfTheFirstPacket) {
   FlowCache cache(opts());
   PacketSummary p = packet(udpKey(1, 1), 1000);
@@ -396,6 +442,33 @@ TEST(FlowCache, TimesStayExactOverDaysAndAJumpOfWeeksSplitsTheFlow) {
     EXPECT_EQ(after.last_ms, later);
     EXPECT_EQ(before.packets + after.packets, 2u);
   }
+}
+
+// The entry counts packets in 32 bits: an interval that reaches the limit
+// (2^32 - 1 by default, lowered here) is exported before the next packet,
+// which starts a new interval; nothing is lost and each record is exact.
+TEST(FlowCache, AnIntervalAtThePacketLimitIsExportedBeforeTheNextPacket) {
+  FlowCacheOptions o = opts();
+  o.max_interval_packets = 3;
+  FlowCache cache(o);
+  const auto key = udpKey(1, 1);
+  for (uint64_t i = 0; i < 7; ++i) cache.update(packet(key, 1'000'000 + i, static_cast<uint32_t>(100 + i)));
+  EXPECT_EQ(cache.counters().expired_active, 2u);
+  cache.flushAll();
+  const auto out = take(cache);
+  ASSERT_EQ(out.size(), 3u);
+  const uint64_t expect_packets[] = {3, 3, 1};
+  const uint64_t expect_octets[] = {100 + 101 + 102, 103 + 104 + 105, 106};
+  const uint64_t expect_first[] = {1'000'000, 1'000'003, 1'000'006};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(out[i].packets, expect_packets[i]) << i;
+    EXPECT_EQ(out[i].octets, expect_octets[i]) << i;
+    EXPECT_EQ(out[i].first_ms, expect_first[i]) << i;
+    EXPECT_EQ(out[i].last_ms, expect_first[i] + expect_packets[i] - 1) << i;
+    EXPECT_EQ(out[i].end_reason, i < 2 ? FlowEndReason::kActiveTimeout : FlowEndReason::kForcedEnd) << i;
+  }
+  o.max_interval_packets = 0;
+  EXPECT_THROW(FlowCache{o}, std::invalid_argument);
 }
 
 // Found by fuzz_flowcache: update() with packet times more than a wheel turn

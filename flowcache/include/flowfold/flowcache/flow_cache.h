@@ -54,6 +54,10 @@ struct FlowCacheOptions {
   /// Most entries examined by one expire() call, so a million flows timing
   /// out together never stall the packet path; the rest follow on later calls.
   uint32_t max_expiry_work = 4096;
+  /// An interval that reaches this many packets is exported (as an active
+  /// timeout would) before the next packet starts a new one. The entry's
+  /// counter is 32 bits, so this is also the most one record can carry.
+  uint32_t max_interval_packets = UINT32_MAX;
 };
 
 struct FlowCacheCounters {
