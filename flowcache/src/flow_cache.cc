@@ -25,8 +25,8 @@ constexpr bool fitsInt32(int64_t v) { return v == static_cast<int32_t>(v); }
 
 size_t FlowCache::entryBytes() {
   static_assert(sizeof(Entry) == 96, "the entry is the bulk of the memory per flow: keep it packed");
-  // unfile() tells the tick under review from every tick a live entry can be
-  // filed at (at most one turn of the wheel ahead) by their low kTickBits bits.
+  // filedAt() tells ticks apart by their low kTickBits bits; a live entry is
+  // filed at most one turn of the wheel ahead of the tick being reviewed.
   static_assert(2 * kWheelBuckets <= kTickMask + 1, "the filed tick's bits must cover two turns of the wheel");
   return sizeof(Entry);
 }
@@ -37,7 +37,6 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   if (options_.idle_timeout_ms == 0 || options_.active_timeout_ms == 0)
     throw std::invalid_argument("timeouts must be at least 1 ms");
   if (options_.max_expiry_work == 0) options_.max_expiry_work = 1;
-  if (options_.max_interval_packets == 0) throw std::invalid_argument("max_interval_packets must be at least 1");
 
   // Raw storage: pages are touched only as entries are first used, so a
   // large max_flows costs address space, not resident memory.
@@ -132,13 +131,12 @@ void FlowCache::growTable() {
     if (s.index1 != 0) insertSlot(s.hash_lo, s.index1 - 1);
 }
 
-uint64_t FlowCache::findSlot(Filed flow) const {
-  uint64_t pos = flow.hash_lo & slot_mask_;
-  while (slots_[pos].index1 != flow.index + 1) {
-    assert(slots_[pos].index1 != 0 && "a live flow has its slot");
-    pos = (pos + 1) & slot_mask_;
+bool FlowCache::findSlot(Filed flow, uint64_t& pos) const {
+  for (pos = flow.hash_lo & slot_mask_;; pos = (pos + 1) & slot_mask_) {
+    const Slot& s = slots_[pos];
+    if (s.index1 == flow.index + 1 && s.hash_lo == flow.hash_lo) return true;
+    if (s.index1 == 0) return false;
   }
-  return pos;
 }
 
 void FlowCache::eraseSlotAt(uint64_t pos) {
@@ -201,7 +199,7 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
 
 // update() and expire() run per packet and per flow coming due; flattened,
 // every helper they call is inlined into them (the calls' register saves and
-// restores were a tenth of the table's time on the `big` profile).
+// restores were a tenth of the table's time in a replay of the `big` profile).
 [[gnu::flatten]] void FlowCache::update(const PacketSummary& p, uint64_t hash) {
   bool created = false;
   uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
@@ -229,14 +227,13 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
     const uint64_t last = std::max(e.lastMs(), p.ts_ms);
     const uint64_t first = std::min(e.firstMs(), p.ts_ms);
     const int64_t last_offset = static_cast<int64_t>(last - e.interval_start_ms);
-    if (e.packets < options_.max_interval_packets && fitsInt32(last_offset) && last - first <= UINT32_MAX) {
+    if (fitsInt32(last_offset) && last - first <= UINT32_MAX) {
       e.last_offset_ms = static_cast<int32_t>(last_offset);
       e.first_age_ms = static_cast<uint32_t>(last - first);
     } else {
       // The flow would span more than the offsets hold (weeks: only a jump of
-      // the clock does that), or count more packets than max_interval_packets
-      // (at most 2^32 - 1: the counter's width). Export what it has, as an
-      // active timeout would, and let this packet start the next interval.
+      // the clock does that). Export what it has, as an active timeout would,
+      // and let this packet start the next interval.
       ++counters_.expired_active;
       emit(e, FlowEndReason::kActiveTimeout);
       e.packets = 0;
@@ -254,7 +251,7 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
     ++counters_.ended_tcp;
-    removeFlow(Filed{index, static_cast<uint32_t>(hash)}, slot_pos, FlowEndReason::kEndOfFlow, true);
+    removeFlow(Filed{index, static_cast<uint32_t>(hash)}, slot_pos, FlowEndReason::kEndOfFlow);
   }
 }
 
@@ -266,9 +263,9 @@ void FlowCache::emit(const Entry& e, FlowEndReason reason) {
   ++counters_.records;
 }
 
-void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason, bool filed) {
+void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason) {
+  // The wheel keeps the stale filing; filedAt() and current() recognise it later.
   emit(entries_[flow.index], reason);
-  if (filed) unfile(flow.index);
   eraseSlotAt(slot_pos);
   releaseEntry(flow.index);
 }
@@ -286,36 +283,34 @@ void FlowCache::file(Filed flow, uint64_t deadline_ms) {
   // entry stays within one turn of next_tick_, where evictOne() and a skip
   // ahead in expire() can find it.
   const uint64_t tick = std::min(std::max(tickOf(deadline_ms), next_tick_), next_tick_ + kWheelBuckets - 1);
-  std::vector<Filed>& bucket = wheel_[tick & (kWheelBuckets - 1)];
-  Entry& e = entries_[flow.index];
-  e.setFiledTick(tick);
-  e.filed_pos = static_cast<uint32_t>(bucket.size());
-  bucket.push_back(flow);
+  entries_[flow.index].setFiledTick(tick);
+  wheel_[tick & (kWheelBuckets - 1)].push_back(flow);
 }
 
-void FlowCache::unfile(uint32_t index) {
+bool FlowCache::filedAt(uint32_t index, uint64_t tick) const {
   const Entry& e = entries_[index];
-  // Every bucket holds filings of one tick: the wheel's span is one turn
-  // from next_tick_, and the bucket under review (due_) is the tick before.
-  // A flow filed there and not reviewed yet is at or after due_pos_; one
-  // reviewed already was removed or filed again elsewhere.
-  const bool in_due = due_pos_ < due_.size() && e.filedTick() == (due_tick_ & kTickMask);
-  std::vector<Filed>& list = in_due ? due_ : wheel_[e.filedTick() & (kWheelBuckets - 1)];
-  assert(e.filed_pos < list.size() && list[e.filed_pos].index == index);
-  list[e.filed_pos].index = kTombstone;
+  // A live entry is filed within [tick, tick + kWheelBuckets] when the bucket
+  // of `tick` is reviewed (or scanned by evictOne(), which looks at most two
+  // turns ahead): the low kTickBits bits tell those ticks apart.
+  return e.live() && e.filedTick() == (tick & kTickMask);
 }
 
 void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
-  if (flow.index == kTombstone) return;  // ended early (FIN/RST)
   Entry& e = entries_[flow.index];
-  assert(e.live() && e.filedTick() == (tick & kTickMask));
-  (void)tick;
-  const uint64_t slot_pos = findSlot(flow);
+  if (!e.live()) return;  // removed (FIN/RST, eviction) after it was filed
+  if (e.filedTick() != (tick & kTickMask)) {
+    // Filed for the next turn of the wheel (a deadline beyond its span, filed
+    // while this bucket was being reviewed): keep it.
+    if (((e.filedTick() - tick) & kTickMask) == kWheelBuckets) wheel_[tick & (kWheelBuckets - 1)].push_back(flow);
+    return;
+  }
+  uint64_t slot_pos = 0;
+  if (!findSlot(flow, slot_pos)) return;  // an earlier life's filing, at the same tick
   const uint64_t idle_deadline = e.lastMs() + options_.idle_timeout_ms;
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
     if (e.packets != 0) ++counters_.expired_idle;
-    removeFlow(flow, slot_pos, FlowEndReason::kIdleTimeout, false);
+    removeFlow(flow, slot_pos, FlowEndReason::kIdleTimeout);
     return;
   }
   if (active_deadline <= now_ms) {
@@ -348,10 +343,8 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
       // hash slot that expiry erases.
       if (due_pos_ + kPrefetchAhead < due_.size()) {
         const Filed ahead = due_[due_pos_ + kPrefetchAhead];
-        if (ahead.index != kTombstone) {
-          prefetchEntryLines(ahead.index);
-          prefetchRead(&slots_[ahead.hash_lo & slot_mask_]);
-        }
+        prefetchEntryLines(ahead.index);
+        prefetchRead(&slots_[ahead.hash_lo & slot_mask_]);
       }
       reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;
@@ -367,11 +360,18 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
       // again from the new position.
       next_tick_ = tickOf(now_ms);
       std::vector<Filed> live;
-      for (auto& bucket : wheel_) {
-        for (const Filed flow : bucket)
-          if (flow.index != kTombstone) live.push_back(flow);
-        bucket.clear();
+      for (uint32_t b = 0; b < kWheelBuckets; ++b) {
+        for (const Filed flow : wheel_[b]) {
+          const Entry& e = entries_[flow.index];
+          if (e.live() && (e.filedTick() & (kWheelBuckets - 1)) == b && current(flow)) live.push_back(flow);
+        }
+        wheel_[b].clear();
       }
+      // A filing of an earlier life can be identical to the live one (same
+      // hash, same bucket): keep one of each.
+      const auto byIndex = [](Filed a, Filed b) { return a.index < b.index; };
+      std::sort(live.begin(), live.end(), byIndex);
+      live.erase(std::unique(live.begin(), live.end(), [](Filed a, Filed b) { return a.index == b.index; }), live.end());
       for (const Filed flow : live) file(flow, deadlineOf(entries_[flow.index]));
       return false;
     }
@@ -387,41 +387,55 @@ void FlowCache::evictOne() {
   // Entries already taken off the wheel are the most overdue.
   while (due_pos_ < due_.size()) {
     const Filed flow = due_[due_pos_++];
-    if (flow.index == kTombstone) continue;
-    ++counters_.evicted;
-    removeFlow(flow, findSlot(flow), FlowEndReason::kLackOfResources, false);
-    return;
+    uint64_t slot_pos = 0;
+    if (filedAt(flow.index, due_tick_) && findSlot(flow, slot_pos)) {
+      ++counters_.evicted;
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
+      return;
+    }
   }
   // Otherwise an entry of the earliest non-empty bucket: the flow nearest its
   // timeout, which is (approximately) the least recently seen. Entries seen
   // since they were filed move to the bucket of their real deadline first.
-  for (uint64_t tick = next_tick_; tick < next_tick_ + kWheelBuckets; ++tick) {
+  for (uint64_t tick = next_tick_; tick < next_tick_ + 2 * kWheelBuckets; ++tick) {
     auto& bucket = wheel_[tick & (kWheelBuckets - 1)];
     while (!bucket.empty()) {
       const Filed flow = bucket.back();
+      const uint32_t index = flow.index;
+      if (!filedAt(index, tick)) {
+        // Stale, or filed for a later turn: leave later turns in place.
+        const Entry& e = entries_[index];
+        if (e.live() && (e.filedTick() & (kWheelBuckets - 1)) == (tick & (kWheelBuckets - 1))) break;
+        bucket.pop_back();
+        continue;
+      }
       bucket.pop_back();
-      if (flow.index == kTombstone) continue;
-      const uint64_t deadline = deadlineOf(entries_[flow.index]);
+      uint64_t slot_pos = 0;
+      if (!findSlot(flow, slot_pos)) continue;  // an earlier life's filing
+      const uint64_t real_tick = tickOf(deadlineOf(entries_[index]));
       // (In the turn's last bucket file() would put it back here: evict it.)
-      if (tickOf(deadline) > tick && tick < next_tick_ + kWheelBuckets - 1) {
-        file(flow, deadline);
+      if (real_tick > tick && tick < next_tick_ + kWheelBuckets - 1) {
+        file(flow, deadlineOf(entries_[index]));
         continue;
       }
       ++counters_.evicted;
-      removeFlow(flow, findSlot(flow), FlowEndReason::kLackOfResources, false);
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
       return;
     }
   }
-  // Unreachable while the cache is full: every live flow is filed within one
+  // Unreachable while the cache is full: every live entry is filed within one
   // turn of next_tick_.
   assert(false && "evictOne found no entry");
   // Never allocate past max_flows: evict any live entry.
   for (uint32_t index = 0; index < used_; ++index) {
     if (!entries_[index].live()) continue;
     const Filed flow{index, static_cast<uint32_t>(hashFlowKey(entries_[index].key))};
-    ++counters_.evicted;
-    removeFlow(flow, findSlot(flow), FlowEndReason::kLackOfResources, true);
-    return;
+    uint64_t slot_pos = 0;
+    if (findSlot(flow, slot_pos)) {
+      ++counters_.evicted;
+      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
+      return;
+    }
   }
 }
 

@@ -234,8 +234,9 @@ TEST(FlowCache, AFlowReusingAnEntryEndedInTheSameTickExpiresOnceAndOnTime) {
 }
 
 // A flow that ends (FIN) while its bucket is half reviewed (expire() stopped
-// by its work budget) leaves its tombstone in the bucket under review, not on
-// the wheel: the rest of the bucket still expires each flow exactly once.
+// by its work budget) leaves its filing in the bucket under review: the rest
+// of the bucket must still expire each flow exactly once, and drop the
+// filings of the ended ones.
 TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
   FlowCacheOptions o = opts(60'000, 15'000, 1000);
   o.max_expiry_work = 1;
@@ -264,7 +265,7 @@ TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
     EXPECT_EQ(r.packets, 2u);
     EXPECT_TRUE(expired.insert(r.key.src_port).second);
   }
-  // The rest of the bucket holds only their tombstones: nothing more comes out.
+  // The rest of the bucket holds only their stale filings: nothing more comes out.
   while (cache.expire(17'000)) {
   }
   EXPECT_TRUE(take(cache).empty());
@@ -442,33 +443,6 @@ TEST(FlowCache, TimesStayExactOverDaysAndAJumpOfWeeksSplitsTheFlow) {
     EXPECT_EQ(after.last_ms, later);
     EXPECT_EQ(before.packets + after.packets, 2u);
   }
-}
-
-// The entry counts packets in 32 bits: an interval that reaches the limit
-// (2^32 - 1 by default, lowered here) is exported before the next packet,
-// which starts a new interval; nothing is lost and each record is exact.
-TEST(FlowCache, AnIntervalAtThePacketLimitIsExportedBeforeTheNextPacket) {
-  FlowCacheOptions o = opts();
-  o.max_interval_packets = 3;
-  FlowCache cache(o);
-  const auto key = udpKey(1, 1);
-  for (uint64_t i = 0; i < 7; ++i) cache.update(packet(key, 1'000'000 + i, static_cast<uint32_t>(100 + i)));
-  EXPECT_EQ(cache.counters().expired_active, 2u);
-  cache.flushAll();
-  const auto out = take(cache);
-  ASSERT_EQ(out.size(), 3u);
-  const uint64_t expect_packets[] = {3, 3, 1};
-  const uint64_t expect_octets[] = {100 + 101 + 102, 103 + 104 + 105, 106};
-  const uint64_t expect_first[] = {1'000'000, 1'000'003, 1'000'006};
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(out[i].packets, expect_packets[i]) << i;
-    EXPECT_EQ(out[i].octets, expect_octets[i]) << i;
-    EXPECT_EQ(out[i].first_ms, expect_first[i]) << i;
-    EXPECT_EQ(out[i].last_ms, expect_first[i] + expect_packets[i] - 1) << i;
-    EXPECT_EQ(out[i].end_reason, i < 2 ? FlowEndReason::kActiveTimeout : FlowEndReason::kForcedEnd) << i;
-  }
-  o.max_interval_packets = 0;
-  EXPECT_THROW(FlowCache{o}, std::invalid_argument);
 }
 
 // Found by fuzz_flowcache: update() with packet times more than a wheel turn

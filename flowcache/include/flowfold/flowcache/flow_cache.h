@@ -12,10 +12,10 @@
 //    next possible deadline (min(last seen + idle, interval start + active)).
 //    A packet never touches the wheel; when a bucket comes due each entry is
 //    checked against its real deadline and either expired or filed again, its
-//    hash slot fetched together with it. Every live flow is filed exactly
-//    once, and its entry knows where (tick and position); a flow that ends
-//    early (FIN/RST) leaves a tombstone there, which expiry skips without
-//    touching any entry. Expiry work per call is bounded.
+//    hash slot fetched together with it. Removed entries leave stale filings
+//    behind, recognised by the tick they were filed at (or, for a reused
+//    entry filed at the same tick, by a hash that names no slot of it).
+//    Expiry work per call is bounded.
 //  - prefetchSlot()/prefetchEntry() let the caller overlap the cache misses of
 //    a batch of packets (VPP style) before update() runs on each in order.
 //
@@ -54,10 +54,6 @@ struct FlowCacheOptions {
   /// Most entries examined by one expire() call, so a million flows timing
   /// out together never stall the packet path; the rest follow on later calls.
   uint32_t max_expiry_work = 4096;
-  /// An interval that reaches this many packets is exported (as an active
-  /// timeout would) before the next packet starts a new one. The entry's
-  /// counter is 32 bits, so this is also the most one record can carry.
-  uint32_t max_interval_packets = UINT32_MAX;
 };
 
 struct FlowCacheCounters {
@@ -134,7 +130,7 @@ class FlowCache {
 
   // Low bits of the wheel tick an entry is filed at, kept in the entry.
   // Enough to tell "filed at this tick" from every other tick a live entry
-  // can be filed at (all within one turn of the wheel: see unfile()).
+  // can be filed at (all within one turn of the wheel: see filedAt()).
   static constexpr unsigned kTickBits = 12;
   static constexpr uint32_t kTickMask = (1u << kTickBits) - 1;
 
@@ -142,15 +138,12 @@ class FlowCache {
   // 128 bytes per flow with the hash table and the wheel): the record's
   // fields, the two timestamps as 32-bit offsets from the interval start (a
   // flow whose span would overflow them, which only a clock jump of weeks
-  // can cause as timeouts are at most 7 days, is exported first), and where
-  // the flow is filed on the wheel. The packet count is 32 bits: an interval
-  // that would overflow it is exported first, as an active timeout would.
-  // The key's hash is not kept: the wheel carries it (see Filed).
+  // can cause as timeouts are at most 7 days, is exported first). The key's
+  // hash is not kept: the wheel carries it (see Filed).
   struct Entry {
     FlowKey key;                 // 44
     uint32_t label_and_tick;     // MPLS top label (20 bits) << kTickBits | filed tick (kTickBits)
-    uint32_t packets;            // in the current active-timeout interval
-    uint32_t filed_pos;          // its filing's place in the bucket of its filed tick (or in due_)
+    uint64_t packets;            // in the current active-timeout interval
     uint64_t octets;
     uint64_t interval_start_ms;  // start of the current active-timeout interval
     int32_t last_offset_ms;      // last packet time - interval_start_ms
@@ -218,36 +211,42 @@ class FlowCache {
   // A wheel entry: the flow's index and the low 32 bits of its key hash, so
   // that expiry fetches the flow's hash slot at the same time as its entry
   // (not after it, from a hash kept in the entry), and the entry is 8 bytes
-  // smaller. Index kTombstone: the flow filed here ended early.
+  // smaller. A filing left behind by an earlier life of the entry (the flow
+  // ended on FIN/RST and the entry was reused) can carry the same tick: its
+  // hash then names no slot of this index, which is how it is told apart.
   struct Filed {
     uint32_t index;
     uint32_t hash_lo;
   };
-  static constexpr uint32_t kTombstone = UINT32_MAX;
 
   /// The flow's entry index, created if new (evicting when full); slot_pos
   /// is where its hash slot is.
   uint32_t findOrCreate(const FlowKey& key, uint64_t hash, bool& created, uint64_t& slot_pos);
   uint64_t insertSlot(uint32_t hash_lo, uint32_t index);
-  /// Where the slot of the live flow `flow` is.
-  uint64_t findSlot(Filed flow) const;
+  /// Where the slot of `flow` is; false when there is none (a stale filing).
+  bool findSlot(Filed flow, uint64_t& pos) const;
   void eraseSlotAt(uint64_t pos);
+  /// Whether the hash of `flow` is the live entry's, not an earlier life's.
+  bool current(Filed flow) const {
+    uint64_t pos;
+    return findSlot(flow, pos);
+  }
   void growTable();
   uint32_t allocateEntry();
   void releaseEntry(uint32_t index);
   void emit(const Entry& e, FlowEndReason reason);
   /// Sets the fields a flow's first packet (of an interval) gives it.
   static void startInterval(Entry& e, const PacketSummary& p);
-  /// Exports and frees the flow whose slot is at `slot_pos`. `filed`: its
-  /// filing is still on the wheel (it ends early): leave a tombstone there.
-  void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason, bool filed);
+  /// Exports and frees the flow whose slot is at `slot_pos`.
+  void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason);
   void evictOne();
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
   void file(Filed flow, uint64_t deadline_ms);
-  /// Replaces the flow's filing by a tombstone.
-  void unfile(uint32_t index);
+  /// Whether the entry `index`, found in the bucket of `tick`, is live and
+  /// filed at that tick (by this life or, rarely, an earlier one: current()).
+  bool filedAt(uint32_t index, uint64_t tick) const;
   /// Examines one entry that came due at `tick`: expires it or files it again.
   void reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick);
 
