@@ -164,7 +164,9 @@ TEST(UdpSender, DeliversEveryDatagramOverIPv6) {
     ASSERT_EQ(n, static_cast<ssize_t>(datagrams[i].size())) << "datagram " << i;
     EXPECT_TRUE(std::equal(datagrams[i].begin(), datagrams[i].end(), buf.begin())) << "datagram " << i;
   }
-  if (sender.segmentationOffload()) EXPECT_EQ(sender.datagramsSegmented(), datagrams.size() - 1);
+  if (sender.segmentationOffload()) {
+    EXPECT_EQ(sender.datagramsSegmented(), datagrams.size() - 1);
+  }
   ::close(tx);
   ::close(rx);
 }
