@@ -44,6 +44,39 @@ class ClassicPcapReader {
 
   enum class Next { kPacket, kEnd, kError };
   Next next(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
+    // The common case, per packet: the whole record is in the buffer and no
+    // longer than the snap length.
+    if (available() >= 16) {
+      const uint8_t* p = buf_.data() + pos_;
+      const uint32_t caplen = load32(p + 8);
+      if (caplen <= snaplen_ && available() - 16 >= caplen) {
+        setHeader(h, load32(p), load32(p + 4), caplen, load32(p + 12));
+        data = p + 16;
+        pos_ += 16 + caplen;
+        consumed_ += 16 + caplen;
+        return Next::kPacket;
+      }
+    }
+    return nextSlow(h, data, error);
+  }
+
+  uint64_t bytesConsumed() const { return consumed_; }
+
+ private:
+  explicit ClassicPcapReader(int fd) : fd_(fd), buf_(kBufferBytes) {}
+  static constexpr size_t kBufferBytes = 4 << 20;
+
+  void setHeader(pcap_pkthdr& h, uint32_t sec, uint32_t frac, uint32_t caplen, uint32_t len) const {
+    h.ts.tv_sec = static_cast<time_t>(sec);
+    const uint32_t limit = nanos_ ? 1000000000u : 1000000u;
+    h.ts.tv_usec = frac < limit ? static_cast<suseconds_t>(nanos_ ? frac / 1000 : frac) : -1;  // -1: invalid
+    h.caplen = caplen;
+    h.len = len;
+  }
+
+  // A record that needs more of the file, is longer than the snap length, or
+  // is malformed.
+  [[gnu::noinline]] Next nextSlow(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
     if (!fill(16)) {
       if (available() == 0 && !read_error_) return Next::kEnd;
       error = shortReadMessage("16 header bytes", available());
@@ -64,22 +97,12 @@ class ClassicPcapReader {
       error = shortReadMessage(std::to_string(stored) + " captured bytes", available() - 16);
       return Next::kError;
     }
-    h.ts.tv_sec = static_cast<time_t>(sec);
-    const uint32_t limit = nanos_ ? 1000000000u : 1000000u;
-    h.ts.tv_usec = frac < limit ? static_cast<suseconds_t>(nanos_ ? frac / 1000 : frac) : -1;  // -1: invalid
-    h.caplen = caplen;
-    h.len = len;
+    setHeader(h, sec, frac, caplen, len);
     data = buf_.data() + pos_ + 16;
     pos_ += 16 + stored;
     consumed_ += 16 + stored;
     return Next::kPacket;
   }
-
-  uint64_t bytesConsumed() const { return consumed_; }
-
- private:
-  explicit ClassicPcapReader(int fd) : fd_(fd), buf_(kBufferBytes) {}
-  static constexpr size_t kBufferBytes = 4 << 20;
 
   bool readHeader() {
     if (!fill(24)) return false;

@@ -157,7 +157,6 @@ class Pipeline {
   std::array<Pending, kRingSize> ring_;
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded
-  PacketSummary summary_;
   FlowCache cache_;
   uint64_t now_ms_ = 0;
 
