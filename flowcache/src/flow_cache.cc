@@ -182,12 +182,12 @@ void FlowCache::releaseEntry(uint32_t index) {
 
 // ---------------------------------------------------------------- packets
 
-void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
-  const int64_t offset = static_cast<int64_t>(p.ts_ms - e.interval_start_ms);
+void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
+  const int64_t offset = static_cast<int64_t>(ts_ms - e.interval_start_ms);
   // A packet weeks away from the interval start (a clock jump) starts the
   // interval at its own time, so the offset always fits.
-  if (!fitsInt32(offset)) e.interval_start_ms = p.ts_ms;
-  e.last_offset_ms = static_cast<int32_t>(p.ts_ms - e.interval_start_ms);
+  if (!fitsInt32(offset)) e.interval_start_ms = ts_ms;
+  e.last_offset_ms = static_cast<int32_t>(ts_ms - e.interval_start_ms);
   e.first_age_ms = 0;
   e.tos = p.tos;
   e.src_mac = p.src_mac;
@@ -200,7 +200,7 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
 // update() and expire() run per packet and per flow coming due; flattened,
 // every helper they call is inlined into them (the calls' register saves and
 // restores were a tenth of the table's time in a replay of the `big` profile).
-[[gnu::flatten]] void FlowCache::update(const PacketSummary& p, uint64_t hash) {
+[[gnu::flatten]] void FlowCache::update(const PacketFields& p, uint64_t ts_ms, uint64_t hash) {
   bool created = false;
   uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
   const uint32_t index = findOrCreate(p.key, hash, created, slot_pos);
@@ -213,19 +213,19 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
     e.key = p.key;
     e.packets = 0;
     e.octets = 0;
-    e.interval_start_ms = p.ts_ms;
+    e.interval_start_ms = ts_ms;
     if (!wheel_started_) {
       wheel_started_ = true;
-      next_tick_ = tickOf(p.ts_ms);
+      next_tick_ = tickOf(ts_ms);
     }
-    startInterval(e, p);
+    startInterval(e, p, ts_ms);
     file(Filed{index, static_cast<uint32_t>(hash)}, deadlineOf(e));
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
-    startInterval(e, p);
+    startInterval(e, p, ts_ms);
   } else {
-    const uint64_t last = std::max(e.lastMs(), p.ts_ms);
-    const uint64_t first = std::min(e.firstMs(), p.ts_ms);
+    const uint64_t last = std::max(e.lastMs(), ts_ms);
+    const uint64_t first = std::min(e.firstMs(), ts_ms);
     const int64_t last_offset = static_cast<int64_t>(last - e.interval_start_ms);
     if (fitsInt32(last_offset) && last - first <= UINT32_MAX) {
       e.last_offset_ms = static_cast<int32_t>(last_offset);
@@ -238,8 +238,8 @@ void FlowCache::startInterval(Entry& e, const PacketSummary& p) {
       emit(e, FlowEndReason::kActiveTimeout);
       e.packets = 0;
       e.octets = 0;
-      e.interval_start_ms = p.ts_ms;
-      startInterval(e, p);
+      e.interval_start_ms = ts_ms;
+      startInterval(e, p, ts_ms);
     }
   }
   ++e.packets;

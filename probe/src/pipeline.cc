@@ -17,21 +17,7 @@ Pipeline::~Pipeline() {
 }
 
 void Pipeline::account(const Pending& p) {
-  // The decoder's view and the cache's input differ only in the optional
-  // link-layer parts; copy what the cache keeps. (A local: with update()
-  // inlined here by link-time optimization, the copy can stay in registers.)
-  const probe::PacketInfo& info = p.info;
-  PacketSummary summary;
-  summary.key = info.key;
-  summary.ts_ms = p.ts_ms;
-  summary.ip_length = info.ip_length;
-  summary.mpls_top_label = info.mpls_top_label;
-  summary.src_mac = info.src_mac;
-  summary.dst_mac = info.dst_mac;
-  summary.tcp_flags = info.tcp_flags;
-  summary.tos = info.tos;
-  summary.ttl = info.ttl;
-  cache_.update(summary, p.hash);
+  cache_.update(p.info, p.ts_ms, p.hash);  // the decoder's PacketInfo is the table's input
   if (cache_.output().size() >= options_.export_batch) handOff(false);
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/flowcache/flow_key.h"
 #include "flowfold/probe/fragment_table.h"
 
@@ -51,21 +52,21 @@ enum class DecodeStatus : uint8_t {
   kMalformed,    ///< A header contradicts itself or its container.
 };
 
-/// What decode() extracts from one packet (valid only when it returns kOk).
-struct PacketInfo {
-  FlowKey key;             ///< ingress_if is left 0: the caller sets it.
-  /// Octets to account: IPv4 total length, or 40 + IPv6 payload length (or
-  /// the jumbo payload length). Taken from the header, so a packet cut by the
-  /// snap length still counts its full size. When the header says 0 (TSO /
-  /// BIG TCP captures on the sending host) the frame's wire length is used.
-  uint32_t ip_length = 0;
-  uint8_t tcp_flags = 0;   ///< TCP flags byte (CWR..FIN), 0 for other protocols
-  uint8_t tos = 0;         ///< IPv4 TOS byte / IPv6 traffic class
-  uint8_t ttl = 0;         ///< IPv4 TTL / IPv6 hop limit
+/// What decode() extracts from one packet (valid only when it returns kOk):
+/// the flow table's input (PacketFields), and what only the decoder's users
+/// look at. Of the table's fields:
+///  - key: ingress_if is left 0, the caller sets it;
+///  - ip_length: the octets to account: IPv4 total length, or 40 + IPv6
+///    payload length (or the jumbo payload length). Taken from the header,
+///    so a packet cut by the snap length still counts its full size. When
+///    the header says 0 (TSO / BIG TCP captures on the sending host) the
+///    frame's wire length is used;
+///  - tcp_flags: the TCP flags byte (CWR..FIN), 0 for other protocols;
+///  - tos, ttl: IPv4 TOS / IPv6 traffic class, IPv4 TTL / IPv6 hop limit;
+///  - src_mac, dst_mac: valid when has_mac (Ethernet only), else zero;
+///  - mpls_top_label: the 20-bit value of the top MPLS label, 0 if none.
+struct PacketInfo : PacketFields {
   bool has_mac = false;    ///< src_mac/dst_mac valid (Ethernet only)
-  std::array<uint8_t, 6> src_mac{};
-  std::array<uint8_t, 6> dst_mac{};
-  uint32_t mpls_top_label = 0;  ///< 20-bit value of the top MPLS label, 0 if none
   bool has_mpls = false;
   bool is_fragment = false;     ///< IPv4 or IPv6 fragment (first or later)
   /// Encapsulations removed to reach this packet: 0 for the frame's own
