@@ -65,6 +65,7 @@ what = {
     "BM_FlowCacheHitRingPrefetch": "same ring with prefetchSlot / prefetchEntry (8 later) / update (15 later)",
     "BM_FlowCacheInsert": "update() of a new flow, N active, entries recycled by idle expiry",
     "BM_FlowCacheExpire": "expire() of N flows all due, per flow (4096 a call)",
+    "BM_FlowCacheReplay": "the table alone on a capture's packets, driven as the pipeline drives it (FLOWFOLD_BENCH_REPLAY_PCAP)",
     "BM_Netflow9Encode": "netflow9::encode(), 1400-byte datagrams, per record",
     "BM_IpfixDirectEncode": "IPFIX direct encoder incl. record conversion, 1400-byte messages",
     "BM_IpfixFixbufEncode": "IPFIX libfixbuf encoder (fBufAppend), same",
