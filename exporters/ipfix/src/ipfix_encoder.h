@@ -28,6 +28,20 @@ class MessageEncoder {
   /// False when the record does not fit: finish() the message and retry.
   virtual bool append(const Ipv4Record& record) = 0;
   virtual bool append(const Ipv6Record& record) = 0;
+  /// The same from a flow record (IP version 4 or 6): through the packed
+  /// record unless the encoder writes the wire format directly.
+  virtual bool append(const FlowRecord& record) {
+    if (record.key.ip_version == 6) {
+      Ipv6Record r;
+      writeIpv6Fields(record.key, r.ip);
+      writeFlowFields(record, r.flow);
+      return append(r);
+    }
+    Ipv4Record r;
+    writeIpv4Fields(record.key, r.ip);
+    writeFlowFields(record, r.flow);
+    return append(r);
+  }
 
   /// Data records in the open message.
   virtual size_t pendingRecords() const = 0;

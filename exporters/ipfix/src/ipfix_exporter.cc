@@ -50,24 +50,16 @@ class IpfixExporter final : public Exporter {
     // holds at most two data sets however the versions interleave.
     v6_.clear();
     size_t other = 0;
-    Ipv4Record v4;
     for (const FlowRecord& r : records) {
       if (r.key.ip_version == 4) {
-        writeIpv4Fields(r.key, v4.ip);
-        writeFlowFields(r, v4.flow);
-        append(v4);
+        append(r);
       } else if (r.key.ip_version == 6) {
         v6_.push_back(&r);
       } else {
         ++other;
       }
     }
-    Ipv6Record v6;
-    for (const FlowRecord* r : v6_) {
-      writeIpv6Fields(r->key, v6.ip);
-      writeFlowFields(*r, v6.flow);
-      append(v6);
-    }
+    for (const FlowRecord* r : v6_) append(*r);
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();

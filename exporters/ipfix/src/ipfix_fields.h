@@ -16,6 +16,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "flowfold/flowcache/flow_record.h"
 
@@ -178,6 +179,45 @@ inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
   out.vlan_id = r.key.vlan_id;
   out.inner_vlan_id = r.key.inner_vlan_id;
   out.tcp_flags = r.tcp_flags;
+  out.src_mac = r.src_mac;
+  out.dst_mac = r.dst_mac;
+  out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
+  out.protocol = r.key.protocol;
+  out.tos = r.tos;
+  out.min_ttl = r.min_ttl;
+  out.max_ttl = r.max_ttl;
+  out.end_reason = static_cast<uint8_t>(r.end_reason);
+  out.ip_version = r.key.ip_version;
+}
+
+// ---- the same, straight into a record in network byte order (the direct
+// encoder writes the message in one pass over the FlowRecord; every
+// conversion names the member's own type, as the overload of toNetwork()
+// must swap the member's width, not the source's) ----
+
+inline void writeIpv4Wire(const FlowKey& key, Ipv4Fields& out) {
+  std::memcpy(&out.src_addr, key.src_addr.data(), sizeof out.src_addr);  // already network order
+  std::memcpy(&out.dst_addr, key.dst_addr.data(), sizeof out.dst_addr);
+  out.icmp_type_code = toNetwork(icmpTypeCode(key));
+}
+
+inline void writeIpv6Wire(const FlowKey& key, Ipv6Fields& out) {
+  out.src_addr = key.src_addr;
+  out.dst_addr = key.dst_addr;
+  out.icmp_type_code = toNetwork(icmpTypeCode(key));
+}
+
+inline void writeFlowWire(const FlowRecord& r, FlowFields& out) {
+  out.octets = toNetwork(static_cast<uint64_t>(r.octets));
+  out.packets = toNetwork(static_cast<uint64_t>(r.packets));
+  out.start_ms = toNetwork(static_cast<uint64_t>(r.first_ms));
+  out.end_ms = toNetwork(static_cast<uint64_t>(r.last_ms));
+  out.ingress_if = toNetwork(static_cast<uint32_t>(r.key.ingress_if));
+  out.src_port = toNetwork(static_cast<uint16_t>(r.key.src_port));
+  out.dst_port = toNetwork(static_cast<uint16_t>(r.key.dst_port));
+  out.vlan_id = toNetwork(static_cast<uint16_t>(r.key.vlan_id));
+  out.inner_vlan_id = toNetwork(static_cast<uint16_t>(r.key.inner_vlan_id));
+  out.tcp_flags = toNetwork(static_cast<uint16_t>(r.tcp_flags));
   out.src_mac = r.src_mac;
   out.dst_mac = r.dst_mac;
   out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
