@@ -144,9 +144,10 @@ void FlowCache::eraseSlotAt(uint64_t pos) {
   uint64_t hole = pos;
   for (uint64_t next = (hole + 1) & slot_mask_; slots_[next].index1 != 0; next = (next + 1) & slot_mask_) {
     const uint64_t home = slots_[next].hash_lo & slot_mask_;
-    // `next` may move into the hole unless its home lies in (hole, next].
-    const bool home_between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
-    if (!home_between) {
+    // `next` may move into the hole unless its home lies in (hole, next]
+    // (cyclically): that is, unless it sits fewer probes from its home than
+    // the hole is from `next`.
+    if (((next - home) & slot_mask_) >= ((next - hole) & slot_mask_)) {
       slots_[hole] = slots_[next];
       hole = next;
     }
