@@ -40,18 +40,8 @@ class DirectEncoder final : public MessageEncoder {
   // One pass: each member of the FlowRecord goes into the message, swapped
   // (the packed host-order record in between was half the encoder's work).
   bool append(const FlowRecord& record) override {
-    if (record.key.ip_version == 6) {
-      Ipv6Record* wire = reserveRecord<Ipv6Record>(kIpv6TemplateId);
-      if (wire == nullptr) return false;
-      writeIpv6Wire(record.key, wire->ip);
-      writeFlowWire(record, wire->flow);
-      return true;
-    }
-    Ipv4Record* wire = reserveRecord<Ipv4Record>(kIpv4TemplateId);
-    if (wire == nullptr) return false;
-    writeIpv4Wire(record.key, wire->ip);
-    writeFlowWire(record, wire->flow);
-    return true;
+    return record.key.ip_version == 6 ? appendFlow<Ipv6Record>(kIpv6TemplateId, record)
+                                      : appendFlow<Ipv4Record>(kIpv4TemplateId, record);
   }
 
   size_t pendingRecords() const override { return records_; }
@@ -137,6 +127,14 @@ class DirectEncoder final : public MessageEncoder {
     used_ += sizeof(Record);
     ++records_;
     return wire;
+  }
+
+  template <class Record>
+  bool appendFlow(uint16_t tid, const FlowRecord& flow) {
+    Record* wire = reserveRecord<Record>(tid);
+    if (wire == nullptr) return false;
+    writeRecord<Order::kNetwork>(flow, *wire);
+    return true;
   }
 
   template <class Record>

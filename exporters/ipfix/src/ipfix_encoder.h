@@ -31,16 +31,7 @@ class MessageEncoder {
   /// The same from a flow record (IP version 4 or 6): through the packed
   /// record unless the encoder writes the wire format directly.
   virtual bool append(const FlowRecord& record) {
-    if (record.key.ip_version == 6) {
-      Ipv6Record r;
-      writeIpv6Fields(record.key, r.ip);
-      writeFlowFields(record, r.flow);
-      return append(r);
-    }
-    Ipv4Record r;
-    writeIpv4Fields(record.key, r.ip);
-    writeFlowFields(record, r.flow);
-    return append(r);
+    return record.key.ip_version == 6 ? appendPacked<Ipv6Record>(record) : appendPacked<Ipv4Record>(record);
   }
 
   /// Data records in the open message.
@@ -53,6 +44,14 @@ class MessageEncoder {
   /// Returns a complete message holding both templates (IPv4 then IPv6).
   /// Requires no open message: finish() first.
   virtual std::span<const uint8_t> encodeTemplates() = 0;
+
+ private:
+  template <class Record>
+  bool appendPacked(const FlowRecord& flow) {
+    Record record;
+    writeRecord(flow, record);
+    return append(record);
+  }
 };
 
 /// max_message: largest message in bytes, 256..65535.

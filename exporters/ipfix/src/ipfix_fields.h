@@ -16,7 +16,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "flowfold/flowcache/flow_record.h"
 
@@ -154,31 +153,50 @@ inline Octets3 mplsTopLabelStackSection(uint32_t label) {
           static_cast<uint8_t>((label & 0xF) << 4)};
 }
 
+// The writers fill a record in host byte order (what libfixbuf takes) or,
+// with Order::kNetwork, straight in network byte order (the direct encoder
+// writes the message in one pass over the FlowRecord). Every value is
+// converted to its member's own type first: toNetwork() must swap the
+// member's width, not the source's.
+enum class Order { kHost, kNetwork };
+
+template <Order order, class T>
+inline T inOrder(T v) {
+  if constexpr (order == Order::kNetwork) {
+    return toNetwork(v);
+  } else {
+    return v;
+  }
+}
+
+template <Order order = Order::kHost>
 inline void writeIpv4Fields(const FlowKey& key, Ipv4Fields& out) {
   const auto& s = key.src_addr;
   const auto& d = key.dst_addr;
-  out.src_addr = uint32_t{s[0]} << 24 | uint32_t{s[1]} << 16 | uint32_t{s[2]} << 8 | s[3];
-  out.dst_addr = uint32_t{d[0]} << 24 | uint32_t{d[1]} << 16 | uint32_t{d[2]} << 8 | d[3];
-  out.icmp_type_code = icmpTypeCode(key);
+  out.src_addr = inOrder<order>(uint32_t{s[0]} << 24 | uint32_t{s[1]} << 16 | uint32_t{s[2]} << 8 | s[3]);
+  out.dst_addr = inOrder<order>(uint32_t{d[0]} << 24 | uint32_t{d[1]} << 16 | uint32_t{d[2]} << 8 | d[3]);
+  out.icmp_type_code = inOrder<order>(icmpTypeCode(key));
 }
 
+template <Order order = Order::kHost>
 inline void writeIpv6Fields(const FlowKey& key, Ipv6Fields& out) {
   out.src_addr = key.src_addr;
   out.dst_addr = key.dst_addr;
-  out.icmp_type_code = icmpTypeCode(key);
+  out.icmp_type_code = inOrder<order>(icmpTypeCode(key));
 }
 
+template <Order order = Order::kHost>
 inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
-  out.octets = r.octets;
-  out.packets = r.packets;
-  out.start_ms = r.first_ms;
-  out.end_ms = r.last_ms;
-  out.ingress_if = r.key.ingress_if;
-  out.src_port = r.key.src_port;
-  out.dst_port = r.key.dst_port;
-  out.vlan_id = r.key.vlan_id;
-  out.inner_vlan_id = r.key.inner_vlan_id;
-  out.tcp_flags = r.tcp_flags;
+  out.octets = inOrder<order>(static_cast<uint64_t>(r.octets));
+  out.packets = inOrder<order>(static_cast<uint64_t>(r.packets));
+  out.start_ms = inOrder<order>(static_cast<uint64_t>(r.first_ms));
+  out.end_ms = inOrder<order>(static_cast<uint64_t>(r.last_ms));
+  out.ingress_if = inOrder<order>(static_cast<uint32_t>(r.key.ingress_if));
+  out.src_port = inOrder<order>(static_cast<uint16_t>(r.key.src_port));
+  out.dst_port = inOrder<order>(static_cast<uint16_t>(r.key.dst_port));
+  out.vlan_id = inOrder<order>(static_cast<uint16_t>(r.key.vlan_id));
+  out.inner_vlan_id = inOrder<order>(static_cast<uint16_t>(r.key.inner_vlan_id));
+  out.tcp_flags = inOrder<order>(static_cast<uint16_t>(r.tcp_flags));
   out.src_mac = r.src_mac;
   out.dst_mac = r.dst_mac;
   out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
@@ -190,43 +208,16 @@ inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
   out.ip_version = r.key.ip_version;
 }
 
-// ---- the same, straight into a record in network byte order (the direct
-// encoder writes the message in one pass over the FlowRecord; every
-// conversion names the member's own type, as the overload of toNetwork()
-// must swap the member's width, not the source's) ----
-
-inline void writeIpv4Wire(const FlowKey& key, Ipv4Fields& out) {
-  std::memcpy(&out.src_addr, key.src_addr.data(), sizeof out.src_addr);  // already network order
-  std::memcpy(&out.dst_addr, key.dst_addr.data(), sizeof out.dst_addr);
-  out.icmp_type_code = toNetwork(icmpTypeCode(key));
+/// The whole record of the flow (Ipv4Record or Ipv6Record).
+template <Order order = Order::kHost>
+inline void writeRecord(const FlowRecord& r, Ipv4Record& out) {
+  writeIpv4Fields<order>(r.key, out.ip);
+  writeFlowFields<order>(r, out.flow);
 }
-
-inline void writeIpv6Wire(const FlowKey& key, Ipv6Fields& out) {
-  out.src_addr = key.src_addr;
-  out.dst_addr = key.dst_addr;
-  out.icmp_type_code = toNetwork(icmpTypeCode(key));
-}
-
-inline void writeFlowWire(const FlowRecord& r, FlowFields& out) {
-  out.octets = toNetwork(static_cast<uint64_t>(r.octets));
-  out.packets = toNetwork(static_cast<uint64_t>(r.packets));
-  out.start_ms = toNetwork(static_cast<uint64_t>(r.first_ms));
-  out.end_ms = toNetwork(static_cast<uint64_t>(r.last_ms));
-  out.ingress_if = toNetwork(static_cast<uint32_t>(r.key.ingress_if));
-  out.src_port = toNetwork(static_cast<uint16_t>(r.key.src_port));
-  out.dst_port = toNetwork(static_cast<uint16_t>(r.key.dst_port));
-  out.vlan_id = toNetwork(static_cast<uint16_t>(r.key.vlan_id));
-  out.inner_vlan_id = toNetwork(static_cast<uint16_t>(r.key.inner_vlan_id));
-  out.tcp_flags = toNetwork(static_cast<uint16_t>(r.tcp_flags));
-  out.src_mac = r.src_mac;
-  out.dst_mac = r.dst_mac;
-  out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
-  out.protocol = r.key.protocol;
-  out.tos = r.tos;
-  out.min_ttl = r.min_ttl;
-  out.max_ttl = r.max_ttl;
-  out.end_reason = static_cast<uint8_t>(r.end_reason);
-  out.ip_version = r.key.ip_version;
+template <Order order = Order::kHost>
+inline void writeRecord(const FlowRecord& r, Ipv6Record& out) {
+  writeIpv6Fields<order>(r.key, out.ip);
+  writeFlowFields<order>(r, out.flow);
 }
 
 }  // namespace flowfold::ipfix

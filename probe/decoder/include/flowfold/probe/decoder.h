@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/flowcache/flow_key.h"
+#include "flowfold/flowcache/packet_fields.h"
 #include "flowfold/probe/fragment_table.h"
 
 namespace flowfold::probe {
