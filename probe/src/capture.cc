@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "flowfold/probe/file_window.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/sharded_pipeline.h"
 
@@ -20,12 +22,13 @@ namespace {
 // Classic pcap files are read here rather than through pcap_dispatch():
 // libpcap does two fread() calls per packet (header, then data), which cost
 // about as much as the whole decode on a capture of small packets. This
-// reader takes the file in large read()s and hands out packets in place. It
-// follows libpcap's sf-pcap.c where a file is odd (a record longer than the
-// file's snap length is cut to it; one beyond 256 KiB, or a record cut off
-// by the end of the file, ends the read as a truncated capture). pcapng,
-// standard input, a BPF filter and the rare link types with larger snap
-// lengths stay with libpcap.
+// reader maps a regular file a window at a time (FileWindow; other files are
+// taken in large read()s) and hands out packets in place. It follows
+// libpcap's sf-pcap.c where a file is odd (a record longer than the file's
+// snap length is cut to it; one beyond 256 KiB, or a record cut off by the
+// end of the file, ends the read as a truncated capture). pcapng, standard
+// input, a BPF filter and the rare link types with larger snap lengths stay
+// with libpcap.
 class ClassicPcapReader {
  public:
   static constexpr uint32_t kMaxCaplen = 262144;  // libpcap's MAXIMUM_SNAPLEN
@@ -36,20 +39,26 @@ class ClassicPcapReader {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return nullptr;
     auto r = std::unique_ptr<ClassicPcapReader>(new ClassicPcapReader(fd));
-    if (!r->readHeader()) return nullptr;
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    r->startAt(0);
+    if (!r->readHeader()) return nullptr;
     return r;
   }
   ~ClassicPcapReader() { ::close(fd_); }
 
   enum class Next { kPacket, kEnd, kError };
   Next next(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
-    // The common case, per packet: the whole record is in the buffer and no
-    // longer than the snap length.
+    // The common case, per packet: the whole record is at hand and no longer
+    // than the snap length.
     if (available() >= 16) {
-      const uint8_t* p = buf_.data() + pos_;
+      const uint8_t* p = base_ + pos_;
       const uint32_t caplen = load32(p + 8);
-      if (caplen <= snaplen_ && available() - 16 >= caplen) {
+      // Should the file have shrunk under the window, the load above has
+      // just completed on a zero page, and the guard has said so: look after it.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      // (A record of no bytes goes the slow way: zeros are also what a
+      // window shows past the end of a file that has shrunk.)
+      if (caplen != 0 && caplen <= snaplen_ && available() - 16 >= caplen && !window_.truncated()) {
         setHeader(h, load32(p), load32(p + 4), caplen, load32(p + 12));
         data = p + 16;
         pos_ += 16 + caplen;
@@ -63,8 +72,9 @@ class ClassicPcapReader {
   uint64_t bytesConsumed() const { return consumed_; }
 
  private:
-  explicit ClassicPcapReader(int fd) : fd_(fd), buf_(kBufferBytes) {}
-  static constexpr size_t kBufferBytes = 4 << 20;
+  explicit ClassicPcapReader(int fd) : fd_(fd) {}
+  static constexpr size_t kWindowBytes = 8 << 20;  // mapped at a time: a few MiB more resident, in the page cache
+  static constexpr size_t kBufferBytes = 4 << 20;  // read() at a time, when the file cannot be mapped
 
   void setHeader(pcap_pkthdr& h, uint32_t sec, uint32_t frac, uint32_t caplen, uint32_t len) const {
     h.ts.tv_sec = static_cast<time_t>(sec);
@@ -75,17 +85,28 @@ class ClassicPcapReader {
   }
 
   // A record that needs more of the file, is longer than the snap length, or
-  // is malformed.
+  // is malformed; or the file shrank under the window.
   [[gnu::noinline]] Next nextSlow(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
+    if (shrankUnderWindow()) {
+      error = "the capture file shrank while it was being read (another program truncated or rewrote it); "
+              "the packets before that point were read";
+      return Next::kError;
+    }
     if (!fill(16)) {
-      if (available() == 0 && !read_error_) return Next::kEnd;
+      if (available() == 0 && !read_error_ && !shrank_) return Next::kEnd;
       error = shortReadMessage("16 header bytes", available());
       return Next::kError;
     }
-    const uint8_t* p = buf_.data() + pos_;
+    const uint8_t* p = base_ + pos_;
     const uint32_t sec = load32(p), frac = load32(p + 4);
     uint32_t caplen = load32(p + 8);
     const uint32_t len = load32(p + 12);
+    if (windowed_ && (sec | frac | caplen | len) == 0 && fileShorterThan(consumed_ + 16)) {
+      // Not a record: the zeros past the end of a file cut short in the
+      // window's last page (beyond that page the guard catches it).
+      shrank_ = true;
+      return nextSlow(h, data, error);
+    }
     if (caplen > kMaxCaplen) {
       error = "invalid packet capture length " + std::to_string(caplen) + ", bigger than maximum of " +
               std::to_string(kMaxCaplen);
@@ -97,8 +118,9 @@ class ClassicPcapReader {
       error = shortReadMessage(std::to_string(stored) + " captured bytes", available() - 16);
       return Next::kError;
     }
+    if (shrankUnderWindow()) return nextSlow(h, data, error);
     setHeader(h, sec, frac, caplen, len);
-    data = buf_.data() + pos_ + 16;
+    data = base_ + pos_ + 16;
     pos_ += 16 + stored;
     consumed_ += 16 + stored;
     return Next::kPacket;
@@ -106,7 +128,7 @@ class ClassicPcapReader {
 
   bool readHeader() {
     if (!fill(24)) return false;
-    const uint8_t* p = buf_.data();
+    const uint8_t* p = base_ + pos_;
     const uint32_t magic = static_cast<uint32_t>(p[0]) | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
     switch (magic) {
       case 0xa1b2c3d4: swapped_ = false; nanos_ = false; break;
@@ -117,9 +139,9 @@ class ClassicPcapReader {
     }
     snaplen_ = load32(p + 16);
     if (snaplen_ == 0 || snaplen_ > kMaxCaplen) snaplen_ = kMaxCaplen;
-    pos_ = 24;
+    pos_ += 24;
     consumed_ = 24;
-    return true;
+    return !shrankUnderWindow();
   }
 
   uint32_t load32(const uint8_t* p) const {
@@ -129,6 +151,18 @@ class ClassicPcapReader {
   }
   size_t available() const { return end_ - pos_; }
 
+  // Whether the file has been cut short under the window (latched: the
+  // window forgets it when it moves on).
+  bool shrankUnderWindow() {
+    if (window_.truncated()) shrank_ = true;
+    return shrank_;
+  }
+
+  bool fileShorterThan(uint64_t bytes) const {
+    struct stat st;
+    return ::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < bytes;
+  }
+
   // Why fill() came up short: a failed read(), or the file ending inside a
   // record (worded as libpcap words it).
   std::string shortReadMessage(const std::string& wanted, size_t got) const {
@@ -136,9 +170,41 @@ class ClassicPcapReader {
     return "truncated dump file; tried to read " + wanted + ", only got " + std::to_string(got);
   }
 
+  // Reads from file offset `offset` on: through a window where the file can
+  // be mapped, else with read() into the buffer.
+  void startAt(uint64_t offset) {
+    pos_ = end_ = 0;
+    switch (window_.map(fd_, offset, kWindowBytes)) {
+      case FileWindow::MapResult::kMapped:
+        base_ = window_.data();
+        end_ = window_.size();
+        return;
+      case FileWindow::MapResult::kEnd:
+        base_ = nullptr;
+        return;
+      case FileWindow::MapResult::kUnavailable:
+        break;
+    }
+    windowed_ = false;
+    buf_.resize(kBufferBytes);
+    base_ = buf_.data();
+    if (offset != 0 && ::lseek(fd_, static_cast<off_t>(offset), SEEK_SET) < 0) {
+      read_error_ = true;
+      read_errno_ = errno;
+    }
+  }
+
   // Makes `n` bytes available at pos_; false at end of file or on an error.
   bool fill(size_t n) {
     if (available() >= n) return true;
+    if (windowed_) {
+      // The next window starts at the record wanted (consumed_ is its offset
+      // in the file); a file that has grown since is followed.
+      if (shrankUnderWindow()) return false;
+      startAt(consumed_);
+      if (windowed_) return available() >= n;
+    }
+    if (read_error_) return false;
     if (pos_ > 0) {
       std::memmove(buf_.data(), buf_.data() + pos_, available());
       end_ -= pos_;
@@ -161,13 +227,17 @@ class ClassicPcapReader {
   }
 
   int fd_;
+  FileWindow window_;
+  bool windowed_ = true;     // reading through window_, not buf_
   std::vector<uint8_t> buf_;
+  const uint8_t* base_ = nullptr;  // window_.data() or buf_.data()
   size_t pos_ = 0, end_ = 0;
-  uint64_t consumed_ = 0;
+  uint64_t consumed_ = 0;    // file offset of base_ + pos_
   bool swapped_ = false, nanos_ = false;
   uint32_t snaplen_ = kMaxCaplen;
   bool read_error_ = false;
   int read_errno_ = 0;
+  bool shrank_ = false;
 };
 
 }  // namespace
