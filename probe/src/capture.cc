@@ -47,26 +47,13 @@ class ClassicPcapReader {
   ~ClassicPcapReader() { ::close(fd_); }
 
   enum class Next { kPacket, kEnd, kError };
-  Next next(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
-    // The common case, per packet: the whole record is at hand and no longer
-    // than the snap length.
-    if (available() >= 16) {
-      const uint8_t* p = base_ + pos_;
-      const uint32_t caplen = load32(p + 8);
-      // Should the file have shrunk under the window, the load above has
-      // just completed on a zero page, and the guard has said so: look after it.
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      // (A record of no bytes goes the slow way: zeros are also what a
-      // window shows past the end of a file that has shrunk.)
-      if (caplen != 0 && caplen <= snaplen_ && available() - 16 >= caplen && !window_.truncated()) {
-        setHeader(h, load32(p), load32(p + 4), caplen, load32(p + 12));
-        data = p + 16;
-        pos_ += 16 + caplen;
-        consumed_ += 16 + caplen;
-        return Next::kPacket;
-      }
-    }
-    return nextSlow(h, data, error);
+
+  /// Hands up to `max` packets to sink.onPacket(data, caplen, wirelen, ts_ms);
+  /// returns how many. `last` says why it stopped short (kEnd, kError: then
+  /// `error` says what), kPacket when it did not.
+  template <class Sink>
+  int readInto(Sink& sink, int max, Next& last, std::string& error) {
+    return swapped_ ? readLoop<true>(sink, max, last, error) : readLoop<false>(sink, max, last, error);
   }
 
   uint64_t bytesConsumed() const { return consumed_; }
@@ -76,17 +63,60 @@ class ClassicPcapReader {
   static constexpr size_t kWindowBytes = 8 << 20;  // mapped at a time: a few MiB more resident, in the page cache
   static constexpr size_t kBufferBytes = 4 << 20;  // read() at a time, when the file cannot be mapped
 
-  void setHeader(pcap_pkthdr& h, uint32_t sec, uint32_t frac, uint32_t caplen, uint32_t len) const {
-    h.ts.tv_sec = static_cast<time_t>(sec);
-    const uint32_t limit = nanos_ ? 1000000000u : 1000000u;
-    h.ts.tv_usec = frac < limit ? static_cast<suseconds_t>(nanos_ ? frac / 1000 : frac) : -1;  // -1: invalid
-    h.caplen = caplen;
-    h.len = len;
+  struct Record {
+    const uint8_t* data;
+    uint32_t caplen, len;
+    uint64_t ts_ms;
+  };
+
+  template <bool kSwapped>
+  static uint32_t load32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return kSwapped ? __builtin_bswap32(v) : v;
+  }
+  uint32_t load32(const uint8_t* p) const { return swapped_ ? load32<true>(p) : load32<false>(p); }
+
+  // The loop per packet, one copy per byte order: the common case is a whole
+  // record at hand, no longer than the snap length.
+  template <bool kSwapped, class Sink>
+  int readLoop(Sink& sink, int max, Next& last, std::string& error) {
+    last = Next::kPacket;
+    for (int n = 0; n < max; ++n) {
+      if (available() >= 16) {
+        const uint8_t* p = base_ + pos_;
+        const uint32_t caplen = load32<kSwapped>(p + 8);
+        // Should the file have shrunk under the window, the load above has
+        // just completed on a zero page, and the guard has said so: look
+        // after it. (A record of no bytes goes the slow way: zeros are also
+        // what a window shows past the end of a file cut inside a page.)
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (caplen != 0 && caplen <= snaplen_ && available() - 16 >= caplen && !window_.truncated()) {
+          pos_ += 16 + caplen;
+          consumed_ += 16 + caplen;
+          sink.onPacket(p + 16, caplen, load32<kSwapped>(p + 12),
+                        timestampMs(load32<kSwapped>(p), load32<kSwapped>(p + 4)));
+          continue;
+        }
+      }
+      Record r;
+      last = nextSlow(r, error);
+      if (last != Next::kPacket) return n;
+      sink.onPacket(r.data, r.caplen, r.len, r.ts_ms);
+    }
+    return max;
+  }
+
+  // Milliseconds since the epoch. A fraction of a second out of range (an
+  // invalid field) is ignored rather than added, as the libpcap path does.
+  uint64_t timestampMs(uint32_t sec, uint32_t frac) const {
+    const uint64_t frac_ms = nanos_ ? (frac < 1000000000u ? frac / 1000000u : 0) : (frac < 1000000u ? frac / 1000u : 0);
+    return uint64_t{sec} * 1000 + frac_ms;
   }
 
   // A record that needs more of the file, is longer than the snap length, or
   // is malformed; or the file shrank under the window.
-  [[gnu::noinline]] Next nextSlow(pcap_pkthdr& h, const uint8_t*& data, std::string& error) {
+  [[gnu::noinline]] Next nextSlow(Record& r, std::string& error) {
     if (shrankUnderWindow()) {
       error = "the capture file shrank while it was being read (another program truncated or rewrote it); "
               "the packets before that point were read";
@@ -105,7 +135,7 @@ class ClassicPcapReader {
       // Not a record: the zeros past the end of a file cut short in the
       // window's last page (beyond that page the guard catches it).
       shrank_ = true;
-      return nextSlow(h, data, error);
+      return nextSlow(r, error);
     }
     if (caplen > kMaxCaplen) {
       error = "invalid packet capture length " + std::to_string(caplen) + ", bigger than maximum of " +
@@ -118,9 +148,8 @@ class ClassicPcapReader {
       error = shortReadMessage(std::to_string(stored) + " captured bytes", available() - 16);
       return Next::kError;
     }
-    if (shrankUnderWindow()) return nextSlow(h, data, error);
-    setHeader(h, sec, frac, caplen, len);
-    data = base_ + pos_ + 16;
+    if (shrankUnderWindow()) return nextSlow(r, error);
+    r = Record{base_ + pos_ + 16, caplen, len, timestampMs(sec, frac)};
     pos_ += 16 + stored;
     consumed_ += 16 + stored;
     return Next::kPacket;
@@ -144,11 +173,6 @@ class ClassicPcapReader {
     return !shrankUnderWindow();
   }
 
-  uint32_t load32(const uint8_t* p) const {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return swapped_ ? __builtin_bswap32(v) : v;
-  }
   size_t available() const { return end_ - pos_; }
 
   // Whether the file has been cut short under the window (latched: the
@@ -309,14 +333,8 @@ void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
 template <class Sink>
 PcapFileSource::Result PcapFileSource::dispatchTo(Sink& sink, int max_packets) {
   if (impl_->fast) {
-    pcap_pkthdr h{};
-    const uint8_t* data = nullptr;
-    int n = 0;
     ClassicPcapReader::Next next = ClassicPcapReader::Next::kPacket;
-    while (n < max_packets && (next = impl_->fast->next(h, data, error_)) == ClassicPcapReader::Next::kPacket) {
-      onPacket<Sink>(reinterpret_cast<u_char*>(&sink), &h, data);
-      ++n;
-    }
+    const int n = impl_->fast->readInto(sink, max_packets, next, error_);
     sink.drain();
     packets_ += static_cast<uint64_t>(n);
     if (n > 0 && next == ClassicPcapReader::Next::kPacket) return Result::kMore;

@@ -55,7 +55,9 @@ std::vector<uint8_t> udpFrame(uint8_t src_host, uint16_t sport, uint16_t payload
 // `frame` (Ethernet + IPv4) wrapped in IP-in-IP: Ethernet + outer IPv4
 // 203.0.113.1 -> 203.0.113.2, protocol 4, around the original IP packet.
 std::vector<uint8_t> ipInIp(const std::vector<uint8_t>& frame) {
-  std::vector<uint8_t> f(frame.begin(), frame.begin() + 14);
+  std::vector<uint8_t> f;
+  f.reserve(frame.size() + 20);
+  f.insert(f.end(), frame.begin(), frame.begin() + 14);
   const uint16_t total = static_cast<uint16_t>(20 + frame.size() - 14);
   const uint8_t outer[20] = {0x45, 0, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total), 0, 0, 0, 0,
                              255, 4, 0, 0, 203, 0, 113, 1, 203, 0, 113, 2};

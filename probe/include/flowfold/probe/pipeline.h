@@ -51,16 +51,16 @@ class Pipeline {
   /// entry prefetched kEntryLag frames later, and it is folded into the cache
   /// when the ring is full, in capture order. The misses of consecutive
   /// packets overlap instead of being paid one after another (VPP style).
-  void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
+  [[gnu::always_inline]] void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
     Pending& p = ring_[head_ & kRingMask];
     p.ts_ms = ts_ms;
     // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
     probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
-    p.decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
-    if (p.decoded) p.info.key.ingress_if = options_.ingress_if;
-    p.hashed = false;
-    enqueue(p);
-    if (both_ && p.decoded && inner_.tunnel_depth != 0) [[unlikely]] {
+    const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
+    p.info.key.ingress_if = options_.ingress_if;
+    p.stage = decoded ? Stage::kDecoded : Stage::kSkipped;
+    enqueue();
+    if (both_ && decoded && inner_.tunnel_depth != 0) [[unlikely]] {
       inner_.key.ingress_if = options_.ingress_if;
       onDecoded(inner_, ts_ms, hashFlowKey(inner_.key));
     }
@@ -73,9 +73,9 @@ class Pipeline {
     p.info = info;
     p.ts_ms = ts_ms;
     p.hash = hash;
-    p.hashed = true;
-    p.decoded = true;
-    enqueue(p);
+    p.stage = Stage::kHashed;
+    cache_.prefetchSlot(hash);
+    enqueue();
   }
 
   /// Folds the frames still in the ring (end of a capture read).
@@ -112,32 +112,36 @@ class Pipeline {
   static constexpr uint64_t kRingSize = 16;  // power of two
   static constexpr uint64_t kRingMask = kRingSize - 1;
   static constexpr uint64_t kEntryLag = 8;
+  // Where a frame is on its way through the ring. A folded slot goes back
+  // to kSkipped, so the stages below need not check that a slot holds a
+  // frame still in the ring: an old one is skipped like an undecoded one.
+  enum class Stage : uint8_t {
+    kSkipped,  // not decoded (counted by the decoder), or already folded
+    kDecoded,  // key set, not yet hashed
+    kHashed,   // hash set, its slot prefetched
+  };
   struct Pending {
     probe::PacketInfo info;
     uint64_t ts_ms;
     uint64_t hash;
-    bool hashed;  // hash is set
-    bool decoded;
+    Stage stage = Stage::kSkipped;
   };
-  void enqueue(const Pending& p) {
-    if (p.decoded && p.hashed) cache_.prefetchSlot(p.hash);
+  [[gnu::always_inline]] void enqueue() {
     ++head_;
     // The key was written field by field by the decoder just now; hashing it
     // at once read those narrow stores back with 8-byte loads, which the CPU
     // cannot forward from its store buffer (a stall per word). A frame later
     // the stores have reached the cache.
-    if (head_ - tail_ > 1) hashAndPrefetchSlot(ring_[(head_ - 2) & kRingMask]);
-    if (head_ - tail_ > kEntryLag) {
-      const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
-      if (q.decoded) cache_.prefetchEntry(q.hash);
-    }
+    hashAndPrefetchSlot(ring_[(head_ - 2) & kRingMask]);
+    const Pending& q = ring_[(head_ - 1 - kEntryLag) & kRingMask];
+    if (q.stage == Stage::kHashed) cache_.prefetchEntry(q.hash);
     if (head_ - tail_ == kRingSize) fold(ring_[tail_++ & kRingMask]);
   }
   /// Hashes a decoded frame's key (once) and prefetches its hash slot.
   void hashAndPrefetchSlot(Pending& p) {
-    if (!p.decoded || p.hashed) return;
+    if (p.stage != Stage::kDecoded) return;
     p.hash = hashFlowKey(p.info.key);
-    p.hashed = true;
+    p.stage = Stage::kHashed;
     cache_.prefetchSlot(p.hash);
   }
   /// Folds one frame: the clock advances (and expires flows) exactly as if
@@ -145,7 +149,8 @@ class Pipeline {
   void fold(Pending& p) {
     hashAndPrefetchSlot(p);  // the newest frame, when the ring is drained
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
-    if (p.decoded) account(p);
+    if (p.stage == Stage::kHashed) account(p);
+    p.stage = Stage::kSkipped;
   }
   void account(const Pending& p);
   void handOff(bool flush);
