@@ -705,67 +705,6 @@ class PacketWalker {
   bool l4_seen_ = false;
 };
 
-// The common case in one straight pass: Ethernet, at most one 802.1Q tag,
-// IPv4 without options and not a fragment, or IPv6 without extension
-// headers, carrying TCP or UDP whose ports (and TCP flags) are captured and
-// inside the datagram, whose length fits the frame. Fills `out` exactly as the
-// layer-by-layer walk does for such a frame (tests/unit/decoder compare the
-// two over every test capture, and fuzz_decoder on every input) and returns
-// true; false for anything else, which then takes the walk. `out` must be
-// value-initialised.
-bool decodeCommonEthernet(const uint8_t* p, uint32_t caplen, uint32_t wirelen, PacketInfo& out) {
-  size_t off = 14;
-  if (caplen < off + 4 + 20 + 4) return false;  // shortest: a VLAN tag at most, IPv4, UDP ports
-  uint16_t type = load16(p + 12);
-  if (type == kEtherVlan) {
-    out.key.vlan_id = load16(p + off) & 0x0fff;
-    type = load16(p + off + 2);
-    off += 4;
-  }
-  const uint8_t* h = p + off;
-  const size_t wire_left = std::max(wirelen, caplen) - off;
-  size_t total;
-  size_t l4;
-  uint8_t protocol;
-  if (type == kEtherIpv4) {
-    if (h[0] != 0x45 || (load16(h + 6) & 0x3fff) != 0) return false;  // options, fragment
-    total = load16(h + 2);
-    protocol = h[9];
-    l4 = 20;
-    out.key.ip_version = 4;
-    std::memcpy(out.key.src_addr.data(), h + 12, 4);
-    std::memcpy(out.key.dst_addr.data(), h + 16, 4);
-    out.tos = h[1];
-    out.ttl = h[8];
-  } else if (type == kEtherIpv6) {
-    if (caplen < off + 40 + 4 || (h[0] >> 4) != 6) return false;
-    total = size_t{40} + load16(h + 4);
-    protocol = h[6];
-    l4 = 40;
-    out.key.ip_version = 6;
-    std::memcpy(out.key.src_addr.data(), h + 8, 16);
-    std::memcpy(out.key.dst_addr.data(), h + 24, 16);
-    out.tos = static_cast<uint8_t>(load16(h) >> 4);
-    out.ttl = h[7];
-  } else {
-    return false;
-  }
-  const size_t need = protocol == kProtoTcp ? 14 : protocol == kProtoUdp ? 4 : 0;
-  // Another protocol, ports not captured, ports absent from the datagram or
-  // a length beyond the frame (the last two counted by the walk): the walk.
-  if (need == 0 || caplen < off + l4 + need || total < l4 + need || total > wire_left) return false;
-  const uint8_t* t = h + l4;
-  out.key.protocol = protocol;
-  out.key.src_port = load16(t);
-  out.key.dst_port = load16(t + 2);
-  if (protocol == kProtoTcp) out.tcp_flags = t[13];
-  out.ip_length = static_cast<uint32_t>(total);
-  std::memcpy(out.dst_mac.data(), p, 6);
-  std::memcpy(out.src_mac.data(), p + 6, 6);
-  out.has_mac = true;
-  return true;
-}
-
 // Runs `walker` from the frame's first layer.
 template <class Walker>
 Outcome walkFrame(Walker& walker, Decoder::Link link) {
@@ -839,21 +778,16 @@ Decoder::Link Decoder::linkFor(int dlt) {
 }
 
 Decoder::Decoder(int dlt, FragmentTableConfig fragments, TunnelMode tunnels)
-    : dlt_(dlt), link_(linkFor(dlt)), tunnels_(tunnels), fragments_(fragments) {}
+    : dlt_(dlt), link_(linkFor(dlt)), tunnels_(tunnels), fragments_(fragments) {
+  setCommonPath(true);
+}
 
 bool Decoder::supportsLinkType(int dlt) { return linkFor(dlt) != Link::kUnsupported; }
 
 DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
                                   uint64_t ts_ms, PacketInfo& out) {
   ++counters_.packets;
-  out = PacketInfo{};
-  if (link_ == Link::kEthernet && common_path_) {
-    if (decodeCommonEthernet(data, caplen, wirelen, out)) {
-      ++counters_.decoded;
-      return DecodeStatus::kOk;
-    }
-    out = PacketInfo{};  // it may have written some fields before it gave up
-  }
+  out = PacketInfo{};  // the common path may have written some fields before it gave up
   PacketWalker<false> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
   const auto index = static_cast<size_t>(walkFrame(walker, link_));
   ++(counters_.*kOutcomeCounter[index]);

@@ -9,6 +9,7 @@
 
 #include "flowfold/flowcache/flow_key.h"
 #include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/probe/common_path.h"
 #include "flowfold/probe/fragment_table.h"
 
 namespace flowfold::probe {
@@ -75,6 +76,7 @@ struct PacketInfo : PacketFields {
 
   friend bool operator==(const PacketInfo&, const PacketInfo&) = default;
 };
+static_assert(sizeof(PacketInfo) == 72, "a new field of PacketInfo must also be set by common_path::decodeEthernet");
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip
 // reason, so packets == decoded + skipped(). The second column is the status
@@ -180,10 +182,16 @@ class Decoder {
   /// (inner->tunnel_depth != 0; it is 0 otherwise). kBoth without `inner`
   /// is kOuter. In kOuter the only cost over a tunnel-unaware decoder is
   /// the mode check here.
-  DecodeStatus decode(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-                      PacketInfo& out, PacketInfo* inner = nullptr) {
-    if (tunnels_ == TunnelMode::kOuter || (tunnels_ == TunnelMode::kBoth && inner == nullptr))
+  [[gnu::always_inline]] DecodeStatus decode(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
+                                             PacketInfo& out, PacketInfo* inner = nullptr) {
+    if (tunnels_ == TunnelMode::kOuter || (tunnels_ == TunnelMode::kBoth && inner == nullptr)) {
+      if (common_ethernet_ && common_path::decodeEthernet(data, caplen, wirelen, out)) {
+        ++counters_.packets;
+        ++counters_.decoded;
+        return DecodeStatus::kOk;
+      }
       return decodeOuter(data, caplen, wirelen, ts_ms, out);
+    }
     return decodeTunnels(data, caplen, wirelen, ts_ms, out, inner);
   }
 
@@ -194,13 +202,14 @@ class Decoder {
   /// at most one VLAN tag) take a single straight pass instead of the
   /// layer-by-layer walk, with the same result. Off: every frame takes the
   /// walk (the tests compare the two).
-  void setCommonPath(bool on) { common_path_ = on; }
+  void setCommonPath(bool on) { common_ethernet_ = on && link_ == Link::kEthernet; }
   TunnelMode tunnelMode() const { return tunnels_; }
 
   /// The first layer to decode (an implementation detail of decode()).
   enum class Link : uint8_t { kUnsupported, kEthernet, kLinuxSll, kLinuxSll2, kRaw, kRawIpv4, kRawIpv6, kNull };
 
  private:
+  /// The layer-by-layer walk (decode() has tried the common path).
   DecodeStatus decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
                            PacketInfo& out);
   DecodeStatus decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
@@ -210,7 +219,7 @@ class Decoder {
   int dlt_;
   Link link_;
   TunnelMode tunnels_;
-  bool common_path_ = true;
+  bool common_ethernet_ = false;  // Ethernet frames try the common path first
   DecodeCounters counters_;
   FragmentTable fragments_;
 };
