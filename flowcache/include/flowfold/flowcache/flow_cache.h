@@ -73,7 +73,7 @@ class FlowCache {
   /// Hints for a batch: call prefetchSlot() for every packet of the batch,
   /// then prefetchEntry() for each, then update() for each.
   void prefetchSlot(uint64_t hash) const { prefetchRead(&slots_[hash & slot_mask_]); }
-  void prefetchEntry(uint64_t hash) const {
+  [[gnu::always_inline]] void prefetchEntry(uint64_t hash) const {
     // The key sits within a few slots of its home at the table's load.
     const auto hash_lo = static_cast<uint32_t>(hash);
     for (uint64_t i = 0, pos = hash & slot_mask_; i < 4; ++i, pos = (pos + 1) & slot_mask_) {

@@ -138,7 +138,7 @@ class Pipeline {
     if (head_ - tail_ == kRingSize) fold(ring_[tail_++ & kRingMask]);
   }
   /// Hashes a decoded frame's key (once) and prefetches its hash slot.
-  void hashAndPrefetchSlot(Pending& p) {
+  [[gnu::always_inline]] void hashAndPrefetchSlot(Pending& p) {
     if (p.stage != Stage::kDecoded) return;
     p.hash = hashFlowKey(p.info.key);
     p.stage = Stage::kHashed;
@@ -146,7 +146,7 @@ class Pipeline {
   }
   /// Folds one frame: the clock advances (and expires flows) exactly as if
   /// each frame had been folded the moment it was read.
-  void fold(Pending& p) {
+  [[gnu::always_inline]] void fold(Pending& p) {
     hashAndPrefetchSlot(p);  // the newest frame, when the ring is drained
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
     if (p.stage == Stage::kHashed) account(p);
