@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "flowfold/probe/thread_cpu.h"
+
 namespace flowfold {
 
 namespace {
@@ -73,8 +75,10 @@ void ExportStage::run() {
       for (const auto& e : exporters_) current_.push_back(e.get());
     }
     queue_.recycle(std::move(batch.records));
+    cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
   }
   for (auto& e : exporters_) e->flush(last_now);
+  cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
 }
 
 std::vector<ExporterStats> ExportStage::exporterStats() const {

@@ -1,5 +1,7 @@
 #include "flowfold/probe/pipeline.h"
 
+#include "flowfold/probe/thread_cpu.h"
+
 namespace flowfold {
 
 Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
@@ -56,6 +58,7 @@ void Pipeline::publishStats() {
   published_.cache = cache_.counters();
   published_.active_flows = cache_.activeFlows();
   published_.now_ms = now_ms_;
+  published_.cpu_ns = threadCpuNs();  // publishStats() runs on the packet thread
 }
 
 PipelineStats Pipeline::stats() const {

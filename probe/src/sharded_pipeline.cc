@@ -1,6 +1,7 @@
 #include "flowfold/probe/sharded_pipeline.h"
 
 #include "flowfold/probe/stats.h"
+#include "flowfold/probe/thread_cpu.h"
 
 namespace flowfold {
 
@@ -108,6 +109,7 @@ void ShardedPipeline::finish() {
 void ShardedPipeline::publishStats() {
   std::lock_guard lock(stats_mu_);
   published_decode_ = decoder_.counters();
+  published_reader_cpu_ns_ = threadCpuNs();  // the reader thread calls publishStats()
 }
 
 PipelineStats ShardedPipeline::stats() const {
@@ -115,6 +117,7 @@ PipelineStats ShardedPipeline::stats() const {
   for (const auto& w : workers_) addStats(total, w->pipeline->stats());
   std::lock_guard lock(stats_mu_);
   total.decode = published_decode_;  // the workers decode nothing themselves
+  total.cpu_ns += published_reader_cpu_ns_;
   return total;
 }
 

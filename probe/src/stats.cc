@@ -24,6 +24,7 @@ void addStats(PipelineStats& a, const PipelineStats& b) {
   c.peak_active += d.peak_active;
   a.active_flows += b.active_flows;
   if (b.now_ms > a.now_ms) a.now_ms = b.now_ms;
+  a.cpu_ns += b.cpu_ns;
 }
 
 std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
@@ -67,6 +68,12 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
     add("errors", e.export_errors);
     add("dropped", e.records_dropped);
   }
+  // Where the process's CPU went: the packet side (reading, decoding, the
+  // flow table; with workers, the reader and every worker) and the export
+  // thread (encoding, sending).
+  s += " | cpu_ms:";
+  add("packet", p.cpu_ns / 1'000'000, true);
+  add("export", stage.exportThreadCpuNs() / 1'000'000, true);
   return s;
 }
 

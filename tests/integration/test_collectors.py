@@ -47,6 +47,27 @@ class CollectorConservation(TempDirTest):
         self.assertGreater(stats["ended_tcp"], 0)
         return stats
 
+    def test_the_stats_line_splits_the_cpu_time_between_the_threads(self):
+        # The per-thread figures (cpu_ms: packet=, export=) add up to no more
+        # than the CPU time the kernel charged the whole process (wait4), and
+        # to most of it: only start-up and exit run outside those threads.
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                proc = subprocess.Popen([FLOWFOLD, "-r", self.pcap, "--ipfix-file", self.path("cpu.ipfix"),
+                                         "--workers", workers],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                stderr = proc.stderr.read()
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                self.assertEqual(proc.returncode, 0, stderr)
+                line = next(l for l in stderr.splitlines() if "stats:" in l)
+                section = line.split("cpu_ms:", 1)[1].split("|")[0]
+                cpu = {k: int(v) for k, v in (item.split("=") for item in section.split())}
+                process_ms = (usage.ru_utime + usage.ru_stime) * 1000
+                self.assertGreater(cpu["packet"], 0, line)
+                self.assertLessEqual(cpu["packet"] + cpu["export"], process_ms + 2, line)
+                self.assertGreaterEqual(cpu["packet"] + cpu["export"], process_ms * 0.5, line)
+
     def test_ipfix_over_udp_delivers_exactly_the_truth_to_nfcapd(self):
         self.export_to_nfcapd(10)
 

@@ -1,8 +1,10 @@
 #include "flowfold/probe/pipeline.h"
 
 #include <gtest/gtest.h>
+#include <time.h>
 
 #include <mutex>
+#include <thread>
 
 namespace flowfold {
 namespace {
@@ -222,6 +224,35 @@ TEST_F(Fixture, PublishedStatsMatchThePacketThreadsCounters) {
   EXPECT_EQ(p->stats().decode.packets, 20u);
   EXPECT_EQ(p->stats().active_flows, 1u);
   finish(*p);
+}
+
+// The CPU time published is the packet thread's (the one calling
+// publishStats()): a thread that has just burnt some CPU shows at least that
+// much, and the export thread's figure is its own, kept after it stops.
+TEST_F(Fixture, PublishedCpuTimeIsThePublishingThreadsOwn) {
+  auto p = make();
+  const auto busy_until = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec + 20'000'000;  // 20 ms of this thread's CPU
+  }();
+  for (timespec ts{}; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0 &&
+                      ts.tv_sec * 1'000'000'000LL + ts.tv_nsec < busy_until;) {
+  }
+  p->publishStats();
+  EXPECT_GE(p->stats().cpu_ns, 20'000'000u);
+  // A thread that has done next to nothing shows next to nothing.
+  uint64_t other = 0;
+  std::thread([&] {
+    p->publishStats();
+    other = p->stats().cpu_ns;
+  }).join();
+  EXPECT_LT(other, 20'000'000u);
+  const auto f = udpFrame(1, 1000, 10);
+  p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000);
+  finish(*p);
+  EXPECT_GT(stage->exportThreadCpuNs(), 0u);
+  EXPECT_LT(stage->exportThreadCpuNs(), 20'000'000u);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // pipeline, one thread that hands each batch to every exporter in order.
 // Exporters are only ever touched by that thread, so they need no locks.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -45,6 +46,9 @@ class ExportStage {
   /// Counters of the current exporters plus those of replaced ones (so totals never go back).
   std::vector<ExporterStats> exporterStats() const;
 
+  /// CPU time the export thread has used, as of its last batch (any thread).
+  uint64_t exportThreadCpuNs() const { return cpu_ns_.load(std::memory_order_relaxed); }
+
  private:
   void run();
   void retire(std::vector<std::unique_ptr<Exporter>>& old);
@@ -54,6 +58,7 @@ class ExportStage {
   mutable std::mutex stats_mu_;
   std::vector<const Exporter*> current_;        // for exporterStats(), under stats_mu_
   std::vector<ExporterStats> retired_;          // totals of replaced exporters, by name
+  std::atomic<uint64_t> cpu_ns_{0};
   std::thread thread_;
   bool finished_ = false;
 };

@@ -36,6 +36,9 @@ struct PipelineStats {
   FlowCacheCounters cache;
   uint64_t active_flows = 0;
   uint64_t now_ms = 0;
+  /// CPU time of the thread(s) that ran the pipeline, as of the last
+  /// publishStats() (summed over workers and captures when added up).
+  uint64_t cpu_ns = 0;
 };
 
 class Pipeline {

@@ -65,6 +65,7 @@ class ShardedPipeline {
   bool finished_ = false;
   mutable std::mutex stats_mu_;
   probe::DecodeCounters published_decode_;
+  uint64_t published_reader_cpu_ns_ = 0;
 };
 
 }  // namespace flowfold
