@@ -449,6 +449,23 @@ fi
     echo "| tool | run | user s | sys s | wall s | max RSS KB | records | packets | bytes | keys seen | keys exact | keys extra | UdpRcvbufErrors | seq. errors | keys expected |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     $AWK -F'\t' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }' "$ROWS"
+    if has_tool flowfold; then
+        # Where flowfold's CPU went, from the end of its stats line
+        # ("| cpu_ms: packet=N export=N"): the packet side (reading, decoding,
+        # the flow table) and the export thread (encoding, sending).
+        echo
+        echo "## flowfold's CPU by thread (its stats line)"
+        echo
+        echo "| run | packet side s | export thread s |"
+        echo "|---:|---:|---:|"
+        for run in $(seq 1 "$RUNS"); do
+            $AWK -v run="$run" '/cpu_ms:/ {
+                    sub(/.*cpu_ms:/, "")
+                    for (i = 1; i <= NF; i++) { split($i, kv, "="); ms[kv[1]] = kv[2] }
+                    printf "| %s | %.3f | %.3f |\n", run, ms["packet"] / 1000, ms["export"] / 1000
+                }' "$WORK/runs/$PROFILE-flowfold-$run/probe.log" 2>/dev/null | tail -n 1
+        done
+    fi
 } >"$OUT"
 
 echo
