@@ -43,16 +43,9 @@ inline void setAddress(std::array<uint8_t, 16>& field, const uint8_t* from) {
   }
 }
 
-/// The fields of PacketInfo beyond PacketFields (see decoder.h), set here
-/// through this function so that the two headers cannot drift apart.
-template <class Info>
-inline void setDecoderFlags(Info& out) {
-  out.has_mac = true;
-  out.has_mpls = false;
-  out.is_fragment = false;
-  out.tunnel_depth = 0;
-}
-
+// A template on PacketInfo, which decoder.h defines after including this
+// header; its static_assert on the size catches a field added there and not
+// set here.
 template <class Info>
 [[gnu::always_inline]] inline bool decodeEthernet(const uint8_t* p, uint32_t caplen, uint32_t wirelen, Info& out) {
   size_t off = 14;
@@ -109,7 +102,10 @@ template <class Info>
   out.mpls_top_label = 0;
   std::memcpy(out.dst_mac.data(), p, 6);
   std::memcpy(out.src_mac.data(), p + 6, 6);
-  setDecoderFlags(out);
+  out.has_mac = true;
+  out.has_mpls = false;
+  out.is_fragment = false;
+  out.tunnel_depth = 0;
   return true;
 }
 
