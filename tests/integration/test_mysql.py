@@ -24,7 +24,8 @@ import subprocess
 import unittest
 from datetime import datetime, timedelta, timezone
 
-from harness import FLOWFOLD, REPO, TempDirTest, add_flow, flowgen, norm_addr, read_truth, stats_of, wait_for
+from harness import (FLOWFOLD, REPO, WAIT_LIMIT_S, TempDirTest, add_flow, flowgen, norm_addr, read_truth, stats_of,
+                     wait_for)
 from mariadb import MariaDB, require_mariadb
 
 # The collectors' conservation profile (shared capture cache): 120 s of
@@ -145,9 +146,23 @@ class FlowfoldToMysql(MysqlTest):
         # How many records the capture makes (file mode is deterministic).
         records = stats_of(subprocess.run([FLOWFOLD, "-r", self.pcap, "--json=/dev/null"], capture_output=True,
                                           text=True, check=True).stderr)["records"]
-        proc = subprocess.Popen([FLOWFOLD, "-r", self.pcap, "--mysql", self.dsn(batch_size="500")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.count() > 0, "the first rows")
+        log_path = self.path("flowfold.log")
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([FLOWFOLD, "-r", self.pcap, "--mysql", self.dsn(batch_size="500")],
+                                    stdout=subprocess.DEVNULL, stderr=log)
+        def flowfold_log():
+            with open(log_path) as log:
+                return log.read()
+        try:
+            wait_for(lambda: self.count() > 0 or proc.poll() is not None, "the first rows")
+        except AssertionError:
+            proc.kill()
+            proc.wait()
+            self.fail("no rows after %d s; flowfold's log:\n%s\nthe server's log:\n%s" %
+                      (WAIT_LIMIT_S, flowfold_log(), self.db.log_tail()))
+        if proc.poll() is not None:
+            self.fail("flowfold ended (exit %d) before the first rows were seen; its log:\n%s" %
+                      (proc.returncode, flowfold_log()))
         # Freeze the server: flowfold's sink is stuck inside a statement while
         # the capture is read to the end and every record reaches the spool
         # (the segments of this small spool are never deleted while it runs).

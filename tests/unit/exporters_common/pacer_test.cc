@@ -28,5 +28,21 @@ TEST(Pacer, TryAcquireTakesTheBurstThenRefusesInsteadOfWaiting) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(90));
 }
 
+TEST(Pacer, AWaitLastsUntilHalfTheBurstIsBack) {
+  // 10000 a second: the burst is 50 sends (5 ms worth), a token every 100 us.
+  Pacer pacer(10000);
+  int burst = 0;
+  while (pacer.tryAcquire()) ++burst;
+  ASSERT_EQ(burst, 50);
+  // A few tokens come back (as they do while a caller sends what it was
+  // allowed); acquire() must still wait for half the burst, so that the
+  // next sends go out together rather than one per wait.
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(300);
+  while (std::chrono::steady_clock::now() < spin_until) {
+  }
+  pacer.acquire();
+  for (int i = 0; i < 24; ++i) EXPECT_TRUE(pacer.tryAcquire()) << "send " << i << " after the wait";
+}
+
 }  // namespace
 }  // namespace flowfold

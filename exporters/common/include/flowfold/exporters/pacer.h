@@ -14,7 +14,8 @@ class Pacer {
   /// rate 0 means unlimited. burst is how many sends may go back to back.
   explicit Pacer(uint64_t per_second = 0, uint64_t burst = 64);
 
-  /// Blocks (sleeps) until one more send is allowed.
+  /// Takes one send, sleeping first until half the burst is allowed when
+  /// fewer than that are (so waits come once per half burst).
   void acquire();
   /// Takes one send without waiting; false when that would have to wait.
   bool tryAcquire();
