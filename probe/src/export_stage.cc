@@ -14,7 +14,8 @@ ExporterStats statsOf(const Exporter& e) {
                        c.messages_sent.load(std::memory_order_relaxed),
                        c.bytes_sent.load(std::memory_order_relaxed),
                        c.export_errors.load(std::memory_order_relaxed),
-                       c.records_dropped.load(std::memory_order_relaxed)};
+                       c.records_dropped.load(std::memory_order_relaxed),
+                       c.collector_drops.load(std::memory_order_relaxed)};
 }
 
 void accumulate(ExporterStats& into, const ExporterStats& s) {
@@ -23,6 +24,7 @@ void accumulate(ExporterStats& into, const ExporterStats& s) {
   into.bytes_sent += s.bytes_sent;
   into.export_errors += s.export_errors;
   into.records_dropped += s.records_dropped;
+  into.collector_drops += s.collector_drops;
 }
 }  // namespace
 

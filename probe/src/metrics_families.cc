@@ -93,18 +93,23 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   auto bytes = counter("flowfold_exporter_bytes_total", "Bytes written by each exporter.");
   auto errors = counter("flowfold_exporter_errors_total", "Failed sends or writes.");
   auto lost = counter("flowfold_exporter_dropped_records_total", "Records known to be lost by each exporter.");
+  auto collector_drops = counter("flowfold_exporter_collector_drops_total",
+                                 "Datagrams a collector on this host dropped (its socket's receive buffer was full; "
+                                 "the socket's count, so also other senders' datagrams).");
   for (const auto& e : stage.exporterStats()) {
     add(records, e.records_exported, {{"exporter", e.name}});
     add(messages, e.messages_sent, {{"exporter", e.name}});
     add(bytes, e.bytes_sent, {{"exporter", e.name}});
     add(errors, e.export_errors, {{"exporter", e.name}});
     add(lost, e.records_dropped, {{"exporter", e.name}});
+    add(collector_drops, e.collector_drops, {{"exporter", e.name}});
   }
   out.push_back(std::move(records));
   out.push_back(std::move(messages));
   out.push_back(std::move(bytes));
   out.push_back(std::move(errors));
   out.push_back(std::move(lost));
+  out.push_back(std::move(collector_drops));
   return out;
 }
 

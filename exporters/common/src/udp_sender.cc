@@ -28,7 +28,24 @@ bool refusesSegmentation(int err) {
 }  // namespace
 
 UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second)
-    : fd_(fd), name_(std::move(name)), pacer_(max_datagrams_per_second) {}
+    : fd_(fd),
+      name_(std::move(name)),
+      pacer_(max_datagrams_per_second),
+      collector_(LocalCollectorDrops::forConnectedSocket(fd)) {}
+
+void UdpSender::checkCollector() {
+  if (!collector_) return;
+  next_collector_check_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  const uint64_t before = collector_drops_;
+  collector_drops_ = collector_->read();
+  if (before == 0 && collector_drops_ > 0) {
+    logWarn("%s: the collector on this host dropped %llu datagrams so far: its socket's receive buffer "
+            "overflows (the kernel's count, /proc/net/udp). Give it a larger buffer (nfcapd -B 33554432, "
+            "after sysctl -w net.core.rmem_max=33554432) or lower rate_limit (--export-rate); the stats "
+            "line counts them as collector_drops",
+            name_.c_str(), static_cast<unsigned long long>(collector_drops_));
+  }
+}
 
 void UdpSender::send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors) {
   std::fill(errors.begin(), errors.end(), 0);
@@ -41,6 +58,7 @@ void UdpSender::send(std::span<const std::span<const uint8_t>> datagrams, std::s
     pacer_.acquire();
   }
   sendReady(datagrams, ready, datagrams.size(), errors);
+  if (collector_ && std::chrono::steady_clock::now() >= next_collector_check_) checkCollector();
 }
 
 void UdpSender::sendReady(std::span<const std::span<const uint8_t>> datagrams, size_t begin, size_t end,

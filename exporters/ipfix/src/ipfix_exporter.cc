@@ -175,6 +175,7 @@ class IpfixExporter final : public Exporter {
     if (errors != seen_errors_ && !per_session_templates_) templates_sent_ = false;
     c.records_dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
     c.export_errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
+    c.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
     seen_dropped_ = dropped;
     seen_errors_ = errors;
   }

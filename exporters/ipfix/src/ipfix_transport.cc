@@ -120,7 +120,13 @@ class UdpTransport final : public MessageTransport {
     queue_.clear();
     queued_bytes_ = 0;
   }
-  void flush() override { push(); }
+  void flush() override {
+    push();
+    // The last datagrams were dropped (or not) while they were sent: a
+    // loopback send runs the collector's receive path before it returns.
+    sender_->checkCollector();
+  }
+  uint64_t collectorDrops() const override { return sender_->collectorDrops(); }
   bool countsDelivery() const override { return true; }
   Delivered delivered() const override { return delivered_; }
   uint64_t recordsDropped() const override { return dropped_; }

@@ -44,6 +44,9 @@ class MessageTransport {
   /// Records this transport lost after send() accepted them, and failures it
   /// met on the way (cumulative).
   virtual uint64_t recordsDropped() const { return 0; }
+  /// UDP to a collector on this host: datagrams its socket dropped (see
+  /// UdpSender::collectorDrops()); flush() takes a fresh count.
+  virtual uint64_t collectorDrops() const { return 0; }
   virtual uint64_t errors() const { return 0; }
   /// "udp://host:port", "tcp://host:port", "file:path".
   virtual const std::string& describe() const = 0;

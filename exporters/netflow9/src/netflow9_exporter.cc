@@ -69,6 +69,12 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
       }
     }
   }
+  counters.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
+}
+
+void NetflowV9Exporter::doFlush(uint64_t) {
+  transport_->checkCollector();
+  mutableCounters().collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
 }
 
 std::unique_ptr<Exporter> makeNetflowV9Exporter(const NetflowV9Options& options) {

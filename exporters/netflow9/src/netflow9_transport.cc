@@ -61,6 +61,9 @@ UdpTransport::UdpTransport(const std::string& host, const std::string& port,
 
 UdpTransport::~UdpTransport() = default;
 
+uint64_t UdpTransport::collectorDrops() const { return impl_->sender->collectorDrops(); }
+void UdpTransport::checkCollector() { impl_->sender->checkCollector(); }
+
 bool UdpTransport::send(std::span<const uint8_t> datagram) {
   int error = 0;
   send(std::span<const std::span<const uint8_t>>(&datagram, 1), std::span<int>(&error, 1));

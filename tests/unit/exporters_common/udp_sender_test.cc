@@ -35,11 +35,10 @@ sockaddr_in loopback(uint16_t port) {
 // The collector's side: a UDP socket on 127.0.0.1 with room for every test's datagrams.
 class Receiver {
  public:
-  explicit Receiver(uint16_t port = 0) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+  explicit Receiver(uint16_t port = 0, int rcvbuf = 8 << 20) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
     sockaddr_in a = loopback(port);
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
       throw std::runtime_error("cannot bind a loopback UDP socket");
-    int rcvbuf = 8 << 20;
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -47,6 +46,12 @@ class Receiver {
   }
   ~Receiver() { ::close(fd_); }
   uint16_t port() const { return port_; }
+  /// Reads what is queued, without waiting for more.
+  size_t drain() {
+    size_t n = 0;
+    while (receive(0)) ++n;
+    return n;
+  }
   std::optional<Bytes> receive(int timeout_ms = 2000) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, timeout_ms) != 1) return std::nullopt;
@@ -242,6 +247,55 @@ TEST(UdpSender, PacedBatchesStillDeliverEverythingInOrder) {
   EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
   expectReceivedInOrder(rx, datagrams);
   EXPECT_GT(sender.trips(), 1u);  // the pacer split the batch
+}
+
+// A collector on this host whose socket buffer is full: the kernel drops what
+// does not fit, every send succeeds, and the sender reads the socket's drop
+// count. The truth is what the receiver gets: sent - received.
+TEST(UdpSender, CountsTheDatagramsALocalCollectorDropped) {
+  Receiver rx(0, 1);  // the kernel's smallest receive buffer: a few datagrams
+  ConnectedSocket tx(rx.port());
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> datagrams = makeDatagrams(std::vector<size_t>(64, 1000));
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));  // the sender cannot tell
+  sender.checkCollector();
+  const size_t received = rx.drain();
+  ASSERT_LT(received, datagrams.size());
+  EXPECT_EQ(sender.collectorDrops(), datagrams.size() - received);
+}
+
+TEST(UdpSender, DropsBeforeItsTimeAreNotItsToCount) {
+  Receiver rx(0, 1);
+  ConnectedSocket earlier_tx(rx.port());
+  UdpSender earlier(earlier_tx.fd(), "earlier", 0);
+  const std::vector<Bytes> flood = makeDatagrams(std::vector<size_t>(64, 1000));
+  std::vector<int> errors(flood.size(), -1);
+  earlier.send(views(flood), errors);
+  earlier.checkCollector();
+  ASSERT_GT(earlier.collectorDrops(), 0u);
+  rx.drain();
+
+  ConnectedSocket tx(rx.port());
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> one = makeDatagrams({100});
+  errors.assign(1, -1);
+  sender.send(views(one), errors);
+  sender.checkCollector();
+  EXPECT_EQ(rx.drain(), 1u);
+  EXPECT_EQ(sender.collectorDrops(), 0u);
+}
+
+TEST(UdpSender, WatchesOnlyACollectorOnThisHost) {
+  const int unconnected = ::socket(AF_INET, SOCK_DGRAM, 0);
+  EXPECT_EQ(LocalCollectorDrops::forConnectedSocket(unconnected), nullptr);
+  ::close(unconnected);
+  Receiver rx;
+  ConnectedSocket tx(rx.port());
+  const auto watch = LocalCollectorDrops::forConnectedSocket(tx.fd());
+  ASSERT_NE(watch, nullptr);
+  EXPECT_EQ(watch->port(), rx.port());
 }
 
 }  // namespace

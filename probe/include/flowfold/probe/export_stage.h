@@ -23,6 +23,7 @@ struct ExporterStats {
   uint64_t bytes_sent = 0;
   uint64_t export_errors = 0;
   uint64_t records_dropped = 0;
+  uint64_t collector_drops = 0;  // datagrams a collector on this host dropped
 };
 
 class ExportStage {

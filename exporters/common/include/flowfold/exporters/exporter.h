@@ -22,6 +22,9 @@ struct ExporterCounters {
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> export_errors{0};     // failed sends or writes
   std::atomic<uint64_t> records_dropped{0};   // records known to be lost by this exporter
+  // Datagrams a collector on this host dropped (its socket's count, so also
+  // other senders'): see local_collector.h. 0 for a remote collector.
+  std::atomic<uint64_t> collector_drops{0};
 };
 
 class Exporter {

@@ -17,8 +17,10 @@
 // offload, datagrams larger than the path MTU, which must be fragmented), the
 // sender says so once and sends one datagram per trip from then on.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "flowfold/exporters/local_collector.h"
 #include "flowfold/exporters/pacer.h"
 
 namespace flowfold {
@@ -51,6 +54,13 @@ class UdpSender {
   uint64_t trips() const { return trips_; }
   uint64_t datagramsSegmented() const { return segmented_; }
 
+  /// For a collector on this host: the datagrams its socket dropped since
+  /// this sender was made (see local_collector.h), as of the last look, which
+  /// send() takes at most once a second and checkCollector() at once. The
+  /// first drop seen is logged once, with what to do. 0 for a remote collector.
+  uint64_t collectorDrops() const { return collector_drops_; }
+  void checkCollector();
+
   // Largest run: the kernel's UDP_MAX_SEGMENTS, and one IP packet (64 KiB)
   // before segmentation, with room for headers.
   static constexpr size_t kMaxSegments = 64;
@@ -69,6 +79,9 @@ class UdpSender {
   int fd_;
   std::string name_;
   Pacer pacer_;
+  std::unique_ptr<LocalCollectorDrops> collector_;  // null for a remote collector
+  std::chrono::steady_clock::time_point next_collector_check_{};
+  uint64_t collector_drops_ = 0;
   bool segment_ = true;
   uint64_t trips_ = 0;
   uint64_t segmented_ = 0;

@@ -44,6 +44,7 @@ class NetflowV9Exporter : public Exporter {
 
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override;
+  void doFlush(uint64_t now_ms) override;
 
  private:
   netflow9::EncoderConfig config_;

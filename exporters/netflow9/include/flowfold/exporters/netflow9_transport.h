@@ -33,6 +33,11 @@ class UdpTransport {
   /// as lastError()).
   void send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors);
 
+  /// A collector on this host: datagrams its socket dropped (UdpSender::collectorDrops()).
+  uint64_t collectorDrops() const;
+  /// Takes a fresh count of those (end of a run).
+  void checkCollector();
+
   uint64_t datagramsSent() const { return sent_; }
   uint64_t sendErrors() const { return errors_; }
   const std::string& lastError() const { return last_error_; }
