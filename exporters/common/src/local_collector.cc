@@ -14,6 +14,11 @@ namespace flowfold {
 
 namespace {
 
+// Through /proc/self: the service runs with ProcSubset=pid, which hides
+// /proc/net but not the process's own view of its network namespace.
+constexpr const char* kProcUdp = "/proc/self/net/udp";
+constexpr const char* kProcUdp6 = "/proc/self/net/udp6";
+
 constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 bool parseHex32(std::string_view s, uint32_t& out) {
@@ -125,7 +130,7 @@ std::vector<ProcUdpSocket> LocalCollectorDrops::collectorSockets() const {
   std::vector<ProcUdpSocket> out;
   for (const bool v6 : {false, true}) {
     if (v6_ && !v6) continue;  // an IPv6 address reaches no IPv4 socket
-    for (const ProcUdpSocket& s : parseProcNetUdp(readFile(v6 ? "/proc/net/udp6" : "/proc/net/udp"), v6))
+    for (const ProcUdpSocket& s : parseProcNetUdp(readFile(v6 ? kProcUdp6 : kProcUdp), v6))
       if (receivesFor(s)) out.push_back(s);
   }
   return out;
