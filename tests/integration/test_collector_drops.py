@@ -29,14 +29,15 @@ def exporter_stats(stderr):
 
 
 class Collector:
-    """A UDP socket on 127.0.0.1 that nobody reads until drain()."""
+    """A UDP socket on 127.0.0.1 (or ::1) that nobody reads until drain()."""
 
-    def __init__(self, rcvbuf):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def __init__(self, rcvbuf, address="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
         # SO_RCVBUFFORCE (root) passes net.core.rmem_max; the kernel doubles the value.
         self.sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((address, 0))
         self.port = self.sock.getsockname()[1]
+        self.target = ("[%s]:%d" if ":" in address else "%s:%d") % (address, self.port)
 
     def drain(self):
         self.sock.setblocking(False)
@@ -59,13 +60,13 @@ class CollectorDrops(TempDirTest):
         self.pcap, _ = flowgen("it-collector-drops", *PROFILE)
 
     def run_flowfold(self, collector, version):
-        proc = subprocess.run([FLOWFOLD, "-r", self.pcap, "-n", "127.0.0.1:%d" % collector.port, "-v", version],
+        proc = subprocess.run([FLOWFOLD, "-r", self.pcap, "-n", collector.target, "-v", version],
                               capture_output=True, text=True, timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         return proc.stderr
 
-    def check_full_collector(self, version):
-        collector = Collector(1)  # the kernel's smallest buffer: one datagram fits
+    def check_full_collector(self, version, address="127.0.0.1"):
+        collector = Collector(1, address)  # the kernel's smallest buffer: one datagram fits
         try:
             stderr = self.run_flowfold(collector, version)
             received = collector.drain()
@@ -84,6 +85,9 @@ class CollectorDrops(TempDirTest):
 
     def test_netflow9_counts_what_a_full_local_collector_dropped(self):
         self.check_full_collector("9")
+
+    def test_ipv6_loopback_collector_too(self):
+        self.check_full_collector("10", "::1")
 
     def test_a_collector_with_room_gets_everything_and_no_warning(self):
         collector = Collector(64 << 20)
