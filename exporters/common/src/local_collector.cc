@@ -21,8 +21,11 @@ constexpr const char* kProcUdp6 = "/proc/self/net/udp6";
 
 constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-bool parseHex32(std::string_view s, uint32_t& out) {
-  return s.size() == 8 && std::from_chars(s.data(), s.data() + 8, out, 16).ec == std::errc{};
+// The whole of `s` as a number (from_chars alone accepts a prefix).
+template <class T>
+bool parseWhole(std::string_view s, T& out, int base = 10) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
 }
 
 // "0100007F:9B44" (IPv4) or "00000000000000000000000001000000:9B44" (IPv6):
@@ -35,18 +38,10 @@ bool parseEndpoint(std::string_view s, bool v6, std::array<uint8_t, 16>& addr, u
   addr.fill(0);
   for (size_t i = 0; i < hex_len / 8; ++i) {
     uint32_t word = 0;
-    if (!parseHex32(s.substr(i * 8, 8), word)) return false;
+    if (!parseWhole(s.substr(i * 8, 8), word, 16)) return false;
     std::memcpy(addr.data() + i * 4, &word, 4);
   }
-  unsigned p = 0;
-  if (std::from_chars(s.data() + colon + 1, s.data() + s.size(), p, 16).ec != std::errc{}) return false;
-  port = static_cast<uint16_t>(p);
-  return true;
-}
-
-template <class T>
-bool parseNumber(std::string_view s, T& out) {
-  return !s.empty() && std::from_chars(s.data(), s.data() + s.size(), out).ec == std::errc{};
+  return parseWhole(s.substr(colon + 1), port, 16);
 }
 
 std::string readFile(const char* path) {
@@ -82,8 +77,8 @@ std::vector<ProcUdpSocket> parseProcNetUdp(std::string_view text, bool v6) {
     }
     ProcUdpSocket s;
     s.v6 = v6;
-    if (fields.size() < 13 || !parseEndpoint(fields[1], v6, s.addr, s.port) || !parseNumber(fields[9], s.inode) ||
-        !parseNumber(fields[12], s.drops))
+    if (fields.size() < 13 || !parseEndpoint(fields[1], v6, s.addr, s.port) || !parseWhole(fields[9], s.inode) ||
+        !parseWhole(fields[12], s.drops))
       continue;
     out.push_back(s);
   }
@@ -139,10 +134,10 @@ std::vector<ProcUdpSocket> LocalCollectorDrops::collectorSockets() const {
 uint64_t LocalCollectorDrops::read() {
   for (const ProcUdpSocket& s : collectorSockets()) {
     // A socket first seen now (the collector restarted) dropped all of its
-    // count during the watch.
-    auto [it, fresh] = last_drops_.try_emplace(s.inode, 0);
-    if (s.drops > it->second) total_ += s.drops - it->second;
-    it->second = s.drops;
+    // count during the watch: its earlier count is 0.
+    uint64_t& last = last_drops_[s.inode];
+    if (s.drops > last) total_ += s.drops - last;
+    last = s.drops;
   }
   return total_;
 }

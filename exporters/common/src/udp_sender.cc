@@ -36,14 +36,14 @@ UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second
 void UdpSender::checkCollector() {
   if (!collector_) return;
   next_collector_check_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  const uint64_t before = collector_drops_;
-  collector_drops_ = collector_->read();
-  if (before == 0 && collector_drops_ > 0) {
+  const uint64_t before = collector_->total();
+  const uint64_t drops = collector_->read();
+  if (before == 0 && drops > 0) {
     logWarn("%s: the collector on this host dropped %llu datagrams so far: its socket's receive buffer "
             "overflows (the kernel's count, /proc/net/udp). Give it a larger buffer (nfcapd -B 33554432, "
             "after sysctl -w net.core.rmem_max=33554432) or lower rate_limit (--export-rate); the stats "
             "line counts them as collector_drops",
-            name_.c_str(), static_cast<unsigned long long>(collector_drops_));
+            name_.c_str(), static_cast<unsigned long long>(drops));
   }
 }
 

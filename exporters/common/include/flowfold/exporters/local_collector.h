@@ -41,13 +41,15 @@ class LocalCollectorDrops {
   /// is on this host (a loopback address), otherwise nullptr. The drops
   /// counted from here on are those after this call.
   static std::unique_ptr<LocalCollectorDrops> forConnectedSocket(int fd);
-  /// A watch on the collector at `addr`:`port` (tests; addr as in ProcUdpSocket).
+  /// A watch on the collector at `addr`:`port` (addr as in ProcUdpSocket).
   LocalCollectorDrops(const std::array<uint8_t, 16>& addr, bool v6, uint16_t port);
 
   /// Datagrams the collector's socket (or sockets: SO_REUSEPORT, a restart)
   /// dropped since the watch began. Reads /proc: call it now and then, not
   /// per datagram.
   uint64_t read();
+  /// The count as of the last read().
+  uint64_t total() const { return total_; }
 
   uint16_t port() const { return port_; }
 

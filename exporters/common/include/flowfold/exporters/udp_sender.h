@@ -58,7 +58,7 @@ class UdpSender {
   /// this sender was made (see local_collector.h), as of the last look, which
   /// send() takes at most once a second and checkCollector() at once. The
   /// first drop seen is logged once, with what to do. 0 for a remote collector.
-  uint64_t collectorDrops() const { return collector_drops_; }
+  uint64_t collectorDrops() const { return collector_ ? collector_->total() : 0; }
   void checkCollector();
 
   // Largest run: the kernel's UDP_MAX_SEGMENTS, and one IP packet (64 KiB)
@@ -81,7 +81,6 @@ class UdpSender {
   Pacer pacer_;
   std::unique_ptr<LocalCollectorDrops> collector_;  // null for a remote collector
   std::chrono::steady_clock::time_point next_collector_check_{};
-  uint64_t collector_drops_ = 0;
   bool segment_ = true;
   uint64_t trips_ = 0;
   uint64_t segmented_ = 0;
