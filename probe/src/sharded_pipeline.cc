@@ -45,12 +45,10 @@ void ShardedPipeline::onPacket(const uint8_t* data, uint32_t caplen, uint32_t wi
 
 void ShardedPipeline::route(probe::PacketInfo& info, uint64_t ts_ms) {
   info.key.ingress_if = options_.ingress_if;
-  const uint64_t shard = symmetricFlowHash(info.key) % workers_.size();
-  Worker& w = *workers_[shard];
+  Worker& w = *workers_[shardOf(info.key, workers_.size())];
   Item& item = w.ring.claim();
   item.info = info;
   item.ts_ms = ts_ms;
-  item.hash = hashFlowKey(info.key);
   item.kind = Kind::kPacket;
   w.ring.commit();
 }
@@ -77,7 +75,9 @@ void ShardedPipeline::runWorker(Worker& w) {
       const Item& item = w.ring.at(i);
       switch (item.kind) {
         case Kind::kPacket:
-          p.onDecoded(item.info, item.ts_ms, item.hash);
+          // The table's hash is the worker's work: the reader (decode,
+          // route) is what bounds this mode on a machine with few cores.
+          p.onDecoded(item.info, item.ts_ms, hashFlowKey(item.info.key));
           break;
         case Kind::kClock:
           // Fold what is in flight first, so expiry sees packets in order.

@@ -59,6 +59,75 @@ TEST(SymmetricFlowHash, BothDirectionsHashAlike) {
   EXPECT_NE(symmetricFlowHash(k), symmetricFlowHash(other));
 }
 
+TEST(SymmetricFlowHash, EchoRequestAndReplyHashAlike) {
+  for (const uint8_t proto : {uint8_t{1}, uint8_t{58}}) {
+    FlowKey request;
+    request.ip_version = proto == 1 ? 4 : 6;
+    request.protocol = proto;
+    request.src_addr = {10, 0, 0, 1};
+    request.dst_addr = {10, 0, 0, 2};
+    request.dst_port = proto == 1 ? 8 * 256 : 128 * 256;  // echo request, as type*256+code
+    FlowKey reply = request;
+    std::swap(reply.src_addr, reply.dst_addr);
+    reply.dst_port = proto == 1 ? 0 : 129 * 256;  // echo reply
+    EXPECT_EQ(symmetricFlowHash(request), symmetricFlowHash(reply)) << int{proto};
+  }
+}
+
+TEST(SymmetricFlowHash, EveryKeyFieldButTheDirectionCounts) {
+  FlowKey k;
+  k.ip_version = 6;
+  k.protocol = 17;
+  k.src_addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  k.dst_addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  k.src_port = 5000;
+  k.dst_port = 53;
+  const uint64_t h = symmetricFlowHash(k);
+  auto changed = [&](auto&& edit) {
+    FlowKey other = k;
+    edit(other);
+    return symmetricFlowHash(other);
+  };
+  EXPECT_NE(h, changed([](FlowKey& o) { o.src_addr[15] = 3; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.dst_addr[0] = 0x30; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.src_port = 5001; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.dst_port = 54; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.vlan_id = 7; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.inner_vlan_id = 7; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.ingress_if = 2; }));
+  EXPECT_NE(h, changed([](FlowKey& o) { o.protocol = 6; }));
+  // Endpoints swapped as wholes (address with its port) hash alike; an
+  // address moved without its port is another conversation.
+  EXPECT_EQ(h, changed([](FlowKey& o) {
+              std::swap(o.src_addr, o.dst_addr);
+              std::swap(o.src_port, o.dst_port);
+            }));
+  EXPECT_NE(h, changed([](FlowKey& o) { std::swap(o.src_addr, o.dst_addr); }));
+}
+
+TEST(ShardedPipeline, ShardsSpreadConversationsEvenly) {
+  // 60 000 conversations of one /16 (the client's port varies too): every
+  // worker gets its share within 5 %, whatever the seed.
+  for (const size_t workers : {size_t{2}, size_t{3}, size_t{4}}) {
+    std::vector<size_t> count(workers, 0);
+    for (uint32_t i = 0; i < 60'000; ++i) {
+      FlowKey k;
+      k.ip_version = 4;
+      k.protocol = 6;
+      k.src_addr = {10, 1, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+      k.dst_addr = {192, 0, 2, static_cast<uint8_t>(i % 7)};
+      k.src_port = static_cast<uint16_t>(32768 + i % 1000);
+      k.dst_port = 443;
+      const size_t shard = ShardedPipeline::shardOf(k, workers);
+      ASSERT_LT(shard, workers);
+      ++count[shard];
+    }
+    const double share = 60'000.0 / static_cast<double>(workers);
+    for (size_t s = 0; s < workers; ++s)
+      EXPECT_NEAR(static_cast<double>(count[s]), share, share * 0.05) << workers << " workers, shard " << s;
+  }
+}
+
 TEST(SpscRing, DeliversEveryItemInOrderAcrossThreads) {
   SpscRing<uint64_t> ring(64);
   constexpr uint64_t kItems = 200'000;

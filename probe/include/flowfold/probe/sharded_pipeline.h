@@ -32,6 +32,12 @@ class ShardedPipeline {
   /// Every worker folds what it has, exports every flow, and stops.
   void finish();
 
+  /// The worker of a flow: both directions of a conversation get the same.
+  static size_t shardOf(const FlowKey& key, size_t workers) {
+    // The hash's top 32 bits scaled to [0, workers): a multiply, not a division.
+    return static_cast<size_t>((symmetricFlowHash(key) >> 32) * workers >> 32);
+  }
+
   void publishStats();
   /// Reader's decode counters plus every worker's cache counters.
   PipelineStats stats() const;
@@ -41,7 +47,6 @@ class ShardedPipeline {
   struct Item {
     probe::PacketInfo info;
     uint64_t ts_ms;
-    uint64_t hash;
     Kind kind;
   };
   struct Worker {
