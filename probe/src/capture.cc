@@ -33,11 +33,22 @@ class ClassicPcapReader {
  public:
   static constexpr uint32_t kMaxCaplen = 262144;  // libpcap's MAXIMUM_SNAPLEN
 
-  /// Opens `path` for the fast path; nullptr when it is not a plain classic pcap.
-  static std::unique_ptr<ClassicPcapReader> open(const std::string& path) {
-    if (path == "-") return nullptr;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  /// Opens `path` for the fast path; nullptr when it is not a plain classic
+  /// pcap, or not the regular file `libpcap_file` (what libpcap opened and
+  /// has read the start of). The fast path reads the file again from its
+  /// start, which only a regular file allows: a pipe, a FIFO or a terminal
+  /// (`/dev/stdin`, `<(...)`) would lose what libpcap consumed, and the
+  /// stream of two readers would be interleaved.
+  static std::unique_ptr<ClassicPcapReader> open(const std::string& path, const struct stat& libpcap_file) {
+    if (!S_ISREG(libpcap_file.st_mode)) return nullptr;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return nullptr;
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != libpcap_file.st_dev ||
+        st.st_ino != libpcap_file.st_ino) {
+      ::close(fd);  // replaced since libpcap opened it: stay with libpcap's stream
+      return nullptr;
+    }
     auto r = std::unique_ptr<ClassicPcapReader>(new ClassicPcapReader(fd));
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     r->startAt(0);
@@ -278,8 +289,12 @@ PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_f
     throw InputError("cannot read capture '" + path + "': " + err +
                      " (flowfold reads pcap and pcapng files, '-' for standard input)");
   }
-  struct stat st;
-  if (path != "-" && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<uint64_t>(st.st_size);
+  // What libpcap opened: a regular file (size known, the fast path may read
+  // it again from its start) or a stream, whatever its name.
+  struct stat opened {};
+  FILE* stream = pcap_file(impl_->handle);
+  const bool have_stat = stream != nullptr && ::fstat(fileno(stream), &opened) == 0;
+  if (have_stat && S_ISREG(opened.st_mode)) file_size_ = static_cast<uint64_t>(opened.st_size);
   if (!bpf_filter.empty()) {
     bpf_program program;
     if (pcap_compile(impl_->handle, &program, bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
@@ -293,7 +308,7 @@ PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_f
     if (rc != 0) throw InputError(std::string("cannot apply capture filter: ") + pcap_geterr(impl_->handle));
   } else {
     // libpcap has checked the file; a plain pcap is then read by the fast path.
-    impl_->fast = ClassicPcapReader::open(path);
+    if (have_stat) impl_->fast = ClassicPcapReader::open(path, opened);
   }
 }
 

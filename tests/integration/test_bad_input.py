@@ -93,6 +93,38 @@ class BadCaptures(TempDirTest):
             run_flowfold("-r", "-", "--json=" + out_stdin, stdin=f)
         self.assertFlowsEqual(json_flows(out_stdin), want)
 
+    def test_a_capture_read_from_a_pipe_or_fifo_under_any_name_gives_every_flow(self):
+        # Any path that is not a regular file is a stream: /dev/stdin on a
+        # pipe, a FIFO, bash's <(...). Read twice, a stream loses its start.
+        pcap, truth = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        want = read_truth(truth)
+        packets = sum(v[0] for v in want.values())
+        with self.subTest(path="/dev/stdin on a pipe"):
+            out = self.path("devstdin.json")
+            cat = subprocess.Popen(["cat", pcap], stdout=subprocess.PIPE)
+            proc = run_flowfold("-r", "/dev/stdin", "--json=" + out, stdin=cat.stdout, check=False)
+            cat.stdout.close()
+            cat.wait()
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(stats_of(proc.stderr)["packets"], packets)
+            self.assertFlowsEqual(json_flows(out), want)
+        with self.subTest(path="a FIFO"):
+            fifo = self.path("capture.fifo")
+            os.mkfifo(fifo)
+            out = self.path("fifo.json")
+            writer = subprocess.Popen(["sh", "-c", 'cat "$1" > "$2"', "sh", pcap, fifo])
+            proc = run_flowfold("-r", fifo, "--json=" + out, check=False)
+            writer.wait()
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(stats_of(proc.stderr)["packets"], packets)
+            self.assertFlowsEqual(json_flows(out), want)
+        with self.subTest(path="bash process substitution"):
+            out = self.path("procsub.json")
+            proc = subprocess.run(["bash", "-c", '"$1" -r <(cat "$2") --json="$3"', "bash", FLOWFOLD, pcap, out],
+                                  capture_output=True, text=True, timeout=600)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertFlowsEqual(json_flows(out), want)
+
     def test_sigterm_exports_every_flow_read_so_far(self):
         import fcntl, signal, termios, time
         pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
