@@ -94,6 +94,7 @@ struct PcapLiveSource::Impl {
     if (wake_fd >= 0) ::close(wake_fd);
   }
   PcapHandle handle;
+  bool in_fanout = false;  // handle is a member of options_.fanout
   int pcap_fd = -1;
   int datalink = -1;
   // pcap_dispatch() failed ("The interface disappeared"): only a new handle helps.
@@ -150,7 +151,7 @@ PcapLiveSource::PcapLiveSource(const LiveCaptureOptions& options) : impl_(new Im
   open();
 }
 
-PcapLiveSource::~PcapLiveSource() = default;
+PcapLiveSource::~PcapLiveSource() { close(); }
 
 void PcapLiveSource::open() {
   auto create = [this](bool promisc) {
@@ -212,16 +213,6 @@ void PcapLiveSource::open() {
     if (set != 0) throw InputError("cannot apply capture filter on '" + name_ + "': " + pcap_geterr(p.get()));
   }
 
-  if (options_.fanout_group != 0) {
-    // Several captures of one interface share its packets: the kernel picks
-    // the member by its symmetric flow hash, so a conversation stays on one
-    // worker; DEFRAG keeps the fragments of a datagram together.
-    const int arg = static_cast<int>(options_.fanout_group & 0xFFFF) |
-                    ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
-    if (setsockopt(pcap_fileno(p.get()), SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0)
-      throw InputError("cannot join packet fanout group " + std::to_string(options_.fanout_group) + " on '" +
-                       name_ + "': " + std::strerror(errno));
-  }
 
   // libpcap's own wait with TPACKET_V3 is poll() with no timeout: the
   // kernel's block timer only fires for a block holding packets, so on a
@@ -231,6 +222,12 @@ void PcapLiveSource::open() {
   impl_->pcap_fd = pcap_get_selectable_fd(p.get());
   if (impl_->pcap_fd < 0) throw InputError("cannot capture on '" + name_ + "': no selectable descriptor");
 
+  // Last: once a member has joined, nothing may throw before the handle is
+  // kept (the group counts the members whose sockets are open).
+  if (options_.fanout) {
+    options_.fanout->join(pcap_fileno(p.get()), name_);
+    impl_->in_fanout = true;
+  }
   impl_->datalink = pcap_datalink(p.get());
   impl_->failed = false;
   impl_->last_recv = impl_->last_drop = impl_->last_ifdrop = 0;
@@ -241,6 +238,45 @@ void PcapLiveSource::open() {
 void PcapLiveSource::close() {
   impl_->handle.reset();
   impl_->pcap_fd = -1;
+  // After the socket is closed: while the count says a member is left, the
+  // group (and its id) still exists.
+  if (impl_->in_fanout) options_.fanout->left();
+  impl_->in_fanout = false;
+}
+
+void FanoutGroup::join(int fd, const std::string& interface) {
+  // The kernel picks the member by its symmetric flow hash, so a
+  // conversation stays on one worker; DEFRAG keeps the fragments of a
+  // datagram together.
+  constexpr int kMode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
+  std::lock_guard lock(mu_);
+  const bool first = members_ == 0;
+  const int arg = first ? (kMode | PACKET_FANOUT_FLAG_UNIQUEID) << 16 : id_ | kMode << 16;
+  if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) {
+    const int err = errno;
+    throw InputError("cannot " + (first ? std::string("create a packet fanout group") :
+                                          "join packet fanout group " + std::to_string(id_)) +
+                     " on '" + interface + "': " + std::strerror(err) +
+                     (first ? " (PACKET_FANOUT_FLAG_UNIQUEID needs Linux 4.4 or later)" : ""));
+  }
+  if (first) {
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0)
+      throw InputError("cannot read the packet fanout group id on '" + interface + "': " + std::strerror(errno));
+    id_ = static_cast<uint16_t>(got & 0xFFFF);
+  }
+  ++members_;
+}
+
+void FanoutGroup::left() {
+  std::lock_guard lock(mu_);
+  if (members_ > 0 && --members_ == 0) id_ = 0;
+}
+
+uint16_t FanoutGroup::id() const {
+  std::lock_guard lock(mu_);
+  return id_;
 }
 
 void PcapLiveSource::accumulateStats() {

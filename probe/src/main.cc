@@ -264,12 +264,14 @@ int runLive(const Config& config, int argc, char** argv) {
     logInfo("no interface named: capturing on the default interface %s", names.back().c_str());
   }
   const uint32_t per_interface = std::max<uint32_t>(1, config.workers);
+  std::shared_ptr<FanoutGroup> fanout;
   for (size_t index = 0; index < names.size() * per_interface; ++index) {
     const std::string& name = names[index / per_interface];
     LiveCaptureOptions o;
     o.interface = name;
     // workers > 1: the captures of an interface form one fanout group.
-    if (per_interface > 1) o.fanout_group = static_cast<uint32_t>((getpid() * 16 + index / per_interface) & 0xFFFF) | 1;
+    if (per_interface > 1 && index % per_interface == 0) fanout = std::make_shared<FanoutGroup>();
+    if (per_interface > 1) o.fanout = fanout;
     o.snaplen = static_cast<int>(config.snaplen);
     o.promiscuous = config.promiscuous;
     o.buffer_size = static_cast<int>(std::min<uint64_t>(config.buffer_size, INT32_MAX));

@@ -191,6 +191,95 @@ class LiveCaptureTest(TempDirTest):
             per_flow[r["src_port"]] = per_flow.get(r["src_port"], 0) + r["packets"]
         self.assertEqual(per_flow, {sport: 5 for sport in range(41000, 41020)})
 
+    def start_plain_flowfold(self, name, *args, pid=None):
+        """flowfold in namespace b without the metrics config; `pid`: started
+        with exactly that process id (it is retried until the kernel hands it
+        out, through /proc/sys/kernel/ns_last_pid)."""
+        log_path = self.path(name + ".log")
+        cfg = self.path(name + ".yaml")
+        port = free_tcp_port()
+        with open(cfg, "w") as f:
+            f.write("run_as_root: true\nmetrics:\n  listen: 127.0.0.1:%d\n" % port)
+        argv = [FLOWFOLD, "-c", cfg, *args]
+        for _ in range(50):
+            if pid is not None:
+                with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                    f.write(str(pid - 1))
+            log = open(log_path, "w")
+            # `ip netns exec` execs flowfold in the process Popen creates.
+            p = self.pair.popen_in("b", argv, stdout=log, stderr=subprocess.STDOUT)
+            self.procs.append(p)
+            if pid is None or p.pid == pid:
+                break
+            p.kill()
+            p.wait()
+        else:
+            self.skipTest("could not start flowfold with pid %d" % pid)
+        read = lambda: open(log_path).read()
+        wait_for(lambda: read().count("capturing on") >= 2 or p.poll() is not None, "flowfold %s to start" % name)
+        self.assertIsNone(p.poll(), read())
+
+        def wait_decoded(n):
+            scrape = lambda: self.pair.run_in("b", [sys.executable, "-c", _SCRAPE, str(port)]).stdout
+            wait_for(lambda: metric(scrape(), "flowfold_packets_decoded_total") >= n,
+                     "flowfold %s to decode %d packets" % (name, n))
+        p.wait_decoded = wait_decoded
+        return p, read
+
+    def test_two_interfaces_with_workers_each_get_their_own_fanout_group(self):
+        # One fanout group per interface; the kernel refuses to put two
+        # interfaces' sockets in one group (each id must be its own).
+        out = self.path("flows.json")
+        ff, log = self.start_plain_flowfold("two", "-i", self.pair.if_b, "-i", "lo", "--workers", "2",
+                                            "--json=" + out, "udp port %d" % UDP_PORT)
+        self.assertEqual(log().count("capturing on"), 4, log())
+        for sport in range(42000, 42010):
+            self.send_udp(5, source_port=sport)
+        listener = self.pair.udp_listener("b", UDP_PORT, 30, addr="127.0.0.1")
+        for sport in range(43000, 43010):
+            self.pair.send_udp("b", "127.0.0.1", UDP_PORT, 3, PAYLOAD, source_port=sport)
+        self.assertEqual(listener.result()["received"], 30)
+        ff.wait_decoded(80)
+        ff.send_signal(signal.SIGTERM)
+        ff.wait(timeout=30)
+        self.assertEqual(ff.returncode, 0, log())
+        per_flow = {}
+        with open(out) as f:
+            for r in map(json.loads, f):
+                per_flow[r["src_port"]] = per_flow.get(r["src_port"], 0) + r["packets"]
+        want = {sport: 5 for sport in range(42000, 42010)}
+        want.update({sport: 3 for sport in range(43000, 43010)})
+        self.assertEqual(per_flow, want)
+
+    def test_two_processes_on_one_interface_never_share_a_fanout_group(self):
+        # Ids derived from the process id collided for pids equal modulo 4096:
+        # then each process silently got half of the interface's traffic.
+        outs = [self.path("first.json"), self.path("second.json")]
+        first, log1 = self.start_plain_flowfold("first", "-i", self.pair.if_b, "--workers", "2",
+                                                "--json=" + outs[0], "udp port %d" % UDP_PORT)
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+        target = next((q for q in range(first.pid + 4096, pid_max, 4096) if not os.path.exists("/proc/%d" % q)),
+                      None) or next(q for q in range(first.pid - 4096, 300, -4096) if not os.path.exists("/proc/%d" % q))
+        second, log2 = self.start_plain_flowfold("second", "-i", self.pair.if_b, "--workers", "2",
+                                                 "--json=" + outs[1], "udp port %d" % UDP_PORT, pid=target)
+        self.assertEqual(second.pid % 4096, first.pid % 4096)
+        for sport in range(44000, 44020):
+            self.send_udp(5, source_port=sport)
+        # In one shared group each would decode about half, and time out here.
+        for p in (first, second):
+            p.wait_decoded(100)
+        for p, log in ((first, log1), (second, log2)):
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+            self.assertEqual(p.returncode, 0, log())
+        for out in outs:
+            per_flow = {}
+            with open(out) as f:
+                for r in map(json.loads, f):
+                    per_flow[r["src_port"]] = per_flow.get(r["src_port"], 0) + r["packets"]
+            self.assertEqual(per_flow, {sport: 5 for sport in range(44000, 44020)}, out)
+
     def test_idle_flow_expires_on_time_without_new_packets(self):
         out = self.path("flows.json")
         ff = self.start_flowfold("--json=" + out, "-t", "idle=2", "udp port %d" % UDP_PORT)

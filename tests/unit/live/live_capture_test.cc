@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -149,6 +150,43 @@ TEST(LiveCaptureTest, OpensLoopback) {
   EXPECT_EQ(src.ifindex(), if_nametoindex("lo"));
   EXPECT_NE(src.ifindex(), 0u);
   EXPECT_GE(src.selectableFd(), 0);
+}
+
+// The kernel's id of the fanout group a capture's socket is in (0: none).
+int kernelFanoutId(const PcapLiveSource& source) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (getsockopt(source.selectableFd(), SOL_PACKET, PACKET_FANOUT, &v, &len) != 0) return -1;
+  return v & 0xFFFF;
+}
+
+TEST(LiveCaptureTest, CapturesOfOneGroupShareAKernelIdThatNoOtherGroupHas) {
+  SKIP_UNLESS_ROOT();
+  LiveCaptureOptions a, b;
+  a.interface = b.interface = "lo";
+  a.buffer_size = b.buffer_size = 1 << 20;
+  a.fanout = std::make_shared<FanoutGroup>();
+  b.fanout = std::make_shared<FanoutGroup>();
+  auto a1 = std::make_unique<PcapLiveSource>(a);
+  auto a2 = std::make_unique<PcapLiveSource>(a);
+  PcapLiveSource b1(b), b2(b);
+  const int id_a = kernelFanoutId(*a1);
+  ASSERT_GT(id_a, 0);
+  EXPECT_EQ(kernelFanoutId(*a2), id_a);
+  EXPECT_EQ(a.fanout->id(), id_a);
+  ASSERT_GT(kernelFanoutId(b1), 0);
+  EXPECT_EQ(kernelFanoutId(b2), kernelFanoutId(b1));
+  EXPECT_NE(kernelFanoutId(b1), id_a);
+  // Once its last member is gone, a group's id may be anybody's: the next
+  // member asks the kernel for a fresh group instead of joining that id.
+  a1.reset();
+  EXPECT_EQ(a.fanout->id(), id_a);
+  a2.reset();
+  EXPECT_EQ(a.fanout->id(), 0);
+  PcapLiveSource a3(a);
+  EXPECT_GT(kernelFanoutId(a3), 0);
+  EXPECT_EQ(a.fanout->id(), kernelFanoutId(a3));
+  EXPECT_NE(kernelFanoutId(a3), kernelFanoutId(b1));
 }
 
 TEST(LiveCaptureTest, DefaultInterfaceIsUpRunningAndNotLoopback) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,27 @@ class InterfaceDownError : public InputError {
   using InputError::InputError;
 };
 
+/// The PACKET_FANOUT group that the captures of one interface share, within
+/// this process. The first member asks the kernel for an id that no group in
+/// the network namespace has (PACKET_FANOUT_FLAG_UNIQUEID); the others join
+/// that id while a member still holds it. So no id is ever chosen by a guess
+/// (two interfaces, or two processes, could pick the same one and share
+/// their packets or fail), and no other process's group is ever joined.
+class FanoutGroup {
+ public:
+  /// Joins the packet socket `fd` (bound to `interface`). Throws InputError.
+  void join(int fd, const std::string& interface);
+  /// A member's socket has been closed.
+  void left();
+  /// The kernel's id of the group; 0 while it has no member.
+  uint16_t id() const;
+
+ private:
+  mutable std::mutex mu_;
+  uint16_t id_ = 0;
+  int members_ = 0;
+};
+
 struct LiveCaptureOptions {
   /// Empty: the first interface from pcap_findalldevs that is up, running,
   /// not loopback and has an IPv4 or IPv6 address (the choice is logged).
@@ -50,9 +72,10 @@ struct LiveCaptureOptions {
   /// expires; without it a quiet link's packets stay in the kernel.
   int timeout_ms = 100;
   std::string filter;
-  /// Non-zero: join this PACKET_FANOUT group (hash mode), so that several
-  /// captures of the interface each get a share of the flows.
-  uint32_t fanout_group = 0;
+  /// Set: join this PACKET_FANOUT group (hash mode), so that several
+  /// captures of the interface each get a share of the flows. The captures
+  /// of one interface share one FanoutGroup object.
+  std::shared_ptr<FanoutGroup> fanout;
 };
 
 /// Kernel counters since the source was opened, across reopen() and across
