@@ -24,13 +24,49 @@ bool ExportQueue::push(ExportBatch&& batch, bool wait) {
   return true;
 }
 
+bool ExportQueue::tryPush(ExportBatch& batch) {
+  std::unique_lock lock(mu_);
+  if (q_.size() >= max_batches_) return false;
+  q_.push_back(std::move(batch));
+  lock.unlock();
+  not_empty_.notify_one();
+  return true;
+}
+
+bool ExportQueue::pushWaitingUntil(ExportBatch&& batch, std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  if (q_.size() >= max_batches_) {
+    ++blocked_pushes_;
+    // Here the first free place will do: a stop has nothing else to do.
+    ++deadline_waiters_;
+    const bool room = not_full_.wait_until(lock, deadline, [&] { return q_.size() < max_batches_ || closed_; });
+    --deadline_waiters_;
+    if (!room) {
+      ++dropped_batches_;
+      dropped_records_ += batch.records.size();
+      return false;
+    }
+  }
+  q_.push_back(std::move(batch));
+  lock.unlock();
+  not_empty_.notify_one();
+  return true;
+}
+
+void ExportQueue::countDropped(uint64_t records) {
+  std::lock_guard lock(mu_);
+  dropped_records_ += records;
+}
+
 bool ExportQueue::pop(ExportBatch& out) {
   std::unique_lock lock(mu_);
   not_empty_.wait(lock, [&] { return !q_.empty() || closed_; });
   if (q_.empty()) return false;
   out = std::move(q_.front());
   q_.pop_front();
-  const bool resume = q_.size() == resume_at_;  // a waiting pusher may go on now
+  // A waiting pusher may go on now: the file reader at half (resume_at_), a
+  // stop's flush at the first free place.
+  const bool resume = q_.size() == resume_at_ || (deadline_waiters_ != 0 && q_.size() == max_batches_ - 1);
   lock.unlock();
   if (resume) not_full_.notify_all();
   return true;

@@ -296,7 +296,10 @@ int runLive(const Config& config, int argc, char** argv) {
     o.cache = config.cache;
     o.cache.max_flows = (config.cache.max_flows + per_interface - 1) / per_interface;
     o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
-    o.wait_when_queue_full = false;  // live: a stalled export must not stall capture; drops are counted
+    // Live: a slower export must not stall capture; records wait in the
+    // pipeline instead, and a stop waits for the exporters (stop_timeout).
+    o.wait_when_queue_full = false;
+    o.stop_timeout_ms = config.stop_timeout_ms;
     o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
     o.tunnels = config.tunnels;
     c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);

@@ -20,11 +20,19 @@ Pipeline::~Pipeline() {
 
 void Pipeline::account(const Pending& p) {
   cache_.update(p.info, p.ts_ms, p.hash);  // the decoder's PacketInfo is the table's input
-  if (cache_.output().size() >= options_.export_batch) handOff(false);
+  // A backlog is offered again as the clock moves (advanceClock), not per packet.
+  if (cache_.output().size() >= options_.export_batch && !backlog_) handOff(false);
 }
 
 void Pipeline::advanceClock(uint64_t now_ms) {
   if (now_ms > now_ms_) now_ms_ = now_ms;
+  if (backlog_) [[unlikely]] {
+    // Expiry keeps in step with what the export thread takes: a flow that
+    // is due stays in the cache (its record is the same later) rather than
+    // expiring into records that would have to be dropped.
+    handOff(false);
+    if (backlog_) return;
+  }
   cache_.expire(now_ms_);
   if (cache_.output().size() >= options_.export_batch) handOff(false);
 }
@@ -36,12 +44,40 @@ void Pipeline::handOff(bool flush) {
   batch.records.swap(cache_.output());
   batch.now_ms = now_ms_;
   batch.flush = flush;
-  export_stage_.queue().push(std::move(batch), options_.wait_when_queue_full);
+  ExportQueue& queue = export_stage_.queue();
+  if (options_.wait_when_queue_full) {
+    queue.push(std::move(batch), true);
+  } else if (stopping_) {
+    queue.pushWaitingUntil(std::move(batch), stop_deadline_);
+  } else if (queue.tryPush(batch)) {
+    backlog_ = false;
+  } else {
+    keepBacklog(batch);
+  }
+}
+
+void Pipeline::keepBacklog(ExportBatch& batch) {
+  // The records go back to the cache's output, to be offered again with
+  // those that come next; the spare vector goes back to the queue.
+  cache_.output().swap(batch.records);
+  export_stage_.queue().recycle(std::move(batch.records));
+  backlog_ = true;
+  std::vector<FlowRecord>& waiting = cache_.output();
+  if (waiting.size() > options_.max_backlog_records) {
+    // Bounded memory: an exporter that stays slower than the traffic loses
+    // the oldest records, counted with the queue's drops.
+    const size_t excess = waiting.size() - options_.max_backlog_records;
+    waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(excess));
+    export_stage_.queue().countDropped(excess);
+  }
 }
 
 void Pipeline::finish() {
   if (finished_) return;
   finished_ = true;
+  stopping_ = true;
+  backlog_ = false;  // what waits is handed over first, now waiting for room
+  stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.stop_timeout_ms);
   drain();
   // Drain expiry that is already due, then everything else as forced end.
   while (cache_.expire(now_ms_)) {

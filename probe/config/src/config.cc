@@ -321,6 +321,10 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                       [&](const YAML::Node& v) {
                         c.cache.idle_timeout_ms = durationMs(name, v, "idle_timeout", 1, 7 * 86'400'000ull);
                       }},
+                     {"stop_timeout",
+                      [&](const YAML::Node& v) {
+                        c.stop_timeout_ms = durationMs(name, v, "stop_timeout", 1, 3'600'000);
+                      }},
                  });
        }},
       {"decoder",

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <time.h>
 
+#include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace flowfold {
@@ -253,6 +255,155 @@ TEST_F(Fixture, PublishedCpuTimeIsThePublishingThreadsOwn) {
   finish(*p);
   EXPECT_GT(stage->exportThreadCpuNs(), 0u);
   EXPECT_LT(stage->exportThreadCpuNs(), 20'000'000u);
+}
+
+
+// ------------------------------------------------------------ live: an export thread briefly slower
+
+// An exporter held up (a collector stalling) until released: records it gets
+// are kept, like RecordingExporter's.
+class HeldExporter : public Exporter {
+ public:
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable released_cv;
+    bool released = false;
+    bool entered = false;  // an export call is being held
+    std::vector<FlowRecord> records;
+    void waitEntered() {
+      std::unique_lock lock(mu);
+      released_cv.wait(lock, [&] { return entered; });
+    }
+    void release() {
+      std::lock_guard lock(mu);
+      released = true;
+      released_cv.notify_all();
+    }
+  };
+  explicit HeldExporter(Shared& shared) : Exporter("held"), shared_(shared) {}
+
+ protected:
+  void doExport(std::span<const FlowRecord> records, uint64_t) override {
+    std::unique_lock lock(shared_.mu);
+    shared_.entered = true;
+    shared_.released_cv.notify_all();
+    shared_.released_cv.wait(lock, [&] { return shared_.released; });
+    shared_.records.insert(shared_.records.end(), records.begin(), records.end());
+  }
+  void doFlush(uint64_t) override {}
+
+ private:
+  Shared& shared_;
+};
+
+struct LiveFixture : ::testing::Test {
+  HeldExporter::Shared shared;
+  std::unique_ptr<ExportStage> stage;
+  std::unique_ptr<Pipeline> make(PipelineOptions options, size_t queue_batches) {
+    std::vector<std::unique_ptr<Exporter>> exporters;
+    exporters.push_back(std::make_unique<HeldExporter>(shared));
+    stage = std::make_unique<ExportStage>(std::move(exporters), queue_batches);
+    options.wait_when_queue_full = false;
+    return std::make_unique<Pipeline>(options, 1 /* DLT_EN10MB */, *stage);
+  }
+  // `flows` one-packet UDP flows from distinct source ports, at time t.
+  static void oneFlowEach(Pipeline& p, int flows, uint64_t t, uint16_t first_port = 1000) {
+    for (int i = 0; i < flows; ++i) {
+      const auto f = udpFrame(1, static_cast<uint16_t>(first_port + i), 10);
+      p.onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), t);
+    }
+    p.drain();
+  }
+  uint64_t packetsDelivered() {
+    std::lock_guard lock(shared.mu);
+    uint64_t n = 0;
+    for (const auto& r : shared.records) n += r.packets;
+    return n;
+  }
+};
+
+TEST_F(LiveFixture, AnIdleTimeoutWaveWaitsForASlowExporterInsteadOfBeingDropped) {
+  PipelineOptions o;
+  o.export_batch = 4;
+  o.cache.idle_timeout_ms = 1000;
+  o.cache.max_expiry_work = 8;  // a wave takes many expire() calls, as a large one does with the default
+  auto p = make(o, 2);  // room for 2 batches of 4: far fewer than the wave
+  oneFlowEach(*p, 500, 1'000'000);
+  // Every flow goes idle at once while the exporter is held.
+  for (uint64_t t = 1'002'000; t < 1'004'000; t += 10) {
+    p->advanceClock(t);
+    p->handOffPending();
+  }
+  EXPECT_EQ(stage->queue().droppedRecords(), 0u);
+  EXPECT_GT(p->activeFlows(), 0u) << "expiry must pause while the queue is full";
+  shared.release();
+  for (uint64_t t = 1'004'000; p->activeFlows() > 0 && t < 1'100'000; t += 10) {
+    p->advanceClock(t);
+    p->handOffPending();
+  }
+  p->finish();
+  stage->finish();
+  EXPECT_EQ(stage->queue().droppedRecords(), 0u);
+  EXPECT_EQ(shared.records.size(), 500u);
+  EXPECT_EQ(packetsDelivered(), 500u);
+  EXPECT_EQ(p->cacheCounters().expired_idle, 500u) << "they ended as idle flows, not forced at the stop";
+}
+
+TEST_F(LiveFixture, AStopWaitsForTheExporterAndLosesNoFlow) {
+  PipelineOptions o;
+  o.export_batch = 4;
+  auto p = make(o, 2);
+  oneFlowEach(*p, 1000, 1'000'000);
+  // Released once finish() has waited for room at least once.
+  std::thread releaser([&] {
+    while (stage->queue().blockedPushes() == 0) std::this_thread::yield();
+    shared.release();
+  });
+  p->finish();
+  releaser.join();
+  stage->finish();
+  EXPECT_EQ(stage->queue().droppedRecords(), 0u);
+  EXPECT_EQ(shared.records.size(), 1000u);
+  EXPECT_EQ(packetsDelivered(), 1000u);
+}
+
+TEST_F(LiveFixture, AStopGivesUpOnAStuckExporterAfterItsTimeoutAndCountsWhatItLost) {
+  PipelineOptions o;
+  o.export_batch = 4;
+  o.stop_timeout_ms = 20;
+  auto p = make(o, 2);
+  oneFlowEach(*p, 1000, 1'000'000);
+  p->finish();  // returns: the exporter never moves within the timeout
+  shared.release();
+  stage->finish();
+  const uint64_t delivered = shared.records.size();
+  EXPECT_LT(delivered, 1000u);
+  EXPECT_EQ(stage->queue().droppedRecords() + delivered, 1000u) << "every record delivered or counted";
+  EXPECT_EQ(packetsDelivered(), delivered);
+}
+
+TEST_F(LiveFixture, RecordsBeyondTheBacklogBoundAreDroppedOldestFirstAndCounted) {
+  PipelineOptions o;
+  o.export_batch = 4;
+  o.cache.max_flows = 10;        // every new flow beyond 10 evicts one: records the cache cannot hold back
+  o.max_backlog_records = 50;
+  auto p = make(o, 1);
+  oneFlowEach(*p, 14, 1'000'000, 1000);  // 4 evictions: a batch the exporter takes and is held on
+  shared.waitEntered();
+  oneFlowEach(*p, 286, 1'000'000, 1014);  // the next batch fills the queue; the rest wait
+  p->advanceClock(1'000'001);    // the backlog is offered again, and bounded, as the clock moves
+  p->handOffPending();
+  shared.release();
+  p->finish();
+  stage->finish();
+  const uint64_t delivered = shared.records.size();
+  EXPECT_EQ(p->cacheCounters().records, 300u);
+  EXPECT_GT(stage->queue().droppedRecords(), 0u);
+  EXPECT_EQ(stage->queue().droppedRecords() + delivered, 300u);
+  // The newest records survive: the last 10 flows (forced out at the stop) and the latest evictions.
+  std::set<uint16_t> ports;
+  for (const auto& r : shared.records) ports.insert(r.key.src_port);
+  for (uint16_t port = 1290; port < 1300; ++port) EXPECT_TRUE(ports.count(port)) << port;
 }
 
 }  // namespace

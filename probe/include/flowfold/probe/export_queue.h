@@ -1,9 +1,11 @@
 #pragma once
 // The hand-off between the packet thread and the export thread: a bounded
 // queue of record batches. In file mode a full queue makes the reader wait
-// (nothing is lost, the file just reads slower); live, a full queue drops the
-// batch and counts it, because stalling capture would lose packets instead.
+// (nothing is lost, the file just reads slower); live, the packet thread
+// never waits (stalling capture would lose packets in the kernel instead): a
+// batch that does not fit stays with it and is offered again (tryPush).
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -33,6 +35,15 @@ class ExportQueue {
   /// Returns false when the batch was dropped (queue full and !wait). A
   /// waiting push goes on once the queue is down to half (resume_at_).
   bool push(ExportBatch&& batch, bool wait);
+  /// Queues the batch when there is room (moving it out); otherwise leaves
+  /// it to the caller untouched and returns false. Nothing is counted.
+  bool tryPush(ExportBatch& batch);
+  /// Waits for room until `deadline`, then drops the batch and counts it
+  /// (a stop that cannot wait for ever on a stuck exporter).
+  bool pushWaitingUntil(ExportBatch&& batch, std::chrono::steady_clock::time_point deadline);
+  /// Records a producer had to drop before they reached the queue: counted
+  /// with the queue's own, under one name.
+  void countDropped(uint64_t records);
   /// Blocks until a batch is available; false once closed and drained.
   bool pop(ExportBatch& out);
   void close();
@@ -57,6 +68,7 @@ class ExportQueue {
   std::deque<ExportBatch> q_;
   std::vector<std::vector<FlowRecord>> spare_;
   bool closed_ = false;
+  int deadline_waiters_ = 0;  // pushWaitingUntil() calls waiting for the first free place
   uint64_t dropped_batches_ = 0, dropped_records_ = 0, blocked_pushes_ = 0;
 };
 

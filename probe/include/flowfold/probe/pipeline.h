@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -21,9 +22,18 @@ namespace flowfold {
 struct PipelineOptions {
   FlowCacheOptions cache;
   uint32_t export_batch = 4096;
-  /// File mode: a full export queue makes the reader wait. Live: the batch is
-  /// dropped and counted (stalling would drop packets in the kernel instead).
+  /// File mode: a full export queue makes the reader wait. Live (false): the
+  /// packet thread never waits (stalling would drop packets in the kernel
+  /// instead). The records that do not fit wait in the pipeline and expiry
+  /// pauses (flows stay in the cache, their records unchanged) until the
+  /// export thread has caught up; only beyond `max_backlog_records` are the
+  /// oldest dropped, and counted.
   bool wait_when_queue_full = true;
+  uint64_t max_backlog_records = 1u << 17;
+  /// Live: how long finish() waits for room in the export queue in all
+  /// (a stop must end even when an exporter is stuck); what is left then is
+  /// dropped and counted. File mode waits without bound.
+  uint64_t stop_timeout_ms = 45'000;
   uint16_t ingress_if = 0;
   /// Tunnelled packets: outer flow, inner flow, or both (one packet, two flows).
   probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
@@ -157,6 +167,7 @@ class Pipeline {
   }
   void account(const Pending& p);
   void handOff(bool flush);
+  void keepBacklog(ExportBatch& batch);
 
   PipelineOptions options_;
   probe::Decoder decoder_;
@@ -170,6 +181,11 @@ class Pipeline {
 
   ExportStage& export_stage_;
   bool finished_ = false;
+  // Live: records are waiting in cache_.output() for room in the queue.
+  bool backlog_ = false;
+  // Set in finish(): hand-offs wait for room until this time.
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_;
 
   mutable std::mutex stats_mu_;
   PipelineStats published_;

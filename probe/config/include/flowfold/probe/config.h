@@ -99,6 +99,9 @@ struct Config {
   // pipeline
   uint32_t export_batch = 4096;       // records per hand-off to the export thread
   uint32_t export_queue_batches = 64;  // bound of the export queue
+  // Live: how long a stop (SIGTERM, SIGINT) waits for the exporters to take
+  // the flows of the cache; below the unit's TimeoutStopSec (60 s).
+  uint64_t stop_timeout_ms = 45'000;
 
   // Privileges: live capture opens as root (or with CAP_NET_RAW/NET_ADMIN),
   // then runs as this user before any exporter or file is touched.
