@@ -28,6 +28,8 @@ TEST(Config, DurationsAcceptUnits) {
   EXPECT_EQ(c.cache.idle_timeout_ms, 500u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1.5\n", "t").cache.idle_timeout_ms, 1'500u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1h\n", "t").cache.idle_timeout_ms, 3'600'000u);
+  EXPECT_EQ(parseConfig("", "t").stop_timeout_ms, 45'000u);
+  EXPECT_EQ(parseConfig("cache:\n  stop_timeout: 2m\n", "t").stop_timeout_ms, 120'000u);
 }
 
 TEST(Config, ReadsEveryExporterKind) {
@@ -54,7 +56,7 @@ TEST(Config, ReadsEveryExporterKind) {
 
 TEST(Config, ErrorsNameFileLineAndColumn) {
   EXPECT_EQ(errorOf("cache:\n  bogus: 1\n"),
-            "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows, workers)");
+            "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows, stop_timeout, workers)");
   EXPECT_EQ(errorOf("cache:\n  max_flows: -3\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '-3'");
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5 years\n"),
             "t.yaml:2:17: 'idle_timeout' has an unknown unit ' years' (use ms, s, m or h)");
