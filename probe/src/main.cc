@@ -66,6 +66,27 @@ LogLevel parseLevel(const std::string& s) {
   return LogLevel::kInfo;
 }
 
+/// kExitExportLoss, with one warning saying how many, when records were lost
+/// on their way: in the export queue (live) or in an exporter. Errors an
+/// exporter recovered from (a TCP collector that came up late, a database
+/// restart absorbed by the spool) lost nothing: only drops count.
+int exportLossStatus(const ExportStage& stage) {
+  const uint64_t in_queue = stage.queue().droppedRecords();
+  uint64_t in_exporters = 0;
+  for (const auto& e : stage.exporterStats()) in_exporters += e.records_dropped;
+  if (in_queue != 0) {
+    logWarn("%llu records were dropped before they reached the exporters (queue_dropped_records in the stats "
+            "line): the exporters were slower than the traffic for too long, or did not take the cache's flows "
+            "within cache.stop_timeout at the stop",
+            static_cast<unsigned long long>(in_queue));
+  }
+  if (in_exporters != 0) {
+    logWarn("some exporters lost %llu records (see errors= and dropped= in the stats line): not every flow reached them",
+            static_cast<unsigned long long>(in_exporters));
+  }
+  return in_queue + in_exporters != 0 ? kExitExportLoss : kExitOk;
+}
+
 /// Reads the whole file through `pipeline` (a Pipeline, or a ShardedPipeline
 /// with several workers), then exports every flow.
 template <class AnyPipeline>
@@ -106,16 +127,7 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, A
             source.error().c_str());
     return kExitTruncated;
   }
-  uint64_t lost = 0;
-  // Errors an exporter recovered from (a TCP collector that came up late, a
-  // database restart absorbed by the spool) lost nothing: only drops count.
-  for (const auto& e : stage.exporterStats()) lost += e.records_dropped;
-  if (lost != 0) {
-    logWarn("some exporters lost %llu records (see errors= and dropped= in the stats line): not every flow reached them",
-            static_cast<unsigned long long>(lost));
-    return kExitExportLoss;
-  }
-  return kExitOk;
+  return exportLossStatus(stage);
 }
 
 int runFile(const Config& config) {
@@ -353,7 +365,7 @@ int runLive(const Config& config, int argc, char** argv) {
   metrics.reset();  // its body provider reads the captures
   stage.finish();
   logInfo("%s", formatStatsLine(totalStats(caps), stage, captureStats(caps)).c_str());
-  return kExitOk;
+  return exportLossStatus(stage);
 }
 
 int run(int argc, char** argv) {
