@@ -159,6 +159,15 @@ class FileOutputs(TempDirTest):
         self.assertEqual([int.from_bytes(r[7], "big") for r in after], [40012])
         self.assertEqual(ipfix_dump_totals(out)[1], 2)
 
+    def test_an_existing_file_that_is_not_ipfix_is_refused_and_left_alone(self):
+        out = self.path("notes.txt")
+        with open(out, "w") as f:
+            f.write("not IPFIX at all\n")
+        proc = run_flowfold("-r", self.pcap, "--ipfix-file", out, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("does not start with an IPFIX message", proc.stderr)
+        self.assertEqual(slurp(out, "r"), "not IPFIX at all\n")
+
     # ------------------------------------------------------------ full disk
 
     def check_full_disk(self, option, name, parse_line):

@@ -100,6 +100,17 @@ int OutputFile::writeAll(const void* data, size_t size, size_t& written) {
   return 0;
 }
 
+size_t OutputFile::readAt(void* data, size_t size, uint64_t offset) const {
+  if (!regular_) return 0;
+  // The file is open write-only: read the same inode through a second,
+  // read-only descriptor.
+  const int rd = ::open(("/proc/self/fd/" + std::to_string(fd_)).c_str(), O_RDONLY | O_CLOEXEC);
+  if (rd < 0) return 0;
+  const ssize_t n = ::pread(rd, data, size, static_cast<off_t>(offset));
+  ::close(rd);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
 bool OutputFile::takeBack(size_t written, size_t keep) {
   if (keep >= written) return true;  // nothing to take back
   if (!regular_) {

@@ -161,7 +161,9 @@ class FileTransport final : public MessageTransport {
   // adds a new message stream, templates first, after the messages already in
   // the file, which stays a valid IPFIX file.
   explicit FileTransport(const std::string& path)
-      : file_(path), name_("file:" + path) {}
+      : file_(path), name_("file:" + path) {
+    refuseWhatIsNotIpfix(path);
+  }
 
   // One write per message, no stdio buffer: a full disk is seen at the
   // message it hits. The partial message is cut off again, so the file stays
@@ -186,6 +188,21 @@ class FileTransport final : public MessageTransport {
   const std::string& describe() const override { return name_; }
 
  private:
+  // Appending IPFIX messages to a file that holds something else (a wrong
+  // path: a log, a capture) would spoil that file and give no IPFIX file
+  // either. A non-empty file must start with an IPFIX message header.
+  void refuseWhatIsNotIpfix(const std::string& path) const {
+    uint8_t head[4];
+    const size_t n = file_.readAt(head, sizeof head, 0);
+    if (n == 0) return;  // empty, or a pipe or a device
+    const bool ipfix = n == sizeof head && head[0] == 0 && head[1] == 10 && ((head[2] << 8) | head[3]) >= 16;
+    if (!ipfix) {
+      throw std::runtime_error("IPFIX file " + path +
+                               " already exists and does not start with an IPFIX message: refusing to append "
+                               "to it; give a new path, or move that file away");
+    }
+  }
+
   OutputFile file_;
   std::string name_;
   LogRateLimiter cut_failure_log_;

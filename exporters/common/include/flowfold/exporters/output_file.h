@@ -15,6 +15,7 @@
 //  - close-on-exec, no controlling terminal.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace flowfold {
@@ -38,6 +39,10 @@ class OutputFile {
   /// impossible: the target is not a regular file (a pipe, a device), or
   /// ftruncate() failed.
   bool takeBack(size_t written, size_t keep);
+
+  /// Reads up to `size` bytes at `offset` of a regular file (what an earlier
+  /// run left there); returns how many, 0 for anything else than a regular file.
+  size_t readAt(void* data, size_t size, uint64_t offset) const;
 
   /// True for a regular file: a partial write can be taken back.
   bool canTakeBack() const { return regular_; }
