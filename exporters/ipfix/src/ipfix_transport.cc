@@ -168,8 +168,10 @@ class FileTransport final : public MessageTransport {
   // One write per message, no stdio buffer: a full disk is seen at the
   // message it hits. The partial message is cut off again, so the file stays
   // a sequence of whole messages that readers accept, and writing resumes by
-  // itself once there is space. A pipe or a device cannot be cut: its reader
-  // sees a torn message (said, rate-limited: it recurs with every message).
+  // itself once there is space. A write that put nothing out (/dev/full, a
+  // closed pipe) leaves nothing to cut; a pipe or a device that took part of a
+  // message cannot be cut, and its reader sees a torn message: that is said,
+  // rate-limited, as every recurring failure is.
   void send(const uint8_t* data, size_t size, size_t /*records*/) override {
     size_t written = 0;
     const int err = file_.writeAll(data, size, written);
