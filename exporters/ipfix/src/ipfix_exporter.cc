@@ -115,18 +115,35 @@ class IpfixExporter final : public Exporter {
       templates_due_ = false;
       return;
     }
-    // A lost template message is sent again with the next batch.
-    if (!send(encoder_->encodeTemplates(), 0)) return;
-    templates_sent_ = true;
+    // A lost template message (a full disk) is tried again before the next
+    // data message, not before every record: a failing file would otherwise
+    // get one message (and two failed writes) per record.
     templates_due_ = false;
+    if (!send(encoder_->encodeTemplates(), 0)) {
+      templates_lost_ = true;
+      return;
+    }
+    templates_lost_ = false;
+    templates_sent_ = true;
     last_templates_ms_ = now_ms_;
     data_messages_since_templates_ = 0;
   }
 
   void emitMessage() {
     const size_t records = encoder_->pendingRecords();
-    const std::span<const uint8_t> message = encoder_->finish();
+    std::span<const uint8_t> message = encoder_->finish();
     if (message.empty()) return;
+    if (templates_lost_) {
+      // A reader cannot decode data whose templates are not before it in the
+      // stream: the templates go first, or the message is lost with them.
+      held_.assign(message.begin(), message.end());  // encodeTemplates() reuses the buffer
+      sendTemplates();
+      if (templates_lost_) {
+        mutableCounters().records_dropped.fetch_add(records, std::memory_order_relaxed);
+        return;
+      }
+      message = held_;
+    }
     send(message, records);
     if (refresh_messages_ != 0 && ++data_messages_since_templates_ >= refresh_messages_) {
       templates_due_ = true;
@@ -194,6 +211,8 @@ class IpfixExporter final : public Exporter {
 
   bool templates_sent_ = false;
   bool templates_due_ = false;
+  bool templates_lost_ = false;  // the last template message failed: data must wait for it
+  std::vector<uint8_t> held_;    // a data message waiting for its templates
   uint64_t now_ms_ = 0;
   uint64_t last_templates_ms_ = 0;
   uint32_t data_messages_since_templates_ = 0;

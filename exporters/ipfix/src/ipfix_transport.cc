@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "flowfold/exporters/log.h"
+#include "flowfold/exporters/output_file.h"
 #include "flowfold/exporters/udp_sender.h"
 
 namespace flowfold::ipfix {
@@ -156,47 +157,57 @@ class UdpTransport final : public MessageTransport {
 
 class FileTransport final : public MessageTransport {
  public:
-  explicit FileTransport(const std::string& path) : name_("file:" + path) {
-    if (path.empty()) throw std::invalid_argument("IPFIX file export: no path given");
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      throw std::runtime_error("IPFIX file " + path + ": cannot create: " + std::strerror(errno));
-    }
-  }
-  ~FileTransport() override {
-    if (fd_ >= 0 && ::close(fd_) != 0) logWarn("IPFIX %s: closing failed: %s", name_.c_str(), std::strerror(errno));
+  // OutputFile appends ("-": standard output): a reload (SIGHUP) or a restart
+  // adds a new message stream, templates first, after the messages already in
+  // the file, which stays a valid IPFIX file.
+  explicit FileTransport(const std::string& path)
+      : file_(path), name_("file:" + path) {
+    refuseWhatIsNotIpfix(path);
   }
 
   // One write per message, no stdio buffer: a full disk is seen at the
   // message it hits. The partial message is cut off again, so the file stays
   // a sequence of whole messages that readers accept, and writing resumes by
-  // itself once there is space.
+  // itself once there is space. A write that put nothing out (/dev/full, a
+  // closed pipe) leaves nothing to cut; a pipe or a device that took part of a
+  // message cannot be cut, and its reader sees a torn message: that is said,
+  // rate-limited, as every recurring failure is.
   void send(const uint8_t* data, size_t size, size_t /*records*/) override {
-    size_t done = 0;
-    while (done < size) {
-      const ssize_t n = ::write(fd_, data + done, size - done);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-        continue;
+    size_t written = 0;
+    const int err = file_.writeAll(data, size, written);
+    if (err == 0) return;
+    if (!file_.takeBack(written, 0)) {
+      unsigned long long suppressed = 0;
+      if (cut_failure_log_.allow(suppressed)) {
+        logWarn("IPFIX %s: cannot cut off a partial message (%zu of %zu bytes written): %s%s", name_.c_str(),
+                written, size, std::strerror(errno),
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
       }
-      if (n < 0 && errno == EINTR) continue;
-      const int err = n < 0 ? errno : ENOSPC;
-      if (::ftruncate(fd_, static_cast<off_t>(good_size_)) != 0 ||
-          ::lseek(fd_, static_cast<off_t>(good_size_), SEEK_SET) < 0) {
-        logWarn("IPFIX %s: cannot cut off a partial message: %s", name_.c_str(), std::strerror(errno));
-      }
-      throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(err) +
-                               (err == ENOSPC ? " (free some space: writing resumes by itself)" : ""));
     }
-    good_size_ += size;
+    throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(err) +
+                             (err == ENOSPC ? " (free some space: writing resumes by itself)" : ""));
   }
-  void flush() override {}
   const std::string& describe() const override { return name_; }
 
  private:
+  // Appending IPFIX messages to a file that holds something else (a wrong
+  // path: a log, a capture) would spoil that file and give no IPFIX file
+  // either. A non-empty file must start with an IPFIX message header.
+  void refuseWhatIsNotIpfix(const std::string& path) const {
+    uint8_t head[4];
+    const size_t n = file_.readAt(head, sizeof head, 0);
+    if (n == 0) return;  // empty, or a pipe or a device
+    const bool ipfix = n == sizeof head && head[0] == 0 && head[1] == 10 && ((head[2] << 8) | head[3]) >= 16;
+    if (!ipfix) {
+      throw std::runtime_error("IPFIX file " + path +
+                               " already exists and does not start with an IPFIX message: refusing to append "
+                               "to it; give a new path, or move that file away");
+    }
+  }
+
+  OutputFile file_;
   std::string name_;
-  int fd_ = -1;
-  uint64_t good_size_ = 0;  // bytes of whole messages in the file
+  LogRateLimiter cut_failure_log_;
 };
 
 }  // namespace

@@ -1,11 +1,15 @@
 #include "flowfold/exporters/text_exporter.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+
+#include "flowfold/exporters/log.h"
+#include "flowfold/exporters/output_file.h"
 
 namespace flowfold {
 
@@ -129,25 +133,22 @@ void putEndpoint(std::string& out, const std::array<uint8_t, 16>& addr, uint8_t 
 class TextExporter final : public Exporter {
  public:
   explicit TextExporter(const TextOptions& o)
-      : Exporter(o.format == TextOptions::Format::kJson ? "json" : "text"), options_(o) {
-    if (o.path == "-" || o.path.empty()) {
-      out_ = stdout;
-    } else {
-      out_ = std::fopen(o.path.c_str(), "a");
-      if (!out_)
-        throw std::runtime_error("cannot open " + o.path + " for writing: " + std::strerror(errno));
-      owned_ = true;
-    }
-  }
-  ~TextExporter() override {
-    if (owned_) std::fclose(out_);
-    else std::fflush(out_);
-  }
+      : Exporter(o.format == TextOptions::Format::kJson ? "json" : "text"),
+        options_(o),
+        file_(o.path.empty() ? std::string("-") : o.path) {}
 
  protected:
+  // One buffer per batch, one write, no stdio buffer: whole batches reach the
+  // file (or a pipe to `jq`) as they come, and a failure is seen at the batch
+  // it hits. What a failed write put out is cut back to its last whole line,
+  // so every line in the file is a whole record (a valid JSON object), and
+  // exactly the records not in the file are counted as lost.
   void doExport(std::span<const FlowRecord> records, uint64_t) override {
-    // One buffer per batch, one write.
     batch_.clear();
+    // A line torn by an earlier failure that could not be cut back (a pipe):
+    // end it, so that the lines after it are whole.
+    if (torn_line_) batch_.push_back('\n');
+    const size_t first_line = batch_.size();
     for (const FlowRecord& r : records) {
       if (options_.format == TextOptions::Format::kJson) {
         appendFlowJson(batch_, r);
@@ -156,26 +157,62 @@ class TextExporter final : public Exporter {
       }
       batch_.push_back('\n');
     }
-    if (std::fwrite(batch_.data(), 1, batch_.size(), out_) != batch_.size())
-      throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
-    const size_t bytes = batch_.size();
-    // Whole batches reach the file (or a pipe to `jq`) as they come, not
-    // when stdio's buffer happens to fill.
-    if (std::fflush(out_) != 0) throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
+    size_t written = 0;
+    const int err = file_.writeAll(batch_.data(), batch_.size(), written);
+    size_t whole = batch_.size();  // bytes of whole lines that stay in the file
+    if (err != 0) whole = cutBackToWholeLines(written);
+    const size_t lines = whole > first_line ? static_cast<size_t>(std::count(
+                                                  batch_.begin() + static_cast<ptrdiff_t>(first_line),
+                                                  batch_.begin() + static_cast<ptrdiff_t>(whole), '\n'))
+                                            : 0;
     auto& c = mutableCounters();
-    c.records_exported += records.size();
-    c.messages_sent += records.size();
-    c.bytes_sent += bytes;
-  }
-  void doFlush(uint64_t) override {
-    if (std::fflush(out_) != 0) throw std::runtime_error(std::string("flush failed: ") + std::strerror(errno));
+    c.records_exported.fetch_add(lines, std::memory_order_relaxed);
+    c.messages_sent.fetch_add(lines, std::memory_order_relaxed);
+    c.bytes_sent.fetch_add(whole > first_line ? whole - first_line : 0, std::memory_order_relaxed);
+    if (err != 0) reportLoss(err, records.size() - lines, records.size());
   }
 
  private:
+  // After a write that failed with `written` bytes out: takes back the torn
+  // last line; returns how many bytes of the batch stay in the file.
+  size_t cutBackToWholeLines(size_t written) {
+    const size_t last_newline = written == 0 ? std::string::npos : batch_.rfind('\n', written - 1);
+    const size_t whole = last_newline == std::string::npos ? 0 : last_newline + 1;
+    size_t stays = whole;
+    if (!file_.takeBack(written, whole)) {
+      stays = written;
+      unsigned long long suppressed = 0;
+      if (cut_failure_log_.allow(suppressed)) {
+        logWarn("exporter %s: %s: cannot cut off a partial line: %s%s", name().c_str(), file_.name().c_str(),
+                std::strerror(errno),
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
+      }
+    }
+    if (stays != 0) torn_line_ = batch_[stays - 1] != '\n';
+    return whole;
+  }
+
+  void reportLoss(int err, size_t lost, size_t of) {
+    auto& c = mutableCounters();
+    c.export_errors.fetch_add(1, std::memory_order_relaxed);
+    c.records_dropped.fetch_add(lost, std::memory_order_relaxed);
+    ++failures_;
+    unsigned long long suppressed = 0;
+    if (failure_log_.allow(suppressed)) {
+      logWarn("exporter %s: write to %s failed: %s (%zu of %zu records lost, %llu failures so far%s)%s",
+              name().c_str(), file_.name().c_str(), std::strerror(err), lost, of,
+              static_cast<unsigned long long>(failures_),
+              suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "",
+              err == ENOSPC ? "; free some space: writing resumes by itself" : "");
+    }
+  }
+
   TextOptions options_;
+  OutputFile file_;
   std::string batch_;
-  FILE* out_ = nullptr;
-  bool owned_ = false;
+  bool torn_line_ = false;  // the output ends inside a line a failed write left
+  uint64_t failures_ = 0;
+  LogRateLimiter failure_log_, cut_failure_log_;
 };
 
 }  // namespace

@@ -27,7 +27,11 @@ struct IpfixOptions {
   /// Collector address for kUdp / kTcp (name or literal, IPv4 or IPv6).
   std::string host;
   std::string port = "4739";
-  /// Output file for kFile (RFC 5655 IPFIX file: the messages back to back).
+  /// Output file for kFile (RFC 5655 IPFIX file: the messages back to back);
+  /// "-" = standard output. An existing file is appended to, never truncated:
+  /// each exporter (each run, each reload) adds a message stream that starts
+  /// with its templates. Opened as OutputFile says (output_file.h): a
+  /// symbolic link to anything but a device or a FIFO is refused.
   std::string path;
   /// Observation Domain ID written in every message header.
   uint32_t observation_domain = 0;

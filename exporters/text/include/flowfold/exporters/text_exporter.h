@@ -10,7 +10,10 @@ namespace flowfold {
 
 struct TextOptions {
   enum class Format { kText, kJson } format = Format::kText;
-  std::string path = "-";  // "-" = standard output
+  /// "-" = standard output. An existing file is appended to; opened as
+  /// OutputFile says (output_file.h). A failed write (a full disk) is cut back
+  /// to its last whole line: every line in the file is a whole record.
+  std::string path = "-";
 };
 
 /// Formats one record as the text exporter prints it (no newline).
