@@ -58,6 +58,14 @@ uint64_t unsignedValue(const std::string& name, const YAML::Node& node, const st
   return v;
 }
 
+// A file or interface name: "" names nothing, and taken as "not set" it
+// silently meant "live capture on the default interface" or "stdout".
+std::string nameValue(const std::string& name, const YAML::Node& node, const std::string& key) {
+  std::string text = scalar(name, node, key);
+  if (text.empty()) fail(name, node, "'" + key + "' is empty: give a name, or leave the key out");
+  return text;
+}
+
 bool boolValue(const std::string& name, const YAML::Node& node, const std::string& key) {
   const std::string t = scalar(name, node, key);
   if (t == "true" || t == "yes" || t == "on") return true;
@@ -226,7 +234,7 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          else if (t == "file") e.transport = ExporterConfig::Transport::kFile;
          else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
        }},
-      {"path", [&](const YAML::Node& n) { e.path = scalar(name, n, "path"); }},
+      {"path", [&](const YAML::Node& n) { e.path = nameValue(name, n, "path"); }},
       {"observation_domain",
        [&](const YAML::Node& n) {
          e.observation_domain = static_cast<uint32_t>(unsignedValue(name, n, "observation_domain", 0, UINT32_MAX));
@@ -365,15 +373,15 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
        [&](const YAML::Node& n) {
          readMap(name, n, "input",
                  {
-                     {"file", [&](const YAML::Node& v) { c.read_file = scalar(name, v, "file"); }},
+                     {"file", [&](const YAML::Node& v) { c.read_file = nameValue(name, v, "file"); }},
                      {"interface",
                       [&](const YAML::Node& v) {
                         c.interfaces.clear();
                         if (v.IsSequence()) {
-                          for (const auto& i : v) c.interfaces.push_back(scalar(name, i, "interface"));
+                          for (const auto& i : v) c.interfaces.push_back(nameValue(name, i, "interface"));
                         } else {
-                          const std::string one = scalar(name, v, "interface");
-                          if (one != "default" && !one.empty()) c.interfaces.push_back(one);
+                          const std::string one = nameValue(name, v, "interface");
+                          if (one != "default") c.interfaces.push_back(one);
                         }
                       }},
                      {"filter", [&](const YAML::Node& v) { c.bpf_filter = scalar(name, v, "filter"); }},

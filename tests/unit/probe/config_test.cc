@@ -298,5 +298,19 @@ TEST(Config, MaxFlowsBoundsTheWholeProbe) {
   EXPECT_EQ(c.maxFlowsPerCache(), 51u);
 }
 
+// Issue 16, item 11 (its sibling in the file): `file: ""` was "no file", so a
+// live capture on the default interface; `path: ""` of a text exporter was
+// standard output.
+TEST(Config, EmptyNameIsAnError) {
+  EXPECT_EQ(errorOf("input:\n  file: ''\n"), "t.yaml:2:9: 'file' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("input:\n  interface: [eth0, '']\n"),
+            "t.yaml:2:21: 'interface' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("exporters:\n  - type: text\n    path: ''\n"),
+            "t.yaml:3:11: 'path' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("input:\n  interface: ''\n"), "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
+  EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());  // the documented word
+  EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).path, "-");
+}
+
 }  // namespace
 }  // namespace flowfold
