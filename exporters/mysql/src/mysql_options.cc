@@ -46,8 +46,9 @@ uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_
   size_t i = 0;
   uint64_t whole = 0;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    if (whole > 1'000'000'000'000ull) bad(key, text + " is far too long");
     whole = whole * 10 + static_cast<uint64_t>(text[i++] - '0');
+    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
+    if (whole > 1'000'000'000'000ull) bad(key, text + " is far too long");
   }
   if (i == 0) grammar();
   if (i > 1 && text[0] == '0') bad(key, text + " has a leading zero: write the decimal number without it");

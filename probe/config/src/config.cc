@@ -86,13 +86,13 @@ uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::
   };
   size_t i = 0;
   uint64_t whole = 0;
-  const size_t whole_start = i;
   while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
-    if (whole > 1'000'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
     whole = whole * 10 + static_cast<uint64_t>(t[i++] - '0');
+    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
+    if (whole > 1'000'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
   }
-  if (i == whole_start) bad();
-  if (hasLeadingZero(std::string_view(t).substr(whole_start, i - whole_start)))
+  if (i == 0) bad();
+  if (hasLeadingZero(std::string_view(t).substr(0, i)))
     fail(name, node, "'" + key + "' = " + t + " has a leading zero: write the decimal number without it");
   uint64_t fraction = 0, fraction_scale = 1;
   if (i < t.size() && t[i] == '.') {

@@ -347,6 +347,9 @@ TEST(MysqlOption, DurationsAreDecimalAndTimeoutsWholeSeconds) {
             "mysql option io_timeout: 2.5 is not a whole number of seconds, and only whole seconds count here");
   EXPECT_EQ(errorOf([&] { setMysqlOption(o, "port", "03306"); }),
             "mysql option port: 03306 has a leading zero: write the decimal number without it");
+  // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "retry_max", "5124095576031h"); }),
+            "mysql option retry_max: 5124095576031h is far too long");
   setMysqlOption(o, "connect_timeout", "2000ms");
   EXPECT_EQ(o.connect_timeout_ms, 2000u);
   setMysqlOption(o, "io_timeout", "0.5m");

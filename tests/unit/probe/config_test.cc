@@ -177,6 +177,11 @@ TEST(Config, DurationsAreDecimalNumbersReadExactly) {
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 010\n"),
             "t.yaml:2:17: 'idle_timeout' = 010 has a leading zero: write the decimal number without it");
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1.0005\n"), "t.yaml:2:17: 'idle_timeout' = 1.0005 is finer than a millisecond");
+  // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5124095576031h\n"),
+            "t.yaml:2:17: 'idle_timeout' = 5124095576031h is far too long");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1000000000000h\n"),
+            "t.yaml:2:17: 'idle_timeout' = 1000000000000h is out of range [1 ms, 604800 s]");
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.5\n", "t").cache.idle_timeout_ms, 500u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1.001\n", "t").cache.idle_timeout_ms, 1'001u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.25m\n", "t").cache.idle_timeout_ms, 15'000u);
