@@ -90,8 +90,10 @@ Export (repeatable; given on the command line they replace the file's exporters)
                        (fBufAppend): byte-identical messages, direct is ~10x cheaper
 
 Flow cache:
-  -m MAX_FLOWS         most flows kept at once (default 1000000); the least
-                       recently seen is exported early when full
+  -m MAX_FLOWS         most flows kept at once (default 1000000), by the whole
+                       probe: each flow cache (one per worker, live one per worker
+                       and interface) keeps an equal share, rounded down; the
+                       least recently seen is exported early when full
   -t NAME=DURATION     timeouts, softflowd style: active|maxlife=60, idle|general=15
   --active-timeout D   same as -t active=D
   --idle-timeout D     same as -t idle=D
