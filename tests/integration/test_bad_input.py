@@ -260,7 +260,7 @@ class BadConfiguration(TempDirTest):
         path = self.write("metrics:\n  listen: 127.0.0.1:9108\n")
         proc = run_flowfold("-c", path, "-r", pcap, "--json=" + self.path("out.json"), check=False)
         self.assertEqual(proc.returncode, EXIT_OK, proc.stderr)
-        self.assertIn("%s:2:11: metrics.listen is ignored when reading a capture file (-r)" % path, proc.stderr)
+        self.assertIn("%s:2:11: metrics.listen is ignored when reading a capture file (-r or input.file)" % path, proc.stderr)
 
     # Issue 16, item 14.
     def test_duplicate_key_names_the_second_one(self):

@@ -580,9 +580,9 @@ std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
   // One configuration file often serves both the service and a replay with
   // -r; refusing would force a second file, so this is a warning.
   if (!c.live() && !c.metrics_listen.empty())
-    warnings.push_back(origin(c.metrics_listen_origin, c) + ": metrics.listen is ignored when reading a capture "
-                                                             "file (-r): the metrics endpoint serves live captures "
-                                                             "only");
+    warnings.push_back(origin(c.metrics_listen_origin, c) +
+                       ": metrics.listen is ignored when reading a capture file (-r or input.file): the metrics "
+                       "endpoint serves live captures only");
   return warnings;
 }
 

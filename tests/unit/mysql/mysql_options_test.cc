@@ -325,7 +325,8 @@ TEST(MysqlOption, DsnQueryKeyGivenTwiceIsAnError) {
             "mysql DSN 'mysql://u@h/d?table=a&table=b': 'table' is given twice (expected "
             "mysql://USER@HOST:PORT/DATABASE?table=NAME)");
   // %-escaped, it is still the same key.
-  EXPECT_NE(errorOf([] { parseMysqlDsn("mysql://u@h/d?batch_size=5&batch%5Fsize=6"); }).find("'batch_size' is given twice"),
+  EXPECT_NE(errorOf([] { parseMysqlDsn("mysql://u@h/d?batch_size=5&batch%5Fsize=6"); })
+                .find("'batch_size' is given twice"),
             std::string::npos);
   EXPECT_EQ(parseMysqlDsn("mysql://u@h/d?table=a&batch_size=5").table, "a");
 }

@@ -125,7 +125,8 @@ TEST(CommandLine, MissingValueNamesTheOption) {
   for (const char* option : {"--mtu", "--workers", "--ipfix-file", "--log-level", "--tunnels", "--mysql",
                              "--export-rate", "--observation-domain", "--active-timeout", "--idle-timeout",
                              "--ipfix-encoder", "-r", "-i", "-n", "-c", "-m", "-t", "-v", "-P"})
-    EXPECT_EQ(errorOf({"--text", option}), std::string("command line: ") + option + " needs a value (see flowfold --help)");
+    EXPECT_EQ(errorOf({"--text", option}),
+              std::string("command line: ") + option + " needs a value (see flowfold --help)");
   EXPECT_EQ(errorOf({"--text", "--mt"}), "command line: --mtu needs a value (see flowfold --help)");  // abbreviated
 }
 
@@ -134,7 +135,8 @@ TEST(CommandLine, UnknownOptionsAndStrayValuesAreNamedAsTyped) {
   EXPECT_EQ(errorOf({"--text", "--nope=3"}), "command line: unknown option --nope (see flowfold --help)");
   EXPECT_EQ(errorOf({"--text", "-x"}), "command line: unknown option -x (see flowfold --help)");
   EXPECT_EQ(errorOf({"--text", "--version=1"}), "command line: --version takes no value (see flowfold --help)");
-  EXPECT_EQ(errorOf({"--text", "--check-config=x"}), "command line: --check-config takes no value (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "--check-config=x"}),
+            "command line: --check-config takes no value (see flowfold --help)");
 }
 
 // Issue 16, item 11: `-r ''` was taken as "no file" and captured live on the
@@ -142,7 +144,8 @@ TEST(CommandLine, UnknownOptionsAndStrayValuesAreNamedAsTyped) {
 TEST(CommandLine, EmptyValueIsABadCommandLine) {
   for (const char* option : {"-r", "-i", "-n", "-c", "-v", "-P", "-m", "-t", "--ipfix-file", "--mysql", "--log-level",
                              "--tunnels", "--mtu", "--workers", "--ipfix-encoder", "--active-timeout"})
-    EXPECT_EQ(errorOf({"--text", option, ""}), std::string("command line: ") + option + " needs a value, not an empty string");
+    EXPECT_EQ(errorOf({"--text", option, ""}),
+              std::string("command line: ") + option + " needs a value, not an empty string");
   EXPECT_EQ(errorOf({"-r", "x", "--mtu="}), "command line: --mtu needs a value, not an empty string");
   EXPECT_EQ(errorOf({"-r", "x", "--text="}),
             "command line: --text= needs a file name (--text alone writes to standard output)");

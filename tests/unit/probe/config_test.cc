@@ -176,7 +176,8 @@ TEST(Config, DurationsAreDecimalNumbersReadExactly) {
         << bad;
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 010\n"),
             "t.yaml:2:17: 'idle_timeout' = 010 has a leading zero: write the decimal number without it");
-  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1.0005\n"), "t.yaml:2:17: 'idle_timeout' = 1.0005 is finer than a millisecond");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1.0005\n"),
+            "t.yaml:2:17: 'idle_timeout' = 1.0005 is finer than a millisecond");
   // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5124095576031h\n"),
             "t.yaml:2:17: 'idle_timeout' = 5124095576031h is far too long");
@@ -271,8 +272,8 @@ TEST(Config, MetricsListenWithACaptureFileIsAWarning) {
   EXPECT_TRUE(validateConfig(c, false).empty());
   c.read_file = "x.pcap";
   EXPECT_EQ(validateConfig(c, false),
-            std::vector<std::string>{"t.yaml:2:11: metrics.listen is ignored when reading a capture file (-r): the "
-                                     "metrics endpoint serves live captures only"});
+            std::vector<std::string>{"t.yaml:2:11: metrics.listen is ignored when reading a capture file (-r or "
+                                     "input.file): the metrics endpoint serves live captures only"});
 }
 
 // Issue 16, item 15: -m 3 --workers 8 kept 8 flows (each worker rounded up).
@@ -312,7 +313,8 @@ TEST(Config, EmptyNameIsAnError) {
             "t.yaml:2:21: 'interface' is empty: give a name, or leave the key out");
   EXPECT_EQ(errorOf("exporters:\n  - type: text\n    path: ''\n"),
             "t.yaml:3:11: 'path' is empty: give a name, or leave the key out");
-  EXPECT_EQ(errorOf("input:\n  interface: ''\n"), "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("input:\n  interface: ''\n"),
+            "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
   EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());  // the documented word
   EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).path, "-");
 }
