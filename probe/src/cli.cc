@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "flowfold/exporters/mysql_exporter.h"
@@ -28,6 +29,16 @@ enum LongOnly {
   kOptMysql,
   kOptTunnels,
 };
+
+// How the user wrote option `c` (getopt's return value or optopt): "-r" or
+// "--mtu". Long-only options have values above 255; printing optopt as a
+// char gave a raw byte ("-\xEF").
+std::string optionName(int c, const option* longs) {
+  if (c > 0 && c < 256 && c != '?' && c != ':') return std::string("-") + static_cast<char>(c);
+  for (const option* o = longs; o->name; ++o)
+    if (o->val == c) return std::string("--") + o->name;
+  return "";
+}
 
 uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
   uint64_t v = 0;
@@ -79,8 +90,10 @@ Export (repeatable; given on the command line they replace the file's exporters)
                        (fBufAppend): byte-identical messages, direct is ~10x cheaper
 
 Flow cache:
-  -m MAX_FLOWS         most flows kept at once (default 1000000); the least
-                       recently seen is exported early when full
+  -m MAX_FLOWS         most flows kept at once (default 1000000), by the whole
+                       probe: each flow cache (one per worker, live one per worker
+                       and interface) keeps an equal share, rounded down; the
+                       least recently seen is exported early when full
   -t NAME=DURATION     timeouts, softflowd style: active|maxlife=60, idle|general=15
   --active-timeout D   same as -t active=D
   --idle-timeout D     same as -t idle=D
@@ -132,11 +145,24 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
-  optind = 1;
+  // 0, not 1: glibc then also forgets where it was inside a cluster of short
+  // options ("-x" left half read by an earlier call that threw), which
+  // optind = 1 keeps, so a second parse (SIGHUP, tests) read stale text.
+  optind = 0;
   opterr = 0;
   int c;
   // '+': stop at the first non-option, which starts the BPF filter.
-  while ((c = getopt_long(argc, argv, "+r:i:n:v:P:m:t:c:h", kLong, nullptr)) != -1) {
+  // ':': a missing value returns ':' (not '?'), told apart from an unknown option.
+  while ((c = getopt_long(argc, argv, "+:r:i:n:v:P:m:t:c:h", kLong, nullptr)) != -1) {
+    // An empty value ("-r ''", "--text=") names nothing: taken as "not
+    // given", -r '' captured live on the default interface and -c '' read
+    // no configuration. Every option's value must be something.
+    if (optarg && *optarg == '\0' && c != ':' && c != '?') {
+      if (c == kOptText || c == kOptJson)
+        throw ConfigError("command line: " + optionName(c, kLong) + "= needs a file name (" + optionName(c, kLong) +
+                          " alone writes to standard output)");
+      throw ConfigError("command line: " + optionName(c, kLong) + " needs a value, not an empty string");
+    }
     switch (c) {
       case 'r': read_file = optarg; break;
       case 'i': interfaces.push_back(optarg); break;
@@ -219,10 +245,18 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
         if (ipfix_encoder != "libfixbuf" && ipfix_encoder != "direct")
           throw ConfigError("command line: --ipfix-encoder takes libfixbuf or direct, not '" + ipfix_encoder + "'");
         break;
+      case ':':
+        throw ConfigError("command line: " + optionName(optopt, kLong) + " needs a value (see flowfold --help)");
       case '?':
       default: {
-        const std::string bad = optopt ? std::string("-") + static_cast<char>(optopt) : std::string(argv[optind - 1]);
-        throw ConfigError("command line: unknown option or missing value: " + bad + " (see flowfold --help)");
+        std::string typed = argv[optind - 1];
+        if (typed.compare(0, 2, "--") != 0)  // a short option: optopt is its letter
+          throw ConfigError("command line: unknown option -" + std::string(1, static_cast<char>(optopt)) +
+                            " (see flowfold --help)");
+        typed.resize(std::min(typed.find('='), typed.size()));
+        // A known long option sets optopt: it was given a value it does not take ("--version=1").
+        if (optopt != 0) throw ConfigError("command line: " + typed + " takes no value (see flowfold --help)");
+        throw ConfigError("command line: unknown option " + typed + " (see flowfold --help)");
       }
     }
   }

@@ -153,7 +153,7 @@ int runFile(const Config& config) {
     return readFile(config, source, stage, pipeline);
   }
   // The flow bound is for the whole probe: each worker holds its share.
-  options.cache.max_flows = (config.cache.max_flows + config.workers - 1) / config.workers;
+  options.cache.max_flows = config.maxFlowsPerCache();
   ShardedPipeline pipeline(options, dlt, stage, config.workers);
   return readFile(config, source, stage, pipeline);
 }
@@ -306,7 +306,7 @@ int runLive(const Config& config, int argc, char** argv) {
   for (auto& c : caps) {
     PipelineOptions o;
     o.cache = config.cache;
-    o.cache.max_flows = (config.cache.max_flows + per_interface - 1) / per_interface;
+    o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
     o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
     // Live: a slower export must not stall capture; records wait in the
     // pipeline instead, and a stop waits for the exporters (stop_timeout).
@@ -383,17 +383,16 @@ int run(int argc, char** argv) {
     }
     setLogLevel(parseLevel(config.log_level));
     logToSyslog(config.log_syslog);
+    // The same checks for --check-config as for a run, so that what it
+    // accepts the run does not refuse later (after opening the capture).
+    for (const std::string& warning : validateConfig(config)) logWarn("%s", warning.c_str());
     if (cl.check_config) {
-      // A config file may leave the input to the command line or service.
-      if (config.exporters.empty())
-        throw ConfigError("no exporter: give a collector (-n HOST:PORT), --text, --json, --ipfix-file or 'exporters:'");
       std::printf("%s: configuration OK (%zu exporter%s)\n",
                   cl.config_file.empty() ? "command line" : cl.config_file.c_str(), config.exporters.size(),
                   config.exporters.size() == 1 ? "" : "s");
       for (const auto& e : config.exporters) std::printf("  %s\n", e.describe().c_str());
       return kExitOk;
     }
-    validateConfig(config);
   } catch (const ConfigError& e) {
     logError("%s", e.what());
     return kExitUsage;

@@ -249,6 +249,77 @@ class BadConfiguration(TempDirTest):
         self.assertEqual(proc.returncode, EXIT_RUNTIME)
         self.assertIn("no-such-host.invalid", proc.stderr)
 
+    # Issue 16, item 10: a long option without its value printed a raw byte ("-\xEF").
+    def test_missing_value_names_the_long_option(self):
+        for option in ["--mtu", "--workers", "--ipfix-file", "--log-level", "--tunnels"]:
+            proc = subprocess.run([FLOWFOLD, "-r", "x", "--text", option], capture_output=True, timeout=30)
+            self.assertEqual(proc.returncode, EXIT_USAGE, (option, proc.stderr))
+            self.assertTrue(proc.stderr.isascii(), (option, proc.stderr))
+            self.assertIn(("%s needs a value" % option).encode(), proc.stderr)
+
+    # Issue 16, item 11: -r '' captured live on the default interface (it
+    # never ended on its own), -c '' was ignored. Both are bad command lines.
+    def test_empty_values_are_a_bad_command_line(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        for args, words in [(["-r", "", "--text"], "-r needs a value, not an empty string"),
+                            (["-c", "", "-r", pcap, "--text"], "-c needs a value, not an empty string"),
+                            (["-i", "", "--text"], "-i needs a value, not an empty string"),
+                            (["-r", pcap, "-n", ""], "-n needs a value, not an empty string"),
+                            (["-r", pcap, "--json="], "--json= needs a file name")]:
+            proc = run_flowfold(*args, check=False, timeout=30)
+            self.assertEqual(proc.returncode, EXIT_USAGE, (args, proc.stderr))
+            self.assertIn(words, proc.stderr)
+            self.assertEqual(proc.stderr.count("\n"), 1, "one clear line: " + proc.stderr)
+
+    # Issue 16, item 12: --check-config accepted these and the run refused
+    # them with exit 1 after opening the capture. Now both say exit 2 first.
+    def test_check_config_finds_what_the_run_would_refuse(self):
+        cases = [("metrics:\n  listen: 0.0.0.0:9108\n", "2:11", "not a loopback address"),
+                 ("metrics:\n  listen: localhost:9108\n", "2:11", "needs an IP address"),
+                 ("user: root\n", "1:7", "is root"),
+                 ("user: flowfold-no-such-user\n", "1:7", "no such user")]
+        for text, where, words in cases:
+            path = self.write(text + "exporters:\n  - type: json\n    path: %s\n" % self.path("out.json"))
+            for args in (["--check-config"], ["-i", "lo"]):
+                proc = run_flowfold("-c", path, *args, check=False, timeout=30)
+                self.assertEqual(proc.returncode, EXIT_USAGE, (text, args, proc.stderr))
+                self.assertIn("%s:%s: " % (path, where), proc.stderr)
+                self.assertIn(words, proc.stderr)
+                self.assertNotIn("capturing on", proc.stderr, "refused before the capture opened")
+
+    def test_metrics_listen_with_a_capture_file_is_a_warning(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        path = self.write("metrics:\n  listen: 127.0.0.1:9108\n")
+        proc = run_flowfold("-c", path, "-r", pcap, "--json=" + self.path("out.json"), check=False)
+        self.assertEqual(proc.returncode, EXIT_OK, proc.stderr)
+        self.assertIn("%s:2:11: metrics.listen is ignored when reading a capture file (-r or input.file)" % path, proc.stderr)
+
+    # Issue 16, item 14.
+    def test_duplicate_key_names_the_second_one(self):
+        self.check_error("exporters:\n  - type: json\nexporters:\n  - type: text\n", "3:1",
+                         ["duplicate key 'exporters'", "first at line 1, column 1"])
+
+    def test_sub_second_stats_interval_is_an_error(self):
+        self.check_error("log:\n  stats_interval: 500ms\nexporters:\n  - type: text\n", "2:19",
+                         ["stats_interval", "whole number of seconds"])
+
+    def test_hexadecimal_duration_is_an_error(self):
+        self.check_error("cache:\n  idle_timeout: 0x10\nexporters:\n  - type: text\n", "2:17",
+                         ["idle_timeout", "not '0x10'"])
+
+    # Issue 16, item 15: -m 3 --workers 8 kept 8 flows, each worker rounding its share up.
+    def test_max_flows_is_a_bound_for_the_whole_probe(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        proc = run_flowfold("-r", pcap, "-m", "3", "--workers", "8", "--text", check=False)
+        self.assertEqual(proc.returncode, EXIT_USAGE, proc.stderr)
+        self.assertIn("cannot be shared among 8 flow caches", proc.stderr)
+        # 5 flows over 2 workers: 2 each (3 each, 6 in all, before). The
+        # capture has 500 flows at once, so every cache fills.
+        proc = run_flowfold("-r", pcap, "-m", "5", "--workers", "2", "--json=" + self.path("out.json"))
+        stats = stats_of(proc.stderr)
+        self.assertGreater(stats["evicted"], 0)
+        self.assertLessEqual(stats["flows_peak"], 5)
+
     def test_help_and_version(self):
         self.assertIn("Usage: flowfold", run_flowfold("--help").stdout)
         self.assertRegex(run_flowfold("--version").stdout, r"^flowfold \d+\.\d+\.\d+")

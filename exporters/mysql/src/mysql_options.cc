@@ -28,32 +28,55 @@ uint64_t unsignedValue(std::string_view key, const std::string& text, uint64_t m
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size())
     bad(key, "expected a whole number, not '" + text + "'");
+  // YAML 1.1 readers (and people) take 010 for octal 8; from_chars takes 10.
+  if (text.size() > 1 && text[0] == '0') bad(key, text + " has a leading zero: write the decimal number without it");
   if (v < min || v > max)
     bad(key, text + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   return v;
 }
 
-// Same grammar as the rest of the configuration: seconds, or a number with
-// ms, s, m or h.
-uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_ms, uint64_t max_ms) {
-  double value = 0;
-  size_t used = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    bad(key, "expected a duration such as 15, 15s, 500ms or 2m, not '" + text + "'");
+// Same grammar as the rest of the configuration (probe/config durationMs;
+// keep the two in step): a decimal number of seconds, or one with ms, s, m
+// or h, read exactly: strtod also took "0x10" (16 s), "1e3" and "inf".
+// `step_ms` is the finest value the setting can hold (1000 for the client
+// library's whole-second timeouts): anything finer is an error, not cut off.
+uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_ms, uint64_t max_ms,
+                    uint64_t step_ms = 1) {
+  const auto grammar = [&] { bad(key, "expected a duration such as 15, 15s, 500ms or 2m, not '" + text + "'"); };
+  size_t i = 0;
+  uint64_t whole = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    whole = whole * 10 + static_cast<uint64_t>(text[i++] - '0');
+    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
+    if (whole > 1'000'000'000'000ull) bad(key, text + " is far too long");
   }
-  const std::string unit = text.substr(used);
-  double factor = 1000;
+  if (i == 0) grammar();
+  if (i > 1 && text[0] == '0') bad(key, text + " has a leading zero: write the decimal number without it");
+  uint64_t fraction = 0, fraction_scale = 1;
+  if (i < text.size() && text[i] == '.') {
+    const size_t fraction_start = ++i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (i - fraction_start >= 9) bad(key, text + " has more decimals than it can mean");
+      fraction = fraction * 10 + static_cast<uint64_t>(text[i++] - '0');
+      fraction_scale *= 10;
+    }
+    if (i == fraction_start) grammar();
+  }
+  const std::string unit = text.substr(i);
+  uint64_t factor = 1000;
   if (unit == "ms") factor = 1;
   else if (unit == "s" || unit.empty()) factor = 1000;
   else if (unit == "m") factor = 60'000;
   else if (unit == "h") factor = 3'600'000;
+  else if (unit.find_first_of("0123456789") != std::string::npos) grammar();  // 0x10, 1e3: not decimal
   else bad(key, "unknown unit '" + unit + "' (use ms, s, m or h)");
-  const double ms = value * factor;
-  if (!std::isfinite(ms) || ms < static_cast<double>(min_ms) || ms > static_cast<double>(max_ms))
+  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 3.6e6: fits
+  if (fraction_ms_scaled % fraction_scale != 0) bad(key, text + " is finer than a millisecond");
+  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^12: fits
+  if (ms < min_ms || ms > max_ms)
     bad(key, text + " is out of range [" + std::to_string(min_ms) + " ms, " + std::to_string(max_ms / 1000) + " s]");
-  return static_cast<uint64_t>(std::llround(ms));
+  if (ms % step_ms != 0) bad(key, text + " is not a whole number of seconds, and only whole seconds count here");
+  return ms;
 }
 
 // Bytes: a plain number or one with k, M, G, T (binary multiples; "MiB",
@@ -162,11 +185,13 @@ const OptionEntry kOptions[] = {
     {"tls_key", [](MysqlOptions& o, std::string_view, const std::string& v) { o.tls_key = v; }},
     {"connect_timeout",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
-       o.connect_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000));
+       // MYSQL_OPT_CONNECT_TIMEOUT counts whole seconds (mysql_connection.cc).
+       o.connect_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000, 1000));
      }},
     {"io_timeout",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
-       o.io_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000));
+       // MYSQL_OPT_READ/WRITE_TIMEOUT count whole seconds (mysql_connection.cc).
+       o.io_timeout_ms = static_cast<uint32_t>(durationMs(k, v, 1000, 3'600'000, 1000));
      }},
     {"method",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
@@ -321,6 +346,7 @@ void applyMysqlDsn(MysqlOptions& o, const std::string& dsn) {
   }
   if (path.find('/') != std::string::npos) fail("the path must be just the database name");
   if (!path.empty()) o.database = percentDecode(path, shown);
+  std::vector<std::string> query_keys;  // a key given twice is a mistake, not "the last one wins"
   size_t pos = 0;
   while (!query.empty() && pos <= query.size()) {
     size_t amp = query.find('&', pos);
@@ -332,6 +358,9 @@ void applyMysqlDsn(MysqlOptions& o, const std::string& dsn) {
     if (eq == std::string::npos) fail("query item '" + item + "' needs KEY=VALUE");
     const std::string key = percentDecode(item.substr(0, eq), shown);
     if (key == "dsn" || key == "password") fail("'" + key + "' cannot be given in the DSN");
+    if (std::find(query_keys.begin(), query_keys.end(), key) != query_keys.end())
+      fail("'" + key + "' is given twice");
+    query_keys.push_back(key);
     try {
       setMysqlOption(o, key, percentDecode(item.substr(eq + 1), shown));
     } catch (const std::invalid_argument& e) {

@@ -1,7 +1,10 @@
 #include "flowfold/probe/config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include "flowfold/exporters/mysql_exporter.h"
@@ -14,6 +17,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <sstream>
 
 namespace flowfold {
@@ -34,6 +39,9 @@ std::string scalar(const std::string& name, const YAML::Node& node, const std::s
   return node.Scalar();
 }
 
+// "010", "00": digits after a leading 0.
+bool hasLeadingZero(std::string_view digits) { return digits.size() > 1 && digits[0] == '0'; }
+
 uint64_t unsignedValue(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min,
                        uint64_t max) {
   const std::string text = scalar(name, node, key);
@@ -41,10 +49,21 @@ uint64_t unsignedValue(const std::string& name, const YAML::Node& node, const st
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size())
     fail(name, node, "'" + key + "' must be a whole number, not '" + text + "'");
+  // YAML 1.1 readers (and people) take 010 for octal 8; from_chars takes 10.
+  if (hasLeadingZero(text))
+    fail(name, node, "'" + key + "' = " + text + " has a leading zero: write the decimal number without it");
   if (v < min || v > max)
     fail(name, node, "'" + key + "' = " + text + " is out of range [" + std::to_string(min) + ", " +
                          std::to_string(max) + "]");
   return v;
+}
+
+// A file or interface name: "" names nothing, and taken as "not set" it
+// silently meant "live capture on the default interface" or "stdout".
+std::string nameValue(const std::string& name, const YAML::Node& node, const std::string& key) {
+  std::string text = scalar(name, node, key);
+  if (text.empty()) fail(name, node, "'" + key + "' is empty: give a name, or leave the key out");
+  return text;
 }
 
 bool boolValue(const std::string& name, const YAML::Node& node, const std::string& key) {
@@ -54,30 +73,55 @@ bool boolValue(const std::string& name, const YAML::Node& node, const std::strin
   fail(name, node, "'" + key + "' must be true or false, not '" + t + "'");
 }
 
-// Durations: a number of seconds ("15", "0.5") or a number with a unit
-// ("500ms", "15s", "2m", "1h").
+// Durations: a decimal number of seconds ("15", "0.5") or one with a unit
+// ("500ms", "15s", "2m", "1h"). Read exactly, digit by digit: strtod would
+// also take "0x10" (16), "1e3", "inf" and " 15". `step_ms` is the finest
+// value the setting can hold (1000 where only whole seconds count): anything
+// finer would be cut off silently, so it is an error.
 uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min_ms,
-                    uint64_t max_ms) {
+                    uint64_t max_ms, uint64_t step_ms = 1) {
   const std::string t = scalar(name, node, key);
-  double value = 0;
-  size_t used = 0;
-  try {
-    value = std::stod(t, &used);
-  } catch (const std::exception&) {
+  const auto bad = [&] {
     fail(name, node, "'" + key + "' must be a duration such as 15, 15s, 500ms or 2m, not '" + t + "'");
+  };
+  size_t i = 0;
+  uint64_t whole = 0;
+  while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+    whole = whole * 10 + static_cast<uint64_t>(t[i++] - '0');
+    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
+    if (whole > 1'000'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
   }
-  const std::string unit = t.substr(used);
-  double factor = 1000;
+  if (i == 0) bad();
+  if (hasLeadingZero(std::string_view(t).substr(0, i)))
+    fail(name, node, "'" + key + "' = " + t + " has a leading zero: write the decimal number without it");
+  uint64_t fraction = 0, fraction_scale = 1;
+  if (i < t.size() && t[i] == '.') {
+    const size_t fraction_start = ++i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+      if (i - fraction_start >= 9) fail(name, node, "'" + key + "' = " + t + " has more decimals than it can mean");
+      fraction = fraction * 10 + static_cast<uint64_t>(t[i++] - '0');
+      fraction_scale *= 10;
+    }
+    if (i == fraction_start) bad();
+  }
+  const std::string unit = t.substr(i);
+  uint64_t factor = 1000;
   if (unit == "ms") factor = 1;
   else if (unit == "s" || unit.empty()) factor = 1000;
   else if (unit == "m") factor = 60'000;
   else if (unit == "h") factor = 3'600'000;
+  else if (unit.find_first_of("0123456789") != std::string::npos) bad();  // 0x10, 1e3: not decimal
   else fail(name, node, "'" + key + "' has an unknown unit '" + unit + "' (use ms, s, m or h)");
-  const double ms = value * factor;
-  if (!std::isfinite(ms) || ms < static_cast<double>(min_ms) || ms > static_cast<double>(max_ms))
+  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 3.6e6: fits
+  if (fraction_ms_scaled % fraction_scale != 0)
+    fail(name, node, "'" + key + "' = " + t + " is finer than a millisecond");
+  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^12: fits
+  if (ms < min_ms || ms > max_ms)
     fail(name, node, "'" + key + "' = " + t + " is out of range [" + std::to_string(min_ms) + " ms, " +
                          std::to_string(max_ms / 1000) + " s]");
-  return static_cast<uint64_t>(std::llround(ms));
+  if (ms % step_ms != 0)
+    fail(name, node, "'" + key + "' = " + t + " is not a whole number of seconds, and only whole seconds count here");
+  return ms;
 }
 
 // A mapping key as text. YAML allows a list or a mapping as a key ("? [a]");
@@ -87,12 +131,34 @@ std::string keyName(const std::string& name, const YAML::Node& key, const std::s
   return key.Scalar();
 }
 
+// yaml-cpp keeps both values of a key written twice (and node["key"] finds
+// the first), so a repeated key would be read twice or half-ignored: two
+// `exporters:` lists were merged. YAML forbids it; so does flowfold.
+class DuplicateKeys {
+ public:
+  DuplicateKeys(const std::string& name, const std::string& what) : name_(name), what_(what) {}
+  void check(const std::string& key, const YAML::Node& key_node) {
+    const auto [it, fresh] = first_.emplace(key, key_node.Mark());
+    if (!fresh)
+      fail(name_, key_node, "duplicate key '" + key + "' in " + what_ + " (first at line " +
+                                std::to_string(it->second.line + 1) + ", column " +
+                                std::to_string(it->second.column + 1) + ")");
+  }
+
+ private:
+  const std::string& name_;
+  const std::string what_;
+  std::map<std::string, YAML::Mark> first_;
+};
+
 // Walks a mapping, hands each known key to its handler and rejects the rest.
 using Handlers = std::map<std::string, std::function<void(const YAML::Node&)>>;
 void readMap(const std::string& name, const YAML::Node& node, const std::string& what, const Handlers& handlers) {
   if (!node.IsMap()) fail(name, node, "'" + what + "' must be a mapping of key: value");
+  DuplicateKeys seen(name, what);
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = keyName(name, it->first, what);
+    seen.check(key, it->first);
     auto h = handlers.find(key);
     if (h == handlers.end()) {
       std::string known;
@@ -108,8 +174,10 @@ void readMap(const std::string& name, const YAML::Node& node, const std::string&
 ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node, ExporterConfig e) {
   e.type = ExporterConfig::Type::kMysql;
   MysqlOptions scratch;
+  DuplicateKeys seen(name, "a mysql exporter");
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = keyName(name, it->first, "a mysql exporter");
+    seen.check(key, it->first);
     if (key == "type") continue;
     const std::string value = scalar(name, it->second, key);
     try {
@@ -166,7 +234,7 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          else if (t == "file") e.transport = ExporterConfig::Transport::kFile;
          else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
        }},
-      {"path", [&](const YAML::Node& n) { e.path = scalar(name, n, "path"); }},
+      {"path", [&](const YAML::Node& n) { e.path = nameValue(name, n, "path"); }},
       {"observation_domain",
        [&](const YAML::Node& n) {
          e.observation_domain = static_cast<uint32_t>(unsignedValue(name, n, "observation_domain", 0, UINT32_MAX));
@@ -215,6 +283,37 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
   return e;
 }
 
+// 127.0.0.0/8, ::1, and IPv4-mapped ::ffff:127.x.y.z (the same host written
+// in IPv6), for an address literal; false for a name or anything else.
+bool isLoopbackAddress(const std::string& host) {
+  in_addr v4;
+  in6_addr v6;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+}
+
+bool isAddressLiteral(const std::string& host) {
+  in_addr v4;
+  in6_addr v6;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
+// The metrics server binds one address and, unless allowed, only loopback
+// (MetricsServer refuses the rest). Checked here so that --check-config finds
+// it and a run stops before opening any capture, not after.
+void checkMetricsListen(const std::string& where_listen, const std::string& listen, bool allow_remote) {
+  std::string host, port;
+  parseHostPort(listen, host, port, where_listen);
+  if (!isAddressLiteral(host))
+    throw ConfigError(where_listen + ": metrics.listen needs an IP address such as 127.0.0.1:9108 or [::1]:9108, "
+                                     "not the name '" + host + "' (the endpoint binds exactly one address)");
+  if (!allow_remote && !isLoopbackAddress(host))
+    throw ConfigError(where_listen + ": metrics.listen " + listen +
+                      " is not a loopback address: set 'allow_remote: true' under 'metrics:' to serve metrics "
+                      "beyond this machine");
+}
+
 }  // namespace
 
 std::string ExporterConfig::describe() const {
@@ -232,11 +331,7 @@ std::string ExporterConfig::describe() const {
 
 uint32_t ExporterConfig::effectiveMtu() const {
   if (mtu != 0) return mtu;
-  in_addr v4;
-  in6_addr v6;
-  const bool loopback = host == "localhost" || host == "ip6-localhost" ||
-                        (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) ||
-                        (inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6));
+  const bool loopback = host == "localhost" || host == "ip6-localhost" || isLoopbackAddress(host);
   return loopback ? kLoopbackMtu : kDefaultMtu;
 }
 
@@ -278,15 +373,15 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
        [&](const YAML::Node& n) {
          readMap(name, n, "input",
                  {
-                     {"file", [&](const YAML::Node& v) { c.read_file = scalar(name, v, "file"); }},
+                     {"file", [&](const YAML::Node& v) { c.read_file = nameValue(name, v, "file"); }},
                      {"interface",
                       [&](const YAML::Node& v) {
                         c.interfaces.clear();
                         if (v.IsSequence()) {
-                          for (const auto& i : v) c.interfaces.push_back(scalar(name, i, "interface"));
+                          for (const auto& i : v) c.interfaces.push_back(nameValue(name, i, "interface"));
                         } else {
-                          const std::string one = scalar(name, v, "interface");
-                          if (one != "default" && !one.empty()) c.interfaces.push_back(one);
+                          const std::string one = nameValue(name, v, "interface");
+                          if (one != "default") c.interfaces.push_back(one);
                         }
                       }},
                      {"filter", [&](const YAML::Node& v) { c.bpf_filter = scalar(name, v, "filter"); }},
@@ -344,8 +439,16 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
          if (!n.IsSequence()) fail(name, n, "'exporters' must be a list (each item starting with '- type: ...')");
          for (const auto& item : n) c.exporters.push_back(readExporter(name, item));
        }},
-      {"user", [&](const YAML::Node& n) { c.user = scalar(name, n, "user"); }},
-      {"group", [&](const YAML::Node& n) { c.group = scalar(name, n, "group"); }},
+      {"user",
+       [&](const YAML::Node& n) {
+         c.user = scalar(name, n, "user");
+         c.user_origin = where(name, n.Mark());
+       }},
+      {"group",
+       [&](const YAML::Node& n) {
+         c.group = scalar(name, n, "group");
+         c.group_origin = where(name, n.Mark());
+       }},
       {"run_as_root", [&](const YAML::Node& n) { c.run_as_root = boolValue(name, n, "run_as_root"); }},
       {"metrics",
        [&](const YAML::Node& n) {
@@ -353,13 +456,15 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                  {
                      {"listen",
                       [&](const YAML::Node& v) {
-                        std::string h, port;
                         c.metrics_listen = scalar(name, v, "listen");
-                        parseHostPort(c.metrics_listen, h, port, where(name, v.Mark()));
+                        c.metrics_listen_origin = where(name, v.Mark());
                       }},
                      {"allow_remote",
                       [&](const YAML::Node& v) { c.metrics_allow_remote = boolValue(name, v, "allow_remote"); }},
                  });
+         // After the whole mapping: allow_remote may come after listen.
+         if (!c.metrics_listen.empty())
+           checkMetricsListen(c.metrics_listen_origin, c.metrics_listen, c.metrics_allow_remote);
        }},
       {"log",
        [&](const YAML::Node& n) {
@@ -376,7 +481,7 @@ Config parseConfig(const std::string& yaml_text, const std::string& name) {
                      {"syslog", [&](const YAML::Node& v) { c.log_syslog = boolValue(name, v, "syslog"); }},
                      {"stats_interval",
                       [&](const YAML::Node& v) {
-                        c.stats_interval_s = durationMs(name, v, "stats_interval", 0, 86'400'000) / 1000;
+                        c.stats_interval_s = durationMs(name, v, "stats_interval", 0, 86'400'000, 1000) / 1000;
                       }},
                  });
        }},
@@ -393,11 +498,96 @@ Config loadConfigFile(const std::string& path) {
   return parseConfig(text.str(), path);
 }
 
-void validateConfig(const Config& c) {
+namespace {
+
+std::optional<uid_t> userId(const std::string& user) {
+  std::vector<char> buf(16384);
+  for (;;) {
+    passwd pw;
+    passwd* result = nullptr;
+    const int rc = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result);
+    if (rc == ERANGE) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    if (rc != 0 || !result) return std::nullopt;
+    return pw.pw_uid;
+  }
+}
+
+bool groupExists(const std::string& group) {
+  std::vector<char> buf(16384);
+  for (;;) {
+    struct group gr;
+    struct group* result = nullptr;
+    const int rc = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &result);
+    if (rc == ERANGE) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    return rc == 0 && result != nullptr;
+  }
+}
+
+std::string origin(const std::string& where, const Config& c) {
+  return where.empty() ? (c.config_path.empty() ? std::string("configuration") : c.config_path) : where;
+}
+
+// What the live run would refuse once its capture is open (main.cc
+// dropRootIfNeeded, dropPrivileges), found before anything is opened.
+void checkRunAsUser(const Config& c, bool running_as_root) {
+  if (!c.user.empty()) {
+    const std::optional<uid_t> uid = userId(c.user);
+    if (!uid)
+      throw ConfigError(origin(c.user_origin, c) + ": 'user' = " + c.user +
+                        ": no such user (create it, e.g. useradd --system --no-create-home --shell "
+                        "/usr/sbin/nologin " + c.user + ")");
+    if (*uid == 0)
+      throw ConfigError(origin(c.user_origin, c) + ": 'user' = " + c.user +
+                        " is root (uid 0); flowfold runs as root only when asked: leave 'user' out and set "
+                        "'run_as_root: true'");
+  }
+  if (!c.group.empty() && !groupExists(c.group))
+    throw ConfigError(origin(c.group_origin, c) + ": 'group' = " + c.group + ": no such group");
+  if (c.live() && running_as_root && c.user.empty() && !c.run_as_root && !userId("flowfold"))
+    throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
+                      "user, set 'user:' in the configuration, or set 'run_as_root: true'");
+}
+
+}  // namespace
+
+bool runningAsRoot() { return geteuid() == 0; }
+
+uint32_t Config::flowCacheCount() const {
+  const uint32_t each = std::max<uint32_t>(1, workers);
+  if (!live()) return each;
+  return each * static_cast<uint32_t>(std::max<size_t>(1, interfaces.size()));
+}
+
+uint32_t Config::maxFlowsPerCache() const {
+  // Rounded down: together the caches keep at most max_flows.
+  return std::max<uint32_t>(1, cache.max_flows / flowCacheCount());
+}
+
+std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
   if (!c.read_file.empty() && !c.interfaces.empty())
     throw ConfigError("both a capture file and an interface are set: choose one input");
   if (c.exporters.empty())
     throw ConfigError("no exporter: give a collector (-n HOST:PORT), --text, --json, --ipfix-file or 'exporters:'");
+  if (c.cache.max_flows < c.flowCacheCount())
+    throw ConfigError("cache.max_flows = " + std::to_string(c.cache.max_flows) + " cannot be shared among " +
+                      std::to_string(c.flowCacheCount()) +
+                      " flow caches (one per worker and interface): give at least one flow to each, or fewer "
+                      "workers");
+  checkRunAsUser(c, running_as_root);
+  std::vector<std::string> warnings;
+  // One configuration file often serves both the service and a replay with
+  // -r; refusing would force a second file, so this is a warning.
+  if (!c.live() && !c.metrics_listen.empty())
+    warnings.push_back(origin(c.metrics_listen_origin, c) +
+                       ": metrics.listen is ignored when reading a capture file (-r or input.file): the metrics "
+                       "endpoint serves live captures only");
+  return warnings;
 }
 
 }  // namespace flowfold

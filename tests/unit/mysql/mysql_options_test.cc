@@ -318,5 +318,48 @@ TEST(MysqlSchema, DocumentedDdlHasTheSeedColumnNamesAndIndexes) {
   EXPECT_NE(partitioned.find("PARTITION pmax VALUES LESS THAN (MAXVALUE)"), std::string::npos);
 }
 
+// Issue 16, item 14: a key given twice in the DSN's query was "last one
+// wins"; a mistake there must not be silently half-applied.
+TEST(MysqlOption, DsnQueryKeyGivenTwiceIsAnError) {
+  EXPECT_EQ(errorOf([] { parseMysqlDsn("mysql://u@h/d?table=a&table=b"); }),
+            "mysql DSN 'mysql://u@h/d?table=a&table=b': 'table' is given twice (expected "
+            "mysql://USER@HOST:PORT/DATABASE?table=NAME)");
+  // %-escaped, it is still the same key.
+  EXPECT_NE(errorOf([] { parseMysqlDsn("mysql://u@h/d?batch_size=5&batch%5Fsize=6"); })
+                .find("'batch_size' is given twice"),
+            std::string::npos);
+  EXPECT_EQ(parseMysqlDsn("mysql://u@h/d?table=a&batch_size=5").table, "a");
+}
+
+// Issue 16, item 14: strtod read "0x10" as 16 s and "1e3" as 1000 s; the
+// client library's timeouts count whole seconds, so 1500ms became 1 s.
+TEST(MysqlOption, DurationsAreDecimalAndTimeoutsWholeSeconds) {
+  MysqlOptions o;
+  for (const char* bad : {"0x10", "1e3", "inf", "+5", ".5", "-1"})
+    EXPECT_EQ(errorOf([&] { setMysqlOption(o, "flush_interval", bad); }),
+              std::string("mysql option flush_interval: expected a duration such as 15, 15s, 500ms or 2m, not '") +
+                  bad + "'")
+        << bad;
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "retry_max", "010"); }),
+            "mysql option retry_max: 010 has a leading zero: write the decimal number without it");
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "connect_timeout", "1500ms"); }),
+            "mysql option connect_timeout: 1500ms is not a whole number of seconds, and only whole seconds count here");
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "io_timeout", "2.5"); }),
+            "mysql option io_timeout: 2.5 is not a whole number of seconds, and only whole seconds count here");
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "port", "03306"); }),
+            "mysql option port: 03306 has a leading zero: write the decimal number without it");
+  // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
+  EXPECT_EQ(errorOf([&] { setMysqlOption(o, "retry_max", "5124095576031h"); }),
+            "mysql option retry_max: 5124095576031h is far too long");
+  setMysqlOption(o, "connect_timeout", "2000ms");
+  EXPECT_EQ(o.connect_timeout_ms, 2000u);
+  setMysqlOption(o, "io_timeout", "0.5m");
+  EXPECT_EQ(o.io_timeout_ms, 30'000u);
+  setMysqlOption(o, "flush_interval", "0.25");
+  EXPECT_EQ(o.flush_interval_ms, 250u);
+  setMysqlOption(o, "flush_interval", "250ms");
+  EXPECT_EQ(o.flush_interval_ms, 250u);
+}
+
 }  // namespace
 }  // namespace flowfold

@@ -109,5 +109,51 @@ TEST(CommandLine, HelpAndVersionFlags) {
   EXPECT_NE(usageText().find("-r FILE"), std::string::npos);
 }
 
+std::string errorOf(std::vector<std::string> args) {
+  CommandLine cl;
+  try {
+    parse(std::move(args), cl);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Issue 16, item 10: a long option without its value printed optopt as a
+// char: "missing value: -\xEF".
+TEST(CommandLine, MissingValueNamesTheOption) {
+  for (const char* option : {"--mtu", "--workers", "--ipfix-file", "--log-level", "--tunnels", "--mysql",
+                             "--export-rate", "--observation-domain", "--active-timeout", "--idle-timeout",
+                             "--ipfix-encoder", "-r", "-i", "-n", "-c", "-m", "-t", "-v", "-P"})
+    EXPECT_EQ(errorOf({"--text", option}),
+              std::string("command line: ") + option + " needs a value (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "--mt"}), "command line: --mtu needs a value (see flowfold --help)");  // abbreviated
+}
+
+TEST(CommandLine, UnknownOptionsAndStrayValuesAreNamedAsTyped) {
+  EXPECT_EQ(errorOf({"--text", "--nope"}), "command line: unknown option --nope (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "--nope=3"}), "command line: unknown option --nope (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "-x"}), "command line: unknown option -x (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "--version=1"}), "command line: --version takes no value (see flowfold --help)");
+  EXPECT_EQ(errorOf({"--text", "--check-config=x"}),
+            "command line: --check-config takes no value (see flowfold --help)");
+}
+
+// Issue 16, item 11: `-r ''` was taken as "no file" and captured live on the
+// default interface; `-c ''` read no configuration at all.
+TEST(CommandLine, EmptyValueIsABadCommandLine) {
+  for (const char* option : {"-r", "-i", "-n", "-c", "-v", "-P", "-m", "-t", "--ipfix-file", "--mysql", "--log-level",
+                             "--tunnels", "--mtu", "--workers", "--ipfix-encoder", "--active-timeout"})
+    EXPECT_EQ(errorOf({"--text", option, ""}),
+              std::string("command line: ") + option + " needs a value, not an empty string");
+  EXPECT_EQ(errorOf({"-r", "x", "--mtu="}), "command line: --mtu needs a value, not an empty string");
+  EXPECT_EQ(errorOf({"-r", "x", "--text="}),
+            "command line: --text= needs a file name (--text alone writes to standard output)");
+  EXPECT_EQ(errorOf({"-r", "x", "--json="}),
+            "command line: --json= needs a file name (--json alone writes to standard output)");
+  CommandLine cl;
+  EXPECT_EQ(parse({"-r", "x", "--text"}, cl).exporters.at(0).path, "-");  // stdout, as documented
+}
+
 }  // namespace
 }  // namespace flowfold

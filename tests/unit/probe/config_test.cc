@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <pwd.h>
+
 namespace flowfold {
 namespace {
 
@@ -91,11 +93,13 @@ TEST(Config, KeyThatIsNotANameIsAConfigError) {
 
 TEST(Config, AutomaticMtuIsLargerOnlyForLoopbackCollectors) {
   ExporterConfig e;
-  for (const char* host : {"127.0.0.1", "127.9.9.9", "::1", "localhost"}) {
+  // ::ffff:127.0.0.1 is 127.0.0.1 written as IPv6 (issue 16, item 15).
+  for (const char* host : {"127.0.0.1", "127.9.9.9", "::1", "localhost", "::ffff:127.0.0.1", "::ffff:127.1.2.3"}) {
     e.host = host;
     EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kLoopbackMtu) << host;
   }
-  for (const char* host : {"10.0.0.1", "192.0.2.7", "2001:db8::1", "collector.example"}) {
+  for (const char* host : {"10.0.0.1", "192.0.2.7", "2001:db8::1", "collector.example", "::ffff:10.0.0.1",
+                           "::ffff:128.0.0.1"}) {
     e.host = host;
     EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kDefaultMtu) << host;
   }
@@ -121,6 +125,7 @@ TEST(Config, HostPortForms) {
 
 TEST(Config, ValidationNeedsAnExporterAndAtMostOneKindOfInput) {
   Config c;
+  c.run_as_root = true;  // whoever runs the test: root without a user to become is another test
   EXPECT_THROW(validateConfig(c), ConfigError);  // no exporter
   c.exporters.emplace_back();
   EXPECT_NO_THROW(validateConfig(c));  // no input at all: live on the default interface
@@ -144,6 +149,176 @@ TEST(Config, LiveSettings) {
   EXPECT_EQ(c.metrics_listen, "127.0.0.1:9108");
   EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());
   EXPECT_NE(errorOf("metrics:\n  listen: nowhere\n").find("t.yaml:2:11:"), std::string::npos);
+}
+
+// Issue 16, item 14: yaml-cpp keeps both values of a repeated key; two
+// `exporters:` lists were merged. The second occurrence is the error.
+TEST(Config, DuplicateKeysAreErrorsAtTheSecondOne) {
+  EXPECT_EQ(errorOf("exporters:\n  - type: json\nexporters:\n  - type: text\n"),
+            "t.yaml:3:1: duplicate key 'exporters' in the configuration (first at line 1, column 1)");
+  EXPECT_EQ(errorOf("cache:\n  max_flows: 10\n  max_flows: 20\n"),
+            "t.yaml:3:3: duplicate key 'max_flows' in cache (first at line 2, column 3)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: ipfix\n    collector: 10.0.0.1:4739\n    collector: 10.0.0.2:4739\n"),
+            "t.yaml:4:5: duplicate key 'collector' in exporter (first at line 3, column 5)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    table: a\n    table: b\n"),
+            "t.yaml:5:5: duplicate key 'table' in a mysql exporter (first at line 4, column 5)");
+  // `type` first read as mysql, then written again: still the mapping's rule.
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    type: ipfix\n"),
+            "t.yaml:4:5: duplicate key 'type' in a mysql exporter (first at line 2, column 5)");
+  EXPECT_EQ(errorOf("input:\n  file: a.pcap\n  file: b.pcap\n"),
+            "t.yaml:3:3: duplicate key 'file' in input (first at line 2, column 3)");
+}
+
+// Issue 16, item 14: strtod read "0x10" as 16 s and "1e3" as 1000 s.
+TEST(Config, DurationsAreDecimalNumbersReadExactly) {
+  for (const char* bad : {"0x10", "1e3", "inf", "nan", "+5", ".5", "5.", "-1", "0x1p4"})
+    EXPECT_EQ(errorOf(std::string("cache:\n  idle_timeout: '") + bad + "'\n"),
+              std::string("t.yaml:2:17: 'idle_timeout' must be a duration such as 15, 15s, 500ms or 2m, not '") + bad +
+                  "'")
+        << bad;
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 010\n"),
+            "t.yaml:2:17: 'idle_timeout' = 010 has a leading zero: write the decimal number without it");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1.0005\n"),
+            "t.yaml:2:17: 'idle_timeout' = 1.0005 is finer than a millisecond");
+  // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5124095576031h\n"),
+            "t.yaml:2:17: 'idle_timeout' = 5124095576031h is far too long");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1000000000000h\n"),
+            "t.yaml:2:17: 'idle_timeout' = 1000000000000h is out of range [1 ms, 604800 s]");
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.5\n", "t").cache.idle_timeout_ms, 500u);
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1.001\n", "t").cache.idle_timeout_ms, 1'001u);
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.25m\n", "t").cache.idle_timeout_ms, 15'000u);
+  EXPECT_EQ(parseConfig("cache:\n  active_timeout: 10\n", "t").cache.active_timeout_ms, 10'000u);
+}
+
+TEST(Config, WholeNumbersAreDecimalWithoutALeadingZero) {
+  EXPECT_EQ(errorOf("cache:\n  max_flows: 010\n"),
+            "t.yaml:2:14: 'max_flows' = 010 has a leading zero: write the decimal number without it");
+  EXPECT_EQ(errorOf("cache:\n  max_flows: 0x10\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '0x10'");
+  EXPECT_EQ(errorOf("cache:\n  max_flows: 1e3\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '1e3'");
+  EXPECT_EQ(parseConfig("cache:\n  max_flows: 10\n", "t").cache.max_flows, 10u);
+}
+
+// Issue 16, item 14: stats_interval counts seconds; 500ms became 0 (off).
+TEST(Config, StatsIntervalTakesWholeSecondsOnly) {
+  EXPECT_EQ(errorOf("log:\n  stats_interval: 500ms\n"),
+            "t.yaml:2:19: 'stats_interval' = 500ms is not a whole number of seconds, and only whole seconds count "
+            "here");
+  EXPECT_NE(errorOf("log:\n  stats_interval: 1.5\n").find("t.yaml:2:19: 'stats_interval' = 1.5 is not a whole"),
+            std::string::npos);
+  EXPECT_EQ(parseConfig("log:\n  stats_interval: 2000ms\n", "t").stats_interval_s, 2u);
+  EXPECT_EQ(parseConfig("log:\n  stats_interval: 1m\n", "t").stats_interval_s, 60u);
+  EXPECT_EQ(parseConfig("log:\n  stats_interval: 0\n", "t").stats_interval_s, 0u);
+}
+
+// Issue 16, item 12: the metrics server refused these after the capture was
+// open (exit 1); they are configuration errors, found by --check-config.
+TEST(Config, MetricsListenIsALoopbackAddressUnlessAllowed) {
+  EXPECT_EQ(errorOf("metrics:\n  listen: 0.0.0.0:9108\n"),
+            "t.yaml:2:11: metrics.listen 0.0.0.0:9108 is not a loopback address: set 'allow_remote: true' under "
+            "'metrics:' to serve metrics beyond this machine");
+  EXPECT_NE(errorOf("metrics:\n  listen: '[2001:db8::1]:9108'\n").find("t.yaml:2:11: metrics.listen [2001:db8::1]"),
+            std::string::npos);
+  EXPECT_EQ(errorOf("metrics:\n  listen: localhost:9108\n  allow_remote: true\n"),
+            "t.yaml:2:11: metrics.listen needs an IP address such as 127.0.0.1:9108 or [::1]:9108, not the name "
+            "'localhost' (the endpoint binds exactly one address)");
+  // allow_remote after or before listen: the mapping is read as a whole.
+  EXPECT_TRUE(parseConfig("metrics:\n  listen: 0.0.0.0:9108\n  allow_remote: true\n", "t").metrics_allow_remote);
+  EXPECT_TRUE(parseConfig("metrics:\n  allow_remote: true\n  listen: 0.0.0.0:9108\n", "t").metrics_allow_remote);
+  for (const char* ok : {"127.0.0.1:9108", "127.0.0.53:1", "'[::1]:9108'", "'[::ffff:127.0.0.1]:9108'"})
+    EXPECT_EQ(errorOf(std::string("metrics:\n  listen: ") + ok + "\n"), "") << ok;
+}
+
+Config withJson(const std::string& yaml) {
+  Config c = parseConfig(yaml + "exporters:\n  - type: json\n", "t.yaml");
+  return c;
+}
+
+std::string validationErrorOf(const Config& c, bool running_as_root) {
+  try {
+    validateConfig(c, running_as_root);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Issue 16, item 12: `user: root` and a user that does not exist failed
+// only after the capture was open (exit 1).
+TEST(Config, UserAndGroupMustExistAndNotBeRoot) {
+  EXPECT_EQ(validationErrorOf(withJson("user: root\n"), false),
+            "t.yaml:1:7: 'user' = root is root (uid 0); flowfold runs as root only when asked: leave 'user' out and "
+            "set 'run_as_root: true'");
+  EXPECT_EQ(validationErrorOf(withJson("user: flowfold-no-such-user\n"), false),
+            "t.yaml:1:7: 'user' = flowfold-no-such-user: no such user (create it, e.g. useradd --system "
+            "--no-create-home --shell /usr/sbin/nologin flowfold-no-such-user)");
+  EXPECT_EQ(validationErrorOf(withJson("user: nobody\ngroup: flowfold-no-such-group\n"), false),
+            "t.yaml:2:8: 'group' = flowfold-no-such-group: no such group");
+  EXPECT_EQ(validationErrorOf(withJson("user: nobody\n"), true), "");
+  EXPECT_EQ(validationErrorOf(withJson("user: nobody\ngroup: root\n"), true), "");
+}
+
+TEST(Config, RootWithNoUserToBecomeIsRefusedBeforeTheCaptureOpens) {
+  if (getpwnam("flowfold") != nullptr) GTEST_SKIP() << "a 'flowfold' user exists here: it would be used";
+  EXPECT_EQ(validationErrorOf(withJson(""), true),
+            "refusing to keep running as root after opening the capture: create the 'flowfold' user, set 'user:' in "
+            "the configuration, or set 'run_as_root: true'");
+  EXPECT_EQ(validationErrorOf(withJson("run_as_root: true\n"), true), "");
+  EXPECT_EQ(validationErrorOf(withJson("input:\n  file: x.pcap\n"), true), "");  // a file run keeps no capture open
+  EXPECT_EQ(validationErrorOf(withJson(""), false), "");
+}
+
+// Issue 16, item 12: with -r the metrics endpoint is not started; say so.
+TEST(Config, MetricsListenWithACaptureFileIsAWarning) {
+  Config c = withJson("metrics:\n  listen: 127.0.0.1:9108\n");
+  EXPECT_TRUE(validateConfig(c, false).empty());
+  c.read_file = "x.pcap";
+  EXPECT_EQ(validateConfig(c, false),
+            std::vector<std::string>{"t.yaml:2:11: metrics.listen is ignored when reading a capture file (-r or "
+                                     "input.file): the metrics endpoint serves live captures only"});
+}
+
+// Issue 16, item 15: -m 3 --workers 8 kept 8 flows (each worker rounded up).
+TEST(Config, MaxFlowsBoundsTheWholeProbe) {
+  Config c = withJson("input:\n  file: x.pcap\n");
+  c.cache.max_flows = 3;
+  c.workers = 8;
+  EXPECT_EQ(validationErrorOf(c, false),
+            "cache.max_flows = 3 cannot be shared among 8 flow caches (one per worker and interface): give at least "
+            "one flow to each, or fewer workers");
+  c.cache.max_flows = 10;
+  c.workers = 3;
+  EXPECT_EQ(validationErrorOf(c, false), "");
+  EXPECT_EQ(c.flowCacheCount(), 3u);
+  EXPECT_EQ(c.maxFlowsPerCache(), 3u);  // 3 x 3 = 9 <= 10 (rounding up gave 4 x 3 = 12)
+  c.cache.max_flows = 8;
+  c.workers = 8;
+  EXPECT_EQ(c.maxFlowsPerCache(), 1u);
+  // Live: a cache per worker on each interface.
+  c.read_file.clear();
+  c.interfaces = {"eth0", "eth1"};
+  c.workers = 2;
+  c.cache.max_flows = 103;
+  EXPECT_EQ(c.flowCacheCount(), 4u);
+  EXPECT_EQ(c.maxFlowsPerCache(), 25u);
+  c.interfaces.clear();  // the default interface: one
+  EXPECT_EQ(c.flowCacheCount(), 2u);
+  EXPECT_EQ(c.maxFlowsPerCache(), 51u);
+}
+
+// Issue 16, item 11 (its sibling in the file): `file: ""` was "no file", so a
+// live capture on the default interface; `path: ""` of a text exporter was
+// standard output.
+TEST(Config, EmptyNameIsAnError) {
+  EXPECT_EQ(errorOf("input:\n  file: ''\n"), "t.yaml:2:9: 'file' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("input:\n  interface: [eth0, '']\n"),
+            "t.yaml:2:21: 'interface' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("exporters:\n  - type: text\n    path: ''\n"),
+            "t.yaml:3:11: 'path' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("input:\n  interface: ''\n"),
+            "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
+  EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());  // the documented word
+  EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).path, "-");
 }
 
 }  // namespace

@@ -107,10 +107,12 @@ struct Config {
   // then runs as this user before any exporter or file is touched.
   std::string user;          // empty: "flowfold" when that user exists
   std::string group;         // empty: the user's primary group
+  std::string user_origin, group_origin;  // "file:line:col" when set by the file, for messages
   bool run_as_root = false;  // allow staying root (refused otherwise)
 
   // Prometheus metrics over HTTP; empty = off.
   std::string metrics_listen;       // "127.0.0.1:9108"
+  std::string metrics_listen_origin;  // "file:line:col", for messages
   bool metrics_allow_remote = false;  // permit a non-loopback address
 
   std::string log_level = "info";
@@ -119,6 +121,13 @@ struct Config {
   std::string config_path;        // where it came from, for messages
 
   bool live() const { return read_file.empty(); }
+  /// Flow caches the run builds: one per worker for a file; live, one per
+  /// worker on each interface (the default interface counts as one).
+  uint32_t flowCacheCount() const;
+  /// Each cache's share of cache.max_flows, rounded down, so that the whole
+  /// probe keeps at most max_flows (validateConfig refuses fewer flows than
+  /// caches).
+  uint32_t maxFlowsPerCache() const;
 };
 
 /// Parses a YAML configuration file. Throws ConfigError("FILE:LINE:COL: ...").
@@ -129,7 +138,14 @@ Config parseConfig(const std::string& yaml_text, const std::string& name);
 /// Parses "HOST:PORT" / "[V6]:PORT"; throws ConfigError naming `origin`.
 void parseHostPort(const std::string& text, std::string& host, std::string& port, const std::string& origin);
 
-/// Checks cross-field rules (an input is set, exporters complete, ...).
-void validateConfig(const Config& config);
+/// geteuid() == 0.
+bool runningAsRoot();
+
+/// Checks cross-field rules and what a run would otherwise refuse only after
+/// opening its capture: exporters present, one kind of input, max_flows
+/// against the flow caches, `user:`/`group:` exist and are not root, a live
+/// run as root has a user to become. Throws ConfigError. Returns warnings
+/// (settings the run will ignore) for the caller to log.
+std::vector<std::string> validateConfig(const Config& config, bool running_as_root = runningAsRoot());
 
 }  // namespace flowfold
