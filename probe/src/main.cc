@@ -307,7 +307,7 @@ int runLive(const Config& config, int argc, char** argv) {
     metrics = std::make_unique<MetricsServer>(
         host, static_cast<uint16_t>(std::stoi(port)),
         [&] { return renderPrometheus(metricFamilies(totalStats(caps), stage, captureStats(caps))); }, mo);
-    logInfo("metrics on http://%s:%u/metrics", host.c_str(), static_cast<unsigned>(metrics->port()));
+    logInfo("metrics on %s", metrics->url().c_str());  // an IPv6 host in brackets
   }
 
   installSignalHandlers();
