@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <exception>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "flowfold/exporters/log.h"
@@ -225,6 +227,41 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
 
 using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
 
+/// The capture threads start before any other, so that they alone inherit
+/// CAP_NET_RAW for reopening a capture (capabilities are per thread and
+/// copied at clone); they wait here until their pipelines exist.
+class StartGate {
+ public:
+  /// Blocks until open() (true: go on) or cancel() (false: return at once).
+  bool wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return state_ != State::kShut; });
+    return state_ == State::kOpen;
+  }
+  void open() { settle(State::kOpen); }
+  /// No effect once open.
+  void cancel() { settle(State::kCancelled); }
+
+ private:
+  enum class State { kShut, kOpen, kCancelled };
+  void settle(State to) {
+    {
+      std::lock_guard lock(mu_);
+      if (state_ == State::kShut) state_ = to;
+    }
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  State state_ = State::kShut;
+};
+
+/// "ff-cap-eth0", cut to the 15 characters a thread name may have: tells the
+/// capture threads from the others in /proc/PID/task/*/comm and top -H.
+void nameCaptureThread(const std::string& interface) {
+  pthread_setname_np(pthread_self(), ("ff-cap-" + interface).substr(0, 15).c_str());
+}
+
 /// Kernel counters per interface (the fanout members of one interface summed).
 std::vector<CaptureStats> captureStats(const LiveCaptures& caps) {
   std::vector<CaptureStats> out;
@@ -249,10 +286,11 @@ PipelineStats totalStats(const LiveCaptures& caps) {
 }
 
 /// Gives up root after the captures are open, before any exporter or file.
-void dropRootIfNeeded(const Config& config) {
+/// False when the configuration keeps root (run_as_root: true).
+bool dropRootIfNeeded(const Config& config) {
   if (geteuid() != 0) {
     logInfo("running as uid %u with %s", getuid(), describeCapabilities().c_str());
-    return;
+    return true;
   }
   std::string user = config.user;
   if (user.empty() && userExists("flowfold")) user = "flowfold";
@@ -261,10 +299,31 @@ void dropRootIfNeeded(const Config& config) {
       throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
                         "user, set 'user:' in the configuration, or set 'run_as_root: true'");
     logWarn("running as root (run_as_root: true)");
-    return;
+    return false;
   }
   dropPrivileges(user, config.group, /*keep_capture_capability=*/true);
   logInfo("capture open; now running as user %s with %s", user.c_str(), describeCapabilities().c_str());
+  return true;
+}
+
+/// Narrows the process to CAP_NET_RAW, then starts the capture threads (they
+/// keep it, to reopen a capture) parked on the gate, then gives up every
+/// capability in this thread, so that no thread started later has any.
+void startCaptureThreads(LiveCaptures& caps, bool confine, StartGate& gate, const std::atomic<bool>& stop) {
+  if (confine) {
+    const bool bounded = confineCapabilities(/*keep_capture_capability=*/true);
+    logInfo("capture threads keep %s, every other thread none; %s; no_new_privs set",
+            describeCapabilities().c_str(),
+            bounded ? "bounding set empty" : "bounding set as given (no CAP_SETPCAP to empty it)");
+  }
+  for (auto& c : caps) {
+    LiveCapture* cap = c.get();
+    c->thread = std::thread([cap, &gate, &stop] {
+      nameCaptureThread(cap->name);
+      if (gate.wait()) captureLoop(*cap, stop);
+    });
+  }
+  if (confine) dropThreadCapabilities();
 }
 
 int runLive(const Config& config, int argc, char** argv) {
@@ -297,8 +356,25 @@ int runLive(const Config& config, int argc, char** argv) {
               c->source->datalinkName().c_str(), c->name.c_str());
     caps.push_back(std::move(c));
   }
-  // 2. Privileges go before any exporter, file or thread exists.
-  dropRootIfNeeded(config);
+  // 2. Privileges go before any exporter, file or thread exists; the capture
+  // threads start here, the only ones to keep a capability.
+  const bool confine = dropRootIfNeeded(config);
+  std::atomic<bool> stop{false};
+  StartGate gate;
+  // Leaving early (an exporter that cannot start throws) must not leave a
+  // thread waiting or running: a joinable std::thread ends the program.
+  struct StopCaptureThreads {
+    LiveCaptures& caps;
+    StartGate& gate;
+    std::atomic<bool>& stop;
+    ~StopCaptureThreads() {
+      stop = true;
+      gate.cancel();
+      for (auto& c : caps)
+        if (c->thread.joinable()) c->thread.join();
+    }
+  } stop_capture_threads{caps, gate, stop};
+  startCaptureThreads(caps, confine, gate, stop);
 
   // 3. Exporters, the export stage, one pipeline per capture.
   ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
@@ -324,17 +400,15 @@ int runLive(const Config& config, int argc, char** argv) {
     metrics = std::make_unique<MetricsServer>(
         host, static_cast<uint16_t>(std::stoi(port)),
         [&] { return renderPrometheus(metricFamilies(totalStats(caps), stage, captureStats(caps))); }, mo);
-    logInfo("metrics on http://%s:%u/metrics", host.c_str(), static_cast<unsigned>(metrics->port()));
+    logInfo("metrics on %s", metrics->url().c_str());  // an IPv6 host in brackets
   }
 
   installSignalHandlers();
-  std::atomic<bool> stop{false};
   for (auto& c : caps) {
     logInfo("capturing on %s (ifindex %u, %s)", c->name.c_str(), c->source->ifindex(),
             c->source->datalinkName().c_str());
-    LiveCapture* cap = c.get();
-    c->thread = std::thread([cap, &stop] { captureLoop(*cap, stop); });
   }
+  gate.open();
 
   // 4. The main thread watches signals and the statistics timer.
   using Clock = std::chrono::steady_clock;

@@ -127,13 +127,30 @@ std::string capabilityName(int n) {
   return "cap_" + std::to_string(n);
 }
 
-// Permitted = effective = `keep`, inheritable empty, for the calling thread.
+// Permitted = effective = `keep`, inheritable empty, for the calling thread
+// only: capset(2) with pid 0 changes the caller's credentials, and every
+// thread has its own.
 void setCapabilities(uint64_t keep) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   data[0].permitted = data[0].effective = static_cast<uint32_t>(keep);
   data[1].permitted = data[1].effective = static_cast<uint32_t>(keep >> 32);
   if (syscall(SYS_capset, &header, data) != 0) failErrno("capset");
+}
+
+constexpr uint64_t kNetRaw = uint64_t{1} << CAP_NET_RAW;
+
+// Empties the calling thread's bounding set when it may (CAP_SETPCAP is
+// effective: root, or a service manager that granted it for this step).
+// Dropping from the bounding set does not touch the permitted set.
+void clearBoundingSet() {
+  if ((capabilityMask("CapEff") & (uint64_t{1} << CAP_SETPCAP)) == 0) return;
+  for (int n = 0; n <= lastCapability() && n < 64; ++n) {
+    if (prctl(PR_CAPBSET_READ, static_cast<unsigned long>(n), 0L, 0L, 0L) != 1) continue;
+    if (prctl(PR_CAPBSET_DROP, static_cast<unsigned long>(n), 0L, 0L, 0L) != 0) {
+      failErrno("prctl(PR_CAPBSET_DROP, " + capabilityName(n) + ")");
+    }
+  }
 }
 
 }  // namespace
@@ -154,7 +171,9 @@ bool dropPrivileges(const std::string& user, const std::string& group, bool keep
   if (geteuid() != 0) return false;
   if (pw.uid == 0) fail("user '" + user + "' is root");
 
-  const uint64_t keep = keep_capture_capability ? (uint64_t{1} << CAP_NET_RAW) : 0;
+  const uint64_t keep = keep_capture_capability ? kNetRaw : 0;
+  // While root still has CAP_SETPCAP: after setuid() only `keep` is left.
+  clearBoundingSet();
   if (keep && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0) failErrno("prctl(PR_SET_KEEPCAPS)");
   if (initgroups(pw.name.c_str(), gid) != 0) failErrno("initgroups(" + user + ")");
   if (setgid(gid) != 0) failErrno("setgid(" + std::to_string(gid) + ")");
@@ -179,6 +198,23 @@ bool dropPrivileges(const std::string& user, const std::string& group, bool keep
   }
   return true;
 }
+
+bool confineCapabilities(bool keep_capture_capability) {
+  clearBoundingSet();
+  // Ambient capabilities (systemd's AmbientCapabilities=) would otherwise
+  // pass to any program executed; the inheritable set goes with them.
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0L, 0L, 0L) != 0) {
+    failErrno("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  }
+  const uint64_t keep = keep_capture_capability ? kNetRaw : 0;
+  setCapabilities(capabilityMask("CapPrm") & keep);
+  // No execve() can ever add privileges again (setuid bits, file
+  // capabilities), whatever the bounding set still holds.
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) != 0) failErrno("prctl(PR_SET_NO_NEW_PRIVS)");
+  return capabilityMask("CapBnd") == 0;
+}
+
+void dropThreadCapabilities() { setCapabilities(0); }
 
 uint64_t effectiveCapabilities() { return capabilityMask("CapEff"); }
 

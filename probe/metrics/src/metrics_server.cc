@@ -3,6 +3,13 @@
 // Everything runs on one Asio thread; each connection is a chain of async
 // operations guarded by a deadline, so a client that dribbles or says nothing
 // costs a socket for request_timeout and never blocks anyone else.
+//
+// Slots are bounded, so who holds them is policy: a client that has its
+// response gives its slot up within kDrainTime, and when every slot is taken
+// the newcomer is let in by closing the client that has held a slot with the
+// least claim to it (one that already has its response, else the slowest
+// sender of a request). A flood of clients that never close, or that dribble
+// half a request, therefore cannot lock a scraper out.
 
 #include <algorithm>
 #include <array>
@@ -13,6 +20,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <pthread.h>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -42,6 +50,10 @@ constexpr size_t kReadChunk = 2048;
 // closing does not turn into a RST that could destroy the response in the
 // client's buffer), but only this much.
 constexpr size_t kMaxDrainBytes = 64 * 1024;
+// ... and only for this long (or request_timeout, if shorter): the client has
+// its whole response by then or is not reading it, and a slot held open by a
+// client that never closes is one a scraper cannot have.
+constexpr std::chrono::milliseconds kDrainTime{500};
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 std::string stripBrackets(const std::string& host) {
@@ -110,7 +122,7 @@ class HttpServer {
  private:
   void accept();
   void shutdown();
-  void evictOldestReader();
+  void makeRoom();
 
   MetricsServer::BodyProvider body_;
   MetricsServerOptions options_;
@@ -134,7 +146,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         accepted_(std::chrono::steady_clock::now()) {}
 
   void start() {
-    armDeadline();
+    armDeadline(server_.options().request_timeout);
     read();
   }
 
@@ -149,12 +161,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     server_.remove(shared_from_this());
   }
 
-  bool readingRequest() const { return reading_ && !closed_; }
+  enum class Phase { kReading, kWriting, kDraining };
+  Phase phase() const { return phase_; }
+  bool closed() const { return closed_; }
   std::chrono::steady_clock::time_point accepted() const { return accepted_; }
 
  private:
-  void armDeadline() {
-    deadline_.expires_after(server_.options().request_timeout);
+  void armDeadline(std::chrono::milliseconds allowance) {
+    deadline_.expires_after(allowance);
     deadline_.async_wait([self = shared_from_this()](const error_code& ec) {
       // A deadline moved after this wait already fired is not a timeout.
       if (!ec && self->deadline_.expiry() <= std::chrono::steady_clock::now()) self->close();
@@ -222,7 +236,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void respond(Response response) {
-    reading_ = false;
+    phase_ = Phase::kWriting;
     request_.clear();
     request_.shrink_to_fit();
     header_ = "HTTP/1.1 ";
@@ -236,7 +250,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     header_ += "Connection: close\r\n\r\n";
     body_ = head_only_ ? std::string() : std::move(response.body);
 
-    armDeadline();  // a fresh allowance for the client to take the response
+    // A fresh allowance for the client to take the response.
+    armDeadline(server_.options().request_timeout);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(header_), asio::buffer(body_)};
     asio::async_write(socket_, buffers,
                       [self = shared_from_this()](const error_code& ec, size_t /*written*/) {
@@ -246,6 +261,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         self->body_.clear();
                         error_code ignored;
                         self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                        self->phase_ = Phase::kDraining;
+                        self->armDeadline(std::min(self->server_.options().request_timeout, kDrainTime));
                         self->drain();
                       });
   }
@@ -270,7 +287,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string body_;
   std::array<char, 512> scratch_{};
   size_t drained_ = 0;
-  bool reading_ = true;
+  Phase phase_ = Phase::kReading;
   bool head_only_ = false;
   bool closed_ = false;
 };
@@ -326,6 +343,8 @@ HttpServer::HttpServer(const std::string& host, uint16_t port, MetricsServer::Bo
 
   accept();
   thread_ = std::thread([this] {
+    // Named so that /proc/PID/task/*/comm (and top -H) tell it apart.
+    pthread_setname_np(pthread_self(), "ff-metrics");
     for (;;) {
       try {
         io_.run();
@@ -368,7 +387,7 @@ void HttpServer::accept() {
       });
       return;
     }
-    if (connections_.size() >= options_.max_connections) evictOldestReader();
+    if (connections_.size() >= options_.max_connections) makeRoom();
     if (connections_.size() < options_.max_connections) {
       auto connection = std::make_shared<Connection>(std::move(socket), *this);
       connections_.insert(connection);
@@ -381,16 +400,36 @@ void HttpServer::accept() {
   });
 }
 
-// At the connection limit, the client that has been sending its request the
-// longest makes room: many slow clients cannot lock a fast scraper out.
-void HttpServer::evictOldestReader() {
-  std::shared_ptr<Connection> oldest;
+// At the connection limit one client makes room for the newcomer: the oldest
+// of those that already have their response and only keep the connection
+// open, else the one that has been sending its request the longest. One being
+// sent its response keeps its slot (its deadline bounds it). So clients that
+// never close and slow senders cannot lock a fast scraper out.
+void HttpServer::makeRoom() {
+  std::shared_ptr<Connection> oldest_drainer;
+  std::shared_ptr<Connection> oldest_reader;
+  auto older = [](const std::shared_ptr<Connection>& candidate,
+                  const std::shared_ptr<Connection>& current) {
+    return !current || candidate->accepted() < current->accepted();
+  };
   for (const auto& connection : connections_) {
-    if (connection->readingRequest() && (!oldest || connection->accepted() < oldest->accepted())) {
-      oldest = connection;
+    if (connection->closed()) continue;
+    switch (connection->phase()) {
+      case Connection::Phase::kDraining:
+        if (older(connection, oldest_drainer)) oldest_drainer = connection;
+        break;
+      case Connection::Phase::kReading:
+        if (older(connection, oldest_reader)) oldest_reader = connection;
+        break;
+      case Connection::Phase::kWriting:
+        break;
     }
   }
-  if (oldest) oldest->close();
+  if (oldest_drainer) {
+    oldest_drainer->close();
+  } else if (oldest_reader) {
+    oldest_reader->close();
+  }
 }
 
 Response HttpServer::scrape() {
@@ -422,6 +461,8 @@ MetricsServer::~MetricsServer() = default;
 uint16_t MetricsServer::port() const { return impl_->server.port(); }
 
 const std::string& MetricsServer::endpoint() const { return impl_->server.endpoint(); }
+
+std::string MetricsServer::url() const { return "http://" + endpoint() + "/metrics"; }
 
 void MetricsServer::stop() { impl_->server.stop(); }
 

@@ -6,8 +6,10 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child_process.h"
@@ -91,6 +93,47 @@ TEST(PrivilegesTest, KeepsOnlyNetRawWhenAsked) {
     if (effectiveCapabilities() != (uint64_t{1} << CAP_NET_RAW)) return kCaps;
     if (setuid(0) == 0 || seteuid(0) == 0) return kRegainedRoot;
     if (describeCapabilities() != "CapEff=0000000000002000 (cap_net_raw)") return kDescribe;
+    return kOk;
+  });
+  EXPECT_EQ(rc, kOk);
+}
+
+// A field of the calling thread's /proc status, read independently of the
+// library ("" when absent).
+std::string threadStatus(const std::string& key) {
+  std::ifstream in("/proc/thread-self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + ":\t", 0) == 0) return line.substr(key.size() + 2);
+  }
+  return "";
+}
+
+uint64_t threadMask(const std::string& key) { return std::stoull(threadStatus(key), nullptr, 16); }
+
+TEST(PrivilegesTest, ConfinesToNetRawWithEmptyBoundingSetAndNoNewPrivs) {
+  SKIP_UNLESS_ROOT_AND_NOBODY();
+  enum Step { kOk = 0, kNotDropped = 10, kNotBounded, kBounding, kAmbient, kInheritable, kNoNewPrivs, kCaps,
+              kEarlyThread, kMain, kLateThread };
+  const int rc = runInChild([&]() -> int {
+    constexpr uint64_t kNetRaw = uint64_t{1} << CAP_NET_RAW;
+    if (!dropPrivileges("nobody", "", /*keep_capture_capability=*/true)) return kNotDropped;
+    if (!confineCapabilities(/*keep_capture_capability=*/true)) return kNotBounded;
+    if (threadMask("CapBnd") != 0) return kBounding;
+    if (threadMask("CapAmb") != 0) return kAmbient;
+    if (threadMask("CapInh") != 0) return kInheritable;
+    if (threadStatus("NoNewPrivs") != "1") return kNoNewPrivs;
+    if (threadMask("CapPrm") != kNetRaw || threadMask("CapEff") != kNetRaw) return kCaps;
+    // Capabilities are copied at clone: a thread started now keeps NET_RAW
+    // after this one gives everything up; one started afterwards has none.
+    uint64_t early = 0, late = ~uint64_t{0};
+    std::thread first([&] { early = threadMask("CapPrm"); });
+    first.join();
+    dropThreadCapabilities();
+    if (threadMask("CapPrm") != 0 || threadMask("CapEff") != 0) return kMain;
+    std::thread second([&] { late = threadMask("CapPrm") | threadMask("CapEff"); });
+    second.join();
+    if (early != kNetRaw) return kEarlyThread;
+    if (late != 0) return kLateThread;
     return kOk;
   });
   EXPECT_EQ(rc, kOk);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "flowfold/probe/metrics.h"
 
@@ -316,6 +318,129 @@ TEST(MetricsServer, AtTheConnectionLimitTheOldestSlowClientMakesRoom) {
   EXPECT_EQ(get(server, "/metrics").body, kBody);
 }
 
+TEST(MetricsServer, LetsGoOfAConnectionItHasAnsweredEvenIfTheClientKeepsIt) {
+  // With a long request_timeout, only a short drain after the response can
+  // free this connection's slot while the test looks (10 s).
+  MetricsServerOptions options;
+  options.request_timeout = std::chrono::seconds(60);
+  MetricsServer server("127.0.0.1", 0, fixedBody(), options);
+  const Socket holder = connectTo("127.0.0.1", server.port());
+  ASSERT_GE(holder.fd(), 0);
+  sendAll(holder, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const HttpResponse response = parseResponse(readUntilClosed(holder));
+  EXPECT_EQ(response.status_line, "HTTP/1.1 200 OK");
+  EXPECT_EQ(response.body, kBody);
+  // The server shut down its side at once (the EOF above); its socket is
+  // fully closed once a byte from us draws a reset instead of being read.
+  bool released = false;
+  for (int i = 0; i < 200 && !released; ++i) {
+    const ssize_t n = ::send(holder.fd(), "x", 1, MSG_NOSIGNAL);
+    released = n < 0 && (errno == ECONNRESET || errno == EPIPE);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(released) << "the server still held the answered connection after 10 s";
+}
+
+// Hostile clients on loopback: `full` connections that each send a whole
+// request and never close, and `half` that send half a request and stall. Each
+// is reopened as soon as the server closes it, so the flood keeps pressing on
+// every slot for as long as it runs.
+class SlowClientFlood {
+ public:
+  SlowClientFlood(uint16_t port, size_t full, size_t half) : port_(port) {
+    for (size_t i = 0; i < full + half; ++i) clients_.push_back({-1, i < full});
+    thread_ = std::thread([this] { run(); });
+  }
+  ~SlowClientFlood() {
+    stop_ = true;
+    thread_.join();
+    for (const Client& c : clients_) {
+      if (c.fd >= 0) ::close(c.fd);
+    }
+  }
+  // Responses the full-request clients have been sent so far.
+  size_t responses() const { return responses_.load(); }
+  // Times a client found its connection closed by the server.
+  size_t closed() const { return closed_.load(); }
+
+ private:
+  struct Client {
+    int fd;
+    bool full_request;
+  };
+
+  void open(Client& client) {
+    Socket socket = connectTo("127.0.0.1", port_);
+    if (socket.fd() < 0) return;  // tried again on the next round
+    const std::string_view request = client.full_request
+                                         ? "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                                         : "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+    if (::send(socket.fd(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return;
+    }
+    client.fd = ::dup(socket.fd());
+  }
+
+  void run() {
+    std::vector<pollfd> polled;
+    char scratch[4096];
+    while (!stop_) {
+      polled.clear();
+      for (Client& c : clients_) {
+        if (c.fd < 0) open(c);
+        polled.push_back({c.fd, POLLIN, 0});
+      }
+      if (::poll(polled.data(), polled.size(), 10) <= 0) continue;
+      for (size_t i = 0; i < clients_.size(); ++i) {
+        if (polled[i].fd < 0 || polled[i].revents == 0) continue;
+        const ssize_t n = ::recv(clients_[i].fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (n > 0) {
+          if (std::string_view(scratch, static_cast<size_t>(n)).starts_with("HTTP/1.1 ")) ++responses_;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          ::close(clients_[i].fd);
+          clients_[i].fd = -1;
+          ++closed_;
+        }
+      }
+    }
+  }
+
+  uint16_t port_;
+  std::vector<Client> clients_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> responses_{0};
+  std::atomic<size_t> closed_{0};
+  std::thread thread_;
+};
+
+TEST(MetricsServer, EveryScrapeGetsThroughAFloodOfClientsThatHoldTheirConnections) {
+  MetricsServer server("127.0.0.1", 0, fixedBody());  // the default 64 slots
+  constexpr size_t kHolders = 96;   // more than there are slots
+  constexpr size_t kStallers = 32;
+  SlowClientFlood flood(server.port(), kHolders, kStallers);
+  // Let the flood take the slots first: the holders have been answered.
+  for (int waited = 0; flood.responses() < 64 && waited < 10000; waited += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GE(flood.responses(), 64u) << "the flood never filled the slots";
+
+  constexpr int kScrapes = 40;
+  int complete = 0;
+  for (int i = 0; i < kScrapes; ++i) {
+    const HttpResponse response = get(server, "/metrics");
+    if (response.status_line == "HTTP/1.1 200 OK" && response.body == kBody) ++complete;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(complete, kScrapes) << "scrapes locked out by the flood; flood connections closed by "
+                                   "the server: " << flood.closed();
+}
+
+TEST(MetricsServer, UrlPutsAnIpv4HostAsIs) {
+  MetricsServer server("127.0.0.1", 0, fixedBody());
+  EXPECT_EQ(server.url(), "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics");
+}
+
 TEST(MetricsServer, RefusesNonLoopbackAddressesWithoutOptIn) {
   for (const char* host : {"0.0.0.0", "::", "192.0.2.1", "[::]"}) {
     EXPECT_THROW(MetricsServer(host, 0, fixedBody()), std::invalid_argument) << host;
@@ -388,6 +513,8 @@ TEST(MetricsServer, ServesOverIpv6Loopback) {
   for (const char* host : {"::1", "[::1]"}) {
     MetricsServer server(host, 0, fixedBody());
     EXPECT_EQ(server.endpoint(), "[::1]:" + std::to_string(server.port()));
+    // RFC 3986: an IPv6 host in a URL is bracketed, or the port reads as part of it.
+    EXPECT_EQ(server.url(), "http://[::1]:" + std::to_string(server.port()) + "/metrics");
     const HttpResponse response = get(server, "/metrics", "::1");
     EXPECT_EQ(response.status_line, "HTTP/1.1 200 OK");
     EXPECT_EQ(response.body, kBody);

@@ -64,17 +64,23 @@ struct MetricsServerOptions {
   bool allow_non_loopback = false;
   /// A connection must deliver its whole request within this long, and take
   /// the whole response within this long again; otherwise it is closed.
+  /// Once it has the response it is closed within half a second (or this
+  /// long, if shorter) even if the client keeps it open.
   std::chrono::milliseconds request_timeout{5000};
   /// A request whose headers do not end within this many bytes gets a 431
   /// and is closed.
   size_t max_request_bytes = 8192;
-  /// Connections open at once; more are closed at accept.
+  /// Connections open at once. A newcomer beyond that is not refused: the
+  /// oldest connection that already has its response is closed to make room,
+  /// else the one that has been sending its request the longest; one that is
+  /// being sent its response keeps its slot.
   size_t max_connections = 64;
 };
 
 /// A minimal HTTP/1.1 (and 1.0) server for Prometheus scrapes, running
-/// Boost.Asio on its own thread with every connection handled asynchronously,
-/// so a slow or silent client does not hold up the others.
+/// Boost.Asio on its own thread (named "ff-metrics") with every connection
+/// handled asynchronously, so a slow or silent client does not hold up the
+/// others, and a bounded number of slots that such clients cannot hold.
 ///
 ///   GET/HEAD /metrics  200, Content-Type: text/plain; version=0.0.4; charset=utf-8
 ///   GET/HEAD /         200, a small HTML page linking /metrics
@@ -110,6 +116,9 @@ class MetricsServer {
   uint16_t port() const;
   /// The bound endpoint for logs: "127.0.0.1:9100" or "[::1]:9100".
   const std::string& endpoint() const;
+  /// The scrape URL for logs: "http://127.0.0.1:9100/metrics",
+  /// "http://[::1]:9100/metrics" (an IPv6 host in brackets, RFC 3986).
+  std::string url() const;
 
   /// Closes the listener and every open connection, then joins the server
   /// thread. Idempotent; callable from any thread except from inside the
