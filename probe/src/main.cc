@@ -230,6 +230,15 @@ using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
 /// The capture threads start before any other, so that they alone inherit
 /// CAP_NET_RAW for reopening a capture (capabilities are per thread and
 /// copied at clone); they wait here until their pipelines exist.
+/// Runs `f` when the scope ends, however it ends.
+template <class F>
+struct OnScopeExit {
+  F f;
+  ~OnScopeExit() { f(); }
+};
+template <class F>
+OnScopeExit(F) -> OnScopeExit<F>;
+
 class StartGate {
  public:
   /// Blocks until open() (true: go on) or cancel() (false: return at once).
@@ -361,23 +370,24 @@ int runLive(const Config& config, int argc, char** argv) {
   const bool confine = dropRootIfNeeded(config);
   std::atomic<bool> stop{false};
   StartGate gate;
-  // Leaving early (an exporter that cannot start throws) must not leave a
-  // thread waiting or running: a joinable std::thread ends the program.
-  struct StopCaptureThreads {
-    LiveCaptures& caps;
-    StartGate& gate;
-    std::atomic<bool>& stop;
-    ~StopCaptureThreads() {
-      stop = true;
-      gate.cancel();
-      for (auto& c : caps)
-        if (c->thread.joinable()) c->thread.join();
-    }
-  } stop_capture_threads{caps, gate, stop};
+  // Leaving early (an exporter that cannot start, a metrics port in use)
+  // must not leave a thread waiting or running (a joinable std::thread ends
+  // the program), nor a pipeline that outlives the stage it hands off to.
+  auto end_capture_threads = [&] {
+    stop = true;
+    gate.cancel();
+    for (auto& c : caps)
+      if (c->thread.joinable()) c->thread.join();
+  };
+  OnScopeExit stop_capture_threads{end_capture_threads};
   startCaptureThreads(caps, confine, gate, stop);
 
   // 3. Exporters, the export stage, one pipeline per capture.
   ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
+  OnScopeExit end_pipelines_before_the_stage{[&] {
+    end_capture_threads();
+    for (auto& c : caps) c->pipeline.reset();
+  }};
   std::unique_ptr<MetricsServer> metrics;
   for (auto& c : caps) {
     PipelineOptions o;

@@ -395,6 +395,27 @@ class LiveCaptureTest(TempDirTest):
         self.assertIn("CAP_NET_RAW", r.stderr)
         self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
 
+    def test_a_metrics_port_in_use_is_one_clear_error_after_the_captures_opened(self):
+        # The capture threads and pipelines exist by then: they must end
+        # cleanly (a pipeline outliving its export stage, or a joinable
+        # thread, would abort the program).
+        port = free_tcp_port()
+        holder = self.pair.popen_in("b", [sys.executable, "-c",
+                                          "import socket, sys, time\n"
+                                          "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+                                          "print('ready', flush=True); time.sleep(60)", str(port)],
+                                    stdout=subprocess.PIPE, text=True)
+        self.procs.append(holder)
+        self.assertEqual(holder.stdout.readline().strip(), "ready")
+        cfg = self.path("busy.yaml")
+        with open(cfg, "w") as f:
+            f.write("run_as_root: true\nmetrics:\n  listen: 127.0.0.1:%d\n" % port)
+        r = self.pair.run_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--workers", "2", "--text"],
+                             check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(str(port), r.stderr)
+        self.assertNotIn("terminate", r.stderr)
+
     def test_unknown_interface_lists_the_real_ones(self):
         r = self.pair.run_in("b", [FLOWFOLD, "-i", "nosuch0", "--text"], check=False)
         self.assertEqual(r.returncode, 3, r.stderr)
