@@ -62,6 +62,7 @@ struct SpoolState {
   uint64_t records_spooled = 0;  // appended by this process
   uint64_t dropped_oldest = 0;
   uint64_t dropped_newest = 0;
+  uint64_t segments_quarantined = 0;  // damaged or foreign segment files set aside as *.bad
 };
 
 /// Keeps one spool directory to one Spool within this process. A second
@@ -141,12 +142,18 @@ class Spool {
     uint64_t records = 0;
     uint64_t file_bytes = 0;
     bool pinned = false;
+    bool verified = true;  // false: its header could not be read when the spool was opened
   };
 
   std::string segmentPath(uint64_t number) const;
   void loadOrCreateState();
+  void adoptSegmentsId();
+  static uint64_t randomSpoolId();
+  uint64_t newestSegmentOnDisk() const;
+  void repairNextSegment(const std::string& path, const std::string& bad_value);
   void saveState();
   void scanSegments();
+  void quarantineSegment(const std::string& path, const std::string& why, const std::string& what_to_do);
   uint64_t unconsumedLocked(const Segment& s) const;
   void deleteSegmentLocked(std::deque<Segment>::iterator it);
   void dropConsumedLocked();
@@ -165,6 +172,7 @@ class Spool {
   SpoolPosition cursor_;           // reader: first record not yet committed
   uint64_t bytes_ = 0;
   uint64_t records_spooled_ = 0, dropped_oldest_ = 0, dropped_newest_ = 0;
+  uint64_t quarantined_ = 0;
   uint64_t tail_number_ = 0;  // segment the writer appends to (0 = none yet)
 
   int tail_fd_ = -1;  // writer only
