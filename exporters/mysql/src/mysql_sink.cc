@@ -120,6 +120,7 @@ MysqlSinkStats Sink::stats() const {
     s.spool_bytes = st.bytes;
     s.dropped_oldest = st.dropped_oldest;
     s.dropped_newest = st.dropped_newest;
+    s.segments_quarantined = st.segments_quarantined;
   }
   return s;
 }
