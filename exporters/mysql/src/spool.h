@@ -8,6 +8,11 @@
 //                         database's flowfold_batches) and the next segment number
 //   DIR/seg-<20 digits>   64-byte header, then records; never rewritten, deleted
 //                         once every record in it is committed (or dropped)
+//   DIR/*.bad             a damaged or foreign segment (or spool.state) set
+//                         aside with a message; never read, never deleted
+//
+// Nothing in DIR is opened through a link, and DIR must be trusted (owned by
+// root or this user, not writable by others; see prepareSpoolDir).
 //
 // Segment numbers are never reused (the counter in spool.state is fsynced
 // before a segment is created): the database remembers how far each segment
@@ -83,8 +88,11 @@ class SpoolDirClaim {
   std::string dir_;
 };
 
-/// Creates DIR (and parents) if needed and proves it writable; returns its
-/// canonical path. Throws std::runtime_error with the reason.
+/// Creates DIR (and parents, 0750) if needed, checks that it and every
+/// directory above it belong to root or the effective user and that no other
+/// user can write to them (one above may be sticky and world-writable, like
+/// /tmp), and proves it writable; returns its canonical path. Throws
+/// std::runtime_error with the reason and what to do.
 std::string prepareSpoolDir(const std::string& dir);
 
 class Spool {
