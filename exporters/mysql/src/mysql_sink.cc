@@ -120,6 +120,7 @@ MysqlSinkStats Sink::stats() const {
     s.spool_bytes = st.bytes;
     s.dropped_oldest = st.dropped_oldest;
     s.dropped_newest = st.dropped_newest;
+    s.segments_quarantined = st.segments_quarantined;
   }
   return s;
 }
@@ -266,8 +267,16 @@ bool Sink::drain(bool force_partial) {
     if (pending == 0 || (pending < options_.batch_size && !force_partial)) return true;
     std::string error;
     if (!spool_->readBatch(options_.batch_size, batch_, error)) {
-      if (error.empty()) return true;
-      failure("cannot read the spool", 0, error);
+      if (!error.empty()) {
+        failure("cannot read the spool", 0, error);
+        return false;
+      }
+      // Records counted as waiting (checked above) that no read returns: a
+      // spool whose numbering disagrees with the database's. Returning "done"
+      // would wake this thread again at once and spin; back off and say so.
+      failure("the spool counts " + std::to_string(pending) +
+                  " records waiting but none can be read; stop flowfold and check the spool directory",
+              0, "");
       return false;
     }
     if (!writeBatch(batch_)) {

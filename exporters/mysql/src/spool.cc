@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>  // renameat2
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +30,14 @@ namespace {
 constexpr char kMagic[8] = {'F', 'F', 'S', 'P', 'O', 'O', 'L', '1'};
 constexpr uint32_t kFormatVersion = 1;
 constexpr size_t kHeaderSize = 64;
+// No real spool gets near this many segments (one a microsecond for eight
+// years); anything above is a damaged spool.state or file name, and staying
+// far below 2^64 means a segment number + 1 can never wrap to 0.
+constexpr uint64_t kMaxSegmentNumber = uint64_t{1} << 48;
+// What flowfold creates in the spool: no access for other users, whatever
+// the umask.
+constexpr mode_t kFileMode = 0640;
+constexpr mode_t kDirMode = 0750;
 
 // Directory -> pid that claimed it. The pid matters after fork(): a child
 // inherits the map but none of the parent's exporters.
@@ -82,28 +92,141 @@ bool preadAll(int fd, uint8_t* data, size_t size, off_t offset) {
   return true;
 }
 
-bool parseSegmentName(const char* name, uint64_t& number) {
-  if (std::strncmp(name, "seg-", 4) != 0 || std::strlen(name) != 24) return false;
-  number = 0;
+// A segment's number, or nullopt when `name` is not a segment's name. A
+// number past kMaxSegmentNumber (20 digits reach past 2^64) comes back as is
+// for the caller to reject, never wrapped.
+std::optional<uint64_t> parseSegmentName(const char* name) {
+  if (std::strncmp(name, "seg-", 4) != 0 || std::strlen(name) != 24) return std::nullopt;
+  uint64_t number = 0;
   for (const char* p = name + 4; *p; ++p) {
-    if (*p < '0' || *p > '9') return false;
-    number = number * 10 + static_cast<uint64_t>(*p - '0');
+    if (*p < '0' || *p > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(*p - '0');
+    if (number > (UINT64_MAX - digit) / 10) return UINT64_MAX;
+    number = number * 10 + digit;
   }
-  return true;
+  return number;
 }
 
-// Reads a segment header; returns the spool id in it, or 0 when it is not a
-// valid header for `number`.
-uint64_t headerSpoolId(const std::string& path, uint64_t number) {
+// The spool never follows a link: a link planted in the directory must not
+// make flowfold (perhaps root) read or write another file.
+int openInSpool(const std::string& path, int flags, mode_t mode = kFileMode) {
+  return ::open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+struct SegmentHeader {
+  enum class Status { kOk, kUnreadable, kDamaged } status = Status::kDamaged;
+  uint64_t spool_id = 0;
+  int error = 0;  // errno when kUnreadable
+};
+
+SegmentHeader readHeader(int fd, uint64_t number) {
+  SegmentHeader r;
   uint8_t h[kHeaderSize];
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  const bool ok = preadAll(fd, h, sizeof h, 0);
+  if (!preadAll(fd, h, sizeof h, 0)) {
+    // ENODATA: the file ends inside the header.
+    r.status = errno == ENODATA ? SegmentHeader::Status::kDamaged : SegmentHeader::Status::kUnreadable;
+    r.error = errno;
+    return r;
+  }
+  if (std::memcmp(h, kMagic, 8) != 0 || getLe(h + 8, 4) != kFormatVersion || getLe(h + 12, 4) != kSpoolRecordSize ||
+      getLe(h + 24, 8) != number)
+    return r;
+  r.status = SegmentHeader::Status::kOk;
+  r.spool_id = getLe(h + 16, 8);
+  return r;
+}
+
+SegmentHeader readHeader(const std::string& path, uint64_t number) {
+  const int fd = openInSpool(path, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) {
+    SegmentHeader r;
+    r.status = SegmentHeader::Status::kUnreadable;
+    r.error = errno;
+    return r;
+  }
+  const SegmentHeader r = readHeader(fd, number);
   ::close(fd);
-  if (!ok || std::memcmp(h, kMagic, 8) != 0 || getLe(h + 8, 4) != kFormatVersion ||
-      getLe(h + 12, 4) != kSpoolRecordSize || getLe(h + 24, 8) != number)
-    return 0;
-  return getLe(h + 16, 8);
+  return r;
+}
+
+// Renames a file the spool must not read to <name>.bad (or .bad.2, ...; an
+// earlier quarantined file is never replaced). Returns the new path, or ""
+// (with errno) when it could not be moved.
+std::string quarantine(const std::string& path) {
+  for (int n = 1; n <= 1000; ++n) {
+    const std::string to = path + ".bad" + (n == 1 ? "" : "." + std::to_string(n));
+    if (::renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return to;
+    if (errno == EEXIST) continue;
+    if (errno != EINVAL) return "";
+    // A file system without RENAME_NOREPLACE: check, then rename.
+    struct stat st{};
+    if (::lstat(to.c_str(), &st) == 0) continue;
+    if (::rename(path.c_str(), to.c_str()) == 0) return to;
+    return "";
+  }
+  errno = EEXIST;
+  return "";
+}
+
+std::string userName(uid_t uid) {
+  const passwd* pw = ::getpwuid(uid);
+  return std::to_string(uid) + (pw ? " (" + std::string(pw->pw_name) + ")" : "");
+}
+
+std::string octal(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// OpenSSH's StrictModes, for a directory flowfold writes to and reads back
+// from: it and every directory above it belong to root or to the user
+// flowfold runs as, and no other user may change them (a directory above may
+// be world-writable only with the sticky bit, like /tmp, where nobody can
+// rename another's entry; the spool directory itself not even then, since
+// anyone could plant a segment or a lock in it). Otherwise another user could
+// swap the spool's files for links or forged segments under a root flowfold.
+void checkSpoolDirTrust(const std::string& canonical) {
+  const uid_t me = ::geteuid();
+  std::string path;
+  size_t pos = 0;
+  while (true) {
+    const size_t next = canonical.find('/', pos + 1);
+    path = next == std::string::npos ? canonical : canonical.substr(0, next);
+    if (path.empty()) path = "/";
+    const bool is_spool = next == std::string::npos;
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) != 0)
+      throw std::runtime_error("cannot check spool directory " + canonical + ": " + path + ": " + errnoText());
+    if (!S_ISDIR(st.st_mode))
+      throw std::runtime_error("spool directory " + canonical + ": " + path + " is not a directory (a link?)");
+    if (st.st_uid != 0 && st.st_uid != me)
+      throw std::runtime_error("spool directory " + canonical + ": " + path + " is owned by uid " +
+                               userName(st.st_uid) + ", not by root or the user flowfold runs as (uid " +
+                               userName(me) +
+                               "), so that user could replace the spool's files; run flowfold as that user, "
+                               "or chown the directory, or choose another spool_dir");
+    if ((st.st_mode & 022) != 0 && (is_spool || !(st.st_mode & S_ISVTX)))
+      throw std::runtime_error("spool directory " + canonical + ": " + path + " is writable by other users (mode " +
+                               octal(st.st_mode) + "), who could plant files or links in the spool; chmod go-w " +
+                               path);
+    if (is_spool) return;
+    pos = next;
+  }
+}
+
+// create_directories() with a mode that keeps other users out, whatever the umask.
+void makeSpoolDirs(const std::string& dir) {
+  const std::filesystem::path abs = std::filesystem::absolute(dir);
+  std::filesystem::path p;
+  for (const auto& part : abs) {
+    p /= part;
+    if (::mkdir(p.c_str(), kDirMode) == 0) {
+      ::chmod(p.c_str(), kDirMode);  // mkdir's mode went through the umask
+    } else if (errno != EEXIST) {
+      throw std::runtime_error("cannot create spool directory " + dir + ": " + p.string() + ": " + errnoText());
+    }
+  }
 }
 
 }  // namespace
@@ -136,14 +259,15 @@ SpoolDirClaim::~SpoolDirClaim() {
 }
 
 std::string prepareSpoolDir(const std::string& dir) {
+  makeSpoolDirs(dir);
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create spool directory " + dir + ": " + ec.message());
   const std::string canonical = std::filesystem::canonical(dir, ec).string();
   if (ec) throw std::runtime_error("cannot resolve spool directory " + dir + ": " + ec.message());
+  checkSpoolDirTrust(canonical);
   // access(W_OK) says yes to root on a read-only mount; a real file says the truth.
   const std::string probe = canonical + "/.write-test-" + std::to_string(::getpid());
-  const int fd = ::open(probe.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+  ::unlink(probe.c_str());  // left by a crash (or planted): O_EXCL below must create it afresh
+  const int fd = openInSpool(probe, O_CREAT | O_EXCL | O_WRONLY, 0600);
   if (fd < 0) throw std::runtime_error("spool directory " + canonical + " is not writable: " + errnoText());
   const bool ok = writeAll(fd, reinterpret_cast<const uint8_t*>("x"), 1);
   const std::string why = ok ? "" : errnoText();
@@ -158,8 +282,18 @@ std::string prepareSpoolDir(const std::string& dir) {
 Spool::Spool(std::string canonical_dir, Limits limits, std::unique_ptr<SpoolDirClaim> claim)
     : dir_(std::move(canonical_dir)), limits_(limits), claim_(std::move(claim)) {
   const std::string lock_path = dir_ + "/lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  lock_fd_ = openInSpool(lock_path, O_RDWR | O_CREAT | O_NONBLOCK);
+  if (lock_fd_ < 0 && errno == ELOOP)
+    throw std::runtime_error(lock_path + " is a symbolic link; flowfold does not follow links in its spool. "
+                             "Remove it (flowfold creates its own) and start again");
   if (lock_fd_ < 0) throw std::runtime_error("cannot open " + lock_path + ": " + errnoText());
+  struct stat lock_st{};
+  if (::fstat(lock_fd_, &lock_st) != 0 || !S_ISREG(lock_st.st_mode) || lock_st.st_nlink != 1) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    throw std::runtime_error(lock_path + " is not a plain file of its own (a device, a FIFO or a hard link); "
+                             "flowfold does not write to it. Remove it (flowfold creates its own) and start again");
+  }
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     char pid[32] = {};
     const ssize_t n = ::pread(lock_fd_, pid, sizeof pid - 1, 0);
@@ -194,35 +328,112 @@ std::string Spool::segmentPath(uint64_t number) const {
   return dir_ + "/" + name;
 }
 
-void Spool::loadOrCreateState() {
-  std::ifstream in(dir_ + "/spool.state");
-  std::string word;
-  while (in >> word) {
-    if (word == "id") in >> std::hex >> id_ >> std::dec;
-    else if (word == "next_segment") in >> next_segment_;
+// The highest segment number named in the directory (0: none), damaged or
+// not readable ones included: a number on disk is never handed out again.
+uint64_t Spool::newestSegmentOnDisk() const {
+  uint64_t newest = 0;
+  if (DIR* d = ::opendir(dir_.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (const auto number = parseSegmentName(e->d_name); number && *number < kMaxSegmentNumber)
+        newest = std::max(newest, *number);
+    ::closedir(d);
   }
-  if (id_ != 0) return;
-  // No state: a new spool, or one whose state file was removed; in the
-  // second case adopt the segments' id rather than orphaning their records.
+  return newest;
+}
+
+void Spool::loadOrCreateState() {
+  const std::string path = dir_ + "/spool.state";
+  std::string text;
+  const int fd = openInSpool(path, O_RDONLY | O_NONBLOCK);
+  if (fd < 0 && errno == ELOOP)
+    throw std::runtime_error(path + " is a symbolic link; flowfold does not follow links in its spool. Remove it "
+                             "(the segments keep their spool id, which flowfold adopts) and start again");
+  if (fd < 0 && errno != ENOENT) throw std::runtime_error("cannot read " + path + ": " + errnoText());
+  if (fd >= 0) {
+    struct stat st{};
+    char buf[4096];
+    const ssize_t n = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ::read(fd, buf, sizeof buf) : -1;
+    ::close(fd);
+    if (n < 0)
+      throw std::runtime_error(path + " is not a readable plain file; remove it (the segments keep their spool id, "
+                               "which flowfold adopts) and start again");
+    text.assign(buf, static_cast<size_t>(n));
+  }
+  std::optional<uint64_t> next;
+  std::string next_text;
+  std::istringstream in(text);
+  std::string key, value;
+  while (in >> key >> value) {
+    if (key == "id" && value.size() <= 16 && value.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos)
+      id_ = std::stoull(value, nullptr, 16);
+    if (key == "next_segment") {
+      next_text = value;
+      // Digits only: an istream would take "-1" as 2^64 - 1.
+      if (value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos)
+        next = std::stoull(value);
+    }
+  }
+  if (id_ == 0) {
+    adoptSegmentsId();
+    saveState();
+    return;
+  }
+  if (next && *next >= 1 && *next < kMaxSegmentNumber) {
+    next_segment_ = *next;
+    return;
+  }
+  repairNextSegment(path, next_text);
+}
+
+// No state: a new spool, or one whose state file was removed; in the second
+// case adopt the segments' id rather than orphaning their records.
+void Spool::adoptSegmentsId() {
   if (DIR* d = ::opendir(dir_.c_str())) {
     while (dirent* e = ::readdir(d)) {
-      uint64_t number = 0;
-      if (parseSegmentName(e->d_name, number)) {
-        if (const uint64_t id = headerSpoolId(dir_ + "/" + e->d_name, number)) {
-          id_ = id;
-          next_segment_ = std::max(next_segment_, number + 1);
-        }
+      const auto number = parseSegmentName(e->d_name);
+      if (!number || *number >= kMaxSegmentNumber) continue;
+      const SegmentHeader h = readHeader(dir_ + "/" + e->d_name, *number);
+      if (h.status == SegmentHeader::Status::kOk && h.spool_id != 0) {
+        id_ = h.spool_id;
+        next_segment_ = std::max(next_segment_, *number + 1);
       }
     }
     ::closedir(d);
   }
-  if (id_ == 0) {
-    std::random_device rd;
-    while (id_ == 0) id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  if (id_ == 0) id_ = randomSpoolId();
+}
+
+uint64_t Spool::randomSpoolId() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) {
+    id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
     // Keep it positive as a signed 64-bit number too (friendlier in SQL clients).
-    id_ &= ~(uint64_t{1} << 63);
-    if (id_ == 0) id_ = 1;
+    id &= ~(uint64_t{1} << 63);
   }
+  return id;
+}
+
+// A next_segment no spool reaches (or none at all) cannot be trusted, and
+// taken as it is, segment numbers would wrap past 2^64. The segments on disk
+// say where numbering stood; with none left, a new spool id makes every
+// number new again.
+void Spool::repairNextSegment(const std::string& path, const std::string& bad_value) {
+  const uint64_t newest = newestSegmentOnDisk();
+  const std::string kept = quarantine(path);
+  const std::string said = bad_value.empty() ? "no next_segment" : "next_segment " + bad_value;
+  std::string how;
+  if (newest != 0) {
+    next_segment_ = newest + 1;
+    how = "continuing with segment " + std::to_string(next_segment_) + ", after the newest one on disk";
+  } else {
+    id_ = randomSpoolId();
+    next_segment_ = 1;
+    how = "no segment is on disk, so the spool starts afresh under a new spool id";
+  }
+  logError("mysql spool %s: %s says %s, which no spool reaches: the file is damaged. Repaired: %s; no record is "
+           "lost. The damaged file is kept as %s for inspection; delete it when done",
+           dir_.c_str(), path.c_str(), said.c_str(), how.c_str(), kept.empty() ? "(could not be kept)" : kept.c_str());
   saveState();
 }
 
@@ -231,7 +442,8 @@ void Spool::saveState() {
   char text[128];
   std::snprintf(text, sizeof text, "id %016llx\nnext_segment %llu\n", static_cast<unsigned long long>(id_),
                 static_cast<unsigned long long>(next_segment_));
-  const int fd = ::open(tmp.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp.c_str());  // left by a crash (or planted): O_EXCL below must create it afresh
+  const int fd = openInSpool(tmp, O_CREAT | O_EXCL | O_WRONLY);
   if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + errnoText());
   const bool ok = writeAll(fd, reinterpret_cast<const uint8_t*>(text), std::strlen(text)) && ::fsync(fd) == 0;
   const std::string why = ok ? "" : errnoText();
@@ -242,34 +454,77 @@ void Spool::saveState() {
   syncDirectory();
 }
 
+void Spool::quarantineSegment(const std::string& path, const std::string& why, const std::string& what_to_do) {
+  const std::string kept = quarantine(path);
+  if (kept.empty()) {
+    logError("mysql spool %s: %s %s; it is not replayed, and could not be moved aside (%s): %s", dir_.c_str(),
+             path.c_str(), why.c_str(), errnoText().c_str(), what_to_do.c_str());
+  } else {
+    logError("mysql spool %s: %s %s; moved aside to %s and not replayed: %s", dir_.c_str(), path.c_str(),
+             why.c_str(), kept.c_str(), what_to_do.c_str());
+  }
+  std::lock_guard lock(mu_);
+  ++quarantined_;
+}
+
 void Spool::scanSegments() {
   DIR* d = ::opendir(dir_.c_str());
   if (!d) throw std::runtime_error("cannot list spool directory " + dir_ + ": " + errnoText());
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  ::closedir(d);
+  const std::string inspect = "inspect it, then delete it";
   std::vector<Segment> found;
-  while (dirent* e = ::readdir(d)) {
-    uint64_t number = 0;
-    if (!parseSegmentName(e->d_name, number)) continue;
-    const std::string path = dir_ + "/" + e->d_name;
+  for (const auto& name : names) {
+    const auto number = parseSegmentName(name.c_str());
+    if (!number) continue;
+    const std::string path = dir_ + "/" + name;
     struct stat st{};
-    if (::stat(path.c_str(), &st) != 0) continue;
-    if (static_cast<uint64_t>(st.st_size) < kHeaderSize) {
-      ::unlink(path.c_str());  // a crash between create and header: holds no record
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (*number == 0 || *number >= kMaxSegmentNumber) {
+      quarantineSegment(path, "has a number no spool reaches", inspect);
       continue;
     }
-    if (headerSpoolId(path, number) != id_) {
-      logError("mysql spool: %s does not belong to this spool (bad header or other spool id); renamed to %s.bad "
-               "and not replayed", path.c_str(), path.c_str());
-      ::rename(path.c_str(), (path + ".bad").c_str());
+    if (!S_ISREG(st.st_mode)) {
+      quarantineSegment(path, "is not a regular file (a link or a special file flowfold did not create)", inspect);
+      continue;
+    }
+    if (static_cast<uint64_t>(st.st_size) < kHeaderSize) {
+      quarantineSegment(path,
+                        "is shorter than its 64-byte header (" + std::to_string(st.st_size) +
+                            " bytes: cut short by a crash, a full disk or a copy) and holds no whole record",
+                        inspect);
       continue;
     }
     Segment s;
-    s.number = number;
+    s.number = *number;
     s.file_bytes = static_cast<uint64_t>(st.st_size);
     // A partial record at the end is a torn append from a crash: ignored.
     s.records = (s.file_bytes - kHeaderSize) / kSpoolRecordSize;
+    const SegmentHeader h = readHeader(path, *number);
+    if (h.status == SegmentHeader::Status::kUnreadable) {
+      // Most likely left by a run as another user (root): the records are
+      // fine, the reader waits for them (and those after them, in order).
+      const std::string why = std::strerror(h.error);
+      logError("mysql spool %s: cannot read %s (%s): its %llu records are kept, and written once flowfold (user %s) "
+               "can read the file: give that user read and write access to it (chown or chmod); the records after "
+               "it wait",
+               dir_.c_str(), path.c_str(), why.c_str(), static_cast<unsigned long long>(s.records),
+               userName(::geteuid()).c_str());
+      s.verified = false;
+    } else if (h.status == SegmentHeader::Status::kDamaged) {
+      quarantineSegment(path, "has a damaged header (not a flowfold spool segment of this format)", inspect);
+      continue;
+    } else if (h.spool_id != id_) {
+      char ids[64];
+      std::snprintf(ids, sizeof ids, "%016llx, this spool is %016llx", static_cast<unsigned long long>(h.spool_id),
+                    static_cast<unsigned long long>(id_));
+      quarantineSegment(path, std::string("belongs to another spool (spool id ") + ids + ")",
+                        "move it back to the spool directory it came from to replay it");
+      continue;
+    }
     found.push_back(s);
   }
-  ::closedir(d);
   std::sort(found.begin(), found.end(), [](const Segment& a, const Segment& b) { return a.number < b.number; });
   for (const auto& s : found) {
     segments_.push_back(s);
@@ -326,6 +581,11 @@ bool Spool::openTail(std::string& error) {
   uint64_t number = 0;
   {
     std::lock_guard lock(mu_);
+    if (next_segment_ >= kMaxSegmentNumber) {
+      error = "the spool's segment numbers are used up (next_segment " + std::to_string(next_segment_) +
+              " in spool.state); stop flowfold and remove spool.state so that it is repaired";
+      return false;
+    }
     number = next_segment_++;
     try {
       saveState();
@@ -335,7 +595,7 @@ bool Spool::openTail(std::string& error) {
     }
   }
   const std::string path = segmentPath(number);
-  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_APPEND | O_CLOEXEC, 0640);
+  const int fd = openInSpool(path, O_CREAT | O_EXCL | O_WRONLY | O_APPEND);
   if (fd < 0) {
     error = "cannot create " + path + ": " + errnoText();
     return false;
@@ -451,6 +711,7 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
   out.flows.clear();
   out.corrupt = 0;
   uint64_t number = 0, first = 0, n = 0;
+  bool verified = true;
   {
     std::lock_guard lock(mu_);
     dropConsumedLocked();
@@ -460,21 +721,56 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
     number = s.number;
     first = cursor_.record;
     n = std::min<uint64_t>(max_records, s.records - first);
+    verified = s.verified;
     s.pinned = true;
   }
+  auto unpin = [&] {
+    std::lock_guard lock(mu_);
+    for (auto& s : segments_)
+      if (s.number == number) s.pinned = false;
+  };
+  const std::string path = segmentPath(number);
   if (read_fd_ < 0 || read_number_ != number) {
     if (read_fd_ >= 0) ::close(read_fd_);
-    read_fd_ = ::open(segmentPath(number).c_str(), O_RDONLY | O_CLOEXEC);
+    read_fd_ = openInSpool(path, O_RDONLY | O_NONBLOCK);
     read_number_ = number;
+  }
+  if (read_fd_ >= 0 && !verified) {
+    // Not readable when the spool was opened; now that it is, it must prove
+    // it is this spool's before a record of it goes to the database.
+    const SegmentHeader h = readHeader(read_fd_, number);
+    if (h.status == SegmentHeader::Status::kOk && h.spool_id == id_) {
+      std::lock_guard lock(mu_);
+      for (auto& s : segments_)
+        if (s.number == number) s.verified = true;
+    } else if (h.status != SegmentHeader::Status::kUnreadable) {
+      ::close(read_fd_);
+      read_fd_ = -1;
+      quarantineSegment(path, "has a damaged header or belongs to another spool", "inspect it, then delete it");
+      std::lock_guard lock(mu_);
+      for (auto it = segments_.begin(); it != segments_.end(); ++it)
+        if (it->number == number) {
+          bytes_ -= it->file_bytes;
+          segments_.erase(it);
+          break;
+        }
+      normaliseCursorLocked();
+      error = "segment " + std::to_string(number) + " was set aside as damaged";
+      return false;
+    }
   }
   read_buf_.resize(n * kSpoolRecordSize);
   if (read_fd_ < 0 ||
       !preadAll(read_fd_, read_buf_.data(), read_buf_.size(),
                 static_cast<off_t>(kHeaderSize + first * kSpoolRecordSize))) {
-    error = "cannot read " + segmentPath(number) + ": " + errnoText();
-    std::lock_guard lock(mu_);
-    for (auto& s : segments_)
-      if (s.number == number) s.pinned = false;
+    const int why = errno;
+    error = "cannot read " + path + ": " + std::strerror(why);
+    if (why == EACCES || why == EPERM)
+      error += " (give the user flowfold runs as, " + userName(::geteuid()) +
+               ", read and write access to it; its records stay in the spool until then)";
+    if (read_fd_ >= 0) ::close(read_fd_);
+    read_fd_ = -1;  // open again next time: the administrator may fix it meanwhile
+    unpin();
     return false;
   }
   out.segment = number;
@@ -573,6 +869,7 @@ SpoolState Spool::state() const {
   st.records_spooled = records_spooled_;
   st.dropped_oldest = dropped_oldest_;
   st.dropped_newest = dropped_newest_;
+  st.segments_quarantined = quarantined_;
   return st;
 }
 

@@ -8,6 +8,11 @@
 //                         database's flowfold_batches) and the next segment number
 //   DIR/seg-<20 digits>   64-byte header, then records; never rewritten, deleted
 //                         once every record in it is committed (or dropped)
+//   DIR/*.bad             a damaged or foreign segment (or spool.state) set
+//                         aside with a message; never read, never deleted
+//
+// Nothing in DIR is opened through a link, and DIR must be trusted (owned by
+// root or this user, not writable by others; see prepareSpoolDir).
 //
 // Segment numbers are never reused (the counter in spool.state is fsynced
 // before a segment is created): the database remembers how far each segment
@@ -62,6 +67,7 @@ struct SpoolState {
   uint64_t records_spooled = 0;  // appended by this process
   uint64_t dropped_oldest = 0;
   uint64_t dropped_newest = 0;
+  uint64_t segments_quarantined = 0;  // damaged or foreign segment files set aside as *.bad
 };
 
 /// Keeps one spool directory to one Spool within this process. A second
@@ -82,8 +88,11 @@ class SpoolDirClaim {
   std::string dir_;
 };
 
-/// Creates DIR (and parents) if needed and proves it writable; returns its
-/// canonical path. Throws std::runtime_error with the reason.
+/// Creates DIR (and parents, 0750) if needed, checks that it and every
+/// directory above it belong to root or the effective user and that no other
+/// user can write to them (one above may be sticky and world-writable, like
+/// /tmp), and proves it writable; returns its canonical path. Throws
+/// std::runtime_error with the reason and what to do.
 std::string prepareSpoolDir(const std::string& dir);
 
 class Spool {
@@ -141,12 +150,18 @@ class Spool {
     uint64_t records = 0;
     uint64_t file_bytes = 0;
     bool pinned = false;
+    bool verified = true;  // false: its header could not be read when the spool was opened
   };
 
   std::string segmentPath(uint64_t number) const;
   void loadOrCreateState();
+  void adoptSegmentsId();
+  static uint64_t randomSpoolId();
+  uint64_t newestSegmentOnDisk() const;
+  void repairNextSegment(const std::string& path, const std::string& bad_value);
   void saveState();
   void scanSegments();
+  void quarantineSegment(const std::string& path, const std::string& why, const std::string& what_to_do);
   uint64_t unconsumedLocked(const Segment& s) const;
   void deleteSegmentLocked(std::deque<Segment>::iterator it);
   void dropConsumedLocked();
@@ -165,6 +180,7 @@ class Spool {
   SpoolPosition cursor_;           // reader: first record not yet committed
   uint64_t bytes_ = 0;
   uint64_t records_spooled_ = 0, dropped_oldest_ = 0, dropped_newest_ = 0;
+  uint64_t quarantined_ = 0;
   uint64_t tail_number_ = 0;  // segment the writer appends to (0 = none yet)
 
   int tail_fd_ = -1;  // writer only

@@ -3,13 +3,19 @@
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
+#include "../live/child_process.h"
 #include "mysql_test_util.h"
 #include "spool.h"
 
@@ -267,6 +273,290 @@ TEST(Spool, StateFileLostKeepsTheSegmentsOwnId) {
   auto s = openSpool(t.path("s"));
   EXPECT_EQ(s->id(), id);
   EXPECT_EQ(readAll(*s).size(), 5u);
+}
+
+// ---------------------------------------------------------------- damage
+
+constexpr char kFirstSegment[] = "seg-00000000000000000001";
+
+std::string fileText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void writeText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+TEST(SpoolDamage, QuarantinesASegmentCutShorterThanItsHeader) {
+  test::TempDir t;
+  std::string dir;
+  {
+    auto s = openSpool(t.path("s"));
+    dir = s->dir();
+    s->append(test::sampleFlows(10), 0);
+  }
+  std::filesystem::resize_file(dir + "/" + kFirstSegment, 40);
+  testing::internal::CaptureStderr();
+  auto s = openSpool(t.path("s"));
+  const std::string log = testing::internal::GetCapturedStderr();
+  // Kept under a name the spool never reads, with its bytes, and said so.
+  EXPECT_FALSE(exists(dir + "/" + kFirstSegment));
+  ASSERT_TRUE(exists(dir + "/" + kFirstSegment + ".bad"));
+  EXPECT_EQ(std::filesystem::file_size(dir + "/" + kFirstSegment + ".bad"), 40u);
+  EXPECT_NE(log.find("shorter than its 64-byte header"), std::string::npos) << log;
+  EXPECT_NE(log.find(std::string(kFirstSegment) + ".bad"), std::string::npos) << log;
+  EXPECT_EQ(s->state().segments_quarantined, 1u);
+  EXPECT_EQ(readAll(*s).size(), 0u);
+}
+
+TEST(SpoolDamage, QuarantineNeverOverwritesAnEarlierQuarantinedFile) {
+  test::TempDir t;
+  std::string dir;
+  {
+    auto s = openSpool(t.path("s"));
+    dir = s->dir();
+    s->append(test::sampleFlows(10), 0);
+  }
+  writeText(dir + "/" + kFirstSegment + ".bad", "earlier");
+  std::filesystem::resize_file(dir + "/" + kFirstSegment, 40);
+  testing::internal::CaptureStderr();
+  auto s = openSpool(t.path("s"));
+  testing::internal::GetCapturedStderr();
+  EXPECT_EQ(fileText(dir + "/" + kFirstSegment + ".bad"), "earlier");
+  ASSERT_TRUE(exists(dir + "/" + kFirstSegment + ".bad.2"));
+  EXPECT_EQ(std::filesystem::file_size(dir + "/" + kFirstSegment + ".bad.2"), 40u);
+}
+
+TEST(SpoolDamage, AnAbsurdNextSegmentIsRepairedAndNothingIsLost) {
+  test::TempDir t;
+  std::string dir;
+  const auto flows = test::sampleFlows(1005);
+  {
+    auto s = openSpool(t.path("s"));
+    dir = s->dir();
+    s->append(std::span(flows).first(5), 0);
+  }
+  std::string state = fileText(dir + "/spool.state");
+  state.replace(state.find("next_segment"), std::string::npos, "next_segment 18446744073709551610\n");
+  writeText(dir + "/spool.state", state);
+  testing::internal::CaptureStderr();
+  auto s = openSpool(t.path("s"));
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("next_segment 18446744073709551610"), std::string::npos) << log;
+  // Ten more segments: before the repair they wrapped past 2^64.
+  EXPECT_EQ(s->append(std::span(flows).subspan(5), 0).written, 1000u);
+  EXPECT_EQ(s->pendingRecords(), 1005u);
+  const auto back = readAll(*s, 64);
+  ASSERT_EQ(back.size(), 1005u);
+  for (size_t i = 0; i < back.size(); ++i) ASSERT_TRUE(sameRecord(back[i].record, flows[i])) << i;
+  EXPECT_EQ(s->pendingRecords(), 0u);
+  EXPECT_EQ(s->writePosition().segment, 11u);  // continues after the newest segment on disk
+}
+
+TEST(SpoolDamage, AnImpossibleNextSegmentWithNoSegmentsLeftStartsAfreshWithoutWrapping) {
+  // Nothing on disk to repair from. "-1" is what an istream reads as 2^64 - 1.
+  for (const char* bad : {"18446744073709551615", "-1"}) {
+    test::TempDir t;
+    std::string dir;
+    uint64_t old_id = 0;
+    {
+      auto s = openSpool(t.path("s"));
+      dir = s->dir();
+      old_id = s->id();
+    }
+    std::string state = fileText(dir + "/spool.state");
+    state.replace(state.find("next_segment"), std::string::npos, std::string("next_segment ") + bad + "\n");
+    writeText(dir + "/spool.state", state);
+    testing::internal::CaptureStderr();
+    auto s = openSpool(t.path("s"));
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("spool.state.bad"), std::string::npos) << bad << ": " << log;
+    EXPECT_NE(s->id(), old_id) << bad;  // a new id: no number of it is in any database
+    EXPECT_EQ(s->append(test::sampleFlows(3), 0).written, 3u) << bad;
+    EXPECT_EQ(s->writePosition().segment, 1u) << bad;
+    EXPECT_EQ(readAll(*s).size(), 3u) << bad;
+    EXPECT_TRUE(exists(dir + "/spool.state.bad")) << bad;
+  }
+}
+
+// Root reads any file; the service user does not. The child drops to nobody
+// for real, so the open fails with EACCES as it does in production.
+constexpr uid_t kNobody = 65534;
+
+int asNobody(const std::function<int()>& body) {
+  return test_support::runInChild([&] {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kNobody, kNobody, kNobody) != 0 ||
+        ::setresuid(kNobody, kNobody, kNobody) != 0)
+      return test_support::kChildSkip;
+    return body();
+  });
+}
+
+TEST(SpoolDamage, AnUnreadableSegmentIsKeptNotQuarantinedAndReplayedOnceReadable) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  test::TempDir t;
+  ASSERT_EQ(::chmod(t.dir().c_str(), 0755), 0);
+  const std::string dir = t.path("s");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0750), 0);
+  ASSERT_EQ(::chown(dir.c_str(), kNobody, kNobody), 0);
+  ASSERT_EQ(asNobody([&] {
+              auto s = openSpool(dir);
+              return s->append(test::sampleFlows(10), 0).written == 10 ? 0 : 1;
+            }),
+            0);
+  const std::string seg = dir + "/" + kFirstSegment;
+  // Left behind by a run as root, say: valid, but not the service user's.
+  ASSERT_EQ(::chown(seg.c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(seg.c_str(), 0600), 0);
+  // The child reports the failed read, then waits while the parent (the
+  // administrator) gives the file back, and reads again without reopening.
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(::pipe(to_parent), 0);
+  ASSERT_EQ(::pipe(to_child), 0);
+  std::thread admin([&] {
+    char c = 0;
+    pollfd pfd{to_parent[0], POLLIN, 0};  // a child that died never writes
+    if (::poll(&pfd, 1, 60000) == 1 && ::read(to_parent[0], &c, 1) == 1 && c == 'r') {
+      EXPECT_TRUE(exists(seg));
+      EXPECT_FALSE(exists(seg + ".bad"));
+      EXPECT_EQ(::chown(seg.c_str(), kNobody, kNobody), 0);
+    }
+    (void)!::write(to_child[1], "go", 2);
+  });
+  const int child = asNobody([&] {
+    testing::internal::CaptureStderr();
+    auto s = openSpool(dir);
+    SpoolBatch b;
+    std::string err;
+    const bool read = s->readBatch(100, b, err);
+    const std::string log = testing::internal::GetCapturedStderr();
+    std::fprintf(stderr, "%s\nreadBatch error: %s\n", log.c_str(), err.c_str());
+    (void)!::write(to_parent[1], "r", 1);
+    char go[2];
+    if (::read(to_child[0], go, 2) != 2) return 7;
+    if (read) return 2;
+    if (err.find("Permission denied") == std::string::npos) return 3;
+    if (log.find("does not belong") != std::string::npos) return 4;
+    if (log.find("cannot read " + seg + " (Permission denied)") == std::string::npos) return 5;
+    if (s->pendingRecords() != 10) return 6;
+    return readAll(*s).size() == 10 ? 0 : 8;  // now readable: every record, same spool
+  });
+  admin.join();
+  for (const int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
+  ASSERT_NE(child, test_support::kChildSkip);
+  EXPECT_EQ(child, 0);
+  EXPECT_FALSE(exists(seg + ".bad"));
+}
+
+// ---------------------------------------------------------------- planted links and trust
+
+TEST(SpoolTrust, DoesNotFollowALockSymlink) {
+  test::TempDir t;
+  const std::string dir = prepareSpoolDir(t.path("s"));
+  const std::string victim = t.path("victim");
+  writeText(victim, "precious\n");
+  ASSERT_EQ(::symlink(victim.c_str(), (dir + "/lock").c_str()), 0);
+  try {
+    Spool s(dir, Spool::Limits{}, SpoolDirClaim::tryAcquire(dir));
+    ADD_FAILURE() << "a spool with a symlinked lock opened";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("symbolic link"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fileText(victim), "precious\n");
+}
+
+TEST(SpoolTrust, DoesNotFollowAStateTmpSymlink) {
+  test::TempDir t;
+  const std::string dir = prepareSpoolDir(t.path("s"));
+  const std::string victim = t.path("victim");
+  writeText(victim, "precious\n");
+  ASSERT_EQ(::symlink(victim.c_str(), (dir + "/spool.state.tmp").c_str()), 0);
+  {
+    Spool s(dir, Spool::Limits{}, SpoolDirClaim::tryAcquire(dir));
+    EXPECT_EQ(s.append(test::sampleFlows(2), 0).written, 2u);
+  }
+  EXPECT_EQ(fileText(victim), "precious\n");
+  struct stat st{};
+  ASSERT_EQ(::lstat((dir + "/spool.state").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+}
+
+TEST(SpoolTrust, QuarantinesASymlinkedSegmentWithoutTouchingItsTarget) {
+  test::TempDir t;
+  std::string dir;
+  {
+    auto s = openSpool(t.path("s"));
+    dir = s->dir();
+    s->append(test::sampleFlows(3), 0);
+  }
+  // A valid segment elsewhere, linked in: not the spool's own file.
+  const std::string elsewhere = t.path("elsewhere");
+  std::filesystem::rename(dir + "/" + kFirstSegment, elsewhere);
+  const std::string before = fileText(elsewhere);
+  ASSERT_EQ(::symlink(elsewhere.c_str(), (dir + "/" + kFirstSegment).c_str()), 0);
+  testing::internal::CaptureStderr();
+  auto s = openSpool(t.path("s"));
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(readAll(*s).size(), 0u);
+  EXPECT_NE(log.find("not a regular file"), std::string::npos) << log;
+  EXPECT_EQ(fileText(elsewhere), before);
+  EXPECT_EQ(s->state().segments_quarantined, 1u);
+}
+
+TEST(SpoolTrust, RefusesASpoolDirOwnedByAnotherUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  test::TempDir t;
+  const std::string dir = t.path("s");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0750), 0);
+  ASSERT_EQ(::chown(dir.c_str(), kNobody, kNobody), 0);
+  try {
+    prepareSpoolDir(dir);
+    ADD_FAILURE() << "a spool directory owned by uid " << kNobody << " was accepted by uid " << ::geteuid();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is owned by uid 65534"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(exists(dir + "/lock"));
+}
+
+TEST(SpoolTrust, RefusesAGroupOrWorldWritableSpoolDir) {
+  for (const mode_t mode : {0770, 0757, 01777}) {
+    test::TempDir t;
+    const std::string dir = t.path("s");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
+    try {
+      prepareSpoolDir(dir);
+      ADD_FAILURE() << "mode " << std::oct << mode << " was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("writable by other users"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(SpoolTrust, CreatesItsFilesWithoutAccessForOthers) {
+  test::TempDir t;
+  const mode_t old = ::umask(0);  // the mode must not depend on a careful umask
+  std::string dir;
+  {
+    auto s = openSpool(t.path("s"));
+    dir = s->dir();
+    s->append(test::sampleFlows(3), 0);
+  }
+  ::umask(old);
+  for (const char* name : {"", "/lock", "/spool.state", "/seg-00000000000000000001"}) {
+    struct stat st{};
+    ASSERT_EQ(::lstat((dir + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 027, 0u) << name << " mode " << std::oct << (st.st_mode & 07777);
+  }
 }
 
 }  // namespace

@@ -161,6 +161,7 @@ struct MysqlSinkStats {
   uint64_t dropped_oldest = 0;      // spool full, policy drop_oldest
   uint64_t dropped_newest = 0;      // spool full (or not writable), policy drop_newest
   uint64_t dropped_corrupt = 0;     // failed their checksum when read back
+  uint64_t segments_quarantined = 0;  // damaged or foreign spool segment files renamed *.bad, not replayed
   uint64_t connect_failures = 0;
   uint64_t batch_failures = 0;
   std::string last_error;           // empty while healthy
