@@ -417,7 +417,10 @@ class LiveCaptureTest(TempDirTest):
         self.assertNotIn("terminate", r.stderr)
 
     def test_unknown_interface_lists_the_real_ones(self):
-        r = self.pair.run_in("b", [FLOWFOLD, "-i", "nosuch0", "--text"], check=False)
+        cfg = self.path("root.yaml")
+        with open(cfg, "w") as f:
+            f.write("run_as_root: true\n")  # else a root run without a user to become is refused first
+        r = self.pair.run_in("b", [FLOWFOLD, "-c", cfg, "-i", "nosuch0", "--text"], check=False)
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("nosuch0", r.stderr)
         self.assertIn(self.pair.if_b, r.stderr)
