@@ -15,7 +15,8 @@ ExporterStats statsOf(const Exporter& e) {
                        c.bytes_sent.load(std::memory_order_relaxed),
                        c.export_errors.load(std::memory_order_relaxed),
                        c.records_dropped.load(std::memory_order_relaxed),
-                       c.collector_drops.load(std::memory_order_relaxed)};
+                       c.collector_drops.load(std::memory_order_relaxed),
+                       c.collector_refusals.load(std::memory_order_relaxed)};
 }
 
 void accumulate(ExporterStats& into, const ExporterStats& s) {
@@ -25,6 +26,7 @@ void accumulate(ExporterStats& into, const ExporterStats& s) {
   into.export_errors += s.export_errors;
   into.records_dropped += s.records_dropped;
   into.collector_drops += s.collector_drops;
+  into.collector_refusals += s.collector_refusals;
 }
 }  // namespace
 

@@ -74,8 +74,11 @@ LogLevel parseLevel(const std::string& s) {
 /// restart absorbed by the spool) lost nothing: only drops count.
 int exportLossStatus(const ExportStage& stage) {
   const uint64_t in_queue = stage.queue().droppedRecords();
-  uint64_t in_exporters = 0;
-  for (const auto& e : stage.exporterStats()) in_exporters += e.records_dropped;
+  uint64_t in_exporters = 0, refusals = 0;
+  for (const auto& e : stage.exporterStats()) {
+    in_exporters += e.records_dropped;
+    refusals += e.collector_refusals;
+  }
   if (in_queue != 0) {
     logWarn("%llu records were dropped before they reached the exporters (queue_dropped_records in the stats "
             "line): the exporters were slower than the traffic for too long, or did not take the cache's flows "
@@ -86,7 +89,13 @@ int exportLossStatus(const ExportStage& stage) {
     logWarn("some exporters lost %llu records (see errors= and dropped= in the stats line): not every flow reached them",
             static_cast<unsigned long long>(in_exporters));
   }
-  return in_queue + in_exporters != 0 ? kExitExportLoss : kExitOk;
+  if (refusals != 0) {
+    logWarn("a UDP collector's host refused datagrams %llu times (ICMP port unreachable: nothing listened on that "
+            "port; see refused= in the stats line). Each refusal lost a datagram that had already left, besides "
+            "any counted in dropped=; which records they held, a UDP sender is not told, so they cannot be counted",
+            static_cast<unsigned long long>(refusals));
+  }
+  return in_queue + in_exporters + refusals != 0 ? kExitExportLoss : kExitOk;
 }
 
 /// Reads the whole file through `pipeline` (a Pipeline, or a ShardedPipeline

@@ -96,7 +96,11 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   auto collector_drops = counter("flowfold_exporter_collector_drops_total",
                                  "Datagrams a collector on this host dropped (its socket's receive buffer was full; "
                                  "the socket's count, so also other senders' datagrams).");
+  auto refusals = counter("flowfold_exporter_collector_refusals_total",
+                          "ICMP unreachables the kernel reported for datagrams a UDP exporter had sent: each lost "
+                          "at least one datagram whose records cannot be known.");
   for (const auto& e : stage.exporterStats()) {
+    add(refusals, e.collector_refusals, {{"exporter", e.name}});
     add(records, e.records_exported, {{"exporter", e.name}});
     add(messages, e.messages_sent, {{"exporter", e.name}});
     add(bytes, e.bytes_sent, {{"exporter", e.name}});
@@ -110,6 +114,7 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   out.push_back(std::move(errors));
   out.push_back(std::move(lost));
   out.push_back(std::move(collector_drops));
+  out.push_back(std::move(refusals));
   return out;
 }
 

@@ -68,6 +68,7 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
     add("errors", e.export_errors);
     add("dropped", e.records_dropped);
     add("collector_drops", e.collector_drops);
+    add("refused", e.collector_refusals);
   }
   // Where the process's CPU went: the packet side (reading, decoding, the
   // flow table; with workers, the reader and every worker) and the export

@@ -108,7 +108,10 @@ std::unique_ptr<LocalCollectorDrops> LocalCollectorDrops::forConnectedSocket(int
 LocalCollectorDrops::LocalCollectorDrops(const std::array<uint8_t, 16>& addr, bool v6, uint16_t port)
     : addr_(addr), v6_(v6), port_(port) {
   // What the sockets there had dropped before: not ours to report.
-  for (const ProcUdpSocket& s : collectorSockets()) last_drops_[s.inode] = s.drops;
+  bool readable = false;
+  const std::vector<ProcUdpSocket> sockets = collectorSockets(readable);
+  for (const ProcUdpSocket& s : sockets) last_drops_[s.inode] = s.drops;
+  nobody_listens_ = readable && sockets.empty();
 }
 
 bool LocalCollectorDrops::receivesFor(const ProcUdpSocket& s) const {
@@ -121,18 +124,26 @@ bool LocalCollectorDrops::receivesFor(const ProcUdpSocket& s) const {
          std::memcmp(s.addr.data() + 12, addr_.data(), 4) == 0;
 }
 
-std::vector<ProcUdpSocket> LocalCollectorDrops::collectorSockets() const {
+std::vector<ProcUdpSocket> LocalCollectorDrops::collectorSockets(bool& readable) const {
   std::vector<ProcUdpSocket> out;
+  readable = true;
   for (const bool v6 : {false, true}) {
     if (v6_ && !v6) continue;  // an IPv6 address reaches no IPv4 socket
-    for (const ProcUdpSocket& s : parseProcNetUdp(readFile(v6 ? kProcUdp6 : kProcUdp), v6))
+    const std::string text = readFile(v6 ? kProcUdp6 : kProcUdp);
+    // A table that was read has its header line at least; an IPv6 table may
+    // be missing altogether (IPv6 disabled), which leaves IPv4 to decide.
+    if (text.empty() && (!v6 || v6_)) readable = false;
+    for (const ProcUdpSocket& s : parseProcNetUdp(text, v6))
       if (receivesFor(s)) out.push_back(s);
   }
   return out;
 }
 
 uint64_t LocalCollectorDrops::read() {
-  for (const ProcUdpSocket& s : collectorSockets()) {
+  bool readable = false;
+  const std::vector<ProcUdpSocket> sockets = collectorSockets(readable);
+  nobody_listens_ = readable && sockets.empty();
+  for (const ProcUdpSocket& s : sockets) {
     // A socket first seen now (the collector restarted) dropped all of its
     // count during the watch: its earlier count is 0.
     uint64_t& last = last_drops_[s.inode];

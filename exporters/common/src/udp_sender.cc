@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -25,6 +26,12 @@ bool refusesSegmentation(int err) {
   return err == EINVAL || err == EIO || err == EMSGSIZE || err == ENOPROTOOPT || err == EOPNOTSUPP;
 }
 
+// Errors a connected UDP socket learns from an ICMP message about an earlier
+// datagram (a port, host or network unreachable).
+bool isNetworkRefusal(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN;
+}
+
 }  // namespace
 
 UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second)
@@ -36,6 +43,7 @@ UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second
 void UdpSender::checkCollector() {
   if (!collector_) return;
   next_collector_check_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  recheck_collector_ = false;
   const uint64_t before = collector_->total();
   const uint64_t drops = collector_->read();
   if (before == 0 && drops > 0) {
@@ -47,8 +55,50 @@ void UdpSender::checkCollector() {
   }
 }
 
+bool UdpSender::localCollectorListens() {
+  if (recheck_collector_ || std::chrono::steady_clock::now() >= next_collector_check_) checkCollector();
+  if (!collector_->nobodyListens()) {
+    if (said_nobody_listens_) logInfo("%s: a socket on this host listens for it again; sending", name_.c_str());
+    said_nobody_listens_ = false;
+    return true;
+  }
+  // Checked again before every send while nobody listens.
+  recheck_collector_ = true;
+  if (!said_nobody_listens_) {
+    logWarn("%s: nothing on this host listens on that address and port (no UDP socket is bound to it): the "
+            "datagrams for it are not sent and their records are counted as lost (dropped=) until a collector "
+            "binds it. Is the collector running, on that port?",
+            name_.c_str());
+    said_nobody_listens_ = true;
+  }
+  return false;
+}
+
+void UdpSender::noteError(int err) {
+  if (!isNetworkRefusal(err)) return;
+  ++refusals_;
+  recheck_collector_ = true;
+}
+
+void UdpSender::checkPendingRefusal() {
+  if (!sent_since_refusal_check_) return;
+  sent_since_refusal_check_ = false;
+  pollfd p{fd_, 0, 0};  // POLLERR is reported whatever is asked
+  if (::poll(&p, 1, collector_ ? 0 : kRefusalWaitMs) <= 0 || !(p.revents & POLLERR)) return;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0) noteError(err);
+}
+
 void UdpSender::send(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors) {
   std::fill(errors.begin(), errors.end(), 0);
+  if (collector_ && !localCollectorListens()) {
+    // The kernel would drop every one of them: none is sent, each is lost,
+    // and known to be (the check is this send's own).
+    std::fill(errors.begin(), errors.end(), ECONNREFUSED);
+    return;
+  }
+  if (!datagrams.empty()) sent_since_refusal_check_ = true;
   size_t ready = 0;
   for (size_t i = 0; i < datagrams.size(); ++i) {
     if (pacer_.tryAcquire()) continue;
@@ -105,20 +155,27 @@ void UdpSender::sendRuns(std::span<const std::span<const uint8_t>> d, std::span<
     std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
   }
 
+  // An error after the first message is not reported (sendmmsg returns the
+  // count so far): the next call starts at the message that failed, so it is
+  // tried again and a lasting error shows there. An error from the network
+  // (an ICMP unreachable for an earlier datagram) is used up by the message
+  // that drew it: then the message goes out on the next call, and the early
+  // return was all that showed the refusal.
+  bool early_return = false;
   for (size_t done = 0; done < runs_.size();) {
     const auto batch = static_cast<unsigned>(std::min(runs_.size() - done, kMaxMessagesPerCall));
     ++trips_;
     const int sent = ::sendmmsg(fd_, &msgs_[done], batch, 0);
     if (sent > 0) {
+      if (early_return) noteError(ECONNREFUSED);
+      early_return = static_cast<unsigned>(sent) < batch;
       for (size_t k = done; k < done + static_cast<size_t>(sent); ++k)
         if (runs_[k].count > 1) segmented_ += runs_[k].count;
-      // An error after the first message is not reported (sendmmsg returns
-      // the count so far): the next call starts at the message that failed,
-      // so it is tried again and a lasting error shows there.
       done += static_cast<size_t>(sent);
       continue;
     }
     if (sent < 0 && errno == EINTR) continue;
+    early_return = false;  // explained by this error
     const int err = sent < 0 ? errno : EIO;
     const Run& run = runs_[done];
     if (run.count > 1 && refusesSegmentation(err)) {
@@ -131,6 +188,7 @@ void UdpSender::sendRuns(std::span<const std::span<const uint8_t>> d, std::span<
       return;
     }
     std::fill_n(errors.begin() + static_cast<std::ptrdiff_t>(run.first), run.count, err);
+    noteError(err);
     ++done;
   }
 }
@@ -144,6 +202,7 @@ void UdpSender::sendOneByOne(std::span<const std::span<const uint8_t>> d, const 
       if (n == static_cast<ssize_t>(d[i].size())) break;
       if (n < 0 && errno == EINTR) continue;
       errors[i] = n < 0 ? errno : EMSGSIZE;
+      noteError(errors[i]);
       break;
     }
   }

@@ -191,8 +191,13 @@ class IpfixExporter final : public Exporter {
     // collector restarted (ECONNREFUSED): the next batch starts with them.
     if (errors != seen_errors_ && !per_session_templates_) templates_sent_ = false;
     c.records_dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
+    // A buffering transport (TCP) loses records it had accepted, which were
+    // counted as exported then: one record, one count (records= or dropped=).
+    if (!transport_->countsDelivery())
+      c.records_exported.fetch_sub(dropped - seen_dropped_, std::memory_order_relaxed);
     c.export_errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
     c.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
+    c.collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
     seen_dropped_ = dropped;
     seen_errors_ = errors;
   }

@@ -112,9 +112,10 @@ class UdpTransport final : public MessageTransport {
       dropped_ += q.records;
       unsigned long long suppressed = 0;
       if (failure_log_.allow(suppressed)) {
-        logWarn("IPFIX send to %s failed: %s (%zu records lost%s); check that the collector is "
-                "running and reachable",
-                name_.c_str(), std::strerror(errors_of_[i]), q.records,
+        logWarn("IPFIX send to %s failed: %s (%s%s); check that the collector is running and reachable",
+                name_.c_str(), std::strerror(errors_of_[i]),
+                q.records == 0 ? "a message of templates, sent again with the next batch"
+                               : (std::to_string(q.records) + " records lost").c_str(),
                 suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
       }
     }
@@ -126,8 +127,10 @@ class UdpTransport final : public MessageTransport {
     // The last datagrams were dropped (or not) while they were sent: a
     // loopback send runs the collector's receive path before it returns.
     sender_->checkCollector();
+    sender_->checkPendingRefusal();
   }
   uint64_t collectorDrops() const override { return sender_->collectorDrops(); }
+  uint64_t collectorRefusals() const override { return sender_->refusals(); }
   bool countsDelivery() const override { return true; }
   Delivered delivered() const override { return delivered_; }
   uint64_t recordsDropped() const override { return dropped_; }

@@ -47,6 +47,8 @@ class MessageTransport {
   /// UDP to a collector on this host: datagrams its socket dropped (see
   /// UdpSender::collectorDrops()); flush() takes a fresh count.
   virtual uint64_t collectorDrops() const { return 0; }
+  /// UDP: errors from the network the kernel reported (UdpSender::refusals()).
+  virtual uint64_t collectorRefusals() const { return 0; }
   virtual uint64_t errors() const { return 0; }
   /// "udp://host:port", "tcp://host:port", "file:path".
   virtual const std::string& describe() const = 0;

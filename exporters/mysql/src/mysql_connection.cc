@@ -1,3 +1,4 @@
+#include "flowfold/exporters/host_port.h"
 #include "mysql_connection.h"
 
 #include <errmsg.h>
@@ -224,8 +225,8 @@ std::string errorHint(unsigned errnum, const MysqlOptions& o) {
       return "the table exists with other columns; use another table name or migrate it to flowfold's schema";
     case CR_CONNECTION_ERROR:
     case CR_CONN_HOST_ERROR:
-      return o.socket.empty() ? "check that the server is running and listening on " + o.host + ":" +
-                                    std::to_string(o.port)
+      return o.socket.empty() ? "check that the server is running and listening on " +
+                                    joinHostPort(o.host, std::to_string(o.port))
                               : "check that the server is running with the socket " + o.socket;
     case CR_UNKNOWN_HOST:
       return "the host name does not resolve";

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/mysql_exporter.h"
 #include "mysql_internal.h"
 
@@ -404,7 +405,7 @@ std::string mysqlTargetName(const MysqlOptions& o) {
   std::string where;
   if (!o.socket.empty()) where = "localhost";
   else if (o.host.find(':') != std::string::npos) where = "[" + o.host + "]:" + std::to_string(o.port);
-  else where = o.host + ":" + std::to_string(o.port);
+  else where = joinHostPort(o.host, std::to_string(o.port));
   std::string name = "mysql://" + o.user + "@" + where + "/" + o.database + "." + o.table;
   if (!o.socket.empty()) name += "?socket=" + o.socket;
   return name;

@@ -1,3 +1,4 @@
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/netflow9_exporter.h"
 
 #include <algorithm>
@@ -17,7 +18,7 @@ constexpr uint64_t kAutoBootMarginMs = 24ull * 3600 * 1000;
 }  // namespace
 
 NetflowV9Exporter::NetflowV9Exporter(const NetflowV9Options& options)
-    : Exporter("netflow9 " + options.host + ":" + options.port) {
+    : Exporter("netflow9 " + joinHostPort(options.host, options.port)) {
   config_.source_id = options.source_id;
   config_.max_datagram = options.max_datagram;
   config_.template_refresh_packets = options.template_refresh_packets;
@@ -70,11 +71,14 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
     }
   }
   counters.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
+  counters.collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
 }
 
 void NetflowV9Exporter::doFlush(uint64_t) {
   transport_->checkCollector();
+  transport_->checkPendingRefusal();
   mutableCounters().collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
+  mutableCounters().collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
 }
 
 std::unique_ptr<Exporter> makeNetflowV9Exporter(const NetflowV9Options& options) {

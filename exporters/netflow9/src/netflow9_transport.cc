@@ -1,3 +1,4 @@
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/netflow9_transport.h"
 
 #include <boost/asio/io_context.hpp>
@@ -44,7 +45,7 @@ UdpTransport::UdpTransport(const std::string& host, const std::string& port,
   udp::resolver resolver(impl_->io);
   const auto results = resolver.resolve(stripBrackets(host), port, ec);
   if (ec || results.empty()) {
-    throw std::runtime_error("netflow9: cannot resolve collector " + host + ":" + port + ": " +
+    throw std::runtime_error("netflow9: cannot resolve collector " + joinHostPort(host, port) + ": " +
                              (ec ? ec.message() : std::string("no address")));
   }
   const udp::endpoint endpoint = *results.begin();
@@ -63,6 +64,8 @@ UdpTransport::~UdpTransport() = default;
 
 uint64_t UdpTransport::collectorDrops() const { return impl_->sender->collectorDrops(); }
 void UdpTransport::checkCollector() { impl_->sender->checkCollector(); }
+uint64_t UdpTransport::collectorRefusals() const { return impl_->sender->refusals(); }
+void UdpTransport::checkPendingRefusal() { impl_->sender->checkPendingRefusal(); }
 
 bool UdpTransport::send(std::span<const uint8_t> datagram) {
   int error = 0;

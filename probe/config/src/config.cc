@@ -1,3 +1,4 @@
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/probe/config.h"
 
 #include <arpa/inet.h>
@@ -320,11 +321,11 @@ std::string ExporterConfig::describe() const {
   switch (type) {
     case Type::kText: return "text to " + (path == "-" ? std::string("stdout") : path);
     case Type::kJson: return "json to " + (path == "-" ? std::string("stdout") : path);
-    case Type::kNetflow9: return "netflow9 udp " + host + ":" + port;
+    case Type::kNetflow9: return "netflow9 udp " + joinHostPort(host, port);
     case Type::kMysql: return "mysql " + (mysql_dsn.empty() ? std::string("(settings)") : mysql_dsn);
     case Type::kIpfix:
       if (transport == Transport::kFile) return "ipfix file " + path;
-      return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + host + ":" + port;
+      return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + joinHostPort(host, port);
   }
   return "?";
 }

@@ -6,6 +6,8 @@
 #include "flowfold/exporters/udp_sender.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -24,19 +27,46 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-sockaddr_in loopback(uint16_t port) {
+sockaddr_in loopback(uint16_t port, uint32_t addr = INADDR_LOOPBACK) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_addr.s_addr = htonl(addr);
   return a;
 }
+
+// A private network namespace for the calling thread, for the life of the
+// object (root only; active() says whether it was made): its loopback is up
+// and holds 10.99.0.1, an address that is not a loopback one, so a collector
+// there is a remote one to UdpSender, while the kernel still answers a
+// datagram to a closed port there at once (ICMP port unreachable over lo).
+class PrivateNetwork {
+ public:
+  static constexpr uint32_t kRemote = 0x0A630001;  // 10.99.0.1
+  PrivateNetwork() {
+    if (::geteuid() != 0) return;
+    saved_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (saved_ < 0 || ::unshare(CLONE_NEWNET) != 0) return;
+    entered_ = true;
+    active_ = std::system("ip link set lo up && ip addr add 10.99.0.1/32 dev lo") == 0;
+  }
+  ~PrivateNetwork() {
+    if (entered_) ::setns(saved_, CLONE_NEWNET);
+    if (saved_ >= 0) ::close(saved_);
+  }
+  bool active() const { return active_; }
+
+ private:
+  int saved_ = -1;
+  bool entered_ = false, active_ = false;
+};
 
 // The collector's side: a UDP socket on 127.0.0.1 with room for every test's datagrams.
 class Receiver {
  public:
-  explicit Receiver(uint16_t port = 0, int rcvbuf = 8 << 20) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
-    sockaddr_in a = loopback(port);
+  explicit Receiver(uint16_t port = 0, int rcvbuf = 8 << 20, uint32_t addr = INADDR_LOOPBACK)
+      : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+    sockaddr_in a = loopback(port, addr);
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
       throw std::runtime_error("cannot bind a loopback UDP socket");
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
@@ -70,8 +100,8 @@ class Receiver {
 // The exporter's side: a UDP socket connected to the receiver's port.
 class ConnectedSocket {
  public:
-  explicit ConnectedSocket(uint16_t port) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
-    sockaddr_in a = loopback(port);
+  explicit ConnectedSocket(uint16_t port, uint32_t addr = INADDR_LOOPBACK) : fd_(::socket(AF_INET, SOCK_DGRAM, 0)) {
+    sockaddr_in a = loopback(port, addr);
     if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
       throw std::runtime_error("cannot connect a UDP socket");
     int sndbuf = 8 << 20;
@@ -211,12 +241,14 @@ TEST(UdpSender, DisabledSegmentationStillDeliversEverything) {
 }
 
 TEST(UdpSender, RefusedConnectionLosesOnlyTheDatagramsOfThatTrip) {
+  PrivateNetwork net;
+  if (!net.active()) GTEST_SKIP() << "needs root (a private network namespace)";
   uint16_t port;
   {
-    Receiver gone;
+    Receiver gone(0, 8 << 20, PrivateNetwork::kRemote);
     port = gone.port();
   }  // closed: the port now answers with ICMP port unreachable
-  ConnectedSocket tx(port);
+  ConnectedSocket tx(port, PrivateNetwork::kRemote);
   UdpSender sender(tx.fd(), "test", 0);
   const std::vector<Bytes> first = makeDatagrams({100});
   std::vector<int> errors(1, -1);
@@ -233,6 +265,54 @@ TEST(UdpSender, RefusedConnectionLosesOnlyTheDatagramsOfThatTrip) {
   sender.send(views(second), errors);
   if (!sender.segmentationOffload()) GTEST_SKIP() << "this kernel refuses UDP segmentation offload";
   EXPECT_EQ(errors, (std::vector<int>{ECONNREFUSED, ECONNREFUSED, 0}));
+  EXPECT_EQ(sender.refusals(), 1u) << "the port unreachable for the first datagram";
+}
+
+TEST(UdpSender, CountsEveryRefusalARemoteCollectorsHostSendsBackEvenThoseSendmmsgSwallows) {
+  PrivateNetwork net;
+  if (!net.active()) GTEST_SKIP() << "needs root (a private network namespace)";
+  uint16_t port;
+  {
+    Receiver gone(0, 8 << 20, PrivateNetwork::kRemote);
+    port = gone.port();
+  }
+  ConnectedSocket tx(port, PrivateNetwork::kRemote);
+  UdpSender sender(tx.fd(), "test", 0);
+  // Ten datagrams, each longer than the one before: ten messages of one
+  // sendmmsg. Each is refused before the next is sent (the ICMP comes back
+  // over lo at once); the next one then fails and sendmmsg, which has sent
+  // some, returns early and forgets why.
+  const std::vector<Bytes> ten = makeDatagrams({100, 101, 102, 103, 104, 105, 106, 107, 108, 109});
+  std::vector<int> errors(ten.size(), -1);
+  sender.send(views(ten), errors);
+  EXPECT_EQ(errors, std::vector<int>(ten.size(), 0)) << "each one left, in a call of its own";
+  EXPECT_EQ(sender.refusals(), 9u);
+  sender.checkPendingRefusal();  // the last one's refusal waits on the socket
+  EXPECT_EQ(sender.refusals(), 10u);
+  sender.checkPendingRefusal();  // nothing sent since: nothing more, and no wait
+  EXPECT_EQ(sender.refusals(), 10u);
+}
+
+TEST(UdpSender, SendsNothingToALocalCollectorNobodyListensOnAndCountsEveryDatagramLost) {
+  uint16_t port;
+  {
+    Receiver gone;
+    port = gone.port();
+  }  // no socket on this host has the port now
+  ConnectedSocket tx(port);
+  UdpSender sender(tx.fd(), "test", 0);
+  const std::vector<Bytes> lost = makeDatagrams({300, 300, 400});
+  std::vector<int> errors(lost.size(), -1);
+  sender.send(views(lost), errors);
+  EXPECT_EQ(errors, std::vector<int>(lost.size(), ECONNREFUSED));
+  EXPECT_EQ(sender.trips(), 0u) << "nothing was sent";
+  // A collector binds the port: the next send goes out, all of it.
+  Receiver rx(port);
+  const std::vector<Bytes> kept = makeDatagrams({500, 500, 200});
+  errors.assign(kept.size(), -1);
+  sender.send(views(kept), errors);
+  EXPECT_EQ(errors, std::vector<int>(kept.size(), 0));
+  expectReceivedInOrder(rx, kept);
 }
 
 TEST(UdpSender, PacedBatchesStillDeliverEverythingInOrder) {

@@ -807,6 +807,8 @@ TEST(IpfixExporter, TcpStalledCollectorDoesNotHoldTheExportThreadAndLossIsCounte
   collector.release();
   exporter->flush(kNowMs);
   EXPECT_EQ(exporter->counters().records_dropped.load(), dropped);  // nothing more once it reads
+  // A record is counted once: exported (records=) or lost (dropped=), not both.
+  EXPECT_EQ(exporter->counters().records_exported.load(), records.size() - dropped);
   exporter.reset();
 
   const std::vector<Message> messages = decodeStream(collector.streamAfterClose());

@@ -24,6 +24,7 @@ struct ExporterStats {
   uint64_t export_errors = 0;
   uint64_t records_dropped = 0;
   uint64_t collector_drops = 0;  // datagrams a collector on this host dropped
+  uint64_t collector_refusals = 0;  // ICMP unreachables for datagrams that had left
 };
 
 class ExportStage {

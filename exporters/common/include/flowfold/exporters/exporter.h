@@ -25,6 +25,10 @@ struct ExporterCounters {
   // Datagrams a collector on this host dropped (its socket's count, so also
   // other senders'): see local_collector.h. 0 for a remote collector.
   std::atomic<uint64_t> collector_drops{0};
+  // UDP: ICMP unreachables the collector's host (or the path) sent back for
+  // datagrams that had left: each lost at least one datagram whose records a
+  // UDP sender cannot know (see UdpSender::refusals()).
+  std::atomic<uint64_t> collector_refusals{0};
 };
 
 class Exporter {

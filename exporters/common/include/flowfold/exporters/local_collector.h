@@ -50,19 +50,26 @@ class LocalCollectorDrops {
   uint64_t read();
   /// The count as of the last read().
   uint64_t total() const { return total_; }
+  /// Whether, at the last read(), no socket on this host received what is
+  /// sent to the collector's address and port: then every datagram sent to
+  /// it is dropped. False when the socket table could not be read (unknown).
+  bool nobodyListens() const { return nobody_listens_; }
 
   uint16_t port() const { return port_; }
 
  private:
   /// Whether a listed socket receives what is sent to the collector's address.
   bool receivesFor(const ProcUdpSocket& s) const;
-  std::vector<ProcUdpSocket> collectorSockets() const;
+  /// The sockets that receive for the collector; `readable` says whether the
+  /// socket table could be read at all.
+  std::vector<ProcUdpSocket> collectorSockets(bool& readable) const;
 
   std::array<uint8_t, 16> addr_;
   bool v6_;
   uint16_t port_;
   std::map<uint64_t, uint64_t> last_drops_;  // by socket inode
   uint64_t total_ = 0;
+  bool nobody_listens_ = false;
 };
 
 }  // namespace flowfold

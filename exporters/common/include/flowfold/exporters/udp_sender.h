@@ -61,6 +61,21 @@ class UdpSender {
   uint64_t collectorDrops() const { return collector_ ? collector_->total() : 0; }
   void checkCollector();
 
+  /// Errors from the network that the kernel reported for this socket: an
+  /// ICMP port (or host) unreachable that the collector's host sent for an
+  /// earlier datagram, reported on a later send (which is then not sent, and
+  /// shows in errors[]), swallowed by sendmmsg() after the messages before it
+  /// (it returns early), or still pending at checkPendingRefusal(). Each one
+  /// means at least one datagram that had left the host was lost; which one
+  /// a UDP sender is not told, and the kernel rate-limits ICMP, so there may
+  /// be more.
+  uint64_t refusals() const { return refusals_; }
+  /// At a flush: takes a refusal still pending on the socket. For a remote
+  /// collector it waits up to kRefusalWaitMs for one to arrive (a round trip);
+  /// on loopback the collector's host has answered before send() returned.
+  void checkPendingRefusal();
+  static constexpr int kRefusalWaitMs = 200;
+
   // Largest run: the kernel's UDP_MAX_SEGMENTS, and one IP packet (64 KiB)
   // before segmentation, with room for headers.
   static constexpr size_t kMaxSegments = 64;
@@ -75,12 +90,22 @@ class UdpSender {
   void sendRuns(std::span<const std::span<const uint8_t>> datagrams, std::span<int> errors);
   void sendOneByOne(std::span<const std::span<const uint8_t>> datagrams, const Run& run,
                     std::span<int> errors);
+  /// For a collector on this host: false when no socket receives for it,
+  /// which is said once until one does.
+  bool localCollectorListens();
+  void noteError(int err);
 
   int fd_;
   std::string name_;
   Pacer pacer_;
   std::unique_ptr<LocalCollectorDrops> collector_;  // null for a remote collector
   std::chrono::steady_clock::time_point next_collector_check_{};
+  // A collector on this host is checked again before the next send (it
+  // refused a datagram, or nobody listened at the last check).
+  bool recheck_collector_ = true;
+  bool said_nobody_listens_ = false;
+  uint64_t refusals_ = 0;
+  bool sent_since_refusal_check_ = false;
   bool segment_ = true;
   uint64_t trips_ = 0;
   uint64_t segmented_ = 0;

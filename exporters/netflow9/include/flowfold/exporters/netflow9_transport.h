@@ -35,6 +35,10 @@ class UdpTransport {
 
   /// A collector on this host: datagrams its socket dropped (UdpSender::collectorDrops()).
   uint64_t collectorDrops() const;
+  /// Errors from the network the kernel reported (UdpSender::refusals()).
+  uint64_t collectorRefusals() const;
+  /// At a flush: a refusal still pending (UdpSender::checkPendingRefusal()).
+  void checkPendingRefusal();
   /// Takes a fresh count of those (end of a run).
   void checkCollector();
 
