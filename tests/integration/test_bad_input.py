@@ -225,7 +225,7 @@ class BadConfiguration(TempDirTest):
         proc = run_flowfold("-c", path, "--check-config", check=False)
         self.assertEqual(proc.returncode, EXIT_OK, proc.stderr)
         self.assertIn("configuration OK (3 exporters)", proc.stdout)
-        self.assertIn("ipfix tcp ::1:4739", proc.stdout)
+        self.assertIn("ipfix tcp [::1]:4739", proc.stdout)  # an IPv6 host in brackets
 
     def test_missing_config_file(self):
         proc = run_flowfold("-c", self.path("absent.yaml"), "--check-config", check=False)
