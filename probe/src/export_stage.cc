@@ -1,5 +1,7 @@
 #include "flowfold/probe/export_stage.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "flowfold/probe/thread_cpu.h"
@@ -65,6 +67,7 @@ void ExportStage::retire(std::vector<std::unique_ptr<Exporter>>& old) {
 }
 
 void ExportStage::run() {
+  pthread_setname_np(pthread_self(), "ff-export");  // for top -H, perf and /proc/PID/task
   ExportBatch batch;
   uint64_t last_now = 0;
   while (queue_.pop(batch)) {

@@ -1,4 +1,3 @@
-#include "flowfold/exporters/host_port.h"
 #include "mysql_connection.h"
 
 #include <errmsg.h>
@@ -8,6 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+
+#include "flowfold/exporters/host_port.h"
 
 namespace flowfold::mysql {
 

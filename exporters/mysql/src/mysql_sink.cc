@@ -1,5 +1,6 @@
 #include "mysql_sink.h"
 
+#include <pthread.h>
 #include <algorithm>
 #include <cinttypes>
 #include <set>
@@ -128,6 +129,7 @@ MysqlSinkStats Sink::stats() const {
 // ---------------------------------------------------------------- the thread
 
 void Sink::run() {
+  pthread_setname_np(pthread_self(), "ff-mysql");  // for top -H, perf and /proc/PID/task
   if (openDeferredSpool()) {
     while (!stop_) {
       if (!conn_.connected() && !connect()) {

@@ -1,9 +1,9 @@
-#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/netflow9_exporter.h"
 
 #include <algorithm>
 #include <cstring>
 
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/log.h"
 #include "flowfold/exporters/netflow9_transport.h"
 

@@ -1,4 +1,3 @@
-#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/netflow9_transport.h"
 
 #include <boost/asio/io_context.hpp>
@@ -7,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/udp_sender.h"
 
 namespace flowfold::netflow9 {

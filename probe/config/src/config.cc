@@ -1,4 +1,3 @@
-#include "flowfold/exporters/host_port.h"
 #include "flowfold/probe/config.h"
 
 #include <arpa/inet.h>
@@ -8,6 +7,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/mysql_exporter.h"
 
 #include <algorithm>
@@ -501,6 +501,23 @@ Config loadConfigFile(const std::string& path) {
 
 namespace {
 
+// Two exporters writing one file, or both standard output, would interleave
+// their bytes: neither output could be read.
+void checkOutputsAreDistinct(const Config& c) {
+  std::map<std::string, const ExporterConfig*> writers;
+  for (const ExporterConfig& e : c.exporters) {
+    const bool writes_path = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson ||
+                             (e.type == ExporterConfig::Type::kIpfix && e.transport == ExporterConfig::Transport::kFile);
+    if (!writes_path) continue;
+    const auto [it, first] = writers.emplace(e.path, &e);
+    if (first) continue;
+    const std::string where = e.path == "-" ? "standard output" : "'" + e.path + "'";
+    throw ConfigError(e.origin + ": exporters '" + it->second->describe() + "' (" + it->second->origin + ") and '" +
+                      e.describe() + "' both write to " + where +
+                      ": their output would be interleaved; give one of them another path");
+  }
+}
+
 std::optional<uid_t> userId(const std::string& user) {
   std::vector<char> buf(16384);
   for (;;) {
@@ -581,6 +598,7 @@ std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
                       " flow caches (one per worker and interface): give at least one flow to each, or fewer "
                       "workers");
   checkRunAsUser(c, running_as_root);
+  checkOutputsAreDistinct(c);
   std::vector<std::string> warnings;
   // One configuration file often serves both the service and a replay with
   // -r; refusing would force a second file, so this is a warning.

@@ -137,6 +137,27 @@ TEST(Config, ValidationNeedsAnExporterAndAtMostOneKindOfInput) {
   EXPECT_THROW(validateConfig(c), ConfigError);
 }
 
+TEST(Config, TwoExportersCannotWriteOneOutput) {
+  auto errorOfValidating = [](const std::string& yaml) -> std::string {
+    Config c = parseConfig("run_as_root: true\ninput:\n  file: x.pcap\nexporters:\n" + yaml, "t.yaml");
+    try {
+      validateConfig(c);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string both_stdout = errorOfValidating("  - type: json\n  - type: ipfix\n    transport: file\n    path: '-'\n");
+  EXPECT_NE(both_stdout.find("both write to standard output"), std::string::npos) << both_stdout;
+  EXPECT_NE(both_stdout.find("t.yaml:6:5"), std::string::npos) << both_stdout;  // the second one
+  const std::string one_file =
+      errorOfValidating("  - type: text\n    path: out.txt\n  - type: json\n    path: out.txt\n");
+  EXPECT_NE(one_file.find("both write to 'out.txt'"), std::string::npos) << one_file;
+  EXPECT_EQ(errorOfValidating("  - type: text\n    path: a.txt\n  - type: json\n  - type: ipfix\n    transport: file\n"
+                              "    path: a.ipfix\n"),
+            "");
+}
+
 TEST(Config, LiveSettings) {
   const Config c = parseConfig(
       "input:\n  interface: [eth0, eth1]\n  promiscuous: false\nuser: nobody\nrun_as_root: true\n"
