@@ -75,7 +75,7 @@ Export (repeatable; given on the command line they replace the file's exporters)
   -n HOST:PORT         send to a collector ([ADDR]:PORT for IPv6)
   -v 9|10              protocol for -n collectors: 9 = NetFlow v9, 10 = IPFIX (default)
   -P udp|tcp           transport for -n collectors (default udp; tcp is IPFIX only)
-  --ipfix-file PATH    write IPFIX to a file (RFC 5655)
+  --ipfix-file PATH    write IPFIX to a file (RFC 5655; appended to; - = stdout)
   --text[=FILE]        one readable line per flow (default: standard output)
   --mysql DSN          write flows into MySQL/MariaDB:
                        mysql://USER@HOST:PORT/DATABASE?table=NAME (or ?socket=PATH);

@@ -197,21 +197,27 @@ class Nfcapd:
 
     def flows(self):
         """Every record nfdump reads back, summed per flow key."""
-        out = subprocess.run(
-            ["nfdump", "-R", self.dir, "-q", "-N", "-6", "-o", "fmt:%pr|%sa|%sp|%da|%dp|%svln|%pkt|%byt"],
-            capture_output=True, text=True, check=True).stdout
-        flows, records = {}, 0
-        for line in out.splitlines():
-            if not line.strip():
-                continue
-            proto, sa, sp, da, dp, vlan, pkts, byts = [c.strip() for c in line.split("|")]
-            if "." in dp:  # ICMP: nfdump prints type.code
-                t, c = dp.split(".")
-                dp = int(t) * 256 + int(c)
-            add_flow(flows, (int(proto), norm_addr(sa), int(sp), norm_addr(da), int(dp), int(vlan)),
-                     int(pkts), int(byts))
-            records += 1
-        return flows, records
+        return nfdump_flows(self.dir)
+
+
+def nfdump_flows(directory):
+    """Every record nfdump reads back from an nfcapd directory, summed per
+    flow key as flowgen's truth keys them; returns (flows, records)."""
+    out = subprocess.run(
+        ["nfdump", "-R", directory, "-q", "-N", "-6", "-o", "fmt:%pr|%sa|%sp|%da|%dp|%svln|%pkt|%byt"],
+        capture_output=True, text=True, check=True).stdout
+    flows, records = {}, 0
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        proto, sa, sp, da, dp, vlan, pkts, byts = [c.strip() for c in line.split("|")]
+        if "." in dp:  # ICMP: nfdump prints type.code
+            t, c = dp.split(".")
+            dp = int(t) * 256 + int(c)
+        add_flow(flows, (int(proto), norm_addr(sa), int(sp), norm_addr(da), int(dp), int(vlan)),
+                 int(pkts), int(byts))
+        records += 1
+    return flows, records
 
 
 # ---------------------------------------------------------------- an independent IPFIX reader
