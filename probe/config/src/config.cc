@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -502,13 +503,16 @@ Config loadConfigFile(const std::string& path) {
 namespace {
 
 // Two exporters writing one file, or both standard output, would interleave
-// their bytes: neither output could be read.
+// their bytes: neither output could be read. A device (/dev/null, /dev/full)
+// keeps nothing to read, so it may be shared.
 void checkOutputsAreDistinct(const Config& c) {
   std::map<std::string, const ExporterConfig*> writers;
   for (const ExporterConfig& e : c.exporters) {
     const bool writes_path = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson ||
                              (e.type == ExporterConfig::Type::kIpfix && e.transport == ExporterConfig::Transport::kFile);
     if (!writes_path) continue;
+    struct stat st;
+    if (e.path != "-" && ::stat(e.path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) continue;
     const auto [it, first] = writers.emplace(e.path, &e);
     if (first) continue;
     const std::string where = e.path == "-" ? "standard output" : "'" + e.path + "'";

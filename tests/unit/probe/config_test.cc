@@ -156,6 +156,8 @@ TEST(Config, TwoExportersCannotWriteOneOutput) {
   EXPECT_EQ(errorOfValidating("  - type: text\n    path: a.txt\n  - type: json\n  - type: ipfix\n    transport: file\n"
                               "    path: a.ipfix\n"),
             "");
+  EXPECT_EQ(errorOfValidating("  - type: text\n    path: /dev/null\n  - type: json\n    path: /dev/null\n"), "")
+      << "a device keeps nothing to read back: it may be shared";
 }
 
 TEST(Config, LiveSettings) {
