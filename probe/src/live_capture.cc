@@ -236,12 +236,12 @@ void PcapLiveSource::open() {
 }
 
 void PcapLiveSource::close() {
-  impl_->handle.reset();
-  impl_->pcap_fd = -1;
-  // After the socket is closed: while the count says a member is left, the
-  // group (and its id) still exists.
+  // Before the socket is closed: a member counted is a socket still open, so
+  // while the count is above 0 the group (and its id) exists for a joiner.
   if (impl_->in_fanout) options_.fanout->left();
   impl_->in_fanout = false;
+  impl_->handle.reset();
+  impl_->pcap_fd = -1;
 }
 
 void FanoutGroup::join(int fd, const std::string& interface) {

@@ -28,8 +28,9 @@ void Pipeline::advanceClock(uint64_t now_ms) {
   if (now_ms > now_ms_) now_ms_ = now_ms;
   if (backlog_) [[unlikely]] {
     // Expiry keeps in step with what the export thread takes: a flow that
-    // is due stays in the cache (its record is the same later) rather than
-    // expiring into records that would have to be dropped.
+    // is due stays in the cache rather than expiring into records that would
+    // have to be dropped. Its counts stay exact; a packet of its key that
+    // comes meanwhile continues it instead of starting a new flow.
     handOff(false);
     if (backlog_) return;
   }
@@ -65,8 +66,10 @@ void Pipeline::keepBacklog(ExportBatch& batch) {
   std::vector<FlowRecord>& waiting = cache_.output();
   if (waiting.size() > options_.max_backlog_records) {
     // Bounded memory: an exporter that stays slower than the traffic loses
-    // the oldest records, counted with the queue's drops.
-    const size_t excess = waiting.size() - options_.max_backlog_records;
+    // the oldest records, counted with the queue's drops. Down to three
+    // quarters of the bound, so the records kept are moved once per quarter
+    // of it, not on every tick of an overload.
+    const size_t excess = waiting.size() - options_.max_backlog_records / 4 * 3;
     waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(excess));
     export_stage_.queue().countDropped(excess);
   }

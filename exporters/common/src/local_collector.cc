@@ -100,6 +100,12 @@ std::unique_ptr<LocalCollectorDrops> LocalCollectorDrops::forConnectedSocket(int
     const auto& in6 = reinterpret_cast<const sockaddr_in6&>(peer);
     std::memcpy(addr.data(), &in6.sin6_addr, 16);
     if (!isLoopback(addr, true)) return nullptr;
+    if (std::memcmp(addr.data(), kV4MappedPrefix.data(), 12) == 0) {
+      // ::ffff:127.x is delivered as IPv4: the collector is the IPv4 one.
+      std::array<uint8_t, 16> v4{};
+      std::memcpy(v4.data(), addr.data() + 12, 4);
+      return std::make_unique<LocalCollectorDrops>(v4, false, ntohs(in6.sin6_port));
+    }
     return std::make_unique<LocalCollectorDrops>(addr, true, ntohs(in6.sin6_port));
   }
   return nullptr;

@@ -160,7 +160,11 @@ class TextExporter final : public Exporter {
     size_t written = 0;
     const int err = file_.writeAll(batch_.data(), batch_.size(), written);
     size_t whole = batch_.size();  // bytes of whole lines that stay in the file
-    if (err != 0) whole = cutBackToWholeLines(written);
+    if (err != 0) {
+      whole = cutBackToWholeLines(written);
+    } else {
+      torn_line_ = false;  // the newline that ended it went out with this batch
+    }
     const size_t lines = whole > first_line ? static_cast<size_t>(std::count(
                                                   batch_.begin() + static_cast<ptrdiff_t>(first_line),
                                                   batch_.begin() + static_cast<ptrdiff_t>(whole), '\n'))

@@ -293,6 +293,28 @@ TEST(UdpSender, CountsEveryRefusalARemoteCollectorsHostSendsBackEvenThoseSendmms
   EXPECT_EQ(sender.refusals(), 10u);
 }
 
+TEST(UdpSender, AnIpv4MappedLoopbackCollectorIsTheIpv4SocketItReaches) {
+  // [::ffff:127.0.0.1]:port from an IPv6 socket reaches an IPv4 collector on
+  // 127.0.0.1:port: it listens, so everything is sent and arrives.
+  Receiver rx;
+  const int tx = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(rx.port());
+  ASSERT_EQ(::inet_pton(AF_INET6, "::ffff:127.0.0.1", &a.sin6_addr), 1);
+  if (tx < 0 || ::connect(tx, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (tx >= 0) ::close(tx);
+    GTEST_SKIP() << "no IPv6 sockets here";
+  }
+  UdpSender sender(tx, "test", 0);
+  const std::vector<Bytes> datagrams = makeDatagrams({200, 300, 400});
+  std::vector<int> errors(datagrams.size(), -1);
+  sender.send(views(datagrams), errors);
+  EXPECT_EQ(errors, std::vector<int>(datagrams.size(), 0));
+  expectReceivedInOrder(rx, datagrams);
+  ::close(tx);
+}
+
 TEST(UdpSender, SendsNothingToALocalCollectorNobodyListensOnAndCountsEveryDatagramLost) {
   uint16_t port;
   {

@@ -1,12 +1,21 @@
 #include "flowfold/exporters/text_exporter.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cinttypes>
 #include <cstdio>
+#include <csignal>
 #include <ctime>
 #include <random>
+#include <string>
+#include <future>
+#include <thread>
+#include <vector>
+#include <algorithm>
 
 namespace flowfold {
 namespace {
@@ -130,6 +139,75 @@ std::string refJson(const FlowRecord& r) {
 // 9999, IPv6 addresses with and without runs of zeros, counters up to 2^64-1)
 // come out byte for byte as the reference formats them, and a reused buffer
 // holds one record after another.
+// A FIFO whose reader goes away in the middle of a batch: the write puts out
+// part of it and fails (EPIPE), and a FIFO cannot be cut back, so the torn
+// line stays. The next batch, to the next reader, starts by ending that line;
+// the batches after it must not start with a newline of their own.
+TEST(TextExporter, ALineTornOnAPipeIsEndedOnceAndLaterBatchesStayWhole) {
+  signal(SIGPIPE, SIG_IGN);  // as flowfold does: a closed reader is an error to count
+  char dir[] = "/tmp/flowfold-text-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/out.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Opening for writing waits for a reader: the first one reads a little, then leaves.
+  std::thread first_reader([&] {
+    const int fd = ::open(fifo.c_str(), O_RDONLY);
+    char buf[1000];
+    size_t got = 0;
+    while (got < sizeof buf) {
+      const ssize_t n = ::read(fd, buf + got, sizeof buf - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  });
+  TextOptions options;
+  options.format = TextOptions::Format::kJson;
+  options.path = fifo;
+  auto exporter = makeTextExporter(options);
+  const std::vector<FlowRecord> big(5000, sample());  // far more than a pipe holds
+  exporter->exportBatch(big, 0);
+  first_reader.join();
+  const uint64_t dropped_first = exporter->counters().records_dropped.load();
+  EXPECT_GT(dropped_first, 0u);
+
+  std::string second;
+  std::promise<void> opened;
+  std::thread second_reader([&] {
+    const int fd = ::open(fifo.c_str(), O_RDONLY);  // a writer is there: no wait
+    opened.set_value();
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) second.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+  });
+  opened.get_future().wait();  // with no reader, the write would fail (EPIPE)
+  const std::vector<FlowRecord> three(3, sample());
+  exporter->exportBatch(three, 0);
+  exporter->exportBatch(three, 0);
+  exporter->exportBatch(three, 0);
+  const uint64_t exporter_dropped_after_first = exporter->counters().records_dropped.load() - dropped_first;
+  exporter.reset();  // closes the FIFO: the reader sees its end
+  second_reader.join();
+  // What the second reader got: what the pipe still held of the first batch
+  // (ending in the torn line), the newline that ends it, then the three
+  // batches: 9 whole lines. No blank line anywhere.
+  EXPECT_EQ(exporter_dropped_after_first, 0u) << "every later batch reached the second reader";
+  EXPECT_EQ(second.find("\n\n"), std::string::npos) << "a blank line: the torn line was ended more than once";
+  ASSERT_FALSE(second.empty());
+  EXPECT_EQ(second.back(), '\n');
+  std::vector<std::string> last;
+  for (size_t end = second.size() - 1; last.size() < 9;) {
+    const size_t start = second.rfind('\n', end - 1);
+    ASSERT_NE(start, std::string::npos);
+    last.push_back(second.substr(start + 1, end - start - 1));
+    end = start;
+  }
+  for (const std::string& line : last) EXPECT_EQ(line, formatFlowJson(sample()));
+  ::unlink(fifo.c_str());
+  ::rmdir(dir);
+}
+
 TEST(TextExporter, FastFormattersMatchTheSnprintfReference) {
   std::mt19937_64 rng(20261127);
   auto pick = [&](uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng); };
