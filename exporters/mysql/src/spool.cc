@@ -308,9 +308,20 @@ Spool::Spool(std::string canonical_dir, Limits limits, std::unique_ptr<SpoolDirC
   if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
     // Only informative (who holds the lock); the flock itself is what counts.
   }
-  loadOrCreateState();
-  scanSegments();
-  normaliseCursorLocked();
+  try {
+    loadOrCreateState();
+    scanSegments();
+    normaliseCursorLocked();
+  } catch (...) {
+    // No destructor runs for a constructor that throws: the lock would stay
+    // held by this process, and the next attempt (a reload) would find the
+    // spool "in use" by itself.
+    if (tail_fd_ >= 0) ::close(tail_fd_);
+    if (read_fd_ >= 0) ::close(read_fd_);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    throw;
+  }
 }
 
 Spool::~Spool() {

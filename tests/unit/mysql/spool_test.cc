@@ -474,6 +474,22 @@ TEST(SpoolTrust, DoesNotFollowALockSymlink) {
   EXPECT_EQ(fileText(victim), "precious\n");
 }
 
+TEST(SpoolTrust, ASpoolThatFailsToOpenLetsGoOfItsLock) {
+  // The lock is taken before spool.state is read; a state that cannot be
+  // used ends the opening. Once the cause is gone, the same process (a
+  // reload) must be able to open the spool: it is not "in use" by itself.
+  test::TempDir t;
+  const std::string dir = prepareSpoolDir(t.path("s"));
+  const std::string victim = t.path("victim");
+  writeText(victim, "precious\n");
+  ASSERT_EQ(::symlink(victim.c_str(), (dir + "/spool.state").c_str()), 0);
+  EXPECT_THROW(Spool(dir, Spool::Limits{}, SpoolDirClaim::tryAcquire(dir)), std::runtime_error);
+  ASSERT_EQ(::unlink((dir + "/spool.state").c_str()), 0);
+  Spool s(dir, Spool::Limits{}, SpoolDirClaim::tryAcquire(dir));
+  EXPECT_EQ(s.append(test::sampleFlows(2), 0).written, 2u);
+  EXPECT_EQ(fileText(victim), "precious\n");
+}
+
 TEST(SpoolTrust, DoesNotFollowAStateTmpSymlink) {
   test::TempDir t;
   const std::string dir = prepareSpoolDir(t.path("s"));
