@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "flowfold/exporters/thread_signals.h"
 #include "flowfold/probe/thread_cpu.h"
 
 namespace flowfold {
@@ -68,6 +69,7 @@ void ExportStage::retire(std::vector<std::unique_ptr<Exporter>>& old) {
 
 void ExportStage::run() {
   pthread_setname_np(pthread_self(), "ff-export");  // for top -H, perf and /proc/PID/task
+  leaveProcessSignalsToOtherThreads();
   ExportBatch batch;
   uint64_t last_now = 0;
   while (queue_.pop(batch)) {

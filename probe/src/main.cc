@@ -444,6 +444,8 @@ int runLive(const Config& config, int argc, char** argv) {
       try {
         CommandLine cl;
         const Config fresh = parseCommandLine(argc, argv, cl);
+        // What a start would refuse, a reload refuses too (before any exporter is made).
+        for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
         stage.replaceExporters(makeExporters(fresh.exporters), systemNowMs());
         logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
                 fresh.exporters.size() == 1 ? "" : "s");

@@ -358,6 +358,46 @@ class LiveCaptureTest(TempDirTest):
         self.assertEqual(total, 50, "every packet of the flow, across the reload")
         self.assertIn("stopping on signal", self.log())
 
+    def test_a_reload_to_a_configuration_a_start_would_refuse_keeps_the_running_exporters(self):
+        first, cfg = self.path("first.json"), self.path("reload.yaml")
+        self.metrics_port = free_tcp_port()
+        head = "run_as_root: true\nmetrics:\n  listen: 127.0.0.1:%d\nexporters:\n" % self.metrics_port
+        with open(cfg, "w") as f:
+            f.write(head + "  - type: json\n    path: %s\n" % first)
+        self.log_path = self.path("flowfold.log")
+        ff = self.pair.popen_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "udp port %d" % UDP_PORT],
+                                stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        self.procs.append(ff)
+        wait_for(lambda: "capturing on" in self.log(), "flowfold to start")
+        clash = self.path("clash.json")
+        with open(cfg, "w") as f:  # two exporters writing one file: refused at a start
+            f.write(head + "  - type: json\n    path: %s\n  - type: text\n    path: %s\n" % (clash, clash))
+        ff.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in self.log(), "the reload to be refused")
+        self.assertIn("both write to", self.log())
+        self.send_udp(10, source_port=40009)
+        self.wait_decoded(10)
+        self.stop(ff)
+        with open(first) as f:
+            self.assertEqual(sum(json.loads(line)["packets"] for line in f), 10)
+        self.assertFalse(os.path.exists(clash))
+
+    def test_the_export_thread_leaves_the_process_signals_to_the_others(self):
+        # A signal caught on the export thread would cut a sendmmsg() short,
+        # which reads as an ICMP refusal (refused=, exit 5).
+        ff = self.start_flowfold("--json=" + self.path("flows.json"))
+        blocked = None
+        for tid in os.listdir("/proc/%d/task" % ff.pid):
+            with open("/proc/%d/task/%s/comm" % (ff.pid, tid)) as f:
+                if f.read().strip() != "ff-export":
+                    continue
+            with open("/proc/%d/task/%s/status" % (ff.pid, tid)) as f:
+                blocked = int(dict(l.split(":", 1) for l in f if ":" in l)["SigBlk"], 16)
+        self.assertIsNotNone(blocked, "no thread named ff-export")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+            self.assertTrue(blocked & (1 << (sig - 1)), "%s reaches the export thread" % sig.name)
+        self.stop(ff)
+
     def test_drops_root_after_opening_the_capture_and_keeps_capturing(self):
         out = self.path("flows.json")
         cfg = self.path("user.yaml")

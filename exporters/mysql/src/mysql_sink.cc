@@ -1,11 +1,13 @@
 #include "mysql_sink.h"
 
 #include <pthread.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <set>
 
 #include "flowfold/exporters/log.h"
+#include "flowfold/exporters/thread_signals.h"
 #include "mysql_sql.h"
 
 namespace flowfold::mysql {
@@ -130,6 +132,7 @@ MysqlSinkStats Sink::stats() const {
 
 void Sink::run() {
   pthread_setname_np(pthread_self(), "ff-mysql");  // for top -H, perf and /proc/PID/task
+  leaveProcessSignalsToOtherThreads();
   if (openDeferredSpool()) {
     while (!stop_) {
       if (!conn_.connected() && !connect()) {
