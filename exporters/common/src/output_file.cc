@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,7 +28,17 @@ std::runtime_error symlinkRefused(const std::string& path, const std::string& wh
                             "or - for standard output");
 }
 
-// `path` is a symbolic link. Follows it only to a character device or a FIFO:
+// The character devices a link may lead an output to: the null, zero and
+// full devices, and terminals (a console, a pseudo-terminal). Writing there
+// keeps or destroys nothing; writing to other devices (a disk's, a watchdog)
+// could.
+bool isHarmlessDevice(dev_t dev) {
+  const unsigned kind = major(dev), which = minor(dev);
+  if (kind == 1) return which == 3 || which == 5 || which == 7;  // /dev/null, /dev/zero, /dev/full
+  return kind == 4 || kind == 5 || (kind >= 136 && kind <= 143);  // tty*, tty/console/ptmx, pts/*
+}
+
+// `path` is a symbolic link. Follows it only to a FIFO or a harmless device:
 // the link is resolved without opening its target for I/O (O_PATH), so a link
 // to a regular file is refused before anything can happen to that file.
 int openThroughLink(const std::string& path) {
@@ -42,7 +53,7 @@ int openThroughLink(const std::string& path) {
     ::close(where);
     throw openError(path, err);
   }
-  if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+  if (!S_ISFIFO(st.st_mode) && !(S_ISCHR(st.st_mode) && isHarmlessDevice(st.st_rdev))) {
     ::close(where);
     throw symlinkRefused(path, "");
   }
@@ -79,6 +90,15 @@ OutputFile::OutputFile(const std::string& path) {
     throw std::runtime_error(name_ + ": " + std::strerror(err));
   }
   regular_ = S_ISREG(st.st_mode);
+  // A file someone else made (in a shared directory, before flowfold ran)
+  // and can read: what flowfold appends would be theirs to read.
+  if (regular_ && st.st_uid != ::geteuid() && st.st_uid != 0) {
+    if (owned_) ::close(fd_);
+    throw std::runtime_error(name_ + " belongs to uid " + std::to_string(st.st_uid) +
+                             ", not to the user flowfold runs as (uid " + std::to_string(::geteuid()) +
+                             ") or root: flowfold does not append to another user's file; remove it or give "
+                             "another path");
+  }
 }
 
 OutputFile::~OutputFile() {

@@ -15,6 +15,10 @@
 #include <stdexcept>
 #include <string>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 namespace flowfold {
@@ -102,6 +106,37 @@ TEST_F(OutputFileTest, FollowsASymlinkToACharacterDeviceAndCannotTakeBackThere) 
   EXPECT_EQ(f.writeAll("x", 1, written), 0);
   EXPECT_FALSE(f.takeBack(1, 0));
   EXPECT_TRUE(f.takeBack(0, 0));  // nothing written, nothing to take back
+}
+
+TEST_F(OutputFileTest, RefusesASymlinkToADeviceOtherThanNullZeroFullOrATerminal) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mknod)";
+  // A device node of our own, 1:8 (what /dev/random is: writing there is
+  // harmless even if this test fails), stands for a disk's or a watchdog's.
+  const std::string node = path("device"), link = path("out");
+  ASSERT_EQ(::mknod(node.c_str(), S_IFCHR | 0600, makedev(1, 8)), 0);
+  ASSERT_EQ(::symlink(node.c_str(), link.c_str()), 0);
+  EXPECT_THROW(OutputFile{link}, std::runtime_error);
+  // The same device's null sibling is fine: 1:3.
+  const std::string null_node = path("null"), null_link = path("to-null");
+  ASSERT_EQ(::mknod(null_node.c_str(), S_IFCHR | 0600, makedev(1, 3)), 0);
+  ASSERT_EQ(::symlink(null_node.c_str(), null_link.c_str()), 0);
+  EXPECT_NO_THROW(OutputFile{null_link});
+}
+
+TEST_F(OutputFileTest, RefusesToAppendToAnotherUsersFileAndLeavesItAlone) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+  const std::string p = path("planted.json");
+  put(p, "theirs\n");
+  ASSERT_EQ(::chown(p.c_str(), 65534, 65534), 0);  // nobody's, made before flowfold ran
+  try {
+    OutputFile f(p);
+    ADD_FAILURE() << "opened another user's file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to uid 65534"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(slurp(p), "theirs\n");
+  ASSERT_EQ(::chown(p.c_str(), 0, 0), 0);  // root's: appended to
+  EXPECT_NO_THROW(OutputFile{p});
 }
 
 TEST_F(OutputFileTest, DashIsStandardOutput) {

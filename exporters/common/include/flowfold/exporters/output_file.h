@@ -9,9 +9,13 @@
 //    appended to, never truncated: a restart or a reload (SIGHUP) must not
 //    destroy what an earlier run wrote;
 //  - a symbolic link as the last path component is refused, unless it leads
-//    to a character device or a FIFO (/dev/stdout, /dev/null, a named pipe):
-//    a link planted in /tmp must not make flowfold overwrite another file,
-//    while writing to a device or a pipe cannot destroy anything;
+//    to a FIFO or to the null, zero or full device or a terminal
+//    (/dev/stdout on a pipe or a terminal, /dev/null, a named pipe): a link
+//    planted in /tmp must not make flowfold overwrite another file or write
+//    to a disk's device, while writing to these cannot destroy anything;
+//  - an existing regular file that belongs to another user (not root, not
+//    the one flowfold runs as) is refused: made in a shared directory before
+//    flowfold ran, it would let that user read the flows;
 //  - close-on-exec, no controlling terminal.
 
 #include <cstddef>
