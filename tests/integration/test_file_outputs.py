@@ -110,6 +110,30 @@ class FileOutputs(TempDirTest):
         _, dumped = ipfix_dump_totals(out)
         self.assertEqual(dumped, len(records))
 
+    def test_a_message_torn_by_a_crash_is_cut_off_before_appending(self):
+        # What a power loss can leave: the first part of a message at the end.
+        # Appended after, the next stream would be unreadable from there on.
+        need("ipfixDump")
+        out = self.path("flows.ipfix")
+        run_flowfold("-r", self.pcap, "--ipfix-file", out)
+        with open(out, "rb") as f:
+            first_run = f.read()
+        first_message_length = int.from_bytes(first_run[2:4], "big")
+        torn = first_run[first_message_length:first_message_length + 100]  # a data message, cut at 100 bytes
+        self.assertEqual(torn[:2], b"\x00\x0a")
+        with open(out, "ab") as f:
+            f.write(torn)
+        proc = run_flowfold("-r", self.pcap, "--ipfix-file", out)
+        self.assertIn("ended inside a message (100 bytes from byte %d on" % len(first_run), proc.stderr)
+        with open(out, "rb") as f:
+            both = f.read()
+        self.assertTrue(both.startswith(first_run))
+        records, _ = parse_ipfix_stream(both)
+        twice = {k: [2 * v[0], 2 * v[1]] for k, v in self.truth.items()}
+        self.assertFlowsEqual(ipfix_flows(records), twice)
+        _, dumped = ipfix_dump_totals(out)
+        self.assertEqual(dumped, len(records))
+
     def test_a_reload_appends_to_the_ipfix_file_and_keeps_what_was_written(self):
         need("ipfixDump")
         from netns import VethPair, require_netns

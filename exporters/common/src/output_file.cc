@@ -131,6 +131,20 @@ size_t OutputFile::readAt(void* data, size_t size, uint64_t offset) const {
   return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
+uint64_t OutputFile::size() const {
+  struct stat st {};
+  if (!regular_ || ::fstat(fd_, &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_size);
+}
+
+bool OutputFile::cutTo(uint64_t size) {
+  if (!regular_) {
+    errno = ESPIPE;
+    return false;
+  }
+  return ::ftruncate(fd_, static_cast<off_t>(size)) == 0;
+}
+
 bool OutputFile::takeBack(size_t written, size_t keep) {
   if (keep >= written) return true;  // nothing to take back
   if (!regular_) {

@@ -176,6 +176,10 @@ class FileTransport final : public MessageTransport {
   // message cannot be cut, and its reader sees a torn message: that is said,
   // rate-limited, as every recurring failure is.
   void send(const uint8_t* data, size_t size, size_t /*records*/) override {
+    if (!tail_checked_) {
+      tail_checked_ = true;
+      cutTornTail();
+    }
     size_t written = 0;
     const int err = file_.writeAll(data, size, written);
     if (err == 0) return;
@@ -208,9 +212,56 @@ class FileTransport final : public MessageTransport {
     }
   }
 
+  // A file that ends inside a message (what a crash or a power loss left of
+  // a write: flowfold itself takes a failed write back) would make every
+  // message appended after it unreadable. Before this stream's first message
+  // the file is walked from header to header (it is read once) and such a
+  // tail is cut off, said once. This runs in the export thread at the first
+  // write, when a reload's old exporter has finished writing. Anything but a
+  // torn last message (another program's bytes inside the file) is left as
+  // it is: it is not flowfold's to destroy.
+  void cutTornTail() {
+    const uint64_t size = file_.size();
+    if (size == 0) return;
+    const uint64_t torn_at = tornMessageStart(size);
+    if (torn_at == size) return;
+    if (file_.cutTo(torn_at)) {
+      logWarn("IPFIX %s: the file ended inside a message (%llu bytes from byte %llu on: a write cut by a crash or "
+              "a power loss); cut it off, so that the messages appended after it can be read",
+              name_.c_str(), static_cast<unsigned long long>(size - torn_at),
+              static_cast<unsigned long long>(torn_at));
+    } else {
+      logWarn("IPFIX %s: the file ends inside a message at byte %llu, and cutting it off failed (%s): readers will "
+              "stop there", name_.c_str(), static_cast<unsigned long long>(torn_at), std::strerror(errno));
+    }
+  }
+
+  // Where the torn last message of a file of `size` bytes starts, or `size`
+  // when the file ends with a whole message (or holds something else than
+  // IPFIX messages from some point on: not a torn tail).
+  uint64_t tornMessageStart(uint64_t size) const {
+    std::vector<uint8_t> window(1 << 16);
+    uint64_t at = 0, window_at = 0;
+    size_t window_len = 0;
+    while (at < size) {
+      if (at + 4 > window_at + window_len) {
+        window_at = at;
+        window_len = file_.readAt(window.data(), window.size(), at);
+        if (window_len < 4) return size - at < 16 ? at : size;  // a header cut short, or unreadable
+      }
+      const uint8_t* h = window.data() + (at - window_at);
+      const unsigned version = h[0] << 8 | h[1], length = h[2] << 8 | h[3];
+      if (version != 10 || length < 16) return size;  // not a message: not ours to cut
+      if (at + length > size) return at;            // the message goes past the end: torn
+      at += length;
+    }
+    return size;
+  }
+
   OutputFile file_;
   std::string name_;
   LogRateLimiter cut_failure_log_;
+  bool tail_checked_ = false;
 };
 
 }  // namespace

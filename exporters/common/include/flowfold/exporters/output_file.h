@@ -48,6 +48,13 @@ class OutputFile {
   /// run left there); returns how many, 0 for anything else than a regular file.
   size_t readAt(void* data, size_t size, uint64_t offset) const;
 
+  /// Size of a regular file now; 0 for anything else.
+  uint64_t size() const;
+  /// Cuts a regular file to `size` bytes (what a crash left of a last unit
+  /// that readers cannot use); later writes append after it. False, with
+  /// errno set, when that is impossible.
+  bool cutTo(uint64_t size);
+
   /// True for a regular file: a partial write can be taken back.
   bool canTakeBack() const { return regular_; }
   /// The path as given, or "standard output" for "-".
