@@ -14,6 +14,8 @@
 #   keys_seen   truth keys that at least one record covers
 #   keys_exact  truth keys whose records sum to exactly the true packets and bytes
 #   keys_extra  record keys that are not in the truth at all
+#   keys_packets_exact  truth keys whose records sum to exactly the true packets
+#               (bytes aside: see bench/live.sh on frames shorter than their IP length)
 #
 # Key folding, so that every exporter is judged the same way: the VLAN is left out
 # (softflowd and pmacctd's default aggregation do not export it), and for ICMP and
@@ -87,14 +89,15 @@ FNR == NR {
 }
 
 END {
-    keys_seen = 0; keys_exact = 0; keys_extra = 0
+    keys_seen = 0; keys_exact = 0; keys_extra = 0; keys_packets_exact = 0
     for (k in tp) {
         if (k in rp) {
             keys_seen++
+            if (rp[k] == tp[k]) keys_packets_exact++
             if (rp[k] == tp[k] && rb[k] == tb[k]) keys_exact++
         }
     }
     for (k in rp) if (!(k in tp)) keys_extra++
-    printf "records=%d packets=%.0f bytes=%.0f truth_lines=%d truth_keys=%d keys_seen=%d keys_exact=%d keys_extra=%d\n",
-        records, packets, bytes, truth_lines, truth_keys, keys_seen, keys_exact, keys_extra
+    printf "records=%d packets=%.0f bytes=%.0f truth_lines=%d truth_keys=%d keys_seen=%d keys_exact=%d keys_extra=%d keys_packets_exact=%d\n",
+        records, packets, bytes, truth_lines, truth_keys, keys_seen, keys_exact, keys_extra, keys_packets_exact
 }
