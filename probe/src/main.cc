@@ -464,6 +464,7 @@ int runLive(const Config& config, int argc, char** argv) {
 }
 
 int run(int argc, char** argv) {
+  detectJournalStream();
   CommandLine cl;
   Config config;
   try {

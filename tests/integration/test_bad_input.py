@@ -181,6 +181,29 @@ class BadCaptures(TempDirTest):
         self.assertIn("bad capture filter", proc.stderr)
 
 
+class JournalPriorities(TempDirTest):
+    """Under systemd stderr is the journal's stream, named in $JOURNAL_STREAM:
+    each line then starts with its priority, so `journalctl -p err` finds the
+    errors. A file plays the journal's stream here (its device and inode)."""
+
+    def test_lines_on_the_journals_stream_start_with_their_priority(self):
+        err_path = self.path("stderr")
+        with open(err_path, "w") as err:
+            st = os.fstat(err.fileno())
+            env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+            proc = subprocess.run([FLOWFOLD, "-r", self.path("missing.pcap"), "--text"], stdout=subprocess.DEVNULL,
+                                  stderr=err, env=env, timeout=30)
+        self.assertEqual(proc.returncode, 3)
+        with open(err_path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("<3>flowfold: error: "), lines[0])
+
+    def test_elsewhere_lines_are_plain(self):
+        proc = run_flowfold("-r", self.path("missing.pcap"), "--text", check=False)
+        self.assertTrue(proc.stderr.startswith("flowfold: error: "), proc.stderr)
+
+
 class BadConfiguration(TempDirTest):
 
     def write(self, text):

@@ -1,15 +1,20 @@
 #include "flowfold/exporters/log.h"
 
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
-#include <syslog.h>
 #include <cstdio>
+#include <cstdlib>
 
 namespace flowfold {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::atomic<bool> g_syslog{false};
+std::atomic<bool> g_journal{false};
 
 void vlog(LogLevel level, const char* tag, const char* fmt, va_list ap) {
   if (static_cast<int>(level) > g_level.load(std::memory_order_relaxed)) return;
@@ -19,7 +24,9 @@ void vlog(LogLevel level, const char* tag, const char* fmt, va_list ap) {
     return;
   }
   char line[2048];
-  int n = std::snprintf(line, sizeof line, "flowfold: %s", tag);
+  static const char* const kJournalPriority[] = {"<3>", "<4>", "<6>", "<7>"};
+  const char* priority = g_journal.load(std::memory_order_relaxed) ? kJournalPriority[static_cast<int>(level)] : "";
+  int n = std::snprintf(line, sizeof line, "%sflowfold: %s", priority, tag);
   if (n < 0) return;
   std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n), fmt, ap);
   std::fprintf(stderr, "%s\n", line);  // one fprintf call: lines do not interleave
@@ -31,6 +38,17 @@ void setLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 void logToSyslog(bool enabled) {
   if (enabled && !g_syslog.load()) openlog("flowfold", LOG_PID, LOG_DAEMON);
   g_syslog.store(enabled);
+}
+
+bool detectJournalStream() {
+  bool journal = false;
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  if (stream && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 && ::fstat(STDERR_FILENO, &st) == 0)
+    journal = static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+  g_journal.store(journal);
+  return journal;
 }
 
 bool LogRateLimiter::allow(unsigned long long& suppressed) {

@@ -14,6 +14,14 @@ LogLevel logLevel();
 /// Sends log lines to syslog (facility daemon) instead of stderr.
 void logToSyslog(bool enabled);
 
+/// Under systemd, stderr is a stream to the journal, which systemd names in
+/// $JOURNAL_STREAM (device:inode). When stderr is that stream, each line
+/// starts with its priority as the journal reads it ("<3>" error, "<4>"
+/// warning, "<6>" info, "<7>" debug), so `journalctl -p err` shows the
+/// errors. Looked at once, at start-up (and again by tests); returns whether
+/// it is so.
+bool detectJournalStream();
+
 /// Lets a recurring condition (collector down, interface flapping) log at
 /// most `burst` lines per `interval_s`; the next line after a quiet spell says
 /// how many were suppressed. Not thread-safe: one per call site and thread.
