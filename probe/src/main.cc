@@ -27,6 +27,7 @@
 #include "flowfold/probe/exporter_factory.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/progress.h"
+#include "flowfold/probe/service_notify.h"
 #include "flowfold/probe/sharded_pipeline.h"
 #include "flowfold/probe/stats.h"
 #include "flowfold/probe/version.h"
@@ -54,6 +55,11 @@ void installSignalHandlers() {
   sa.sa_handler = onStatsSignal;
   sigaction(SIGUSR1, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed stdout/TCP peer is an error to count, not a death
+}
+
+int64_t steadyNowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 uint64_t systemNowMs() {
@@ -180,6 +186,9 @@ struct LiveCapture {
   std::string name;
   mutable std::mutex stats_mu;
   CaptureStats published;
+  // When the capture loop last came round (steady clock, ms): the watchdog
+  // is fed only while every loop turns.
+  std::atomic<int64_t> heartbeat_ms{0};
 
   void publishCaptureStats() {
     const LiveCaptureStats s = source->stats();
@@ -195,6 +204,7 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
   auto backoff = std::chrono::milliseconds(250);
   auto next_publish = std::chrono::steady_clock::now();
   while (!stop.load(std::memory_order_relaxed)) {
+    cap.heartbeat_ms.store(steadyNowMs(), std::memory_order_relaxed);
     const auto r = source.dispatch(pipeline, 4096);
     // The clock moves with the system time even on an idle link, so idle
     // flows expire on time without new packets.
@@ -215,6 +225,7 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
               source.name().c_str(), source.error().c_str());
     for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stop; waited += std::chrono::milliseconds(50)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      cap.heartbeat_ms.store(steadyNowMs(), std::memory_order_relaxed);  // waiting on purpose is not a stall
       pipeline.advanceClock(systemNowMs());
     }
     if (stop) break;
@@ -345,6 +356,7 @@ void startCaptureThreads(LiveCaptures& caps, bool confine, StartGate& gate, cons
 }
 
 int runLive(const Config& config, int argc, char** argv) {
+  ServiceNotifier systemd;  // $NOTIFY_SOCKET is reachable before and after the privilege drop
   // 1. Open every capture while privileged.
   LiveCaptures caps;
   std::vector<std::string> names = config.interfaces;
@@ -428,12 +440,28 @@ int runLive(const Config& config, int argc, char** argv) {
             c->source->datalinkName().c_str());
   }
   gate.open();
+  const std::string ready_status = "capturing on " + std::to_string(caps.size()) + " capture" +
+                                   (caps.size() == 1 ? "" : "s") + ", " + std::to_string(config.exporters.size()) +
+                                   " exporter" + (config.exporters.size() == 1 ? "" : "s");
+  systemd.ready(ready_status);
 
-  // 4. The main thread watches signals and the statistics timer.
+  // 4. The main thread watches signals, the statistics timer and the capture loops.
   using Clock = std::chrono::steady_clock;
   auto next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
+  auto next_watchdog = Clock::now();
   while (!g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (systemd.watchdogEvery().count() != 0 && Clock::now() >= next_watchdog) {
+      // A capture loop comes round at least every read timeout (100 ms); one
+      // that has not for a whole watchdog period is stuck: then systemd is
+      // left to notice (WatchdogSec) and restart the service.
+      const int64_t stale_before = steadyNowMs() - systemd.watchdogEvery().count();
+      const bool turning = std::all_of(caps.begin(), caps.end(), [&](const auto& c) {
+        return c->heartbeat_ms.load(std::memory_order_relaxed) >= stale_before;
+      });
+      if (turning) systemd.watchdog();
+      next_watchdog = Clock::now() + systemd.watchdogEvery() / 2;
+    }
     if (g_dump_stats || (config.stats_interval_s != 0 && Clock::now() >= next_stats)) {
       g_dump_stats = 0;
       next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
@@ -441,6 +469,7 @@ int runLive(const Config& config, int argc, char** argv) {
     }
     if (g_reload) {
       g_reload = 0;
+      systemd.reloading();
       try {
         CommandLine cl;
         const Config fresh = parseCommandLine(argc, argv, cl);
@@ -452,8 +481,10 @@ int runLive(const Config& config, int argc, char** argv) {
       } catch (const std::exception& e) {
         logError("reload failed, keeping the running exporters: %s", e.what());
       }
+      systemd.ready(ready_status);
     }
   }
+  systemd.stopping();
   logInfo("stopping on signal: exporting every flow before exit");
   stop = true;  // each capture loop sees it within one read timeout
   for (auto& c : caps) c->thread.join();

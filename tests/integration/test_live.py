@@ -398,6 +398,43 @@ class LiveCaptureTest(TempDirTest):
             self.assertTrue(blocked & (1 << (sig - 1)), "%s reaches the export thread" % sig.name)
         self.stop(ff)
 
+    def test_tells_systemd_ready_reloading_stopping_and_feeds_its_watchdog(self):
+        # sd_notify(3)'s protocol, with this test as the service manager: a
+        # datagram socket named in $NOTIFY_SOCKET, and a watchdog of 1 s.
+        import socket as socketlib
+        path = self.path("notify.sock")
+        manager = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+        manager.bind(path)
+        self.addCleanup(manager.close)
+        manager.settimeout(10)
+        cfg = self.path("notify.yaml")
+        with open(cfg, "w") as f:
+            f.write("run_as_root: true\n")
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        self.log_path = self.path("flowfold.log")
+        ff = self.pair.popen_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--json=" + self.path("f.json")],
+                                stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
+        self.procs.append(ff)
+
+        def next_message(what):
+            while True:
+                text = manager.recv(4096).decode()
+                if not text.startswith("WATCHDOG=1") or what == "WATCHDOG=1":
+                    self.assertIn(what, text, "expected %s, got %r\n%s" % (what, text, self.log()))
+                    return text
+        ready = next_message("READY=1")
+        self.assertIn("STATUS=capturing on 1 capture, 1 exporter", ready)
+        self.assertIn("capturing on", self.log(), "READY=1 comes once the capture and exporters are up")
+        for _ in range(3):  # fed every quarter of a second while the capture loop turns
+            next_message("WATCHDOG=1")
+        ff.send_signal(signal.SIGHUP)
+        next_message("RELOADING=1")
+        next_message("READY=1")
+        ff.send_signal(signal.SIGTERM)
+        next_message("STOPPING=1")
+        ff.wait(timeout=30)
+        self.assertEqual(ff.returncode, 0, self.log())
+
     def test_drops_root_after_opening_the_capture_and_keeps_capturing(self):
         out = self.path("flows.json")
         cfg = self.path("user.yaml")
