@@ -151,8 +151,12 @@ def bold_spans(source):
 
 
 def bold_words(source):
-    """Words (lowercase identifiers) that appear in bold, split at dots: log.level gives log and level."""
-    return {word for span in bold_spans(source) for word in re.findall(r"[a-z0-9_]+", span)}
+    """Names set in bold, split at spaces, dots and punctuation: log.level gives log and level.
+
+    A name inside a longer token does not count: batch_size in a bold
+    `?table=flows&batch_size=5000` is an example, not its documentation."""
+    return {word for span in bold_spans(source) for word in re.split(r"[\s.,:;()]+", span)
+            if re.fullmatch(r"[a-z][a-z0-9_]*", word)}
 
 
 def has_value_after(tag, option):
