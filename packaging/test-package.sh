@@ -85,7 +85,7 @@ echo "edited /etc/flowfold/flowfold.yaml survived a reinstall"
 
 step "apt-get purge flowfold"
 apt-get purge -y -qq flowfold >/dev/null
-for p in /usr/sbin/flowfold /etc/flowfold /var/lib/flowfold /var/spool/flowfold \
+for p in /usr/sbin/flowfold /etc/flowfold /var/lib/flowfold /var/spool/flowfold /var/log/flowfold \
          /lib/systemd/system/flowfold.service /usr/share/doc/flowfold /usr/share/man/man8/flowfold.8.gz; do
   [ ! -e "$p" ] || fail "$p is left behind after purge"
 done
