@@ -2,7 +2,8 @@
 # Builds the .deb and .rpm from a configured build tree and checks them the way
 # an operator meets them: lintian, rpm queries and a scratch-root install, then
 # `apt-get install ./flowfold_*.deb` on this machine, the installed binary run
-# as the flowfold user, the units verified, and a purge that leaves nothing.
+# as the flowfold user and under the unit's sandbox with every exporter type,
+# the units verified, and a purge that leaves nothing.
 # Usage: packaging/test-package.sh BUILD_DIR      (needs root)
 set -euo pipefail
 build="$(cd "${1:?usage: test-package.sh BUILD_DIR}" && pwd)"
@@ -69,6 +70,12 @@ packets=$(echo "$out" | awk -F'"packets":' 'NF>1 {split($2,a,","); s+=a[1]} END 
 want=$(awk -F'\t' '{s+=$7} END {print s}' "$here/../examples/captures/sample.truth.tsv")
 [ "$packets" = "$want" ] || fail "flows carry $packets packets, the sample holds $want"
 echo "flowfold (uid flowfold) exported $(echo "$out" | wc -l) flows carrying $packets of $want packets"
+
+step "every exporter type as the unit runs it (its user, capabilities and ProtectSystem=strict sandbox)"
+# Reads the installed unit file; a mount namespace laid out as its sandbox;
+# IPFIX UDP/TCP/file, NetFlow v9, text, JSON and MySQL (default spool) each
+# checked against the sample's truth. See packaging/test_unit_sandbox.py.
+/usr/bin/python3 "$here/test_unit_sandbox.py" || fail "flowfold under the unit's sandbox"
 
 step "systemd-analyze verify and security"
 systemd-analyze verify --man=no /lib/systemd/system/flowfold.service
