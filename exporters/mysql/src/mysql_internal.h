@@ -10,6 +10,10 @@ namespace flowfold {
 /// The password to log in with: options.password, else the first line of
 /// password_file (throws std::runtime_error when it cannot be read), else
 /// $FLOWFOLD_MYSQL_PASSWORD, else empty.
+/// The password: `password`, else the first line of `password_file`, else
+/// the systemd credential kMysqlPasswordCredential, else
+/// $FLOWFOLD_MYSQL_PASSWORD, else none.
 std::string resolveMysqlPassword(const MysqlOptions& options);
+inline constexpr const char* kMysqlPasswordCredential = "mysql-password";
 
 }  // namespace flowfold

@@ -2,6 +2,7 @@
 // and the YAML keys, validation and the password lookup.
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -422,20 +423,33 @@ std::string mysqlSpoolDir(const MysqlOptions& o) {
   return "/var/spool/flowfold/mysql/" + host + "_" + o.database + "." + o.table;
 }
 
+namespace {
+// The first line of a file holding a password, without its line end.
+std::string firstLine(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("mysql exporter: cannot read " + std::string(what) + " " + path + ": " +
+                                    std::strerror(errno));
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+}  // namespace
+
 std::string resolveMysqlPassword(const MysqlOptions& o) {
   if (!o.password.empty()) return o.password;
   if (!o.password_file.empty()) {
-    std::ifstream in(o.password_file);
-    if (!in)
-      throw std::runtime_error("mysql exporter: cannot read password_file " + o.password_file + ": " +
-                               std::strerror(errno));
-    std::string line;
-    std::getline(in, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string line = firstLine(o.password_file, "password_file");
     struct stat st{};
     if (::stat(o.password_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH))
       logWarn("mysql exporter: password_file %s is readable by every user; chmod 600 it", o.password_file.c_str());
     return line;
+  }
+  // A systemd credential (LoadCredential=mysql-password:FILE in the unit):
+  // systemd hands the service a copy only it can read, in a directory of its own.
+  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) {
+    const std::string credential = std::string(dir) + "/" + kMysqlPasswordCredential;
+    if (::access(credential.c_str(), F_OK) == 0) return firstLine(credential, "systemd credential");
   }
   if (const char* env = std::getenv("FLOWFOLD_MYSQL_PASSWORD")) return env;
   return {};

@@ -502,6 +502,22 @@ Config loadConfigFile(const std::string& path) {
 
 namespace {
 
+// A password in a configuration file every user can read is everybody's.
+std::string worldReadablePasswordWarning(const Config& c) {
+  if (c.config_path.empty()) return "";
+  const bool holds_password = std::any_of(c.exporters.begin(), c.exporters.end(), [](const ExporterConfig& e) {
+    return std::any_of(e.mysql_settings.begin(), e.mysql_settings.end(),
+                       [](const auto& kv) { return kv.first == "password" && !kv.second.empty(); });
+  });
+  struct stat st;
+  if (!holds_password || ::stat(c.config_path.c_str(), &st) != 0 || !(st.st_mode & S_IROTH)) return "";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return c.config_path + " holds a MySQL password and every user can read it (mode " + mode +
+         "): chmod 640 it (owner root, group flowfold), or give the password with password_file or a systemd "
+         "credential (LoadCredential=mysql-password:FILE)";
+}
+
 // Two exporters writing one file, or both standard output, would interleave
 // their bytes: neither output could be read. A device (/dev/null, /dev/full)
 // keeps nothing to read, so it may be shared.
@@ -604,6 +620,7 @@ std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
   checkRunAsUser(c, running_as_root);
   checkOutputsAreDistinct(c);
   std::vector<std::string> warnings;
+  if (const std::string w = worldReadablePasswordWarning(c); !w.empty()) warnings.push_back(w);
   // One configuration file often serves both the service and a replay with
   // -r; refusing would force a second file, so this is a warning.
   if (!c.live() && !c.metrics_listen.empty())

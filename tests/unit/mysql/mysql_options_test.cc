@@ -183,8 +183,14 @@ TEST(MysqlName, DefaultSpoolDirIsPerTarget) {
 
 class MysqlPassword : public ::testing::Test {
  protected:
-  void SetUp() override { unsetenv("FLOWFOLD_MYSQL_PASSWORD"); }
-  void TearDown() override { unsetenv("FLOWFOLD_MYSQL_PASSWORD"); }
+  void SetUp() override {
+    unsetenv("FLOWFOLD_MYSQL_PASSWORD");
+    unsetenv("CREDENTIALS_DIRECTORY");
+  }
+  void TearDown() override {
+    unsetenv("FLOWFOLD_MYSQL_PASSWORD");
+    unsetenv("CREDENTIALS_DIRECTORY");
+  }
   test::TempDir dir_;
 };
 
@@ -201,6 +207,28 @@ TEST_F(MysqlPassword, ComesFromConfigThenFileThenEnvironment) {
   EXPECT_EQ(resolveMysqlPassword(o), "from-file");  // first line, newline stripped
   o.password = "from-config";
   EXPECT_EQ(resolveMysqlPassword(o), "from-config");
+}
+
+TEST_F(MysqlPassword, ASystemdCredentialComesBeforeTheEnvironmentAndAfterTheConfiguration) {
+  // systemd's LoadCredential=mysql-password:FILE: a directory in
+  // $CREDENTIALS_DIRECTORY holding a file of that name.
+  const std::string credentials = dir_.path("credentials");
+  ::mkdir(credentials.c_str(), 0700);
+  setenv("FLOWFOLD_MYSQL_PASSWORD", "from-env", 1);
+  setenv("CREDENTIALS_DIRECTORY", credentials.c_str(), 1);
+  MysqlOptions o;
+  EXPECT_EQ(resolveMysqlPassword(o), "from-env") << "no credential of that name: the environment";
+  {
+    std::ofstream(credentials + "/mysql-password") << "from-credential\n";
+  }
+  EXPECT_EQ(resolveMysqlPassword(o), "from-credential");
+  const std::string file = dir_.path("pw");
+  {
+    std::ofstream(file) << "from-file\n";
+  }
+  ::chmod(file.c_str(), 0600);
+  o.password_file = file;
+  EXPECT_EQ(resolveMysqlPassword(o), "from-file");
 }
 
 TEST_F(MysqlPassword, UnreadableFileIsAStartupError) {

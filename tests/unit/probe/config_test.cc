@@ -1,8 +1,11 @@
 #include "flowfold/probe/config.h"
 
 #include <gtest/gtest.h>
-
 #include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
 
 namespace flowfold {
 namespace {
@@ -158,6 +161,30 @@ TEST(Config, TwoExportersCannotWriteOneOutput) {
             "");
   EXPECT_EQ(errorOfValidating("  - type: text\n    path: /dev/null\n  - type: json\n    path: /dev/null\n"), "")
       << "a device keeps nothing to read back: it may be shared";
+}
+
+TEST(Config, APasswordInAFileEveryUserCanReadIsWarnedOf) {
+  char dir[] = "/tmp/flowfold-config-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/flowfold.yaml";
+  auto warningsFor = [&](const std::string& exporter, mode_t mode) {
+    {
+      std::ofstream(path) << "run_as_root: true\ninput:\n  file: x.pcap\nexporters:\n" << exporter;
+    }
+    ::chmod(path.c_str(), mode);
+    std::string all;
+    for (const std::string& w : validateConfig(loadConfigFile(path))) all += w + "\n";
+    return all;
+  };
+  const std::string with_password = "  - type: mysql\n    dsn: mysql://acct@db/netflow\n    password: hunter2\n";
+  const std::string warned = warningsFor(with_password, 0644);
+  EXPECT_NE(warned.find(path + " holds a MySQL password and every user can read it (mode 0644)"), std::string::npos)
+      << warned;
+  EXPECT_EQ(warned.find("hunter2"), std::string::npos) << "the warning repeats the password";
+  EXPECT_EQ(warningsFor(with_password, 0640), "");
+  EXPECT_EQ(warningsFor("  - type: mysql\n    dsn: mysql://acct@db/netflow\n    password_file: /etc/pw\n", 0644), "");
+  ::unlink(path.c_str());
+  ::rmdir(dir);
 }
 
 TEST(Config, LiveSettings) {
