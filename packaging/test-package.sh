@@ -60,6 +60,8 @@ dpkg -s flowfold | grep -E '^(Status|Version)'
 /usr/sbin/flowfold --check-config /etc/flowfold/flowfold.yaml
 id flowfold
 [ "$(stat -c %U /var/lib/flowfold)" = flowfold ] || fail "/var/lib/flowfold is not owned by flowfold"
+conf_mode=$(stat -c '%U:%G %a' /etc/flowfold/flowfold.yaml)
+[ "$conf_mode" = "root:flowfold 640" ] || fail "/etc/flowfold/flowfold.yaml is $conf_mode, not root:flowfold 640 (it may hold a password)"
 grep -qx /etc/flowfold/flowfold.yaml /var/lib/dpkg/info/flowfold.conffiles || fail "not a conffile"
 if systemctl is-enabled flowfold.service >/dev/null 2>&1; then fail "the service was enabled without being asked"; fi
 
@@ -88,6 +90,7 @@ step "an upgrade keeps local edits of the configuration"
 echo "# local edit kept by upgrades" >> /etc/flowfold/flowfold.yaml
 apt-get install -y -qq --reinstall -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "./$deb" >/dev/null
 grep -q "local edit kept by upgrades" /etc/flowfold/flowfold.yaml || fail "reinstall overwrote the edited conffile"
+[ "$(stat -c '%U:%G %a' /etc/flowfold/flowfold.yaml)" = "root:flowfold 640" ] || fail "a reinstall changed the configuration's mode"
 echo "edited /etc/flowfold/flowfold.yaml survived a reinstall"
 
 step "apt-get purge flowfold"
