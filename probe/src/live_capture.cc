@@ -213,7 +213,6 @@ void PcapLiveSource::open() {
     if (set != 0) throw InputError("cannot apply capture filter on '" + name_ + "': " + pcap_geterr(p.get()));
   }
 
-
   // libpcap's own wait with TPACKET_V3 is poll() with no timeout: the
   // kernel's block timer only fires for a block holding packets, so on a
   // silent link pcap_dispatch() would never return. dispatch() polls itself.

@@ -247,9 +247,6 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
 
 using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
 
-/// The capture threads start before any other, so that they alone inherit
-/// CAP_NET_RAW for reopening a capture (capabilities are per thread and
-/// copied at clone); they wait here until their pipelines exist.
 /// Runs `f` when the scope ends, however it ends.
 template <class F>
 struct OnScopeExit {
@@ -259,6 +256,9 @@ struct OnScopeExit {
 template <class F>
 OnScopeExit(F) -> OnScopeExit<F>;
 
+/// The capture threads start before any other, so that they alone inherit
+/// CAP_NET_RAW for reopening a capture (capabilities are per thread and
+/// copied at clone); they wait here until their pipelines exist.
 class StartGate {
  public:
   /// Blocks until open() (true: go on) or cancel() (false: return at once).

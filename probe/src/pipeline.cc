@@ -48,7 +48,7 @@ void Pipeline::handOff(bool flush) {
   ExportQueue& queue = export_stage_.queue();
   if (options_.wait_when_queue_full) {
     queue.push(std::move(batch), true);
-  } else if (stopping_) {
+  } else if (finished_) {
     queue.pushWaitingUntil(std::move(batch), stop_deadline_);
   } else if (queue.tryPush(batch)) {
     backlog_ = false;
@@ -78,7 +78,6 @@ void Pipeline::keepBacklog(ExportBatch& batch) {
 void Pipeline::finish() {
   if (finished_) return;
   finished_ = true;
-  stopping_ = true;
   backlog_ = false;  // what waits is handed over first, now waiting for room
   stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.stop_timeout_ms);
   drain();

@@ -180,12 +180,12 @@ class Pipeline {
   uint64_t now_ms_ = 0;
 
   ExportStage& export_stage_;
+  // Set when finish() begins: from then on live hand-offs wait for room, until
+  // stop_deadline_.
   bool finished_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_;
   // Live: records are waiting in cache_.output() for room in the queue.
   bool backlog_ = false;
-  // Set in finish(): hand-offs wait for room until this time.
-  bool stopping_ = false;
-  std::chrono::steady_clock::time_point stop_deadline_;
 
   mutable std::mutex stats_mu_;
   PipelineStats published_;
