@@ -321,15 +321,17 @@ bool dropRootIfNeeded(const Config& config) {
     logInfo("running as uid %u with %s", getuid(), describeCapabilities().c_str());
     return true;
   }
-  std::string user = config.user;
-  if (user.empty() && userExists("flowfold")) user = "flowfold";
-  if (user.empty()) {
-    if (!config.run_as_root)
-      throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
-                        "user, set 'user:' in the configuration, or set 'run_as_root: true'");
+  // run_as_root: true without a user: keeps root whether or not a flowfold
+  // account exists on this machine, so what the configuration says decides.
+  if (config.user.empty() && config.run_as_root) {
     logWarn("running as root (run_as_root: true)");
     return false;
   }
+  std::string user = config.user;
+  if (user.empty() && userExists("flowfold")) user = "flowfold";
+  if (user.empty())
+    throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
+                      "user, set 'user:' in the configuration, or set 'run_as_root: true'");
   dropPrivileges(user, config.group, /*keep_capture_capability=*/true);
   logInfo("capture open; now running as user %s with %s", user.c_str(), describeCapabilities().c_str());
   return true;
