@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <numeric>
 #include <thread>
 #include <vector>
 #include <csignal>
@@ -147,6 +148,15 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, A
   return exportLossStatus(stage);
 }
 
+/// The boundaries every rotating file exporter cuts its files at are
+/// multiples of their intervals' greatest common divisor (intervals are
+/// aligned to the epoch); 0 when none rotates.
+uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
+  uint64_t g = 0;
+  for (const ExporterConfig& e : exporters) g = std::gcd(g, e.rotate_ms);
+  return g;
+}
+
 int runFile(const Config& config) {
   PcapFileSource source(config.read_file, config.bpf_filter);
   const int dlt = source.datalink();
@@ -165,6 +175,7 @@ int runFile(const Config& config) {
   options.export_batch = config.export_batch;
   options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
   options.tunnels = config.tunnels;
+  options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
     return readFile(config, source, stage, pipeline);

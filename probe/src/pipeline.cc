@@ -25,6 +25,9 @@ void Pipeline::account(const Pending& p) {
 }
 
 void Pipeline::advanceClock(uint64_t now_ms) {
+  const uint64_t boundary = options_.handoff_boundary_ms;
+  if (boundary != 0 && now_ms / boundary > now_ms_ / boundary && !cache_.output().empty() && !backlog_)
+    [[unlikely]] handOff(false);  // stamped with the time before the boundary
   if (now_ms > now_ms_) now_ms_ = now_ms;
   if (backlog_) [[unlikely]] {
     // Expiry keeps in step with what the export thread takes: a flow that

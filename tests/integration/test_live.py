@@ -460,9 +460,16 @@ class LiveCaptureTest(TempDirTest):
         cfg = self.path("root.yaml")
         with open(cfg, "w") as f:
             f.write("user: ''\n")
-        r = self.pair.run_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--text"], check=False)
-        if "flowfold" in subprocess.run(["getent", "passwd", "flowfold"], capture_output=True, text=True).stdout:
-            self.skipTest("a flowfold user exists here: it would be used")
+        # A machine with the package installed has a flowfold account, which
+        # would be used: flowfold runs here with an /etc/passwd without it,
+        # bind-mounted in a private mount namespace.
+        passwd = self.path("passwd")
+        with open("/etc/passwd") as src, open(passwd, "w") as dst:
+            dst.writelines(line for line in src if not line.startswith("flowfold:"))
+        script = 'mount --bind "$1" /etc/passwd && shift && exec "$@"'
+        r = self.pair.run_in("b", ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                                   passwd, FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--text"],
+                             check=False, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("refusing to keep running as root", r.stderr)
 

@@ -89,6 +89,9 @@ class IpfixExporter final : public Exporter {
   void beginCall(uint64_t now_ms) {
     now_ms_ = now_ms;
     encoder_->setExportTime(static_cast<uint32_t>(now_ms / 1000));
+    // Every message went out at the end of the last call: a new file (a
+    // rotation) starts clean, with the templates.
+    if (transport_->startsNewFile(now_ms)) templates_sent_ = false;
     if (!templates_sent_) {
       templates_due_ = true;
     } else if (refresh_ms_ != 0) {
@@ -243,7 +246,7 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
     case Transport::kTcp:
       transport = makeTcpTransport(options.host, options.port, options.tcp_buffer_bytes);
       break;
-    case Transport::kFile: transport = makeFileTransport(options.path); break;
+    case Transport::kFile: transport = makeFileTransport(options.path, options.rotation); break;
     default: throw std::invalid_argument("IPFIX: unknown transport");
   }
   std::unique_ptr<MessageEncoder> encoder =

@@ -18,6 +18,7 @@
 
 #include "flowfold/exporters/log.h"
 #include "flowfold/exporters/output_file.h"
+#include "flowfold/exporters/rotating_output.h"
 #include "flowfold/exporters/udp_sender.h"
 
 namespace flowfold::ipfix {
@@ -162,10 +163,23 @@ class FileTransport final : public MessageTransport {
  public:
   // OutputFile appends ("-": standard output): a reload (SIGHUP) or a restart
   // adds a new message stream, templates first, after the messages already in
-  // the file, which stays a valid IPFIX file.
-  explicit FileTransport(const std::string& path)
-      : file_(path), name_("file:" + path) {
-    refuseWhatIsNotIpfix(path);
+  // the file, which stays a valid IPFIX file. With rotation, each interval's
+  // file is such a file, opened at the first message of its interval.
+  FileTransport(const std::string& path, RotationOptions rotation)
+      : out_(path, rotation), name_("file:" + path) {
+    if (!out_.rotates()) prepareFile();
+  }
+
+  bool startsNewFile(uint64_t now_ms) override {
+    if (!out_.rotates()) return false;
+    want_ms_ = now_ms;
+    try {
+      if (!out_.advanceTo(now_ms)) return false;
+      prepareFile();
+    } catch (const std::exception&) {
+      // No file now: send() tries again and counts what it loses.
+    }
+    return true;
   }
 
   // One write per message, no stdio buffer: a full disk is seen at the
@@ -176,14 +190,15 @@ class FileTransport final : public MessageTransport {
   // message cannot be cut, and its reader sees a torn message: that is said,
   // rate-limited, as every recurring failure is.
   void send(const uint8_t* data, size_t size, size_t /*records*/) override {
+    OutputFile& file = currentFile();
     if (!tail_checked_) {
       tail_checked_ = true;
-      cutTornTail();
+      cutTornTail(file);
     }
     size_t written = 0;
-    const int err = file_.writeAll(data, size, written);
+    const int err = file.writeAll(data, size, written);
     if (err == 0) return;
-    if (!file_.takeBack(written, 0)) {
+    if (!file.takeBack(written, 0)) {
       unsigned long long suppressed = 0;
       if (cut_failure_log_.allow(suppressed)) {
         logWarn("IPFIX %s: cannot cut off a partial message (%zu of %zu bytes written): %s%s", name_.c_str(),
@@ -191,22 +206,45 @@ class FileTransport final : public MessageTransport {
                 suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
       }
     }
-    throw std::runtime_error("IPFIX " + name_ + ": write failed: " + std::strerror(err) +
+    throw std::runtime_error("IPFIX " + name_ + ": write failed to " + file.name() + ": " + std::strerror(err) +
                              (err == ENOSPC ? " (free some space: writing resumes by itself)" : ""));
   }
   const std::string& describe() const override { return name_; }
 
  private:
+  // The file to write now; with rotation, one whose open failed earlier is
+  // tried again (throws as OutputFile does when it still cannot be opened).
+  OutputFile& currentFile() {
+    if (out_.file() == nullptr) {
+      out_.advanceTo(want_ms_);
+      if (out_.file() == nullptr) throw std::runtime_error("IPFIX " + name_ + ": no file open");
+      prepareFile();
+    }
+    return *out_.file();
+  }
+
+  // A file just opened: refused when it holds something else than IPFIX;
+  // its tail is checked before the first message written to it.
+  void prepareFile() {
+    try {
+      refuseWhatIsNotIpfix(*out_.file());
+    } catch (...) {
+      out_.close();
+      throw;
+    }
+    tail_checked_ = false;
+  }
+
   // Appending IPFIX messages to a file that holds something else (a wrong
   // path: a log, a capture) would spoil that file and give no IPFIX file
   // either. A non-empty file must start with an IPFIX message header.
-  void refuseWhatIsNotIpfix(const std::string& path) const {
+  static void refuseWhatIsNotIpfix(const OutputFile& file) {
     uint8_t head[4];
-    const size_t n = file_.readAt(head, sizeof head, 0);
+    const size_t n = file.readAt(head, sizeof head, 0);
     if (n == 0) return;  // empty, or a pipe or a device
     const bool ipfix = n == sizeof head && head[0] == 0 && head[1] == 10 && ((head[2] << 8) | head[3]) >= 16;
     if (!ipfix) {
-      throw std::runtime_error("IPFIX file " + path +
+      throw std::runtime_error("IPFIX file " + file.name() +
                                " already exists and does not start with an IPFIX message: refusing to append "
                                "to it; give a new path, or move that file away");
     }
@@ -220,33 +258,33 @@ class FileTransport final : public MessageTransport {
   // write, when a reload's old exporter has finished writing. Anything but a
   // torn last message (another program's bytes inside the file) is left as
   // it is: it is not flowfold's to destroy.
-  void cutTornTail() {
-    const uint64_t size = file_.size();
+  void cutTornTail(OutputFile& file) {
+    const uint64_t size = file.size();
     if (size == 0) return;
-    const uint64_t torn_at = tornMessageStart(size);
+    const uint64_t torn_at = tornMessageStart(file, size);
     if (torn_at == size) return;
-    if (file_.cutTo(torn_at)) {
+    if (file.cutTo(torn_at)) {
       logWarn("IPFIX %s: the file ended inside a message (%llu bytes from byte %llu on: a write cut by a crash or "
               "a power loss); cut it off, so that the messages appended after it can be read",
-              name_.c_str(), static_cast<unsigned long long>(size - torn_at),
+              file.name().c_str(), static_cast<unsigned long long>(size - torn_at),
               static_cast<unsigned long long>(torn_at));
     } else {
       logWarn("IPFIX %s: the file ends inside a message at byte %llu, and cutting it off failed (%s): readers will "
-              "stop there", name_.c_str(), static_cast<unsigned long long>(torn_at), std::strerror(errno));
+              "stop there", file.name().c_str(), static_cast<unsigned long long>(torn_at), std::strerror(errno));
     }
   }
 
   // Where the torn last message of a file of `size` bytes starts, or `size`
   // when the file ends with a whole message (or holds something else than
   // IPFIX messages from some point on: not a torn tail).
-  uint64_t tornMessageStart(uint64_t size) const {
+  static uint64_t tornMessageStart(const OutputFile& file, uint64_t size) {
     std::vector<uint8_t> window(1 << 16);
     uint64_t at = 0, window_at = 0;
     size_t window_len = 0;
     while (at < size) {
       if (at + 4 > window_at + window_len) {
         window_at = at;
-        window_len = file_.readAt(window.data(), window.size(), at);
+        window_len = file.readAt(window.data(), window.size(), at);
         if (window_len < 4) return size - at < 16 ? at : size;  // a header cut short, or unreadable
       }
       const uint8_t* h = window.data() + (at - window_at);
@@ -258,10 +296,11 @@ class FileTransport final : public MessageTransport {
     return size;
   }
 
-  OutputFile file_;
+  RotatingOutput out_;
   std::string name_;
   LogRateLimiter cut_failure_log_;
   bool tail_checked_ = false;
+  uint64_t want_ms_ = 0;  // with rotation: the time whose interval's file is wanted
 };
 
 }  // namespace
@@ -270,8 +309,8 @@ std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host, cons
                                                    uint64_t max_datagrams_per_second) {
   return std::make_unique<UdpTransport>(host, port, max_datagrams_per_second);
 }
-std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path) {
-  return std::make_unique<FileTransport>(path);
+std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path, RotationOptions rotation) {
+  return std::make_unique<FileTransport>(path, rotation);
 }
 
 }  // namespace flowfold::ipfix

@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 
+#include "flowfold/exporters/rotating_output.h"
+
 namespace flowfold::ipfix {
 
 class MessageTransport {
@@ -50,6 +52,10 @@ class MessageTransport {
   /// UDP: errors from the network the kernel reported (UdpSender::refusals()).
   virtual uint64_t collectorRefusals() const { return 0; }
   virtual uint64_t errors() const { return 0; }
+  /// Called before each batch with the pipeline clock. A transport that
+  /// writes one file per interval switches to now_ms's file; true when a new
+  /// file starts (the templates must go first in it).
+  virtual bool startsNewFile(uint64_t /*now_ms*/) { return false; }
   /// "udp://host:port", "tcp://host:port", "file:path".
   virtual const std::string& describe() const = 0;
 };
@@ -74,6 +80,7 @@ std::unique_ptr<MessageTransport> makeUdpTransport(const std::string& host, cons
 std::unique_ptr<MessageTransport> makeTcpTransport(const std::string& host,
                                                    const std::string& port,
                                                    size_t buffer_bytes);
-std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path);
+/// An IPFIX file, or one file per interval (see rotating_output.h).
+std::unique_ptr<MessageTransport> makeFileTransport(const std::string& path, RotationOptions rotation);
 
 }  // namespace flowfold::ipfix

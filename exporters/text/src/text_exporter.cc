@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "flowfold/exporters/log.h"
-#include "flowfold/exporters/output_file.h"
+#include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
 
@@ -135,7 +135,7 @@ class TextExporter final : public Exporter {
   explicit TextExporter(const TextOptions& o)
       : Exporter(o.format == TextOptions::Format::kJson ? "json" : "text"),
         options_(o),
-        file_(o.path.empty() ? std::string("-") : o.path) {}
+        out_(o.path.empty() ? std::string("-") : o.path, o.rotation) {}
 
  protected:
   // One buffer per batch, one write, no stdio buffer: whole batches reach the
@@ -143,7 +143,14 @@ class TextExporter final : public Exporter {
   // it hits. What a failed write put out is cut back to its last whole line,
   // so every line in the file is a whole record (a valid JSON object), and
   // exactly the records not in the file are counted as lost.
-  void doExport(std::span<const FlowRecord> records, uint64_t) override {
+  void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override {
+    try {
+      if (out_.advanceTo(now_ms)) torn_line_ = false;  // a new file: nothing torn in it
+    } catch (const std::exception& e) {
+      reportOpenFailure(e, records.size());
+      return;
+    }
+    OutputFile& file = *out_.file();
     batch_.clear();
     // A line torn by an earlier failure that could not be cut back (a pipe):
     // end it, so that the lines after it are whole.
@@ -158,10 +165,10 @@ class TextExporter final : public Exporter {
       batch_.push_back('\n');
     }
     size_t written = 0;
-    const int err = file_.writeAll(batch_.data(), batch_.size(), written);
+    const int err = file.writeAll(batch_.data(), batch_.size(), written);
     size_t whole = batch_.size();  // bytes of whole lines that stay in the file
     if (err != 0) {
-      whole = cutBackToWholeLines(written);
+      whole = cutBackToWholeLines(file, written);
     } else {
       torn_line_ = false;  // the newline that ended it went out with this batch
     }
@@ -173,21 +180,21 @@ class TextExporter final : public Exporter {
     c.records_exported.fetch_add(lines, std::memory_order_relaxed);
     c.messages_sent.fetch_add(lines, std::memory_order_relaxed);
     c.bytes_sent.fetch_add(whole > first_line ? whole - first_line : 0, std::memory_order_relaxed);
-    if (err != 0) reportLoss(err, records.size() - lines, records.size());
+    if (err != 0) reportLoss(file, err, records.size() - lines, records.size());
   }
 
  private:
   // After a write that failed with `written` bytes out: takes back the torn
   // last line; returns how many bytes of the batch stay in the file.
-  size_t cutBackToWholeLines(size_t written) {
+  size_t cutBackToWholeLines(OutputFile& file, size_t written) {
     const size_t last_newline = written == 0 ? std::string::npos : batch_.rfind('\n', written - 1);
     const size_t whole = last_newline == std::string::npos ? 0 : last_newline + 1;
     size_t stays = whole;
-    if (!file_.takeBack(written, whole)) {
+    if (!file.takeBack(written, whole)) {
       stays = written;
       unsigned long long suppressed = 0;
       if (cut_failure_log_.allow(suppressed)) {
-        logWarn("exporter %s: %s: cannot cut off a partial line: %s%s", name().c_str(), file_.name().c_str(),
+        logWarn("exporter %s: %s: cannot cut off a partial line: %s%s", name().c_str(), file.name().c_str(),
                 std::strerror(errno),
                 suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
       }
@@ -196,7 +203,22 @@ class TextExporter final : public Exporter {
     return whole;
   }
 
-  void reportLoss(int err, size_t lost, size_t of) {
+  // Rotation: the file of this interval could not be opened (its directory
+  // went away, a link planted under its name): the batch is lost, counted.
+  void reportOpenFailure(const std::exception& e, size_t lost) {
+    auto& c = mutableCounters();
+    c.export_errors.fetch_add(1, std::memory_order_relaxed);
+    c.records_dropped.fetch_add(lost, std::memory_order_relaxed);
+    ++failures_;
+    unsigned long long suppressed = 0;
+    if (failure_log_.allow(suppressed)) {
+      logWarn("exporter %s: %s (%zu records lost, %llu failures so far%s)", name().c_str(), e.what(), lost,
+              static_cast<unsigned long long>(failures_),
+              suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "");
+    }
+  }
+
+  void reportLoss(const OutputFile& file, int err, size_t lost, size_t of) {
     auto& c = mutableCounters();
     c.export_errors.fetch_add(1, std::memory_order_relaxed);
     c.records_dropped.fetch_add(lost, std::memory_order_relaxed);
@@ -204,7 +226,7 @@ class TextExporter final : public Exporter {
     unsigned long long suppressed = 0;
     if (failure_log_.allow(suppressed)) {
       logWarn("exporter %s: write to %s failed: %s (%zu of %zu records lost, %llu failures so far%s)%s",
-              name().c_str(), file_.name().c_str(), std::strerror(err), lost, of,
+              name().c_str(), file.name().c_str(), std::strerror(err), lost, of,
               static_cast<unsigned long long>(failures_),
               suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "",
               err == ENOSPC ? "; free some space: writing resumes by itself" : "");
@@ -212,7 +234,7 @@ class TextExporter final : public Exporter {
   }
 
   TextOptions options_;
-  OutputFile file_;
+  RotatingOutput out_;
   std::string batch_;
   bool torn_line_ = false;  // the output ends inside a line a failed write left
   uint64_t failures_ = 0;

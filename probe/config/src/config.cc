@@ -90,8 +90,8 @@ uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::
   uint64_t whole = 0;
   while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
     whole = whole * 10 + static_cast<uint64_t>(t[i++] - '0');
-    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
-    if (whole > 1'000'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
+    // Bounded so that whole * 86'400'000 (days) cannot wrap around.
+    if (whole > 100'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
   }
   if (i == 0) bad();
   if (hasLeadingZero(std::string_view(t).substr(0, i)))
@@ -112,12 +112,13 @@ uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::
   else if (unit == "s" || unit.empty()) factor = 1000;
   else if (unit == "m") factor = 60'000;
   else if (unit == "h") factor = 3'600'000;
+  else if (unit == "d") factor = 86'400'000;
   else if (unit.find_first_of("0123456789") != std::string::npos) bad();  // 0x10, 1e3: not decimal
-  else fail(name, node, "'" + key + "' has an unknown unit '" + unit + "' (use ms, s, m or h)");
-  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 3.6e6: fits
+  else fail(name, node, "'" + key + "' has an unknown unit '" + unit + "' (use ms, s, m, h or d)");
+  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 8.64e7: fits
   if (fraction_ms_scaled % fraction_scale != 0)
     fail(name, node, "'" + key + "' = " + t + " is finer than a millisecond");
-  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^12: fits
+  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^11: fits
   if (ms < min_ms || ms > max_ms)
     fail(name, node, "'" + key + "' = " + t + " is out of range [" + std::to_string(min_ms) + " ms, " +
                          std::to_string(max_ms / 1000) + " s]");
@@ -208,6 +209,25 @@ ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node
   return e;
 }
 
+// rotate / max_files / max_age: for an exporter that writes a file, and the
+// caps only with rotate. A max_age shorter than one interval would remove
+// each file as soon as it is complete.
+void checkRotation(const std::string& name, const YAML::Node& node, const ExporterConfig& e) {
+  const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
+  const bool ipfix_file = e.type == ExporterConfig::Type::kIpfix &&
+                          (e.transport == ExporterConfig::Transport::kFile || (!e.path.empty() && e.host.empty()));
+  const bool writes_file = text_like || ipfix_file;
+  if (e.rotate_ms == 0) {
+    if (e.max_files != 0 || e.max_age_ms != 0)
+      fail(name, node, "'max_files' and 'max_age' cap rotated files: set 'rotate' too (e.g. rotate: 5m)");
+    return;
+  }
+  if (!writes_file) fail(name, node, "'rotate' is for an exporter that writes a file (ipfix with 'path', text, json)");
+  if (e.path.empty() || e.path == "-") fail(name, node, "'rotate' needs a 'path' (a file in a directory), not standard output");
+  if (e.max_age_ms != 0 && e.max_age_ms < e.rotate_ms)
+    fail(name, node, "'max_age' is shorter than 'rotate': every file would be removed as soon as it is complete");
+}
+
 ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
   ExporterConfig e;
   e.origin = where(name, node.Mark());
@@ -264,8 +284,16 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
        [&](const YAML::Node& n) {
          e.tcp_buffer_mb = static_cast<uint32_t>(unsignedValue(name, n, "tcp_buffer_mb", 1, 65'536));
        }},
+      {"rotate", [&](const YAML::Node& n) { e.rotate_ms = durationMs(name, n, "rotate", 1'000, 86'400'000, 1'000); }},
+      {"max_files",
+       [&](const YAML::Node& n) {
+         e.max_files = static_cast<uint32_t>(unsignedValue(name, n, "max_files", 1, 10'000'000));
+       }},
+      {"max_age",
+       [&](const YAML::Node& n) { e.max_age_ms = durationMs(name, n, "max_age", 1'000, 36'500 * 86'400'000ull); }},
   };
   readMap(name, node, "exporter", h);
+  checkRotation(name, node, e);
   const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
   if (text_like) {
     if (e.path.empty()) e.path = "-";

@@ -64,7 +64,7 @@ TEST(Config, ErrorsNameFileLineAndColumn) {
             "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows, stop_timeout, workers)");
   EXPECT_EQ(errorOf("cache:\n  max_flows: -3\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '-3'");
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5 years\n"),
-            "t.yaml:2:17: 'idle_timeout' has an unknown unit ' years' (use ms, s, m or h)");
+            "t.yaml:2:17: 'idle_timeout' has an unknown unit ' years' (use ms, s, m, h or d)");
   EXPECT_EQ(errorOf("exporters:\n  - type: netflow9\n    collector: 10.0.0.1:2055\n    transport: tcp\n"),
             "t.yaml:2:5: NetFlow v9 is exported over UDP only");
   EXPECT_EQ(errorOf("exporters:\n  - collector: 1.2.3.4:5\n"),
@@ -233,8 +233,14 @@ TEST(Config, DurationsAreDecimalNumbersReadExactly) {
   // 5124095576031 h is 2^64 ms + 2048 s: it must not wrap around to 2048 s.
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5124095576031h\n"),
             "t.yaml:2:17: 'idle_timeout' = 5124095576031h is far too long");
-  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 1000000000000h\n"),
-            "t.yaml:2:17: 'idle_timeout' = 1000000000000h is out of range [1 ms, 604800 s]");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 100000000000h\n"),
+            "t.yaml:2:17: 'idle_timeout' = 100000000000h is out of range [1 ms, 604800 s]");
+  // Days: 2^64 ms is 213503982 days and a bit; the bound keeps whole * a day's ms in range.
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 213503983d\n"),
+            "t.yaml:2:17: 'idle_timeout' = 213503983d is out of range [1 ms, 604800 s]");
+  EXPECT_EQ(errorOf("cache:\n  idle_timeout: 100000000001d\n"),
+            "t.yaml:2:17: 'idle_timeout' = 100000000001d is far too long");
+  EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 7d\n", "t").cache.idle_timeout_ms, 604'800'000u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.5\n", "t").cache.idle_timeout_ms, 500u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 1.001\n", "t").cache.idle_timeout_ms, 1'001u);
   EXPECT_EQ(parseConfig("cache:\n  idle_timeout: 0.25m\n", "t").cache.idle_timeout_ms, 15'000u);
@@ -369,6 +375,54 @@ TEST(Config, EmptyNameIsAnError) {
             "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
   EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());  // the documented word
   EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).path, "-");
+}
+
+}  // namespace
+}  // namespace flowfold
+
+namespace flowfold {
+namespace {
+
+TEST(Config, RotationOfFileOutputs) {
+  const Config c = parseConfig(
+      "exporters:\n"
+      "  - type: ipfix\n    path: /var/log/flowfold/flows.ipfix\n    rotate: 5m\n    max_files: 288\n"
+      "  - type: json\n    path: /var/log/flowfold/flows.json\n    rotate: 1h\n    max_age: 30d\n"
+      "  - type: text\n    path: /var/log/flowfold/flows.txt\n",
+      "t.yaml");
+  ASSERT_EQ(c.exporters.size(), 3u);
+  EXPECT_EQ(c.exporters[0].rotate_ms, 300'000u);
+  EXPECT_EQ(c.exporters[0].max_files, 288u);
+  EXPECT_EQ(c.exporters[0].max_age_ms, 0u);
+  EXPECT_EQ(c.exporters[1].rotate_ms, 3'600'000u);
+  EXPECT_EQ(c.exporters[1].max_age_ms, 30ull * 86'400'000u);
+  EXPECT_EQ(c.exporters[2].rotate_ms, 0u);
+}
+
+TEST(Config, RotationIsRefusedWhereItCannotApply) {
+  const auto err = [](const std::string& yaml) {
+    try {
+      parseConfig(yaml, "t.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(err("exporters:\n  - type: ipfix\n    collector: 127.0.0.1:4739\n    rotate: 5m\n"),
+            "t.yaml:2:5: 'rotate' is for an exporter that writes a file (ipfix with 'path', text, json)");
+  EXPECT_EQ(err("exporters:\n  - type: json\n    rotate: 5m\n"),
+            "t.yaml:2:5: 'rotate' needs a 'path' (a file in a directory), not standard output");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: '-'\n    rotate: 5m\n"),
+            "t.yaml:2:5: 'rotate' needs a 'path' (a file in a directory), not standard output");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: /tmp/f\n    max_files: 3\n"),
+            "t.yaml:2:5: 'max_files' and 'max_age' cap rotated files: set 'rotate' too (e.g. rotate: 5m)");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: /tmp/f\n    rotate: 1h\n    max_age: 30m\n"),
+            "t.yaml:2:5: 'max_age' is shorter than 'rotate': every file would be removed as soon as it is complete");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: /tmp/f\n    rotate: 90s\n"), "(accepted)");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: /tmp/f\n    rotate: 1.5s\n"),
+            "t.yaml:4:13: 'rotate' = 1.5s is not a whole number of seconds, and only whole seconds count here");
+  EXPECT_EQ(err("exporters:\n  - type: text\n    path: /tmp/f\n    rotate: 2d\n"),
+            "t.yaml:4:13: 'rotate' = 2d is out of range [1000 ms, 86400 s]");
 }
 
 }  // namespace

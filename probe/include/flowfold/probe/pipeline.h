@@ -37,6 +37,12 @@ struct PipelineOptions {
   uint16_t ingress_if = 0;
   /// Tunnelled packets: outer flow, inner flow, or both (one packet, two flows).
   probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
+  /// Non-zero: the records waiting are handed over whenever the clock crosses
+  /// a multiple of this many ms, so that no batch spans such a boundary. A
+  /// file exporter that rotates (rotate: 5m) puts a batch in the file of the
+  /// batch's time: from a capture file, whose batches fill slowly in packet
+  /// time, records would otherwise land in a later interval's file.
+  uint64_t handoff_boundary_ms = 0;
 };
 
 /// Counters of one pipeline, copied out by publishStats() so that other

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
 
@@ -33,6 +34,10 @@ struct IpfixOptions {
   /// with its templates. Opened as OutputFile says (output_file.h): a
   /// symbolic link to anything but a device or a FIFO is refused.
   std::string path;
+  /// kFile: one file per interval, named by its start time, with caps on how
+  /// many are kept (rotating_output.h). Each file starts with the templates
+  /// and can be read alone.
+  RotationOptions rotation;
   /// Observation Domain ID written in every message header.
   uint32_t observation_domain = 0;
   /// kUdp: largest IPFIX message (header included) in bytes, 256..65507.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
 
@@ -14,6 +15,8 @@ struct TextOptions {
   /// OutputFile says (output_file.h). A failed write (a full disk) is cut back
   /// to its last whole line: every line in the file is a whole record.
   std::string path = "-";
+  /// One file per interval, named by its start time (rotating_output.h).
+  RotationOptions rotation;
 };
 
 /// Formats one record as the text exporter prints it (no newline).

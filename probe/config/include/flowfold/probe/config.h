@@ -57,6 +57,11 @@ struct ExporterConfig {
   // IPFIX over TCP: MiB of messages held while the collector is down or
   // stalled (beyond it the oldest are dropped, counted).
   uint32_t tcp_buffer_mb = 64;
+  // File outputs (IPFIX file, text, JSON): one file per interval, named by its
+  // start time, and caps on the files kept (0: none). See rotating_output.h.
+  uint64_t rotate_ms = 0;
+  uint32_t max_files = 0;
+  uint64_t max_age_ms = 0;
   // IPFIX record encoding: flowfold's own writer (default), or libfixbuf's
   // fBufAppend. Their messages are byte-identical (tested); libfixbuf costs
   // ~200 ns per record against ~16, a third of the whole probe's CPU on a
