@@ -435,6 +435,67 @@ class LiveCaptureTest(TempDirTest):
         ff.wait(timeout=30)
         self.assertEqual(ff.returncode, 0, self.log())
 
+    def test_the_watchdog_is_not_fed_while_the_capture_loop_is_stuck(self):
+        # The capture thread alone is stopped (ptrace interrupts one thread;
+        # the main thread that feeds the watchdog runs on): WATCHDOG=1 stops,
+        # which is what makes systemd restart a stuck service; once the thread
+        # runs again, so does the watchdog.
+        import ctypes
+        import socket as socketlib
+        PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        path = self.path("notify.sock")
+        manager = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+        manager.bind(path)
+        self.addCleanup(manager.close)
+        cfg = self.path("notify.yaml")
+        with open(cfg, "w") as f:
+            f.write("run_as_root: true\n")
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        self.log_path = self.path("flowfold.log")
+        ff = self.pair.popen_in("b", [FLOWFOLD, "-c", cfg, "-i", self.pair.if_b, "--json=" + self.path("f.json")],
+                                stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
+        self.procs.append(ff)
+
+        def watchdogs_during(seconds):
+            n, end = 0, time.monotonic() + seconds
+            while time.monotonic() < end:
+                manager.settimeout(max(0.01, end - time.monotonic()))
+                try:
+                    n += manager.recv(4096).decode().startswith("WATCHDOG=1")
+                except socketlib.timeout:
+                    pass
+            return n
+        manager.settimeout(10)
+        self.assertIn("READY=1", manager.recv(4096).decode())
+        self.assertGreaterEqual(watchdogs_during(1.0), 2, self.log())
+        # ip netns exec runs flowfold as its child, or execs it: find the process by its threads.
+        def read(path):
+            with open(path) as f:
+                return f.read()
+        tids = [(t, read("/proc/%s/task/%s/comm" % (pid, t)).strip())
+                for pid in [str(ff.pid)] + read("/proc/%d/task/%d/children" % (ff.pid, ff.pid)).split()
+                for t in os.listdir("/proc/%s/task" % pid)]
+        capture = [int(t) for t, name in tids if name.startswith("ff-cap-")]
+        self.assertEqual(len(capture), 1, tids)
+        tid = capture[0]
+        self.assertEqual(libc.ptrace(PTRACE_SEIZE, tid, None, None), 0, os.strerror(ctypes.get_errno()))
+        try:
+            self.assertEqual(libc.ptrace(PTRACE_INTERRUPT, tid, None, None), 0, os.strerror(ctypes.get_errno()))
+            status = ctypes.c_int()
+            self.assertEqual(libc.waitpid(tid, ctypes.byref(status), WALL), tid)
+            watchdogs_during(1.0)  # what was sent before the heartbeat went stale
+            stuck = watchdogs_during(2.0)
+            self.assertIsNone(ff.poll(), self.log())
+        finally:
+            libc.ptrace(PTRACE_DETACH, tid, None, None)
+        self.assertEqual(stuck, 0, "the watchdog was fed while the capture loop was stuck")
+        self.assertGreaterEqual(watchdogs_during(1.5), 2, "the watchdog did not resume\n" + self.log())
+        ff.send_signal(signal.SIGTERM)
+        ff.wait(timeout=30)
+        self.assertEqual(ff.returncode, 0, self.log())
+
     def test_drops_root_after_opening_the_capture_and_keeps_capturing(self):
         out = self.path("flows.json")
         cfg = self.path("user.yaml")
