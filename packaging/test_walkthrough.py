@@ -32,6 +32,7 @@ blocks, against flowgen's truth summed per flow key:
     files; /etc/flowfold and the enable link are gone, the account stays.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -42,7 +43,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from harness import add_flow, flowgen, nfdump_flows, norm_addr, read_truth, totals  # noqa: E402
+from harness import (add_flow, flowgen, ipfix_flows, nfdump_flows, norm_addr, parse_ipfix_stream,  # noqa: E402
+                     read_truth, totals)
 from mariadb import MariaDB  # noqa: E402
 
 README = os.path.join(HERE, "README.md")
@@ -103,6 +105,18 @@ def same(got, want, where):
         raise Failed("%s: %s flows/packets/bytes, the truth %s; missing %s extra %s differ %s"
                      % (where, totals(got), totals(want), missing, extra, differ))
     print("  ok: %s equals the truth: %d flows, %d packets, %d bytes" % ((where,) + totals(want)), flush=True)
+
+
+def ipfix_file_flows():
+    """Flows of the IPFIX files the service rotates in its LogsDirectory, each file decoded alone."""
+    records = []
+    files = sorted(glob.glob("/var/log/flowfold/flows.*.ipfix"))
+    check(files and all(re.search(r"/flows\.\d{12}\.ipfix$", f) for f in files),
+          "rotated IPFIX files named by their start: %s" % ", ".join(os.path.basename(f) for f in files))
+    for f in files:
+        with open(f, "rb") as fh:
+            records += parse_ipfix_stream(fh.read())[0]
+    return ipfix_flows(records)
 
 
 def metrics():
@@ -278,6 +292,7 @@ def main():
         check("stopping on signal: exporting every flow before exit" in log, "PID %d flushed at its SIGTERM" % pid1)
         wait_for(lambda: sql_equals(both), "both batches in MySQL", 30)
         same(sql_flows(), both, "MySQL after the upgrade (the %d held flows included)" % held)
+        same(ipfix_file_flows(), both, "the rotated IPFIX files in /var/log/flowfold, under the unit's sandbox")
 
         print("== not in the README: a stopped service stays stopped across an upgrade", flush=True)
         sh("systemctl", "stop", "flowfold.service")
