@@ -132,6 +132,18 @@ class Rotation(TempDirTest):
         self.run_with("  - type: ipfix\n    path: %s/flows.ipfix\n    rotate: 2m\n" % self.out)
         self.assertEqual({p: open(p, "rb").read() for p in self.files("ipfix")}, before)
 
+    def test_with_two_workers_the_files_are_the_same_intervals_and_the_flows_exact(self):
+        # Each worker hands its batches over at the boundaries; a batch that
+        # comes a moment late goes to the current file, never back.
+        self.run_with("  - type: ipfix\n    path: %s/flows.ipfix\n    rotate: 2m\n" % self.out, "--workers", "2")
+        self.assertEqual([os.path.basename(p) for p in self.files("ipfix")],
+                         ["flows.%s.ipfix" % stamp(t) for t in self.intervals])
+        records = []
+        for path in self.files("ipfix"):
+            with open(path, "rb") as f:
+                records += parse_ipfix_stream(f.read())[0]
+        self.assertFlowsEqual(ipfix_flows(records), self.truth)
+
     def test_max_files_keeps_the_newest_of_its_own_files_and_nothing_else_goes(self):
         # Files the caps must not touch: another rotation's, the plain path, a
         # name with a bad stamp, a link and a directory that carry a good one.
