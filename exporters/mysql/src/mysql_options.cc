@@ -15,6 +15,7 @@
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/mysql_exporter.h"
+#include "flowfold/exporters/option_values.h"
 #include "mysql_internal.h"
 
 namespace flowfold {
@@ -25,60 +26,30 @@ namespace {
   throw std::invalid_argument("mysql option " + std::string(key) + ": " + what);
 }
 
-uint64_t unsignedValue(std::string_view key, const std::string& text, uint64_t min, uint64_t max) {
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
-    bad(key, "expected a whole number, not '" + text + "'");
-  // YAML 1.1 readers (and people) take 010 for octal 8; from_chars takes 10.
-  if (text.size() > 1 && text[0] == '0') bad(key, text + " has a leading zero: write the decimal number without it");
-  if (v < min || v > max)
-    bad(key, text + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  return v;
+// A value in the shared grammar (option_values.h), its fault worded for a
+// sink option: "mysql option retry_max: 010 has a leading zero ...".
+template <class Parse>
+auto worded(std::string_view key, Parse parse) {
+  try {
+    return parse();
+  } catch (const ValueError& e) {
+    switch (e.kind) {
+      case ValueError::Kind::kExpected: bad(key, "expected " + e.detail + ", not '" + e.text + "'");
+      case ValueError::Kind::kProblem: bad(key, e.text + " " + e.detail);
+      case ValueError::Kind::kUnknownUnit: bad(key, "unknown unit '" + e.detail + "' (use " + kDurationUnits + ")");
+    }
+    throw;
+  }
 }
 
-// Same grammar as the rest of the configuration (probe/config durationMs;
-// keep the two in step): a decimal number of seconds, or one with ms, s, m
-// or h, read exactly: strtod also took "0x10" (16 s), "1e3" and "inf".
-// `step_ms` is the finest value the setting can hold (1000 for the client
-// library's whole-second timeouts): anything finer is an error, not cut off.
+uint64_t unsignedValue(std::string_view key, const std::string& text, uint64_t min, uint64_t max) {
+  return worded(key, [&] { return parseWholeNumber(text, min, max); });
+}
+
+// `step_ms`: 1000 for the client library's whole-second timeouts.
 uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_ms, uint64_t max_ms,
                     uint64_t step_ms = 1) {
-  const auto grammar = [&] { bad(key, "expected a duration such as 15, 15s, 500ms or 2m, not '" + text + "'"); };
-  size_t i = 0;
-  uint64_t whole = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    whole = whole * 10 + static_cast<uint64_t>(text[i++] - '0');
-    // Bounded so that whole * 3'600'000 (hours) cannot wrap around.
-    if (whole > 1'000'000'000'000ull) bad(key, text + " is far too long");
-  }
-  if (i == 0) grammar();
-  if (i > 1 && text[0] == '0') bad(key, text + " has a leading zero: write the decimal number without it");
-  uint64_t fraction = 0, fraction_scale = 1;
-  if (i < text.size() && text[i] == '.') {
-    const size_t fraction_start = ++i;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (i - fraction_start >= 9) bad(key, text + " has more decimals than it can mean");
-      fraction = fraction * 10 + static_cast<uint64_t>(text[i++] - '0');
-      fraction_scale *= 10;
-    }
-    if (i == fraction_start) grammar();
-  }
-  const std::string unit = text.substr(i);
-  uint64_t factor = 1000;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s" || unit.empty()) factor = 1000;
-  else if (unit == "m") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else if (unit.find_first_of("0123456789") != std::string::npos) grammar();  // 0x10, 1e3: not decimal
-  else bad(key, "unknown unit '" + unit + "' (use ms, s, m or h)");
-  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 3.6e6: fits
-  if (fraction_ms_scaled % fraction_scale != 0) bad(key, text + " is finer than a millisecond");
-  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^12: fits
-  if (ms < min_ms || ms > max_ms)
-    bad(key, text + " is out of range [" + std::to_string(min_ms) + " ms, " + std::to_string(max_ms / 1000) + " s]");
-  if (ms % step_ms != 0) bad(key, text + " is not a whole number of seconds, and only whole seconds count here");
-  return ms;
+  return worded(key, [&] { return parseDurationMs(text, min_ms, max_ms, step_ms); });
 }
 
 // Bytes: a plain number or one with k, M, G, T (binary multiples; "MiB",
@@ -103,9 +74,7 @@ uint64_t bytesValue(std::string_view key, const std::string& text) {
 }
 
 bool boolValue(std::string_view key, const std::string& t) {
-  if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
-  if (t == "false" || t == "no" || t == "off" || t == "0") return false;
-  bad(key, "expected true or false, not '" + t + "'");
+  return worded(key, [&] { return parseBoolean(t); });
 }
 
 std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::string& text) {

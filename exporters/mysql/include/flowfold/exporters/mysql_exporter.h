@@ -112,7 +112,8 @@ MysqlOptions parseMysqlDsn(const std::string& dsn);
 ///   or none), partition (none|daily), retention_days, observation_domain,
 ///   spool_dir, spool_max (bytes: 1073741824, 512M, 1G, 64k), spool_full
 ///   (drop_oldest|drop_newest), retry_max, shutdown_timeout (durations).
-/// Durations are seconds ("15") or carry a unit (500ms, 15s, 2m, 1h).
+/// Durations are seconds ("15") or carry a unit (500ms, 15s, 2m, 1h, 1d);
+/// booleans are true, yes, on, 1 or false, no, off, 0 (option_values.h).
 /// Throws std::invalid_argument ("mysql option batch_size: ...").
 void setMysqlOption(MysqlOptions& options, std::string_view key, const std::string& value);
 
