@@ -10,6 +10,8 @@
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/mysql_exporter.h"
+#include "flowfold/exporters/option_values.h"
+#include "flowfold/probe/settings.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <sstream>
 
@@ -41,90 +44,41 @@ std::string scalar(const std::string& name, const YAML::Node& node, const std::s
   return node.Scalar();
 }
 
-// "010", "00": digits after a leading 0.
-bool hasLeadingZero(std::string_view digits) { return digits.size() > 1 && digits[0] == '0'; }
+// A fault of a value (option_values.h) in the file's words, naming the key:
+// "'max_flows' = 010 has a leading zero: ...".
+std::string fileWording(std::string_view key, const ValueSpec& spec, const ValueError& e) {
+  const std::string k = "'" + std::string(key) + "'";
+  switch (e.kind) {
+    case ValueError::Kind::kExpected:
+      if (spec.kind == ValueSpec::Kind::kChoice) {
+        std::string list;
+        for (std::string_view c : spec.choices) list += (list.empty() ? "" : ", ") + std::string(c);
+        return "unknown " + std::string(spec.noun) + " '" + e.text + "' (" + list + ")";
+      }
+      return k + " must be " + e.detail + ", not '" + e.text + "'";
+    case ValueError::Kind::kProblem:
+      if (spec.kind == ValueSpec::Kind::kName) return k + " is empty: give a name, or leave the key out";
+      return k + " = " + e.text + " " + e.detail;
+    case ValueError::Kind::kUnknownUnit:
+      return k + " has an unknown unit '" + e.detail + "' (use " + kDurationUnits + ")";
+  }
+  return k + ": " + e.what();
+}
 
-uint64_t unsignedValue(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min,
-                       uint64_t max) {
-  const std::string text = scalar(name, node, key);
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size())
-    fail(name, node, "'" + key + "' must be a whole number, not '" + text + "'");
-  // YAML 1.1 readers (and people) take 010 for octal 8; from_chars takes 10.
-  if (hasLeadingZero(text))
-    fail(name, node, "'" + key + "' = " + text + " has a leading zero: write the decimal number without it");
-  if (v < min || v > max)
-    fail(name, node, "'" + key + "' = " + text + " is out of range [" + std::to_string(min) + ", " +
-                         std::to_string(max) + "]");
-  return v;
+// The value of `node` as `spec` reads it; a fault names the node's place.
+SettingValue readValue(const std::string& name, const YAML::Node& node, std::string_view key, const ValueSpec& spec) {
+  const std::string text = scalar(name, node, std::string(key));
+  try {
+    return parseSettingValue(spec, text);
+  } catch (const ValueError& e) {
+    fail(name, node, fileWording(key, spec, e));
+  }
 }
 
 // A file or interface name: "" names nothing, and taken as "not set" it
 // silently meant "live capture on the default interface" or "stdout".
 std::string nameValue(const std::string& name, const YAML::Node& node, const std::string& key) {
-  std::string text = scalar(name, node, key);
-  if (text.empty()) fail(name, node, "'" + key + "' is empty: give a name, or leave the key out");
-  return text;
-}
-
-bool boolValue(const std::string& name, const YAML::Node& node, const std::string& key) {
-  const std::string t = scalar(name, node, key);
-  if (t == "true" || t == "yes" || t == "on") return true;
-  if (t == "false" || t == "no" || t == "off") return false;
-  fail(name, node, "'" + key + "' must be true or false, not '" + t + "'");
-}
-
-// Durations: a decimal number of seconds ("15", "0.5") or one with a unit
-// ("500ms", "15s", "2m", "1h"). Read exactly, digit by digit: strtod would
-// also take "0x10" (16), "1e3", "inf" and " 15". `step_ms` is the finest
-// value the setting can hold (1000 where only whole seconds count): anything
-// finer would be cut off silently, so it is an error.
-uint64_t durationMs(const std::string& name, const YAML::Node& node, const std::string& key, uint64_t min_ms,
-                    uint64_t max_ms, uint64_t step_ms = 1) {
-  const std::string t = scalar(name, node, key);
-  const auto bad = [&] {
-    fail(name, node, "'" + key + "' must be a duration such as 15, 15s, 500ms or 2m, not '" + t + "'");
-  };
-  size_t i = 0;
-  uint64_t whole = 0;
-  while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
-    whole = whole * 10 + static_cast<uint64_t>(t[i++] - '0');
-    // Bounded so that whole * 86'400'000 (days) cannot wrap around.
-    if (whole > 100'000'000'000ull) fail(name, node, "'" + key + "' = " + t + " is far too long");
-  }
-  if (i == 0) bad();
-  if (hasLeadingZero(std::string_view(t).substr(0, i)))
-    fail(name, node, "'" + key + "' = " + t + " has a leading zero: write the decimal number without it");
-  uint64_t fraction = 0, fraction_scale = 1;
-  if (i < t.size() && t[i] == '.') {
-    const size_t fraction_start = ++i;
-    while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
-      if (i - fraction_start >= 9) fail(name, node, "'" + key + "' = " + t + " has more decimals than it can mean");
-      fraction = fraction * 10 + static_cast<uint64_t>(t[i++] - '0');
-      fraction_scale *= 10;
-    }
-    if (i == fraction_start) bad();
-  }
-  const std::string unit = t.substr(i);
-  uint64_t factor = 1000;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s" || unit.empty()) factor = 1000;
-  else if (unit == "m") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else if (unit == "d") factor = 86'400'000;
-  else if (unit.find_first_of("0123456789") != std::string::npos) bad();  // 0x10, 1e3: not decimal
-  else fail(name, node, "'" + key + "' has an unknown unit '" + unit + "' (use ms, s, m, h or d)");
-  const uint64_t fraction_ms_scaled = fraction * factor;  // < 10^9 * 8.64e7: fits
-  if (fraction_ms_scaled % fraction_scale != 0)
-    fail(name, node, "'" + key + "' = " + t + " is finer than a millisecond");
-  const uint64_t ms = whole * factor + fraction_ms_scaled / fraction_scale;  // whole <= 10^11: fits
-  if (ms < min_ms || ms > max_ms)
-    fail(name, node, "'" + key + "' = " + t + " is out of range [" + std::to_string(min_ms) + " ms, " +
-                         std::to_string(max_ms / 1000) + " s]");
-  if (ms % step_ms != 0)
-    fail(name, node, "'" + key + "' = " + t + " is not a whole number of seconds, and only whole seconds count here");
-  return ms;
+  return readValue(name, node, key, ValueSpec{ValueSpec::Kind::kName}).text;
 }
 
 // A mapping key as text. YAML allows a list or a mapping as a key ("? [a]");
@@ -228,6 +182,39 @@ void checkRotation(const std::string& name, const YAML::Node& node, const Export
     fail(name, node, "'max_age' is shorter than 'rotate': every file would be removed as soon as it is complete");
 }
 
+// The settings of `table` under `section`, as handlers that read each value
+// and set it in `target`.
+template <class Target>
+void addSettings(Handlers& handlers, const std::string& name, std::span<const Setting<Target>> table,
+                 std::string_view section, Target& target) {
+  for (const Setting<Target>& s : table) {
+    if (s.section != section) continue;
+    handlers[std::string(s.key)] = [&name, &s, &target](const YAML::Node& n) {
+      s.apply(target, readValue(name, n, s.key, s.value));
+    };
+  }
+}
+
+// What each kind of exporter needs, and its defaults that depend on others.
+void checkExporterKind(const std::string& name, const YAML::Node& node, ExporterConfig& e, bool transport_set) {
+  const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
+  if (text_like) {
+    if (e.path.empty()) e.path = "-";
+    if (!e.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
+  } else if (e.type == ExporterConfig::Type::kNetflow9) {
+    if (transport_set && e.transport != ExporterConfig::Transport::kUdp)
+      fail(name, node, "NetFlow v9 is exported over UDP only");
+    if (e.host.empty()) fail(name, node, "a netflow9 exporter needs 'collector: HOST:PORT'");
+  } else {  // ipfix
+    if (!transport_set && !e.path.empty() && e.host.empty()) e.transport = ExporterConfig::Transport::kFile;
+    if (e.transport == ExporterConfig::Transport::kFile) {
+      if (e.path.empty()) fail(name, node, "an IPFIX file exporter needs 'path'");
+    } else if (e.host.empty()) {
+      fail(name, node, "an IPFIX exporter over udp/tcp needs 'collector: HOST:PORT'");
+    }
+  }
+}
+
 ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
   ExporterConfig e;
   e.origin = where(name, node.Mark());
@@ -256,60 +243,11 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          else if (t == "file") e.transport = ExporterConfig::Transport::kFile;
          else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
        }},
-      {"path", [&](const YAML::Node& n) { e.path = nameValue(name, n, "path"); }},
-      {"observation_domain",
-       [&](const YAML::Node& n) {
-         e.observation_domain = static_cast<uint32_t>(unsignedValue(name, n, "observation_domain", 0, UINT32_MAX));
-       }},
-      {"mtu", [&](const YAML::Node& n) { e.mtu = static_cast<uint32_t>(unsignedValue(name, n, "mtu", 256, 65'000)); }},
-      {"template_refresh",
-       [&](const YAML::Node& n) {
-         e.template_refresh_ms = durationMs(name, n, "template_refresh", 1'000, 86'400'000);
-       }},
-      {"template_refresh_packets",
-       [&](const YAML::Node& n) {
-         e.template_refresh_packets =
-             static_cast<uint32_t>(unsignedValue(name, n, "template_refresh_packets", 1, 1'000'000));
-       }},
-      {"encoder",
-       [&](const YAML::Node& n) {
-         const std::string t = scalar(name, n, "encoder");
-         if (t == "libfixbuf") e.ipfix_encoder = ExporterConfig::IpfixEncoder::kLibfixbuf;
-         else if (t == "direct") e.ipfix_encoder = ExporterConfig::IpfixEncoder::kDirect;
-         else fail(name, n, "unknown IPFIX encoder '" + t + "' (libfixbuf, direct)");
-       }},
-      {"rate_limit",
-       [&](const YAML::Node& n) { e.rate_limit = unsignedValue(name, n, "rate_limit", 0, 100'000'000); }},
-      {"tcp_buffer_mb",
-       [&](const YAML::Node& n) {
-         e.tcp_buffer_mb = static_cast<uint32_t>(unsignedValue(name, n, "tcp_buffer_mb", 1, 65'536));
-       }},
-      {"rotate", [&](const YAML::Node& n) { e.rotate_ms = durationMs(name, n, "rotate", 1'000, 86'400'000, 1'000); }},
-      {"max_files",
-       [&](const YAML::Node& n) {
-         e.max_files = static_cast<uint32_t>(unsignedValue(name, n, "max_files", 1, 10'000'000));
-       }},
-      {"max_age",
-       [&](const YAML::Node& n) { e.max_age_ms = durationMs(name, n, "max_age", 1'000, 36'500 * 86'400'000ull); }},
   };
+  addSettings(h, name, exporterSettings(), "", e);
   readMap(name, node, "exporter", h);
   checkRotation(name, node, e);
-  const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
-  if (text_like) {
-    if (e.path.empty()) e.path = "-";
-    if (!e.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
-  } else if (e.type == ExporterConfig::Type::kNetflow9) {
-    if (transport_set && e.transport != ExporterConfig::Transport::kUdp)
-      fail(name, node, "NetFlow v9 is exported over UDP only");
-    if (e.host.empty()) fail(name, node, "a netflow9 exporter needs 'collector: HOST:PORT'");
-  } else {  // ipfix
-    if (!transport_set && !e.path.empty() && e.host.empty()) e.transport = ExporterConfig::Transport::kFile;
-    if (e.transport == ExporterConfig::Transport::kFile) {
-      if (e.path.empty()) fail(name, node, "an IPFIX file exporter needs 'path'");
-    } else if (e.host.empty()) {
-      fail(name, node, "an IPFIX exporter over udp/tcp needs 'collector: HOST:PORT'");
-    }
-  }
+  checkExporterKind(name, node, e, transport_set);
   return e;
 }
 
@@ -388,135 +326,96 @@ void parseHostPort(const std::string& text, std::string& host, std::string& port
   port = p;
 }
 
-Config parseConfig(const std::string& yaml_text, const std::string& name) {
-  YAML::Node root;
+namespace {
+
+YAML::Node loadYaml(const std::string& yaml_text, const std::string& name) {
   try {
-    root = YAML::Load(yaml_text);
+    return YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(where(name, e.mark) + ": YAML syntax error: " + e.msg);
   }
+}
+
+// Reads the document into one Config, a method per top-level mapping; the
+// plain settings of each come from the table (settings.h).
+class ConfigReader {
+ public:
+  ConfigReader(const std::string& name, Config& c) : name_(name), c_(c) {}
+
+  void read(const YAML::Node& root) {
+    Handlers top{
+        {"input", [&](const YAML::Node& n) { input(n); }},
+        {"cache", [&](const YAML::Node& n) { section(n, "cache"); }},
+        {"decoder", [&](const YAML::Node& n) { section(n, "decoder"); }},
+        {"exporters", [&](const YAML::Node& n) { exporters(n); }},
+        {"user", [&](const YAML::Node& n) { c_.user = remembered(n, "user", c_.user_origin); }},
+        {"group", [&](const YAML::Node& n) { c_.group = remembered(n, "group", c_.group_origin); }},
+        {"metrics", [&](const YAML::Node& n) { metrics(n); }},
+        {"log", [&](const YAML::Node& n) { section(n, "log"); }},
+    };
+    addSettings(top, name_, probeSettings(), "", c_);
+    readMap(name_, root, "the configuration", top);
+  }
+
+ private:
+  // A mapping whose keys are all in the table.
+  void section(const YAML::Node& n, std::string_view what) {
+    Handlers h;
+    addSettings(h, name_, probeSettings(), what, c_);
+    readMap(name_, n, std::string(what), h);
+  }
+
+  void input(const YAML::Node& n) {
+    Handlers h{{"interface", [&](const YAML::Node& v) { interfaces(v); }}};
+    addSettings(h, name_, probeSettings(), "input", c_);
+    readMap(name_, n, "input", h);
+  }
+
+  // One name or a list; "default" alone is the system's default interface.
+  void interfaces(const YAML::Node& v) {
+    c_.interfaces.clear();
+    if (v.IsSequence()) {
+      for (const auto& i : v) c_.interfaces.push_back(nameValue(name_, i, "interface"));
+    } else {
+      const std::string one = nameValue(name_, v, "interface");
+      if (one != "default") c_.interfaces.push_back(one);
+    }
+  }
+
+  void exporters(const YAML::Node& n) {
+    if (!n.IsSequence()) fail(name_, n, "'exporters' must be a list (each item starting with '- type: ...')");
+    for (const auto& item : n) c_.exporters.push_back(readExporter(name_, item));
+  }
+
+  void metrics(const YAML::Node& n) {
+    Handlers h{{"listen", [&](const YAML::Node& v) {
+                  c_.metrics_listen = remembered(v, "listen", c_.metrics_listen_origin);
+                }}};
+    addSettings(h, name_, probeSettings(), "metrics", c_);
+    readMap(name_, n, "metrics", h);
+    // After the whole mapping: allow_remote may come after listen.
+    if (!c_.metrics_listen.empty())
+      checkMetricsListen(c_.metrics_listen_origin, c_.metrics_listen, c_.metrics_allow_remote);
+  }
+
+  // A value whose place later messages name.
+  std::string remembered(const YAML::Node& n, const std::string& key, std::string& origin) {
+    origin = where(name_, n.Mark());
+    return scalar(name_, n, key);
+  }
+
+  const std::string& name_;
+  Config& c_;
+};
+
+}  // namespace
+
+Config parseConfig(const std::string& yaml_text, const std::string& name) {
+  const YAML::Node root = loadYaml(yaml_text, name);
   Config c;
   c.config_path = name;
   if (root.IsNull()) return c;  // an empty file is a valid, default configuration
-  Handlers top{
-      {"input",
-       [&](const YAML::Node& n) {
-         readMap(name, n, "input",
-                 {
-                     {"file", [&](const YAML::Node& v) { c.read_file = nameValue(name, v, "file"); }},
-                     {"interface",
-                      [&](const YAML::Node& v) {
-                        c.interfaces.clear();
-                        if (v.IsSequence()) {
-                          for (const auto& i : v) c.interfaces.push_back(nameValue(name, i, "interface"));
-                        } else {
-                          const std::string one = nameValue(name, v, "interface");
-                          if (one != "default") c.interfaces.push_back(one);
-                        }
-                      }},
-                     {"filter", [&](const YAML::Node& v) { c.bpf_filter = scalar(name, v, "filter"); }},
-                     {"snaplen",
-                      [&](const YAML::Node& v) {
-                        c.snaplen = static_cast<uint32_t>(unsignedValue(name, v, "snaplen", 64, 262'144));
-                      }},
-                     {"promiscuous", [&](const YAML::Node& v) { c.promiscuous = boolValue(name, v, "promiscuous"); }},
-                     {"buffer_size",
-                      [&](const YAML::Node& v) {
-                        c.buffer_size = unsignedValue(name, v, "buffer_size", 1 << 20, 4ull << 30);
-                      }},
-                 });
-       }},
-      {"cache",
-       [&](const YAML::Node& n) {
-         readMap(name, n, "cache",
-                 {
-                     {"max_flows",
-                      [&](const YAML::Node& v) {
-                        c.cache.max_flows = static_cast<uint32_t>(unsignedValue(name, v, "max_flows", 1, 1u << 30));
-                      }},
-                     {"active_timeout",
-                      [&](const YAML::Node& v) {
-                        c.cache.active_timeout_ms = durationMs(name, v, "active_timeout", 1, 7 * 86'400'000ull);
-                      }},
-                     {"workers",
-                      [&](const YAML::Node& v) {
-                        c.workers = static_cast<uint32_t>(unsignedValue(name, v, "workers", 1, 64));
-                      }},
-                     {"idle_timeout",
-                      [&](const YAML::Node& v) {
-                        c.cache.idle_timeout_ms = durationMs(name, v, "idle_timeout", 1, 7 * 86'400'000ull);
-                      }},
-                     {"stop_timeout",
-                      [&](const YAML::Node& v) {
-                        c.stop_timeout_ms = durationMs(name, v, "stop_timeout", 1, 3'600'000);
-                      }},
-                 });
-       }},
-      {"decoder",
-       [&](const YAML::Node& n) {
-         readMap(name, n, "decoder",
-                 {
-                     {"tunnels",
-                      [&](const YAML::Node& v) {
-                        const std::string t = scalar(name, v, "tunnels");
-                        if (!probe::parseTunnelMode(t, c.tunnels))
-                          fail(name, v, "unknown tunnels mode '" + t + "' (outer, inner, both)");
-                      }},
-                 });
-       }},
-      {"exporters",
-       [&](const YAML::Node& n) {
-         if (!n.IsSequence()) fail(name, n, "'exporters' must be a list (each item starting with '- type: ...')");
-         for (const auto& item : n) c.exporters.push_back(readExporter(name, item));
-       }},
-      {"user",
-       [&](const YAML::Node& n) {
-         c.user = scalar(name, n, "user");
-         c.user_origin = where(name, n.Mark());
-       }},
-      {"group",
-       [&](const YAML::Node& n) {
-         c.group = scalar(name, n, "group");
-         c.group_origin = where(name, n.Mark());
-       }},
-      {"run_as_root", [&](const YAML::Node& n) { c.run_as_root = boolValue(name, n, "run_as_root"); }},
-      {"metrics",
-       [&](const YAML::Node& n) {
-         readMap(name, n, "metrics",
-                 {
-                     {"listen",
-                      [&](const YAML::Node& v) {
-                        c.metrics_listen = scalar(name, v, "listen");
-                        c.metrics_listen_origin = where(name, v.Mark());
-                      }},
-                     {"allow_remote",
-                      [&](const YAML::Node& v) { c.metrics_allow_remote = boolValue(name, v, "allow_remote"); }},
-                 });
-         // After the whole mapping: allow_remote may come after listen.
-         if (!c.metrics_listen.empty())
-           checkMetricsListen(c.metrics_listen_origin, c.metrics_listen, c.metrics_allow_remote);
-       }},
-      {"log",
-       [&](const YAML::Node& n) {
-         readMap(name, n, "log",
-                 {
-                     {"level",
-                      [&](const YAML::Node& v) {
-                        c.log_level = scalar(name, v, "level");
-                        static const char* kLevels[] = {"error", "warn", "info", "debug"};
-                        if (std::none_of(std::begin(kLevels), std::end(kLevels),
-                                         [&](const char* l) { return c.log_level == l; }))
-                          fail(name, v, "unknown log level '" + c.log_level + "' (error, warn, info, debug)");
-                      }},
-                     {"syslog", [&](const YAML::Node& v) { c.log_syslog = boolValue(name, v, "syslog"); }},
-                     {"stats_interval",
-                      [&](const YAML::Node& v) {
-                        c.stats_interval_s = durationMs(name, v, "stats_interval", 0, 86'400'000, 1000) / 1000;
-                      }},
-                 });
-       }},
-  };
-  readMap(name, root, "the configuration", top);
+  ConfigReader(name, c).read(root);
   return c;
 }
 
