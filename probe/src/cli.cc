@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
+#include <string_view>
+#include <utility>
 
 #include "flowfold/exporters/mysql_exporter.h"
+#include "flowfold/exporters/option_values.h"
+#include "flowfold/probe/settings.h"
 
 namespace flowfold {
 
@@ -40,25 +43,86 @@ std::string optionName(int c, const option* longs) {
   return "";
 }
 
-uint64_t number(const char* text, const char* what, uint64_t min, uint64_t max) {
-  uint64_t v = 0;
-  const std::string s = text;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || v < min || v > max)
-    throw ConfigError(std::string("command line: ") + what + " must be a number in [" + std::to_string(min) + ", " +
-                      std::to_string(max) + "], not '" + s + "'");
-  return v;
+// How messages name an option: -m with its value, the rest as typed.
+std::string optionWhat(std::string_view option) {
+  return option == "-m" ? "-m MAX_FLOWS" : std::string(option);
 }
 
-uint64_t secondsToMs(const char* text, const char* what) {
-  // Accept the same forms as the YAML file by reusing its parser.
-  const std::string yaml = std::string("cache:\n  idle_timeout: ") + text + "\n";
+// Reads an option's value as its table entry says, the fault in the command
+// line's words: "command line: --workers must be a number in [1, 64], not '0'".
+SettingValue optionValue(const ValueSpec& spec, const std::string& text, const std::string& what) {
   try {
-    return parseConfig(yaml, "command line").cache.idle_timeout_ms;
-  } catch (const ConfigError&) {
-    throw ConfigError(std::string("command line: ") + what + " must be a duration such as 15, 15s or 500ms, not '" +
-                      text + "'");
+    // The command line has always read "010" as ten (no YAML reader takes it
+    // for octal here): its leading zeros are dropped, not refused.
+    const bool whole = spec.kind == ValueSpec::Kind::kWhole && !text.empty();
+    return parseSettingValue(spec, whole ? text.substr(std::min(text.find_first_not_of('0'), text.size() - 1)) : text);
+  } catch (const ValueError&) {
+    switch (spec.kind) {
+      case ValueSpec::Kind::kWhole:
+        throw ConfigError("command line: " + what + " must be a number in [" + std::to_string(spec.min) + ", " +
+                          std::to_string(spec.max) + "], not '" + text + "'");
+      case ValueSpec::Kind::kDuration:
+        throw ConfigError("command line: " + what + " must be a duration such as 15, 15s or 500ms, not '" + text +
+                          "'");
+      case ValueSpec::Kind::kChoice: {
+        std::string list;
+        for (size_t i = 0; i < spec.choices.size(); ++i)
+          list += (i == 0 ? "" : i + 1 == spec.choices.size() ? " or " : ", ") + std::string(spec.choices[i]);
+        if (what == "--log-level") throw ConfigError("command line: --log-level takes " + list);
+        throw ConfigError("command line: " + what + " takes " + list + ", not '" + text + "'");
+      }
+      default: throw ConfigError("command line: " + what + ": bad value '" + text + "'");
+    }
   }
+}
+
+// What the command line says, read whole before the configuration file is
+// loaded, then applied over it.
+struct CommandLineSettings {
+  std::string read_file;
+  std::vector<std::string> interfaces;
+  std::vector<std::string> collectors;  // -n, with -v and -P
+  int version = 10;
+  std::string transport = "udp";
+  std::vector<ExporterConfig> outputs;  // --text, --json, --ipfix-file, --mysql
+  // Settings of the tables, in the order given (the last one wins).
+  std::vector<std::pair<const Setting<Config>*, SettingValue>> probe;
+  std::vector<std::pair<const Setting<ExporterConfig>*, SettingValue>> exporter;
+  int first_operand = 0;  // the BPF filter starts here
+};
+
+// A setting of the tables: true when `option` is one.
+bool takeTableOption(const std::string& option, const char* value, CommandLineSettings& s) {
+  if (const auto* setting = probeSettingForOption(option)) {
+    s.probe.emplace_back(setting, optionValue(setting->value, value, optionWhat(option)));
+    return true;
+  }
+  if (const auto* setting = exporterSettingForOption(option)) {
+    s.exporter.emplace_back(setting, optionValue(setting->value, value, optionWhat(option)));
+    return true;
+  }
+  return false;
+}
+
+// -t NAME=DURATION, softflowd's spelling of the cache timeouts.
+void takeTimeout(const std::string& t, CommandLineSettings& s) {
+  const auto eq = t.find('=');
+  const std::string name = t.substr(0, eq);
+  if (eq == std::string::npos) throw ConfigError("command line: -t takes NAME=DURATION, e.g. -t idle=15");
+  const Setting<Config>* setting = nullptr;
+  if (name == "active" || name == "maxlife") setting = probeSetting("cache", "active_timeout");
+  else if (name == "idle" || name == "general") setting = probeSetting("cache", "idle_timeout");
+  // The value first: "-t bogus=x" was a bad duration before it was a bad name.
+  const SettingValue value = optionValue(probeSetting("cache", "idle_timeout")->value, t.substr(eq + 1), "-t");
+  if (!setting) throw ConfigError("command line: unknown timeout '" + name + "' (active/maxlife, idle/general)");
+  s.probe.emplace_back(setting, value);
+}
+
+ExporterConfig commandLineExporter(ExporterConfig::Type type) {
+  ExporterConfig e;
+  e.type = type;
+  e.origin = "command line";
+  return e;
 }
 
 }  // namespace
@@ -113,38 +177,105 @@ General:
 )";
 }
 
-Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
-  std::vector<std::string> collectors;
-  std::vector<ExporterConfig> extra;
-  int version = 10;
-  std::string transport = "udp";
-  std::string read_file, log_level;
-  std::vector<std::string> interfaces;
-  int64_t max_flows = -1;
-  int64_t active_ms = -1, idle_ms = -1, rate = -1, domain = -1, mtu = -1;
-  std::string ipfix_encoder;
-  int64_t workers = -1;
-  std::string tunnels;
+namespace {
 
-  static const option kLong[] = {
-      {"text", optional_argument, nullptr, kOptText},
-      {"json", optional_argument, nullptr, kOptJson},
-      {"ipfix-file", required_argument, nullptr, kOptIpfixFile},
-      {"check-config", no_argument, nullptr, kOptCheckConfig},
-      {"version", no_argument, nullptr, kOptVersion},
-      {"export-rate", required_argument, nullptr, kOptExportRate},
-      {"observation-domain", required_argument, nullptr, kOptObservationDomain},
-      {"mtu", required_argument, nullptr, kOptMtu},
-      {"active-timeout", required_argument, nullptr, kOptActive},
-      {"idle-timeout", required_argument, nullptr, kOptIdle},
-      {"log-level", required_argument, nullptr, kOptLogLevel},
-      {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
-      {"workers", required_argument, nullptr, kOptWorkers},
-      {"mysql", required_argument, nullptr, kOptMysql},
-      {"tunnels", required_argument, nullptr, kOptTunnels},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
-  };
+const option kLong[] = {
+    {"text", optional_argument, nullptr, kOptText},
+    {"json", optional_argument, nullptr, kOptJson},
+    {"ipfix-file", required_argument, nullptr, kOptIpfixFile},
+    {"check-config", no_argument, nullptr, kOptCheckConfig},
+    {"version", no_argument, nullptr, kOptVersion},
+    {"export-rate", required_argument, nullptr, kOptExportRate},
+    {"observation-domain", required_argument, nullptr, kOptObservationDomain},
+    {"mtu", required_argument, nullptr, kOptMtu},
+    {"active-timeout", required_argument, nullptr, kOptActive},
+    {"idle-timeout", required_argument, nullptr, kOptIdle},
+    {"log-level", required_argument, nullptr, kOptLogLevel},
+    {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
+    {"workers", required_argument, nullptr, kOptWorkers},
+    {"mysql", required_argument, nullptr, kOptMysql},
+    {"tunnels", required_argument, nullptr, kOptTunnels},
+    {"help", no_argument, nullptr, 'h'},
+    {nullptr, 0, nullptr, 0},
+};
+
+// An empty value ("-r ''", "--text=") names nothing: taken as "not given",
+// -r '' captured live on the default interface and -c '' read no
+// configuration. Every option's value must be something.
+void refuseEmptyValue(int c) {
+  if (!optarg || *optarg != '\0' || c == ':' || c == '?') return;
+  if (c == kOptText || c == kOptJson)
+    throw ConfigError("command line: " + optionName(c, kLong) + "= needs a file name (" + optionName(c, kLong) +
+                      " alone writes to standard output)");
+  throw ConfigError("command line: " + optionName(c, kLong) + " needs a value, not an empty string");
+}
+
+// An option getopt did not take: unknown, or given a value it does not take.
+[[noreturn]] void refuseUnknown(char** argv) {
+  std::string typed = argv[optind - 1];
+  if (typed.compare(0, 2, "--") != 0)  // a short option: optopt is its letter
+    throw ConfigError("command line: unknown option -" + std::string(1, static_cast<char>(optopt)) +
+                      " (see flowfold --help)");
+  typed.resize(std::min(typed.find('='), typed.size()));
+  // A known long option sets optopt: it was given a value it does not take ("--version=1").
+  if (optopt != 0) throw ConfigError("command line: " + typed + " takes no value (see flowfold --help)");
+  throw ConfigError("command line: unknown option " + typed + " (see flowfold --help)");
+}
+
+ExporterConfig mysqlOutput(const char* dsn) {
+  ExporterConfig e = commandLineExporter(ExporterConfig::Type::kMysql);
+  e.mysql_dsn = dsn;
+  try {
+    validateMysqlOptions(parseMysqlDsn(e.mysql_dsn));
+  } catch (const std::invalid_argument& ex) {
+    throw ConfigError(std::string("command line: --mysql: ") + ex.what());
+  }
+  return e;
+}
+
+// One option that is not a setting of the tables.
+void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
+  switch (c) {
+    case 'r': s.read_file = optarg; break;
+    case 'i': s.interfaces.push_back(optarg); break;
+    case 'n': s.collectors.push_back(optarg); break;
+    case 'v':
+      if (std::string(optarg) == "9") s.version = 9;
+      else if (std::string(optarg) == "10") s.version = 10;
+      else throw ConfigError(std::string("command line: -v takes 9 (NetFlow v9) or 10 (IPFIX), not '") + optarg + "'");
+      break;
+    case 'P':
+      s.transport = optarg;
+      if (s.transport != "udp" && s.transport != "tcp")
+        throw ConfigError("command line: -P takes udp or tcp, not '" + s.transport + "'");
+      break;
+    case 't': takeTimeout(optarg, s); break;
+    case 'c': cl.config_file = optarg; break;
+    case 'h': cl.show_help = true; break;
+    case kOptVersion: cl.show_version = true; break;
+    case kOptCheckConfig: cl.check_config = true; break;
+    case kOptText:
+    case kOptJson: {
+      ExporterConfig e = commandLineExporter(c == kOptText ? ExporterConfig::Type::kText : ExporterConfig::Type::kJson);
+      e.path = optarg ? optarg : "-";
+      s.outputs.push_back(e);
+      break;
+    }
+    case kOptMysql: s.outputs.push_back(mysqlOutput(optarg)); break;
+    case kOptIpfixFile: {
+      ExporterConfig e = commandLineExporter(ExporterConfig::Type::kIpfix);
+      e.transport = ExporterConfig::Transport::kFile;
+      e.path = optarg;
+      s.outputs.push_back(e);
+      break;
+    }
+    case ':': throw ConfigError("command line: " + optionName(optopt, kLong) + " needs a value (see flowfold --help)");
+    default: refuseUnknown(argv);
+  }
+}
+
+CommandLineSettings readOptions(int argc, char** argv, CommandLine& cl) {
+  CommandLineSettings s;
   // 0, not 1: glibc then also forgets where it was inside a cluster of short
   // options ("-x" left half read by an earlier call that threw), which
   // optind = 1 keeps, so a second parse (SIGHUP, tests) read stale text.
@@ -154,166 +285,68 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   // '+': stop at the first non-option, which starts the BPF filter.
   // ':': a missing value returns ':' (not '?'), told apart from an unknown option.
   while ((c = getopt_long(argc, argv, "+:r:i:n:v:P:m:t:c:h", kLong, nullptr)) != -1) {
-    // An empty value ("-r ''", "--text=") names nothing: taken as "not
-    // given", -r '' captured live on the default interface and -c '' read
-    // no configuration. Every option's value must be something.
-    if (optarg && *optarg == '\0' && c != ':' && c != '?') {
-      if (c == kOptText || c == kOptJson)
-        throw ConfigError("command line: " + optionName(c, kLong) + "= needs a file name (" + optionName(c, kLong) +
-                          " alone writes to standard output)");
-      throw ConfigError("command line: " + optionName(c, kLong) + " needs a value, not an empty string");
-    }
-    switch (c) {
-      case 'r': read_file = optarg; break;
-      case 'i': interfaces.push_back(optarg); break;
-      case 'n': collectors.push_back(optarg); break;
-      case 'v':
-        if (std::string(optarg) == "9") version = 9;
-        else if (std::string(optarg) == "10") version = 10;
-        else throw ConfigError(std::string("command line: -v takes 9 (NetFlow v9) or 10 (IPFIX), not '") + optarg + "'");
-        break;
-      case 'P':
-        transport = optarg;
-        if (transport != "udp" && transport != "tcp")
-          throw ConfigError("command line: -P takes udp or tcp, not '" + transport + "'");
-        break;
-      case 'm': max_flows = static_cast<int64_t>(number(optarg, "-m MAX_FLOWS", 1, 1u << 30)); break;
-      case 't': {
-        const std::string t = optarg;
-        const auto eq = t.find('=');
-        const std::string name = t.substr(0, eq);
-        if (eq == std::string::npos) throw ConfigError("command line: -t takes NAME=DURATION, e.g. -t idle=15");
-        const uint64_t ms = secondsToMs(t.c_str() + eq + 1, "-t");
-        if (name == "active" || name == "maxlife") active_ms = static_cast<int64_t>(ms);
-        else if (name == "idle" || name == "general") idle_ms = static_cast<int64_t>(ms);
-        else throw ConfigError("command line: unknown timeout '" + name + "' (active/maxlife, idle/general)");
-        break;
-      }
-      case 'c': cl.config_file = optarg; break;
-      case 'h': cl.show_help = true; break;
-      case kOptVersion: cl.show_version = true; break;
-      case kOptCheckConfig: cl.check_config = true; break;
-      case kOptText:
-      case kOptJson: {
-        ExporterConfig e;
-        e.type = c == kOptText ? ExporterConfig::Type::kText : ExporterConfig::Type::kJson;
-        e.path = optarg ? optarg : "-";
-        e.origin = "command line";
-        extra.push_back(e);
-        break;
-      }
-      case kOptMysql: {
-        ExporterConfig e;
-        e.type = ExporterConfig::Type::kMysql;
-        e.mysql_dsn = optarg;
-        e.origin = "command line";
-        try {
-          validateMysqlOptions(parseMysqlDsn(e.mysql_dsn));
-        } catch (const std::invalid_argument& ex) {
-          throw ConfigError(std::string("command line: --mysql: ") + ex.what());
-        }
-        extra.push_back(e);
-        break;
-      }
-      case kOptIpfixFile: {
-        ExporterConfig e;
-        e.type = ExporterConfig::Type::kIpfix;
-        e.transport = ExporterConfig::Transport::kFile;
-        e.path = optarg;
-        e.origin = "command line";
-        extra.push_back(e);
-        break;
-      }
-      case kOptExportRate: rate = static_cast<int64_t>(number(optarg, "--export-rate", 0, 100'000'000)); break;
-      case kOptObservationDomain:
-        domain = static_cast<int64_t>(number(optarg, "--observation-domain", 0, UINT32_MAX));
-        break;
-      case kOptMtu: mtu = static_cast<int64_t>(number(optarg, "--mtu", 256, 65'000)); break;
-      case kOptActive: active_ms = static_cast<int64_t>(secondsToMs(optarg, "--active-timeout")); break;
-      case kOptIdle: idle_ms = static_cast<int64_t>(secondsToMs(optarg, "--idle-timeout")); break;
-      case kOptLogLevel: log_level = optarg; break;
-      case kOptWorkers: workers = static_cast<int64_t>(number(optarg, "--workers", 1, 64)); break;
-      case kOptTunnels: {
-        probe::TunnelMode mode;
-        tunnels = optarg;
-        if (!probe::parseTunnelMode(tunnels, mode))
-          throw ConfigError("command line: --tunnels takes outer, inner or both, not '" + tunnels + "'");
-        break;
-      }
-      case kOptIpfixEncoder:
-        ipfix_encoder = optarg;
-        if (ipfix_encoder != "libfixbuf" && ipfix_encoder != "direct")
-          throw ConfigError("command line: --ipfix-encoder takes libfixbuf or direct, not '" + ipfix_encoder + "'");
-        break;
-      case ':':
-        throw ConfigError("command line: " + optionName(optopt, kLong) + " needs a value (see flowfold --help)");
-      case '?':
-      default: {
-        std::string typed = argv[optind - 1];
-        if (typed.compare(0, 2, "--") != 0)  // a short option: optopt is its letter
-          throw ConfigError("command line: unknown option -" + std::string(1, static_cast<char>(optopt)) +
-                            " (see flowfold --help)");
-        typed.resize(std::min(typed.find('='), typed.size()));
-        // A known long option sets optopt: it was given a value it does not take ("--version=1").
-        if (optopt != 0) throw ConfigError("command line: " + typed + " takes no value (see flowfold --help)");
-        throw ConfigError("command line: unknown option " + typed + " (see flowfold --help)");
-      }
-    }
+    refuseEmptyValue(c);
+    if (c != ':' && c != '?' && takeTableOption(optionName(c, kLong), optarg, s)) continue;
+    takeOption(c, argv, s, cl);
   }
+  s.first_operand = optind;
+  return s;
+}
 
-  // `flowfold --check-config FILE` (as packagers and admins type it) names
-  // the file to check rather than a capture filter.
-  if (cl.check_config && cl.config_file.empty() && optind == argc - 1 && access(argv[optind], R_OK) == 0) {
-    cl.config_file = argv[optind++];
+// The configuration file, when one is named. `flowfold --check-config FILE`
+// (as packagers and admins type it) names the file to check rather than a
+// capture filter.
+Config loadNamedConfig(int argc, char** argv, CommandLineSettings& s, CommandLine& cl) {
+  if (cl.check_config && cl.config_file.empty() && s.first_operand == argc - 1 &&
+      access(argv[s.first_operand], R_OK) == 0) {
+    cl.config_file = argv[s.first_operand++];
   }
-  Config config;
-  if (!cl.config_file.empty()) config = loadConfigFile(cl.config_file);
+  return cl.config_file.empty() ? Config{} : loadConfigFile(cl.config_file);
+}
 
+void applyInput(int argc, char** argv, const CommandLineSettings& s, Config& config) {
   std::string filter;
-  for (int i = optind; i < argc; ++i) filter += (filter.empty() ? "" : " ") + std::string(argv[i]);
+  for (int i = s.first_operand; i < argc; ++i) filter += (filter.empty() ? "" : " ") + std::string(argv[i]);
   if (!filter.empty()) config.bpf_filter = filter;
-  if (!read_file.empty() && !interfaces.empty())
+  if (!s.read_file.empty() && !s.interfaces.empty())
     throw ConfigError("command line: -r FILE and -i IFACE are two inputs; choose one");
-  if (!read_file.empty()) {
-    config.read_file = read_file;
+  if (!s.read_file.empty()) {
+    config.read_file = s.read_file;
     config.interfaces.clear();
   }
-  if (!interfaces.empty()) {
-    config.interfaces = interfaces;
+  if (!s.interfaces.empty()) {
+    config.interfaces = s.interfaces;
     config.read_file.clear();
   }
-  if (max_flows >= 0) config.cache.max_flows = static_cast<uint32_t>(max_flows);
-  if (workers >= 0) config.workers = static_cast<uint32_t>(workers);
-  if (!tunnels.empty()) probe::parseTunnelMode(tunnels, config.tunnels);
-  if (active_ms >= 0) config.cache.active_timeout_ms = static_cast<uint64_t>(active_ms);
-  if (idle_ms >= 0) config.cache.idle_timeout_ms = static_cast<uint64_t>(idle_ms);
-  if (!log_level.empty()) {
-    if (log_level != "error" && log_level != "warn" && log_level != "info" && log_level != "debug")
-      throw ConfigError("command line: --log-level takes error, warn, info or debug");
-    config.log_level = log_level;
-  }
+}
 
-  if (version == 9 && transport == "tcp")
+// Exporters given on the command line replace the file's; the exporter
+// settings given apply to every exporter.
+void applyExporters(const CommandLineSettings& s, Config& config) {
+  if (s.version == 9 && s.transport == "tcp")
     throw ConfigError("command line: NetFlow v9 is exported over UDP only (-v 9 with -P tcp)");
-  std::vector<ExporterConfig> cli_exporters;
-  for (const auto& collector : collectors) {
-    ExporterConfig e;
-    e.type = version == 9 ? ExporterConfig::Type::kNetflow9 : ExporterConfig::Type::kIpfix;
-    e.transport = transport == "tcp" ? ExporterConfig::Transport::kTcp : ExporterConfig::Transport::kUdp;
-    e.origin = "command line";
+  std::vector<ExporterConfig> exporters;
+  for (const auto& collector : s.collectors) {
+    ExporterConfig e =
+        commandLineExporter(s.version == 9 ? ExporterConfig::Type::kNetflow9 : ExporterConfig::Type::kIpfix);
+    e.transport = s.transport == "tcp" ? ExporterConfig::Transport::kTcp : ExporterConfig::Transport::kUdp;
     parseHostPort(collector, e.host, e.port, "command line: -n");
-    cli_exporters.push_back(e);
+    exporters.push_back(e);
   }
-  cli_exporters.insert(cli_exporters.end(), extra.begin(), extra.end());
-  if (!cli_exporters.empty()) config.exporters = cli_exporters;
-  for (auto& e : config.exporters) {
-    if (rate >= 0) e.rate_limit = static_cast<uint64_t>(rate);
-    if (domain >= 0) e.observation_domain = static_cast<uint32_t>(domain);
-    if (mtu >= 0) e.mtu = static_cast<uint32_t>(mtu);
-    if (!ipfix_encoder.empty())
-      e.ipfix_encoder = ipfix_encoder == "direct" ? ExporterConfig::IpfixEncoder::kDirect
-                                                  : ExporterConfig::IpfixEncoder::kLibfixbuf;
-  }
+  exporters.insert(exporters.end(), s.outputs.begin(), s.outputs.end());
+  if (!exporters.empty()) config.exporters = exporters;
+  for (auto& e : config.exporters)
+    for (const auto& [setting, value] : s.exporter) setting->apply(e, value);
+}
+
+}  // namespace
+
+Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
+  CommandLineSettings s = readOptions(argc, argv, cl);
+  Config config = loadNamedConfig(argc, argv, s, cl);
+  applyInput(argc, argv, s, config);
+  for (const auto& [setting, value] : s.probe) setting->apply(config, value);
+  applyExporters(s, config);
   return config;
 }
 

@@ -13,7 +13,8 @@ really accepts, so the next option or key cannot be forgotten:
 * every key of the example configurations (examples/*.yaml,
   packaging/flowfold.yaml), commented-out examples included, every exporter
   `type:` they name, and every key the parsers accept (probe/config/src/
-  config.cc, the MySQL sink's option table) is a documented term (bold) in
+  config.cc and its settings table settings.cc, the MySQL sink's option
+  table) is a documented term (bold) in
   flowfold.yaml(5);
 * FILES in flowfold(8) names the MySQL sink's real default spool directory,
   read from exporters/mysql/src/mysql_options.cc.
@@ -33,6 +34,7 @@ MAN8 = os.path.join(REPO, "packaging", "man", "flowfold.8")
 MAN5 = os.path.join(REPO, "packaging", "man", "flowfold.yaml.5")
 CLI_SOURCE = os.path.join(REPO, "probe", "src", "cli.cc")
 CONFIG_SOURCE = os.path.join(REPO, "probe", "config", "src", "config.cc")
+SETTINGS_SOURCE = os.path.join(REPO, "probe", "config", "src", "settings.cc")
 MYSQL_OPTIONS_SOURCE = os.path.join(REPO, "exporters", "mysql", "src", "mysql_options.cc")
 
 
@@ -216,8 +218,11 @@ def exporter_types(keys):
 
 
 def config_parser_keys():
-    """Keys the YAML reader has a handler for (config.cc's Handlers maps)."""
-    return set(re.findall(r'\{"([a-z][a-z0-9_]*)",\s*\[&\]', read(CONFIG_SOURCE)))
+    """Keys the YAML reader has a handler for: config.cc's Handlers maps and
+    the settings table it builds the others from (settings.cc: section, key)."""
+    handled = re.findall(r'\{"([a-z][a-z0-9_]*)",\s*\[&\]', read(CONFIG_SOURCE))
+    tabled = re.findall(r'\{"[a-z]*",\s*"([a-z][a-z0-9_]*)",\s*"(?:-[^"]*)?",', read(SETTINGS_SOURCE))
+    return set(handled) | set(tabled)
 
 
 def mysql_option_keys():
