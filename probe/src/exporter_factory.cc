@@ -52,8 +52,9 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_messages_per_second = c.rate_limit;
       o.tcp_buffer_bytes = size_t{c.tcp_buffer_mb} << 20;
-      o.encoder = c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
-                                                                           : IpfixOptions::Encoder::kLibfixbuf;
+      if (c.ipfix_encoder)
+        o.encoder = *c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
+                                                                              : IpfixOptions::Encoder::kLibfixbuf;
       return makeIpfixExporter(o);
     }
   }

@@ -62,12 +62,11 @@ struct ExporterConfig {
   uint64_t rotate_ms = 0;
   uint32_t max_files = 0;
   uint64_t max_age_ms = 0;
-  // IPFIX record encoding: flowfold's own writer (default), or libfixbuf's
-  // fBufAppend. Their messages are byte-identical (tested); libfixbuf costs
-  // ~200 ns per record against ~16, a third of the whole probe's CPU on a
-  // capture with many short flows.
+  // IPFIX record encoding: flowfold's own writer or libfixbuf's fBufAppend
+  // (`encoder:`, --ipfix-encoder); unset, the exporter's default
+  // (IpfixOptions::encoder, the direct writer).
   enum class IpfixEncoder { kLibfixbuf, kDirect };
-  IpfixEncoder ipfix_encoder = IpfixEncoder::kDirect;
+  std::optional<IpfixEncoder> ipfix_encoder;
   // MySQL/MariaDB sink: a DSN (mysql://USER@HOST:PORT/DB?table=T) and/or
   // settings by name (see mysql_exporter.h), applied in order over it.
   std::string mysql_dsn;
