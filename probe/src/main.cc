@@ -368,9 +368,10 @@ void startCaptureThreads(LiveCaptures& caps, bool confine, StartGate& gate, cons
   if (confine) dropThreadCapabilities();
 }
 
-int runLive(const Config& config, int argc, char** argv) {
-  ServiceNotifier systemd;  // $NOTIFY_SOCKET is reachable before and after the privilege drop
-  // 1. Open every capture while privileged.
+/// One capture per worker on each interface (the default one when none is
+/// named), opened while privileged; with workers > 1 the captures of an
+/// interface form one fanout group.
+LiveCaptures openCaptures(const Config& config) {
   LiveCaptures caps;
   std::vector<std::string> names = config.interfaces;
   if (names.empty()) {
@@ -380,10 +381,8 @@ int runLive(const Config& config, int argc, char** argv) {
   const uint32_t per_interface = std::max<uint32_t>(1, config.workers);
   std::shared_ptr<FanoutGroup> fanout;
   for (size_t index = 0; index < names.size() * per_interface; ++index) {
-    const std::string& name = names[index / per_interface];
     LiveCaptureOptions o;
-    o.interface = name;
-    // workers > 1: the captures of an interface form one fanout group.
+    o.interface = names[index / per_interface];
     if (per_interface > 1 && index % per_interface == 0) fanout = std::make_shared<FanoutGroup>();
     if (per_interface > 1) o.fanout = fanout;
     o.snaplen = static_cast<int>(config.snaplen);
@@ -399,6 +398,104 @@ int runLive(const Config& config, int argc, char** argv) {
               c->source->datalinkName().c_str(), c->name.c_str());
     caps.push_back(std::move(c));
   }
+  return caps;
+}
+
+/// One pipeline per capture, handing off to `stage`.
+void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage) {
+  for (auto& c : caps) {
+    PipelineOptions o;
+    o.cache = config.cache;
+    o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
+    o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
+    // Live: a slower export must not stall capture; records wait in the
+    // pipeline instead, and a stop waits for the exporters (stop_timeout).
+    o.wait_when_queue_full = false;
+    o.stop_timeout_ms = config.stop_timeout_ms;
+    o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
+    o.tunnels = config.tunnels;
+    c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
+  }
+}
+
+/// The Prometheus endpoint when metrics.listen is set; nullptr otherwise.
+std::unique_ptr<MetricsServer> startMetrics(const Config& config, const LiveCaptures& caps, const ExportStage& stage) {
+  if (config.metrics_listen.empty()) return nullptr;
+  std::string host, port;
+  parseHostPort(config.metrics_listen, host, port, "metrics.listen");
+  MetricsServerOptions mo;
+  mo.allow_non_loopback = config.metrics_allow_remote;
+  auto metrics = std::make_unique<MetricsServer>(
+      host, static_cast<uint16_t>(std::stoi(port)),
+      [&] { return renderPrometheus(metricFamilies(totalStats(caps), stage, captureStats(caps))); }, mo);
+  logInfo("metrics on %s", metrics->url().c_str());  // an IPv6 host in brackets
+  return metrics;
+}
+
+std::string readyStatus(const LiveCaptures& caps, const Config& config) {
+  return "capturing on " + std::to_string(caps.size()) + " capture" + (caps.size() == 1 ? "" : "s") + ", " +
+         std::to_string(config.exporters.size()) + " exporter" + (config.exporters.size() == 1 ? "" : "s");
+}
+
+/// Feeds systemd's watchdog only while every capture loop comes round: one
+/// comes round at least every read timeout (100 ms), so one that has not for
+/// a whole watchdog period is stuck, and systemd is left to notice
+/// (WatchdogSec) and restart the service.
+void feedWatchdogIfTurning(ServiceNotifier& systemd, const LiveCaptures& caps) {
+  const int64_t stale_before = steadyNowMs() - systemd.watchdogEvery().count();
+  const bool turning = std::all_of(caps.begin(), caps.end(), [&](const auto& c) {
+    return c->heartbeat_ms.load(std::memory_order_relaxed) >= stale_before;
+  });
+  if (turning) systemd.watchdog();
+}
+
+/// SIGHUP: the command line and configuration read again, new exporters in
+/// place of the running ones; the flow cache is kept. A failure keeps them.
+void reloadExporters(int argc, char** argv, ExportStage& stage) {
+  try {
+    CommandLine cl;
+    const Config fresh = parseCommandLine(argc, argv, cl);
+    // What a start would refuse, a reload refuses too (before any exporter is made).
+    for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
+    stage.replaceExporters(makeExporters(fresh.exporters), systemNowMs());
+    logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
+            fresh.exporters.size() == 1 ? "" : "s");
+  } catch (const std::exception& e) {
+    logError("reload failed, keeping the running exporters: %s", e.what());
+  }
+}
+
+/// The main thread until a stop signal: the watchdog, the statistics timer,
+/// SIGUSR1 and SIGHUP.
+void superviseUntilStopped(const Config& config, const LiveCaptures& caps, ExportStage& stage,
+                           ServiceNotifier& systemd, const std::string& ready_status, int argc, char** argv) {
+  using Clock = std::chrono::steady_clock;
+  auto next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
+  auto next_watchdog = Clock::now();
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (systemd.watchdogEvery().count() != 0 && Clock::now() >= next_watchdog) {
+      feedWatchdogIfTurning(systemd, caps);
+      next_watchdog = Clock::now() + systemd.watchdogEvery() / 2;
+    }
+    if (g_dump_stats || (config.stats_interval_s != 0 && Clock::now() >= next_stats)) {
+      g_dump_stats = 0;
+      next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
+      logInfo("%s", formatStatsLine(totalStats(caps), stage, captureStats(caps)).c_str());
+    }
+    if (g_reload) {
+      g_reload = 0;
+      systemd.reloading();
+      reloadExporters(argc, argv, stage);
+      systemd.ready(ready_status);
+    }
+  }
+}
+
+int runLive(const Config& config, int argc, char** argv) {
+  ServiceNotifier systemd;  // $NOTIFY_SOCKET is reachable before and after the privilege drop
+  // 1. Open every capture while privileged.
+  LiveCaptures caps = openCaptures(config);
   // 2. Privileges go before any exporter, file or thread exists; the capture
   // threads start here, the only ones to keep a capability.
   const bool confine = dropRootIfNeeded(config);
@@ -422,30 +519,8 @@ int runLive(const Config& config, int argc, char** argv) {
     end_capture_threads();
     for (auto& c : caps) c->pipeline.reset();
   }};
-  std::unique_ptr<MetricsServer> metrics;
-  for (auto& c : caps) {
-    PipelineOptions o;
-    o.cache = config.cache;
-    o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
-    o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
-    // Live: a slower export must not stall capture; records wait in the
-    // pipeline instead, and a stop waits for the exporters (stop_timeout).
-    o.wait_when_queue_full = false;
-    o.stop_timeout_ms = config.stop_timeout_ms;
-    o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
-    o.tunnels = config.tunnels;
-    c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
-  }
-  if (!config.metrics_listen.empty()) {
-    std::string host, port;
-    parseHostPort(config.metrics_listen, host, port, "metrics.listen");
-    MetricsServerOptions mo;
-    mo.allow_non_loopback = config.metrics_allow_remote;
-    metrics = std::make_unique<MetricsServer>(
-        host, static_cast<uint16_t>(std::stoi(port)),
-        [&] { return renderPrometheus(metricFamilies(totalStats(caps), stage, captureStats(caps))); }, mo);
-    logInfo("metrics on %s", metrics->url().c_str());  // an IPv6 host in brackets
-  }
+  makePipelines(config, caps, stage);
+  std::unique_ptr<MetricsServer> metrics = startMetrics(config, caps, stage);
 
   installSignalHandlers();
   for (auto& c : caps) {
@@ -453,50 +528,11 @@ int runLive(const Config& config, int argc, char** argv) {
             c->source->datalinkName().c_str());
   }
   gate.open();
-  const std::string ready_status = "capturing on " + std::to_string(caps.size()) + " capture" +
-                                   (caps.size() == 1 ? "" : "s") + ", " + std::to_string(config.exporters.size()) +
-                                   " exporter" + (config.exporters.size() == 1 ? "" : "s");
+  const std::string ready_status = readyStatus(caps, config);
   systemd.ready(ready_status);
 
   // 4. The main thread watches signals, the statistics timer and the capture loops.
-  using Clock = std::chrono::steady_clock;
-  auto next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
-  auto next_watchdog = Clock::now();
-  while (!g_stop) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (systemd.watchdogEvery().count() != 0 && Clock::now() >= next_watchdog) {
-      // A capture loop comes round at least every read timeout (100 ms); one
-      // that has not for a whole watchdog period is stuck: then systemd is
-      // left to notice (WatchdogSec) and restart the service.
-      const int64_t stale_before = steadyNowMs() - systemd.watchdogEvery().count();
-      const bool turning = std::all_of(caps.begin(), caps.end(), [&](const auto& c) {
-        return c->heartbeat_ms.load(std::memory_order_relaxed) >= stale_before;
-      });
-      if (turning) systemd.watchdog();
-      next_watchdog = Clock::now() + systemd.watchdogEvery() / 2;
-    }
-    if (g_dump_stats || (config.stats_interval_s != 0 && Clock::now() >= next_stats)) {
-      g_dump_stats = 0;
-      next_stats = Clock::now() + std::chrono::seconds(config.stats_interval_s);
-      logInfo("%s", formatStatsLine(totalStats(caps), stage, captureStats(caps)).c_str());
-    }
-    if (g_reload) {
-      g_reload = 0;
-      systemd.reloading();
-      try {
-        CommandLine cl;
-        const Config fresh = parseCommandLine(argc, argv, cl);
-        // What a start would refuse, a reload refuses too (before any exporter is made).
-        for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
-        stage.replaceExporters(makeExporters(fresh.exporters), systemNowMs());
-        logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
-                fresh.exporters.size() == 1 ? "" : "s");
-      } catch (const std::exception& e) {
-        logError("reload failed, keeping the running exporters: %s", e.what());
-      }
-      systemd.ready(ready_status);
-    }
-  }
+  superviseUntilStopped(config, caps, stage, systemd, ready_status, argc, argv);
   systemd.stopping();
   logInfo("stopping on signal: exporting every flow before exit");
   stop = true;  // each capture loop sees it within one read timeout
