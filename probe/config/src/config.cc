@@ -195,12 +195,26 @@ void addSettings(Handlers& handlers, const std::string& name, std::span<const Se
   }
 }
 
+const char* kindName(ExporterConfig::Type t) {
+  switch (t) {
+    case ExporterConfig::Type::kIpfix: return "ipfix";
+    case ExporterConfig::Type::kNetflow9: return "netflow9";
+    case ExporterConfig::Type::kText: return "text";
+    case ExporterConfig::Type::kJson: return "json";
+    case ExporterConfig::Type::kMysql: return "mysql";
+  }
+  return "?";
+}
+
 // What each kind of exporter needs, and its defaults that depend on others.
 void checkExporterKind(const std::string& name, const YAML::Node& node, ExporterConfig& e, bool transport_set) {
   const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
   if (text_like) {
     if (e.path.empty()) e.path = "-";
     if (!e.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
+    if (transport_set)
+      fail(name, node["transport"], std::string("'transport' is not a setting of a ") + kindName(e.type) +
+                                        " exporter (its settings: type, path, rotate, max_files, max_age)");
   } else if (e.type == ExporterConfig::Type::kNetflow9) {
     if (transport_set && e.transport != ExporterConfig::Transport::kUdp)
       fail(name, node, "NetFlow v9 is exported over UDP only");
@@ -215,23 +229,47 @@ void checkExporterKind(const std::string& name, const YAML::Node& node, Exporter
   }
 }
 
+ExporterConfig::Type exporterType(const std::string& name, const YAML::Node& n) {
+  const std::string t = scalar(name, n, "type");
+  if (t == "ipfix") return ExporterConfig::Type::kIpfix;
+  if (t == "netflow9" || t == "v9") return ExporterConfig::Type::kNetflow9;
+  if (t == "text") return ExporterConfig::Type::kText;
+  if (t == "json") return ExporterConfig::Type::kJson;
+  fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json, mysql)");
+}
+
+// The exporter settings of the table that `e`'s kind has, as handlers; the
+// others refuse themselves by name (a key that would do nothing for this kind
+// is a mistake to report, not to ignore).
+void addExporterSettings(Handlers& handlers, const std::string& name, ExporterConfig& e) {
+  const unsigned kind = exporterKindBit(e.type);
+  std::string own = e.type == ExporterConfig::Type::kIpfix      ? "type, collector, transport"
+                    : e.type == ExporterConfig::Type::kNetflow9 ? "type, collector"
+                                                                : "type";
+  for (const Setting<ExporterConfig>& s : exporterSettings())
+    if (s.kinds & kind) own += ", " + std::string(s.key);
+  for (const Setting<ExporterConfig>& s : exporterSettings()) {
+    if (s.kinds & kind) {
+      handlers[std::string(s.key)] = [&name, &s, &e](const YAML::Node& n) { s.apply(e, readValue(name, n, s.key, s.value)); };
+    } else {
+      handlers[std::string(s.key)] = [&name, &s, &e, own](const YAML::Node& n) {
+        fail(name, n, "'" + std::string(s.key) + "' is not a setting of a " + kindName(e.type) +
+                          " exporter (its settings: " + own + ")");
+      };
+    }
+  }
+}
+
 ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
   ExporterConfig e;
   e.origin = where(name, node.Mark());
   if (!node.IsMap() || !node["type"])
     fail(name, node, "each exporter needs a 'type' (ipfix, netflow9, text, json or mysql)");
   if (node["type"].IsScalar() && node["type"].Scalar() == "mysql") return readMysqlExporter(name, node, e);
+  e.type = exporterType(name, node["type"]);  // first: which keys apply depends on it
   bool transport_set = false;
   Handlers h{
-      {"type",
-       [&](const YAML::Node& n) {
-         const std::string t = scalar(name, n, "type");
-         if (t == "ipfix") e.type = ExporterConfig::Type::kIpfix;
-         else if (t == "netflow9" || t == "v9") e.type = ExporterConfig::Type::kNetflow9;
-         else if (t == "text") e.type = ExporterConfig::Type::kText;
-         else if (t == "json") e.type = ExporterConfig::Type::kJson;
-         else fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json, mysql)");
-       }},
+      {"type", [](const YAML::Node&) {}},
       {"collector",
        [&](const YAML::Node& n) { parseHostPort(scalar(name, n, "collector"), e.host, e.port, where(name, n.Mark())); }},
       {"transport",
@@ -244,7 +282,7 @@ ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
          else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
        }},
   };
-  addSettings(h, name, exporterSettings(), "", e);
+  addExporterSettings(h, name, e);
   readMap(name, node, "exporter", h);
   checkRotation(name, node, e);
   checkExporterKind(name, node, e, transport_set);

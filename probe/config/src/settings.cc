@@ -61,32 +61,37 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.stats_interval_s = v.number / 1000; }},
 };
 
+using Type = ExporterConfig::Type;
+constexpr unsigned kIpfix = exporterKindBit(Type::kIpfix);
+constexpr unsigned kCollectors = kIpfix | exporterKindBit(Type::kNetflow9);  // export to a collector
+constexpr unsigned kFiles = kIpfix | exporterKindBit(Type::kText) | exporterKindBit(Type::kJson);  // write a file
+
 const Setting<ExporterConfig> kExporterSettings[] = {
-    {"", "path", "", kName, [](ExporterConfig& e, const SettingValue& v) { e.path = v.text; }},
+    {"", "path", "", kName, [](ExporterConfig& e, const SettingValue& v) { e.path = v.text; }, kFiles},
     {"", "observation_domain", "--observation-domain", whole(0, UINT32_MAX),
-     [](ExporterConfig& e, const SettingValue& v) { e.observation_domain = narrow<uint32_t>(v); }},
+     [](ExporterConfig& e, const SettingValue& v) { e.observation_domain = narrow<uint32_t>(v); }, kCollectors},
     {"", "mtu", "--mtu", whole(256, 65'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.mtu = narrow<uint32_t>(v); }},
+     [](ExporterConfig& e, const SettingValue& v) { e.mtu = narrow<uint32_t>(v); }, kCollectors},
     {"", "template_refresh", "", duration(1'000, kDayMs),
-     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_ms = v.number; }},
+     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_ms = v.number; }, kCollectors},
     {"", "template_refresh_packets", "", whole(1, 1'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_packets = narrow<uint32_t>(v); }},
+     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_packets = narrow<uint32_t>(v); }, kCollectors},
     {"", "encoder", "--ipfix-encoder", {Kind::kChoice, 0, 0, 1, kIpfixEncoders, "IPFIX encoder"},
      [](ExporterConfig& e, const SettingValue& v) {
        e.ipfix_encoder = v.text == "direct" ? ExporterConfig::IpfixEncoder::kDirect
                                             : ExporterConfig::IpfixEncoder::kLibfixbuf;
-     }},
+     }, kIpfix},
     {"", "rate_limit", "--export-rate", whole(0, 100'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rate_limit = v.number; }},
+     [](ExporterConfig& e, const SettingValue& v) { e.rate_limit = v.number; }, kCollectors},
     {"", "tcp_buffer_mb", "", whole(1, 65'536),
-     [](ExporterConfig& e, const SettingValue& v) { e.tcp_buffer_mb = narrow<uint32_t>(v); }},
+     [](ExporterConfig& e, const SettingValue& v) { e.tcp_buffer_mb = narrow<uint32_t>(v); }, kIpfix},
     // File outputs: see rotating_output.h; checked together by the file's reader.
     {"", "rotate", "", duration(1'000, kDayMs, 1'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rotate_ms = v.number; }},
+     [](ExporterConfig& e, const SettingValue& v) { e.rotate_ms = v.number; }, kFiles},
     {"", "max_files", "", whole(1, 10'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.max_files = narrow<uint32_t>(v); }},
+     [](ExporterConfig& e, const SettingValue& v) { e.max_files = narrow<uint32_t>(v); }, kFiles},
     {"", "max_age", "", duration(1'000, 36'500 * kDayMs),
-     [](ExporterConfig& e, const SettingValue& v) { e.max_age_ms = v.number; }},
+     [](ExporterConfig& e, const SettingValue& v) { e.max_age_ms = v.number; }, kFiles},
 };
 // clang-format on
 

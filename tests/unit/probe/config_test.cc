@@ -427,3 +427,39 @@ TEST(Config, RotationIsRefusedWhereItCannotApply) {
 
 }  // namespace
 }  // namespace flowfold
+
+namespace flowfold {
+namespace {
+
+// A key that another kind of exporter has would do nothing here: it is
+// refused where it is written, with the kind's own keys.
+TEST(Config, EachKindOfExporterTakesOnlyItsOwnKeys) {
+  const auto err = [](const std::string& yaml) {
+    try {
+      parseConfig(yaml, "t.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(err("exporters:\n  - type: text\n    mtu: 1200\n"),
+            "t.yaml:3:10: 'mtu' is not a setting of a text exporter (its settings: type, path, rotate, max_files, "
+            "max_age)");
+  EXPECT_EQ(err("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    encoder: direct\n"),
+            "t.yaml:4:14: 'encoder' is not a setting of a netflow9 exporter (its settings: type, collector, "
+            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit)");
+  EXPECT_EQ(err("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    rotate: 5m\n"),
+            "t.yaml:4:13: 'rotate' is not a setting of a netflow9 exporter (its settings: type, collector, "
+            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit)");
+  EXPECT_EQ(err("exporters:\n  - type: json\n    transport: tcp\n"),
+            "t.yaml:3:16: 'transport' is not a setting of a json exporter (its settings: type, path, rotate, "
+            "max_files, max_age)");
+  // The keys are read whatever their order: the type may come last.
+  EXPECT_EQ(err("exporters:\n  - mtu: 1200\n    collector: 127.0.0.1:2055\n    type: netflow9\n"), "(accepted)");
+  EXPECT_EQ(err("exporters:\n  - tcp_buffer_mb: 8\n    type: ipfix\n    collector: 127.0.0.1:4739\n    "
+                "transport: tcp\n"),
+            "(accepted)");
+}
+
+}  // namespace
+}  // namespace flowfold

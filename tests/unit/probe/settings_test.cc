@@ -27,22 +27,28 @@ TEST(Settings, EveryOptionOfTheTableIsInTheUsageText) {
   std::set<std::string> keys;
   for (const auto& s : probeSettings()) {
     EXPECT_TRUE(keys.insert(std::string(s.section) + "." + std::string(s.key)).second) << s.key << " twice";
-    if (!s.option.empty()) EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+    if (!s.option.empty()) {
+      EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+    }
   }
-  for (const auto& s : exporterSettings())
-    if (!s.option.empty()) EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+  for (const auto& s : exporterSettings()) {
+    if (!s.option.empty()) {
+      EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+    }
+  }
 }
 
 TEST(Settings, TheFileAndTheCommandLineGiveTheSameConfig) {
   const Config file = parseConfig(
       "input:\n  file: in.pcap\ncache:\n  max_flows: 5000\n  workers: 3\n  active_timeout: 2m\n"
       "  idle_timeout: 500ms\ndecoder:\n  tunnels: inner\nlog:\n  level: debug\n"
-      "exporters:\n  - type: json\n    mtu: 1500\n    observation_domain: 9\n    rate_limit: 7\n"
+      "exporters:\n  - type: ipfix\n    collector: 127.0.0.1:4739\n    mtu: 1500\n    observation_domain: 9\n"
+      "    rate_limit: 7\n"
       "    encoder: libfixbuf\n",
       "t.yaml");
   const Config cli = fromCommandLine({"-r", "in.pcap", "-m", "5000", "--workers", "3", "--active-timeout", "2m",
                                       "--idle-timeout", "500ms", "--tunnels", "inner", "--log-level", "debug",
-                                      "--json", "--mtu", "1500", "--observation-domain", "9", "--export-rate", "7",
+                                      "-n", "127.0.0.1:4739", "--mtu", "1500", "--observation-domain", "9", "--export-rate", "7",
                                       "--ipfix-encoder", "libfixbuf"});
   for (const Config* c : {&file, &cli}) {
     EXPECT_EQ(c->read_file, "in.pcap");
@@ -54,8 +60,9 @@ TEST(Settings, TheFileAndTheCommandLineGiveTheSameConfig) {
     EXPECT_EQ(c->log_level, "debug");
     ASSERT_EQ(c->exporters.size(), 1u);
     const ExporterConfig& e = c->exporters[0];
-    EXPECT_EQ(e.type, ExporterConfig::Type::kJson);
-    EXPECT_EQ(e.path, "-");
+    EXPECT_EQ(e.type, ExporterConfig::Type::kIpfix);
+    EXPECT_EQ(e.host, "127.0.0.1");
+    EXPECT_EQ(e.port, "4739");
     EXPECT_EQ(e.mtu, 1500u);
     EXPECT_EQ(e.observation_domain, 9u);
     EXPECT_EQ(e.rate_limit, 7u);

@@ -49,7 +49,13 @@ struct Setting {
   std::string_view option;   // its command-line option, "" = the file only
   ValueSpec value;
   void (*apply)(Target&, const SettingValue&);
+  /// Exporter settings: the kinds of exporter that have it (bits of
+  /// exporterKindBit()); another kind refuses it, at its line and column.
+  unsigned kinds = ~0u;
 };
+
+/// The bit of an exporter kind in Setting::kinds.
+constexpr unsigned exporterKindBit(ExporterConfig::Type t) { return 1u << static_cast<unsigned>(t); }
 
 /// Settings of the probe as a whole (input, cache, decoder, log, ...).
 std::span<const Setting<Config>> probeSettings();
