@@ -248,7 +248,7 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
   e.tcp_flags |= p.tcp_flags;
   e.min_ttl = std::min(e.min_ttl, p.ttl);
   e.max_ttl = std::max(e.max_ttl, p.ttl);
-  ++counters_.packets;
+  ++counters_.packets_folded;
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
     ++counters_.ended_tcp;

@@ -54,7 +54,7 @@ struct FlowCacheOptions {
 //   kInternal   neither (the decoder's packets/decoded are what is shown)
 // Adding a counter is one line here, and one row in README.md's counter table.
 #define FLOWFOLD_FLOW_CACHE_COUNTERS(X)                                                         \
-  X(packets, kInternal, "Packets folded into flows.")                                          \
+  X(packets_folded, kInternal, "Packets folded into flows (the decoder's packets are shown).") \
   X(flows_created, kCount, "Flows created in the cache.")                                      \
   X(flows_active, kGauge, "Flows in the cache now.")                                           \
   X(flows_peak, kGauge, "Most flows held in the cache at once.")                               \
