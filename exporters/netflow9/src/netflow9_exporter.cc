@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/log.h"
@@ -60,12 +61,14 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
       state_.templates_sent = false;
       counters.errors.fetch_add(1, std::memory_order_relaxed);
       counters.dropped.fetch_add(n, std::memory_order_relaxed);
-      ++send_failures_logged_;
-      if (send_failures_logged_ <= 5 || send_failures_logged_ % 1000 == 0) {
-        logWarn("%s: send to %s failed (%zu records lost, %llu failed datagrams so far): %s; "
+      ++send_failures_;
+      unsigned long long suppressed = 0;
+      if (send_failure_log_.allow(suppressed)) {
+        logWarn("%s: send to %s failed (%zu records lost, %llu failed datagrams so far%s): %s; "
                 "check that the collector is running and reachable",
                 name().c_str(), transport_->remote().c_str(), n,
-                static_cast<unsigned long long>(send_failures_logged_),
+                static_cast<unsigned long long>(send_failures_),
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "",
                 std::strerror(errors_[i]));
       }
     }

@@ -218,6 +218,34 @@ TEST(Netflow9Exporter, UnsetBootStartsOneDayBeforeFirstExport) {
   EXPECT_EQ(d.records[0].num(21), 86400000u);             // LAST_SWITCHED
 }
 
+// A collector that stays down fails every send: the warning is rate-limited
+// (LogRateLimiter: 5 a minute), while every failure is still counted.
+TEST(Netflow9Exporter, SendFailuresToACollectorThatStaysDownLogAtMostFiveWarnings) {
+  uint16_t port;
+  {
+    Receiver probe(AF_INET);
+    ASSERT_TRUE(probe.ok());
+    port = probe.port();
+  }  // closed
+  NetflowV9Options o;
+  o.host = "127.0.0.1";
+  o.port = std::to_string(port);
+  o.boot_ms = kBoot;
+  auto exporter = makeNetflowV9Exporter(o);
+  const auto& c = exporter->counters();
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 3000 && c.errors.load() < 1000; ++i)
+    exporter->exportBatch(std::vector<FlowRecord>{tcpRecord(static_cast<uint16_t>(i))}, kBoot + 1000);
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_GE(c.errors.load(), 1000u);  // a hand-rolled "first 5, then every 1000th" logged a 6th
+  size_t warnings = 0;
+  for (size_t at = log.find("failed datagrams so far"); at != std::string::npos;
+       at = log.find("failed datagrams so far", at + 1))
+    ++warnings;
+  EXPECT_GE(warnings, 1u) << log;
+  EXPECT_LE(warnings, 5u) << log;
+}
+
 TEST(Netflow9Exporter, KeepsSendingAfterCollectorPortWasClosed) {
   uint16_t port;
   {
