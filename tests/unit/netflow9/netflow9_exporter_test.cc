@@ -218,20 +218,25 @@ TEST(Netflow9Exporter, UnsetBootStartsOneDayBeforeFirstExport) {
   EXPECT_EQ(d.records[0].num(21), 86400000u);             // LAST_SWITCHED
 }
 
-// A collector that stays down fails every send: the warning is rate-limited
-// (LogRateLimiter: 5 a minute), while every failure is still counted.
-TEST(Netflow9Exporter, SendFailuresToACollectorThatStaysDownLogAtMostFiveWarnings) {
-  uint16_t port;
-  {
-    Receiver probe(AF_INET);
-    ASSERT_TRUE(probe.ok());
-    port = probe.port();
-  }  // closed
+// A loopback port nothing listens on (it answers with ICMP port unreachable).
+uint16_t closedPort() {
+  Receiver probe(AF_INET);
+  EXPECT_TRUE(probe.ok());
+  return probe.port();
+}
+
+std::unique_ptr<Exporter> exporterTo(uint16_t port) {
   NetflowV9Options o;
   o.host = "127.0.0.1";
   o.port = std::to_string(port);
   o.boot_ms = kBoot;
-  auto exporter = makeNetflowV9Exporter(o);
+  return makeNetflowV9Exporter(o);
+}
+
+// A collector that stays down fails every send: the warning is rate-limited
+// (LogRateLimiter: 5 a minute), while every failure is still counted.
+TEST(Netflow9Exporter, SendFailuresToACollectorThatStaysDownLogAtMostFiveWarnings) {
+  auto exporter = exporterTo(closedPort());
   const auto& c = exporter->counters();
   testing::internal::CaptureStderr();
   for (int i = 0; i < 3000 && c.errors.load() < 1000; ++i)
@@ -247,17 +252,8 @@ TEST(Netflow9Exporter, SendFailuresToACollectorThatStaysDownLogAtMostFiveWarning
 }
 
 TEST(Netflow9Exporter, KeepsSendingAfterCollectorPortWasClosed) {
-  uint16_t port;
-  {
-    Receiver probe(AF_INET);
-    ASSERT_TRUE(probe.ok());
-    port = probe.port();
-  }  // closed: the port now answers with ICMP port unreachable
-  NetflowV9Options o;
-  o.host = "127.0.0.1";
-  o.port = std::to_string(port);
-  o.boot_ms = kBoot;
-  auto exporter = makeNetflowV9Exporter(o);
+  const uint16_t port = closedPort();
+  auto exporter = exporterTo(port);
   const auto& c = exporter->counters();
 
   // Linux reports the ICMP error on the next send of the connected socket.
