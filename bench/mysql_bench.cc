@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   exporter->flush(0);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto st = *mysqlSinkStats(*exporter);
-  const uint64_t committed = exporter->counters().records_exported.load();
+  const uint64_t committed = exporter->counters().records.load();
   exporter.reset();
   if (own_spool) std::filesystem::remove_all(o.spool_dir);
 

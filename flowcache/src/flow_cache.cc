@@ -108,11 +108,11 @@ uint32_t FlowCache::findOrCreate(const FlowKey& key, uint64_t hash, bool& create
     }
   }
   created = true;
-  if (active_ >= options_.max_flows) evictOne();
-  if ((active_ + 1) * 4 > slots_.size() * 3 && slots_.size() < max_slots_) growTable();
+  if (counters_.flows_active >= options_.max_flows) evictOne();
+  if ((counters_.flows_active + 1) * 4 > slots_.size() * 3 && slots_.size() < max_slots_) growTable();
   const uint32_t index = allocateEntry();
   slot_pos = insertSlot(hash_lo, index);
-  if (++active_ > counters_.peak_active) counters_.peak_active = active_;
+  if (++counters_.flows_active > counters_.flows_peak) counters_.flows_peak = counters_.flows_active;
   return index;
 }
 
@@ -178,7 +178,7 @@ uint32_t FlowCache::allocateEntry() {
 void FlowCache::releaseEntry(uint32_t index) {
   entries_[index].markFree(free_head_);
   free_head_ = index + 1;
-  --active_;
+  --counters_.flows_active;
 }
 
 // ---------------------------------------------------------------- packets
@@ -235,7 +235,7 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
       // The flow would span more than the offsets hold (weeks: only a jump of
       // the clock does that). Export what it has, as an active timeout would,
       // and let this packet start the next interval.
-      ++counters_.expired_active;
+      ++counters_.ended_active;
       emit(e, FlowEndReason::kActiveTimeout);
       e.packets = 0;
       e.octets = 0;
@@ -248,7 +248,7 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
   e.tcp_flags |= p.tcp_flags;
   e.min_ttl = std::min(e.min_ttl, p.ttl);
   e.max_ttl = std::max(e.max_ttl, p.ttl);
-  ++counters_.packets;
+  ++counters_.packets_folded;
 
   if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
     ++counters_.ended_tcp;
@@ -310,12 +310,12 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
   const uint64_t idle_deadline = e.lastMs() + options_.idle_timeout_ms;
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
-    if (e.packets != 0) ++counters_.expired_idle;
+    if (e.packets != 0) ++counters_.ended_idle;
     removeFlow(flow, slot_pos, FlowEndReason::kIdleTimeout);
     return;
   }
   if (active_deadline <= now_ms) {
-    if (e.packets != 0) ++counters_.expired_active;
+    if (e.packets != 0) ++counters_.ended_active;
     emit(e, FlowEndReason::kActiveTimeout);
     // The flow stays; the next record carries only what comes after now. Its
     // last packet time stays (the idle deadline), now relative to the new
@@ -456,7 +456,7 @@ void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
   due_pos_ = 0;
   used_ = 0;
   free_head_ = 0;
-  active_ = 0;
+  counters_.flows_active = 0;
   wheel_started_ = false;
 }
 

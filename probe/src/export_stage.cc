@@ -12,24 +12,18 @@ namespace flowfold {
 namespace {
 ExporterStats statsOf(const Exporter& e) {
   const auto& c = e.counters();
-  return ExporterStats{e.name(),
-                       c.records_exported.load(std::memory_order_relaxed),
-                       c.messages_sent.load(std::memory_order_relaxed),
-                       c.bytes_sent.load(std::memory_order_relaxed),
-                       c.export_errors.load(std::memory_order_relaxed),
-                       c.records_dropped.load(std::memory_order_relaxed),
-                       c.collector_drops.load(std::memory_order_relaxed),
-                       c.collector_refusals.load(std::memory_order_relaxed)};
+  ExporterStats s;
+  s.name = e.name();
+#define FLOWFOLD_LOAD_COUNTER(counter, ...) s.counter = c.counter.load(std::memory_order_relaxed);
+  FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_LOAD_COUNTER)
+#undef FLOWFOLD_LOAD_COUNTER
+  return s;
 }
 
 void accumulate(ExporterStats& into, const ExporterStats& s) {
-  into.records_exported += s.records_exported;
-  into.messages_sent += s.messages_sent;
-  into.bytes_sent += s.bytes_sent;
-  into.export_errors += s.export_errors;
-  into.records_dropped += s.records_dropped;
-  into.collector_drops += s.collector_drops;
-  into.collector_refusals += s.collector_refusals;
+#define FLOWFOLD_ADD_COUNTER(counter, ...) into.counter += s.counter;
+  FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_ADD_COUNTER)
+#undef FLOWFOLD_ADD_COUNTER
 }
 }  // namespace
 

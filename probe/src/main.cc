@@ -83,8 +83,8 @@ int exportLossStatus(const ExportStage& stage) {
   const uint64_t in_queue = stage.queue().droppedRecords();
   uint64_t in_exporters = 0, refusals = 0;
   for (const auto& e : stage.exporterStats()) {
-    in_exporters += e.records_dropped;
-    refusals += e.collector_refusals;
+    in_exporters += e.dropped;
+    refusals += e.refused;
   }
   if (in_queue != 0) {
     logWarn("%llu records were dropped before they reached the exporters (queue_dropped_records in the stats "

@@ -65,22 +65,23 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   out.push_back(std::move(skipped));
   out.push_back(std::move(info));
 
-  auto created = counter("flowfold_flows_created_total", "Flows created in the cache.");
-  add(created, p.cache.flows_created);
-  out.push_back(std::move(created));
-  auto active = gauge("flowfold_flows_active", "Flows in the cache now.");
-  add(active, p.active_flows);
-  out.push_back(std::move(active));
-  auto peak = gauge("flowfold_flows_peak", "Most flows held in the cache at once.");
-  add(peak, p.cache.peak_active);
-  out.push_back(std::move(peak));
-  auto ended = counter("flowfold_flow_records_total",
+  // The flow cache: one family per kCount/kGauge counter, in the list's
+  // order, then flowfold_flow_records_total with one sample per end reason
+  // (label value: the counter's name, as for the decoder's reasons above).
+  auto ended = counter(std::string(kFlowRecordsFamily),
                        "Flow records emitted by the cache, by end reason (IPFIX flowEndReason).");
-  add(ended, p.cache.expired_idle, {{"reason", "idle_timeout"}});
-  add(ended, p.cache.expired_active, {{"reason", "active_timeout"}});
-  add(ended, p.cache.ended_tcp, {{"reason", "end_of_flow"}});
-  add(ended, p.cache.flushed, {{"reason", "forced_end"}});
-  add(ended, p.cache.evicted, {{"reason", "lack_of_resources"}});
+  for (const auto& c : kFlowCacheCounters) {
+    const uint64_t v = p.cache.*c.value;
+    if (c.shown == CounterShown::kCount) {
+      out.push_back(counter("flowfold_" + std::string(c.name) + "_total", std::string(c.help)));
+      add(out.back(), v);
+    } else if (c.shown == CounterShown::kGauge) {
+      out.push_back(gauge("flowfold_" + std::string(c.name), std::string(c.help)));
+      add(out.back(), v);
+    } else if (c.shown == CounterShown::kEndReason) {
+      add(ended, v, {{"reason", std::string(c.name)}});
+    }  // kInternal: not shown; kSum: sum(flowfold_flow_records_total)
+  }
   out.push_back(std::move(ended));
 
   auto queue_dropped = counter("flowfold_export_queue_dropped_records_total",
@@ -88,33 +89,12 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   add(queue_dropped, stage.queue().droppedRecords());
   out.push_back(std::move(queue_dropped));
 
-  auto records = counter("flowfold_exporter_records_total", "Flow records handed to each exporter's transport.");
-  auto messages = counter("flowfold_exporter_messages_total", "Datagrams, IPFIX messages or lines written.");
-  auto bytes = counter("flowfold_exporter_bytes_total", "Bytes written by each exporter.");
-  auto errors = counter("flowfold_exporter_errors_total", "Failed sends or writes.");
-  auto lost = counter("flowfold_exporter_dropped_records_total", "Records known to be lost by each exporter.");
-  auto collector_drops = counter("flowfold_exporter_collector_drops_total",
-                                 "Datagrams a collector on this host dropped (its socket's receive buffer was full; "
-                                 "the socket's count, so also other senders' datagrams).");
-  auto refusals = counter("flowfold_exporter_collector_refusals_total",
-                          "ICMP unreachables the kernel reported for datagrams a UDP exporter had sent: each lost "
-                          "at least one datagram whose records cannot be known.");
-  for (const auto& e : stage.exporterStats()) {
-    add(refusals, e.collector_refusals, {{"exporter", e.name}});
-    add(records, e.records_exported, {{"exporter", e.name}});
-    add(messages, e.messages_sent, {{"exporter", e.name}});
-    add(bytes, e.bytes_sent, {{"exporter", e.name}});
-    add(errors, e.export_errors, {{"exporter", e.name}});
-    add(lost, e.records_dropped, {{"exporter", e.name}});
-    add(collector_drops, e.collector_drops, {{"exporter", e.name}});
+  const auto exporters = stage.exporterStats();
+  for (const auto& c : kExporterCounters) {
+    auto f = counter(exporterFamilyName(c.name), std::string(c.help));
+    for (const auto& e : exporters) add(f, e.*c.value, {{"exporter", e.name}});
+    out.push_back(std::move(f));
   }
-  out.push_back(std::move(records));
-  out.push_back(std::move(messages));
-  out.push_back(std::move(bytes));
-  out.push_back(std::move(errors));
-  out.push_back(std::move(lost));
-  out.push_back(std::move(collector_drops));
-  out.push_back(std::move(refusals));
   return out;
 }
 

@@ -97,7 +97,6 @@ void Pipeline::publishStats() {
   std::lock_guard lock(stats_mu_);
   published_.decode = decoder_.counters();
   published_.cache = cache_.counters();
-  published_.active_flows = cache_.activeFlows();
   published_.now_ms = now_ms_;
   published_.cpu_ns = threadCpuNs();  // publishStats() runs on the packet thread
 }

@@ -11,18 +11,9 @@ void addStats(PipelineStats& a, const PipelineStats& b) {
   FLOWFOLD_DECODER_SKIP_REASONS(FLOWFOLD_ADD_COUNTER)
   FLOWFOLD_DECODER_INFO_COUNTERS(FLOWFOLD_ADD_COUNTER)
 #undef FLOWFOLD_ADD_COUNTER
-  auto& c = a.cache;
-  const auto& d = b.cache;
-  c.packets += d.packets;
-  c.flows_created += d.flows_created;
-  c.expired_idle += d.expired_idle;
-  c.expired_active += d.expired_active;
-  c.ended_tcp += d.ended_tcp;
-  c.evicted += d.evicted;
-  c.flushed += d.flushed;
-  c.records += d.records;
-  c.peak_active += d.peak_active;
-  a.active_flows += b.active_flows;
+  // Every cache counter adds up, flows_active and flows_peak too (the flows
+  // of all caches, the sum of their peaks).
+  for (const auto& c : kFlowCacheCounters) a.cache.*c.value += b.cache.*c.value;
   if (b.now_ms > a.now_ms) a.now_ms = b.now_ms;
   a.cpu_ns += b.cpu_ns;
 }
@@ -49,26 +40,14 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
   d.forEach([&](std::string_view name, uint64_t v) {
     if (name != "packets" && name != "decoded") add(name, v);
   });
-  const auto& c = p.cache;
-  add("flows_created", c.flows_created, true);
-  add("flows_active", p.active_flows, true);
-  add("flows_peak", c.peak_active, true);
-  add("records", c.records, true);
-  add("ended_idle", c.expired_idle);
-  add("ended_active", c.expired_active);
-  add("ended_tcp", c.ended_tcp);
-  add("evicted", c.evicted);
-  add("flushed", c.flushed);
+  for (const auto& c : kFlowCacheCounters) {
+    if (c.shown == CounterShown::kInternal) continue;
+    add(c.name, p.cache.*c.value, c.shown != CounterShown::kEndReason);
+  }
   add("queue_dropped_records", stage.queue().droppedRecords());
   for (const auto& e : stage.exporterStats()) {
     s += " | " + e.name + ":";
-    add("records", e.records_exported, true);
-    add("messages", e.messages_sent, true);
-    add("bytes", e.bytes_sent);
-    add("errors", e.export_errors);
-    add("dropped", e.records_dropped);
-    add("collector_drops", e.collector_drops);
-    add("refused", e.collector_refusals);
+    for (const auto& c : kExporterCounters) add(c.name, e.*c.value, c.shown == CounterShown::kAlways);
   }
   // Where the process's CPU went: the packet side (reading, decoding, the
   // flow table; with workers, the reader and every worker) and the export

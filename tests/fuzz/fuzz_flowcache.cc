@@ -158,12 +158,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK_EQ(out_totals[i].octets, in_totals[i].octets);
   }
   const auto& c = cache.counters();
-  FUZZ_CHECK_EQ(c.packets, updates);
+  FUZZ_CHECK_EQ(c.packets_folded, updates);
   FUZZ_CHECK_EQ(c.records, records);
-  FUZZ_CHECK(c.peak_active <= options.max_flows);
+  FUZZ_CHECK(c.flows_peak <= options.max_flows);
   // An evicted flow emits a record only if it saw packets since its last
   // active-timeout export; the other counters count records.
-  const uint64_t counted = c.expired_idle + c.expired_active + c.ended_tcp + c.flushed;
+  const uint64_t counted = c.ended_idle + c.ended_active + c.ended_tcp + c.flushed;
   FUZZ_CHECK(counted <= records && records <= counted + c.evicted);
   return 0;
 }

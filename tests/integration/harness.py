@@ -8,6 +8,7 @@ draining), never on fixed sleeps.
 
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -118,6 +119,79 @@ def stats_of(stderr):
             head = line.split("stats:", 1)[1].split("|")[0]
             return {k: int(v) for k, v in (item.split("=") for item in head.split())}
     raise AssertionError("no stats line in:\n" + stderr)
+
+
+# ---------------------------------------------------------------- the counter table
+
+README = os.path.join(REPO, "README.md")
+
+
+def documented_counters(readme=None):
+    """The README's counter table (between <!-- counters: begin/end -->) as
+    (head_keys, exporter_keys, series): the stats-line keys of the head and
+    of an exporter's part, and [(family, label, value, names)] for every
+    Prometheus name in it: label None for a family without one, value None
+    when the label is free ({exporter}, {interface}) or, for {reason}, one
+    of the row's stats keys `names`. 'sum of' entries name no series."""
+    with open(readme or README) as f:
+        text = f.read()
+    table = text.split("<!-- counters: begin -->", 1)[1].split("<!-- counters: end -->", 1)[0]
+    head, exporter, series = set(), set(), []
+    for row in table.strip().splitlines()[2:]:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        names = re.findall(r"`([a-z0-9_]+)`", cells[0])
+        (exporter if cells[0].startswith("exporter:") else head).update(names)
+        if cells[1].startswith("sum of"):
+            continue
+        for family, labels in re.findall(r"`(flowfold_[a-z_]+)(\{[^}]*\})?`", cells[1]):
+            m = re.fullmatch(r'\{(\w+)(?:="([^"]*)")?\}', labels) if labels else None
+            series.append((family, m.group(1) if m else None, m.group(2) if m else None, names))
+    return head, exporter, series
+
+
+def stats_sections(stderr):
+    """The last stats line as [(title, {key: value})]: 'stats', each exporter, 'cpu_ms'."""
+    line = [l for l in stderr.splitlines() if "stats:" in l][-1]
+    out = []
+    for part in ("stats:" + line.split("stats:", 1)[1]).split(" | "):
+        title, _, rest = part.partition(": ")
+        out.append((title, {k: int(v) for k, v in (item.split("=") for item in rest.split())}))
+    return out
+
+
+def check_counters_documented(test, stderr, metrics=None):
+    """Every key of flowfold's stats line and every flowfold_* series of its
+    metrics is in the README's counter table, under that name; and every
+    family and fixed series the table lists is in the metrics (when given)."""
+    head, exporter, series = documented_counters()
+    sections = stats_sections(stderr)
+    for key in sections[0][1]:
+        test.assertIn(key, head, "stats line key %s is not in README.md's counter table" % key)
+    for title, keys in sections[1:-1]:
+        for key in keys:
+            test.assertIn(key, exporter, "%s: stats line key %s is not in README.md's counter table" % (title, key))
+    test.assertEqual(sections[-1][0], "cpu_ms")
+    if metrics is None:
+        return
+    seen = set()
+    for line in metrics.splitlines():
+        if not line.startswith("flowfold_"):
+            continue
+        m = re.fullmatch(r'(\w+)(?:\{(\w+)="([^"]*)"\})? \S+', line)
+        test.assertIsNotNone(m, line)
+        family, label, value = m.groups()
+        matches = [(f, l, v, n) for (f, l, v, n) in series if f == family and l == label and
+                   (v == value or (v is None and (label != "reason" or value in n)))]
+        test.assertEqual(len(matches), 1, "%s: documented %d times in README.md's counter table" % (line, len(matches)))
+        seen.add((family, label, value))
+    for family, label, value, names in series:
+        if value is not None:
+            test.assertIn((family, label, value), seen, "README.md lists %s{%s=%s}: not in the metrics" % (family, label, value))
+        elif label == "reason":
+            for name in names:
+                test.assertIn((family, label, name), seen, "README.md lists %s{reason=%s}: not in the metrics" % (family, name))
+        else:
+            test.assertTrue(any(f == family for f, _, _ in seen), "README.md lists %s: not in the metrics" % family)
 
 
 # ---------------------------------------------------------------- kernel counters

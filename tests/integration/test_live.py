@@ -16,8 +16,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (FLOWFOLD, TempDirTest, flowgen, free_tcp_port, free_udp_port, need, nfdump_flows, norm_addr,
-                     raise_socket_buffer_limit, read_truth, wait_for)
+from harness import (FLOWFOLD, TempDirTest, check_counters_documented, flowgen, free_tcp_port, free_udp_port, need,
+                     nfdump_flows, norm_addr, raise_socket_buffer_limit, read_truth, wait_for)
 from netns import VethPair, require_netns
 
 UDP_PORT = 9999
@@ -357,6 +357,9 @@ class LiveCaptureTest(TempDirTest):
                     total += sum(json.loads(line)["packets"] for line in f)
         self.assertEqual(total, 50, "every packet of the flow, across the reload")
         self.assertIn("stopping on signal", self.log())
+        # Every counter of the real stats line and /metrics is in the README's
+        # counter table under that name, and every one it lists is exposed.
+        check_counters_documented(self, self.log(), scraped)
 
     def test_a_reload_to_a_configuration_a_start_would_refuse_keeps_the_running_exporters(self):
         first, cfg = self.path("first.json"), self.path("reload.yaml")

@@ -10,7 +10,7 @@ parsed here; the flows are read back with a real nfcapd/nfdump.
 import struct
 import unittest
 
-from harness import Nfcapd, TempDirTest, flowgen, read_truth, run_flowfold, stats_of, totals
+from harness import Nfcapd, TempDirTest, check_counters_documented, flowgen, read_truth, run_flowfold, stats_of, totals
 
 # Many short flows: ~40k keys over 100k packets, at most 2000 concurrent.
 FLOOD = ("-n", "100000", "-c", "2000", "-d", "60", "-S", "128", "-s", "23")
@@ -56,6 +56,7 @@ class ResourceLimits(TempDirTest):
         self.assertEqual(flows, self.truth)
         self.assertGreater(records, keys)
         self.assertEqual(stats["flows_created"], stats["records"] - stats.get("ended_active", 0))
+        check_counters_documented(self, proc.stderr)
 
     def test_timestamps_that_jump_backwards_and_forwards_lose_nothing(self):
         jumped = self.path("jumped.pcap")

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import unittest
 
-from harness import FLOWFOLD, TempDirTest, flowgen, free_udp_port, run_flowfold
+from harness import FLOWFOLD, TempDirTest, check_counters_documented, flowgen, free_udp_port, run_flowfold
 from netns import VethPair, require_netns
 
 EXIT_EXPORT_LOSS = 5
@@ -67,6 +67,7 @@ class LocalCollectorDown(TempDirTest):
         self.assertEqual(exporter["records"], 0, proc.stderr)
         self.assertIn("nothing on this host listens", proc.stderr)
         self.assertIn("lost %d records" % records, proc.stderr)
+        check_counters_documented(self, proc.stderr)  # errors=, dropped= as the README names them
 
     def test_a_short_capture_to_a_collector_that_is_down_is_exit_5_with_every_record_counted(self):
         for version in ("10", "9"):
@@ -103,6 +104,7 @@ class RemoteCollectorDown(TempDirTest):
                 self.assertGreaterEqual(exporter.get("refused", 0), 1, r.stderr)
                 self.assertIn("refused datagrams", r.stderr)
                 self.assertIn("cannot be counted", r.stderr)
+                check_counters_documented(self, r.stderr)  # refused= as the README names it
 
     def test_a_remote_collector_that_listens_gets_everything_with_exit_0(self):
         pcap, _ = flowgen("it-udp-loss-short", *SHORT)

@@ -24,8 +24,8 @@ void Exporter::flush(uint64_t now_ms) {
 }
 
 void Exporter::reportFailure(const char* what, size_t records, const std::exception& e) {
-  counters_.export_errors.fetch_add(1, std::memory_order_relaxed);
-  counters_.records_dropped.fetch_add(records, std::memory_order_relaxed);
+  counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  counters_.dropped.fetch_add(records, std::memory_order_relaxed);
   // A recurring failure (collector down) must not flood the log.
   ++failures_;
   unsigned long long suppressed = 0;

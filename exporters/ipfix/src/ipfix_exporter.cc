@@ -66,7 +66,7 @@ class IpfixExporter final : public Exporter {
     transport_->push();
     syncTransportCounters();
     if (other > 0) {
-      mutableCounters().records_dropped.fetch_add(other, std::memory_order_relaxed);
+      mutableCounters().dropped.fetch_add(other, std::memory_order_relaxed);
       if (!bad_version_logged_) {  // a decoder bug, not an I/O problem: say it once
         bad_version_logged_ = true;
         logWarn("exporter %s: dropping records with an IP version other than 4 or 6 "
@@ -142,7 +142,7 @@ class IpfixExporter final : public Exporter {
       held_.assign(message.begin(), message.end());  // encodeTemplates() reuses the buffer
       sendTemplates();
       if (templates_lost_) {
-        mutableCounters().records_dropped.fetch_add(records, std::memory_order_relaxed);
+        mutableCounters().dropped.fetch_add(records, std::memory_order_relaxed);
         return;
       }
       message = held_;
@@ -162,8 +162,8 @@ class IpfixExporter final : public Exporter {
       transport_->send(message.data(), message.size(), records);
       syncTransportCounters();
     } catch (const std::exception& e) {
-      c.export_errors.fetch_add(1, std::memory_order_relaxed);
-      c.records_dropped.fetch_add(records, std::memory_order_relaxed);
+      c.errors.fetch_add(1, std::memory_order_relaxed);
+      c.dropped.fetch_add(records, std::memory_order_relaxed);
       unsigned long long suppressed = 0;
       if (send_failure_log_.allow(suppressed))
         logWarn("exporter %s: %s (%zu records lost%s)", name().c_str(), e.what(), records,
@@ -171,9 +171,9 @@ class IpfixExporter final : public Exporter {
       return false;
     }
     if (!transport_->countsDelivery()) {
-      c.messages_sent.fetch_add(1, std::memory_order_relaxed);
-      c.bytes_sent.fetch_add(message.size(), std::memory_order_relaxed);
-      c.records_exported.fetch_add(records, std::memory_order_relaxed);
+      c.messages.fetch_add(1, std::memory_order_relaxed);
+      c.bytes.fetch_add(message.size(), std::memory_order_relaxed);
+      c.records.fetch_add(records, std::memory_order_relaxed);
     }
     return true;
   }
@@ -184,23 +184,23 @@ class IpfixExporter final : public Exporter {
     auto& c = mutableCounters();
     if (transport_->countsDelivery()) {
       const MessageTransport::Delivered d = transport_->delivered();
-      c.messages_sent.fetch_add(d.messages - seen_delivered_.messages, std::memory_order_relaxed);
-      c.bytes_sent.fetch_add(d.bytes - seen_delivered_.bytes, std::memory_order_relaxed);
-      c.records_exported.fetch_add(d.records - seen_delivered_.records, std::memory_order_relaxed);
+      c.messages.fetch_add(d.messages - seen_delivered_.messages, std::memory_order_relaxed);
+      c.bytes.fetch_add(d.bytes - seen_delivered_.bytes, std::memory_order_relaxed);
+      c.records.fetch_add(d.records - seen_delivered_.records, std::memory_order_relaxed);
       seen_delivered_ = d;
     }
     const uint64_t dropped = transport_->recordsDropped(), errors = transport_->errors();
     // A UDP message lost at push() may have carried the templates, or the
     // collector restarted (ECONNREFUSED): the next batch starts with them.
     if (errors != seen_errors_ && !per_session_templates_) templates_sent_ = false;
-    c.records_dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
+    c.dropped.fetch_add(dropped - seen_dropped_, std::memory_order_relaxed);
     // A buffering transport (TCP) loses records it had accepted, which were
     // counted as exported then: one record, one count (records= or dropped=).
     if (!transport_->countsDelivery())
-      c.records_exported.fetch_sub(dropped - seen_dropped_, std::memory_order_relaxed);
-    c.export_errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
+      c.records.fetch_sub(dropped - seen_dropped_, std::memory_order_relaxed);
+    c.errors.fetch_add(errors - seen_errors_, std::memory_order_relaxed);
     c.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
-    c.collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
+    c.refused.store(transport_->collectorRefusals(), std::memory_order_relaxed);
     seen_dropped_ = dropped;
     seen_errors_ = errors;
   }

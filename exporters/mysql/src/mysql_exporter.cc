@@ -53,8 +53,8 @@ class MysqlExporter final : public Exporter {
     auto& c = mutableCounters();
     mysql::Spool* spool = sink_->spool(kSpoolWait);
     if (!spool) {
-      c.records_dropped.fetch_add(records.size(), std::memory_order_relaxed);
-      c.export_errors.fetch_add(1, std::memory_order_relaxed);
+      c.dropped.fetch_add(records.size(), std::memory_order_relaxed);
+      c.errors.fetch_add(1, std::memory_order_relaxed);
       unsigned long long suppressed = 0;
       if (drop_log_.allow(suppressed))
         logError("%s: no spool to write to; %zu records lost (%llu similar messages suppressed)", name().c_str(),
@@ -64,8 +64,8 @@ class MysqlExporter final : public Exporter {
     const mysql::SpoolAppendResult r = spool->append(records, options_.observation_domain);
     const uint64_t dropped = r.dropped_oldest + r.dropped_newest;
     if (dropped == 0) return;
-    c.records_dropped.fetch_add(dropped, std::memory_order_relaxed);
-    if (!r.error.empty()) c.export_errors.fetch_add(1, std::memory_order_relaxed);
+    c.dropped.fetch_add(dropped, std::memory_order_relaxed);
+    if (!r.error.empty()) c.errors.fetch_add(1, std::memory_order_relaxed);
     dropped_total_ += dropped;
     unsigned long long suppressed = 0;
     if (!drop_log_.allow(suppressed)) return;

@@ -387,11 +387,11 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
 
 void Sink::account(const SpoolBatch& b, uint64_t bytes) {
   const uint64_t n = b.flows.size();
-  counters_.records_exported.fetch_add(n, std::memory_order_relaxed);
-  counters_.messages_sent.fetch_add(1, std::memory_order_relaxed);
-  counters_.bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.records.fetch_add(n, std::memory_order_relaxed);
+  counters_.messages.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (b.corrupt) {
-    counters_.records_dropped.fetch_add(b.corrupt, std::memory_order_relaxed);
+    counters_.dropped.fetch_add(b.corrupt, std::memory_order_relaxed);
     logError("%s: %" PRIu64 " spooled records of segment %" PRIu64 " failed their checksum and were skipped",
              name_.c_str(), b.corrupt, b.segment);
   }

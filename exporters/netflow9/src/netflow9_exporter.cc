@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/log.h"
@@ -48,9 +49,9 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
       const auto datagram = datagrams_[i];
       const size_t n = scratch_.entries[i].records;
       if (errors_[i] == 0) {
-        counters.messages_sent.fetch_add(1, std::memory_order_relaxed);
-        counters.bytes_sent.fetch_add(datagram.size(), std::memory_order_relaxed);
-        counters.records_exported.fetch_add(n, std::memory_order_relaxed);
+        counters.messages.fetch_add(1, std::memory_order_relaxed);
+        counters.bytes.fetch_add(datagram.size(), std::memory_order_relaxed);
+        counters.records.fetch_add(n, std::memory_order_relaxed);
         continue;
       }
       // The datagram is lost (its sequence number leaves a gap the collector
@@ -58,27 +59,29 @@ void NetflowV9Exporter::doExport(std::span<const FlowRecord> records, uint64_t n
       // templates, or the collector may be restarting (ECONNREFUSED): the
       // next encoded datagram carries the templates again.
       state_.templates_sent = false;
-      counters.export_errors.fetch_add(1, std::memory_order_relaxed);
-      counters.records_dropped.fetch_add(n, std::memory_order_relaxed);
-      ++send_failures_logged_;
-      if (send_failures_logged_ <= 5 || send_failures_logged_ % 1000 == 0) {
-        logWarn("%s: send to %s failed (%zu records lost, %llu failed datagrams so far): %s; "
+      counters.errors.fetch_add(1, std::memory_order_relaxed);
+      counters.dropped.fetch_add(n, std::memory_order_relaxed);
+      ++send_failures_;
+      unsigned long long suppressed = 0;
+      if (send_failure_log_.allow(suppressed)) {
+        logWarn("%s: send to %s failed (%zu records lost, %llu failed datagrams so far%s): %s; "
                 "check that the collector is running and reachable",
                 name().c_str(), transport_->remote().c_str(), n,
-                static_cast<unsigned long long>(send_failures_logged_),
+                static_cast<unsigned long long>(send_failures_),
+                suppressed ? (", " + std::to_string(suppressed) + " similar messages suppressed").c_str() : "",
                 std::strerror(errors_[i]));
       }
     }
   }
   counters.collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
-  counters.collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
+  counters.refused.store(transport_->collectorRefusals(), std::memory_order_relaxed);
 }
 
 void NetflowV9Exporter::doFlush(uint64_t) {
   transport_->checkCollector();
   transport_->checkPendingRefusal();
   mutableCounters().collector_drops.store(transport_->collectorDrops(), std::memory_order_relaxed);
-  mutableCounters().collector_refusals.store(transport_->collectorRefusals(), std::memory_order_relaxed);
+  mutableCounters().refused.store(transport_->collectorRefusals(), std::memory_order_relaxed);
 }
 
 std::unique_ptr<Exporter> makeNetflowV9Exporter(const NetflowV9Options& options) {

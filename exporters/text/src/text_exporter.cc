@@ -177,9 +177,9 @@ class TextExporter final : public Exporter {
                                                   batch_.begin() + static_cast<ptrdiff_t>(whole), '\n'))
                                             : 0;
     auto& c = mutableCounters();
-    c.records_exported.fetch_add(lines, std::memory_order_relaxed);
-    c.messages_sent.fetch_add(lines, std::memory_order_relaxed);
-    c.bytes_sent.fetch_add(whole > first_line ? whole - first_line : 0, std::memory_order_relaxed);
+    c.records.fetch_add(lines, std::memory_order_relaxed);
+    c.messages.fetch_add(lines, std::memory_order_relaxed);
+    c.bytes.fetch_add(whole > first_line ? whole - first_line : 0, std::memory_order_relaxed);
     if (err != 0) reportLoss(file, err, records.size() - lines, records.size());
   }
 
@@ -207,8 +207,8 @@ class TextExporter final : public Exporter {
   // went away, a link planted under its name): the batch is lost, counted.
   void reportOpenFailure(const std::exception& e, size_t lost) {
     auto& c = mutableCounters();
-    c.export_errors.fetch_add(1, std::memory_order_relaxed);
-    c.records_dropped.fetch_add(lost, std::memory_order_relaxed);
+    c.errors.fetch_add(1, std::memory_order_relaxed);
+    c.dropped.fetch_add(lost, std::memory_order_relaxed);
     ++failures_;
     unsigned long long suppressed = 0;
     if (failure_log_.allow(suppressed)) {
@@ -220,8 +220,8 @@ class TextExporter final : public Exporter {
 
   void reportLoss(const OutputFile& file, int err, size_t lost, size_t of) {
     auto& c = mutableCounters();
-    c.export_errors.fetch_add(1, std::memory_order_relaxed);
-    c.records_dropped.fetch_add(lost, std::memory_order_relaxed);
+    c.errors.fetch_add(1, std::memory_order_relaxed);
+    c.dropped.fetch_add(lost, std::memory_order_relaxed);
     ++failures_;
     unsigned long long suppressed = 0;
     if (failure_log_.allow(suppressed)) {

@@ -105,7 +105,7 @@ TEST(FlowCache, ExpiresIdleFlowAfterIdleTimeoutAndNotBefore) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].end_reason, FlowEndReason::kIdleTimeout);
   EXPECT_EQ(cache.activeFlows(), 0u);
-  EXPECT_EQ(cache.counters().expired_idle, 1u);
+  EXPECT_EQ(cache.counters().ended_idle, 1u);
 }
 
 TEST(FlowCache, PacketsKeepAFlowFromGoingIdle) {
@@ -422,7 +422,7 @@ TEST(FlowCache, TimesStayExactOverDaysAndAJumpOfWeeksSplitsTheFlow) {
   const auto behind = udpKey(3, 1);
   cache.update(packet(behind, t0, 100));
   cache.update(packet(behind, t0 - 60 * kDay, 200));  // first..last over 2^32 ms
-  EXPECT_EQ(cache.counters().expired_active, 2u);
+  EXPECT_EQ(cache.counters().ended_active, 2u);
   cache.flushAll();
   std::map<std::pair<uint8_t, uint64_t>, FlowRecord> by_key_and_octets;
   for (const FlowRecord& r : take(cache)) by_key_and_octets[{r.key.src_addr[3], r.octets}] = r;
@@ -519,8 +519,8 @@ TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
   EXPECT_EQ(seen, truth);
   const auto& c = cache.counters();
   EXPECT_GT(c.evicted, 0u);
-  EXPECT_GT(c.expired_idle + c.expired_active, 0u);
-  EXPECT_EQ(c.packets, 200'000u);
+  EXPECT_GT(c.ended_idle + c.ended_active, 0u);
+  EXPECT_EQ(c.packets_folded, 200'000u);
 }
 
 }  // namespace

@@ -481,7 +481,7 @@ void exportInBatches(Exporter& exporter, const std::vector<FlowRecord>& records,
     exporter.exportBatch(std::span<const FlowRecord>(records.data() + i, n), kNowMs);
     // Let the collector catch up after each batch: a whole burst could
     // overflow the default socket buffer on loopback.
-    if (collector) collector->waitFor(exporter.counters().messages_sent.load());
+    if (collector) collector->waitFor(exporter.counters().messages.load());
   }
 }
 
@@ -519,9 +519,9 @@ TEST_P(IpfixEncoderTest, FileRoundTripsEveryFieldOfIpv4Ipv6AndIcmpRecords) {
     auto exporter = makeIpfixExporter(fileOptions(path, GetParam()));
     exporter->exportBatch(records, kNowMs);
     exporter->flush(kNowMs);
-    EXPECT_EQ(exporter->counters().records_exported.load(), 4u);
-    EXPECT_EQ(exporter->counters().messages_sent.load(), 2u);  // templates, then the data
-    EXPECT_EQ(exporter->counters().export_errors.load(), 0u);
+    EXPECT_EQ(exporter->counters().records.load(), 4u);
+    EXPECT_EQ(exporter->counters().messages.load(), 2u);  // templates, then the data
+    EXPECT_EQ(exporter->counters().errors.load(), 0u);
   }
   const Bytes bytes = readFile(path);
   const std::vector<Message> messages = decodeStream(bytes);
@@ -601,7 +601,7 @@ TEST_P(IpfixEncoderTest, UdpMessagesStayWithinMtuWithSequenceNumbersAndTemplateR
   auto exporter = makeIpfixExporter(options);
   exportInBatches(*exporter, records, 100, &collector);
   exporter->flush(kNowMs);
-  const uint64_t sent = exporter->counters().messages_sent.load();
+  const uint64_t sent = exporter->counters().messages.load();
   const std::vector<Bytes> datagrams = collector.waitFor(sent);
   ASSERT_EQ(datagrams.size(), sent);
 
@@ -610,8 +610,8 @@ TEST_P(IpfixEncoderTest, UdpMessagesStayWithinMtuWithSequenceNumbersAndTemplateR
     EXPECT_LE(d.size(), 512u);
     bytes += d.size();
   }
-  EXPECT_EQ(exporter->counters().bytes_sent.load(), bytes);
-  EXPECT_EQ(exporter->counters().records_exported.load(), records.size());
+  EXPECT_EQ(exporter->counters().bytes.load(), bytes);
+  EXPECT_EQ(exporter->counters().records.load(), records.size());
 
   const std::vector<Message> messages = decodeDatagrams(datagrams);
   for (const Message& m : messages) EXPECT_EQ(m.domain, 42u);
@@ -646,7 +646,7 @@ TEST_P(IpfixEncoderTest, UdpResendsTemplatesWhenTheRefreshTimeHasPassed) {
   for (const uint64_t offset : {0, 400, 999, 1000, 1500, 2000}) {
     exporter->exportBatch(batch, kNowMs + offset);
   }
-  const uint64_t sent = exporter->counters().messages_sent.load();
+  const uint64_t sent = exporter->counters().messages.load();
   const std::vector<Message> messages = decodeDatagrams(collector.waitFor(sent));
   ASSERT_EQ(messages.size(), sent);
   std::string kinds;
@@ -667,7 +667,7 @@ TEST_P(IpfixEncoderTest, TcpSendsTemplatesOnceThenEveryRecord) {
     auto exporter = makeIpfixExporter(options);
     exportInBatches(*exporter, records, 50);
     exporter->flush(kNowMs);
-    EXPECT_EQ(exporter->counters().export_errors.load(), 0u);
+    EXPECT_EQ(exporter->counters().errors.load(), 0u);
   }  // closes the connection
   const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
   ASSERT_EQ(messages.size(), 4u);  // templates + one message per batch
@@ -688,15 +688,15 @@ TEST(IpfixExporter, TcpReconnectsAfterTheCollectorHangsUpAndResendsTemplates) {
   // before that is gone (TCP cannot tell); what was not written yet is kept
   // and goes out on the next connection.
   const std::vector<FlowRecord> early = manyRecords(50, 1000);
-  for (int i = 0; i < 20 && exporter->counters().export_errors.load() == 0; ++i) {
+  for (int i = 0; i < 20 && exporter->counters().errors.load() == 0; ++i) {
     exporter->exportBatch(early, kNowMs);
   }
-  ASSERT_GE(exporter->counters().export_errors.load(), 1u);
+  ASSERT_GE(exporter->counters().errors.load(), 1u);
 
   const std::vector<FlowRecord> records = manyRecords(120, 5000);
   exportInBatches(*exporter, records, 40);
   exporter->flush(kNowMs);
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(exporter->counters().dropped.load(), 0u);
   exporter.reset();
 
   const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
@@ -715,12 +715,12 @@ TEST(IpfixExporter, TcpCollectorDownAtStartupGetsEveryRecordOnceItListens) {
   auto exporter = makeIpfixExporter(tcpOptions(collector.port()));  // refused: not an error
   const std::vector<FlowRecord> records = manyRecords(3000);
   exportInBatches(*exporter, records, 1000);
-  EXPECT_GE(exporter->counters().export_errors.load(), 1u);  // the refused connection
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  EXPECT_GE(exporter->counters().errors.load(), 1u);  // the refused connection
+  EXPECT_EQ(exporter->counters().dropped.load(), 0u);
 
   collector.listen();
   exporter->flush(kNowMs);  // retries with backoff until the buffer is through
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(exporter->counters().dropped.load(), 0u);
   exporter.reset();
 
   const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
@@ -753,7 +753,7 @@ TEST(IpfixExporter, TcpCollectorThatDropsTheSynDoesNotHoldTheExportThread) {
   // it) for the whole connect timeout, 5 s, right here. The bound is about
   // that wait, not speed.
   EXPECT_LT(held, std::chrono::seconds(3));
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(exporter->counters().dropped.load(), 0u);
 
   // The collector takes the queued connection: the SYN the kernel sends again
   // (after 1 s) gets through, and the buffered records follow the templates.
@@ -775,7 +775,7 @@ TEST(IpfixExporter, TcpCollectorThatDropsTheSynDoesNotHoldTheExportThread) {
     ::close(conn);
   });
   exporter->flush(kNowMs);
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(exporter->counters().dropped.load(), 0u);
   exporter.reset();  // closes the connection: the reader sees the end
   reader.join();
   ::close(listener);
@@ -801,14 +801,14 @@ TEST(IpfixExporter, TcpStalledCollectorDoesNotHoldTheExportThreadAndLossIsCounte
   // A blocking exporter would wait for the collector forever; this one waits
   // for the stall to be declared (5 s) once. The bound is about hanging, not speed.
   EXPECT_LT(held, std::chrono::seconds(60));
-  const uint64_t dropped = exporter->counters().records_dropped.load();
+  const uint64_t dropped = exporter->counters().dropped.load();
   EXPECT_GT(dropped, 0u);
 
   collector.release();
   exporter->flush(kNowMs);
-  EXPECT_EQ(exporter->counters().records_dropped.load(), dropped);  // nothing more once it reads
+  EXPECT_EQ(exporter->counters().dropped.load(), dropped);  // nothing more once it reads
   // A record is counted once: exported (records=) or lost (dropped=), not both.
-  EXPECT_EQ(exporter->counters().records_exported.load(), records.size() - dropped);
+  EXPECT_EQ(exporter->counters().records.load(), records.size() - dropped);
   exporter.reset();
 
   const std::vector<Message> messages = decodeStream(collector.streamAfterClose());
@@ -863,7 +863,7 @@ TEST(IpfixExporter, EncodersSendIdenticalUdpMessages) {
     options.template_refresh_packets = 7;
     auto exporter = makeIpfixExporter(options);
     exportInBatches(*exporter, records, 64, &collector);
-    received.push_back(collector.waitFor(exporter->counters().messages_sent.load()));
+    received.push_back(collector.waitFor(exporter->counters().messages.load()));
   }
   EXPECT_GT(received[0].size(), 200u);
   EXPECT_TRUE(received[0] == received[1]);
@@ -934,8 +934,8 @@ TEST(IpfixExporter, TsharkDissectsUdpMessagesWithoutErrors) {
   options.template_refresh_packets = 3;
   auto exporter = makeIpfixExporter(options);
   exportInBatches(*exporter, manyRecords(200), 50, &collector);
-  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages_sent.load());
-  ASSERT_EQ(datagrams.size(), exporter->counters().messages_sent.load());
+  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages.load());
+  ASSERT_EQ(datagrams.size(), exporter->counters().messages.load());
 
   const std::string pcap = tempPath("udp.pcap");
   writePcap(pcap, datagrams);
@@ -962,7 +962,7 @@ TEST(IpfixExporter, PacedUdpExportStillDeliversEveryMessage) {
   std::vector<FlowRecord> records = manyRecords(300);
   for (FlowRecord& r : records) r.key.ip_version = 4;
   exportInBatches(*exporter, records, 60, &collector);
-  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages_sent.load());
+  const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages.load());
   EXPECT_EQ(datagrams.size(), 101u);  // templates + 100 data messages
   expectRecordsMatch(records, decodeDatagrams(datagrams));
 }
@@ -1015,8 +1015,8 @@ TEST(IpfixExporter, CountsRecordsOfAnUnknownIpVersionAsDropped) {
   FlowRecord bad = tcp4();
   bad.key.ip_version = 5;
   exporter->exportBatch(std::vector<FlowRecord>{tcp4(), bad}, kNowMs);
-  EXPECT_EQ(exporter->counters().records_exported.load(), 1u);
-  EXPECT_EQ(exporter->counters().records_dropped.load(), 1u);
+  EXPECT_EQ(exporter->counters().records.load(), 1u);
+  EXPECT_EQ(exporter->counters().dropped.load(), 1u);
   exporter.reset();
   std::filesystem::remove(path);
 }
@@ -1043,14 +1043,14 @@ TEST(IpfixExporter, UdpCollectorDownLosesCountedRecordsAndTheReturnStartsWithTem
   // Linux reports the ICMP error on the next send of the connected socket;
   // loopback answers at once (the bound only guards against a hung test).
   uint64_t batches = 0;
-  while (c.export_errors.load() == 0 && batches < 100) {
+  while (c.errors.load() == 0 && batches < 100) {
     exporter->exportBatch(std::vector<FlowRecord>{tcp4()}, kNowMs);
     ++batches;
   }
-  ASSERT_GE(c.export_errors.load(), 1u) << "no send error after " << batches << " batches";
-  EXPECT_GE(c.records_dropped.load(), 1u);
+  ASSERT_GE(c.errors.load(), 1u) << "no send error after " << batches << " batches";
+  EXPECT_GE(c.dropped.load(), 1u);
   // Each record was either delivered to the socket or counted lost, never both.
-  EXPECT_EQ(c.records_exported.load() + c.records_dropped.load(), batches);
+  EXPECT_EQ(c.records.load() + c.dropped.load(), batches);
 
   // The collector comes back on the same port: its first datagram is the
   // templates again, then the record.
@@ -1060,9 +1060,9 @@ TEST(IpfixExporter, UdpCollectorDownLosesCountedRecordsAndTheReturnStartsWithTem
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "port " << port << " was taken";
-  const uint64_t errors_before = c.export_errors.load();
+  const uint64_t errors_before = c.errors.load();
   exporter->exportBatch(std::vector<FlowRecord>{tcp4()}, kNowMs);
-  EXPECT_EQ(c.export_errors.load(), errors_before);
+  EXPECT_EQ(c.errors.load(), errors_before);
   std::vector<Bytes> datagrams;
   Bytes buf(65536);
   for (int i = 0; i < 2; ++i) {
@@ -1077,7 +1077,7 @@ TEST(IpfixExporter, UdpCollectorDownLosesCountedRecordsAndTheReturnStartsWithTem
   ASSERT_EQ(messages.size(), 2u);
   EXPECT_TRUE(isTemplateMessage(messages[0]));
   ASSERT_EQ(messages[1].records.size(), 1u);
-  EXPECT_EQ(c.records_exported.load() + c.records_dropped.load(), batches + 1);
+  EXPECT_EQ(c.records.load() + c.dropped.load(), batches + 1);
 }
 
 }  // namespace

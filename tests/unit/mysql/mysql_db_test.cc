@@ -186,8 +186,8 @@ TEST_F(MysqlDb, WritesExactSumsPerKeyWithLoadData) {
   exportAll(*e, flows);
   e->flush(0);
   expectExactly(flows);
-  EXPECT_EQ(e->counters().records_exported.load(), flows.size());
-  EXPECT_EQ(e->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(e->counters().records.load(), flows.size());
+  EXPECT_EQ(e->counters().dropped.load(), 0u);
   const auto st = *mysqlSinkStats(*e);
   EXPECT_EQ(st.method, "load_data");
   EXPECT_EQ(st.spool_records, 0u);
@@ -295,7 +295,7 @@ TEST_F(MysqlDb, RecordsStillInTheSpoolButCommittedAreNotWrittenAgain) {
     auto e = makeMysqlExporter(o);
     exportAll(*e, flows);
     e->flush(0);
-    EXPECT_EQ(e->counters().records_exported.load(), flows.size());
+    EXPECT_EQ(e->counters().records.load(), flows.size());
   }
   expectExactly(flows);
   size_t segment_bytes = 0;
@@ -306,7 +306,7 @@ TEST_F(MysqlDb, RecordsStillInTheSpoolButCommittedAreNotWrittenAgain) {
   {
     auto e = makeMysqlExporter(o);
     e->flush(0);
-    EXPECT_EQ(e->counters().records_exported.load(), 0u);
+    EXPECT_EQ(e->counters().records.load(), 0u);
     EXPECT_EQ(mysqlSinkStats(*e)->spool_records, 0u);
   }
   expectExactly(flows);
@@ -331,7 +331,7 @@ TEST_F(MysqlDb, RecordsSpooledWhileTheServerWasDownAreReplayedOnce) {
   {
     auto e = makeMysqlExporter(o);
     e->flush(0);
-    EXPECT_EQ(e->counters().records_exported.load(), 0u);
+    EXPECT_EQ(e->counters().records.load(), 0u);
   }
   expectExactly(flows);
 }
@@ -353,7 +353,7 @@ TEST_F(MysqlDb, ServerStoppedMidRunAndRestartedGetsEveryFlowOnce) {
   const auto st = *mysqlSinkStats(*e);
   EXPECT_GT(st.records_replayed, 0u);
   EXPECT_GT(st.connect_failures + st.batch_failures, 0u);
-  EXPECT_EQ(e->counters().records_exported.load(), flows.size());
+  EXPECT_EQ(e->counters().records.load(), flows.size());
 }
 
 TEST_F(MysqlDb, ServerCrashInTheMiddleOfBatchesGetsEveryFlowOnce) {
@@ -367,7 +367,7 @@ TEST_F(MysqlDb, ServerCrashInTheMiddleOfBatchesGetsEveryFlowOnce) {
   server("start");
   flushUntilEmpty(*e);
   expectExactly(flows);
-  EXPECT_EQ(e->counters().records_exported.load(), flows.size());
+  EXPECT_EQ(e->counters().records.load(), flows.size());
 }
 
 TEST_F(MysqlDb, FlowfoldKilledDuringABatchAndRestartedWritesEachFlowOnce) {
@@ -401,7 +401,7 @@ TEST_F(MysqlDb, FlowfoldKilledDuringABatchAndRestartedWritesEachFlowOnce) {
   auto e = makeMysqlExporter(o);  // same spool: the lock died with the child
   e->flush(0);
   expectExactly(flows);
-  EXPECT_EQ(e->counters().records_exported.load(), flows.size() - at_kill);
+  EXPECT_EQ(e->counters().records.load(), flows.size() - at_kill);
 }
 
 class MysqlDbFaults : public MysqlDb {
@@ -418,7 +418,7 @@ class MysqlDbFaults : public MysqlDb {
       waitFor([&] { return mysqlSinkStats(*e)->connect_failures >= 4; });
       e->flush(0);  // one more attempt, still failing: returns without waiting out the timeout
       st = *mysqlSinkStats(*e);
-      EXPECT_EQ(e->counters().records_exported.load(), 0u);
+      EXPECT_EQ(e->counters().records.load(), 0u);
     }
     return ::testing::internal::GetCapturedStderr();
   }
@@ -492,7 +492,7 @@ TEST_F(MysqlDb, SpoolFullDropsOldestWhileTheServerIsAway) {
   {
     auto e = makeMysqlExporter(o);
     exportAll(*e, flows);
-    dropped = e->counters().records_dropped.load();
+    dropped = e->counters().dropped.load();
     EXPECT_EQ(mysqlSinkStats(*e)->dropped_oldest, dropped);
     EXPECT_LE(mysqlSinkStats(*e)->spool_bytes, o.spool_max_bytes);
   }
@@ -517,7 +517,7 @@ TEST_F(MysqlDb, SpoolFullDropsNewestByPolicy) {
   {
     auto e = makeMysqlExporter(o);
     exportAll(*e, flows);
-    dropped = e->counters().records_dropped.load();
+    dropped = e->counters().dropped.load();
     EXPECT_EQ(mysqlSinkStats(*e)->dropped_newest, dropped);
   }
   ::testing::internal::GetCapturedStderr();

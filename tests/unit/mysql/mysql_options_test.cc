@@ -277,8 +277,8 @@ TEST(MysqlStartup, ServerDownIsNotFatalAndTheRecordsAreSpooled) {
   const auto st = *mysqlSinkStats(*e);
   EXPECT_EQ(st.records_spooled, 500u);
   EXPECT_EQ(st.spool_records, 500u);
-  EXPECT_EQ(e->counters().records_exported.load(), 0u);
-  EXPECT_EQ(e->counters().records_dropped.load(), 0u);
+  EXPECT_EQ(e->counters().records.load(), 0u);
+  EXPECT_EQ(e->counters().dropped.load(), 0u);
   EXPECT_EQ(e->name().find("mysql://root@127.0.0.1:"), 0u);
 }
 

@@ -167,14 +167,14 @@ TEST(Netflow9Exporter, SendsDecodableDatagramsToCollector) {
   exporter->exportBatch(recs, kBoot + 2500);
 
   const auto& c = exporter->counters();
-  EXPECT_EQ(c.records_exported.load(), 20u);
-  EXPECT_EQ(c.export_errors.load(), 0u);
-  ASSERT_GT(c.messages_sent.load(), 1u);  // 400 bytes hold at most 5 records
+  EXPECT_EQ(c.records.load(), 20u);
+  EXPECT_EQ(c.errors.load(), 0u);
+  ASSERT_GT(c.messages.load(), 1u);  // 400 bytes hold at most 5 records
 
   v9test::Parser parser;
   std::vector<uint16_t> ports;
   uint64_t bytes = 0;
-  for (uint32_t seq = 0; seq < c.messages_sent.load(); ++seq) {
+  for (uint32_t seq = 0; seq < c.messages.load(); ++seq) {
     const auto got = rx.receive();
     ASSERT_TRUE(got.has_value()) << "datagram " << seq << " missing";
     EXPECT_LE(got->size(), 400u);
@@ -189,7 +189,7 @@ TEST(Netflow9Exporter, SendsDecodableDatagramsToCollector) {
       EXPECT_EQ(r.num(21), 900u);                         // LAST_SWITCHED
     }
   }
-  EXPECT_EQ(bytes, c.bytes_sent.load());
+  EXPECT_EQ(bytes, c.bytes.load());
   ASSERT_EQ(ports.size(), 20u);
   for (uint16_t i = 0; i < 20; ++i) EXPECT_EQ(ports[i], 30000 + i);
 }
@@ -218,40 +218,64 @@ TEST(Netflow9Exporter, UnsetBootStartsOneDayBeforeFirstExport) {
   EXPECT_EQ(d.records[0].num(21), 86400000u);             // LAST_SWITCHED
 }
 
-TEST(Netflow9Exporter, KeepsSendingAfterCollectorPortWasClosed) {
-  uint16_t port;
-  {
-    Receiver probe(AF_INET);
-    ASSERT_TRUE(probe.ok());
-    port = probe.port();
-  }  // closed: the port now answers with ICMP port unreachable
+// A loopback port nothing listens on (it answers with ICMP port unreachable).
+uint16_t closedPort() {
+  Receiver probe(AF_INET);
+  EXPECT_TRUE(probe.ok());
+  return probe.port();
+}
+
+std::unique_ptr<Exporter> exporterTo(uint16_t port) {
   NetflowV9Options o;
   o.host = "127.0.0.1";
   o.port = std::to_string(port);
   o.boot_ms = kBoot;
-  auto exporter = makeNetflowV9Exporter(o);
+  return makeNetflowV9Exporter(o);
+}
+
+// A collector that stays down fails every send: the warning is rate-limited
+// (LogRateLimiter: 5 a minute), while every failure is still counted.
+TEST(Netflow9Exporter, SendFailuresToACollectorThatStaysDownLogAtMostFiveWarnings) {
+  auto exporter = exporterTo(closedPort());
+  const auto& c = exporter->counters();
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 3000 && c.errors.load() < 1000; ++i)
+    exporter->exportBatch(std::vector<FlowRecord>{tcpRecord(static_cast<uint16_t>(i))}, kBoot + 1000);
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_GE(c.errors.load(), 1000u);  // a hand-rolled "first 5, then every 1000th" logged a 6th
+  size_t warnings = 0;
+  for (size_t at = log.find("failed datagrams so far"); at != std::string::npos;
+       at = log.find("failed datagrams so far", at + 1))
+    ++warnings;
+  EXPECT_GE(warnings, 1u) << log;
+  EXPECT_LE(warnings, 5u) << log;
+}
+
+TEST(Netflow9Exporter, KeepsSendingAfterCollectorPortWasClosed) {
+  const uint16_t port = closedPort();
+  auto exporter = exporterTo(port);
   const auto& c = exporter->counters();
 
   // Linux reports the ICMP error on the next send of the connected socket.
   // Loopback answers at once; the bound only guards against a hung test.
   int batches = 0;
-  while (c.export_errors.load() == 0 && batches < 100) {
+  while (c.errors.load() == 0 && batches < 100) {
     exporter->exportBatch(std::vector<FlowRecord>{tcpRecord(static_cast<uint16_t>(batches))},
                           kBoot + 1000);
     ++batches;
   }
-  ASSERT_GE(c.export_errors.load(), 1u) << "no send error after " << batches << " datagrams";
-  EXPECT_EQ(c.records_dropped.load(), c.export_errors.load());
-  EXPECT_EQ(c.messages_sent.load() + c.export_errors.load(), static_cast<uint64_t>(batches));
+  ASSERT_GE(c.errors.load(), 1u) << "no send error after " << batches << " datagrams";
+  EXPECT_EQ(c.dropped.load(), c.errors.load());
+  EXPECT_EQ(c.messages.load() + c.errors.load(), static_cast<uint64_t>(batches));
 
   // The collector comes back on the same port: later sends reach it.
   Receiver rx(AF_INET, port);
   ASSERT_TRUE(rx.ok()) << "port " << port << " was taken meanwhile";
-  const uint64_t sent_before = c.messages_sent.load();
+  const uint64_t sent_before = c.messages.load();
   std::optional<Bytes> got;
   for (int i = 0; i < 5 && !got; ++i) {
     exporter->exportBatch(std::vector<FlowRecord>{tcpRecord(5000)}, kBoot + 2000);
-    got = rx.receive(c.messages_sent.load() > sent_before ? 2000 : 0);
+    got = rx.receive(c.messages.load() > sent_before ? 2000 : 0);
   }
   ASSERT_TRUE(got.has_value());
   v9test::Parser parser;

@@ -212,7 +212,7 @@ TEST_F(Fixture, ReplacingExportersKeepsTheCacheAndLosesNothing) {
   EXPECT_EQ(second.records[0].packets, 8u);
   const auto stats = stage->exporterStats();
   ASSERT_EQ(stats.size(), 1u);
-  EXPECT_EQ(stats[0].records_exported, 0u);  // the recording exporter counts nothing itself
+  EXPECT_EQ(stats[0].records, 0u);  // the recording exporter counts nothing itself
 }
 
 TEST_F(Fixture, PublishedStatsMatchThePacketThreadsCounters) {
@@ -224,7 +224,7 @@ TEST_F(Fixture, PublishedStatsMatchThePacketThreadsCounters) {
   EXPECT_EQ(p->stats().decode.packets, 0u);  // nothing published yet
   p->publishStats();
   EXPECT_EQ(p->stats().decode.packets, 20u);
-  EXPECT_EQ(p->stats().active_flows, 1u);
+  EXPECT_EQ(p->stats().cache.flows_active, 1u);
   finish(*p);
 }
 
@@ -346,7 +346,7 @@ TEST_F(LiveFixture, AnIdleTimeoutWaveWaitsForASlowExporterInsteadOfBeingDropped)
   EXPECT_EQ(stage->queue().droppedRecords(), 0u);
   EXPECT_EQ(shared.records.size(), 500u);
   EXPECT_EQ(packetsDelivered(), 500u);
-  EXPECT_EQ(p->cacheCounters().expired_idle, 500u) << "they ended as idle flows, not forced at the stop";
+  EXPECT_EQ(p->cacheCounters().ended_idle, 500u) << "they ended as idle flows, not forced at the stop";
 }
 
 TEST_F(LiveFixture, AStopWaitsForTheExporterAndLosesNoFlow) {

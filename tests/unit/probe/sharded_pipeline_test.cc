@@ -174,7 +174,7 @@ TEST(ShardedPipeline, ConservesEveryPacketAndKeepsOneFlowPerKey) {
     sharded.finish();
     const PipelineStats stats = sharded.stats();
     EXPECT_EQ(stats.decode.packets, 4000u);
-    EXPECT_EQ(stats.cache.packets, 4000u);
+    EXPECT_EQ(stats.cache.packets_folded, 4000u);
   }
   stage.finish();
   // 80 keys (40 conversations, two directions), each exported once, whole.
@@ -212,7 +212,7 @@ TEST(ShardedPipeline, TunnelModeBothRoutesEachFlowToItsOwnShard) {
     const PipelineStats stats = sharded.stats();
     EXPECT_EQ(stats.decode.packets, 200u);
     EXPECT_EQ(stats.decode.tunnel_decapsulated, 200u);
-    EXPECT_EQ(stats.cache.packets, 400u);  // each packet in its outer and its inner flow
+    EXPECT_EQ(stats.cache.packets_folded, 400u);  // each packet in its outer and its inner flow
   }
   stage.finish();
   std::map<std::pair<uint8_t, uint8_t>, uint64_t> packets;

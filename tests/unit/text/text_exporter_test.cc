@@ -168,7 +168,7 @@ TEST(TextExporter, ALineTornOnAPipeIsEndedOnceAndLaterBatchesStayWhole) {
   const std::vector<FlowRecord> big(5000, sample());  // far more than a pipe holds
   exporter->exportBatch(big, 0);
   first_reader.join();
-  const uint64_t dropped_first = exporter->counters().records_dropped.load();
+  const uint64_t dropped_first = exporter->counters().dropped.load();
   EXPECT_GT(dropped_first, 0u);
 
   std::string second;
@@ -186,7 +186,7 @@ TEST(TextExporter, ALineTornOnAPipeIsEndedOnceAndLaterBatchesStayWhole) {
   exporter->exportBatch(three, 0);
   exporter->exportBatch(three, 0);
   exporter->exportBatch(three, 0);
-  const uint64_t exporter_dropped_after_first = exporter->counters().records_dropped.load() - dropped_first;
+  const uint64_t exporter_dropped_after_first = exporter->counters().dropped.load() - dropped_first;
   exporter.reset();  // closes the FIFO: the reader sees its end
   second_reader.join();
   // What the second reader got: what the pipe still held of the first batch

@@ -44,16 +44,31 @@ struct FlowCacheOptions {
   uint32_t max_expiry_work = 4096;
 };
 
+// The flow cache's counters, one line each: X(name, shown, help). The name
+// is the field, the key in the stats line and the Prometheus name; `shown`
+// says where the probe shows it (probe/src/stats.cc, metrics_families.cc):
+//   kCount      stats line (always) and its own family flowfold_<name>_total
+//   kGauge      stats line (always) and its own gauge flowfold_<name>
+//   kSum        stats line only (always): the sum of the kEndReason counters
+//   kEndReason  stats line (when not 0) and flowfold_flow_records_total{reason="<name>"}
+//   kInternal   neither (the decoder's packets/decoded are what is shown)
+// Adding a counter is one line here, and one row in README.md's counter table.
+#define FLOWFOLD_FLOW_CACHE_COUNTERS(X)                                                         \
+  X(packets_folded, kInternal, "Packets folded into flows (the decoder's packets are shown).") \
+  X(flows_created, kCount, "Flows created in the cache.")                                      \
+  X(flows_active, kGauge, "Flows in the cache now.")                                           \
+  X(flows_peak, kGauge, "Most flows held in the cache at once.")                               \
+  X(records, kSum, "Flow records emitted in total (the sum of the end reasons).")              \
+  X(ended_idle, kEndReason, "Idle timeout (IPFIX flowEndReason 1).")                           \
+  X(ended_active, kEndReason, "Active timeout (flowEndReason 2): the flow stays in the cache.") \
+  X(ended_tcp, kEndReason, "TCP FIN or RST (flowEndReason 3).")                                \
+  X(evicted, kEndReason, "Cache full: lack of resources (flowEndReason 5).")                   \
+  X(flushed, kEndReason, "End of input or shutdown: forced end (flowEndReason 4).")
+
 struct FlowCacheCounters {
-  uint64_t packets = 0;        // packets folded into flows
-  uint64_t flows_created = 0;
-  uint64_t expired_idle = 0;
-  uint64_t expired_active = 0;  // active-timeout exports (the flow stays)
-  uint64_t ended_tcp = 0;       // FIN/RST
-  uint64_t evicted = 0;         // lack of resources: cache full
-  uint64_t flushed = 0;         // forced end: end of input / shutdown
-  uint64_t records = 0;         // records emitted in total
-  uint64_t peak_active = 0;     // most flows held at once
+#define FLOWFOLD_FLOW_CACHE_FIELD(name, ...) uint64_t name = 0;
+  FLOWFOLD_FLOW_CACHE_COUNTERS(FLOWFOLD_FLOW_CACHE_FIELD)
+#undef FLOWFOLD_FLOW_CACHE_FIELD
 };
 
 class FlowCache {
@@ -101,7 +116,7 @@ class FlowCache {
   /// moves them out (swap with an empty vector) and hands them to exporters.
   std::vector<FlowRecord>& output() { return output_; }
 
-  size_t activeFlows() const { return active_; }
+  size_t activeFlows() const { return counters_.flows_active; }
   size_t capacity() const { return options_.max_flows; }
   const FlowCacheCounters& counters() const { return counters_; }
   const FlowCacheOptions& options() const { return options_; }
@@ -249,7 +264,6 @@ class FlowCache {
   size_t entries_bytes_ = 0;
   uint32_t used_ = 0;         // entries ever handed out (bump pointer)
   uint32_t free_head_ = 0;    // free list (index + 1; 0 = empty)
-  size_t active_ = 0;
 
   // hash table
   SlotArray slots_;

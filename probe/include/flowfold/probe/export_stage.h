@@ -15,16 +15,13 @@
 
 namespace flowfold {
 
-/// Exporter counters as last seen by the export thread, for stats readers.
+/// Exporter counters as last seen by the export thread, for stats readers:
+/// the fields of FLOWFOLD_EXPORTER_COUNTERS as plain integers.
 struct ExporterStats {
   std::string name;
-  uint64_t records_exported = 0;
-  uint64_t messages_sent = 0;
-  uint64_t bytes_sent = 0;
-  uint64_t export_errors = 0;
-  uint64_t records_dropped = 0;
-  uint64_t collector_drops = 0;  // datagrams a collector on this host dropped
-  uint64_t collector_refusals = 0;  // ICMP unreachables for datagrams that had left
+#define FLOWFOLD_EXPORTER_STATS_FIELD(counter, ...) uint64_t counter = 0;
+  FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_EXPORTER_STATS_FIELD)
+#undef FLOWFOLD_EXPORTER_STATS_FIELD
 };
 
 class ExportStage {

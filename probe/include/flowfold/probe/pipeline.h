@@ -49,8 +49,7 @@ struct PipelineOptions {
 /// threads (stats log, metrics) never read the packet thread's live fields.
 struct PipelineStats {
   probe::DecodeCounters decode;
-  FlowCacheCounters cache;
-  uint64_t active_flows = 0;
+  FlowCacheCounters cache;  ///< cache.flows_active: the flows in the cache now
   uint64_t now_ms = 0;
   /// CPU time of the thread(s) that ran the pipeline, as of the last
   /// publishStats() (summed over workers and captures when added up).

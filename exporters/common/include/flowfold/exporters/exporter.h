@@ -16,19 +16,30 @@
 
 namespace flowfold {
 
+// Every exporter's counters, one line each: X(name, shown, help). The name
+// is the field, the key in the exporter's part of the stats line and the
+// Prometheus family flowfold_exporter_<name>_total{exporter="..."}; `shown`
+// is kAlways (always in the stats line) or kNonZero (when not 0). Adding a
+// counter is one line here, and one row in README.md's counter table.
+#define FLOWFOLD_EXPORTER_COUNTERS(X)                                                                  \
+  X(records, kAlways, "Flow records handed to each exporter's transport.")                            \
+  X(messages, kAlways, "Datagrams, IPFIX messages or lines written.")                                 \
+  X(bytes, kNonZero, "Bytes written by each exporter.")                                               \
+  X(errors, kNonZero, "Failed sends or writes.")                                                      \
+  X(dropped, kNonZero, "Records known to be lost by each exporter.")                                  \
+  /* the collector's socket's count (also other senders'), see local_collector.h; 0 for a remote one */ \
+  X(collector_drops, kNonZero,                                                                        \
+    "Datagrams a collector on this host dropped (its socket's receive buffer was full; "              \
+    "the socket's count, so also other senders' datagrams).")                                         \
+  /* see UdpSender::refusals() */                                                                     \
+  X(refused, kNonZero,                                                                                \
+    "ICMP unreachables the kernel reported for datagrams a UDP exporter had sent: each lost "          \
+    "at least one datagram whose records cannot be known.")
+
 struct ExporterCounters {
-  std::atomic<uint64_t> records_exported{0};  // records handed to the transport
-  std::atomic<uint64_t> messages_sent{0};     // datagrams / IPFIX messages / lines written
-  std::atomic<uint64_t> bytes_sent{0};
-  std::atomic<uint64_t> export_errors{0};     // failed sends or writes
-  std::atomic<uint64_t> records_dropped{0};   // records known to be lost by this exporter
-  // Datagrams a collector on this host dropped (its socket's count, so also
-  // other senders'): see local_collector.h. 0 for a remote collector.
-  std::atomic<uint64_t> collector_drops{0};
-  // UDP: ICMP unreachables the collector's host (or the path) sent back for
-  // datagrams that had left: each lost at least one datagram whose records a
-  // UDP sender cannot know (see UdpSender::refusals()).
-  std::atomic<uint64_t> collector_refusals{0};
+#define FLOWFOLD_EXPORTER_FIELD(name, ...) std::atomic<uint64_t> name{0};
+  FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_EXPORTER_FIELD)
+#undef FLOWFOLD_EXPORTER_FIELD
 };
 
 class Exporter {

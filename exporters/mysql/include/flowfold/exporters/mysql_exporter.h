@@ -84,7 +84,7 @@ struct MysqlOptions {
   std::string spool_dir;
   uint64_t spool_max_bytes = uint64_t{1} << 30;
   /// What to sacrifice when the spool is full; either way it is counted
-  /// (records_dropped) and logged as an error.
+  /// (dropped) and logged as an error.
   enum class SpoolFull { kDropOldest, kDropNewest };
   SpoolFull spool_full = SpoolFull::kDropOldest;
   /// Reconnect backoff: 0.5 s doubling up to this.
@@ -144,10 +144,10 @@ std::string mysqlSchemaSql(const MysqlOptions& options);
 std::unique_ptr<Exporter> makeMysqlExporter(const MysqlOptions& options);
 
 /// Sink state beyond the common counters. Those mean, for this exporter:
-/// records_exported = rows committed to the database; messages_sent =
-/// transactions; bytes_sent = SQL / LOAD DATA bytes; records_dropped =
+/// records = rows committed to the database; messages =
+/// transactions; bytes = SQL / LOAD DATA bytes; dropped =
 /// records sacrificed by the spool-full policy, found corrupt in the spool,
-/// or that could not be spooled; export_errors = calls whose records could
+/// or that could not be spooled; errors = calls whose records could
 /// not be spooled. A failed connect or batch is not an export error: nothing
 /// is lost, the records wait in the spool (connect_failures, batch_failures).
 struct MysqlSinkStats {

@@ -53,7 +53,8 @@ class NetflowV9Exporter : public Exporter {
   std::vector<std::span<const uint8_t>> datagrams_;  // the batch being sent (views of scratch_)
   std::vector<int> errors_;                           // errno per datagram of that batch, 0 = sent
   std::unique_ptr<netflow9::UdpTransport> transport_;
-  uint64_t send_failures_logged_ = 0;
+  uint64_t send_failures_ = 0;                        // failed datagrams, for the warning
+  LogRateLimiter send_failure_log_;                   // at most 5 warnings a minute
 };
 
 /// The factory the probe's configuration uses.
