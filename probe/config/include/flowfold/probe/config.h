@@ -1,7 +1,7 @@
 #pragma once
 // flowfold's configuration: a YAML file (-c) plus command-line overrides.
 // Start-up errors are exceptions (ConfigError) carrying file:line:column;
-// main prints the one line and exits with kExitConfig.
+// main prints the one line and exits with kExitUsage.
 
 #include <cstdint>
 #include <optional>
