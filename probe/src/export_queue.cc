@@ -14,8 +14,8 @@ bool ExportQueue::push(ExportBatch&& batch, bool wait) {
     // Wait until the queue is half empty, not for the first free place: the
     // reader then runs for several batches between waits instead of one, and
     // each wait (sleep, wake-up, caches refilled by the flow table) costs
-    // more than the batch it lets through. Paced to a collector, the reader
-    // of a capture file waited ~650 times on the big profile.
+    // more than the batch it lets through (a capture file's reader, paced
+    // to a collector, waits often).
     not_full_.wait(lock, [&] { return q_.size() <= resume_at_ || closed_; });
   }
   q_.push_back(std::move(batch));

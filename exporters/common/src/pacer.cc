@@ -31,11 +31,10 @@ void Pacer::acquire() {
   if (per_second_ == 0) return;
   // Out of tokens: sleep until half the burst is back, not just one token,
   // even when one has come back meanwhile. A sleep per datagram costs a
-  // syscall and a context switch each (~27 us of CPU on this VM); and a
-  // caller that sends what it was allowed before waiting (UdpSender) must
-  // not be let go with one token: by the time its send returns, one more
-  // has come back, and it would go on sending one datagram per system call
-  // (on `big` paced to nfcapd: 3155 sendmmsg calls instead of ~1100).
+  // system call and a context switch each; and a caller that sends what it
+  // was allowed before waiting (UdpSender) must not be let go with one token:
+  // by the time its send returns, one more has come back, and it would go on
+  // sending one datagram per system call instead of batches.
   const double want = std::max(1.0, burst_ / 2);
   for (refill(); tokens_ < want; refill()) {
     const double wait_s = (want - tokens_) / static_cast<double>(per_second_);

@@ -16,10 +16,10 @@ namespace flowfold {
 namespace {
 
 // The formatters write into a std::string with their own small routines
-// (std::to_chars, a cached date, digits by hand): the snprintf()/gmtime_r()/
-// inet_ntop() version cost ~1.5 us a text line and ~2.4 us a JSON line, more
-// than everything else the probe does with a flow. The output is unchanged
-// (tests/unit/text holds it to a reference built with those calls).
+// (std::to_chars, a cached date, digits by hand): with snprintf(), gmtime_r()
+// and inet_ntop() a line cost more than everything else the probe does with a
+// flow (bench/PROFILE.md). The output is the same (tests/unit/text holds it
+// to a reference built with those calls).
 
 void put(std::string& out, std::string_view s) { out.append(s); }
 

@@ -4,9 +4,9 @@
 //
 // Why: each datagram sent by itself costs a system call and a full pass
 // through the network stack; on loopback the sender also pays for the
-// collector's receive path. Exporting 2.7 million records to nfcapd in
-// 8192-byte datagrams, that was 15 % of the probe's CPU. Two kernel features
-// remove most of it:
+// collector's receive path: a large share of the probe's CPU when a capture
+// file's records go to nfcapd (bench/PROFILE.md). Two kernel features remove
+// most of it:
 //  - UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18): a run of
 //    datagrams of one size (every full message of a template is) goes down
 //    the stack as one buffer and is cut into datagrams at the device, or by

@@ -18,11 +18,11 @@ namespace flowfold {
 struct IpfixOptions {
   enum class Transport { kUdp, kTcp, kFile };
   /// kLibfixbuf: records go through fBufAppend(), which transcodes the 22
-  /// elements one by one: ~200 ns per record, 0.4 s of CPU per 2M records.
-  /// kDirect: flowfold encodes the data records itself (~16 ns per record,
-  /// 0.03 s per 2M); its messages are byte-identical to libfixbuf's (tested).
-  /// The default: libfixbuf costs a third of the whole probe's CPU on a
-  /// capture with many short flows. The one default of the program (the
+  /// elements one by one. kDirect: flowfold byte-swaps the packed record
+  /// itself, over ten times cheaper per record (bench/PROFILE.md); its
+  /// messages are byte-identical to libfixbuf's (tested). kDirect is the
+  /// default because on a capture with many short flows libfixbuf would be a
+  /// large share of the probe's CPU. The one default of the program (the
   /// configuration's `encoder:` leaves it unless set).
   enum class Encoder { kLibfixbuf, kDirect };
 

@@ -44,7 +44,7 @@ struct ExporterConfig {
   // Largest datagram / message in bytes; 0 = automatic: 1400 (safe on any
   // path), or 8192 when the collector is on loopback, where no path MTU
   // applies and every datagram costs a full trip through the kernel's
-  // network stack (a quarter of the probe's CPU at 1400 bytes). Not more:
+  // network stack (a large share of the probe's CPU at 1400 bytes). Not more:
   // collectors read into fixed buffers and cut what is longer (pmacct's
   // nfacctd 1.7 at 10000 bytes, GoFlow2 at 9000), which loses the records.
   uint32_t mtu = 0;
