@@ -17,7 +17,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       TextOptions o;
       o.format = c.type == ExporterConfig::Type::kJson ? TextOptions::Format::kJson : TextOptions::Format::kText;
       o.path = c.path;
-      o.rotation = {c.rotate_ms, c.max_files, c.max_age_ms};
+      o.rotation = c.rotation;
       return makeTextExporter(o);
     }
     case ExporterConfig::Type::kNetflow9: {
@@ -45,7 +45,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.host = c.host;
       o.port = c.port;
       o.path = c.path;
-      o.rotation = {c.rotate_ms, c.max_files, c.max_age_ms};
+      o.rotation = c.rotation;
       o.observation_domain = c.observation_domain;
       o.mtu = c.effectiveMtu();
       o.template_refresh_ms = c.template_refresh_ms;

@@ -153,7 +153,7 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, A
 /// aligned to the epoch); 0 when none rotates.
 uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
   uint64_t g = 0;
-  for (const ExporterConfig& e : exporters) g = std::gcd(g, e.rotate_ms);
+  for (const ExporterConfig& e : exporters) g = std::gcd(g, e.rotation.interval_ms);
   return g;
 }
 

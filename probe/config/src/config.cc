@@ -171,14 +171,14 @@ void checkRotation(const std::string& name, const YAML::Node& node, const Export
   const bool ipfix_file = e.type == ExporterConfig::Type::kIpfix &&
                           (e.transport == ExporterConfig::Transport::kFile || (!e.path.empty() && e.host.empty()));
   const bool writes_file = text_like || ipfix_file;
-  if (e.rotate_ms == 0) {
-    if (e.max_files != 0 || e.max_age_ms != 0)
+  if (e.rotation.interval_ms == 0) {
+    if (e.rotation.max_files != 0 || e.rotation.max_age_ms != 0)
       fail(name, node, "'max_files' and 'max_age' cap rotated files: set 'rotate' too (e.g. rotate: 5m)");
     return;
   }
   if (!writes_file) fail(name, node, "'rotate' is for an exporter that writes a file (ipfix with 'path', text, json)");
   if (e.path.empty() || e.path == "-") fail(name, node, "'rotate' needs a 'path' (a file in a directory), not standard output");
-  if (e.max_age_ms != 0 && e.max_age_ms < e.rotate_ms)
+  if (e.rotation.max_age_ms != 0 && e.rotation.max_age_ms < e.rotation.interval_ms)
     fail(name, node, "'max_age' is shorter than 'rotate': every file would be removed as soon as it is complete");
 }
 

@@ -87,11 +87,11 @@ const Setting<ExporterConfig> kExporterSettings[] = {
      [](ExporterConfig& e, const SettingValue& v) { e.tcp_buffer_mb = narrow<uint32_t>(v); }, kIpfix},
     // File outputs: see rotating_output.h; checked together by the file's reader.
     {"", "rotate", "", duration(1'000, kDayMs, 1'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rotate_ms = v.number; }, kFiles},
+     [](ExporterConfig& e, const SettingValue& v) { e.rotation.interval_ms = v.number; }, kFiles},
     {"", "max_files", "", whole(1, 10'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.max_files = narrow<uint32_t>(v); }, kFiles},
+     [](ExporterConfig& e, const SettingValue& v) { e.rotation.max_files = narrow<uint32_t>(v); }, kFiles},
     {"", "max_age", "", duration(1'000, 36'500 * kDayMs),
-     [](ExporterConfig& e, const SettingValue& v) { e.max_age_ms = v.number; }, kFiles},
+     [](ExporterConfig& e, const SettingValue& v) { e.rotation.max_age_ms = v.number; }, kFiles},
 };
 // clang-format on
 

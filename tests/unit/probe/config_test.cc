@@ -391,12 +391,12 @@ TEST(Config, RotationOfFileOutputs) {
       "  - type: text\n    path: /var/log/flowfold/flows.txt\n",
       "t.yaml");
   ASSERT_EQ(c.exporters.size(), 3u);
-  EXPECT_EQ(c.exporters[0].rotate_ms, 300'000u);
-  EXPECT_EQ(c.exporters[0].max_files, 288u);
-  EXPECT_EQ(c.exporters[0].max_age_ms, 0u);
-  EXPECT_EQ(c.exporters[1].rotate_ms, 3'600'000u);
-  EXPECT_EQ(c.exporters[1].max_age_ms, 30ull * 86'400'000u);
-  EXPECT_EQ(c.exporters[2].rotate_ms, 0u);
+  EXPECT_EQ(c.exporters[0].rotation.interval_ms, 300'000u);
+  EXPECT_EQ(c.exporters[0].rotation.max_files, 288u);
+  EXPECT_EQ(c.exporters[0].rotation.max_age_ms, 0u);
+  EXPECT_EQ(c.exporters[1].rotation.interval_ms, 3'600'000u);
+  EXPECT_EQ(c.exporters[1].rotation.max_age_ms, 30ull * 86'400'000u);
+  EXPECT_EQ(c.exporters[2].rotation.interval_ms, 0u);
 }
 
 TEST(Config, RotationIsRefusedWhereItCannotApply) {

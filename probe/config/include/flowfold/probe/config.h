@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/exporters/rotating_output.h"
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
 
@@ -58,10 +59,9 @@ struct ExporterConfig {
   // stalled (beyond it the oldest are dropped, counted).
   uint32_t tcp_buffer_mb = 64;
   // File outputs (IPFIX file, text, JSON): one file per interval, named by its
-  // start time, and caps on the files kept (0: none). See rotating_output.h.
-  uint64_t rotate_ms = 0;
-  uint32_t max_files = 0;
-  uint64_t max_age_ms = 0;
+  // start time, and caps on the files kept (rotate, max_files, max_age). The
+  // exporters' own type: see rotating_output.h.
+  RotationOptions rotation;
   // IPFIX record encoding: flowfold's own writer or libfixbuf's fBufAppend
   // (`encoder:`, --ipfix-encoder); unset, the exporter's default
   // (IpfixOptions::encoder, the direct writer).
