@@ -1,5 +1,7 @@
 #include "flowfold/probe/privileges.h"
 
+#include "flowfold/probe/accounts.h"
+
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
@@ -24,46 +26,6 @@ namespace {
 
 [[noreturn]] void failErrno(const std::string& what) {
   fail(what + ": " + std::strerror(errno));
-}
-
-struct PasswdEntry {
-  uid_t uid;
-  gid_t gid;
-  std::string name;
-};
-
-bool lookupUser(const std::string& user, PasswdEntry& out) {
-  long size = sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
-  for (;;) {
-    passwd pw;
-    passwd* result = nullptr;
-    const int rc = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result);
-    if (rc == ERANGE) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (rc != 0 || !result) return false;
-    out = {pw.pw_uid, pw.pw_gid, pw.pw_name};
-    return true;
-  }
-}
-
-bool lookupGroup(const std::string& group, gid_t& gid) {
-  long size = sysconf(_SC_GETGR_R_SIZE_MAX);
-  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
-  for (;;) {
-    struct group gr;
-    struct group* result = nullptr;
-    const int rc = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &result);
-    if (rc == ERANGE) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (rc != 0 || !result) return false;
-    gid = gr.gr_gid;
-    return true;
-  }
 }
 
 // The value of a "Key:\t..." line of a /proc status file ("" when absent).
@@ -156,28 +118,31 @@ void clearBoundingSet() {
 }  // namespace
 
 bool userExists(const std::string& user) {
-  PasswdEntry e;
-  return !user.empty() && lookupUser(user, e);
+  return !user.empty() && findUser(user).has_value();
 }
 
 bool dropPrivileges(const std::string& user, const std::string& group, bool keep_capture_capability) {
-  PasswdEntry pw;
-  if (user.empty() || !lookupUser(user, pw)) {
+  const std::optional<UserAccount> pw = user.empty() ? std::nullopt : findUser(user);
+  if (!pw) {
     fail("no such user '" + user + "' (create it, e.g. useradd --system --no-create-home --shell /usr/sbin/nologin " +
          user + ")");
   }
-  gid_t gid = pw.gid;
-  if (!group.empty() && !lookupGroup(group, gid)) fail("no such group '" + group + "'");
+  gid_t gid = pw->gid;
+  if (!group.empty()) {
+    const std::optional<gid_t> g = findGroup(group);
+    if (!g) fail("no such group '" + group + "'");
+    gid = *g;
+  }
   if (geteuid() != 0) return false;
-  if (pw.uid == 0) fail("user '" + user + "' is root");
+  if (pw->uid == 0) fail("user '" + user + "' is root");
 
   const uint64_t keep = keep_capture_capability ? kNetRaw : 0;
   // While root still has CAP_SETPCAP: after setuid() only `keep` is left.
   clearBoundingSet();
   if (keep && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0) failErrno("prctl(PR_SET_KEEPCAPS)");
-  if (initgroups(pw.name.c_str(), gid) != 0) failErrno("initgroups(" + user + ")");
+  if (initgroups(pw->name.c_str(), gid) != 0) failErrno("initgroups(" + user + ")");
   if (setgid(gid) != 0) failErrno("setgid(" + std::to_string(gid) + ")");
-  if (setuid(pw.uid) != 0) failErrno("setuid(" + std::to_string(pw.uid) + ")");
+  if (setuid(pw->uid) != 0) failErrno("setuid(" + std::to_string(pw->uid) + ")");
   if (keep) {
     // KEEPCAPS kept the whole permitted set through setuid; narrow it to
     // CAP_NET_RAW, which also makes it effective again.
@@ -185,10 +150,10 @@ bool dropPrivileges(const std::string& user, const std::string& group, bool keep
     if (prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L) != 0) failErrno("prctl(PR_SET_KEEPCAPS, 0)");
   }
 
-  if (setuid(0) == 0 || seteuid(0) == 0) fail("root could be regained after setuid(" + std::to_string(pw.uid) + ")");
+  if (setuid(0) == 0 || seteuid(0) == 0) fail("root could be regained after setuid(" + std::to_string(pw->uid) + ")");
   if (setgid(0) == 0 || setegid(0) == 0) fail("group root could be regained after setgid(" + std::to_string(gid) + ")");
-  if (getuid() != pw.uid || geteuid() != pw.uid || getgid() != gid || getegid() != gid) fail("ids did not change");
-  expectIds("Uid", pw.uid);
+  if (getuid() != pw->uid || geteuid() != pw->uid || getgid() != gid || getegid() != gid) fail("ids did not change");
+  expectIds("Uid", pw->uid);
   expectIds("Gid", gid);
   const uint64_t permitted = capabilityMask("CapPrm");
   if ((permitted & ~keep) != 0) {

@@ -1,5 +1,7 @@
 #include "flowfold/probe/config.h"
 
+#include "flowfold/probe/accounts.h"
+
 #include <arpa/inet.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -503,35 +505,6 @@ void checkOutputsAreDistinct(const Config& c) {
   }
 }
 
-std::optional<uid_t> userId(const std::string& user) {
-  std::vector<char> buf(16384);
-  for (;;) {
-    passwd pw;
-    passwd* result = nullptr;
-    const int rc = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result);
-    if (rc == ERANGE) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (rc != 0 || !result) return std::nullopt;
-    return pw.pw_uid;
-  }
-}
-
-bool groupExists(const std::string& group) {
-  std::vector<char> buf(16384);
-  for (;;) {
-    struct group gr;
-    struct group* result = nullptr;
-    const int rc = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &result);
-    if (rc == ERANGE) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    return rc == 0 && result != nullptr;
-  }
-}
-
 std::string origin(const std::string& where, const Config& c) {
   return where.empty() ? (c.config_path.empty() ? std::string("configuration") : c.config_path) : where;
 }
@@ -540,19 +513,19 @@ std::string origin(const std::string& where, const Config& c) {
 // dropRootIfNeeded, dropPrivileges), found before anything is opened.
 void checkRunAsUser(const Config& c, bool running_as_root) {
   if (!c.user.empty()) {
-    const std::optional<uid_t> uid = userId(c.user);
-    if (!uid)
+    const std::optional<UserAccount> account = findUser(c.user);
+    if (!account)
       throw ConfigError(origin(c.user_origin, c) + ": 'user' = " + c.user +
                         ": no such user (create it, e.g. useradd --system --no-create-home --shell "
                         "/usr/sbin/nologin " + c.user + ")");
-    if (*uid == 0)
+    if (account->uid == 0)
       throw ConfigError(origin(c.user_origin, c) + ": 'user' = " + c.user +
                         " is root (uid 0); flowfold runs as root only when asked: leave 'user' out and set "
                         "'run_as_root: true'");
   }
-  if (!c.group.empty() && !groupExists(c.group))
+  if (!c.group.empty() && !findGroup(c.group))
     throw ConfigError(origin(c.group_origin, c) + ": 'group' = " + c.group + ": no such group");
-  if (c.live() && running_as_root && c.user.empty() && !c.run_as_root && !userId("flowfold"))
+  if (c.live() && running_as_root && c.user.empty() && !c.run_as_root && !findUser("flowfold"))
     throw ConfigError("refusing to keep running as root after opening the capture: create the 'flowfold' "
                       "user, set 'user:' in the configuration, or set 'run_as_root: true'");
 }
