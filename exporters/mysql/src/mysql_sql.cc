@@ -1,5 +1,7 @@
 #include "mysql_sql.h"
 
+#include "flowfold/exporters/civil_date.h"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -7,29 +9,6 @@
 namespace flowfold::mysql {
 
 namespace {
-
-// Howard Hinnant's civil-from-days: exact for the proleptic Gregorian
-// calendar and much cheaper than gmtime_r, which matters at 10^5 rows/s.
-void civilFromDays(int64_t z, int& y, unsigned& m, unsigned& d) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  d = doy - (153 * mp + 2) / 5 + 1;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  y = static_cast<int>(yoe) + static_cast<int>(era) * 400 + (m <= 2);
-}
-
-int64_t daysFromCivil(int y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
 
 void appendDigits(std::string& out, unsigned v, int width) {
   char buf[8];
@@ -148,14 +127,12 @@ void appendDatetime(std::string& out, uint64_t ms) {
   const int64_t secs = static_cast<int64_t>(ms / 1000);
   const int64_t day = secs / 86400;
   const unsigned sod = static_cast<unsigned>(secs % 86400);
-  int y;
-  unsigned m, d;
-  civilFromDays(day, y, m, d);
-  appendDigits(out, static_cast<unsigned>(y), 4);
+  const CivilDate date = civilFromDays(day);
+  appendDigits(out, static_cast<unsigned>(date.year), 4);
   out.push_back('-');
-  appendDigits(out, m, 2);
+  appendDigits(out, date.month, 2);
   out.push_back('-');
-  appendDigits(out, d, 2);
+  appendDigits(out, date.day, 2);
   out.push_back(' ');
   appendDigits(out, sod / 3600, 2);
   out.push_back(':');
@@ -285,15 +262,13 @@ int64_t utcToday() {
 }
 
 std::string dayDate(int64_t day) {
-  int y;
-  unsigned m, d;
-  civilFromDays(day, y, m, d);
+  const CivilDate date = civilFromDays(day);
   std::string s;
-  appendDigits(s, static_cast<unsigned>(y), 4);
+  appendDigits(s, static_cast<unsigned>(date.year), 4);
   s.push_back('-');
-  appendDigits(s, m, 2);
+  appendDigits(s, date.month, 2);
   s.push_back('-');
-  appendDigits(s, d, 2);
+  appendDigits(s, date.day, 2);
   return s;
 }
 
@@ -312,7 +287,7 @@ bool parsePartitionName(const std::string& name, int64_t& day) {
   }
   const unsigned y = v / 10000, m = v / 100 % 100, d = v % 100;
   if (m < 1 || m > 12 || d < 1 || d > 31) return false;
-  day = daysFromCivil(static_cast<int>(y), m, d);
+  day = daysFromCivil(y, m, d);
   return true;
 }
 

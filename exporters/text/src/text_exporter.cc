@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "flowfold/exporters/civil_date.h"
 #include "flowfold/exporters/log.h"
 #include "flowfold/exporters/rotating_output.h"
 
@@ -34,24 +35,6 @@ void putDigits(char* p, unsigned v, int width) {  // zero-padded, exactly `width
     p[i] = static_cast<char>('0' + v % 10);
     v /= 10;
   }
-}
-
-// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm): no
-// time zone, no lock, any day.
-struct CivilDate {
-  int64_t year;
-  unsigned month, day;
-};
-CivilDate civilFromDays(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned day = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned month = mp < 10 ? mp + 3 : mp - 9;
-  return {static_cast<int64_t>(yoe) + era * 400 + (month <= 2), month, day};
 }
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ", UTC. The part up to the seconds is kept for
