@@ -350,14 +350,14 @@ PcapFileSource::Result PcapFileSource::dispatchTo(Sink& sink, int max_packets) {
   if (impl_->fast) {
     ClassicPcapReader::Next next = ClassicPcapReader::Next::kPacket;
     const int n = impl_->fast->readInto(sink, max_packets, next, error_);
-    sink.drain();
+    sink.onBurstEnd();
     packets_ += static_cast<uint64_t>(n);
     if (n > 0 && next == ClassicPcapReader::Next::kPacket) return Result::kMore;
     if (next == ClassicPcapReader::Next::kError) return Result::kTruncated;
     return n > 0 ? Result::kMore : Result::kEnd;
   }
   const int n = pcap_dispatch(impl_->handle, max_packets, onPacket<Sink>, reinterpret_cast<u_char*>(&sink));
-  sink.drain();
+  sink.onBurstEnd();
   if (n > 0) {
     packets_ += static_cast<uint64_t>(n);
     return Result::kMore;

@@ -346,7 +346,7 @@ bool PcapLiveSource::interfaceUp() const {
 PcapLiveSource::Result PcapLiveSource::dispatch(Pipeline& pipeline, int max_packets) {
   auto sink = [&pipeline](pcap_t* h, int max) {
     const int n = pcap_dispatch(h, max, toPipeline, reinterpret_cast<u_char*>(&pipeline));
-    pipeline.drain();
+    pipeline.onBurstEnd();
     return n;
   };
   return dispatchTo(sink, max_packets);

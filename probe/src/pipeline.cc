@@ -83,7 +83,7 @@ void Pipeline::finish() {
   finished_ = true;
   backlog_ = false;  // what waits is handed over first, now waiting for room
   stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.stop_timeout_ms);
-  drain();
+  foldPending();
   // Drain expiry that is already due, then everything else as forced end.
   while (cache_.expire(now_ms_)) {
     if (cache_.output().size() >= options_.export_batch) handOff(false);

@@ -63,7 +63,7 @@ void ShardedPipeline::broadcast(Kind kind, uint64_t ts_ms) {
   }
 }
 
-void ShardedPipeline::drain() {
+void ShardedPipeline::publishToWorkers() {
   for (auto& w : workers_) w->ring.publish();
 }
 
@@ -81,12 +81,12 @@ void ShardedPipeline::runWorker(Worker& w) {
           break;
         case Kind::kClock:
           // Fold what is in flight first, so expiry sees packets in order.
-          p.drain();
+          p.foldPending();
           p.advanceClock(item.ts_ms);
           p.publishStats();
           break;
         case Kind::kFinish:
-          p.drain();
+          p.foldPending();
           p.advanceClock(item.ts_ms);
           p.finish();
           w.ring.release(i + 1);

@@ -170,7 +170,7 @@ TEST_F(Fixture, ClockAdvanceExpiresIdleFlowsWithoutNewPackets) {
   auto p = make(o);
   const auto f = udpFrame(1, 1000, 10);
   p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 5'000);
-  p->drain();
+  p->foldPending();
   p->advanceClock(7'000);
   // finish() joins the export thread, so everything handed over is visible.
   finish(*p);
@@ -197,7 +197,7 @@ TEST_F(Fixture, ReplacingExportersKeepsTheCacheAndLosesNothing) {
   const auto f = udpFrame(1, 1000, 10);
   for (int i = 0; i < 5; ++i)
     p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000 + i);
-  p->drain();
+  p->foldPending();
   // A reload: new exporters take over; the flow in the cache is not touched.
   RecordingExporter::Shared second;
   std::vector<std::unique_ptr<Exporter>> replacement;
@@ -220,7 +220,7 @@ TEST_F(Fixture, PublishedStatsMatchThePacketThreadsCounters) {
   const auto f = udpFrame(1, 1000, 10);
   for (int i = 0; i < 20; ++i)
     p->onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), 1'000 + i);
-  p->drain();
+  p->foldPending();
   EXPECT_EQ(p->stats().decode.packets, 0u);  // nothing published yet
   p->publishStats();
   EXPECT_EQ(p->stats().decode.packets, 20u);
@@ -312,7 +312,7 @@ struct LiveFixture : ::testing::Test {
       const auto f = udpFrame(1, static_cast<uint16_t>(first_port + i), 10);
       p.onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), t);
     }
-    p.drain();
+    p.foldPending();
   }
   uint64_t packetsDelivered() {
     std::lock_guard lock(shared.mu);

@@ -169,7 +169,7 @@ TEST(ShardedPipeline, ConservesEveryPacketAndKeepsOneFlowPerKey) {
         sharded.onPacket(fwd.data(), static_cast<uint32_t>(fwd.size()), static_cast<uint32_t>(fwd.size()), ts++);
         sharded.onPacket(rev.data(), static_cast<uint32_t>(rev.size()), static_cast<uint32_t>(rev.size()), ts++);
       }
-      sharded.drain();
+      sharded.publishToWorkers();
     }
     sharded.finish();
     const PipelineStats stats = sharded.stats();
@@ -206,7 +206,7 @@ TEST(ShardedPipeline, TunnelModeBothRoutesEachFlowToItsOwnShard) {
         f.insert(f.begin() + 14, outer.begin(), outer.end());
         sharded.onPacket(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), ts++);
       }
-      sharded.drain();
+      sharded.publishToWorkers();
     }
     sharded.finish();
     const PipelineStats stats = sharded.stats();

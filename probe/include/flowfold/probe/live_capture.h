@@ -115,7 +115,7 @@ class PcapLiveSource {
   };
 
   /// Feeds up to max_packets packets (-1: one kernel block's worth) to the
-  /// pipeline, then drains it, exactly as PcapFileSource does. Waits at most
+  /// pipeline, then ends the burst (onBurstEnd()), exactly as PcapFileSource does. Waits at most
   /// timeout_ms for packets (kIdle on a silent link, so the caller can move
   /// its clock). Never throws.
   Result dispatch(Pipeline& pipeline, int max_packets);

@@ -96,10 +96,13 @@ class Pipeline {
     enqueue();
   }
 
-  /// Folds the frames still in the ring (end of a capture read).
-  void drain() {
+  /// Folds the frames still in the ring into the cache (end of a capture
+  /// read): afterwards every frame handed in has been accounted.
+  void foldPending() {
     while (tail_ != head_) fold(ring_[tail_++ & kRingMask]);
   }
+  /// The capture's read burst ended: fold what is pending.
+  void onBurstEnd() { foldPending(); }
 
   /// Moves the pipeline clock (a live idle link: no packets, time still passes).
   void advanceClock(uint64_t now_ms);
@@ -165,7 +168,7 @@ class Pipeline {
   /// Folds one frame: the clock advances (and expires flows) exactly as if
   /// each frame had been folded the moment it was read.
   [[gnu::always_inline]] void fold(Pending& p) {
-    hashAndPrefetchSlot(p);  // the newest frame, when the ring is drained
+    hashAndPrefetchSlot(p);  // the newest frame, when the ring is emptied by foldPending()
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
     if (p.stage == Stage::kHashed) account(p);
     p.stage = Stage::kSkipped;

@@ -27,8 +27,11 @@ class ShardedPipeline {
 
   /// Reader thread: decode, route.
   void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms);
-  /// Reader thread: make everything routed so far visible to the workers.
-  void drain();
+  /// Reader thread: make everything routed so far visible to the workers
+  /// (the rings publish in batches; this publishes the partial ones).
+  void publishToWorkers();
+  /// The capture's read burst ended: publish to the workers.
+  void onBurstEnd() { publishToWorkers(); }
   /// Every worker folds what it has, exports every flow, and stops.
   void finish();
 
