@@ -62,7 +62,7 @@ class ClassicPcapReader {
   /// Hands up to `max` packets to sink.onPacket(data, caplen, wirelen, ts_ms);
   /// returns how many. `last` says why it stopped short (kEnd, kError: then
   /// `error` says what), kPacket when it did not.
-  template <class Sink>
+  template <PacketSink Sink>
   int readInto(Sink& sink, int max, Next& last, std::string& error) {
     return swapped_ ? readLoop<true>(sink, max, last, error) : readLoop<false>(sink, max, last, error);
   }
@@ -90,7 +90,7 @@ class ClassicPcapReader {
 
   // The loop per packet, one copy per byte order: the common case is a whole
   // record at hand, no longer than the snap length.
-  template <bool kSwapped, class Sink>
+  template <bool kSwapped, PacketSink Sink>
   int readLoop(Sink& sink, int max, Next& last, std::string& error) {
     last = Next::kPacket;
     for (int n = 0; n < max; ++n) {
@@ -332,7 +332,7 @@ std::string PcapFileSource::datalinkName() const {
 }
 
 namespace {
-template <class Sink>
+template <PacketSink Sink>
 void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
   auto* sink = reinterpret_cast<Sink*>(user);
   // Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
@@ -345,8 +345,8 @@ void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
 }
 }  // namespace
 
-template <class Sink>
-PcapFileSource::Result PcapFileSource::dispatchTo(Sink& sink, int max_packets) {
+template <PacketSink Sink>
+PcapFileSource::Result PcapFileSource::dispatch(Sink& sink, int max_packets) {
   if (impl_->fast) {
     ClassicPcapReader::Next next = ClassicPcapReader::Next::kPacket;
     const int n = impl_->fast->readInto(sink, max_packets, next, error_);
@@ -368,12 +368,9 @@ PcapFileSource::Result PcapFileSource::dispatchTo(Sink& sink, int max_packets) {
   return Result::kTruncated;
 }
 
-PcapFileSource::Result PcapFileSource::dispatch(Pipeline& pipeline, int max_packets) {
-  return dispatchTo(pipeline, max_packets);
-}
-
-PcapFileSource::Result PcapFileSource::dispatch(ShardedPipeline& pipeline, int max_packets) {
-  return dispatchTo(pipeline, max_packets);
-}
+// The shapes a file is read into (the read loop is compiled for each, with
+// its onPacket() inlined).
+template PcapFileSource::Result PcapFileSource::dispatch(Pipeline&, int);
+template PcapFileSource::Result PcapFileSource::dispatch(ShardedPipeline&, int);
 
 }  // namespace flowfold

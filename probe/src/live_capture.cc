@@ -63,8 +63,9 @@ inline uint64_t toMs(const timeval& ts) {
   return secs * 1000 + static_cast<uint64_t>(ts.tv_usec) / 1000;
 }
 
-void toPipeline(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
-  reinterpret_cast<Pipeline*>(user)->onPacket(bytes, h->caplen, h->len, toMs(h->ts));
+template <PacketSink Sink>
+void toSink(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
+  reinterpret_cast<Sink*>(user)->onPacket(bytes, h->caplen, h->len, toMs(h->ts));
 }
 
 // An exception must not unwind through libpcap's C frames: it is parked,
@@ -343,14 +344,17 @@ bool PcapLiveSource::interfaceUp() const {
   return (ifr.ifr_flags & IFF_UP) != 0;
 }
 
-PcapLiveSource::Result PcapLiveSource::dispatch(Pipeline& pipeline, int max_packets) {
-  auto sink = [&pipeline](pcap_t* h, int max) {
-    const int n = pcap_dispatch(h, max, toPipeline, reinterpret_cast<u_char*>(&pipeline));
-    pipeline.onBurstEnd();
+template <PacketSink Sink>
+PcapLiveSource::Result PcapLiveSource::dispatch(Sink& sink, int max_packets) {
+  auto burst = [&sink](pcap_t* h, int max) {
+    const int n = pcap_dispatch(h, max, toSink<Sink>, reinterpret_cast<u_char*>(&sink));
+    sink.onBurstEnd();
     return n;
   };
-  return dispatchTo(sink, max_packets);
+  return dispatchTo(burst, max_packets);
 }
+
+template PcapLiveSource::Result PcapLiveSource::dispatch(Pipeline&, int);
 
 PcapLiveSource::Result PcapLiveSource::dispatch(const PacketCallback& callback, int max_packets) {
   CallbackContext ctx{&callback, impl_->handle.get(), nullptr};

@@ -26,6 +26,7 @@
 #include "flowfold/probe/metrics_families.h"
 #include "flowfold/probe/privileges.h"
 #include "flowfold/probe/exporter_factory.h"
+#include "flowfold/probe/packet_sink.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/progress.h"
 #include "flowfold/probe/service_notify.h"
@@ -107,8 +108,8 @@ int exportLossStatus(const ExportStage& stage) {
 
 /// Reads the whole file through `pipeline` (a Pipeline, or a ShardedPipeline
 /// with several workers), then exports every flow.
-template <class AnyPipeline>
-int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, AnyPipeline& pipeline) {
+template <FlowPipeline P>
+int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline) {
   installSignalHandlers();
   using Clock = std::chrono::steady_clock;
   const auto stats_every = std::chrono::seconds(config.stats_interval_s);

@@ -6,10 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace flowfold {
+#include "flowfold/probe/packet_sink.h"
 
-class Pipeline;
-class ShardedPipeline;
+namespace flowfold {
 
 /// The capture could not be opened or is not a capture (exit status kExitInput).
 class InputError : public std::runtime_error {
@@ -29,9 +28,11 @@ class PcapFileSource {
   std::string datalinkName() const;
 
   enum class Result { kMore, kEnd, kTruncated };
-  /// Feeds up to max_packets packets to the pipeline.
-  Result dispatch(Pipeline& pipeline, int max_packets);
-  Result dispatch(ShardedPipeline& pipeline, int max_packets);
+  /// Feeds up to max_packets packets to the sink, then ends the burst
+  /// (onBurstEnd()). Defined in capture.cc for the two pipeline shapes
+  /// (Pipeline, ShardedPipeline), so that libpcap stays out of this header.
+  template <PacketSink Sink>
+  Result dispatch(Sink& sink, int max_packets);
   /// libpcap's message when dispatch() returned kTruncated.
   const std::string& error() const { return error_; }
   uint64_t packetsRead() const { return packets_; }
@@ -40,8 +41,6 @@ class PcapFileSource {
   uint64_t fileSize() const { return file_size_; }
 
  private:
-  template <class Sink>
-  Result dispatchTo(Sink& sink, int max_packets);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string error_;

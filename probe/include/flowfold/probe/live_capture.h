@@ -10,10 +10,9 @@
 #include <vector>
 
 #include "flowfold/probe/capture.h"  // InputError
+#include "flowfold/probe/packet_sink.h"
 
 namespace flowfold {
-
-class Pipeline;
 
 /// The named interface does not exist; the message lists those that do.
 class NoSuchInterfaceError : public InputError {
@@ -118,7 +117,9 @@ class PcapLiveSource {
   /// pipeline, then ends the burst (onBurstEnd()), exactly as PcapFileSource does. Waits at most
   /// timeout_ms for packets (kIdle on a silent link, so the caller can move
   /// its clock). Never throws.
-  Result dispatch(Pipeline& pipeline, int max_packets);
+  /// Defined in live_capture.cc for Pipeline, the shape a live capture feeds.
+  template <PacketSink Sink>
+  Result dispatch(Sink& sink, int max_packets);
 
   using PacketCallback =
       std::function<void(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms)>;

@@ -16,6 +16,7 @@
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
 #include "flowfold/probe/export_stage.h"
+#include "flowfold/probe/packet_sink.h"
 
 namespace flowfold {
 
@@ -198,5 +199,7 @@ class Pipeline {
   mutable std::mutex stats_mu_;
   PipelineStats published_;
 };
+
+static_assert(FlowPipeline<Pipeline>, "a capture feeds a Pipeline (packet_sink.h)");
 
 }  // namespace flowfold

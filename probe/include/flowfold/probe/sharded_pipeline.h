@@ -76,4 +76,6 @@ class ShardedPipeline {
   uint64_t published_reader_cpu_ns_ = 0;
 };
 
+static_assert(FlowPipeline<ShardedPipeline>, "a file is read into a ShardedPipeline (packet_sink.h)");
+
 }  // namespace flowfold
