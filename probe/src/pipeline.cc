@@ -4,27 +4,33 @@
 
 namespace flowfold {
 
-Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
-    : options_(options),
-      decoder_(datalink, {}, options.tunnels),
-      both_(options.tunnels == probe::TunnelMode::kBoth),
-      cache_(options.cache),
-      export_stage_(export_stage) {
+FlowFolder::FlowFolder(const PipelineOptions& options, ExportStage& export_stage)
+    : options_(options), cache_(options.cache), export_stage_(export_stage) {
   if (options_.export_batch == 0) options_.export_batch = 1;
   cache_.output().reserve(options_.export_batch * 2);
 }
 
-Pipeline::~Pipeline() {
+FlowFolder::~FlowFolder() {
   finish();
 }
 
-void Pipeline::account(const Pending& p) {
+Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
+    : decoder_(datalink, {}, options.tunnels),
+      both_(options.tunnels == probe::TunnelMode::kBoth),
+      ingress_if_(options.ingress_if),
+      folder_(options, export_stage) {}
+
+Pipeline::~Pipeline() {
+  finish();  // with the decoder's counters, before the folder's own finish() would publish none
+}
+
+void FlowFolder::account(const Pending& p) {
   cache_.update(p.info, p.ts_ms, p.hash);  // the decoder's PacketInfo is the table's input
   // A backlog is offered again as the clock moves (advanceClock), not per packet.
   if (cache_.output().size() >= options_.export_batch && !backlog_) handOff(false);
 }
 
-void Pipeline::advanceClock(uint64_t now_ms) {
+void FlowFolder::advanceClock(uint64_t now_ms) {
   const uint64_t boundary = options_.handoff_boundary_ms;
   if (boundary != 0 && now_ms / boundary > now_ms_ / boundary && !cache_.output().empty() && !backlog_)
     [[unlikely]] handOff(false);  // stamped with the time before the boundary
@@ -41,7 +47,7 @@ void Pipeline::advanceClock(uint64_t now_ms) {
   if (cache_.output().size() >= options_.export_batch) handOff(false);
 }
 
-void Pipeline::handOff(bool flush) {
+void FlowFolder::handOff(bool flush) {
   ExportBatch batch;
   batch.records = export_stage_.queue().spareRecords();
   batch.records.reserve(options_.export_batch * 2);
@@ -60,7 +66,7 @@ void Pipeline::handOff(bool flush) {
   }
 }
 
-void Pipeline::keepBacklog(ExportBatch& batch) {
+void FlowFolder::keepBacklog(ExportBatch& batch) {
   // The records go back to the cache's output, to be offered again with
   // those that come next; the spare vector goes back to the queue.
   cache_.output().swap(batch.records);
@@ -78,7 +84,7 @@ void Pipeline::keepBacklog(ExportBatch& batch) {
   }
 }
 
-void Pipeline::finish() {
+void FlowFolder::finish(const probe::DecodeCounters& decode) {
   if (finished_) return;
   finished_ = true;
   backlog_ = false;  // what waits is handed over first, now waiting for room
@@ -90,18 +96,18 @@ void Pipeline::finish() {
   }
   cache_.flushAll(options_.export_batch, [this] { handOff(false); });
   handOff(true);
-  publishStats();
+  publishStats(decode);
 }
 
-void Pipeline::publishStats() {
+void FlowFolder::publishStats(const probe::DecodeCounters& decode) {
   std::lock_guard lock(stats_mu_);
-  published_.decode = decoder_.counters();
+  published_.decode = decode;
   published_.cache = cache_.counters();
   published_.now_ms = now_ms_;
   published_.cpu_ns = threadCpuNs();  // publishStats() runs on the packet thread
 }
 
-PipelineStats Pipeline::stats() const {
+PipelineStats FlowFolder::stats() const {
   std::lock_guard lock(stats_mu_);
   return published_;
 }

@@ -19,7 +19,7 @@ ShardedPipeline::ShardedPipeline(const PipelineOptions& options, int datalink, E
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>(kRingCapacity);
-    w->pipeline = std::make_unique<Pipeline>(options, datalink, stage);
+    w->folder = std::make_unique<FlowFolder>(options, stage);
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_) {
@@ -68,7 +68,7 @@ void ShardedPipeline::publishToWorkers() {
 }
 
 void ShardedPipeline::runWorker(Worker& w) {
-  Pipeline& p = *w.pipeline;
+  FlowFolder& p = *w.folder;
   for (;;) {
     const size_t n = w.ring.waitAvailable();
     for (size_t i = 0; i < n; ++i) {
@@ -114,7 +114,7 @@ void ShardedPipeline::publishStats() {
 
 PipelineStats ShardedPipeline::stats() const {
   PipelineStats total;
-  for (const auto& w : workers_) addStats(total, w->pipeline->stats());
+  for (const auto& w : workers_) addStats(total, w->folder->stats());
   std::lock_guard lock(stats_mu_);
   total.decode = published_decode_;  // the workers decode nothing themselves
   total.cpu_ns += published_reader_cpu_ns_;

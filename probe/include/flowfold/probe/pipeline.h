@@ -2,6 +2,10 @@
 // The packet side of one capture: decoder -> flow cache -> the shared export
 // stage's queue. Data flows one way; the packet thread never waits on a
 // socket or a disk (only, in file mode, on a full export queue).
+//
+// FlowFolder is the part after the decoder (cache, clock, hand-off to the
+// export stage); Pipeline is a decoder in front of a FlowFolder. A
+// ShardedPipeline's workers are FlowFolders alone.
 
 #include <array>
 #include <atomic>
@@ -57,36 +61,39 @@ struct PipelineStats {
   uint64_t cpu_ns = 0;
 };
 
-class Pipeline {
+/// The folding half of a pipeline: decoded packets -> flow cache -> the
+/// shared export stage's queue. A Pipeline puts its decoder in front of one;
+/// each worker of a ShardedPipeline owns one alone (its packets come decoded
+/// from the reader thread, so it has no decoder nor fragment table).
+/// One thread (the packet thread, or the worker) makes every call but stats().
+class FlowFolder {
  public:
-  Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage);
-  ~Pipeline();
-  Pipeline(const Pipeline&) = delete;
-  Pipeline& operator=(const Pipeline&) = delete;
+  FlowFolder(const PipelineOptions& options, ExportStage& export_stage);
+  ~FlowFolder();
+  FlowFolder(const FlowFolder&) = delete;
+  FlowFolder& operator=(const FlowFolder&) = delete;
 
-  /// One captured frame (packet thread). The flow-table lookups are memory
-  /// bound, so packets pass through a short ring: a frame is decoded on
-  /// arrival, hashed and its hash slot prefetched one frame later, its flow
-  /// entry prefetched kEntryLag frames later, and it is folded into the cache
-  /// when the ring is full, in capture order. The misses of consecutive
-  /// packets overlap instead of being paid one after another (VPP style).
-  [[gnu::always_inline]] void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
+  /// The flow-table lookups are memory bound, so packets pass through a
+  /// short ring: a frame is decoded on arrival, in place into its ring slot
+  /// (nextSlot(), then pushSlot()), hashed and its hash slot prefetched one
+  /// frame later, its flow entry prefetched kEntryLag frames later, and it
+  /// is folded into the cache when the ring is full, in capture order. The
+  /// misses of consecutive packets overlap instead of being paid one after
+  /// another (VPP style).
+  ///
+  /// Where the next frame is decoded to: its ring slot, written in place.
+  [[gnu::always_inline]] probe::PacketInfo& nextSlot() { return ring_[head_ & kRingMask].info; }
+  /// Takes the frame in nextSlot(): decoded (the slot holds its fields, the
+  /// key's ingress_if set) or not (it only moves the clock, as it would have).
+  [[gnu::always_inline]] void pushSlot(uint64_t ts_ms, bool decoded) {
     Pending& p = ring_[head_ & kRingMask];
     p.ts_ms = ts_ms;
-    // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
-    probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
-    const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
-    p.info.key.ingress_if = options_.ingress_if;
     p.stage = decoded ? Stage::kDecoded : Stage::kSkipped;
     enqueue();
-    if (both_ && decoded && inner_.tunnel_depth != 0) [[unlikely]] {
-      inner_.key.ingress_if = options_.ingress_if;
-      onDecoded(inner_, ts_ms, hashFlowKey(inner_.key));
-    }
   }
 
-  /// A packet decoded elsewhere (the reader thread of a sharded pipeline):
-  /// it takes the same prefetching path as onPacket().
+  /// A packet decoded elsewhere (the reader thread of a sharded pipeline, or
+  /// the inner flow of a tunnel): it takes the same prefetching path.
   void onDecoded(const probe::PacketInfo& info, uint64_t ts_ms, uint64_t hash) {
     Pending& p = ring_[head_ & kRingMask];
     p.info = info;
@@ -102,10 +109,8 @@ class Pipeline {
   void foldPending() {
     while (tail_ != head_) fold(ring_[tail_++ & kRingMask]);
   }
-  /// The capture's read burst ended: fold what is pending.
-  void onBurstEnd() { foldPending(); }
 
-  /// Moves the pipeline clock (a live idle link: no packets, time still passes).
+  /// Moves the clock (a live idle link: no packets, time still passes).
   void advanceClock(uint64_t now_ms);
 
   /// Hands whatever records are waiting to the export stage now, however few
@@ -115,17 +120,18 @@ class Pipeline {
     if (!cache_.output().empty()) handOff(false);
   }
 
-  /// End of input or shutdown: every flow goes to the export stage (forced
-  /// end) with a request to flush. Idempotent. The packet thread calls it.
-  void finish();
+  /// End of input or shutdown: what is pending is folded, every flow goes
+  /// to the export stage (forced end) with a request to flush, and the
+  /// counters are published with `decode` (those of whatever decoded the
+  /// packets; none for a worker). Idempotent.
+  void finish(const probe::DecodeCounters& decode = {});
 
-  /// Copies the counters for other threads (packet thread, between reads).
-  void publishStats();
+  /// Copies the counters for other threads, with `decode` as above.
+  void publishStats(const probe::DecodeCounters& decode = {});
   /// The last published counters (any thread).
   PipelineStats stats() const;
 
-  // Packet-thread views (tests, and the thread that owns the pipeline).
-  const probe::DecodeCounters& decodeCounters() const { return decoder_.counters(); }
+  // Views for the thread that owns the folder (and tests).
   const FlowCacheCounters& cacheCounters() const { return cache_.counters(); }
   size_t activeFlows() const { return cache_.activeFlows(); }
   uint64_t nowMs() const { return now_ms_; }
@@ -179,9 +185,6 @@ class Pipeline {
   void keepBacklog(ExportBatch& batch);
 
   PipelineOptions options_;
-  probe::Decoder decoder_;
-  bool both_;
-  probe::PacketInfo inner_;  // mode both: the second flow of the packet being decoded
   std::array<Pending, kRingSize> ring_;
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded
@@ -198,6 +201,68 @@ class Pipeline {
 
   mutable std::mutex stats_mu_;
   PipelineStats published_;
+};
+
+/// One capture's pipeline: its decoder in front of a FlowFolder, both run
+/// by the capture's thread (the packet thread). The shape for a live
+/// capture, and for a file read with one worker. Satisfies FlowPipeline
+/// (packet_sink.h).
+class Pipeline {
+ public:
+  Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// One captured frame (packet thread), decoded at once into the folder's
+  /// ring (see FlowFolder), folded into the cache a few frames later.
+  [[gnu::always_inline]] void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
+    probe::PacketInfo& info = folder_.nextSlot();
+    // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
+    probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+    const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, info, inner) == probe::DecodeStatus::kOk;
+    info.key.ingress_if = ingress_if_;
+    folder_.pushSlot(ts_ms, decoded);
+    if (both_ && decoded && inner_.tunnel_depth != 0) [[unlikely]] {
+      inner_.key.ingress_if = ingress_if_;
+      folder_.onDecoded(inner_, ts_ms, hashFlowKey(inner_.key));
+    }
+  }
+
+  /// Folds the frames still in the ring (see FlowFolder::foldPending()).
+  void foldPending() { folder_.foldPending(); }
+  /// The capture's read burst ended: fold what is pending.
+  void onBurstEnd() { foldPending(); }
+
+  /// Moves the pipeline clock (a live idle link: no packets, time still passes).
+  void advanceClock(uint64_t now_ms) { folder_.advanceClock(now_ms); }
+
+  /// Hands whatever records are waiting to the export stage now, however few
+  /// (live capture: a finished flow reaches the collector within a read
+  /// timeout, not when a batch happens to fill).
+  void handOffPending() { folder_.handOffPending(); }
+
+  /// End of input or shutdown: every flow goes to the export stage (forced
+  /// end) with a request to flush. Idempotent. The packet thread calls it.
+  void finish() { folder_.finish(decoder_.counters()); }
+
+  /// Copies the counters for other threads (packet thread, between reads).
+  void publishStats() { folder_.publishStats(decoder_.counters()); }
+  /// The last published counters (any thread).
+  PipelineStats stats() const { return folder_.stats(); }
+
+  // Packet-thread views (tests, and the thread that owns the pipeline).
+  const probe::DecodeCounters& decodeCounters() const { return decoder_.counters(); }
+  const FlowCacheCounters& cacheCounters() const { return folder_.cacheCounters(); }
+  size_t activeFlows() const { return folder_.activeFlows(); }
+  uint64_t nowMs() const { return folder_.nowMs(); }
+
+ private:
+  probe::Decoder decoder_;
+  bool both_;
+  uint16_t ingress_if_;
+  probe::PacketInfo inner_;  // mode both: the second flow of the packet being decoded
+  FlowFolder folder_;
 };
 
 static_assert(FlowPipeline<Pipeline>, "a capture feeds a Pipeline (packet_sink.h)");

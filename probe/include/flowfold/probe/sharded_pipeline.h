@@ -3,9 +3,9 @@
 //
 // The reader thread decodes each packet and routes it by a symmetric hash of
 // its flow key (both directions of a conversation land on one worker) into
-// that worker's lock-free single-producer ring. Each worker owns a Pipeline
-// (flow cache) and hands expired records to the shared export stage in
-// batches. No lock is taken per packet; time reaches idle workers through
+// that worker's lock-free single-producer ring. Each worker owns a
+// FlowFolder (flow cache; no decoder, its packets come decoded) and hands
+// expired records to the shared export stage in batches. No lock is taken per packet; time reaches idle workers through
 // clock ticks the reader broadcasts as the packets' timestamps advance.
 
 #include <memory>
@@ -55,7 +55,7 @@ class ShardedPipeline {
   struct Worker {
     explicit Worker(size_t ring_capacity) : ring(ring_capacity) {}
     SpscRing<Item> ring;
-    std::unique_ptr<Pipeline> pipeline;
+    std::unique_ptr<FlowFolder> folder;
     std::thread thread;
   };
   static void runWorker(Worker& w);
