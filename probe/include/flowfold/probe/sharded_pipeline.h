@@ -5,8 +5,9 @@
 // its flow key (both directions of a conversation land on one worker) into
 // that worker's lock-free single-producer ring. Each worker owns a
 // FlowFolder (flow cache; no decoder, its packets come decoded) and hands
-// expired records to the shared export stage in batches. No lock is taken per packet; time reaches idle workers through
-// clock ticks the reader broadcasts as the packets' timestamps advance.
+// expired records to the shared export stage in batches. No lock is taken
+// per packet; time reaches idle workers through clock ticks the reader
+// broadcasts as the packets' timestamps advance.
 
 #include <memory>
 #include <thread>
