@@ -1,4 +1,5 @@
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/flowcache/wire.h"
 
 #include <algorithm>
 #include <bit>
@@ -16,7 +17,6 @@ constexpr uint32_t kWheelBuckets = 2048;   // power of two
 constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
-constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kPrefetchAhead = 8;
 constexpr size_t kHugePage = 2u << 20;
 // Whether a time difference fits the entry's 32-bit signed offsets.

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "flowfold/flowcache/flow_record.h"
+#include "flowfold/flowcache/wire.h"
 
 namespace flowfold::ipfix {
 
@@ -141,8 +142,8 @@ inline constexpr uint16_t kIpv6TemplateId = 257;
 // ---- record writers: one assignment per row above, in the same order ----
 
 inline uint16_t icmpTypeCode(const FlowKey& key) {
-  const bool icmp = (key.ip_version == 4 && key.protocol == 1) ||
-                    (key.ip_version == 6 && key.protocol == 58);
+  const bool icmp = (key.ip_version == 4 && key.protocol == kProtoIcmp) ||
+                    (key.ip_version == 6 && key.protocol == kProtoIcmpv6);
   return icmp ? key.dst_port : 0;
 }
 

@@ -5,13 +5,13 @@
 #include <string>
 #include <utility>
 
+#include "flowfold/flowcache/wire.h"
+
 namespace flowfold::netflow9 {
 namespace {
 
 constexpr uint16_t kVersion = 9;
 constexpr uint16_t kTemplateFlowSetId = 0;
-constexpr uint8_t kIpProtoIcmp = 1;
-constexpr uint8_t kIpProtoIcmpV6 = 58;
 
 constexpr size_t align4(size_t n) { return (n + 3) & ~size_t{3}; }
 
@@ -61,7 +61,7 @@ inline uint32_t relativeMs(uint64_t t_ms, uint64_t boot_ms) {
 }
 
 inline Derived derive(const FlowRecord& r, uint64_t boot_ms) {
-  const bool icmp = r.key.protocol == (r.key.isIPv6() ? kIpProtoIcmpV6 : kIpProtoIcmp);
+  const bool icmp = r.key.protocol == (r.key.isIPv6() ? kProtoIcmpv6 : kProtoIcmp);
   return Derived{relativeMs(r.first_ms, boot_ms), relativeMs(r.last_ms, boot_ms),
                  static_cast<uint16_t>(icmp ? r.key.dst_port : 0)};
 }

@@ -17,17 +17,10 @@
 #include <cstring>
 
 #include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/flowcache/wire.h"
 
 namespace flowfold::probe {
 namespace common_path {
-
-inline uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
-constexpr uint16_t kEtherIpv4 = 0x0800;
-constexpr uint16_t kEtherIpv6 = 0x86dd;
-constexpr uint16_t kEtherVlan = 0x8100;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
 
 // An address field of the key: `n` bytes of the packet, zeros after them.
 template <size_t n>
