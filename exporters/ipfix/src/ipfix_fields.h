@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "flowfold/exporters/template_ids.h"
 #include "flowfold/flowcache/flow_record.h"
 #include "flowfold/flowcache/wire.h"
 
@@ -135,9 +136,6 @@ static_assert(sizeof(Ipv6Fields) == totalLength(kIpv6Fields));
 static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
 static_assert(sizeof(Ipv4Record) == 77 && sizeof(Ipv6Record) == 101,
               "wire record sizes changed: update the documentation and the tests");
-
-inline constexpr uint16_t kIpv4TemplateId = 256;
-inline constexpr uint16_t kIpv6TemplateId = 257;
 
 // ---- record writers: one assignment per row above, in the same order ----
 
