@@ -248,7 +248,9 @@ class FlowCache {
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
-  void file(Filed flow, uint64_t deadline_ms);
+  /// Files `flow` in the wheel bucket of `deadline_ms`, where reviewEntry()
+  /// examines it when that bucket comes due.
+  void scheduleReview(Filed flow, uint64_t deadline_ms);
   /// Whether the entry `index`, found in the bucket of `tick`, is live and
   /// filed at that tick (by this life or, rarely, an earlier one: current()).
   bool filedAt(uint32_t index, uint64_t tick) const;
