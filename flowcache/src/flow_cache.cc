@@ -183,7 +183,7 @@ void FlowCache::releaseEntry(uint32_t index) {
 
 // ---------------------------------------------------------------- packets
 
-void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
+void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   const int64_t offset = static_cast<int64_t>(ts_ms - e.interval_start_ms);
   // A packet weeks away from the interval start (a clock jump) starts the
   // interval at its own time, so the offset always fits.
@@ -201,7 +201,7 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
 // update() and expire() run per packet and per flow coming due; flattened,
 // every helper they call is inlined into them (the calls' register saves and
 // restores were a tenth of the table's time in a replay of the `big` profile).
-[[gnu::flatten]] void FlowCache::update(const PacketFields& p, uint64_t ts_ms, uint64_t hash) {
+[[gnu::flatten]] void FlowCache::update(const CachePacket& p, uint64_t ts_ms, uint64_t hash) {
   bool created = false;
   uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
   const uint32_t index = findOrCreate(p.key, hash, created, slot_pos);

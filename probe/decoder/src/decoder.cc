@@ -72,7 +72,7 @@ template <bool kTunnels>
 class PacketWalker {
  public:
   PacketWalker(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-               PacketInfo& out, DecodeCounters& counters, FragmentTable& fragments)
+               DecodedPacket& out, DecodeCounters& counters, FragmentTable& fragments)
       : p_(data), caplen_(caplen), wirelen_(wirelen < caplen ? caplen : wirelen), ts_ms_(ts_ms),
         out_(out), key_(out.key), counters_(counters), fragments_(fragments) {}
 
@@ -393,7 +393,7 @@ class PacketWalker {
   // frame). If the packet carries a tunnel, decodes the encapsulated packet
   // into levels[depth] and goes on from there. Returns the innermost packet
   // that decoded: &out_ when nothing was (or could be) decapsulated.
-  const PacketInfo* descend(PacketInfo* levels, int depth) {
+  const DecodedPacket* descend(DecodedPacket* levels, int depth) {
     const Tunnel tunnel = carried();
     if (tunnel == Tunnel::kNone) return &out_;
     if (out_.is_fragment) {
@@ -410,7 +410,7 @@ class PacketWalker {
       ++counters_.tunnel_depth_limit;
       return &out_;
     }
-    PacketInfo& inner = levels[depth];
+    DecodedPacket& inner = levels[depth];
     inner = out_;  // the link-layer context (MACs, VLANs, MPLS) carries over
     inner.key.src_addr = {};
     inner.key.dst_addr = {};
@@ -664,7 +664,7 @@ class PacketWalker {
   size_t caplen_;
   size_t wirelen_;
   uint64_t ts_ms_;
-  PacketInfo& out_;
+  DecodedPacket& out_;
   FlowKey& key_;
   DecodeCounters& counters_;
   FragmentTable& fragments_;
@@ -754,9 +754,9 @@ Decoder::Decoder(int dlt, FragmentTableConfig fragments, TunnelMode tunnels)
 bool Decoder::supportsLinkType(int dlt) { return linkFor(dlt) != Link::kUnsupported; }
 
 DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                                  uint64_t ts_ms, PacketInfo& out) {
+                                  uint64_t ts_ms, DecodedPacket& out) {
   ++counters_.packets;
-  out = PacketInfo{};  // the common path may have written some fields before it gave up
+  out = DecodedPacket{};  // the common path may have written some fields before it gave up
   PacketWalker<false> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
   const auto index = static_cast<size_t>(walkFrame(walker, link_));
   ++(counters_.*kOutcomeCounter[index]);
@@ -764,17 +764,17 @@ DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t
 }
 
 DecodeStatus Decoder::decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                                    uint64_t ts_ms, PacketInfo& out, PacketInfo* inner) {
+                                    uint64_t ts_ms, DecodedPacket& out, DecodedPacket* inner) {
   ++counters_.packets;
-  out = PacketInfo{};
+  out = DecodedPacket{};
   if (inner != nullptr) inner->tunnel_depth = 0;
   PacketWalker<true> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
   const Outcome outcome = walkFrame(walker, link_);
   if (outcome == Outcome::decoded) {
     // The outer packet is accounted whatever happens inside it: an inner
     // packet that does not decode leaves it as it is.
-    PacketInfo levels[kMaxTunnelDepth];
-    const PacketInfo* innermost = walker.descend(levels, 0);
+    DecodedPacket levels[kMaxTunnelDepth];
+    const DecodedPacket* innermost = walker.descend(levels, 0);
     if (innermost != &out) {
       ++counters_.tunnel_decapsulated;
       if (tunnels_ == TunnelMode::kBoth) {

@@ -73,7 +73,7 @@ class Pipeline {
     Pending& p = ring_[head_ & kRingMask];
     p.ts_ms = ts_ms;
     // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
-    probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+    probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
     const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, p.info, inner) == probe::DecodeStatus::kOk;
     p.info.key.ingress_if = options_.ingress_if;
     p.stage = decoded ? Stage::kDecoded : Stage::kSkipped;
@@ -86,7 +86,7 @@ class Pipeline {
 
   /// A packet decoded elsewhere (the reader thread of a sharded pipeline):
   /// it takes the same prefetching path as onPacket().
-  void onDecoded(const probe::PacketInfo& info, uint64_t ts_ms, uint64_t hash) {
+  void onDecoded(const probe::DecodedPacket& info, uint64_t ts_ms, uint64_t hash) {
     Pending& p = ring_[head_ & kRingMask];
     p.info = info;
     p.ts_ms = ts_ms;
@@ -139,7 +139,7 @@ class Pipeline {
     kHashed,   // hash set, its slot prefetched
   };
   struct Pending {
-    probe::PacketInfo info;
+    probe::DecodedPacket info;
     uint64_t ts_ms;
     uint64_t hash;
     Stage stage = Stage::kSkipped;
@@ -177,7 +177,7 @@ class Pipeline {
   PipelineOptions options_;
   probe::Decoder decoder_;
   bool both_;
-  probe::PacketInfo inner_;  // mode both: the second flow of the packet being decoded
+  probe::DecodedPacket inner_;  // mode both: the second flow of the packet being decoded
   std::array<Pending, kRingSize> ring_;
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded

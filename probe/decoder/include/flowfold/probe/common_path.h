@@ -9,14 +9,14 @@
 // the register saves of the out-of-line decoder, were a fifth of the decode)
 // exactly as the layer-by-layer walk in decoder.cc fills it for such a frame.
 // tests/unit/decoder compares the two over every test capture, cut and
-// mutated, into a PacketInfo filled with garbage first; fuzz_decoder compares
-// them on every input. Anything else returns false and takes the walk.
+// mutated, into a DecodedPacket filled with garbage first; fuzz_decoder
+// compares them on every input. Anything else returns false and takes the walk.
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
-#include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/flowcache/cache_packet.h"
 #include "flowfold/flowcache/wire.h"
 
 namespace flowfold::probe {
@@ -36,7 +36,7 @@ inline void setAddress(std::array<uint8_t, 16>& field, const uint8_t* from) {
   }
 }
 
-// A template on PacketInfo, which decoder.h defines after including this
+// A template on DecodedPacket, which decoder.h defines after including this
 // header; its static_assert on the size catches a field added there and not
 // set here.
 template <class Info>
