@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "flowfold/exporters/log.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/flowcache/wire.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 
