@@ -26,7 +26,7 @@ namespace {
 
 using flowfold::probe::DecodeStatus;
 using flowfold::probe::Decoder;
-using flowfold::probe::PacketInfo;
+using flowfold::probe::DecodedPacket;
 namespace dlt = flowfold::probe::dlt;
 
 constexpr uint64_t kTsMs = 1'700'000'000'000ULL;
@@ -88,7 +88,7 @@ Frame qinqMplsIpv4Tcp() {
 
 void decodeOneFrame(benchmark::State& state, const Frame& frame) {
   Decoder decoder(dlt::kEn10mb);
-  PacketInfo info;
+  DecodedPacket info;
   const auto caplen = static_cast<uint32_t>(frame.bytes.size());
   if (decoder.decode(frame.bytes.data(), caplen, frame.wirelen, kTsMs, info) != DecodeStatus::kOk) {
     state.SkipWithError("the benchmark frame does not decode");
@@ -192,7 +192,7 @@ void BM_DecodeFlowgenMix(benchmark::State& state) {
     return;
   }
   Decoder decoder(c.dlt);
-  PacketInfo info;
+  DecodedPacket info;
   size_t i = 0;
   for (auto _ : state) {
     const auto& pk = c.packets[i];

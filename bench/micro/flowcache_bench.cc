@@ -38,7 +38,7 @@ namespace {
 using flowfold::FlowCache;
 using flowfold::FlowCacheOptions;
 using flowfold::FlowKey;
-using flowfold::PacketSummary;
+using flowfold::TimedCachePacket;
 
 constexpr uint64_t kBaseMs = 1'700'000'000'000ULL;
 
@@ -64,8 +64,8 @@ FlowKey keyFor(uint32_t i) {
   return k;
 }
 
-PacketSummary packetTemplate() {
-  PacketSummary p;
+TimedCachePacket packetTemplate() {
+  TimedCachePacket p;
   p.key = keyFor(0);
   p.ts_ms = kBaseMs;
   p.ip_length = 120;
@@ -124,7 +124,7 @@ HitFixture& hitFixture(uint32_t n) {
     o.max_flows = n;
     o.idle_timeout_ms = o.active_timeout_ms = 24 * 3'600'000ULL;  // nothing expires
     f.cache = std::make_unique<FlowCache>(o);
-    PacketSummary p = packetTemplate();
+    TimedCachePacket p = packetTemplate();
     for (uint32_t i = 0; i < n; ++i) {
       setKey(p.key, i);
       f.cache->update(p);
@@ -138,7 +138,7 @@ void BM_FlowCacheHit(benchmark::State& state) {
   const auto n = static_cast<uint32_t>(state.range(0));
   HitFixture& f = hitFixture(n);
   FlowCache& cache = *f.cache;
-  PacketSummary p = packetTemplate();
+  TimedCachePacket p = packetTemplate();
   size_t pos = 0;
   for (auto _ : state) {
     setKey(p.key, f.order[pos]);
@@ -156,7 +156,7 @@ template <bool kPrefetch>
 void hitRing(benchmark::State& state) {
   constexpr uint64_t kRingSize = 16, kRingMask = kRingSize - 1, kEntryLag = 8;
   struct Pending {
-    PacketSummary p;
+    TimedCachePacket p;
     uint64_t hash;
   };
   const auto n = static_cast<uint32_t>(state.range(0));
@@ -197,7 +197,7 @@ void BM_FlowCacheHitRingPrefetch(benchmark::State& state) { hitRing<true>(state)
 void BM_FlowCacheHarness(benchmark::State& state) {
   const auto n = static_cast<uint32_t>(state.range(0));
   HitFixture& f = hitFixture(n);
-  PacketSummary p = packetTemplate();
+  TimedCachePacket p = packetTemplate();
   size_t pos = 0;
   for (auto _ : state) {
     setKey(p.key, f.order[pos]);
@@ -235,7 +235,7 @@ InsertFixture& insertFixture(uint32_t n) {
     // wheel's tick granularity (active / 4095 ms): nothing is ever evicted.
     o.max_flows = n + n / 1000 + 4 * kExpireEvery + 1024;
     f.cache = std::make_unique<FlowCache>(o);
-    PacketSummary p = packetTemplate();
+    TimedCachePacket p = packetTemplate();
     for (; f.next < 2 * n; ++f.next) {  // one full turnover: entries come from the free list
       setKey(p.key, f.next);
       p.ts_ms = kBaseMs + f.next;
@@ -253,7 +253,7 @@ void BM_FlowCacheInsert(benchmark::State& state) {
   const auto n = static_cast<uint32_t>(state.range(0));
   InsertFixture& f = insertFixture(n);
   FlowCache& cache = *f.cache;
-  PacketSummary p = packetTemplate();
+  TimedCachePacket p = packetTemplate();
   const uint64_t created_before = cache.counters().flows_created;
   for (auto _ : state) {
     setKey(p.key, f.next);
@@ -289,7 +289,7 @@ void BM_FlowCacheExpire(benchmark::State& state) {
   std::mt19937_64 rng(n);
   std::vector<uint32_t> offset(n);
   for (auto& v : offset) v = static_cast<uint32_t>(rng() % kSpreadMs);
-  PacketSummary p = packetTemplate();
+  TimedCachePacket p = packetTemplate();
   uint64_t round_base = kBaseMs;
   uint64_t expired = 0;
   for (auto _ : state) {

@@ -37,12 +37,12 @@ namespace {
 using flowfold::FlowCache;
 using flowfold::FlowCacheOptions;
 using flowfold::FlowRecord;
-using flowfold::PacketSummary;
+using flowfold::TimedCachePacket;
 
 struct Replay {
   std::string error;  // non-empty: unusable
   struct Packet {
-    PacketSummary summary;
+    TimedCachePacket summary;
     uint64_t hash;
   };
   std::vector<Packet> packets;  // the decoded packets, in capture order
@@ -84,14 +84,14 @@ Replay loadReplay() {
     return r;
   }
   flowfold::probe::Decoder decoder(pcap_datalink(p));
-  flowfold::probe::PacketInfo info;
+  flowfold::probe::DecodedPacket info;
   pcap_pkthdr* h;
   const u_char* bytes;
   while (pcap_next_ex(p, &h, &bytes) == 1) {
     const uint64_t ts_ms = uint64_t(h->ts.tv_sec) * 1000 + uint64_t(h->ts.tv_usec) / 1000;
     if (decoder.decode(bytes, h->caplen, h->len, ts_ms, info) != flowfold::probe::DecodeStatus::kOk) continue;
     Replay::Packet& pk = r.packets.emplace_back();
-    PacketSummary& s = pk.summary;
+    TimedCachePacket& s = pk.summary;
     s.key = info.key;
     s.ts_ms = ts_ms;
     s.ip_length = info.ip_length;

@@ -1,4 +1,5 @@
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/flowcache/wire.h"
 
 #include <algorithm>
 #include <bit>
@@ -16,7 +17,6 @@ constexpr uint32_t kWheelBuckets = 2048;   // power of two
 constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpRst = 0x04;
-constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kPrefetchAhead = 8;
 constexpr size_t kHugePage = 2u << 20;
 // Whether a time difference fits the entry's 32-bit signed offsets.
@@ -58,7 +58,7 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
 
   const uint64_t horizon = std::max(options_.active_timeout_ms, options_.idle_timeout_ms);
   // A power of two, so a time becomes a tick with a shift (a 64-bit division
-  // was a fifth of file()'s time).
+  // was a fifth of scheduleReview()'s time).
   const uint64_t min_tick_ms = std::max<uint64_t>(1, (horizon + kWheelBuckets - 2) / (kWheelBuckets - 1));
   tick_shift_ = static_cast<unsigned>(std::countr_zero(std::bit_ceil(min_tick_ms)));
   wheel_.resize(kWheelBuckets);
@@ -183,7 +183,7 @@ void FlowCache::releaseEntry(uint32_t index) {
 
 // ---------------------------------------------------------------- packets
 
-void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
+void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   const int64_t offset = static_cast<int64_t>(ts_ms - e.interval_start_ms);
   // A packet weeks away from the interval start (a clock jump) starts the
   // interval at its own time, so the offset always fits.
@@ -201,14 +201,14 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
 // update() and expire() run per packet and per flow coming due; flattened,
 // every helper they call is inlined into them (the calls' register saves and
 // restores were a tenth of the table's time in a replay of the `big` profile).
-[[gnu::flatten]] void FlowCache::update(const PacketFields& p, uint64_t ts_ms, uint64_t hash) {
+[[gnu::flatten]] void FlowCache::update(const CachePacket& p, uint64_t ts_ms, uint64_t hash) {
   bool created = false;
   uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
   const uint32_t index = findOrCreate(p.key, hash, created, slot_pos);
   Entry& e = entries_[index];
   if (created) {
     ++counters_.flows_created;
-    // Every field is set here or by startInterval()/file(): no zeroing pass
+    // Every field is set here or by startInterval()/scheduleReview(): no zeroing pass
     // over the entry first (`Entry{}` compiled to a `rep stos`, a quarter of
     // update()'s time).
     e.key = p.key;
@@ -220,7 +220,7 @@ void FlowCache::startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms) {
       next_tick_ = tickOf(ts_ms);
     }
     startInterval(e, p, ts_ms);
-    file(Filed{index, static_cast<uint32_t>(hash)}, deadlineOf(e));
+    scheduleReview(Filed{index, static_cast<uint32_t>(hash)}, deadlineOf(e));
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
     startInterval(e, p, ts_ms);
@@ -277,7 +277,7 @@ uint64_t FlowCache::deadlineOf(const Entry& e) const {
   return std::min(e.lastMs() + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
 }
 
-void FlowCache::file(Filed flow, uint64_t deadline_ms) {
+void FlowCache::scheduleReview(Filed flow, uint64_t deadline_ms) {
   // A deadline already past (the clock went backwards) goes in the next bucket due.
   // One beyond the wheel's span (packet times ahead of expire()'s clock) waits in
   // the last bucket of the turn and is filed again when that comes due: every
@@ -329,7 +329,7 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
     e.interval_start_ms = fitsInt32(last_offset) ? now_ms : last;
     e.last_offset_ms = static_cast<int32_t>(last - e.interval_start_ms);
   }
-  file(flow, deadlineOf(e));
+  scheduleReview(flow, deadlineOf(e));
 }
 
 [[gnu::flatten]] bool FlowCache::expire(uint64_t now_ms) {
@@ -373,7 +373,7 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
       const auto byIndex = [](Filed a, Filed b) { return a.index < b.index; };
       std::sort(live.begin(), live.end(), byIndex);
       live.erase(std::unique(live.begin(), live.end(), [](Filed a, Filed b) { return a.index == b.index; }), live.end());
-      for (const Filed flow : live) file(flow, deadlineOf(entries_[flow.index]));
+      for (const Filed flow : live) scheduleReview(flow, deadlineOf(entries_[flow.index]));
       return false;
     }
     due_.swap(wheel_[next_tick_ & (kWheelBuckets - 1)]);
@@ -414,9 +414,9 @@ void FlowCache::evictOne() {
       uint64_t slot_pos = 0;
       if (!findSlot(flow, slot_pos)) continue;  // an earlier life's filing
       const uint64_t real_tick = tickOf(deadlineOf(entries_[index]));
-      // (In the turn's last bucket file() would put it back here: evict it.)
+      // (In the turn's last bucket scheduleReview() would put it back here: evict it.)
       if (real_tick > tick && tick < next_tick_ + kWheelBuckets - 1) {
-        file(flow, deadlineOf(entries_[index]));
+        scheduleReview(flow, deadlineOf(entries_[index]));
         continue;
       }
       ++counters_.evicted;

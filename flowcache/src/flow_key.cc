@@ -1,5 +1,6 @@
 #include "flowfold/flowcache/flow_key.h"
 #include "flowfold/flowcache/flow_record.h"
+#include "flowfold/flowcache/wire.h"
 
 #include <arpa/inet.h>
 #include <sys/random.h>
@@ -91,7 +92,7 @@ uint64_t symmetricFlowHash(const FlowKey& key) {
   const auto* p = reinterpret_cast<const uint8_t*>(&key);
   const uint64_t* w = g_secret.word;
   // ICMP echo request and reply together: their "ports" (type/code) differ.
-  const bool icmp = key.protocol == 1 || key.protocol == 58;
+  const bool icmp = key.protocol == kProtoIcmp || key.protocol == kProtoIcmpv6;
   const uint64_t src_port = icmp ? 0 : key.src_port;
   const uint64_t dst_port = icmp ? 0 : key.dst_port;
   const uint64_t src = mum(load64(p) ^ w[0], load64(p + 8) ^ w[1] ^ src_port);

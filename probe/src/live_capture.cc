@@ -14,7 +14,7 @@
 #include <cstring>
 #include <exception>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "flowfold/probe/pipeline.h"
 
 namespace flowfold {

@@ -16,7 +16,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "flowfold/probe/capture.h"
 #include "flowfold/probe/cli.h"
 #include "flowfold/probe/config.h"

@@ -25,7 +25,7 @@ Pipeline::~Pipeline() {
 }
 
 void FlowFolder::account(const Pending& p) {
-  cache_.update(p.info, p.ts_ms, p.hash);  // the decoder's PacketInfo is the table's input
+  cache_.update(p.info, p.ts_ms, p.hash);  // the decoder's DecodedPacket is the table's input
   // A backlog is offered again as the clock moves (advanceClock), not per packet.
   if (cache_.output().size() >= options_.export_batch && !backlog_) handOff(false);
 }

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

@@ -36,14 +36,14 @@ void ShardedPipeline::onPacket(const uint8_t* data, uint32_t caplen, uint32_t wi
     next_tick_ms_ = ts_ms + kTickMs;
   }
   if (ts_ms > now_ms_) now_ms_ = ts_ms;
-  probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+  probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
   if (decoder_.decode(data, caplen, wirelen, ts_ms, scratch_, inner) != probe::DecodeStatus::kOk) return;
   route(scratch_, ts_ms);
   // Tunnel mode both: the inner flow goes to the shard of its own key.
   if (both_ && inner_.tunnel_depth != 0) [[unlikely]] route(inner_, ts_ms);
 }
 
-void ShardedPipeline::route(probe::PacketInfo& info, uint64_t ts_ms) {
+void ShardedPipeline::route(probe::DecodedPacket& info, uint64_t ts_ms) {
   info.key.ingress_if = options_.ingress_if;
   Worker& w = *workers_[shardOf(info.key, workers_.size())];
   Item& item = w.ring.claim();

@@ -33,7 +33,7 @@ using flowfold::probe::DecodeCounters;
 using flowfold::probe::DecodeStatus;
 using flowfold::probe::Decoder;
 using flowfold::probe::FragmentTableConfig;
-using flowfold::probe::PacketInfo;
+using flowfold::probe::DecodedPacket;
 namespace dlt = flowfold::probe::dlt;
 
 constexpr int kLinkTypes[] = {
@@ -71,7 +71,7 @@ void splitLengths(uint8_t mode_byte, size_t frame_len, uint32_t& caplen, uint32_
   }
 }
 
-void checkDecoded(const PacketInfo& info) {
+void checkDecoded(const DecodedPacket& info) {
   const auto& k = info.key;
   FUZZ_CHECK(k.ip_version == 4 || k.ip_version == 6);
   FUZZ_CHECK(k.ingress_if == 0);
@@ -126,14 +126,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t* frame_data = caplen == 0 ? frame.get() + 1 : frame.get();
 
     const DecodeCounters before = decoder.counters();
-    PacketInfo info;
-    PacketInfo inner;
+    DecodedPacket info;
+    DecodedPacket inner;
     const DecodeStatus status = decoder.decode(frame_data, caplen, wirelen, ts_ms, info, &inner);
     const DecodeCounters& after = decoder.counters();
     checkCounters(after);
     {
-      PacketInfo walked;
-      PacketInfo walked_inner;
+      DecodedPacket walked;
+      DecodedPacket walked_inner;
       const DecodeStatus walked_status = walk_only.decode(frame_data, caplen, wirelen, ts_ms, walked, &walked_inner);
       FUZZ_CHECK(walked_status == status);
       if (status == DecodeStatus::kOk) FUZZ_CHECK(walked == info);

@@ -27,7 +27,7 @@ using flowfold::FlowCacheOptions;
 using flowfold::FlowEndReason;
 using flowfold::FlowKey;
 using flowfold::FlowRecord;
-using flowfold::PacketSummary;
+using flowfold::TimedCachePacket;
 
 constexpr size_t kKeys = 24;
 
@@ -114,7 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t kind = in.ConsumeIntegral<uint8_t>();
     if (kind < 176) {
       const size_t i = in.ConsumeIntegralInRange<size_t>(0, kKeys - 1);
-      PacketSummary p;
+      TimedCachePacket p;
       p.key = keyFor(i);
       packet_clock = step(in, packet_clock);
       p.ts_ms = packet_clock;

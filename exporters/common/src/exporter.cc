@@ -2,7 +2,7 @@
 
 #include <exception>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

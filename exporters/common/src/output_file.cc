@@ -9,7 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

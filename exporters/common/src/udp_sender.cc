@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "ipfix_encoder.h"
 
 namespace flowfold::ipfix {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "ipfix_encoder.h"
 #include "ipfix_fields.h"
 #include "ipfix_transport.h"

@@ -17,7 +17,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "flowfold/exporters/template_ids.h"
 #include "flowfold/flowcache/flow_record.h"
+#include "flowfold/flowcache/wire.h"
 
 namespace flowfold::ipfix {
 
@@ -135,14 +137,11 @@ static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
 static_assert(sizeof(Ipv4Record) == 77 && sizeof(Ipv6Record) == 101,
               "wire record sizes changed: update the documentation and the tests");
 
-inline constexpr uint16_t kIpv4TemplateId = 256;
-inline constexpr uint16_t kIpv6TemplateId = 257;
-
 // ---- record writers: one assignment per row above, in the same order ----
 
 inline uint16_t icmpTypeCode(const FlowKey& key) {
-  const bool icmp = (key.ip_version == 4 && key.protocol == 1) ||
-                    (key.ip_version == 6 && key.protocol == 58);
+  const bool icmp = (key.ip_version == 4 && key.protocol == kProtoIcmp) ||
+                    (key.ip_version == 6 && key.protocol == kProtoIcmpv6);
   return icmp ? key.dst_port : 0;
 }
 

@@ -16,10 +16,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "flowfold/exporters/log.h"
 #include "flowfold/exporters/output_file.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/exporters/udp_sender.h"
+#include "flowfold/log.h"
 
 namespace flowfold::ipfix {
 

@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "ipfix_transport.h"
 
 namespace flowfold::ipfix {

@@ -6,7 +6,7 @@
 #include <cinttypes>
 #include <stdexcept>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 #include "mysql_internal.h"
 #include "mysql_sink.h"
 #include "mysql_sql.h"

@@ -6,8 +6,8 @@
 #include <cinttypes>
 #include <set>
 
-#include "flowfold/exporters/log.h"
 #include "flowfold/exporters/thread_signals.h"
+#include "flowfold/log.h"
 #include "mysql_sql.h"
 
 namespace flowfold::mysql {

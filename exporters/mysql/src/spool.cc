@@ -21,7 +21,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 namespace flowfold::mysql {
 

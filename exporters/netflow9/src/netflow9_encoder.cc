@@ -5,13 +5,14 @@
 #include <string>
 #include <utility>
 
+#include "flowfold/exporters/template_ids.h"
+#include "flowfold/flowcache/wire.h"
+
 namespace flowfold::netflow9 {
 namespace {
 
 constexpr uint16_t kVersion = 9;
 constexpr uint16_t kTemplateFlowSetId = 0;
-constexpr uint8_t kIpProtoIcmp = 1;
-constexpr uint8_t kIpProtoIcmpV6 = 58;
 
 constexpr size_t align4(size_t n) { return (n + 3) & ~size_t{3}; }
 
@@ -61,7 +62,7 @@ inline uint32_t relativeMs(uint64_t t_ms, uint64_t boot_ms) {
 }
 
 inline Derived derive(const FlowRecord& r, uint64_t boot_ms) {
-  const bool icmp = r.key.protocol == (r.key.isIPv6() ? kIpProtoIcmpV6 : kIpProtoIcmp);
+  const bool icmp = r.key.protocol == (r.key.isIPv6() ? kProtoIcmpv6 : kProtoIcmp);
   return Derived{relativeMs(r.first_ms, boot_ms), relativeMs(r.last_ms, boot_ms),
                  static_cast<uint16_t>(icmp ? r.key.dst_port : 0)};
 }
@@ -177,8 +178,8 @@ const std::array<uint8_t, kTemplateFlowSetLength>& templateFlowSet() {
     uint8_t* p = b.data();
     p = put16(p, kTemplateFlowSetId);
     p = put16(p, static_cast<uint16_t>(kTemplateFlowSetLength));
-    p = putTemplate(p, kTemplateIdIPv4, kIPv4TemplateFields);
-    putTemplate(p, kTemplateIdIPv6, kIPv6TemplateFields);
+    p = putTemplate(p, kIpv4TemplateId, kIPv4TemplateFields);
+    putTemplate(p, kIpv6TemplateId, kIPv6TemplateFields);
     return b;
   }();
   return bytes;
@@ -264,7 +265,7 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
     while (i < records.size()) {
       const FlowRecord& r = records[i];
       const bool v6 = r.key.isIPv6();
-      const uint16_t id = v6 ? kTemplateIdIPv6 : kTemplateIdIPv4;
+      const uint16_t id = v6 ? kIpv6TemplateId : kIpv4TemplateId;
       const size_t rec_len = v6 ? kIPv6RecordLength : kIPv4RecordLength;
       const bool same_set = set_start != nullptr && set_id == id;
       size_t end;  // datagram length if this record is added and its set closed

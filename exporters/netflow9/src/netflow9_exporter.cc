@@ -5,8 +5,8 @@
 #include <string>
 
 #include "flowfold/exporters/host_port.h"
-#include "flowfold/exporters/log.h"
 #include "flowfold/exporters/netflow9_transport.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 namespace {

@@ -9,8 +9,9 @@
 #include <string_view>
 
 #include "flowfold/exporters/civil_date.h"
-#include "flowfold/exporters/log.h"
 #include "flowfold/exporters/rotating_output.h"
+#include "flowfold/flowcache/wire.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 
@@ -104,7 +105,7 @@ void putMac(std::string& out, const std::array<uint8_t, 6>& m) {
   out.append(s, sizeof s);
 }
 
-bool isIcmp(const FlowKey& k) { return k.protocol == 1 || k.protocol == 58; }
+bool isIcmp(const FlowKey& k) { return k.protocol == kProtoIcmp || k.protocol == kProtoIcmpv6; }
 
 void putEndpoint(std::string& out, const std::array<uint8_t, 16>& addr, uint8_t version, uint16_t port) {
   if (version == 6) out.push_back('[');

@@ -10,21 +10,13 @@
 #include <cstring>
 #include <limits>
 
+#include "flowfold/flowcache/wire.h"
+
 namespace flowfold::probe {
 namespace {
 
-// EtherTypes (IEEE registry) and PPP protocol numbers (RFC 1661 / IANA).
-constexpr uint16_t kEtherIpv4 = 0x0800;
-constexpr uint16_t kEtherIpv6 = 0x86dd;
-constexpr uint16_t kEtherVlan = 0x8100;      // 802.1Q customer tag
-constexpr uint16_t kEtherQinq = 0x88a8;      // 802.1ad service tag
-constexpr uint16_t kEtherQinqOld = 0x9100;   // pre-standard QinQ
-constexpr uint16_t kEtherMplsUnicast = 0x8847;
-constexpr uint16_t kEtherMplsMulticast = 0x8848;
-constexpr uint16_t kEtherPppoeSession = 0x8864;  // discovery (0x8863) is not IP
-constexpr uint16_t kEtherTeb = 0x6558;      // transparent Ethernet bridging (GRE, Geneve)
-constexpr uint16_t kEtherErspan2 = 0x88be;   // ERSPAN type I (no S flag) or II, over GRE
-constexpr uint16_t kEtherErspan3 = 0x22eb;   // ERSPAN type III, over GRE
+// PPP protocol numbers (RFC 1661 / IANA). EtherTypes and IP protocol
+// numbers: flowfold/flowcache/wire.h.
 constexpr uint16_t kPppIpv4 = 0x0021;
 constexpr uint16_t kPppIpv6 = 0x0057;
 
@@ -34,24 +26,6 @@ constexpr uint32_t kAfInet6Bsd = 24;      // NetBSD, OpenBSD, BSD/OS
 constexpr uint32_t kAfInet6FreeBsd = 28;  // FreeBSD, DragonFly
 constexpr uint32_t kAfInet6Darwin = 30;   // macOS, iOS
 
-// IP protocol numbers (IANA).
-constexpr uint8_t kProtoIcmp = 1;
-constexpr uint8_t kProtoIpip = 4;    // IPv4 encapsulated (RFC 2003; 4in4, 4in6)
-constexpr uint8_t kProtoIpv6 = 41;   // IPv6 encapsulated (RFC 4213; 6in4, 6to4, 6in6)
-constexpr uint8_t kProtoGre = 47;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoDccp = 33;
-constexpr uint8_t kProtoIpv6Fragment = 44;
-constexpr uint8_t kProtoIpv6HopByHop = 0;
-constexpr uint8_t kProtoIpv6Routing = 43;
-constexpr uint8_t kProtoAh = 51;
-constexpr uint8_t kProtoIcmpv6 = 58;
-constexpr uint8_t kProtoIpv6NoNext = 59;
-constexpr uint8_t kProtoIpv6DestOpts = 60;
-constexpr uint8_t kProtoSctp = 132;
-constexpr uint8_t kProtoUdpLite = 136;
-
 constexpr uint8_t kIpv6JumboOption = 0xc2;  // RFC 2675
 
 // UDP destination ports of the UDP tunnels (IANA).
@@ -59,11 +33,6 @@ constexpr uint16_t kPortVxlan = 4789;   // RFC 7348
 constexpr uint16_t kPortGeneve = 6081;  // RFC 8926
 constexpr uint16_t kPortGtpu = 2152;    // 3GPP TS 29.281
 constexpr uint8_t kGtpGpdu = 255;       // GTP-U message type carrying a user packet
-
-inline uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-inline uint32_t load32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
 
 // What happened to one packet: decoded, or exactly one skip reason.
 enum class Outcome : uint8_t {
@@ -103,7 +72,7 @@ template <bool kTunnels>
 class PacketWalker {
  public:
   PacketWalker(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-               PacketInfo& out, DecodeCounters& counters, FragmentTable& fragments)
+               DecodedPacket& out, DecodeCounters& counters, FragmentTable& fragments)
       : p_(data), caplen_(caplen), wirelen_(wirelen < caplen ? caplen : wirelen), ts_ms_(ts_ms),
         out_(out), key_(out.key), counters_(counters), fragments_(fragments) {}
 
@@ -424,7 +393,7 @@ class PacketWalker {
   // frame). If the packet carries a tunnel, decodes the encapsulated packet
   // into levels[depth] and goes on from there. Returns the innermost packet
   // that decoded: &out_ when nothing was (or could be) decapsulated.
-  const PacketInfo* descend(PacketInfo* levels, int depth) {
+  const DecodedPacket* descend(DecodedPacket* levels, int depth) {
     const Tunnel tunnel = carried();
     if (tunnel == Tunnel::kNone) return &out_;
     if (out_.is_fragment) {
@@ -441,7 +410,7 @@ class PacketWalker {
       ++counters_.tunnel_depth_limit;
       return &out_;
     }
-    PacketInfo& inner = levels[depth];
+    DecodedPacket& inner = levels[depth];
     inner = out_;  // the link-layer context (MACs, VLANs, MPLS) carries over
     inner.key.src_addr = {};
     inner.key.dst_addr = {};
@@ -695,7 +664,7 @@ class PacketWalker {
   size_t caplen_;
   size_t wirelen_;
   uint64_t ts_ms_;
-  PacketInfo& out_;
+  DecodedPacket& out_;
   FlowKey& key_;
   DecodeCounters& counters_;
   FragmentTable& fragments_;
@@ -785,9 +754,9 @@ Decoder::Decoder(int dlt, FragmentTableConfig fragments, TunnelMode tunnels)
 bool Decoder::supportsLinkType(int dlt) { return linkFor(dlt) != Link::kUnsupported; }
 
 DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                                  uint64_t ts_ms, PacketInfo& out) {
+                                  uint64_t ts_ms, DecodedPacket& out) {
   ++counters_.packets;
-  out = PacketInfo{};  // the common path may have written some fields before it gave up
+  out = DecodedPacket{};  // the common path may have written some fields before it gave up
   PacketWalker<false> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
   const auto index = static_cast<size_t>(walkFrame(walker, link_));
   ++(counters_.*kOutcomeCounter[index]);
@@ -795,17 +764,17 @@ DecodeStatus Decoder::decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t
 }
 
 DecodeStatus Decoder::decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                                    uint64_t ts_ms, PacketInfo& out, PacketInfo* inner) {
+                                    uint64_t ts_ms, DecodedPacket& out, DecodedPacket* inner) {
   ++counters_.packets;
-  out = PacketInfo{};
+  out = DecodedPacket{};
   if (inner != nullptr) inner->tunnel_depth = 0;
   PacketWalker<true> walker(data, caplen, wirelen, ts_ms, out, counters_, fragments_);
   const Outcome outcome = walkFrame(walker, link_);
   if (outcome == Outcome::decoded) {
     // The outer packet is accounted whatever happens inside it: an inner
     // packet that does not decode leaves it as it is.
-    PacketInfo levels[kMaxTunnelDepth];
-    const PacketInfo* innermost = walker.descend(levels, 0);
+    DecodedPacket levels[kMaxTunnelDepth];
+    const DecodedPacket* innermost = walker.descend(levels, 0);
     if (innermost != &out) {
       ++counters_.tunnel_decapsulated;
       if (tunnels_ == TunnelMode::kBoth) {

@@ -28,7 +28,7 @@ TEST(DecoderFuzz, RandomBytesOnEveryLinkType) {
   std::vector<uint8_t> buffer(512);
   for (int dlt : kAllLinkTypes) {
     Decoder decoder(dlt, FragmentTableConfig{64, 30000});
-    PacketInfo info;
+    DecodedPacket info;
     for (int i = 0; i < 20000; ++i) {
       uint32_t len = rng() % buffer.size();
       for (uint32_t j = 0; j < len; ++j) {
@@ -107,7 +107,7 @@ TEST(DecoderFuzz, EveryPrefixOfValidPacketsIsOkOrTruncated) {
     if (!Decoder::supportsLinkType(dlt)) continue;
     for (const Bytes& packet : validPackets(dlt)) {
       Decoder full_decoder(dlt, FragmentTableConfig{4, 30000});
-      PacketInfo full;
+      DecodedPacket full;
       ASSERT_EQ(full_decoder.decode(packet.data(), static_cast<uint32_t>(packet.size()),
                                     static_cast<uint32_t>(packet.size()), 0, full),
                 DecodeStatus::kOk)
@@ -115,7 +115,7 @@ TEST(DecoderFuzz, EveryPrefixOfValidPacketsIsOkOrTruncated) {
       Decoder decoder(dlt, FragmentTableConfig{4, 30000});
       for (size_t caplen = 0; caplen <= packet.size(); ++caplen) {
         std::vector<uint8_t> prefix(packet.begin(), packet.begin() + caplen);
-        PacketInfo info;
+        DecodedPacket info;
         DecodeStatus status = decoder.decode(prefix.data(), static_cast<uint32_t>(caplen),
                                              static_cast<uint32_t>(packet.size()), 0, info);
         // A snap length can only hide information, never make a packet bad.
@@ -137,7 +137,7 @@ TEST(DecoderFuzz, RandomMutationsOfValidPackets) {
   std::mt19937 rng(7);
   for (int dlt : kAllLinkTypes) {
     Decoder decoder(dlt, FragmentTableConfig{16, 30000});
-    PacketInfo info;
+    DecodedPacket info;
     std::vector<Bytes> corpus = validPackets(Decoder::supportsLinkType(dlt) ? dlt : dlt::kRaw);
     uint64_t ts = 0;
     for (const Bytes& original : corpus) {

@@ -11,7 +11,7 @@ namespace {
 const Bytes kEthIpv4 = ethernet(0x08, 0x00);
 const Bytes kEthIpv6 = ethernet(0x86, 0xdd);
 
-void expectUdpPorts(const PacketInfo& info) {
+void expectUdpPorts(const DecodedPacket& info) {
   EXPECT_EQ(info.key.protocol, 17);
   EXPECT_EQ(info.key.src_port, 1234);
   EXPECT_EQ(info.key.dst_port, 53);

@@ -12,7 +12,7 @@ const Bytes kEthIpv4 = ethernet(0x08, 0x00);
 const Bytes kEthIpv6 = ethernet(0x86, 0xdd);
 
 // The UDP datagram of kIpv4Udp + kUdp1234To53, as decoded.
-void expectIpv4Udp(const PacketInfo& info) {
+void expectIpv4Udp(const DecodedPacket& info) {
   EXPECT_EQ(info.key.ip_version, 4);
   EXPECT_EQ(info.key.src_addr, v4(192, 0, 2, 1));
   EXPECT_EQ(info.key.dst_addr, v4(198, 51, 100, 2));
@@ -26,7 +26,7 @@ void expectIpv4Udp(const PacketInfo& info) {
   EXPECT_EQ(info.tcp_flags, 0);
 }
 
-void expectIpv6Udp(const PacketInfo& info) {
+void expectIpv6Udp(const DecodedPacket& info) {
   EXPECT_EQ(info.key.ip_version, 6);
   EXPECT_EQ(info.key.src_addr, v6("2001:db8::1"));
   EXPECT_EQ(info.key.dst_addr, v6("2001:db8::2"));

@@ -41,14 +41,14 @@ struct Capture {
   int dlt = -1;
   DecodeCounters counters;
   std::vector<DecodeStatus> statuses;    // one per frame
-  std::vector<PacketInfo> infos;         // one per frame (meaningful when kOk)
+  std::vector<DecodedPacket> infos;         // one per frame (meaningful when kOk)
   uint64_t ip_bytes = 0;                 // sum of ip_length over decoded frames
   std::map<int, uint64_t> by_protocol;   // decoded frames per IP protocol
   // Tunnel mode both: the frames' second (inner) packets.
   uint64_t inner_packets = 0;
   uint64_t inner_ip_bytes = 0;
 
-  const PacketInfo& frame(size_t number) const { return infos.at(number - 1); }  // 1-based, like tshark
+  const DecodedPacket& frame(size_t number) const { return infos.at(number - 1); }  // 1-based, like tshark
 };
 
 Capture readCapture(const std::string& name, TunnelMode tunnels = TunnelMode::kOuter) {
@@ -67,8 +67,8 @@ Capture readCapture(const std::string& name, TunnelMode tunnels = TunnelMode::kO
   while (pcap_next_ex(pcap, &header, &data) == 1) {
     uint64_t ts_ms = static_cast<uint64_t>(header->ts.tv_sec) * 1000 +
                      static_cast<uint64_t>(header->ts.tv_usec) / 1000;
-    PacketInfo info;
-    PacketInfo inner;
+    DecodedPacket info;
+    DecodedPacket inner;
     DecodeStatus status = decoder.decode(data, header->caplen, header->len, ts_ms, info, &inner);
     capture.statuses.push_back(status);
     capture.infos.push_back(info);
@@ -102,7 +102,7 @@ TEST(DecoderPcap, TripleVlanTagsKeepOuterAndInner) {
   EXPECT_EQ(nonZero(c.counters), (Counts{{"packets", 14}, {"decoded", 14}}));
   EXPECT_EQ(c.ip_bytes, 5891u);
   EXPECT_EQ(c.by_protocol, (Protocols{{6, 14}}));
-  for (const PacketInfo& info : c.infos) {
+  for (const DecodedPacket& info : c.infos) {
     EXPECT_EQ(info.key.vlan_id, 30);
     EXPECT_EQ(info.key.inner_vlan_id, 20);
   }
@@ -132,7 +132,7 @@ TEST(DecoderPcap, MixedVlanAndMpls) {
   EXPECT_EQ(c.ip_bytes, 15327u);
   EXPECT_EQ(c.by_protocol, (Protocols{{6, 47}}));
   int mpls = 0, vlan = 0;
-  for (const PacketInfo& info : c.infos) {
+  for (const DecodedPacket& info : c.infos) {
     if (info.has_mpls) {
       ++mpls;
       EXPECT_EQ(info.mpls_top_label, 29u);
@@ -492,7 +492,7 @@ TEST(DecoderPcapTunnel, GtpuInnerFlowsAndFragmentedOuterPackets) {
                                          {"fragments_later", 36}, {"tunnel_gtpu", 32},
                                          {"tunnel_decapsulated", 32}, {"tunnel_outer_fragment", 76}}));
   uint64_t inner_bytes = 0;
-  for (const PacketInfo& info : c.infos) {
+  for (const DecodedPacket& info : c.infos) {
     if (info.tunnel_depth == 1) inner_bytes += info.ip_length;
   }
   EXPECT_EQ(inner_bytes, 2518u);
@@ -528,7 +528,7 @@ TEST(DecoderCommonPath, GivesWhatTheWalkGivesForEveryTestFrameCutAndMutated) {
     const auto compare = [&](const std::vector<uint8_t>& frame, uint32_t caplen, uint32_t wirelen) {
       // Exactly caplen bytes, so a sanitizer build reports any read past them.
       std::vector<uint8_t> copy(frame.begin(), frame.begin() + caplen);
-      PacketInfo a, b;
+      DecodedPacket a, b;
       // The common path writes every field itself: garbage left in one would show.
       std::memset(static_cast<void*>(&a), 0xA5, sizeof a);
       const DecodeStatus sa = common.decode(copy.data(), caplen, wirelen, 1000, a);

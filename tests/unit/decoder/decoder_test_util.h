@@ -70,7 +70,7 @@ struct Harness {
                          uint64_t ts_ms = 0) {
     if (wirelen == 0) wirelen = static_cast<uint32_t>(packet.size());
     // Mode both: `inner` receives the second flow (tunnel_depth 0 if none).
-    PacketInfo* second = decoder.tunnelMode() == TunnelMode::kBoth ? &inner : nullptr;
+    DecodedPacket* second = decoder.tunnelMode() == TunnelMode::kBoth ? &inner : nullptr;
     status = decoder.decode(packet.data(), caplen, wirelen, ts_ms, info, second);
     expectInvariant(decoder.counters());
     return status;
@@ -78,8 +78,8 @@ struct Harness {
   Counts counts() const { return nonZero(decoder.counters()); }
 
   Decoder decoder;
-  PacketInfo info;
-  PacketInfo inner;
+  DecodedPacket info;
+  DecodedPacket inner;
   DecodeStatus status = DecodeStatus::kOk;
 };
 

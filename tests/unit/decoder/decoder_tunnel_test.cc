@@ -77,7 +77,7 @@ Expect outerExpect6(uint8_t next, uint32_t length) {
   return {6, v6("2001:db8:ff::1"), v6("2001:db8:ff::2"), next, 0, 0, length, 0x00, 255, 0};
 }
 
-void expectPacket(const PacketInfo& info, const Expect& e, uint8_t depth, const std::string& what) {
+void expectPacket(const DecodedPacket& info, const Expect& e, uint8_t depth, const std::string& what) {
   SCOPED_TRACE(what);
   EXPECT_EQ(info.key.ip_version, e.version);
   EXPECT_EQ(info.key.src_addr, e.src);

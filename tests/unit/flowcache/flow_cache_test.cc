@@ -21,9 +21,9 @@ FlowKey udpKey(uint8_t host, uint16_t sport) {
   return k;
 }
 
-PacketSummary packet(const FlowKey& key, uint64_t ts_ms, uint32_t len = 100, uint8_t flags = 0,
+TimedCachePacket packet(const FlowKey& key, uint64_t ts_ms, uint32_t len = 100, uint8_t flags = 0,
                      uint8_t ttl = 64) {
-  PacketSummary p;
+  TimedCachePacket p;
   p.key = key;
   p.ts_ms = ts_ms;
   p.ip_length = len;
@@ -282,13 +282,13 @@ TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
 
 TEST(FlowCache, CarriesTheTwentyBitMplsLabelOfTheFirstPacket) {
   FlowCache cache(opts());
-  PacketSummary p = packet(udpKey(1, 1), 1000);
+  TimedCachePacket p = packet(udpKey(1, 1), 1000);
   p.mpls_top_label = 0xFFFFF;  // the largest label
   cache.update(p);
   p.mpls_top_label = 16;  // later packets do not change it
   p.ts_ms = 1010;
   cache.update(p);
-  PacketSummary q = packet(udpKey(1, 2), 1000);
+  TimedCachePacket q = packet(udpKey(1, 2), 1000);
   q.mpls_top_label = 0x1ABCDE;  // bits above the label's 20 are not kept
   cache.update(q);
   cache.expire(1000 + 15'000 + 1000);

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
-#include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/flowcache/cache_packet.h"
 #include "flowfold/flowcache/prefetch.h"
 
 namespace flowfold {
@@ -79,11 +79,11 @@ class FlowCache {
   FlowCache& operator=(const FlowCache&) = delete;
 
   /// Folds one packet into its flow (creating it, evicting if full).
-  void update(const PacketSummary& packet) { update(packet, packet.ts_ms, hashFlowKey(packet.key)); }
+  void update(const TimedCachePacket& packet) { update(packet, packet.ts_ms, hashFlowKey(packet.key)); }
   /// Same, with hash = hashFlowKey(packet.key) computed by the caller.
-  void update(const PacketSummary& packet, uint64_t hash) { update(packet, packet.ts_ms, hash); }
+  void update(const TimedCachePacket& packet, uint64_t hash) { update(packet, packet.ts_ms, hash); }
   /// Same, for a packet seen at ts_ms.
-  void update(const PacketFields& packet, uint64_t ts_ms, uint64_t hash);
+  void update(const CachePacket& packet, uint64_t ts_ms, uint64_t hash);
 
   /// Hints for a batch: call prefetchSlot() for every packet of the batch,
   /// then prefetchEntry() for each, then update() for each.
@@ -241,14 +241,16 @@ class FlowCache {
   void releaseEntry(uint32_t index);
   void emit(const Entry& e, FlowEndReason reason);
   /// Sets the fields a flow's first packet (of an interval) gives it.
-  static void startInterval(Entry& e, const PacketFields& p, uint64_t ts_ms);
+  static void startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms);
   /// Exports and frees the flow whose slot is at `slot_pos`.
   void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason);
   void evictOne();
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
-  void file(Filed flow, uint64_t deadline_ms);
+  /// Files `flow` in the wheel bucket of `deadline_ms`, where reviewEntry()
+  /// examines it when that bucket comes due.
+  void scheduleReview(Filed flow, uint64_t deadline_ms);
   /// Whether the entry `index`, found in the bucket of `tick`, is live and
   /// filed at that tick (by this life or, rarely, an earlier one: current()).
   bool filedAt(uint32_t index, uint64_t tick) const;

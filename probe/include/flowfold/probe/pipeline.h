@@ -82,7 +82,7 @@ class FlowFolder {
   /// another (VPP style).
   ///
   /// Where the next frame is decoded to: its ring slot, written in place.
-  [[gnu::always_inline]] probe::PacketInfo& nextSlot() { return ring_[head_ & kRingMask].info; }
+  [[gnu::always_inline]] probe::DecodedPacket& nextSlot() { return ring_[head_ & kRingMask].info; }
   /// Takes the frame in nextSlot(): decoded (the slot holds its fields, the
   /// key's ingress_if set) or not (it only moves the clock, as it would have).
   [[gnu::always_inline]] void pushSlot(uint64_t ts_ms, bool decoded) {
@@ -94,7 +94,7 @@ class FlowFolder {
 
   /// A packet decoded elsewhere (the reader thread of a sharded pipeline, or
   /// the inner flow of a tunnel): it takes the same prefetching path.
-  void onDecoded(const probe::PacketInfo& info, uint64_t ts_ms, uint64_t hash) {
+  void onDecoded(const probe::DecodedPacket& info, uint64_t ts_ms, uint64_t hash) {
     Pending& p = ring_[head_ & kRingMask];
     p.info = info;
     p.ts_ms = ts_ms;
@@ -149,7 +149,7 @@ class FlowFolder {
     kHashed,   // hash set, its slot prefetched
   };
   struct Pending {
-    probe::PacketInfo info;
+    probe::DecodedPacket info;
     uint64_t ts_ms;
     uint64_t hash;
     Stage stage = Stage::kSkipped;
@@ -217,9 +217,9 @@ class Pipeline {
   /// One captured frame (packet thread), decoded at once into the folder's
   /// ring (see FlowFolder), folded into the cache a few frames later.
   [[gnu::always_inline]] void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
-    probe::PacketInfo& info = folder_.nextSlot();
+    probe::DecodedPacket& info = folder_.nextSlot();
     // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
-    probe::PacketInfo* inner = both_ ? &inner_ : nullptr;
+    probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
     const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, info, inner) == probe::DecodeStatus::kOk;
     info.key.ingress_if = ingress_if_;
     folder_.pushSlot(ts_ms, decoded);
@@ -261,7 +261,7 @@ class Pipeline {
   probe::Decoder decoder_;
   bool both_;
   uint16_t ingress_if_;
-  probe::PacketInfo inner_;  // mode both: the second flow of the packet being decoded
+  probe::DecodedPacket inner_;  // mode both: the second flow of the packet being decoded
   FlowFolder folder_;
 };
 

@@ -49,7 +49,7 @@ class ShardedPipeline {
  private:
   enum class Kind : uint8_t { kPacket, kClock, kFinish };
   struct Item {
-    probe::PacketInfo info;
+    probe::DecodedPacket info;
     uint64_t ts_ms;
     Kind kind;
   };
@@ -61,12 +61,12 @@ class ShardedPipeline {
   };
   static void runWorker(Worker& w);
   void broadcast(Kind kind, uint64_t ts_ms);
-  void route(probe::PacketInfo& info, uint64_t ts_ms);
+  void route(probe::DecodedPacket& info, uint64_t ts_ms);
 
   PipelineOptions options_;
   probe::Decoder decoder_;
-  probe::PacketInfo scratch_;
-  probe::PacketInfo inner_;  // tunnel mode both: the packet's second flow
+  probe::DecodedPacket scratch_;
+  probe::DecodedPacket inner_;  // tunnel mode both: the packet's second flow
   bool both_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t now_ms_ = 0;

@@ -11,8 +11,8 @@
 #include <span>
 #include <string>
 
-#include "flowfold/exporters/log.h"
 #include "flowfold/flowcache/flow_record.h"
+#include "flowfold/log.h"
 
 namespace flowfold {
 

@@ -52,9 +52,6 @@ struct TemplateField {
   uint16_t length;
 };
 
-inline constexpr uint16_t kTemplateIdIPv4 = 256;
-inline constexpr uint16_t kTemplateIdIPv6 = 257;
-
 /// The IPv4 data template (id 256). The record writer is generated from this
 /// table at compile time, so the two cannot drift apart.
 inline constexpr std::array<TemplateField, 20> kIPv4TemplateFields{{

@@ -9,25 +9,18 @@
 // the register saves of the out-of-line decoder, were a fifth of the decode)
 // exactly as the layer-by-layer walk in decoder.cc fills it for such a frame.
 // tests/unit/decoder compares the two over every test capture, cut and
-// mutated, into a PacketInfo filled with garbage first; fuzz_decoder compares
-// them on every input. Anything else returns false and takes the walk.
+// mutated, into a DecodedPacket filled with garbage first; fuzz_decoder
+// compares them on every input. Anything else returns false and takes the walk.
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
-#include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/flowcache/cache_packet.h"
+#include "flowfold/flowcache/wire.h"
 
 namespace flowfold::probe {
 namespace common_path {
-
-inline uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
-constexpr uint16_t kEtherIpv4 = 0x0800;
-constexpr uint16_t kEtherIpv6 = 0x86dd;
-constexpr uint16_t kEtherVlan = 0x8100;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
 
 // An address field of the key: `n` bytes of the packet, zeros after them.
 template <size_t n>
@@ -43,7 +36,7 @@ inline void setAddress(std::array<uint8_t, 16>& field, const uint8_t* from) {
   }
 }
 
-// A template on PacketInfo, which decoder.h defines after including this
+// A template on DecodedPacket, which decoder.h defines after including this
 // header; its static_assert on the size catches a field added there and not
 // set here.
 template <class Info>

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "flowfold/flowcache/flow_key.h"
-#include "flowfold/flowcache/packet_fields.h"
+#include "flowfold/flowcache/cache_packet.h"
 #include "flowfold/probe/common_path.h"
 #include "flowfold/probe/fragment_table.h"
 
@@ -47,14 +47,14 @@ std::string_view tunnelModeName(TunnelMode mode);
 bool parseTunnelMode(std::string_view text, TunnelMode& mode);
 
 enum class DecodeStatus : uint8_t {
-  kOk,           ///< PacketInfo filled; account the packet.
+  kOk,           ///< DecodedPacket filled; account the packet.
   kTruncated,    ///< A header the decoder needs was cut by the snap length.
   kUnsupported,  ///< Not IP, or a link type / version the decoder does not handle.
   kMalformed,    ///< A header contradicts itself or its container.
 };
 
-/// What decode() extracts from one packet (valid only when it returns kOk):
-/// the flow table's input (PacketFields), and what only the decoder's users
+/// What the decoder produces per packet (valid only when decode() returns kOk):
+/// the flow table's input (CachePacket), and what only the decoder's users
 /// look at. Of the table's fields:
 ///  - key: ingress_if is left 0, the caller sets it;
 ///  - ip_length: the octets to account: IPv4 total length, or 40 + IPv6
@@ -66,7 +66,7 @@ enum class DecodeStatus : uint8_t {
 ///  - tos, ttl: IPv4 TOS / IPv6 traffic class, IPv4 TTL / IPv6 hop limit;
 ///  - src_mac, dst_mac: valid when has_mac (Ethernet only), else zero;
 ///  - mpls_top_label: the 20-bit value of the top MPLS label, 0 if none.
-struct PacketInfo : PacketFields {
+struct DecodedPacket : CachePacket {
   bool has_mac = false;    ///< src_mac/dst_mac valid (Ethernet only)
   bool has_mpls = false;
   bool is_fragment = false;     ///< IPv4 or IPv6 fragment (first or later)
@@ -74,9 +74,10 @@ struct PacketInfo : PacketFields {
   /// (outer) IP packet, 1 for the packet a tunnel carried, ...
   uint8_t tunnel_depth = 0;
 
-  friend bool operator==(const PacketInfo&, const PacketInfo&) = default;
+  friend bool operator==(const DecodedPacket&, const DecodedPacket&) = default;
 };
-static_assert(sizeof(PacketInfo) == 72, "a new field of PacketInfo must also be set by common_path::decodeEthernet");
+static_assert(sizeof(DecodedPacket) == 72,
+              "a new field of DecodedPacket must also be set by common_path::decodeEthernet");
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip
 // reason, so packets == decoded + skipped(). The second column is the status
@@ -183,7 +184,7 @@ class Decoder {
   /// is kOuter. In kOuter the only cost over a tunnel-unaware decoder is
   /// the mode check here.
   [[gnu::always_inline]] DecodeStatus decode(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-                                             PacketInfo& out, PacketInfo* inner = nullptr) {
+                                             DecodedPacket& out, DecodedPacket* inner = nullptr) {
     if (tunnels_ == TunnelMode::kOuter || (tunnels_ == TunnelMode::kBoth && inner == nullptr)) {
       if (common_ethernet_ && common_path::decodeEthernet(data, caplen, wirelen, out)) {
         ++counters_.packets;
@@ -211,9 +212,9 @@ class Decoder {
  private:
   /// The layer-by-layer walk (decode() has tried the common path).
   DecodeStatus decodeOuter(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms,
-                           PacketInfo& out);
+                           DecodedPacket& out);
   DecodeStatus decodeTunnels(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
-                             uint64_t ts_ms, PacketInfo& out, PacketInfo* inner);
+                             uint64_t ts_ms, DecodedPacket& out, DecodedPacket* inner);
   static Link linkFor(int dlt);
 
   int dlt_;

@@ -3,7 +3,7 @@
 // inode), plain lines otherwise. stderr is pointed at a file here, and the
 // file's own device and inode play the journal's.
 
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

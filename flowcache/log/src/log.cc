@@ -1,4 +1,4 @@
-#include "flowfold/exporters/log.h"
+#include "flowfold/log.h"
 
 #include <sys/stat.h>
 #include <syslog.h>

@@ -1,0 +1,13 @@
+#pragma once
+// The data template of each record kind, the same id in NetFlow v9 and
+// IPFIX (both number data templates from 256), so that a collector that
+// hears both formats from the probe sees the same ids.
+
+#include <cstdint>
+
+namespace flowfold {
+
+inline constexpr uint16_t kIpv4TemplateId = 256;  ///< records of IPv4 flows
+inline constexpr uint16_t kIpv6TemplateId = 257;  ///< records of IPv6 flows
+
+}  // namespace flowfold
