@@ -66,8 +66,8 @@ uint64_t flowHashSeed() { return g_secret.seed; }
 uint64_t hashFlowKey(const FlowKey& key) {
   // The key's 44 bytes as five words and a 4-byte tail, each masked with a
   // secret word, multiplied in three independent pairs (they run in
-  // parallel: the sequential multiply-rotate chain this replaced was a third
-  // of the cost of a flow-table lookup), then folded once more.
+  // parallel, where a multiply-rotate chain would wait on each step), then
+  // folded once more.
   static_assert(sizeof(FlowKey) == 44);
   const auto* p = reinterpret_cast<const uint8_t*>(&key);
   uint32_t tail;

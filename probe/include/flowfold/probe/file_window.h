@@ -1,9 +1,8 @@
 #pragma once
 // A read-only window onto a regular file, mapped with mmap: the capture
 // reader walks a large pcap one window at a time instead of copying it with
-// read() (the kernel's copy was 8-16 % of the probe's time on the `big`
-// profile, and the 4 MiB buffer it filled pushed the flow table out of the
-// cache).
+// read(): the kernel's copy costs CPU per byte, and a large read buffer
+// pushes the flow table out of the cache.
 //
 // A mapped file that shrinks under the reader (another program truncates or
 // rewrites it) turns the next access past its new end into SIGBUS. A guard
