@@ -284,9 +284,9 @@ void PcapLiveSource::accumulateStats() {
   pcap_stat s{};
   if (pcap_stats(impl_->handle.get(), &s) != 0) return;
   // Unsigned 32-bit differences stay right across one wrap.
-  total_.received += static_cast<uint32_t>(s.ps_recv - impl_->last_recv);
-  total_.dropped += static_cast<uint32_t>(s.ps_drop - impl_->last_drop);
-  total_.if_dropped += static_cast<uint32_t>(s.ps_ifdrop - impl_->last_ifdrop);
+  total_.captured += static_cast<uint32_t>(s.ps_recv - impl_->last_recv);
+  total_.capture_dropped += static_cast<uint32_t>(s.ps_drop - impl_->last_drop);
+  total_.interface_dropped += static_cast<uint32_t>(s.ps_ifdrop - impl_->last_ifdrop);
   impl_->last_recv = s.ps_recv;
   impl_->last_drop = s.ps_drop;
   impl_->last_ifdrop = s.ps_ifdrop;

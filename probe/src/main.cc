@@ -205,7 +205,7 @@ struct LiveCapture {
   void publishCaptureStats() {
     const LiveCaptureStats s = source->stats();
     std::lock_guard lock(stats_mu);
-    published = CaptureStats{name, s.received, s.dropped, s.if_dropped};
+    published = CaptureStats{name, s.captured, s.capture_dropped, s.interface_dropped};
   }
 };
 
@@ -312,9 +312,9 @@ std::vector<CaptureStats> captureStats(const LiveCaptures& caps) {
     if (it == out.end()) {
       out.push_back(c->published);
     } else {
-      it->received += c->published.received;
-      it->dropped += c->published.dropped;
-      it->if_dropped += c->published.if_dropped;
+      it->captured += c->published.captured;
+      it->capture_dropped += c->published.capture_dropped;
+      it->interface_dropped += c->published.interface_dropped;
     }
   }
   return out;

@@ -35,17 +35,17 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
                           "Packets the kernel delivered to the capture (pcap ps_recv).");
   auto dropped = counter("flowfold_capture_dropped_packets_total",
                          "Packets dropped because the capture buffer was full (pcap ps_drop).");
-  auto if_dropped = counter("flowfold_capture_interface_dropped_packets_total",
+  auto interface_dropped = counter("flowfold_capture_interface_dropped_packets_total",
                             "Packets dropped by the interface or driver (pcap ps_ifdrop).");
   for (const auto& c : captures) {
-    add(received, c.received, {{"interface", c.interface}});
-    add(dropped, c.dropped, {{"interface", c.interface}});
-    add(if_dropped, c.if_dropped, {{"interface", c.interface}});
+    add(received, c.captured, {{"interface", c.interface}});
+    add(dropped, c.capture_dropped, {{"interface", c.interface}});
+    add(interface_dropped, c.interface_dropped, {{"interface", c.interface}});
   }
   if (!captures.empty()) {
     out.push_back(std::move(received));
     out.push_back(std::move(dropped));
-    out.push_back(std::move(if_dropped));
+    out.push_back(std::move(interface_dropped));
   }
 
   auto packets = counter("flowfold_packets_total", "Packets read by the decoder.");

@@ -29,9 +29,9 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
     s += std::to_string(v);
   };
   for (const auto& cap : captures) {
-    add("captured", cap.received, true);
-    add("capture_dropped", cap.dropped, true);
-    add("interface_dropped", cap.if_dropped);
+    add("captured", cap.captured, true);
+    add("capture_dropped", cap.capture_dropped, true);
+    add("interface_dropped", cap.interface_dropped);
   }
   const auto& d = p.decode;
   add("packets", d.packets, true);

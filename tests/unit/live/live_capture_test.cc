@@ -211,7 +211,7 @@ TEST(LiveCaptureTest, SeesExactlyTheDatagramsSentToAPort) {
   // The kernel counts what reached the socket before libpcap installed the
   // filter too, and other tests may be talking on loopback meanwhile: only
   // the increase from here on belongs to this test.
-  const uint64_t received_at_start = src.stats().received;
+  const uint64_t received_at_start = src.stats().captured;
 
   constexpr int kCount = 25;
   constexpr size_t kPayload = 300;  // frame 342 bytes, more than the snap length
@@ -231,10 +231,10 @@ TEST(LiveCaptureTest, SeesExactlyTheDatagramsSentToAPort) {
   const LiveCaptureStats st = src.stats();
   // On loopback the kernel hands the packet socket each packet twice (sent
   // and received); libpcap discards the sent copy, the kernel counts both.
-  EXPECT_EQ(st.received - received_at_start, 2u * kCount);
-  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(st.captured - received_at_start, 2u * kCount);
+  EXPECT_EQ(st.capture_dropped, 0u);
   // Counters are cumulative: asking again changes nothing.
-  EXPECT_EQ(src.stats().received, st.received);
+  EXPECT_EQ(src.stats().captured, st.captured);
 }
 
 TEST(LiveCaptureTest, BreakLoopStopsEveryLaterDispatch) {
@@ -385,8 +385,8 @@ TEST(LiveCaptureTest, InterfaceDownOrGoneIsAStatusAndReopenRecovers) {
     if (!sendTo("10.201.0.2", 9999, 5) || captureUntil(src, 5).size() != 5) return kNotSeenAgain;
     // Outgoing packets are counted once (unlike loopback); the counters
     // carry over the reopen.
-    if (src.stats().received != 12 || src.packetsRead() != 12) {
-      std::fprintf(stderr, "received %llu, read %llu\n", static_cast<unsigned long long>(src.stats().received),
+    if (src.stats().captured != 12 || src.packetsRead() != 12) {
+      std::fprintf(stderr, "received %llu, read %llu\n", static_cast<unsigned long long>(src.stats().captured),
                    static_cast<unsigned long long>(src.packetsRead()));
       return kStats;
     }

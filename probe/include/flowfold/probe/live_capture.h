@@ -81,9 +81,9 @@ struct LiveCaptureOptions {
 /// the wrap of libpcap's 32-bit counters (as long as stats() is called at
 /// least once per 2^32 packets).
 struct LiveCaptureStats {
-  uint64_t received = 0;   ///< ps_recv: packets that passed the filter
-  uint64_t dropped = 0;    ///< ps_drop: dropped because the ring was full
-  uint64_t if_dropped = 0; ///< ps_ifdrop: dropped by the interface/driver
+  uint64_t captured = 0;           ///< ps_recv: packets that passed the filter
+  uint64_t capture_dropped = 0;    ///< ps_drop: dropped because the ring was full
+  uint64_t interface_dropped = 0;  ///< ps_ifdrop: dropped by the interface/driver
 };
 
 /// Reads packets from a network interface (TPACKET_V3 ring, non-blocking
@@ -95,7 +95,7 @@ struct LiveCaptureStats {
 /// CAP_NET_RAW, which a plain setuid drops.
 ///
 /// Loopback: the kernel hands the socket every packet twice (sent and
-/// received); libpcap drops the sent copy, but stats().received counts both.
+/// received); libpcap drops the sent copy, but stats().captured counts both.
 class PcapLiveSource {
  public:
   /// Throws NoSuchInterfaceError, CapturePermissionError, CaptureFilterError,

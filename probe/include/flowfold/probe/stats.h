@@ -25,9 +25,9 @@ namespace flowfold {
 /// Kernel/libpcap capture counters of a live interface (pcap_stats).
 struct CaptureStats {
   std::string interface;
-  uint64_t received = 0;    // ps_recv
-  uint64_t dropped = 0;     // ps_drop: no room in the capture buffer
-  uint64_t if_dropped = 0;  // ps_ifdrop: dropped by the interface/driver
+  uint64_t captured = 0;           // ps_recv
+  uint64_t capture_dropped = 0;    // ps_drop: no room in the capture buffer
+  uint64_t interface_dropped = 0;  // ps_ifdrop: dropped by the interface/driver
 };
 
 /// Where a counter is shown (the `shown` column of the lists).
