@@ -7,6 +7,7 @@
 #include "flowfold/probe/decoder.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -27,6 +28,28 @@ constexpr uint32_t kAfInet6FreeBsd = 28;  // FreeBSD, DragonFly
 constexpr uint32_t kAfInet6Darwin = 30;   // macOS, iOS
 
 constexpr uint8_t kIpv6JumboOption = 0xc2;  // RFC 2675
+
+// The headers the IPv6 walk steps over: IANA's "IPv6 Extension Header
+// Types" registry (RFC 7045, RFC 8200 section 4) less ESP, whose payload is
+// encrypted, so it ends the walk as the flow's protocol. A set of 256 bits:
+// one test per header whatever the value.
+constexpr std::array<uint64_t, 4> kIpv6ExtensionHeaders = [] {
+  std::array<uint64_t, 4> set{};
+  for (uint8_t protocol : {kProtoIpv6HopByHop, kProtoIpv6Routing, kProtoIpv6Fragment, kProtoAh,
+                           kProtoIpv6DestOpts, kProtoIpv6Mobility, kProtoHip, kProtoShim6,
+                           kProtoExperiment1, kProtoExperiment2}) {
+    set[protocol >> 6] |= uint64_t{1} << (protocol & 63);
+  }
+  return set;
+}();
+
+constexpr bool isIpv6ExtensionHeader(uint8_t next) {
+  return ((kIpv6ExtensionHeaders[next >> 6] >> (next & 63)) & 1) != 0;
+}
+static_assert(isIpv6ExtensionHeader(kProtoIpv6HopByHop) && isIpv6ExtensionHeader(kProtoShim6) &&
+              isIpv6ExtensionHeader(kProtoExperiment2) && !isIpv6ExtensionHeader(kProtoEsp) &&
+              !isIpv6ExtensionHeader(kProtoIpv6NoNext) && !isIpv6ExtensionHeader(kProtoTcp) &&
+              !isIpv6ExtensionHeader(kProtoUdpLite) && !isIpv6ExtensionHeader(255));
 
 // UDP destination ports of the UDP tunnels (IANA).
 constexpr uint16_t kPortVxlan = 4789;   // RFC 7348
@@ -288,11 +311,11 @@ class PacketWalker {
     bool first_fragment = false;
     uint32_t fragment_id = 0;
     uint8_t fragment_next = 0;
+    // Every extension header IANA lists (ESP and No Next Header end the
+    // walk: the protocol is theirs, with no ports). RFC 7012: the flow's
+    // protocol is the Next Header after the last extension header.
     for (int headers = 0;; ++headers) {
-      bool extension = next == kProtoIpv6HopByHop || next == kProtoIpv6Routing ||
-                       next == kProtoIpv6DestOpts || next == kProtoAh ||
-                       next == kProtoIpv6Fragment;
-      if (!extension) break;
+      if (!isIpv6ExtensionHeader(next)) break;
       if (headers == Decoder::kMaxIpv6ExtHeaders) {
         // Account the packet rather than drop it: a flood of extension
         // headers is traffic an operator wants to see.
@@ -324,6 +347,10 @@ class PacketWalker {
         first_fragment = true;
         continue;
       }
+      // The others: next header(1), length(1). AH counts 4-byte units less
+      // 2 (RFC 4302); hop-by-hop, routing, destination options, Mobility
+      // (Payload Proto, Header Len), HIP, Shim6 and 253/254 (the format
+      // RFC 8200 section 4.8 asks of new headers) 8-byte units less 1.
       if (!has(cur, 2)) return Outcome::truncated_ip;
       size_t len = next == kProtoAh ? (size_t{p_[cur + 1]} + 2) * 4 : (size_t{p_[cur + 1]} + 1) * 8;
       if (cur + len > end) return Outcome::malformed_ip;

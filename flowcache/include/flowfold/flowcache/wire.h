@@ -38,11 +38,17 @@ inline constexpr uint8_t kProtoIpv6 = 41;  // IPv6 encapsulated (RFC 4213; 6in4,
 inline constexpr uint8_t kProtoIpv6Routing = 43;
 inline constexpr uint8_t kProtoIpv6Fragment = 44;
 inline constexpr uint8_t kProtoGre = 47;
+inline constexpr uint8_t kProtoEsp = 50;
 inline constexpr uint8_t kProtoAh = 51;
 inline constexpr uint8_t kProtoIcmpv6 = 58;
 inline constexpr uint8_t kProtoIpv6NoNext = 59;
 inline constexpr uint8_t kProtoIpv6DestOpts = 60;
 inline constexpr uint8_t kProtoSctp = 132;
+inline constexpr uint8_t kProtoIpv6Mobility = 135;  // Mobility Header (RFC 6275)
 inline constexpr uint8_t kProtoUdpLite = 136;
+inline constexpr uint8_t kProtoHip = 139;           // Host Identity Protocol (RFC 7401)
+inline constexpr uint8_t kProtoShim6 = 140;         // Shim6 (RFC 5533)
+inline constexpr uint8_t kProtoExperiment1 = 253;   // experimentation and testing (RFC 3692, 4727)
+inline constexpr uint8_t kProtoExperiment2 = 254;
 
 }  // namespace flowfold
