@@ -87,6 +87,30 @@ for d in pcap_dirs:
             if len(run) > 1:
                 write("fuzz_decoder", bytes([link, 0]) + SEPARATOR.join(f for f, _ in run))
 
+# IPv6 extension-header chains (issue 19), raw IPv6 (index 6): each kind
+# IANA lists, alone and all in one chain, ending in UDP, TCP, ICMPv6, ESP or
+# No Next Header; the test captures hold few of them.
+def ipv6_ext(kind, nxt):
+    if kind == 44:
+        return bytes([nxt, 0, 0, 0, 0, 0, 0, 42])
+    if kind == 51:
+        return bytes([nxt, 4]) + bytes(22)
+    return bytes([nxt, 1, 1, 12]) + bytes(12)
+
+IPV6_TAILS = {17: bytes.fromhex("04d20035000c0000deadbeef"),
+              6: bytes.fromhex("c35001bb00000001000000005012721000000000"),
+              58: bytes.fromhex("8000000000010001"), 50: bytes(24), 59: b""}
+IPV6_KINDS = [0, 43, 44, 51, 60, 135, 139, 140, 253, 254]
+for kinds in [[k] for k in IPV6_KINDS] + [IPV6_KINDS]:
+    for last, tail in IPV6_TAILS.items():
+        chain = b"".join(ipv6_ext(k, kinds[i + 1] if i + 1 < len(kinds) else last)
+                         for i, k in enumerate(kinds))
+        body = chain + tail
+        packet = (bytes([0x60, 0, 0, 0]) + struct.pack(">HBB", len(body), kinds[0], 64) +
+                  bytes.fromhex("20010db8" + "00" * 11 + "01") +
+                  bytes.fromhex("20010db8" + "00" * 11 + "02") + body)
+        write("fuzz_decoder", bytes([6, 0]) + packet)
+
 # ---- fuzz_config --------------------------------------------------------------
 for rel in ("examples/flowfold.yaml", "packaging/flowfold.yaml"):
     p = os.path.join(repo, rel)
