@@ -48,6 +48,7 @@ using Octets16 = std::array<uint8_t, 16>;
   X(src_port,       uint16_t, "sourceTransportPort",       7)                \
   X(dst_port,       uint16_t, "destinationTransportPort",  11)               \
   X(vlan_id,        uint16_t, "vlanId",                    58)               \
+  X(post_vlan_id,   uint16_t, "postVlanId",                59)               \
   X(inner_vlan_id,  uint16_t, "dot1qCustomerVlanId",       245)              \
   X(tcp_flags,      uint16_t, "tcpControlBits",            6)                \
   X(src_mac,        Octets6,  "sourceMacAddress",          56)               \
@@ -134,7 +135,7 @@ constexpr size_t totalLength(const FieldSpec (&fields)[N]) {
 static_assert(sizeof(Ipv4Fields) == totalLength(kIpv4Fields));
 static_assert(sizeof(Ipv6Fields) == totalLength(kIpv6Fields));
 static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
-static_assert(sizeof(Ipv4Record) == 77 && sizeof(Ipv6Record) == 101,
+static_assert(sizeof(Ipv4Record) == 79 && sizeof(Ipv6Record) == 103,
               "wire record sizes changed: update the documentation and the tests");
 
 // ---- record writers: one assignment per row above, in the same order ----
@@ -194,6 +195,7 @@ inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
   out.src_port = inOrder<order>(static_cast<uint16_t>(r.key.src_port));
   out.dst_port = inOrder<order>(static_cast<uint16_t>(r.key.dst_port));
   out.vlan_id = inOrder<order>(static_cast<uint16_t>(r.key.vlan_id));
+  out.post_vlan_id = inOrder<order>(static_cast<uint16_t>(r.key.inner_vlan_id));
   out.inner_vlan_id = inOrder<order>(static_cast<uint16_t>(r.key.inner_vlan_id));
   out.tcp_flags = inOrder<order>(static_cast<uint16_t>(r.tcp_flags));
   out.src_mac = r.src_mac;

@@ -134,6 +134,9 @@ inline uint8_t* putField(uint8_t* p, const FlowRecord& r, const Derived& d) {
   } else if constexpr (Type == kSrcVlan) {
     static_assert(Len == 2);
     return put16(p, r.key.vlan_id);
+  } else if constexpr (Type == kDstVlan) {
+    static_assert(Len == 2);
+    return put16(p, r.key.inner_vlan_id);
   } else if constexpr (Type == kIpProtocolVersion) {
     static_assert(Len == 1);
     return put8(p, r.key.ip_version);

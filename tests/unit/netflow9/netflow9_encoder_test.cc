@@ -71,7 +71,7 @@ std::vector<Bytes> encodeAll(const EncoderConfig& cfg, EncoderState& st,
 constexpr uint16_t F_IN_BYTES = 1, F_IN_PKTS = 2, F_PROTOCOL = 4, F_SRC_TOS = 5, F_TCP_FLAGS = 6,
                    F_L4_SRC_PORT = 7, F_IPV4_SRC_ADDR = 8, F_INPUT_SNMP = 10, F_L4_DST_PORT = 11,
                    F_IPV4_DST_ADDR = 12, F_LAST_SWITCHED = 21, F_FIRST_SWITCHED = 22,
-                   F_IPV6_SRC_ADDR = 27, F_ICMP_TYPE = 32, F_SRC_VLAN = 58,
+                   F_IPV6_SRC_ADDR = 27, F_ICMP_TYPE = 32, F_SRC_VLAN = 58, F_DST_VLAN = 59,
                    F_IP_PROTOCOL_VERSION = 60;
 
 // ---------------------------------------------------------------------------
@@ -113,8 +113,8 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x00, 0x00, 0x00,  // package sequence 0
       0x01, 0x02, 0x03, 0x04,  // source id
       // template FlowSet
-      0x00, 0x00, 0x00, 0xAC,  // FlowSet id 0, length 172
-      0x01, 0x00, 0x00, 0x14,  // template 256, 20 fields
+      0x00, 0x00, 0x00, 0xB4,  // FlowSet id 0, length 180
+      0x01, 0x00, 0x00, 0x15,  // template 256, 21 fields
       0x00, 0x08, 0x00, 0x04,  // IPV4_SRC_ADDR
       0x00, 0x0C, 0x00, 0x04,  // IPV4_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -129,13 +129,14 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x16, 0x00, 0x04,  // FIRST_SWITCHED
       0x00, 0x15, 0x00, 0x04,  // LAST_SWITCHED
       0x00, 0x3A, 0x00, 0x02,  // SRC_VLAN
+      0x00, 0x3B, 0x00, 0x02,  // DST_VLAN
       0x00, 0x0A, 0x00, 0x02,  // INPUT_SNMP
       0x00, 0x34, 0x00, 0x01,  // MIN_TTL
       0x00, 0x35, 0x00, 0x01,  // MAX_TTL
       0x00, 0x38, 0x00, 0x06,  // IN_SRC_MAC
       0x00, 0x50, 0x00, 0x06,  // IN_DST_MAC
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
-      0x01, 0x01, 0x00, 0x14,  // template 257, 20 fields
+      0x01, 0x01, 0x00, 0x15,  // template 257, 21 fields
       0x00, 0x1B, 0x00, 0x10,  // IPV6_SRC_ADDR
       0x00, 0x1C, 0x00, 0x10,  // IPV6_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -150,6 +151,7 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x16, 0x00, 0x04,  // FIRST_SWITCHED
       0x00, 0x15, 0x00, 0x04,  // LAST_SWITCHED
       0x00, 0x3A, 0x00, 0x02,  // SRC_VLAN
+      0x00, 0x3B, 0x00, 0x02,  // DST_VLAN
       0x00, 0x0A, 0x00, 0x02,  // INPUT_SNMP
       0x00, 0x34, 0x00, 0x01,  // MIN_TTL
       0x00, 0x35, 0x00, 0x01,  // MAX_TTL
@@ -157,7 +159,7 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x50, 0x00, 0x06,  // IN_DST_MAC
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
       // data FlowSet
-      0x01, 0x00, 0x00, 0x44,  // FlowSet 256, length 68 = 4 + 63 + 1 padding
+      0x01, 0x00, 0x00, 0x48,  // FlowSet 256, length 72 = 4 + 65 + 3 padding
       0x0A, 0x01, 0x02, 0x03,  // 10.1.2.3
       0xC0, 0x00, 0x02, 0x50,  // 192.0.2.80
       0x9C, 0x40,              // 40000
@@ -172,13 +174,14 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x00, 0x04, 0xE2,  // first switched 1250
       0x00, 0x00, 0x2D, 0xE6,  // last switched 11750
       0x00, 0x64,              // vlan 100
+      0x00, 0x00,              // no inner vlan
       0x00, 0x02,              // input if 2
       0x39,                    // min ttl 57
       0x40,                    // max ttl 64
       0x00, 0x11, 0x22, 0x33, 0x44, 0x55,  // src mac
       0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB,  // dst mac
       0x00, 0x00, 0x00,        // no MPLS label
-      0x00,                    // padding
+      0x00, 0x00, 0x00,        // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
   ASSERT_EQ(got.size(), 1u);
@@ -219,7 +222,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0x65, 0x53, 0xF1, 0x64,  // unix_secs 1700000100
       0x00, 0x00, 0x00, 0x07,  // sequence 7
       0x00, 0x00, 0x00, 0x2A,  // source id 42
-      0x01, 0x01, 0x00, 0x5C,  // FlowSet 257, length 92 = 4 + 87 + 1 padding
+      0x01, 0x01, 0x00, 0x60,  // FlowSet 257, length 96 = 4 + 89 + 3 padding
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // 2001:db8::1
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
@@ -236,12 +239,13 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0x00, 0x01, 0x5F, 0x90,  // first switched 90000
       0x00, 0x01, 0x67, 0x60,  // last switched 92000
       0x00, 0x00,              // untagged
+      0x00, 0x00,              // no inner tag
       0x00, 0x00,              // input if 0
       0x40, 0x40,              // hop limit min, max
       0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  // src mac
       0x02, 0x00, 0x00, 0x00, 0x00, 0x02,  // dst mac
       0xAB, 0xCD, 0xE0,        // label 0xABCDE, exp 0, S 0
-      0x00,                    // padding
+      0x00, 0x00, 0x00,        // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
   ASSERT_EQ(got.size(), 1u);
@@ -385,7 +389,7 @@ TEST(Netflow9Encoder, SplitsLargeBatchUnderSizeLimitWithoutLoss) {
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_LE(got[i].size(), 600u);
     // A datagram is closed only when the next record no longer fits: the
-    // smallest record (63 bytes) needs at least 60 more bytes.
+    // smallest record (65 bytes) needs at least 60 more bytes.
     if (i + 1 < got.size()) {
       EXPECT_GT(got[i].size(), 600u - 60u) << "datagram " << i;
     }
@@ -412,8 +416,8 @@ TEST(Netflow9Encoder, MixesIPv4AndIPv6FlowSetsInOneDatagram) {
       v6Record("::1", "::2", 3, 80, 6), v4Record("10.0.0.1", "10.0.0.2", 4, 80, 6)};
   const auto got = encodeAll(cfg, st, recs, kBoot);
   ASSERT_EQ(got.size(), 1u);
-  // header 20 + templates 172 + set(2 x v4: 4+126 -> 132) + set(v6: 4+87 -> 92) + set(v4: 68)
-  EXPECT_EQ(got[0].size(), 20u + 172 + 132 + 92 + 68);
+  // header 20 + templates 180 + set(2 x v4: 4+130 -> 136) + set(v6: 4+89 -> 96) + set(v4: 72)
+  EXPECT_EQ(got[0].size(), 20u + 180 + 136 + 96 + 72);
   v9test::Parser parser;
   const auto d = parser.parse(got[0]);
   ASSERT_EQ(d.records.size(), 4u);
@@ -462,16 +466,16 @@ TEST(Netflow9Encoder, StopsAfterDatagramLimitAndResumes) {
 
 TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   EncoderConfig cfg;
-  // header 20 + template set 172 + one padded IPv6 set 92 = 284
-  cfg.max_datagram = 283;
+  // header 20 + template set 180 + one padded IPv6 set 96 = 296
+  cfg.max_datagram = 295;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
-  cfg.max_datagram = 284;
+  cfg.max_datagram = 296;
   EXPECT_NO_THROW(validateConfig(cfg));
   cfg.max_datagram = 65508;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
 
   // At the minimum size every datagram still carries at least one record.
-  cfg.max_datagram = 284;
+  cfg.max_datagram = 296;
   cfg.boot_ms = kBoot;
   EncoderState st;
   std::vector<FlowRecord> recs(5, v6Record("::1", "::2", 1, 2, 17));
@@ -479,7 +483,7 @@ TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   v9test::Parser parser;
   size_t n = 0;
   for (const auto& g : got) {
-    EXPECT_LE(g.size(), 284u);
+    EXPECT_LE(g.size(), 296u);
     n += parser.parse(g).records.size();
   }
   EXPECT_EQ(n, 5u);
@@ -572,7 +576,7 @@ TEST(Netflow9Encoder, WritesVlanInterfaceTosAndFlags) {
   EncoderState st;
   FlowRecord r = v6Record("2001:db8::1", "2001:db8::2", 1234, 80, 6);
   r.key.vlan_id = 4094;
-  r.key.inner_vlan_id = 7;  // not exported (no NetFlow v9 field for it)
+  r.key.inner_vlan_id = 7;  // DST_VLAN
   r.key.ingress_if = 65535;
   r.tos = 0xB8;
   r.tcp_flags = 0x12;
@@ -581,11 +585,12 @@ TEST(Netflow9Encoder, WritesVlanInterfaceTosAndFlags) {
   const auto d = parser.parse(got.at(0));
   ASSERT_EQ(d.records.size(), 1u);
   EXPECT_EQ(d.records[0].num(F_SRC_VLAN), 4094u);
+  EXPECT_EQ(d.records[0].num(F_DST_VLAN), 7u);
   EXPECT_EQ(d.records[0].num(F_INPUT_SNMP), 65535u);
   EXPECT_EQ(d.records[0].num(F_SRC_TOS), 0xB8u);
   EXPECT_EQ(d.records[0].num(F_TCP_FLAGS), 0x12u);
   EXPECT_EQ(d.records[0].num(F_L4_DST_PORT), 80u);
-  EXPECT_EQ(d.records[0].fields.size(), 20u);
+  EXPECT_EQ(d.records[0].fields.size(), 21u);
 }
 
 // ---------------------------------------------------------------------------

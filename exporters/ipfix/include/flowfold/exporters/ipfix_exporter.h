@@ -67,6 +67,11 @@ struct IpfixOptions {
 ///  - every FlowRecord field is sent; ICMP flows carry type*256+code in both
 ///    destinationTransportPort (11, as the FlowKey does) and icmpTypeCodeIPv4/IPv6
 ///    (32/139); for other protocols icmpTypeCode is 0.
+///  - VLAN tags: vlanId (58) is the outer (first) tag; the inner (customer)
+///    tag of a QinQ frame goes both in dot1qCustomerVlanId (245), its IEEE 802
+///    element, and in postVlanId (59), the only element besides 58 that
+///    nfdump 1.7.1 displays (as "dst vlan", %dvln): it ignores 243/245 in
+///    IPFIX. A frame with one tag has 0 in both; untagged, 0 everywhere.
 ///  - mplsTopLabelStackSection (70) is 3 octets: label << 4. Only the label
 ///    is tracked, so the Traffic Class and bottom-of-stack bits are sent as 0;
 ///    all zero means no MPLS.

@@ -4,9 +4,12 @@
 // lives in an explicit EncoderState the caller passes in and gets back, so a
 // test can feed fixed inputs and compare golden bytes. No I/O, no clock.
 //
+// VLANs: SRC_VLAN 58 carries the outer (first) tag, DST_VLAN 59 the inner
+// (customer) tag of a QinQ frame, 0 without one. A probe has no egress VLAN
+// for 59 to mean, and 59 is what collectors display as the second VLAN:
+// nfdump 1.7.1 as "dst vlan" (%dvln), Wireshark as "Post Vlan Id".
 // Not exported, for want of a NetFlow v9 field (RFC 3954 and Cisco's v9 list):
-// the inner (customer) VLAN of QinQ frames (DST_VLAN 59 means the egress
-// VLAN, not the inner tag) and the flow end reason (IPFIX-only, element 136).
+// the flow end reason (IPFIX-only, element 136).
 // MAC addresses use IN_SRC_MAC 56 and IN_DST_MAC 80 (the frame's own
 // destination as it arrived; OUT_DST_MAC 57 is the egress rewrite); nfdump
 // prints them as %ismc / %idmc, Wireshark as SRC_MAC / DESTINATION_MAC.
@@ -42,6 +45,7 @@ inline constexpr uint16_t kMinTtl = 52;            // MIN_TTL
 inline constexpr uint16_t kMaxTtl = 53;            // MAX_TTL
 inline constexpr uint16_t kInSrcMac = 56;          // IN_SRC_MAC
 inline constexpr uint16_t kSrcVlan = 58;           // SRC_VLAN
+inline constexpr uint16_t kDstVlan = 59;           // DST_VLAN
 inline constexpr uint16_t kIpProtocolVersion = 60; // IP_PROTOCOL_VERSION
 inline constexpr uint16_t kMplsLabel1 = 70;        // MPLS_LABEL_1 (label<<4 | exp<<1 | S)
 inline constexpr uint16_t kInDstMac = 80;          // IN_DST_MAC
@@ -54,7 +58,7 @@ struct TemplateField {
 
 /// The IPv4 data template (id 256). The record writer is generated from this
 /// table at compile time, so the two cannot drift apart.
-inline constexpr std::array<TemplateField, 20> kIPv4TemplateFields{{
+inline constexpr std::array<TemplateField, 21> kIPv4TemplateFields{{
     {kIpv4SrcAddr, 4},        // 8  IPV4_SRC_ADDR
     {kIpv4DstAddr, 4},        // 12 IPV4_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMP)
@@ -69,6 +73,7 @@ inline constexpr std::array<TemplateField, 20> kIPv4TemplateFields{{
     {kFirstSwitched, 4},      // 22 FIRST_SWITCHED (sysUptime ms)
     {kLastSwitched, 4},       // 21 LAST_SWITCHED (sysUptime ms)
     {kSrcVlan, 2},            // 58 SRC_VLAN (outer VLAN)
+    {kDstVlan, 2},            // 59 DST_VLAN (inner VLAN of QinQ, else 0)
     {kInputSnmp, 2},          // 10 INPUT_SNMP (capture interface index)
     {kMinTtl, 1},             // 52 MIN_TTL
     {kMaxTtl, 1},             // 53 MAX_TTL
@@ -78,7 +83,7 @@ inline constexpr std::array<TemplateField, 20> kIPv4TemplateFields{{
 }};
 
 /// The IPv6 data template (id 257): the IPv4 one with 16-byte addresses.
-inline constexpr std::array<TemplateField, 20> kIPv6TemplateFields{{
+inline constexpr std::array<TemplateField, 21> kIPv6TemplateFields{{
     {kIpv6SrcAddr, 16},       // 27 IPV6_SRC_ADDR
     {kIpv6DstAddr, 16},       // 28 IPV6_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMPv6)
@@ -93,6 +98,7 @@ inline constexpr std::array<TemplateField, 20> kIPv6TemplateFields{{
     {kFirstSwitched, 4},      // 22 FIRST_SWITCHED (sysUptime ms)
     {kLastSwitched, 4},       // 21 LAST_SWITCHED (sysUptime ms)
     {kSrcVlan, 2},            // 58 SRC_VLAN (outer VLAN)
+    {kDstVlan, 2},            // 59 DST_VLAN (inner VLAN of QinQ, else 0)
     {kInputSnmp, 2},          // 10 INPUT_SNMP (capture interface index)
     {kMinTtl, 1},             // 52 MIN_TTL (hop limit)
     {kMaxTtl, 1},             // 53 MAX_TTL (hop limit)
@@ -109,8 +115,8 @@ constexpr size_t recordLength(const std::array<TemplateField, N>& fields) {
 }
 
 inline constexpr size_t kHeaderLength = 20;
-inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 63
-inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 87
+inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 65
+inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 89
 /// The template FlowSet carrying both templates: set header + 2 x (id, count, fields).
 inline constexpr size_t kTemplateFlowSetLength =
     4 + (4 + 4 * kIPv4TemplateFields.size()) + (4 + 4 * kIPv6TemplateFields.size());

@@ -1,0 +1,202 @@
+"""VLAN tags and MPLS label stacks at the real collectors: what nfcapd/nfdump,
+nfacctd and tshark each display for a hand-built capture and for real ones.
+
+What each shows (nfdump 1.7.1, pmacct 1.7.7, Wireshark 4.0, checked here):
+  - outer tag, vlanId / SRC_VLAN (58): nfdump "src vlan" (%svln), nfacctd
+    "vlan", tshark cflow.vlanid;
+  - inner tag, postVlanId / DST_VLAN (59): nfdump "dst vlan" (%dvln), tshark
+    cflow.post_vlanid, nfacctd through a custom primitive (field_type=59);
+    dot1qCustomerVlanId (245, IPFIX only): tshark cflow.dot1q_customer_vlan_id,
+    nfacctd through a custom primitive; nfdump 1.7.1 ignores it (and 243/254
+    in IPFIX)."""
+
+import os
+import signal
+import struct
+import time
+import subprocess
+import unittest
+
+from harness import REPO, Nfcapd, TempDirTest, free_udp_port, need, run_flowfold, udp_socket_state, wait_for
+from test_collectors import write_udp_pcap
+
+PCAPS = os.path.join(REPO, "tests", "data", "pcaps")
+MAC = bytes.fromhex("66778899aabb001122334455")
+
+
+def ipv4_udp(src, dst, sport, dport, payload=b"x" * 20):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(src), bytes(dst))
+    return ip + udp
+
+
+def tagged(tags, ethertype=0x0800):
+    """An Ethernet header with 802.1ad/802.1Q tags, outermost first."""
+    b = MAC
+    for i, vid in enumerate(tags):
+        b += struct.pack("!HH", 0x88A8 if i == 0 and len(tags) > 1 else 0x8100, (3 << 13) | vid)
+    return b + struct.pack("!H", ethertype)
+
+
+def mpls(stack):
+    """An Ethernet header and an MPLS label stack [(label, tc, ttl)], top first."""
+    b = MAC + struct.pack("!H", 0x8847)
+    for i, (label, tc, ttl) in enumerate(stack):
+        b += struct.pack("!I", label << 12 | tc << 9 | (i == len(stack) - 1) << 8 | ttl)
+    return b
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, frame in enumerate(frames):
+            f.write(struct.pack("<IIII", 1700000000 + i // 10, 0, len(frame), len(frame)) + frame)
+
+
+# Flows of the hand-built capture by source port: (outer tag, inner tag).
+VLANS = {1001: (100, 200), 1002: (4094, 1), 1003: (7, 0), 1004: (0, 0)}
+
+
+def hand_built(path):
+    frames = []
+    for _ in range(3):
+        frames.append(tagged([100, 200]) + ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1001, 53))
+        frames.append(tagged([4094, 1, 5]) + ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1002, 53))  # third tag skipped
+        frames.append(tagged([7]) + ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1003, 53))
+        frames.append(MAC + b"\x08\x00" + ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1004, 53))
+    write_pcap(path, frames)
+
+
+def rows_of(outdir):
+    """The rows nfacctd's print plugin wrote (CSV files, a header line each)."""
+    rows = []
+    for name in sorted(os.listdir(outdir)):
+        header = None
+        for line in open(os.path.join(outdir, name)):
+            cols = line.strip().split(",")
+            if "PACKETS" in cols:
+                header = cols
+            elif header and len(cols) == len(header):
+                rows.append(dict(zip(header, cols)))
+    return rows
+
+
+class Collectors(TempDirTest):
+    """Runs flowfold on a capture into each collector and returns its view."""
+
+    def nfdump(self, pcap, version, fmt):
+        nfcapd = Nfcapd(self.tmp, "nfcapd-v%d" % version)
+        run_flowfold("-r", pcap, "-n", nfcapd.address, "-v", str(version))
+        nfcapd.stop()
+        out = subprocess.run(["nfdump", "-R", nfcapd.dir, "-q", "-N", "-o", "fmt:" + fmt],
+                             capture_output=True, text=True, check=True).stdout
+        return sorted(tuple(c.strip() for c in line.split("|")) for line in out.splitlines() if line.strip())
+
+    def nfacctd(self, pcap, version, aggregate, primitives, expect_packets):
+        need("nfacctd")
+        port = free_udp_port()
+        prims = self.path("primitives.lst")
+        with open(prims, "w") as f:
+            f.write("\n".join(primitives) + "\n")
+        outdir = self.path("nfacctd-v%d" % version)
+        os.makedirs(outdir)
+        conf = self.path("nfacctd.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join([
+                "daemonize: false", "nfacctd_ip: 127.0.0.1", "nfacctd_port: %d" % port, "plugins: print",
+                "aggregate: " + aggregate, "aggregate_primitives: " + prims, "print_output: csv",
+                "print_refresh_time: 1", "print_output_file: " + outdir + "/%s.csv", "print_output_file_append: true",
+                "nfacctd_time_new: true", ""]))
+        with open(self.path("nfacctd.log"), "w") as log:
+            proc = subprocess.Popen(["nfacctd", "-f", conf], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            # Listening is not enough: records that reach nfacctd before its
+            # print plugin has started are lost, templates with them.
+            def log():
+                with open(self.path("nfacctd.log")) as f:
+                    return f.read()
+            wait_for(lambda: ("waiting for NetFlow" in log() and "cache entries" in log()) or proc.poll() is not None,
+                     "nfacctd to start")
+            time.sleep(1)
+            run_flowfold("-r", pcap, "-n", "127.0.0.1:%d" % port, "-v", str(version))
+            # Every flow folds into one row: wait for the packets of all of them.
+            wait_for(lambda: sum(int(r["PACKETS"]) for r in rows_of(outdir)) >= expect_packets,
+                     "nfacctd to print", limit=30, interval=0.5)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        return rows_of(outdir)
+
+    def tshark(self, pcap, version, fields):
+        need("tshark")
+        sink = __import__("socket").socket(__import__("socket").AF_INET, __import__("socket").SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        proc = run_flowfold("-r", pcap, "-n", "127.0.0.1:%d" % port, "-v", str(version))
+        messages = int(proc.stderr.split("messages=")[1].split()[0])
+        sink.settimeout(10)
+        datagrams = [sink.recv(65535) for _ in range(messages)]
+        sink.close()
+        cap = self.path("export-v%d.pcap" % version)
+        write_udp_pcap(cap, datagrams, port)
+        out = subprocess.run(["tshark", "-r", cap, "-d", "udp.port==%d,cflow" % port, "-T", "fields",
+                              "-E", "occurrence=a", "-E", "aggregator=|", *sum((["-e", f] for f in fields), [])],
+                             capture_output=True, text=True, check=True).stdout
+        rows = []
+        for line in out.splitlines():
+            cols = [c.split("|") if c else [] for c in line.split("\t")]
+            # One row per record: the n-th value of each field (fields present in every record).
+            for i in range(len(cols[0])):
+                rows.append(tuple(c[i] if i < len(c) else "" for c in cols))
+        return sorted(rows)
+
+
+class VlanTagsAtCollectors(Collectors):
+
+    def setUp(self):
+        super().setUp()
+        self.pcap = self.path("vlans.pcap")
+        hand_built(self.pcap)
+
+    def test_nfdump_shows_the_outer_tag_as_src_vlan_and_the_inner_as_dst_vlan(self):
+        want = sorted((str(sp), str(o), str(i)) for sp, (o, i) in VLANS.items())
+        for version in (10, 9):
+            with self.subTest(version=version):
+                self.assertEqual(self.nfdump(self.pcap, version, "%sp|%svln|%dvln"), want)
+
+    def test_nfacctd_shows_the_outer_tag_as_vlan_and_the_inner_through_custom_primitives(self):
+        for version in (10, 9):
+            with self.subTest(version=version):
+                prims = ["name=post_vlan field_type=59 len=2 semantics=u_int"]
+                if version == 10:
+                    prims.append("name=customer_vlan field_type=245 len=2 semantics=u_int")
+                rows = self.nfacctd(self.pcap, version, "src_port, vlan, " + ", ".join(
+                    p.split()[0].split("=")[1] for p in prims), prims, 12)
+                got = sorted((int(r["SRC_PORT"]), int(r["VLAN"]), int(r["post_vlan"]),
+                              int(r.get("customer_vlan", r["post_vlan"]))) for r in rows)
+                self.assertEqual(got, sorted((sp, o, i, i) for sp, (o, i) in VLANS.items()))
+
+    def test_tshark_shows_both_tags(self):
+        got = self.tshark(self.pcap, 10, ["cflow.srcport", "cflow.vlanid", "cflow.post_vlanid",
+                                          "cflow.dot1q_customer_vlan_id"])
+        self.assertEqual(got, sorted((str(sp), str(o), str(i), str(i)) for sp, (o, i) in VLANS.items()))
+        got = self.tshark(self.pcap, 9, ["cflow.srcport", "cflow.vlanid", "cflow.post_vlanid"])
+        self.assertEqual(got, sorted((str(sp), str(o), str(i)) for sp, (o, i) in VLANS.items()))
+
+    def test_a_real_qinqinq_capture_shows_its_outer_and_inner_tags(self):
+        # zeek's vlan-qinqinq.pcap: tags 30 (802.1ad), 20, 10 on every frame,
+        # as tshark reads them; flowfold keeps the first two.
+        pcap = os.path.join(PCAPS, "zeek_zeek-vlan-qinqinq.pcap")
+        tags = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "vlan.id"], capture_output=True,
+                              text=True, check=True).stdout.split()
+        self.assertEqual(set(tags), {"30,20,10"})
+        self.assertEqual(set(r[1:] for r in self.nfdump(pcap, 10, "%sp|%svln|%dvln")), {("30", "20")})
+        self.assertEqual(set(r[1:] for r in self.tshark(pcap, 10, ["cflow.srcport", "cflow.vlanid",
+                                                                    "cflow.post_vlanid",
+                                                                    "cflow.dot1q_customer_vlan_id"])),
+                         {("30", "20", "20")})
+
+
+if __name__ == "__main__":
+    unittest.main()
