@@ -16,6 +16,7 @@ namespace {
 constexpr uint32_t kWheelBuckets = 2048;   // power of two
 constexpr uint64_t kInitialSlots = 4096;
 constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpSyn = 0x02;
 constexpr uint8_t kTcpRst = 0x04;
 constexpr size_t kPrefetchAhead = 8;
 constexpr size_t kHugePage = 2u << 20;
@@ -37,6 +38,8 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   if (options_.idle_timeout_ms == 0 || options_.active_timeout_ms == 0)
     throw std::invalid_argument("timeouts must be at least 1 ms");
   if (options_.max_expiry_work == 0) options_.max_expiry_work = 1;
+  static_assert(kTcpEndFlags == (kTcpFin | kTcpRst));
+  tcp_end_ms_ = std::min(options_.tcp_end_timeout_ms, options_.idle_timeout_ms);
 
   // Raw storage: pages are touched only as entries are first used, so a
   // large max_flows costs address space, not resident memory.
@@ -205,7 +208,25 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   bool created = false;
   uint64_t slot_pos = 0;  // stays valid below: nothing here moves a slot before the FIN/RST check
   const uint32_t index = findOrCreate(p.key, hash, created, slot_pos);
+  const Filed flow{index, static_cast<uint32_t>(hash)};
+  const bool tcp = p.key.protocol == kProtoTcp;
   Entry& e = entries_[index];
+  if (p.tcp_flags & kTcpSyn) [[unlikely]] {
+    if (!created && tcp && ending(e)) {
+      // A SYN after this side's FIN or RST opens a new connection on the same
+      // ports (a retransmitted SYN or SYN-ACK never follows a FIN): the old
+      // flow ends here, and this packet starts a new one in the same entry.
+      ++counters_.ended_tcp;
+      ++counters_.tcp_end_reused;
+      ++counters_.flows_created;
+      emit(e, FlowEndReason::kEndOfFlow);
+      e.packets = 0;
+      e.octets = 0;
+      e.interval_start_ms = ts_ms;
+      // Its filing (the old flow's window) is earlier than any deadline of the
+      // new flow: reviewEntry() files it again then.
+    }
+  }
   if (created) {
     ++counters_.flows_created;
     // Every field is set here or by startInterval()/scheduleReview(): no zeroing pass
@@ -220,7 +241,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       next_tick_ = tickOf(ts_ms);
     }
     startInterval(e, p, ts_ms);
-    scheduleReview(Filed{index, static_cast<uint32_t>(hash)}, deadlineOf(e));
+    // Filed below, once the packet's flags tell which deadline applies.
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
     startInterval(e, p, ts_ms);
@@ -245,15 +266,44 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   }
   ++e.packets;
   e.octets += p.ip_length;
+  const uint8_t had_flags = e.tcp_flags;
   e.tcp_flags |= p.tcp_flags;
   e.min_ttl = std::min(e.min_ttl, p.ttl);
   e.max_ttl = std::max(e.max_ttl, p.ttl);
   ++counters_.packets_folded;
 
-  if (p.key.protocol == kProtoTcp && (p.tcp_flags & (kTcpFin | kTcpRst))) {
-    ++counters_.ended_tcp;
-    removeFlow(Filed{index, static_cast<uint32_t>(hash)}, slot_pos, FlowEndReason::kEndOfFlow);
+  if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst))) [[unlikely]] {
+    if (tcp_end_ms_ == 0) {
+      // No tcp_end window: the flow ends at its FIN or RST.
+      ++counters_.ended_tcp;
+      if (created) {
+        // Never filed: no stale filing to leave behind.
+        eraseSlotAt(slot_pos);
+        emit(e, FlowEndReason::kEndOfFlow);
+        releaseEntry(index);
+      } else {
+        removeFlow(flow, slot_pos, FlowEndReason::kEndOfFlow);
+      }
+      return;
+    }
+    // The flow enters its tcp_end window: its deadline comes sooner than the
+    // one it is filed for (once per flow; packets in the window only move it
+    // later, as any packet does).
+    if (!created && (had_flags & (kTcpFin | kTcpRst)) == 0) {
+      scheduleReview(flow, deadlineOf(e));
+      return;
+    }
   }
+  if (created) scheduleReview(flow, deadlineOf(e));
+}
+
+FlowEndReason FlowCache::endReasonOf(const Entry& e, FlowEndReason otherwise, uint64_t& counter) {
+  if (ending(e)) {
+    ++counters_.ended_tcp;
+    return FlowEndReason::kEndOfFlow;
+  }
+  if (e.packets != 0) ++counter;
+  return otherwise;
 }
 
 void FlowCache::emit(const Entry& e, FlowEndReason reason) {
@@ -274,7 +324,7 @@ void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason) 
 // ---------------------------------------------------------------- timer wheel
 
 uint64_t FlowCache::deadlineOf(const Entry& e) const {
-  return std::min(e.lastMs() + options_.idle_timeout_ms, e.interval_start_ms + options_.active_timeout_ms);
+  return std::min(e.lastMs() + idleTimeoutOf(e), e.interval_start_ms + options_.active_timeout_ms);
 }
 
 void FlowCache::scheduleReview(Filed flow, uint64_t deadline_ms) {
@@ -307,11 +357,18 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
   }
   uint64_t slot_pos = 0;
   if (!findSlot(flow, slot_pos)) return;  // an earlier life's filing, at the same tick
-  const uint64_t idle_deadline = e.lastMs() + options_.idle_timeout_ms;
+  const uint64_t idle_deadline = e.lastMs() + idleTimeoutOf(e);
   const uint64_t active_deadline = e.interval_start_ms + options_.active_timeout_ms;
   if (idle_deadline <= now_ms) {
-    if (e.packets != 0) ++counters_.ended_idle;
-    removeFlow(flow, slot_pos, FlowEndReason::kIdleTimeout);
+    // The idle timeout, or the end of the tcp_end window (reason 3).
+    removeFlow(flow, slot_pos, endReasonOf(e, FlowEndReason::kIdleTimeout, counters_.ended_idle));
+    return;
+  }
+  if (ending(e) && active_deadline <= now_ms) {
+    // The active timeout comes in the window: the connection is over, so the
+    // flow ends (reason 3) rather than staying for more.
+    ++counters_.ended_tcp;
+    removeFlow(flow, slot_pos, FlowEndReason::kEndOfFlow);
     return;
   }
   if (active_deadline <= now_ms) {
@@ -384,14 +441,21 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
   }
 }
 
+void FlowCache::evictFlow(Filed flow, uint64_t slot_pos) {
+  // A flow in its tcp_end window has ended already: only the wait for its
+  // last packets is cut short, so it keeps reason 3 (counted in tcp_end_cut).
+  const Entry& e = entries_[flow.index];
+  if (ending(e)) ++counters_.tcp_end_cut;
+  removeFlow(flow, slot_pos, endReasonOf(e, FlowEndReason::kLackOfResources, counters_.evicted));
+}
+
 void FlowCache::evictOne() {
   // Entries already taken off the wheel are the most overdue.
   while (due_pos_ < due_.size()) {
     const Filed flow = due_[due_pos_++];
     uint64_t slot_pos = 0;
     if (filedAt(flow.index, due_tick_) && findSlot(flow, slot_pos)) {
-      ++counters_.evicted;
-      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
+      evictFlow(flow, slot_pos);
       return;
     }
   }
@@ -419,8 +483,7 @@ void FlowCache::evictOne() {
         scheduleReview(flow, deadlineOf(entries_[index]));
         continue;
       }
-      ++counters_.evicted;
-      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
+      evictFlow(flow, slot_pos);
       return;
     }
   }
@@ -433,8 +496,7 @@ void FlowCache::evictOne() {
     const Filed flow{index, static_cast<uint32_t>(hashFlowKey(entries_[index].key))};
     uint64_t slot_pos = 0;
     if (findSlot(flow, slot_pos)) {
-      ++counters_.evicted;
-      removeFlow(flow, slot_pos, FlowEndReason::kLackOfResources);
+      evictFlow(flow, slot_pos);
       return;
     }
   }
@@ -444,8 +506,8 @@ void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
   for (uint32_t index = 0; index < used_; ++index) {
     Entry& e = entries_[index];
     if (!e.live()) continue;
-    if (e.packets != 0) ++counters_.flushed;
-    emit(e, FlowEndReason::kForcedEnd);
+    // A flow in its tcp_end window has ended: reason 3, as it would be later.
+    emit(e, endReasonOf(e, FlowEndReason::kForcedEnd, counters_.flushed));
     if (output_.size() >= chunk) hand_off();
   }
   // Everything is gone: reset the structures wholesale instead of erasing

@@ -26,6 +26,7 @@ enum LongOnly {
   kOptMtu,
   kOptActive,
   kOptIdle,
+  kOptTcpEnd,
   kOptLogLevel,
   kOptIpfixEncoder,
   kOptWorkers,
@@ -112,9 +113,12 @@ void takeTimeout(const std::string& t, CommandLineSettings& s) {
   const Setting<Config>* setting = nullptr;
   if (name == "active" || name == "maxlife") setting = probeSetting("cache", "active_timeout");
   else if (name == "idle" || name == "general") setting = probeSetting("cache", "idle_timeout");
+  else if (name == "tcp_end") setting = probeSetting("cache", "tcp_end_timeout");
   // The value first: "-t bogus=x" was a bad duration before it was a bad name.
-  const SettingValue value = optionValue(probeSetting("cache", "idle_timeout")->value, t.substr(eq + 1), "-t");
-  if (!setting) throw ConfigError("command line: unknown timeout '" + name + "' (active/maxlife, idle/general)");
+  const SettingValue value =
+      optionValue((setting ? setting : probeSetting("cache", "idle_timeout"))->value, t.substr(eq + 1), "-t");
+  if (!setting)
+    throw ConfigError("command line: unknown timeout '" + name + "' (active/maxlife, idle/general, tcp_end)");
   s.probe.emplace_back(setting, value);
 }
 
@@ -158,9 +162,12 @@ Flow cache:
                        probe: each flow cache (one per worker, live one per worker
                        and interface) keeps an equal share, rounded down; the
                        least recently seen is exported early when full
-  -t NAME=DURATION     timeouts, softflowd style: active|maxlife=60, idle|general=15
+  -t NAME=DURATION     timeouts, softflowd style: active|maxlife=60, idle|general=15,
+                       tcp_end=10 (a TCP flow stays this long after its FIN or
+                       RST for the closing packets; 0 = ends at the FIN or RST)
   --active-timeout D   same as -t active=D
   --idle-timeout D     same as -t idle=D
+  --tcp-end-timeout D  same as -t tcp_end=D
   --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
 
 Decoder:
@@ -190,6 +197,7 @@ const option kLong[] = {
     {"mtu", required_argument, nullptr, kOptMtu},
     {"active-timeout", required_argument, nullptr, kOptActive},
     {"idle-timeout", required_argument, nullptr, kOptIdle},
+    {"tcp-end-timeout", required_argument, nullptr, kOptTcpEnd},
     {"log-level", required_argument, nullptr, kOptLogLevel},
     {"ipfix-encoder", required_argument, nullptr, kOptIpfixEncoder},
     {"workers", required_argument, nullptr, kOptWorkers},

@@ -44,6 +44,8 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.cache.active_timeout_ms = v.number; }},
     {"cache", "idle_timeout", "--idle-timeout", duration(1, 7 * kDayMs),
      [](Config& c, const SettingValue& v) { c.cache.idle_timeout_ms = v.number; }},
+    {"cache", "tcp_end_timeout", "--tcp-end-timeout", duration(0, 7 * kDayMs),
+     [](Config& c, const SettingValue& v) { c.cache.tcp_end_timeout_ms = v.number; }},
     {"cache", "workers", "--workers", whole(1, 64),
      [](Config& c, const SettingValue& v) { c.workers = narrow<uint32_t>(v); }},
     {"cache", "stop_timeout", "", duration(1, 3'600'000),

@@ -159,8 +159,12 @@ TEST(FlowCache, IdleAfterActiveExportWithoutNewPacketsEmitsNothingMore) {
   EXPECT_EQ(cache.activeFlows(), 0u);
 }
 
-TEST(FlowCache, TcpFinOrRstEndsTheFlowAtOnce) {
-  FlowCache cache(opts());
+// tcp_end_timeout 0: the flow ends at its FIN or RST (the behaviour before
+// the tcp_end window).
+TEST(FlowCache, TcpFinOrRstEndsTheFlowAtOnceWhenTcpEndTimeoutIsZero) {
+  FlowCacheOptions o = opts();
+  o.tcp_end_timeout_ms = 0;
+  FlowCache cache(o);
   FlowKey k = udpKey(1, 1);
   k.protocol = 6;
   cache.update(packet(k, 0, 60, 0x02));
@@ -180,12 +184,260 @@ TEST(FlowCache, TcpFinOrRstEndsTheFlowAtOnce) {
   EXPECT_EQ(cache.counters().ended_tcp, 2u);
 }
 
+// ---------------------------------------------------------------- tcp_end window
+// The default options (opts()): active 60 s, idle 15 s, tcp_end 10 s; a wheel
+// tick is then 32 ms, so a deadline D comes due at the latest 64 ms after D.
+
+FlowKey tcpKey(uint8_t host, uint16_t sport, uint16_t dport = 443) {
+  FlowKey k = udpKey(host, sport);
+  k.protocol = 6;
+  k.dst_port = dport;
+  return k;
+}
+
+FlowKey reversed(const FlowKey& k) {
+  FlowKey r = k;
+  std::swap(r.src_addr, r.dst_addr);
+  std::swap(r.src_port, r.dst_port);
+  return r;
+}
+
+constexpr uint8_t kSyn = 0x02, kAck = 0x10, kFinAck = 0x11, kRst = 0x04, kSynAck = 0x12, kPshAck = 0x18;
+
+// A short HTTPS connection: handshake, data, then the closing handshake. The
+// client's FIN, the server's FIN-ACK and the client's last ACK give one flow
+// per direction, exported when the window after each side's last packet ends.
+TEST(FlowCache, ClosingHandshakeJoinsTheFlowOfEachDirection) {
+  FlowCache cache(opts());
+  const FlowKey c2s = tcpKey(1, 50000), s2c = reversed(c2s);
+  cache.update(packet(c2s, 1000, 60, kSyn));
+  cache.update(packet(s2c, 1010, 60, kSynAck));
+  cache.update(packet(c2s, 1020, 52, kAck));
+  cache.update(packet(c2s, 1030, 500, kPshAck));
+  cache.update(packet(s2c, 1040, 1500, kPshAck));
+  cache.update(packet(c2s, 2000, 52, kFinAck));  // client closes
+  cache.update(packet(s2c, 2010, 52, kFinAck));  // server closes
+  cache.update(packet(c2s, 2300, 52, kAck));     // the client's last (delayed) ACK
+  EXPECT_TRUE(take(cache).empty());
+  EXPECT_EQ(cache.activeFlows(), 2u);
+  cache.expire(11'999);
+  EXPECT_TRUE(take(cache).empty());
+  cache.expire(12'100);  // 10 s after the server's FIN-ACK, not yet after the client's ACK
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key, s2c);
+  cache.expire(12'400);
+  auto more = take(cache);
+  ASSERT_EQ(more.size(), 1u);
+  out.push_back(more[0]);
+  EXPECT_EQ(out[1].key, c2s);
+  for (const FlowRecord& r : out) EXPECT_EQ(r.end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(out[1].packets, 5u);
+  EXPECT_EQ(out[1].octets, 60u + 52 + 500 + 52 + 52);
+  EXPECT_EQ(out[1].first_ms, 1000u);
+  EXPECT_EQ(out[1].last_ms, 2300u);  // the last packet's time, not the window's end
+  EXPECT_EQ(out[1].tcp_flags, kSyn | kPshAck | kFinAck);
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(out[0].last_ms, 2010u);
+  const auto& c = cache.counters();
+  EXPECT_EQ(c.ended_tcp, 2u);
+  EXPECT_EQ(c.records, 2u);
+  EXPECT_EQ(c.flows_created, 2u);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+}
+
+// The window runs from the last packet: every packet in it moves it on. It
+// closes by the clock alone, not before and not much after.
+TEST(FlowCache, TcpEndWindowEndsOnTimeByTheClock) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 1);
+  cache.update(packet(k, 1000, 60, kPshAck));
+  cache.update(packet(k, 2000, 52, kFinAck));
+  cache.update(packet(k, 5000, 52, kFinAck));  // a retransmitted FIN
+  cache.expire(14'999);
+  EXPECT_TRUE(take(cache).empty());
+  cache.expire(15'064);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  // A packet after the window starts a flow of its own.
+  cache.update(packet(k, 16'000, 52, kAck));
+  EXPECT_EQ(cache.counters().flows_created, 2u);
+  cache.expire(31'100);
+  out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kIdleTimeout);
+}
+
+TEST(FlowCache, RstAfterFinJoinsTheFlow) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 1);
+  cache.update(packet(k, 0, 60, kSyn));
+  cache.update(packet(k, 100, 52, kFinAck));
+  cache.update(packet(k, 900, 40, kRst));  // the application closed with data unread
+  cache.update(packet(k, 950, 40, kRst));  // and once more
+  cache.expire(10'000);
+  EXPECT_TRUE(take(cache).empty());
+  cache.expire(11'000);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 4u);
+  EXPECT_EQ(out[0].tcp_flags, kSyn | kFinAck | kRst);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(cache.counters().ended_tcp, 1u);
+}
+
+// Port reuse: a SYN on the key in its window is a new connection. The old
+// flow is exported at once, the new one lives its own life (it is not
+// expired by the old flow's window).
+TEST(FlowCache, SynInTheWindowEndsTheOldFlowAndStartsANewOne) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 40000, 80), back = reversed(k);
+  cache.update(packet(k, 0, 60, kSyn));
+  cache.update(packet(back, 5, 60, kSynAck));
+  cache.update(packet(k, 10, 300, kPshAck));
+  cache.update(packet(k, 1000, 52, kFinAck));
+  cache.update(packet(back, 1005, 52, kFinAck));
+  cache.update(packet(k, 3000, 60, kSyn));         // the same ports again
+  cache.update(packet(back, 3005, 60, kSynAck));   // and the server's answer
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.end_reason, FlowEndReason::kEndOfFlow);
+    EXPECT_EQ(r.first_ms + 1000 == r.last_ms, true);
+  }
+  EXPECT_EQ(out[0].packets, 3u);
+  EXPECT_EQ(out[1].packets, 2u);
+  const auto& c = cache.counters();
+  EXPECT_EQ(c.tcp_end_reused, 2u);
+  EXPECT_EQ(c.ended_tcp, 2u);
+  EXPECT_EQ(c.flows_created, 4u);
+  EXPECT_EQ(cache.activeFlows(), 2u);
+  cache.update(packet(k, 3010, 100, kPshAck));
+  // Past the old window (1005 + 10 s): the new flows stay.
+  cache.expire(14'000);
+  EXPECT_TRUE(take(cache).empty());
+  // They idle out 15 s after their last packets, with only their own packets.
+  cache.expire(18'100);
+  out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  uint64_t packets = 0;
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.end_reason, FlowEndReason::kIdleTimeout);
+    EXPECT_GE(r.first_ms, 3000u);
+    packets += r.packets;
+  }
+  EXPECT_EQ(packets, 3u);
+}
+
+// A data packet in the window (no SYN) joins the old flow.
+TEST(FlowCache, OnlyASynStartsANewFlowInTheWindow) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 1);
+  cache.update(packet(k, 0, 60, kSyn));
+  cache.update(packet(k, 100, 52, kFinAck));
+  cache.update(packet(k, 200, 1500, kPshAck));  // late data, retransmitted
+  cache.flushAll();
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 3u);
+  // Flushed in its window, the flow has ended already: reason 3, not 4.
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(cache.counters().flushed, 0u);
+  EXPECT_EQ(cache.counters().ended_tcp, 1u);
+}
+
+// A long-lived flow reports on its active timeout as before; after its FIN
+// the rest comes in one last record. An active deadline inside the window
+// ends the flow there (reason 3).
+TEST(FlowCache, LongLivedFlowKeepsItsActiveTimeoutThroughTheWindow) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 1);
+  uint64_t sent = 0;
+  for (uint64_t t = 0; t <= 175'000; t += 100) {
+    cache.update(packet(k, t, 100, t == 0 ? kSyn : kAck));
+    ++sent;
+    cache.expire(t);
+  }
+  cache.update(packet(k, 175'050, 52, kFinAck));  // the interval started at 120 s ends at 180 s
+  cache.update(packet(k, 179'000, 52, kAck));
+  sent += 2;
+  cache.expire(179'500);
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  for (const FlowRecord& r : out) EXPECT_EQ(r.end_reason, FlowEndReason::kActiveTimeout);
+  cache.expire(180'300);  // the active deadline (180.2 s), 9 s before the window ends
+  auto last = take(cache);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(last[0].last_ms, 179'000u);
+  EXPECT_EQ(out[0].packets + out[1].packets + last[0].packets, sent);
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  EXPECT_EQ(cache.counters().ended_active, 2u);
+  EXPECT_EQ(cache.counters().ended_tcp, 1u);
+}
+
+// A RST storm: every RST a key of its own (a scan's answers, a SYN flood's
+// backscatter). The flows in their window never grow the cache past
+// max_flows: they go first when it is full (reason 3, counted in
+// tcp_end_cut), before a live flow that is still running; and expiry stays
+// bounded per call.
+TEST(FlowCache, RstStormStaysWithinMaxFlowsAndSparesLiveFlows) {
+  FlowCacheOptions o = opts(60'000, 15'000, 100);
+  o.max_expiry_work = 50;
+  FlowCache cache(o);
+  const FlowKey live = udpKey(200, 5353);
+  uint64_t packets_out = 0, live_records = 0;
+  auto drain = [&] {
+    for (const FlowRecord& r : take(cache)) {
+      packets_out += r.packets;
+      if (r.key == live) ++live_records;
+      else EXPECT_EQ(r.end_reason, FlowEndReason::kEndOfFlow);
+    }
+  };
+  for (uint32_t i = 0; i < 20'000; ++i) {
+    const uint64_t t = i / 4;  // 4000 RSTs a second
+    if (i % 100 == 0) cache.update(packet(live, t));
+    cache.update(packet(tcpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i >> 8), 80), t, 40, kRst));
+    EXPECT_LE(cache.activeFlows(), 100u);
+    cache.expire(t);
+    drain();
+  }
+  EXPECT_EQ(live_records, 0u);  // never evicted, never idle
+  const auto& c = cache.counters();
+  EXPECT_EQ(c.evicted, 0u);
+  EXPECT_GT(c.tcp_end_cut, 19'000u);
+  while (cache.expire(4'999 + 10'100)) drain();
+  drain();
+  EXPECT_EQ(c.ended_tcp, 20'000u);  // each RST flow, exactly once
+  EXPECT_EQ(cache.activeFlows(), 1u);
+  cache.flushAll();
+  drain();
+  EXPECT_EQ(live_records, 1u);
+  EXPECT_EQ(packets_out, 20'000u + 200u);
+}
+
+// With the window off, a RST flow never stays.
+TEST(FlowCache, RstStormWithTheWindowOffKeepsNoFlow) {
+  FlowCacheOptions o = opts(60'000, 15'000, 100);
+  o.tcp_end_timeout_ms = 0;
+  FlowCache cache(o);
+  for (uint32_t i = 0; i < 5'000; ++i)
+    cache.update(packet(tcpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i >> 8), 80), i, 40, kRst));
+  EXPECT_EQ(cache.activeFlows(), 0u);
+  EXPECT_EQ(take(cache).size(), 5'000u);
+  EXPECT_EQ(cache.counters().ended_tcp, 5'000u);
+}
+
 // A flow ended by FIN leaves its filing on the wheel; the freed entry is
 // reused at once by a new flow whose deadline falls in the same tick. The
 // old filing must neither expire the new flow early nor erase its slot:
 // each flow is exported exactly once, the new one at its idle timeout.
 TEST(FlowCache, AFlowReusingAnEntryEndedInTheSameTickExpiresOnceAndOnTime) {
-  FlowCache cache(opts(60'000, 15'000, 1000));
+  FlowCacheOptions o = opts(60'000, 15'000, 1000);
+  o.tcp_end_timeout_ms = 0;  // the FIN frees the entry at once
+  FlowCache cache(o);
   uint64_t expected_packets = 0;
   std::set<uint16_t> open_ports;
   for (uint16_t i = 0; i < 50; ++i) {
@@ -240,6 +492,7 @@ TEST(FlowCache, AFlowReusingAnEntryEndedInTheSameTickExpiresOnceAndOnTime) {
 TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
   FlowCacheOptions o = opts(60'000, 15'000, 1000);
   o.max_expiry_work = 1;
+  o.tcp_end_timeout_ms = 0;  // the FIN frees the entry at once
   FlowCache cache(o);
   std::vector<FlowKey> keys;
   for (uint16_t i = 0; i < 6; ++i) {
@@ -336,7 +589,9 @@ TEST(FlowCache, FloodOfNewFlowsStaysWithinTheBoundAndLosesNoPacket) {
 }
 
 TEST(FlowCache, TableGrowsAndStillFindsEveryFlow) {
-  FlowCache cache(opts(600'000, 600'000, 1'000'000));
+  FlowCacheOptions o = opts(600'000, 600'000, 1'000'000);
+  o.tcp_end_timeout_ms = 0;  // the RST flows below are removed at once
+  FlowCache cache(o);
   auto key = [](uint32_t i) {
     FlowKey k = udpKey(static_cast<uint8_t>(i), static_cast<uint16_t>(i >> 8));
     k.dst_addr[3] = static_cast<uint8_t>(i >> 24);
@@ -484,9 +739,13 @@ TEST(FlowCache, FlowFiledBeyondTheWheelStillExpiresAfterAClockJump) {
 
 // A randomized conservation check against a simple model: whatever the
 // timeouts, FIN/RST and evictions do, the sums per key must come out exact.
-TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
+class FlowCacheConservation : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(FlowCacheConservation, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
   std::mt19937 rng(1234);
-  FlowCache cache(opts(5'000, 2'000, 100));
+  FlowCacheOptions o = opts(5'000, 2'000, 100);
+  o.tcp_end_timeout_ms = GetParam();
+  FlowCache cache(o);
   std::map<std::tuple<uint8_t, uint16_t, uint8_t>, std::pair<uint64_t, uint64_t>> truth, seen;
   uint64_t t = 0;
   for (int i = 0; i < 200'000; ++i) {
@@ -497,7 +756,8 @@ TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
                     : udpKey(static_cast<uint8_t>(rng() % 40), static_cast<uint16_t>(rng() % 60));
     k.protocol = (rng() % 2) ? 6 : 17;
     const uint32_t len = 40 + rng() % 1460;
-    const uint8_t flags = (rng() % 50 == 0) ? 0x01 : (rng() % 80 == 0 ? 0x04 : 0x10);
+    const uint32_t f = rng() % 400;
+    const uint8_t flags = f < 8 ? 0x01 : f < 13 ? 0x04 : f < 18 ? 0x02 : f < 20 ? 0x12 : 0x10;  // FIN RST SYN SYN-ACK
     cache.update(packet(k, t, len, flags));
     auto& tr = truth[{k.src_addr[3], k.src_port, k.protocol}];
     tr.first++;
@@ -521,7 +781,16 @@ TEST(FlowCache, ConservesPacketsAndOctetsPerKeyUnderRandomTraffic) {
   EXPECT_GT(c.evicted, 0u);
   EXPECT_GT(c.ended_idle + c.ended_active, 0u);
   EXPECT_EQ(c.packets_folded, 200'000u);
+  EXPECT_GT(c.ended_tcp, 0u);
+  EXPECT_EQ(c.records, c.ended_idle + c.ended_active + c.ended_tcp + c.evicted + c.flushed);
+  if (GetParam() != 0) {
+    EXPECT_GT(c.tcp_end_reused, 0u);
+    EXPECT_GT(c.tcp_end_cut, 0u);
+  }
 }
+
+// tcp_end_timeout off, shorter than the idle timeout, and longer (acts as it).
+INSTANTIATE_TEST_SUITE_P(TcpEnd, FlowCacheConservation, ::testing::Values(0, 500, 10'000));
 
 }  // namespace
 }  // namespace flowfold

@@ -34,6 +34,18 @@ TEST(CommandLine, SoftflowdLettersBuildExporters) {
   EXPECT_EQ(c.bpf_filter, "tcp port 80");
 }
 
+TEST(CommandLine, TcpEndTimeoutSoftflowdStyleAndLong) {
+  CommandLine cl;
+  EXPECT_EQ(parse({"-r", "x"}, cl).cache.tcp_end_timeout_ms, 10'000u);  // the default
+  EXPECT_EQ(parse({"-r", "x", "-t", "tcp_end=3"}, cl).cache.tcp_end_timeout_ms, 3'000u);
+  EXPECT_EQ(parse({"-r", "x", "-t", "tcp_end=0"}, cl).cache.tcp_end_timeout_ms, 0u);  // off
+  EXPECT_EQ(parse({"-r", "x", "--tcp-end-timeout", "500ms"}, cl).cache.tcp_end_timeout_ms, 500u);
+  EXPECT_THROW(parse({"-r", "x", "-t", "tcp_end=-1"}, cl), ConfigError);
+  // An unknown name still fails; 0 stays refused for the other timeouts.
+  EXPECT_THROW(parse({"-r", "x", "-t", "tcp_rst=3"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "-t", "idle=0"}, cl), ConfigError);
+}
+
 TEST(CommandLine, IpfixOverTcpAndHumanOutputs) {
   CommandLine cl;
   const Config c = parse({"-r", "-", "-n", "c:4739", "-P", "tcp", "--json=out.json", "--text",

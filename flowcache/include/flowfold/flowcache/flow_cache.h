@@ -39,6 +39,13 @@ struct FlowCacheOptions {
   uint64_t active_timeout_ms = 60'000;
   uint64_t idle_timeout_ms = 15'000;
   uint32_t max_flows = 1'000'000;
+  /// How long a TCP flow stays in the cache after its FIN or RST (counted
+  /// from its last packet), so that the rest of the closing handshake (the
+  /// last ACKs, a RST after the FIN, retransmitted FINs) joins it instead of
+  /// starting flows of its own; then it ends with flowEndReason 3. 0 ends the
+  /// flow at the FIN or RST itself. At most the idle timeout (longer acts as
+  /// the idle timeout). 10 s: see README.md, "What flowfold measures".
+  uint64_t tcp_end_timeout_ms = 10'000;
   /// Most entries examined by one expire() call, so a million flows timing
   /// out together never stall the packet path; the rest follow on later calls.
   uint32_t max_expiry_work = 4096;
@@ -58,10 +65,12 @@ struct FlowCacheOptions {
   X(flows_created, kCount, "Flows created in the cache.")                                      \
   X(flows_active, kGauge, "Flows in the cache now.")                                           \
   X(flows_peak, kGauge, "Most flows held in the cache at once.")                               \
+  X(tcp_end_reused, kCount, "Flows ended by a SYN in their tcp_end window (port reuse).")          \
+  X(tcp_end_cut, kCount, "Flows in their tcp_end window exported early: the cache was full.")       \
   X(records, kSum, "Flow records emitted in total (the sum of the end reasons).")              \
   X(ended_idle, kEndReason, "Idle timeout (IPFIX flowEndReason 1).")                           \
   X(ended_active, kEndReason, "Active timeout (flowEndReason 2): the flow stays in the cache.") \
-  X(ended_tcp, kEndReason, "TCP FIN or RST (flowEndReason 3).")                                \
+  X(ended_tcp, kEndReason, "TCP FIN or RST, after the tcp_end window (flowEndReason 3).")       \
   X(evicted, kEndReason, "Cache full: lack of resources (flowEndReason 5).")                   \
   X(flushed, kEndReason, "End of input or shutdown: forced end (flowEndReason 4).")
 
@@ -245,6 +254,17 @@ class FlowCache {
   /// Exports and frees the flow whose slot is at `slot_pos`.
   void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason);
   void evictOne();
+  /// Exports and frees `flow` to make room.
+  void evictFlow(Filed flow, uint64_t slot_pos);
+  /// Whether the flow has seen a FIN or RST in its current interval: it is in
+  /// its tcp_end window (only while tcp_end_ms_ != 0; at 0 it is gone).
+  static bool ending(const Entry& e) {
+    return (e.tcp_flags & kTcpEndFlags) != 0 && e.key.protocol == 6 && e.packets != 0;
+  }
+  /// The idle timeout that applies to the flow now (shorter in its window).
+  uint64_t idleTimeoutOf(const Entry& e) const { return ending(e) ? tcp_end_ms_ : options_.idle_timeout_ms; }
+  /// The end reason, and its counter, of a flow exported by expiry or flush.
+  FlowEndReason endReasonOf(const Entry& e, FlowEndReason otherwise, uint64_t& counter);
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
@@ -257,7 +277,10 @@ class FlowCache {
   /// Examines one entry that came due at `tick`: expires it or files it again.
   void reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick);
 
+  static constexpr uint8_t kTcpEndFlags = 0x05;  // FIN | RST
+
   FlowCacheOptions options_;
+  uint64_t tcp_end_ms_ = 0;  // min(tcp_end_timeout_ms, idle_timeout_ms); 0 = end at the FIN/RST
   std::vector<FlowRecord> output_;
   FlowCacheCounters counters_;
 
