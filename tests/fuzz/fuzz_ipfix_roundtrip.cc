@@ -56,6 +56,7 @@ Fields expectedFields(const FlowRecord& r) {
   putBE(f, 7, r.key.src_port, 2);          // sourceTransportPort
   putBE(f, 11, r.key.dst_port, 2);         // destinationTransportPort
   putBE(f, 58, r.key.vlan_id, 2);          // vlanId
+  putBE(f, 59, r.key.inner_vlan_id, 2);    // postVlanId: the inner tag again, where nfdump shows it
   putBE(f, 245, r.key.inner_vlan_id, 2);   // dot1qCustomerVlanId
   putBE(f, 6, r.tcp_flags, 2);             // tcpControlBits
   f[56].assign(r.src_mac.begin(), r.src_mac.end());  // sourceMacAddress

@@ -62,6 +62,7 @@ Fields expectedFields(const FlowRecord& r, uint64_t boot_floor_ms) {
   putBE(f, 22, relative(r.first_ms, boot_floor_ms), 4);  // FIRST_SWITCHED
   putBE(f, 21, relative(r.last_ms, boot_floor_ms), 4);   // LAST_SWITCHED
   putBE(f, 58, r.key.vlan_id, 2);     // SRC_VLAN
+  putBE(f, 59, r.key.inner_vlan_id, 2);  // DST_VLAN: the inner (customer) tag, where nfdump shows it
   putBE(f, 10, r.key.ingress_if, 2);  // INPUT_SNMP
   putBE(f, 52, r.min_ttl, 1);         // MIN_TTL
   putBE(f, 53, r.max_ttl, 1);         // MAX_TTL
@@ -177,7 +178,7 @@ FlowRecord makeRecord(FuzzedDataProvider& in, uint64_t boot_ms) {
   r.key.src_port = in.ConsumeIntegral<uint16_t>();
   r.key.dst_port = in.ConsumeIntegral<uint16_t>();
   r.key.vlan_id = in.ConsumeIntegral<uint16_t>() & 0x0fff;
-  r.key.inner_vlan_id = in.ConsumeIntegral<uint16_t>() & 0x0fff;  // not carried by v9
+  r.key.inner_vlan_id = in.ConsumeIntegral<uint16_t>() & 0x0fff;  // DST_VLAN
   r.key.ingress_if = in.ConsumeIntegral<uint16_t>();
   r.packets = in.ConsumeIntegral<uint64_t>();
   r.octets = in.ConsumeIntegral<uint64_t>();
@@ -311,7 +312,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       // Closed with records left: the next one had no room.
       if (at < offered.size()) {
-        const size_t next_len = offered[at].key.ip_version == 6 ? 87 : 63;
+        size_t next_len = 0;  // the record's length, from the expected template
+        for (const auto& [type, len] : offered[at].key.ip_version == 6 ? v6_template : v4_template) next_len += len;
         FUZZ_CHECK(bytes.size() + 4 + next_len + 3 > cfg.max_datagram);
       }
     }
