@@ -37,6 +37,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& 
       MysqlOptions o = c.mysql_dsn.empty() ? MysqlOptions{} : parseMysqlDsn(c.mysql_dsn);
       o.observation_domain = c.observation_domain;
       for (const auto& [key, value] : c.mysql_settings) setMysqlOption(o, key, value);
+      o.local_networks = local_networks;
       return makeMysqlExporter(o);
     }
     case ExporterConfig::Type::kIpfix: {
