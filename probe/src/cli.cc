@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -32,6 +33,7 @@ enum LongOnly {
   kOptWorkers,
   kOptMysql,
   kOptTunnels,
+  kOptLocalNetworks,
 };
 
 // How the user wrote option `c` (getopt's return value or optopt): "-r" or
@@ -86,6 +88,7 @@ struct CommandLineSettings {
   int version = 10;
   std::string transport = "udp";
   std::vector<ExporterConfig> outputs;  // --text, --json, --ipfix-file, --mysql
+  std::optional<LocalNetworks> local_networks;  // --local-networks (replaces the file's)
   // Settings of the tables, in the order given (the last one wins).
   std::vector<std::pair<const Setting<Config>*, SettingValue>> probe;
   std::vector<std::pair<const Setting<ExporterConfig>*, SettingValue>> exporter;
@@ -170,6 +173,13 @@ Flow cache:
   --tcp-end-timeout D  same as -t tcp_end=D
   --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
 
+Direction:
+  --local-networks CIDR[,CIDR...]  the monitored networks (IPv4 and IPv6, repeatable);
+                       each flow gets a direction relative to them: egress from a
+                       local source to a remote destination, ingress the other way
+                       (flowDirection 61); none between two local or two remote
+                       addresses. Unset, no direction is exported
+
 Decoder:
   --tunnels MODE       GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4 traffic:
                        outer (default; the outer packet, as on the wire), inner
@@ -203,6 +213,7 @@ const option kLong[] = {
     {"workers", required_argument, nullptr, kOptWorkers},
     {"mysql", required_argument, nullptr, kOptMysql},
     {"tunnels", required_argument, nullptr, kOptTunnels},
+    {"local-networks", required_argument, nullptr, kOptLocalNetworks},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
 };
@@ -270,6 +281,20 @@ void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
       break;
     }
     case kOptMysql: s.outputs.push_back(mysqlOutput(optarg)); break;
+    case kOptLocalNetworks: {
+      // CIDR[,CIDR...]; given again, the lists add up.
+      if (!s.local_networks) s.local_networks.emplace();
+      std::string_view rest = optarg;
+      while (true) {
+        const size_t comma = rest.find(',');
+        const std::string_view one = rest.substr(0, comma);
+        const std::string error = s.local_networks->add(one);
+        if (!error.empty()) throw ConfigError("command line: --local-networks: " + error);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+      break;
+    }
     case kOptIpfixFile: {
       ExporterConfig e = commandLineExporter(ExporterConfig::Type::kIpfix);
       e.transport = ExporterConfig::Transport::kFile;
@@ -318,6 +343,7 @@ void applyInput(int argc, char** argv, const CommandLineSettings& s, Config& con
   if (!filter.empty()) config.bpf_filter = filter;
   if (!s.read_file.empty() && !s.interfaces.empty())
     throw ConfigError("command line: -r FILE and -i IFACE are two inputs; choose one");
+  if (s.local_networks) config.local_networks = *s.local_networks;
   if (!s.read_file.empty()) {
     config.read_file = s.read_file;
     config.interfaces.clear();

@@ -10,7 +10,7 @@
 namespace flowfold {
 
 namespace {
-std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
+std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& local_networks) {
   switch (c.type) {
     case ExporterConfig::Type::kText:
     case ExporterConfig::Type::kJson: {
@@ -18,6 +18,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.format = c.type == ExporterConfig::Type::kJson ? TextOptions::Format::kJson : TextOptions::Format::kText;
       o.path = c.path;
       o.rotation = c.rotation;
+      o.local_networks = local_networks;
       return makeTextExporter(o);
     }
     case ExporterConfig::Type::kNetflow9: {
@@ -29,12 +30,14 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       o.template_refresh_ms = c.template_refresh_ms;
       o.template_refresh_packets = c.template_refresh_packets;
       o.max_datagrams_per_second = c.rate_limit;
+      o.local_networks = local_networks;
       return makeNetflowV9Exporter(o);
     }
     case ExporterConfig::Type::kMysql: {
       MysqlOptions o = c.mysql_dsn.empty() ? MysqlOptions{} : parseMysqlDsn(c.mysql_dsn);
       o.observation_domain = c.observation_domain;
       for (const auto& [key, value] : c.mysql_settings) setMysqlOption(o, key, value);
+      o.local_networks = local_networks;
       return makeMysqlExporter(o);
     }
     case ExporterConfig::Type::kIpfix: {
@@ -55,6 +58,7 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
       if (c.ipfix_encoder)
         o.encoder = *c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
                                                                               : IpfixOptions::Encoder::kLibfixbuf;
+      o.local_networks = local_networks;
       return makeIpfixExporter(o);
     }
   }
@@ -62,11 +66,12 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c) {
 }
 }  // namespace
 
-std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs) {
+std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
+                                                     const LocalNetworks& local_networks) {
   std::vector<std::unique_ptr<Exporter>> out;
   for (const auto& c : configs) {
     try {
-      out.push_back(makeOne(c));
+      out.push_back(makeOne(c, local_networks));
     } catch (const std::exception& e) {
       throw std::runtime_error("exporter " + c.describe() + " (" + c.origin + "): " + e.what());
     }

@@ -170,7 +170,7 @@ int runFile(const Config& config) {
   // batch of fresh pages (~400 KiB) each. A few batches keep the two threads
   // decoupled.
   constexpr uint32_t kFileQueueBatches = 8;
-  ExportStage stage(makeExporters(config.exporters), std::min(config.export_queue_batches, kFileQueueBatches));
+  ExportStage stage(makeExporters(config.exporters, config.local_networks), std::min(config.export_queue_batches, kFileQueueBatches));
   PipelineOptions options;
   options.cache = config.cache;
   options.export_batch = config.export_batch;
@@ -458,7 +458,7 @@ void reloadExporters(int argc, char** argv, ExportStage& stage) {
     const Config fresh = parseCommandLine(argc, argv, cl);
     // What a start would refuse, a reload refuses too (before any exporter is made).
     for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
-    stage.replaceExporters(makeExporters(fresh.exporters), systemNowMs());
+    stage.replaceExporters(makeExporters(fresh.exporters, fresh.local_networks), systemNowMs());
     logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
             fresh.exporters.size() == 1 ? "" : "s");
   } catch (const std::exception& e) {
@@ -515,7 +515,7 @@ int runLive(const Config& config, int argc, char** argv) {
   startCaptureThreads(caps, confine, gate, stop);
 
   // 3. Exporters, the export stage, one pipeline per capture.
-  ExportStage stage(makeExporters(config.exporters), config.export_queue_batches);
+  ExportStage stage(makeExporters(config.exporters, config.local_networks), config.export_queue_batches);
   OnScopeExit end_pipelines_before_the_stage{[&] {
     end_capture_threads();
     for (auto& c : caps) c->pipeline.reset();

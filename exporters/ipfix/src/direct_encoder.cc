@@ -30,18 +30,27 @@ void put32(uint8_t* p, uint32_t v) {
 
 class DirectEncoder final : public MessageEncoder {
  public:
-  DirectEncoder(uint32_t observation_domain, size_t max_message)
-      : domain_(observation_domain), max_message_(max_message), buf_(max_message) {}
+  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction)
+      : domain_(observation_domain), max_message_(max_message), with_direction_(with_direction), buf_(max_message) {}
 
   void setExportTime(uint32_t seconds) override { export_time_ = seconds; }
 
   bool append(const Ipv4Record& record) override { return appendRecord(kIpv4TemplateId, record); }
   bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
+  bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
+  bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
   // One pass: each member of the FlowRecord goes into the message, swapped
   // (the packed host-order record in between was half the encoder's work).
   bool append(const FlowRecord& record) override {
     return record.key.ip_version == 6 ? appendFlow<Ipv6Record>(kIpv6TemplateId, record)
                                       : appendFlow<Ipv4Record>(kIpv4TemplateId, record);
+  }
+
+  bool append(const FlowRecord& record, FlowDirection direction) override {
+    if (direction == FlowDirection::kNone) return append(record);
+    return record.key.ip_version == 6
+               ? appendFlow<Ipv6DirectionRecord>(kIpv6DirectionTemplateId, record, direction)
+               : appendFlow<Ipv4DirectionRecord>(kIpv4DirectionTemplateId, record, direction);
   }
 
   size_t pendingRecords() const override { return records_; }
@@ -63,6 +72,10 @@ class DirectEncoder final : public MessageEncoder {
     openSet(kTemplateSetId);
     writeTemplate(kIpv4TemplateId, kIpv4Fields);
     writeTemplate(kIpv6TemplateId, kIpv6Fields);
+    if (with_direction_) {
+      writeTemplate(kIpv4DirectionTemplateId, kIpv4Fields, kDirectionFields);
+      writeTemplate(kIpv6DirectionTemplateId, kIpv6Fields, kDirectionFields);
+    }
     return finish();
   }
 
@@ -92,13 +105,13 @@ class DirectEncoder final : public MessageEncoder {
   }
 
   template <size_t N>
-  void writeTemplate(uint16_t tid, const FieldSpec (&ip)[N]) {
+  void writeTemplate(uint16_t tid, const FieldSpec (&ip)[N], std::span<const FieldSpec> tail = {}) {
     uint8_t* p = buf_.data() + used_;
     put16(p, tid);
-    put16(p + 2, static_cast<uint16_t>(N + std::size(kFlowFields)));
+    put16(p + 2, static_cast<uint16_t>(N + std::size(kFlowFields) + tail.size()));
     p += 4;
     for (const std::span<const FieldSpec> group : {std::span<const FieldSpec>(ip),
-                                                   std::span<const FieldSpec>(kFlowFields)}) {
+                                                   std::span<const FieldSpec>(kFlowFields), tail}) {
       for (const FieldSpec& f : group) {
         put16(p, f.id);
         put16(p + 2, f.length);
@@ -138,16 +151,26 @@ class DirectEncoder final : public MessageEncoder {
   }
 
   template <class Record>
+  bool appendFlow(uint16_t tid, const FlowRecord& flow, FlowDirection direction) {
+    Record* wire = reserveRecord<Record>(tid);
+    if (wire == nullptr) return false;
+    writeRecord<Order::kNetwork>(flow, direction, *wire);
+    return true;
+  }
+
+  template <class Record>
   bool appendRecord(uint16_t tid, const Record& record) {
     Record* wire = reserveRecord<Record>(tid);
     if (wire == nullptr) return false;
     copyToNetworkOrder(record.ip, wire->ip);
     copyToNetworkOrder(record.flow, wire->flow);
+    if constexpr (requires { record.dir; }) copyToNetworkOrder(record.dir, wire->dir);
     return true;
   }
 
   const uint32_t domain_;
   const size_t max_message_;
+  const bool with_direction_;
   std::vector<uint8_t> buf_;
   uint32_t export_time_ = 0;
   uint32_t sequence_ = 0;  // data records in earlier messages
@@ -159,8 +182,9 @@ class DirectEncoder final : public MessageEncoder {
 
 }  // namespace
 
-std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message) {
-  return std::make_unique<DirectEncoder>(observation_domain, max_message);
+std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
+                                                  bool with_direction) {
+  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction);
 }
 
 }  // namespace flowfold::ipfix

@@ -6,6 +6,7 @@
 
 #include <fixbuf/public.h>
 
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,10 +37,11 @@ bool isEndOfMessage(const GError* err) {
 // information model agrees with our tables (element ids and lengths).
 template <size_t A, size_t B>
 fbTemplate_t* buildTemplate(fbInfoModel_t* model, const FieldSpec (&ip)[A],
-                            const FieldSpec (&flow)[B]) {
+                            const FieldSpec (&flow)[B], std::span<const FieldSpec> tail) {
   std::vector<const FieldSpec*> fields;
   for (const FieldSpec& f : ip) fields.push_back(&f);
   for (const FieldSpec& f : flow) fields.push_back(&f);
+  for (const FieldSpec& f : tail) fields.push_back(&f);
   std::vector<fbInfoElementSpec_t> specs;
   for (const FieldSpec* f : fields) {
     specs.push_back(fbInfoElementSpec_t{const_cast<char*>(f->name), f->length, 0});
@@ -77,13 +79,17 @@ struct BufferDeleter {
 
 class FixbufEncoder final : public MessageEncoder {
  public:
-  FixbufEncoder(uint32_t observation_domain, size_t max_message)
-      : max_message_(max_message), out_(max_message), model_(fbInfoModelAlloc()) {
+  FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction)
+      : max_message_(max_message), with_direction_(with_direction), out_(max_message), model_(fbInfoModelAlloc()) {
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
     // The domain scopes external templates and sequence numbers: set it first.
     fbSessionSetDomain(session.get(), observation_domain);
     addTemplatePair(session.get(), kIpv4TemplateId, kIpv4Fields);
     addTemplatePair(session.get(), kIpv6TemplateId, kIpv6Fields);
+    if (with_direction_) {
+      addTemplatePair(session.get(), kIpv4DirectionTemplateId, kIpv4Fields, kDirectionFields);
+      addTemplatePair(session.get(), kIpv6DirectionTemplateId, kIpv6Fields, kDirectionFields);
+    }
 
     exporter_ = fbExporterAllocBuffer(out_.data(), static_cast<uint16_t>(max_message));
     fbuf_.reset(fBufAllocForExport(session.release(), exporter_));
@@ -95,6 +101,8 @@ class FixbufEncoder final : public MessageEncoder {
 
   bool append(const Ipv4Record& record) override { return appendRecord(kIpv4TemplateId, record); }
   bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
+  bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
+  bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
 
   size_t pendingRecords() const override { return msg_records_; }
 
@@ -119,7 +127,8 @@ class FixbufEncoder final : public MessageEncoder {
   std::span<const uint8_t> encodeTemplates() override {
     if (msg_bytes_ != 0) throw std::logic_error("IPFIX: encodeTemplates() with an open message");
     fbSession_t* session = fBufGetSession(fbuf_.get());
-    for (const uint16_t tid : {kIpv4TemplateId, kIpv6TemplateId}) {
+    const uint16_t all[] = {kIpv4TemplateId, kIpv6TemplateId, kIpv4DirectionTemplateId, kIpv6DirectionTemplateId};
+    for (const uint16_t tid : std::span<const uint16_t>(all, with_direction_ ? 4 : 2)) {
       GError* err = nullptr;
       if (fbSessionExportTemplate(session, tid, &err)) continue;
       // In manual mode the first template after data "ends the message"
@@ -135,18 +144,19 @@ class FixbufEncoder final : public MessageEncoder {
 
  private:
   template <size_t N>
-  void addTemplatePair(fbSession_t* session, uint16_t tid, const FieldSpec (&ip)[N]) {
+  void addTemplatePair(fbSession_t* session, uint16_t tid, const FieldSpec (&ip)[N],
+                       std::span<const FieldSpec> tail = {}) {
     // Internal and external templates are identical (explicit lengths, as
     // libfixbuf requires for internal ones); each needs its own object.
     for (const gboolean internal : {gboolean{TRUE}, gboolean{FALSE}}) {
-      fbTemplate_t* tmpl = buildTemplate(model_.get(), ip, kFlowFields);
+      fbTemplate_t* tmpl = buildTemplate(model_.get(), ip, kFlowFields, tail);
       GError* err = nullptr;
       if (fbSessionAddTemplate(session, internal, tid, tmpl, &err) == 0) {
         fbTemplateFreeUnused(tmpl);
         throwFixbuf("fbSessionAddTemplate", err);
       }
     }
-    templates_size_ += 4 + 4 * (N + std::size(kFlowFields));  // id, count, (id, length) per field
+    templates_size_ += 4 + 4 * (N + std::size(kFlowFields) + tail.size());  // id, count, (id, length) per field
   }
 
   template <class Record>
@@ -188,6 +198,7 @@ class FixbufEncoder final : public MessageEncoder {
   }
 
   const size_t max_message_;
+  const bool with_direction_;
   // Declared before fbuf_: both must outlive it.
   std::vector<uint8_t> out_;
   std::unique_ptr<fbInfoModel_t, InfoModelDeleter> model_;
@@ -205,8 +216,9 @@ class FixbufEncoder final : public MessageEncoder {
 
 }  // namespace
 
-std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message) {
-  return std::make_unique<FixbufEncoder>(observation_domain, max_message);
+std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
+                                                  bool with_direction) {
+  return std::make_unique<FixbufEncoder>(observation_domain, max_message, with_direction);
 }
 
 }  // namespace flowfold::ipfix

@@ -16,6 +16,7 @@ namespace {
 using namespace ipfix;
 
 constexpr size_t kMinMtu = 256;               // the template message is 204 bytes
+constexpr size_t kMinMtuWithDirection = 512;  // 404 bytes with templates 258 and 259
 constexpr size_t kMaxUdpMessage = 65507;      // largest UDP payload over IPv4
 constexpr size_t kStreamMessageSize = 65000;  // TCP and file: big messages, few writes
 
@@ -31,7 +32,8 @@ class IpfixExporter final : public Exporter {
         refresh_ms_(udp_ ? options.template_refresh_ms : 0),
         refresh_messages_(udp_ ? options.template_refresh_packets : 0),
         transport_(std::move(transport)),
-        encoder_(std::move(encoder)) {}
+        encoder_(std::move(encoder)),
+        local_networks_(options.local_networks) {}
 
   ~IpfixExporter() override {
     try {
@@ -46,20 +48,24 @@ class IpfixExporter final : public Exporter {
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override {
     beginCall(now_ms);
-    // IPv4 first, then IPv6: one template switch per batch, so a message
-    // holds at most two data sets however the versions interleave.
-    v6_.clear();
     size_t other = 0;
-    for (const FlowRecord& r : records) {
-      if (r.key.ip_version == 4) {
-        append(r);
-      } else if (r.key.ip_version == 6) {
-        v6_.push_back(&r);
-      } else {
-        ++other;
+    if (!local_networks_.empty()) {
+      other = appendWithDirection(records);
+    } else {
+      // IPv4 first, then IPv6: one template switch per batch, so a message
+      // holds at most two data sets however the versions interleave.
+      v6_.clear();
+      for (const FlowRecord& r : records) {
+        if (r.key.ip_version == 4) {
+          append(r);
+        } else if (r.key.ip_version == 6) {
+          v6_.push_back(&r);
+        } else {
+          ++other;
+        }
       }
+      for (const FlowRecord* r : v6_) append(*r);
     }
-    for (const FlowRecord* r : v6_) append(*r);
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();
@@ -98,6 +104,49 @@ class IpfixExporter final : public Exporter {
       if (now_ms < last_templates_ms_) last_templates_ms_ = now_ms;  // clock stepped back
       if (now_ms - last_templates_ms_ >= refresh_ms_) templates_due_ = true;
     }
+  }
+
+  // The same with local_networks: templates 256, 258, 257, 259 in turn (at
+  // most four data sets per message). Returns the records of another IP
+  // version.
+  size_t appendWithDirection(std::span<const FlowRecord> records) {
+    v6_.clear();
+    directed_.clear();
+    size_t other = 0;
+    for (const FlowRecord& r : records) {
+      if (r.key.ip_version == 4) {
+        const FlowDirection d = local_networks_.direction(r.key);
+        if (d == FlowDirection::kNone) {
+          append(r);
+        } else {
+          directed_.push_back({&r, d});
+        }
+      } else if (r.key.ip_version == 6) {
+        v6_.push_back(&r);
+      } else {
+        ++other;
+      }
+    }
+    for (const auto& [r, d] : directed_) append(*r, d);
+    directed_.clear();
+    for (const FlowRecord* r : v6_) {
+      const FlowDirection d = local_networks_.direction(r->key);
+      if (d == FlowDirection::kNone) {
+        append(*r);
+      } else {
+        directed_.push_back({r, d});
+      }
+    }
+    for (const auto& [r, d] : directed_) append(*r, d);
+    return other;
+  }
+
+  void append(const FlowRecord& record, FlowDirection direction) {
+    if (templates_due_) sendTemplates();
+    if (encoder_->append(record, direction)) return;
+    emitMessage();
+    if (templates_due_) sendTemplates();
+    if (!encoder_->append(record, direction)) throw std::logic_error("IPFIX: record larger than a message");
   }
 
   template <class Record>
@@ -214,6 +263,8 @@ class IpfixExporter final : public Exporter {
   std::unique_ptr<MessageTransport> transport_;
   std::unique_ptr<MessageEncoder> encoder_;
   std::vector<const FlowRecord*> v6_;  // reused between batches
+  const LocalNetworks local_networks_;
+  std::vector<std::pair<const FlowRecord*, FlowDirection>> directed_;  // reused between batches
   bool bad_version_logged_ = false;
   LogRateLimiter send_failure_log_;
 
@@ -232,9 +283,11 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   using Transport = IpfixOptions::Transport;
   size_t max_message = kStreamMessageSize;
   if (options.transport == Transport::kUdp) {
-    if (options.mtu < kMinMtu || options.mtu > kMaxUdpMessage) {
+    const size_t min_mtu = options.local_networks.empty() ? kMinMtu : kMinMtuWithDirection;
+    if (options.mtu < min_mtu || options.mtu > kMaxUdpMessage) {
       throw std::invalid_argument("IPFIX: mtu " + std::to_string(options.mtu) + " out of range " +
-                                  std::to_string(kMinMtu) + ".." + std::to_string(kMaxUdpMessage));
+                                  std::to_string(min_mtu) + ".." + std::to_string(kMaxUdpMessage) +
+                                  (options.local_networks.empty() ? "" : " (with local_networks)"));
     }
     max_message = options.mtu;
   }
@@ -251,8 +304,8 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   }
   std::unique_ptr<MessageEncoder> encoder =
       options.encoder == IpfixOptions::Encoder::kDirect
-          ? makeDirectEncoder(options.observation_domain, max_message)
-          : makeFixbufEncoder(options.observation_domain, max_message);
+          ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty())
+          : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty());
   return std::make_unique<IpfixExporter>(options, std::move(transport), std::move(encoder));
 }
 

@@ -45,6 +45,8 @@ Sink::Sink(const MysqlOptions& options, std::string password, std::string name, 
       spool_dir_(std::move(spool_dir)),
       limits_(limits),
       counters_(counters),
+      local_networks_(options_.local_networks.empty() ? nullptr : &options_.local_networks),
+      with_direction_(local_networks_ != nullptr),
       spool_(std::move(spool)),
       use_insert_(options.method == MysqlOptions::Method::kInsert) {
   if (spool_) {
@@ -207,10 +209,37 @@ bool Sink::connect() {
   if (options_.create_table) {
     if (!conn_.exec(createBatchesSql())) return fail("cannot create table flowfold_batches");
     if (!conn_.exec(createTableSql(options_, utcToday()))) return fail("cannot create table " + options_.table);
-    if (!conn_.exec(createViewSql(options_)))
-      logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
-              options_.table.c_str(), conn_.error().c_str());
   }
+  // The `direction` column came later than the table: an older table lacks
+  // it. Needed with local_networks (added here with create_table, else
+  // refused with the ALTER to run); the view shows it when present.
+  bool has_direction = true;
+  if (options_.create_table || with_direction_) {
+    std::vector<std::vector<std::optional<std::string>>> cols;
+    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
+                         options_.table + "' AND `COLUMN_NAME` = 'direction'",
+                     cols))
+      return fail("cannot read the columns of " + options_.table);
+    has_direction = !cols.empty();
+    if (!has_direction && with_direction_) {
+      if (!options_.create_table) {
+        failure("table " + options_.table + " has no `direction` column, which local_networks needs: run " +
+                    addDirectionColumnSql(options_.table) + " (see exporters/mysql/README.md), or unset local_networks",
+                0, "");
+        conn_.close();
+        std::lock_guard lock(stats_mu_);
+        ++stats_.connect_failures;
+        return false;
+      }
+      if (!conn_.exec(addDirectionColumnSql(options_.table)))
+        return fail("cannot add the direction column to " + options_.table);
+      logInfo("%s: added the column `direction` to %s (local_networks is set)", name_.c_str(), options_.table.c_str());
+      has_direction = true;
+    }
+  }
+  if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction)))
+    logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
+            options_.table.c_str(), conn_.error().c_str());
   // Where does this spool stand? Everything up to the last committed batch
   // is in the database, whatever happened to the previous connection.
   std::vector<std::vector<std::optional<std::string>>> rows;
@@ -364,19 +393,19 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
   if (b.flows.empty()) return true;
   if (load_data) {
     sql_.clear();
-    for (const auto& f : b.flows) appendLoadDataRow(sql_, f);
+    for (const auto& f : b.flows) appendLoadDataRow(sql_, f, local_networks_);
     bytes = sql_.size();
-    if (!conn_.loadDataLocal(loadDataSql(options_.table), sql_)) return false;
+    if (!conn_.loadDataLocal(loadDataSql(options_.table, with_direction_), sql_)) return false;
     rows = conn_.affectedRows();
     return true;
   }
-  const std::string prefix = insertPrefix(options_.table);
+  const std::string prefix = insertPrefix(options_.table, with_direction_);
   for (size_t i = 0; i < b.flows.size(); i += kRowsPerInsert) {
     sql_ = prefix;
     const size_t end = std::min(b.flows.size(), i + kRowsPerInsert);
     for (size_t k = i; k < end; ++k) {
       if (k != i) sql_.push_back(',');
-      appendInsertRow(sql_, b.flows[k]);
+      appendInsertRow(sql_, b.flows[k], local_networks_);
     }
     bytes += sql_.size();
     if (!conn_.exec(sql_)) return false;

@@ -65,6 +65,9 @@ class Sink {
   const std::string spool_dir_;
   const Spool::Limits limits_;
   ExporterCounters& counters_;
+  // options_.local_networks when set (rows get `direction`), else nullptr.
+  const LocalNetworks* const local_networks_;
+  const bool with_direction_;
 
   Connection conn_;
 

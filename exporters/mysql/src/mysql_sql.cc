@@ -143,13 +143,22 @@ void appendDatetime(std::string& out, uint64_t ms) {
   appendDigits(out, static_cast<unsigned>(ms % 1000), 3);
 }
 
-const std::string& flowColumns() {
+const std::string& flowColumns(bool with_direction) {
   static const std::string cols = [] {
     std::string s;
     for (const char* c : kColumnNames) s += (s.empty() ? "" : ",") + quoteIdent(c);
     return s;
   }();
-  return cols;
+  static const std::string with = cols + ",`direction`";
+  return with_direction ? with : cols;
+}
+
+const char* const kDirectionColumnSql =
+    "`direction` TINYINT UNSIGNED NULL COMMENT 'flowDirection: 0 ingress, 1 egress; NULL: none (local to local, "
+    "remote to remote) or local_networks unset'";
+
+std::string addDirectionColumnSql(const std::string& table) {
+  return "ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + kDirectionColumnSql;
 }
 
 std::string createTableSql(const MysqlOptions& o, int64_t today) {
@@ -180,6 +189,7 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
                   "  `exporter_id` INT UNSIGNED NOT NULL COMMENT 'observation domain id',\n"
                   "  `end_reason` TINYINT UNSIGNED NOT NULL COMMENT '1 idle, 2 active, 3 end of flow, 4 forced, 5 lack "
                   "of resources',\n";
+  s += std::string("  ") + kDirectionColumnSql + ",\n";
   // A partitioned table needs the partitioning column in every unique key.
   s += daily ? "  PRIMARY KEY (`id`, `first_time`)" : "  PRIMARY KEY (`id`)";
   for (auto idx : o.indexes) {
@@ -201,7 +211,7 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
   return s;
 }
 
-std::string createViewSql(const MysqlOptions& o) {
+std::string createViewSql(const MysqlOptions& o, bool with_direction) {
   return "CREATE OR REPLACE VIEW " + quoteIdent(o.table + "_view") +
          " AS SELECT `id`, `first_time`, `last_time`, `ip_version`, `protocol`,\n"
          "  INET6_NTOA(`src_ip`) AS `src_ip`, `src_port`, INET6_NTOA(`dest_ip`) AS `dest_ip`, `dest_port`,\n"
@@ -214,7 +224,8 @@ std::string createViewSql(const MysqlOptions& o) {
          "  " + macText("src_mac") + " AS `src_mac`,\n"
          "  " + macText("dest_mac") + " AS `dest_mac`,\n"
          "  `ingress_if`, `exporter_id`,\n"
-         "  ELT(`end_reason`, 'idle', 'active', 'end_of_flow', 'forced', 'lack_of_resources') AS `end_reason`\n"
+         "  ELT(`end_reason`, 'idle', 'active', 'end_of_flow', 'forced', 'lack_of_resources') AS `end_reason`" +
+         std::string(with_direction ? ",\n  ELT(`direction` + 1, 'ingress', 'egress') AS `direction`\n" : "\n") +
          "FROM " + quoteIdent(o.table);
 }
 
@@ -231,27 +242,35 @@ std::string createBatchesSql() {
          ") ENGINE=InnoDB COMMENT='flowfold: batches committed from each spool (exactly-once bookkeeping)'";
 }
 
-void appendInsertRow(std::string& out, const SpooledFlow& f) {
+void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks) {
   out.push_back('(');
   appendFields(out, f, ',', true, appendHexLiteral);
+  if (local_networks != nullptr) {
+    const FlowDirection d = local_networks->direction(f.record.key);
+    out += d == FlowDirection::kNone ? ",NULL" : d == FlowDirection::kEgress ? ",1" : ",0";
+  }
   out.push_back(')');
 }
 
-void appendLoadDataRow(std::string& out, const SpooledFlow& f) {
+void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks) {
   appendFields(out, f, '\t', false, appendEscapedBinary);
+  if (local_networks != nullptr) {
+    const FlowDirection d = local_networks->direction(f.record.key);
+    out += d == FlowDirection::kNone ? "\t\\N" : d == FlowDirection::kEgress ? "\t1" : "\t0";
+  }
   out.push_back('\n');
 }
 
-std::string insertPrefix(const std::string& table) {
-  return "INSERT INTO " + quoteIdent(table) + " (" + flowColumns() + ") VALUES ";
+std::string insertPrefix(const std::string& table, bool with_direction) {
+  return "INSERT INTO " + quoteIdent(table) + " (" + flowColumns(with_direction) + ") VALUES ";
 }
 
-std::string loadDataSql(const std::string& table) {
+std::string loadDataSql(const std::string& table, bool with_direction) {
   // The file name is only a label: the sink's local-infile handler serves
   // the batch from memory, so no temporary file is written.
   return "LOAD DATA LOCAL INFILE 'flowfold-batch' INTO TABLE " + quoteIdent(table) +
          " CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (" +
-         flowColumns() + ")";
+         flowColumns(with_direction) + ")";
 }
 
 int64_t utcToday() {

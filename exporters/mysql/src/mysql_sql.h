@@ -13,20 +13,27 @@ namespace flowfold::mysql {
 /// How many day partitions are kept ready beyond today.
 inline constexpr int kPartitionDaysAhead = 3;
 
-/// Column list of the flow table in the order the row encoders write them.
-const std::string& flowColumns();
+/// Column list of the flow table in the order the row encoders write them;
+/// with_direction: `direction` last.
+const std::string& flowColumns(bool with_direction = false);
+/// The `direction` column's definition, for CREATE TABLE and the ALTER TABLE
+/// that adds it to an older table.
+extern const char* const kDirectionColumnSql;
+std::string addDirectionColumnSql(const std::string& table);
 
 std::string createTableSql(const MysqlOptions& o, int64_t today);
-std::string createViewSql(const MysqlOptions& o);
+/// with_direction: the view shows `direction` as text (the table has the column).
+std::string createViewSql(const MysqlOptions& o, bool with_direction = true);
 std::string createBatchesSql();
 
 /// Appends "(v1,v2,...)" for a multi-row INSERT (binary columns as 0x... literals).
-void appendInsertRow(std::string& out, const SpooledFlow& f);
+/// local_networks (nullptr: no direction column) appends the direction.
+void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr);
 /// Appends one tab-separated line for LOAD DATA ... CHARACTER SET binary
 /// (binary columns raw, with \0 \t \n \\ escaped).
-void appendLoadDataRow(std::string& out, const SpooledFlow& f);
-std::string insertPrefix(const std::string& table);
-std::string loadDataSql(const std::string& table);
+void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr);
+std::string insertPrefix(const std::string& table, bool with_direction = false);
+std::string loadDataSql(const std::string& table, bool with_direction = false);
 
 /// Days since 1970-01-01 (UTC) of the system clock.
 int64_t utcToday();

@@ -1,6 +1,7 @@
 #include "flowfold/exporters/netflow9_encoder.h"
 
 #include <cstring>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -188,6 +189,31 @@ const std::array<uint8_t, kTemplateFlowSetLength>& templateFlowSet() {
   return bytes;
 }
 
+// With local_networks: the four templates.
+const std::array<uint8_t, kTemplateFlowSetLengthWithDirection>& templateFlowSetWithDirection() {
+  static const auto bytes = [] {
+    std::array<uint8_t, kTemplateFlowSetLengthWithDirection> b{};
+    uint8_t* p = b.data();
+    p = put16(p, kTemplateFlowSetId);
+    p = put16(p, static_cast<uint16_t>(kTemplateFlowSetLengthWithDirection));
+    p = putTemplate(p, kIpv4TemplateId, kIPv4TemplateFields);
+    p = putTemplate(p, kIpv6TemplateId, kIPv6TemplateFields);
+    for (const auto& [id, fields] : {std::pair{kIpv4DirectionTemplateId, std::span<const TemplateField>(kIPv4TemplateFields)},
+                                     std::pair{kIpv6DirectionTemplateId, std::span<const TemplateField>(kIPv6TemplateFields)}}) {
+      p = put16(p, id);
+      p = put16(p, static_cast<uint16_t>(fields.size() + 1));
+      for (const auto& f : fields) {
+        p = put16(p, f.type);
+        p = put16(p, f.length);
+      }
+      p = put16(p, kDirection);
+      p = put16(p, 1);
+    }
+    return b;
+  }();
+  return bytes;
+}
+
 bool templatesDue(const EncoderConfig& config, const EncoderState& state, uint64_t now_ms) {
   if (!state.templates_sent) return true;
   if (config.template_refresh_packets > 0 &&
@@ -206,10 +232,11 @@ bool templatesDue(const EncoderConfig& config, const EncoderState& state, uint64
 }  // namespace
 
 void validateConfig(const EncoderConfig& config) {
-  if (config.max_datagram < kMinDatagram || config.max_datagram > kMaxUdpPayload) {
+  const size_t min = config.withDirection() ? kMinDatagramWithDirection : kMinDatagram;
+  if (config.max_datagram < min || config.max_datagram > kMaxUdpPayload) {
     throw std::invalid_argument("netflow9: max datagram size " +
                                 std::to_string(config.max_datagram) + " must be between " +
-                                std::to_string(kMinDatagram) + " and " +
+                                std::to_string(min) + " and " +
                                 std::to_string(kMaxUdpPayload) + " bytes");
   }
 }
@@ -225,6 +252,7 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
   // unix_secs*1000 - sysUptime is exactly boot_ms.
   const uint32_t sys_uptime = relativeMs(unix_secs * 1000, boot_ms);
   const size_t max = config.max_datagram;
+  const bool with_direction = config.withDirection();
 
   size_t i = 0;
   while (i < records.size() && out.entries.size() < max_datagrams) {
@@ -244,9 +272,15 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
     uint16_t count = 0;
 
     if (templatesDue(config, state, now_ms)) {
-      const auto& t = templateFlowSet();
-      p = putBytes(p, t.data(), t.size());
-      count += 2;
+      if (with_direction) {
+        const auto& t = templateFlowSetWithDirection();
+        p = putBytes(p, t.data(), t.size());
+        count += 4;
+      } else {
+        const auto& t = templateFlowSet();
+        p = putBytes(p, t.data(), t.size());
+        count += 2;
+      }
       entry.has_templates = true;
       state.templates_sent = true;
       state.last_template_ms = now_ms;
@@ -268,8 +302,11 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
     while (i < records.size()) {
       const FlowRecord& r = records[i];
       const bool v6 = r.key.isIPv6();
-      const uint16_t id = v6 ? kIpv6TemplateId : kIpv4TemplateId;
-      const size_t rec_len = v6 ? kIPv6RecordLength : kIPv4RecordLength;
+      const FlowDirection direction = with_direction ? config.local_networks->direction(r.key) : FlowDirection::kNone;
+      const bool directed = direction != FlowDirection::kNone;
+      const uint16_t id = directed ? (v6 ? kIpv6DirectionTemplateId : kIpv4DirectionTemplateId)
+                                   : (v6 ? kIpv6TemplateId : kIpv4TemplateId);
+      const size_t rec_len = (v6 ? kIPv6RecordLength : kIPv4RecordLength) + (directed ? 1 : 0);
       const bool same_set = set_start != nullptr && set_id == id;
       size_t end;  // datagram length if this record is added and its set closed
       if (same_set) {
@@ -291,6 +328,7 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
       }
       const Derived d = derive(r, boot_ms);
       p = v6 ? writeRecord<kIPv6TemplateFields>(p, r, d) : writeRecord<kIPv4TemplateFields>(p, r, d);
+      if (directed) p = put8(p, static_cast<uint8_t>(direction));
       ++count;
       ++entry.records;
       ++i;

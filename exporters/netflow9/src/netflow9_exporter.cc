@@ -25,6 +25,8 @@ NetflowV9Exporter::NetflowV9Exporter(const NetflowV9Options& options)
   config_.template_refresh_packets = options.template_refresh_packets;
   config_.template_refresh_ms = options.template_refresh_ms;
   config_.boot_ms = options.boot_ms;
+  local_networks_ = options.local_networks;
+  config_.local_networks = &local_networks_;
   netflow9::validateConfig(config_);
   transport_ = std::make_unique<netflow9::UdpTransport>(options.host, options.port,
                                                         options.max_datagrams_per_second);

@@ -119,7 +119,8 @@ class TextExporter final : public Exporter {
   explicit TextExporter(const TextOptions& o)
       : Exporter(o.format == TextOptions::Format::kJson ? "json" : "text"),
         options_(o),
-        out_(o.path.empty() ? std::string("-") : o.path, o.rotation) {}
+        out_(o.path.empty() ? std::string("-") : o.path, o.rotation),
+        local_(o.local_networks.empty() ? nullptr : &options_.local_networks) {}
 
  protected:
   // One buffer per batch, one write, no stdio buffer: whole batches reach the
@@ -142,9 +143,9 @@ class TextExporter final : public Exporter {
     const size_t first_line = batch_.size();
     for (const FlowRecord& r : records) {
       if (options_.format == TextOptions::Format::kJson) {
-        appendFlowJson(batch_, r);
+        appendFlowJson(batch_, r, local_);
       } else {
-        appendFlowText(batch_, r);
+        appendFlowText(batch_, r, local_);
       }
       batch_.push_back('\n');
     }
@@ -219,6 +220,7 @@ class TextExporter final : public Exporter {
 
   TextOptions options_;
   RotatingOutput out_;
+  const LocalNetworks* local_;  // options_.local_networks, or nullptr when unset
   std::string batch_;
   bool torn_line_ = false;  // the output ends inside a line a failed write left
   uint64_t failures_ = 0;
@@ -227,7 +229,7 @@ class TextExporter final : public Exporter {
 
 }  // namespace
 
-void appendFlowText(std::string& out, const FlowRecord& r) {
+void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks) {
   const auto& k = r.key;
   putIsoTime(out, r.first_ms);
   out.push_back(' ');
@@ -264,9 +266,14 @@ void appendFlowText(std::string& out, const FlowRecord& r) {
   putUnsigned(out, r.max_ttl);
   put(out, " end ");
   put(out, toString(r.end_reason));
+  if (local_networks != nullptr && !local_networks->empty()) {
+    const FlowDirection d = local_networks->direction(k);
+    put(out, " direction ");
+    put(out, d == FlowDirection::kNone ? "-" : toString(d));
+  }
 }
 
-void appendFlowJson(std::string& out, const FlowRecord& r) {
+void appendFlowJson(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks) {
   const auto& k = r.key;
   put(out, "{\"first\":\"");
   putIsoTime(out, r.first_ms);
@@ -314,20 +321,31 @@ void appendFlowJson(std::string& out, const FlowRecord& r) {
   putUnsigned(out, r.mpls_top_label);
   put(out, ",\"end_reason\":\"");
   put(out, toString(r.end_reason));
+  if (local_networks != nullptr && !local_networks->empty()) {
+    const FlowDirection d = local_networks->direction(k);
+    if (d == FlowDirection::kNone) {
+      put(out, "\",\"direction\":null}");
+    } else {
+      put(out, "\",\"direction\":\"");
+      put(out, toString(d));
+      put(out, "\"}");
+    }
+    return;
+  }
   put(out, "\"}");
 }
 
-std::string formatFlowText(const FlowRecord& r) {
+std::string formatFlowText(const FlowRecord& r, const LocalNetworks* local_networks) {
   std::string line;
   line.reserve(160);
-  appendFlowText(line, r);
+  appendFlowText(line, r, local_networks);
   return line;
 }
 
-std::string formatFlowJson(const FlowRecord& r) {
+std::string formatFlowJson(const FlowRecord& r, const LocalNetworks* local_networks) {
   std::string line;
   line.reserve(400);
-  appendFlowJson(line, r);
+  appendFlowJson(line, r, local_networks);
   return line;
 }
 

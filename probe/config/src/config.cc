@@ -388,6 +388,7 @@ class ConfigReader {
         {"cache", [&](const YAML::Node& n) { section(n, "cache"); }},
         {"decoder", [&](const YAML::Node& n) { section(n, "decoder"); }},
         {"exporters", [&](const YAML::Node& n) { exporters(n); }},
+        {"local_networks", [&](const YAML::Node& n) { localNetworks(n); }},
         {"user", [&](const YAML::Node& n) { c_.user = remembered(n, "user", c_.user_origin); }},
         {"group", [&](const YAML::Node& n) { c_.group = remembered(n, "group", c_.group_origin); }},
         {"metrics", [&](const YAML::Node& n) { metrics(n); }},
@@ -419,6 +420,20 @@ class ConfigReader {
     } else {
       const std::string one = nameValue(name_, v, "interface");
       if (one != "default") c_.interfaces.push_back(one);
+    }
+  }
+
+  // One CIDR or a list of them; each bad entry is named at its own place.
+  void localNetworks(const YAML::Node& v) {
+    c_.local_networks = LocalNetworks{};
+    auto one = [&](const YAML::Node& n) {
+      const std::string error = c_.local_networks.add(nameValue(name_, n, "local_networks"));
+      if (!error.empty()) fail(name_, n, "local_networks: " + error);
+    };
+    if (v.IsSequence()) {
+      for (const auto& n : v) one(n);
+    } else {
+      one(v);
     }
   }
 

@@ -1081,5 +1081,161 @@ TEST(IpfixExporter, UdpCollectorDownLosesCountedRecordsAndTheReturnStartsWithTem
   EXPECT_EQ(c.records.load() + c.dropped.load(), batches + 1);
 }
 
+// ------------------------------------------------ local_networks: flowDirection (61)
+
+LocalNetworks testLocalNetworks() {
+  LocalNetworks n;
+  EXPECT_EQ(n.add("10.0.0.0/8"), "");
+  EXPECT_EQ(n.add("2001:db8::/32"), "");
+  return n;
+}
+
+// tcp4 (10.1.2.3 -> 192.0.2.9): egress; its reverse: ingress; udp6 (both
+// in 2001:db8::/32): none; icmp4 and icmp6 (both remote): none; a v6 flow
+// from 2a00::1 into 2001:db8::/32: ingress; its reverse: egress.
+std::vector<FlowRecord> directionRecords() {
+  FlowRecord in4 = tcp4();
+  std::swap(in4.key.src_addr, in4.key.dst_addr);
+  in4.octets += 1;
+  FlowRecord in6 = udp6();
+  in6.key.src_addr = {0x2a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+  in6.octets += 1;
+  FlowRecord out6 = in6;
+  std::swap(out6.key.src_addr, out6.key.dst_addr);
+  out6.octets += 1;
+  return {tcp4(), udp6(), icmp4(), in4, icmp6(), in6, out6};
+}
+
+TEST_P(IpfixEncoderTest, LocalNetworksPutDirectedFlowsInTemplates258And259WithFlowDirection) {
+  const std::string path = tempPath("direction.ipfix");
+  const std::vector<FlowRecord> records = directionRecords();
+  {
+    IpfixOptions o = fileOptions(path, GetParam());
+    o.local_networks = testLocalNetworks();
+    auto exporter = makeIpfixExporter(o);
+    exporter->exportBatch(records, kNowMs);
+    exporter->flush(kNowMs);
+    EXPECT_EQ(exporter->counters().records.load(), records.size());
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_EQ(messages.size(), 2u);
+  ASSERT_EQ(messages[0].templates.size(), 4u);
+  std::map<uint16_t, std::vector<std::pair<uint16_t, uint16_t>>> declared;
+  for (const auto& t : messages[0].templates) declared[t.id] = t.fields;
+  for (const auto& [plain, directed] : {std::pair{256, 258}, std::pair{257, 259}}) {
+    auto expected = declared[static_cast<uint16_t>(plain)];
+    expected.emplace_back(61, 1);  // flowDirection, last
+    EXPECT_EQ(declared[static_cast<uint16_t>(directed)], expected);
+  }
+  EXPECT_EQ(messages[1].set_ids, (std::vector<uint16_t>{256, 258, 257, 259}));
+  // (template, flowDirection) by octets; ~0 = no flowDirection in the record.
+  std::map<uint64_t, std::pair<uint16_t, uint64_t>> got;
+  for (const DataRecord& d : messages[1].records) got[d.number(1)] = {d.template_id, d.number(61)};
+  const uint64_t none = ~uint64_t{0};
+  EXPECT_EQ(got[records[0].octets], std::make_pair(uint16_t{258}, uint64_t{1}));  // egress
+  EXPECT_EQ(got[records[1].octets], std::make_pair(uint16_t{257}, none));
+  EXPECT_EQ(got[records[2].octets], std::make_pair(uint16_t{256}, none));
+  EXPECT_EQ(got[records[3].octets], std::make_pair(uint16_t{258}, uint64_t{0}));  // ingress
+  EXPECT_EQ(got[records[4].octets], std::make_pair(uint16_t{257}, none));
+  EXPECT_EQ(got[records[5].octets], std::make_pair(uint16_t{259}, uint64_t{0}));
+  EXPECT_EQ(got[records[6].octets], std::make_pair(uint16_t{259}, uint64_t{1}));
+  // Every other element as without the option.
+  for (const DataRecord& d : messages[1].records) {
+    for (const FlowRecord& r : records) {
+      if (r.octets != d.number(1)) continue;
+      auto fields = d.fields;
+      fields.erase(61);
+      EXPECT_EQ(fields, expectedFields(r)) << "record with octets " << r.octets;
+    }
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(IpfixExporter, EncodersWriteIdenticalBytesWithLocalNetworks) {
+  const std::string a = tempPath("libfixbuf-dir.ipfix");
+  const std::string b = tempPath("direct-dir.ipfix");
+  std::vector<FlowRecord> records;
+  for (int i = 0; i < 700; ++i)
+    for (FlowRecord r : directionRecords()) {
+      r.octets = 1'000'000 + records.size();
+      records.push_back(r);
+    }
+  for (const auto& [path, encoder] : {std::pair{a, Encoder::kLibfixbuf}, std::pair{b, Encoder::kDirect}}) {
+    IpfixOptions o = fileOptions(path, encoder);
+    o.local_networks = testLocalNetworks();
+    auto exporter = makeIpfixExporter(o);
+    exportInBatches(*exporter, records, 1700);
+    exporter->flush(kNowMs + 1000);
+  }
+  const Bytes fixbuf = readFile(a);
+  EXPECT_GT(fixbuf.size(), records.size() * 77);
+  EXPECT_TRUE(fixbuf == readFile(b));
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
+}
+
+TEST(IpfixExporter, EncodersSendIdenticalUdpMessagesWithLocalNetworks) {
+  std::vector<std::vector<Bytes>> received;
+  std::vector<FlowRecord> records;
+  for (int i = 0; i < 100; ++i)
+    for (FlowRecord r : directionRecords()) {
+      r.octets = 1'000'000 + records.size();
+      records.push_back(r);
+    }
+  for (const Encoder encoder : {Encoder::kLibfixbuf, Encoder::kDirect}) {
+    UdpCollector collector;
+    IpfixOptions options = udpOptions(collector.port(), encoder);
+    options.mtu = 600;
+    options.template_refresh_packets = 7;
+    options.local_networks = testLocalNetworks();
+    auto exporter = makeIpfixExporter(options);
+    exportInBatches(*exporter, records, 64, &collector);
+    received.push_back(collector.waitFor(exporter->counters().messages.load()));
+  }
+  EXPECT_GT(received[0].size(), 100u);
+  EXPECT_TRUE(received[0] == received[1]);
+  // A message too small for the four templates is refused at start.
+  IpfixOptions small = udpOptions("9", Encoder::kDirect);
+  small.mtu = 400;
+  small.local_networks = testLocalNetworks();
+  EXPECT_THROW(makeIpfixExporter(small), std::invalid_argument);
+}
+
+TEST(IpfixExporter, IpfixDumpAndTsharkReadFlowDirection) {
+  const std::vector<FlowRecord> records = directionRecords();
+  if (haveProgram("ipfixDump")) {
+    const std::string path = tempPath("dump-dir.ipfix");
+    {
+      IpfixOptions o = fileOptions(path, Encoder::kLibfixbuf);
+      o.local_networks = testLocalNetworks();
+      makeIpfixExporter(o)->exportBatch(records, kNowMs);
+    }
+    const CommandResult dump = run("TZ=UTC ipfixDump --in " + path);
+    ASSERT_EQ(dump.status, 0) << dump.output;
+    EXPECT_NE(dump.output.find("7 Data Records, 4 Template Records"), std::string::npos) << dump.output;
+    EXPECT_NE(dump.output.find("flowDirection : 1"), std::string::npos) << dump.output;
+    EXPECT_NE(dump.output.find("flowDirection : 0"), std::string::npos) << dump.output;
+    EXPECT_EQ(dump.output.find("arning"), std::string::npos) << dump.output;
+    std::filesystem::remove(path);
+  }
+  if (haveProgram("tshark")) {
+    UdpCollector collector;
+    IpfixOptions options = udpOptions(collector.port(), Encoder::kDirect);
+    options.local_networks = testLocalNetworks();
+    auto exporter = makeIpfixExporter(options);
+    exportInBatches(*exporter, records, 50, &collector);
+    const std::vector<Bytes> datagrams = collector.waitFor(exporter->counters().messages.load());
+    const std::string pcap = tempPath("udp-dir.pcap");
+    writePcap(pcap, datagrams);
+    const CommandResult fields = run("tshark -n -r " + pcap + " -T fields -e cflow.direction");
+    ASSERT_EQ(fields.status, 0) << fields.output;
+    EXPECT_NE(fields.output.find("1,0,0,1"), std::string::npos) << fields.output;  // 258: egress, ingress; 259: ingress, egress
+    const CommandResult expert = run("tshark -n -r " + pcap + " -q -z expert");
+    EXPECT_EQ(expert.output.find("Errors ("), std::string::npos) << expert.output;
+    EXPECT_EQ(expert.output.find("Warnings ("), std::string::npos) << expert.output;
+    std::filesystem::remove(pcap);
+  }
+}
+
 }  // namespace
 }  // namespace flowfold

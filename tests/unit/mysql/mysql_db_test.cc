@@ -607,5 +607,95 @@ TEST_F(MysqlDb, DailyPartitionsAreKeptAheadAndExpiredByRetention) {
   expectExactly(kept);  // the ten-day-old third went with its partition
 }
 
+// local_networks: the `direction` column. sampleFlows: IPv4 10.x -> 192.168.x,
+// IPv6 2001:db8:: -> fe80::. With 10.0.0.0/8 and fe80::/10 local, IPv4 flows
+// are egress, IPv6 ones ingress; 192.168.0.0/16 makes some IPv4 ones local
+// to local (NULL).
+LocalNetworks sampleNetworks(bool with_both_ends) {
+  LocalNetworks n;
+  EXPECT_EQ(n.add("10.0.0.0/8"), "");
+  EXPECT_EQ(n.add("fe80::/10"), "");
+  if (with_both_ends) {
+    EXPECT_EQ(n.add("192.168.0.0/17"), "");
+  }
+  return n;
+}
+
+// (direction or -1 for NULL) -> rows, from the flows and from the table.
+std::map<int, uint64_t> directionsOf(const std::vector<FlowRecord>& flows, const LocalNetworks& n) {
+  std::map<int, uint64_t> m;
+  for (const auto& r : flows) {
+    const FlowDirection d = n.direction(r.key);
+    ++m[d == FlowDirection::kNone ? -1 : static_cast<int>(d)];
+  }
+  return m;
+}
+
+TEST_F(MysqlDbFaults, LocalNetworksOnATableWithoutTheDirectionColumn) {
+  // An older table: as flowfold created it before the column existed.
+  {
+    auto e = makeMysqlExporter(options());
+    e->flush(0);
+  }
+  sql("ALTER TABLE " + db_ + ".flows DROP COLUMN direction");
+  const auto flows = test::sampleFlows(3000);
+  // Without create_table the sink refuses, naming the ALTER to run; the
+  // records wait in the spool.
+  auto o = options();
+  o.create_table = false;
+  o.local_networks = sampleNetworks(true);
+  MysqlSinkStats st;
+  const std::string log = failingRun(o, flows, st);
+  EXPECT_NE(st.last_error.find("has no `direction` column, which local_networks needs: run ALTER TABLE `flows` "
+                               "ADD COLUMN `direction` TINYINT UNSIGNED NULL"),
+            std::string::npos)
+      << st.last_error;
+  EXPECT_EQ(lines(log, "ALTER TABLE `flows` ADD COLUMN"), 1u) << log;
+  EXPECT_EQ(st.spool_records, flows.size());
+  // With create_table (the default) the sink adds the column itself and
+  // writes the spooled records with their direction.
+  o.create_table = true;
+  {
+    auto e = makeMysqlExporter(o);
+    flushUntilEmpty(*e);
+  }
+  expectExactly(flows);
+  std::map<int, uint64_t> got;
+  for (const auto& r : sql("SELECT IFNULL(direction, -1), COUNT(*) FROM " + db_ + ".flows GROUP BY 1"))
+    got[std::stoi(*r[0])] = std::stoull(*r[1]);
+  const auto want = directionsOf(flows, o.local_networks);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(want.size(), 3u) << "the sample should have egress, ingress and no direction";
+  const Rows view = sql("SELECT direction, COUNT(*) FROM " + db_ + ".flows_view GROUP BY 1 ORDER BY 1");
+  ASSERT_EQ(view.size(), 3u);
+  EXPECT_FALSE(view[0][0].has_value());
+  EXPECT_EQ(*view[1][0], "egress");
+  EXPECT_EQ(*view[2][0], "ingress");
+}
+
+TEST_F(MysqlDb, DirectionIsWrittenByInsertAndLoadDataAlike) {
+  const auto flows = test::sampleFlows(2000, 3);
+  for (const auto& [table, method] : {std::pair{std::string("by_load"), MysqlOptions::Method::kLoadData},
+                                      std::pair{std::string("by_insert"), MysqlOptions::Method::kInsert}}) {
+    auto o = options(table);
+    o.method = method;
+    o.local_networks = sampleNetworks(true);
+    auto e = makeMysqlExporter(o);
+    exportAll(*e, flows);
+    e->flush(0);
+    expectExactly(flows, table);
+  }
+  EXPECT_EQ(sql("SELECT HEX(src_ip), src_port, HEX(dest_ip), dest_port, direction FROM " + db_ +
+                ".by_load ORDER BY 1, 2, 3, 4, 5"),
+            sql("SELECT HEX(src_ip), src_port, HEX(dest_ip), dest_port, direction FROM " + db_ +
+                ".by_insert ORDER BY 1, 2, 3, 4, 5"));
+  // Unset: the column stays NULL.
+  auto o = options("unset");
+  auto e = makeMysqlExporter(o);
+  exportAll(*e, flows);
+  e->flush(0);
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".unset WHERE direction IS NOT NULL")[0][0], "0");
+}
+
 }  // namespace
 }  // namespace flowfold

@@ -61,6 +61,39 @@ TEST(MysqlSql, InsertRowUsesHexLiteralsAndTheColumnOrder) {
   EXPECT_EQ(std::count(flowColumns().begin(), flowColumns().end(), ','), 21);
 }
 
+TEST(MysqlSql, DirectionColumnOnlyWithLocalNetworks) {
+  auto flows = test::sampleFlows(4);
+  LocalNetworks nets;
+  ASSERT_EQ(nets.add("2001:db8::/128"), "");  // matches no sample address
+  ASSERT_EQ(nets.add("0.0.0.0/1"), "");
+  SpooledFlow f{flows[3], 9};
+  std::string plain, with;
+  appendInsertRow(plain, f);
+  appendInsertRow(with, f, &nets);
+  EXPECT_EQ(std::count(with.begin(), with.end(), ','), 22);
+  const FlowDirection d = nets.direction(f.record.key);
+  const std::string tail = d == FlowDirection::kNone ? ",NULL)" : d == FlowDirection::kEgress ? ",1)" : ",0)";
+  EXPECT_EQ(with, plain.substr(0, plain.size() - 1) + tail);
+  for (const auto& r : flows) {
+    std::string a, b;
+    appendLoadDataRow(a, SpooledFlow{r, 1});
+    appendLoadDataRow(b, SpooledFlow{r, 1}, &nets);
+    const FlowDirection dir = nets.direction(r.key);
+    EXPECT_EQ(b, a.substr(0, a.size() - 1) +
+                     (dir == FlowDirection::kNone ? "\t\\N\n" : dir == FlowDirection::kEgress ? "\t1\n" : "\t0\n"));
+  }
+  EXPECT_EQ(flowColumns(true), flowColumns() + ",`direction`");
+  EXPECT_EQ(insertPrefix("t").find("direction"), std::string::npos);
+  EXPECT_NE(insertPrefix("t", true).find(",`direction`) VALUES "), std::string::npos);
+  EXPECT_NE(loadDataSql("t", true).find(",`direction`)"), std::string::npos);
+  EXPECT_EQ(loadDataSql("t").find("direction"), std::string::npos);
+  MysqlOptions o;
+  EXPECT_NE(createTableSql(o, 20416).find("`direction` TINYINT UNSIGNED NULL"), std::string::npos);
+  EXPECT_EQ(addDirectionColumnSql("flows").rfind("ALTER TABLE `flows` ADD COLUMN `direction` TINYINT UNSIGNED NULL", 0), 0u);
+  EXPECT_NE(createViewSql(o).find("AS `direction`"), std::string::npos);
+  EXPECT_EQ(createViewSql(o, false).find("direction"), std::string::npos);
+}
+
 TEST(MysqlSql, PartitionNamesAreDaysAndBack) {
   EXPECT_EQ(partitionName(0), "p19700101");
   EXPECT_EQ(dayDate(20416), "2025-11-24");

@@ -700,5 +700,109 @@ TEST(Netflow9Encoder, TsharkDecodesDatagramsWithoutErrors) {
   if (!HasFailure()) std::remove(path.c_str());
 }
 
+// ---------------------------------------------------------------------------
+// local_networks: DIRECTION (61) in templates 258 and 259
+
+LocalNetworks directionNetworks() {
+  LocalNetworks n;
+  EXPECT_EQ(n.add("10.0.0.0/8"), "");
+  EXPECT_EQ(n.add("2001:db8::/32"), "");
+  return n;
+}
+
+TEST(Netflow9Encoder, LocalNetworksAddTemplates258And259WithDirectionLast) {
+  const LocalNetworks nets = directionNetworks();
+  EncoderConfig cfg;
+  cfg.boot_ms = kBoot;
+  cfg.local_networks = &nets;
+  EncoderState st;
+  const std::vector<FlowRecord> recs = {
+      v4Record("10.0.0.1", "192.0.2.1", 1, 80, 6),     // egress
+      v4Record("192.0.2.1", "10.0.0.1", 80, 1, 6),     // ingress
+      v4Record("10.0.0.1", "10.0.0.2", 2, 80, 6),      // local to local: none
+      v6Record("2a00::1", "2001:db8::1", 3, 80, 6),    // ingress
+      v6Record("2001:db8::1", "2a00::1", 80, 3, 6),    // egress
+      v6Record("2a00::1", "2a00::2", 4, 80, 6)};       // remote to remote: none
+  const auto got = encodeAll(cfg, st, recs, kBoot);
+  ASSERT_EQ(got.size(), 1u);
+  // The template FlowSet: 256 and 257 as without the option (180 bytes),
+  // then 258 = 256 + (61, 1) and 259 = 257 + (61, 1): 4 + 4 * 22 each.
+  const Bytes& d0 = got[0];
+  EXPECT_EQ(d0[3], 4 + 6) << "count: 4 templates, 6 data records";
+  const size_t tset = 20;
+  EXPECT_EQ((d0[tset + 2] << 8) | d0[tset + 3], 180 + 2 * (4 + 4 * 22));
+  const size_t t258 = tset + 180;
+  EXPECT_EQ(Bytes(d0.begin() + t258, d0.begin() + t258 + 4), (Bytes{0x01, 0x02, 0x00, 22}));
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 4, d0.begin() + t258 + 4 + 84),
+            Bytes(d0.begin() + tset + 8, d0.begin() + tset + 8 + 84))
+      << "258 starts with 256's fields";
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 88, d0.begin() + t258 + 92), (Bytes{0x00, 61, 0x00, 0x01}));
+  const size_t t259 = t258 + 4 + 4 * 22;
+  EXPECT_EQ(Bytes(d0.begin() + t259, d0.begin() + t259 + 4), (Bytes{0x01, 0x03, 0x00, 22}));
+  EXPECT_EQ(Bytes(d0.begin() + t259 + 88, d0.begin() + t259 + 92), (Bytes{0x00, 61, 0x00, 0x01}));
+  // The first data FlowSet: 258, two records of 65 + 1 bytes, padded to 4.
+  const size_t set = tset + 180 + 2 * 92;
+  EXPECT_EQ(Bytes(d0.begin() + set, d0.begin() + set + 4), (Bytes{0x01, 0x02, 0x00, 136}));
+  EXPECT_EQ(d0[set + 4 + 65], 1) << "egress";
+  EXPECT_EQ(d0[set + 4 + 66 + 65], 0) << "ingress";
+
+  v9test::Parser parser;
+  const auto d = parser.parse(got[0]);
+  ASSERT_EQ(d.records.size(), 6u);
+  const uint16_t ids[] = {258, 258, 256, 259, 259, 257};
+  const uint64_t dirs[] = {1, 0, ~uint64_t{0}, 0, 1, ~uint64_t{0}};
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(d.records[i].template_id, ids[i]) << i;
+    if (dirs[i] != ~uint64_t{0}) EXPECT_EQ(d.records[i].num(61), dirs[i]) << i;
+    EXPECT_EQ(d.records[i].num(F_L4_SRC_PORT), recs[i].key.src_port) << i;
+  }
+
+  // Without local_networks (or with an empty list): the same records as
+  // before, byte for byte.
+  const LocalNetworks none;
+  EncoderConfig plain;
+  plain.boot_ms = kBoot;
+  EncoderConfig empty = plain;
+  empty.local_networks = &none;
+  EncoderState a, b;
+  EXPECT_EQ(encodeAll(plain, a, recs, kBoot), encodeAll(empty, b, recs, kBoot));
+}
+
+TEST(Netflow9Encoder, LocalNetworksNeedRoomForFourTemplates) {
+  const LocalNetworks nets = directionNetworks();
+  EncoderConfig cfg;
+  cfg.local_networks = &nets;
+  cfg.max_datagram = kMinDatagramWithDirection - 1;
+  EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
+  cfg.max_datagram = kMinDatagramWithDirection;
+  EXPECT_NO_THROW(validateConfig(cfg));
+  EncoderState st;
+  const auto got = encodeAll(cfg, st, {v6Record("2a00::1", "2001:db8::1", 3, 80, 6)}, kBoot);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].size(), kMinDatagramWithDirection);
+}
+
+TEST(Netflow9Encoder, TsharkDecodesDirection) {
+  if (std::system("command -v tshark >/dev/null 2>&1") != 0) GTEST_SKIP() << "tshark not installed";
+  const LocalNetworks nets = directionNetworks();
+  EncoderConfig cfg;
+  cfg.boot_ms = kBoot;
+  cfg.local_networks = &nets;
+  EncoderState st;
+  const auto got = encodeAll(cfg, st,
+                             {v4Record("10.0.0.1", "192.0.2.1", 1, 80, 6), v4Record("192.0.2.1", "10.0.0.1", 80, 1, 6),
+                              v6Record("2a00::1", "2001:db8::1", 3, 80, 6)},
+                             kBoot + 30000);
+  const std::string path =
+      ::testing::TempDir() + "netflow9_tshark_dir_" + std::to_string(getpid()) + ".pcap";
+  writePcap(path, got, 1700000030);
+  const std::string fields = run("tshark -r " + path + " -d udp.port==2055,cflow -T fields -e cflow.direction 2>/dev/null");
+  EXPECT_EQ(fields, "1,0,0\n");
+  const std::string expert = run("tshark -r " + path + " -d udp.port==2055,cflow -z expert -q 2>&1");
+  EXPECT_EQ(expert.find("Errors ("), std::string::npos) << expert;
+  EXPECT_EQ(expert.find("Warnings ("), std::string::npos) << expert;
+  if (!HasFailure()) std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace flowfold::netflow9

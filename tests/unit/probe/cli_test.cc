@@ -167,5 +167,20 @@ TEST(CommandLine, EmptyValueIsABadCommandLine) {
   EXPECT_EQ(parse({"-r", "x", "--text"}, cl).exporters.at(0).path, "-");  // stdout, as documented
 }
 
+TEST(CommandLine, LocalNetworksReplaceTheFilesAndAddUp) {
+  CommandLine cl;
+  const Config c =
+      parse({"-r", "x", "--text", "--local-networks", "10.0.0.0/8,2001:db8::/32", "--local-networks", "192.0.2.0/24"}, cl);
+  EXPECT_EQ(c.local_networks.text(), (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "192.0.2.0/24"}));
+  try {
+    parse({"-r", "x", "--text", "--local-networks", "10.0.0.0/8,10.0.0.1/24"}, cl);
+    ADD_FAILURE() << "accepted a network with host bits";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "command line: --local-networks: '10.0.0.1/24' has host bits set below /24 (the network is "
+                 "10.0.0.0/24)");
+  }
+  EXPECT_THROW(parse({"-r", "x", "--text", "--local-networks", "10.0.0.0/8,"}, cl), ConfigError);
+}
 }  // namespace
 }  // namespace flowfold

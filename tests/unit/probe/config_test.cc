@@ -461,5 +461,28 @@ TEST(Config, EachKindOfExporterTakesOnlyItsOwnKeys) {
             "(accepted)");
 }
 
+TEST(Config, LocalNetworksTakeAListOrOneCidrOfEitherVersion) {
+  const Config c = parseConfig("local_networks: [10.0.0.0/8, '2001:db8::/32', 192.0.2.7]\n", "t.yaml");
+  EXPECT_EQ(c.local_networks.text(),
+            (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"}));
+  const Config block = parseConfig("local_networks:\n  - 0.0.0.0/0\n  - ::/0\n", "t.yaml");
+  EXPECT_EQ(block.local_networks.size(), 2u);
+  EXPECT_EQ(parseConfig("local_networks: fd00::/8\n", "t.yaml").local_networks.text(),
+            (std::vector<std::string>{"fd00::/8"}));
+  EXPECT_TRUE(parseConfig("cache:\n  max_flows: 10\n", "t.yaml").local_networks.empty());
+}
+
+TEST(Config, BadLocalNetworksAreNamedAtTheirPlace) {
+  EXPECT_EQ(errorOf("local_networks:\n  - 10.0.0.0/8\n  - 10.1.0.0/8\n"),
+            "t.yaml:3:5: local_networks: '10.1.0.0/8' has host bits set below /8 (the network is 10.0.0.0/8)");
+  EXPECT_EQ(errorOf("local_networks: [10.0.0.0/8, 10.0.0.0/33]\n"),
+            "t.yaml:1:30: local_networks: '10.0.0.0/33': the prefix length must be a number from 0 to 32");
+  EXPECT_EQ(errorOf("local_networks:\n  - lan\n"),
+            "t.yaml:2:5: local_networks: 'lan' is not an IPv4 or IPv6 network (ADDRESS/LENGTH, e.g. 192.0.2.0/24 "
+            "or 2001:db8::/32)");
+  EXPECT_EQ(errorOf("local_networks:\n  - '2001:db8::/129'\n"),
+            "t.yaml:2:5: local_networks: '2001:db8::/129': the prefix length must be a number from 0 to 128");
+  EXPECT_NE(errorOf("local_networks:\n  - {a: 1}\n"), "");
+}
 }  // namespace
 }  // namespace flowfold

@@ -253,5 +253,28 @@ TEST(TextExporter, FastFormattersMatchTheSnprintfReference) {
   EXPECT_EQ(appended_json, expected_json);
 }
 
+TEST(TextExporter, DirectionOnlyWithLocalNetworks) {
+  LocalNetworks nets;
+  ASSERT_EQ(nets.add("192.0.2.0/24"), "");
+  const FlowRecord out = sample();  // 192.0.2.10 -> 198.51.100.7: egress
+  FlowRecord in = out;
+  std::swap(in.key.src_addr, in.key.dst_addr);
+  FlowRecord both = out;
+  both.key.dst_addr = {192, 0, 2, 99};
+  const std::string plain = formatFlowText(out);
+  EXPECT_EQ(formatFlowText(out, &nets), plain + " direction egress");
+  EXPECT_EQ(formatFlowText(in, &nets).substr(formatFlowText(in).size()), " direction ingress");
+  EXPECT_EQ(formatFlowText(both, &nets).substr(formatFlowText(both).size()), " direction -");
+  const LocalNetworks empty;
+  EXPECT_EQ(formatFlowText(out, &empty), plain);
+  EXPECT_EQ(plain.find("direction"), std::string::npos);
+
+  const std::string json = formatFlowJson(out);
+  EXPECT_EQ(json.find("direction"), std::string::npos);
+  EXPECT_EQ(formatFlowJson(out, &nets), json.substr(0, json.size() - 1) + ",\"direction\":\"egress\"}");
+  EXPECT_EQ(formatFlowJson(in, &nets).substr(formatFlowJson(in).size() - 1), ",\"direction\":\"ingress\"}");
+  EXPECT_EQ(formatFlowJson(both, &nets).substr(formatFlowJson(both).size() - 1), ",\"direction\":null}");
+  EXPECT_EQ(formatFlowJson(out, &empty), json);
+}
 }  // namespace
 }  // namespace flowfold

@@ -10,6 +10,8 @@ namespace flowfold {
 
 /// Builds the configured exporters. Throws std::runtime_error naming the
 /// exporter when one cannot start (unresolvable collector, TCP refused, ...).
-std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs);
+/// local_networks: set, every exporter exports each flow's direction.
+std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
+                                                     const LocalNetworks& local_networks = {});
 
 }  // namespace flowfold

@@ -9,5 +9,10 @@ namespace flowfold {
 
 inline constexpr uint16_t kIpv4TemplateId = 256;  ///< records of IPv4 flows
 inline constexpr uint16_t kIpv6TemplateId = 257;  ///< records of IPv6 flows
+// With local_networks set (local_networks.h): the same records with the
+// flow's direction (IPFIX flowDirection / v9 DIRECTION, 61) appended, for the
+// flows that have one. Not announced otherwise.
+inline constexpr uint16_t kIpv4DirectionTemplateId = 258;
+inline constexpr uint16_t kIpv6DirectionTemplateId = 259;
 
 }  // namespace flowfold

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
@@ -56,6 +57,10 @@ struct IpfixOptions {
   /// kTcp: messages wait in memory up to this many bytes while the collector
   /// is unreachable or stalled; beyond it the oldest are dropped and counted.
   size_t tcp_buffer_bytes = size_t{64} << 20;
+  /// Set: flows with a direction go out with flowDirection (61), in
+  /// templates 258 (IPv4) and 259 (IPv6) (local_networks.h). Empty: only
+  /// 256 and 257, as without the option.
+  LocalNetworks local_networks;
 };
 
 /// Creates an IPFIX exporter. Throws std::invalid_argument on bad options and

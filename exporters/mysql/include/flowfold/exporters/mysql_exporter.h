@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/local_networks.h"
 
 namespace flowfold {
 
@@ -64,6 +65,12 @@ struct MysqlOptions {
   uint64_t flush_interval_ms = 1000;
   /// Create the flow table, its view and flowfold_batches when missing.
   bool create_table = true;
+  /// Set (local_networks, see local_networks.h): rows fill the `direction`
+  /// column (0 ingress, 1 egress, NULL for none), computed when the rows are
+  /// written. A table without the column gets it (ALTER TABLE ... ADD COLUMN)
+  /// when create_table is set; otherwise the sink fails with the ALTER to
+  /// run. Empty: the column is not written (tables older than it work).
+  LocalNetworks local_networks;
   /// Secondary indexes created with the table. kTime: (first_time) for any
   /// time range; kSrcHost / kDestHost: (src_ip|dest_ip, first_time) for
   /// per-host questions. Each costs insert rate; see exporters/mysql/README.md.

@@ -20,6 +20,7 @@
 #include <span>
 #include <vector>
 
+#include "flowfold/exporters/local_networks.h"
 #include "flowfold/flowcache/flow_record.h"
 
 namespace flowfold::netflow9 {
@@ -49,6 +50,7 @@ inline constexpr uint16_t kDstVlan = 59;           // DST_VLAN
 inline constexpr uint16_t kIpProtocolVersion = 60; // IP_PROTOCOL_VERSION
 inline constexpr uint16_t kMplsLabel1 = 70;        // MPLS_LABEL_1 (label<<4 | exp<<1 | S)
 inline constexpr uint16_t kInDstMac = 80;          // IN_DST_MAC
+inline constexpr uint16_t kDirection = 61;         // DIRECTION (0 ingress, 1 egress), with local_networks
 
 /// One field specifier of a template record: v9 field type and length in bytes.
 struct TemplateField {
@@ -120,10 +122,18 @@ inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  
 /// The template FlowSet carrying both templates: set header + 2 x (id, count, fields).
 inline constexpr size_t kTemplateFlowSetLength =
     4 + (4 + 4 * kIPv4TemplateFields.size()) + (4 + 4 * kIPv6TemplateFields.size());
+/// With local_networks: templates 258 and 259 are 256 and 257 with
+/// DIRECTION (61, 1 byte) appended, for the flows that have a direction
+/// (local_networks.h); the template FlowSet carries all four.
+inline constexpr size_t kTemplateFlowSetLengthWithDirection =
+    kTemplateFlowSetLength + (4 + 4 * (kIPv4TemplateFields.size() + 1)) + (4 + 4 * (kIPv6TemplateFields.size() + 1));
 /// Largest UDP payload over IPv4.
 inline constexpr size_t kMaxUdpPayload = 65507;
 /// Smallest max_datagram that still fits header, templates and one IPv6 record.
 inline constexpr size_t kMinDatagram = kHeaderLength + kTemplateFlowSetLength + ((4 + kIPv6RecordLength + 3) & ~size_t{3});
+/// The same with local_networks.
+inline constexpr size_t kMinDatagramWithDirection =
+    kHeaderLength + kTemplateFlowSetLengthWithDirection + ((4 + kIPv6RecordLength + 1 + 3) & ~size_t{3});
 
 struct EncoderConfig {
   uint32_t source_id = 0;                   // header Source ID (observation domain)
@@ -134,6 +144,10 @@ struct EncoderConfig {
   /// that unix_secs*1000 - sysUptime equals it exactly and a collector
   /// rebuilds each flow's absolute times to the millisecond.
   uint64_t boot_ms = 0;
+  /// Set and not empty: flows with a direction go to FlowSets 258/259 with
+  /// DIRECTION (61). Not owned; must outlive the encode() calls.
+  const LocalNetworks* local_networks = nullptr;
+  bool withDirection() const { return local_networks != nullptr && !local_networks->empty(); }
 };
 
 /// Protocol state carried from one encode() call to the next.

@@ -29,6 +29,9 @@ struct NetflowV9Options {
   /// minus one day, so flows that began before the first export still get
   /// non-negative FIRST_SWITCHED values.
   uint64_t boot_ms = 0;
+  /// Set: flows with a direction carry DIRECTION (61) in templates 258/259
+  /// (local_networks.h). Empty: templates 256 and 257 only, as without it.
+  LocalNetworks local_networks;
 };
 
 class NetflowV9Exporter : public Exporter {
@@ -48,6 +51,7 @@ class NetflowV9Exporter : public Exporter {
 
  private:
   netflow9::EncoderConfig config_;
+  LocalNetworks local_networks_;  // config_.local_networks points here
   netflow9::EncoderState state_;
   netflow9::EncodedDatagrams scratch_;
   std::vector<std::span<const uint8_t>> datagrams_;  // the batch being sent (views of scratch_)

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
@@ -17,15 +18,18 @@ struct TextOptions {
   std::string path = "-";
   /// One file per interval, named by its start time (rotating_output.h).
   RotationOptions rotation;
+  /// Set: each line ends with the flow's direction (" direction egress",
+  /// "ingress" or "-"; JSON "direction":"egress"/"ingress"/null).
+  LocalNetworks local_networks;
 };
 
 /// Formats one record as the text exporter prints it (no newline).
-std::string formatFlowText(const FlowRecord& r);
+std::string formatFlowText(const FlowRecord& r, const LocalNetworks* local_networks = nullptr);
 /// Formats one record as a JSON object (no newline).
-std::string formatFlowJson(const FlowRecord& r);
+std::string formatFlowJson(const FlowRecord& r, const LocalNetworks* local_networks = nullptr);
 /// The same, appended to `out` (no allocation per record when `out` is reused).
-void appendFlowText(std::string& out, const FlowRecord& r);
-void appendFlowJson(std::string& out, const FlowRecord& r);
+void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks = nullptr);
+void appendFlowJson(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks = nullptr);
 
 std::unique_ptr<Exporter> makeTextExporter(const TextOptions& options);
 

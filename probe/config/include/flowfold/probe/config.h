@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
@@ -99,6 +100,10 @@ struct Config {
   // group (the kernel's symmetric flow hash). 1 = one thread does it all.
   uint32_t workers = 1;
   std::vector<ExporterConfig> exporters;
+  // The monitored networks (`local_networks:`, --local-networks): set, each
+  // exporter gives a flow its direction relative to them (flowDirection 61,
+  // `direction`); empty, no direction is exported (local_networks.h).
+  LocalNetworks local_networks;
 
   // pipeline
   uint32_t export_batch = 4096;       // records per hand-off to the export thread
