@@ -299,8 +299,10 @@ class StartGate {
 
 /// "ff-cap-eth0", cut to the 15 characters a thread name may have: tells the
 /// capture threads from the others in /proc/PID/task/*/comm and top -H.
-void nameCaptureThread(const std::string& interface) {
-  pthread_setname_np(pthread_self(), ("ff-cap-" + interface).substr(0, 15).c_str());
+/// Named by the thread that starts it, so the name is there before anything
+/// (the "capturing on" line, a look at /proc) can see the thread.
+void nameCaptureThread(std::thread& thread, const std::string& interface) {
+  pthread_setname_np(thread.native_handle(), ("ff-cap-" + interface).substr(0, 15).c_str());
 }
 
 /// Kernel counters per interface (the fanout members of one interface summed).
@@ -362,9 +364,9 @@ void startCaptureThreads(LiveCaptures& caps, bool confine, StartGate& gate, cons
   for (auto& c : caps) {
     LiveCapture* cap = c.get();
     c->thread = std::thread([cap, &gate, &stop] {
-      nameCaptureThread(cap->name);
       if (gate.wait()) captureLoop(*cap, stop);
     });
+    nameCaptureThread(c->thread, cap->name);
   }
   if (confine) dropThreadCapabilities();
 }
