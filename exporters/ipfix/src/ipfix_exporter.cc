@@ -48,24 +48,7 @@ class IpfixExporter final : public Exporter {
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override {
     beginCall(now_ms);
-    size_t other = 0;
-    if (!local_networks_.empty()) {
-      other = appendWithDirection(records);
-    } else {
-      // IPv4 first, then IPv6: one template switch per batch, so a message
-      // holds at most two data sets however the versions interleave.
-      v6_.clear();
-      for (const FlowRecord& r : records) {
-        if (r.key.ip_version == 4) {
-          append(r);
-        } else if (r.key.ip_version == 6) {
-          v6_.push_back(&r);
-        } else {
-          ++other;
-        }
-      }
-      for (const FlowRecord* r : v6_) append(*r);
-    }
+    const size_t other = appendInTemplateOrder(records);
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();
@@ -106,57 +89,51 @@ class IpfixExporter final : public Exporter {
     }
   }
 
-  // The same with local_networks: templates 256, 258, 257, 259 in turn (at
-  // most four data sets per message). Returns the records of another IP
-  // version.
-  size_t appendWithDirection(std::span<const FlowRecord> records) {
+  // Records go out grouped by template, IPv4 before IPv6 and, with
+  // local_networks, those without a direction before those with one (256,
+  // 258, 257, 259): a message holds at most one data set per template however
+  // the records interleave. Returns the records of another IP version.
+  size_t appendInTemplateOrder(std::span<const FlowRecord> records) {
     v6_.clear();
-    directed_.clear();
     size_t other = 0;
     for (const FlowRecord& r : records) {
       if (r.key.ip_version == 4) {
-        const FlowDirection d = local_networks_.direction(r.key);
-        if (d == FlowDirection::kNone) {
-          append(r);
-        } else {
-          directed_.push_back({&r, d});
-        }
+        appendOrHoldDirected(r);
       } else if (r.key.ip_version == 6) {
         v6_.push_back(&r);
       } else {
         ++other;
       }
     }
-    for (const auto& [r, d] : directed_) append(*r, d);
-    directed_.clear();
-    for (const FlowRecord* r : v6_) {
-      const FlowDirection d = local_networks_.direction(r->key);
-      if (d == FlowDirection::kNone) {
-        append(*r);
-      } else {
-        directed_.push_back({r, d});
-      }
-    }
-    for (const auto& [r, d] : directed_) append(*r, d);
+    appendHeldDirected();
+    for (const FlowRecord* r : v6_) appendOrHoldDirected(*r);
+    appendHeldDirected();
     return other;
   }
 
-  void append(const FlowRecord& record, FlowDirection direction) {
+  // Without local_networks every record has no direction and goes out at once.
+  void appendOrHoldDirected(const FlowRecord& r) {
+    const FlowDirection d = local_networks_.direction(r.key);
+    if (d == FlowDirection::kNone) {
+      append(r);
+    } else {
+      directed_.push_back({&r, d});
+    }
+  }
+
+  void appendHeldDirected() {
+    for (const auto& [r, d] : directed_) append(*r, d);
+    directed_.clear();
+  }
+
+  void append(const FlowRecord& record, FlowDirection direction = FlowDirection::kNone) {
     if (templates_due_) sendTemplates();
     if (encoder_->append(record, direction)) return;
     emitMessage();
-    if (templates_due_) sendTemplates();
+    if (templates_due_) sendTemplates();  // that message may have completed a refresh interval
     if (!encoder_->append(record, direction)) throw std::logic_error("IPFIX: record larger than a message");
   }
 
-  template <class Record>
-  void append(const Record& record) {
-    if (templates_due_) sendTemplates();
-    if (encoder_->append(record)) return;
-    emitMessage();
-    if (templates_due_) sendTemplates();  // that message may have completed a refresh interval
-    if (!encoder_->append(record)) throw std::logic_error("IPFIX: record larger than a message");
-  }
 
   void sendTemplates() {
     emitMessage();

@@ -165,12 +165,17 @@ inline uint8_t* writeRecord(uint8_t* p, const FlowRecord& r, const Derived& d) {
 }
 
 template <size_t N>
-uint8_t* putTemplate(uint8_t* p, uint16_t id, const std::array<TemplateField, N>& fields) {
+uint8_t* putTemplate(uint8_t* p, uint16_t id, const std::array<TemplateField, N>& fields,
+                     bool with_direction = false) {
   p = put16(p, id);
-  p = put16(p, static_cast<uint16_t>(N));
+  p = put16(p, static_cast<uint16_t>(N + (with_direction ? 1 : 0)));
   for (const auto& f : fields) {
     p = put16(p, f.type);
     p = put16(p, f.length);
+  }
+  if (with_direction) {  // DIRECTION, 1 octet, after the fields of the plain template
+    p = put16(p, kDirection);
+    p = put16(p, 1);
   }
   return p;
 }
@@ -198,17 +203,8 @@ const std::array<uint8_t, kTemplateFlowSetLengthWithDirection>& templateFlowSetW
     p = put16(p, static_cast<uint16_t>(kTemplateFlowSetLengthWithDirection));
     p = putTemplate(p, kIpv4TemplateId, kIPv4TemplateFields);
     p = putTemplate(p, kIpv6TemplateId, kIPv6TemplateFields);
-    for (const auto& [id, fields] : {std::pair{kIpv4DirectionTemplateId, std::span<const TemplateField>(kIPv4TemplateFields)},
-                                     std::pair{kIpv6DirectionTemplateId, std::span<const TemplateField>(kIPv6TemplateFields)}}) {
-      p = put16(p, id);
-      p = put16(p, static_cast<uint16_t>(fields.size() + 1));
-      for (const auto& f : fields) {
-        p = put16(p, f.type);
-        p = put16(p, f.length);
-      }
-      p = put16(p, kDirection);
-      p = put16(p, 1);
-    }
+    p = putTemplate(p, kIpv4DirectionTemplateId, kIPv4TemplateFields, /*with_direction=*/true);
+    putTemplate(p, kIpv6DirectionTemplateId, kIPv6TemplateFields, /*with_direction=*/true);
     return b;
   }();
   return bytes;
