@@ -8,8 +8,6 @@
 #include <string_view>
 #include <utility>
 
-#include "flowfold/exporters/mysql_exporter.h"
-#include "flowfold/exporters/option_values.h"
 #include "flowfold/probe/settings.h"
 
 namespace flowfold {
@@ -91,7 +89,8 @@ struct CommandLineSettings {
   std::optional<LocalNetworks> local_networks;  // --local-networks (replaces the file's)
   // Settings of the tables, in the order given (the last one wins).
   std::vector<std::pair<const Setting<Config>*, SettingValue>> probe;
-  std::vector<std::pair<const Setting<ExporterConfig>*, SettingValue>> exporter;
+  // Exporter settings (key, value as written), for every exporter that has them.
+  std::vector<std::pair<std::string_view, std::string>> exporter;
   int first_operand = 0;  // the BPF filter starts here
 };
 
@@ -101,8 +100,9 @@ bool takeTableOption(const std::string& option, const char* value, CommandLineSe
     s.probe.emplace_back(setting, optionValue(setting->value, value, optionWhat(option)));
     return true;
   }
-  if (const auto* setting = exporterSettingForOption(option)) {
-    s.exporter.emplace_back(setting, optionValue(setting->value, value, optionWhat(option)));
+  if (const auto setting = exporterOption(option)) {
+    optionValue(setting->value, value, optionWhat(option));  // refused here, in the command line's words
+    s.exporter.emplace_back(setting->key, value);
     return true;
   }
   return false;
@@ -126,10 +126,7 @@ void takeTimeout(const std::string& t, CommandLineSettings& s) {
 }
 
 ExporterConfig commandLineExporter(ExporterConfig::Type type) {
-  ExporterConfig e;
-  e.type = type;
-  e.origin = "command line";
-  return e;
+  return ExporterConfig::ofType(type, "command line");
 }
 
 }  // namespace
@@ -243,9 +240,9 @@ void refuseEmptyValue(int c) {
 
 ExporterConfig mysqlOutput(const char* dsn) {
   ExporterConfig e = commandLineExporter(ExporterConfig::Type::kMysql);
-  e.mysql_dsn = dsn;
   try {
-    validateMysqlOptions(parseMysqlDsn(e.mysql_dsn));
+    e.as<MysqlOptions>() = parseMysqlDsn(dsn);
+    validateMysqlOptions(e.as<MysqlOptions>());
   } catch (const std::invalid_argument& ex) {
     throw ConfigError(std::string("command line: --mysql: ") + ex.what());
   }
@@ -276,7 +273,7 @@ void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
     case kOptText:
     case kOptJson: {
       ExporterConfig e = commandLineExporter(c == kOptText ? ExporterConfig::Type::kText : ExporterConfig::Type::kJson);
-      e.path = optarg ? optarg : "-";
+      e.as<TextOptions>().path = optarg ? optarg : "-";
       s.outputs.push_back(e);
       break;
     }
@@ -297,8 +294,8 @@ void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
     }
     case kOptIpfixFile: {
       ExporterConfig e = commandLineExporter(ExporterConfig::Type::kIpfix);
-      e.transport = ExporterConfig::Transport::kFile;
-      e.path = optarg;
+      e.as<IpfixOptions>().transport = IpfixOptions::Transport::kFile;
+      e.as<IpfixOptions>().path = optarg;
       s.outputs.push_back(e);
       break;
     }
@@ -354,23 +351,35 @@ void applyInput(int argc, char** argv, const CommandLineSettings& s, Config& con
   }
 }
 
+// -n HOST:PORT, with -v and -P.
+ExporterConfig collectorExporter(const CommandLineSettings& s, const std::string& collector) {
+  std::string host, port;
+  parseHostPort(collector, host, port, "command line: -n");
+  if (s.version == 9) {
+    ExporterConfig e = commandLineExporter(ExporterConfig::Type::kNetflow9);
+    e.as<NetflowV9Options>().host = host;
+    e.as<NetflowV9Options>().port = port;
+    return e;
+  }
+  ExporterConfig e = commandLineExporter(ExporterConfig::Type::kIpfix);
+  auto& o = e.as<IpfixOptions>();
+  o.transport = s.transport == "tcp" ? IpfixOptions::Transport::kTcp : IpfixOptions::Transport::kUdp;
+  o.host = host;
+  o.port = port;
+  return e;
+}
+
 // Exporters given on the command line replace the file's; the exporter
 // settings given apply to every exporter.
 void applyExporters(const CommandLineSettings& s, Config& config) {
   if (s.version == 9 && s.transport == "tcp")
     throw ConfigError("command line: NetFlow v9 is exported over UDP only (-v 9 with -P tcp)");
   std::vector<ExporterConfig> exporters;
-  for (const auto& collector : s.collectors) {
-    ExporterConfig e =
-        commandLineExporter(s.version == 9 ? ExporterConfig::Type::kNetflow9 : ExporterConfig::Type::kIpfix);
-    e.transport = s.transport == "tcp" ? ExporterConfig::Transport::kTcp : ExporterConfig::Transport::kUdp;
-    parseHostPort(collector, e.host, e.port, "command line: -n");
-    exporters.push_back(e);
-  }
+  for (const auto& collector : s.collectors) exporters.push_back(collectorExporter(s, collector));
   exporters.insert(exporters.end(), s.outputs.begin(), s.outputs.end());
   if (!exporters.empty()) config.exporters = exporters;
   for (auto& e : config.exporters)
-    for (const auto& [setting, value] : s.exporter) setting->apply(e, value);
+    for (const auto& [key, value] : s.exporter) applyExporterSetting(e, key, value);
 }
 
 }  // namespace

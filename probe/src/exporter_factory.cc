@@ -1,6 +1,8 @@
 #include "flowfold/probe/exporter_factory.h"
 
 #include <stdexcept>
+#include <type_traits>
+#include <variant>
 
 #include "flowfold/exporters/ipfix_exporter.h"
 #include "flowfold/exporters/mysql_exporter.h"
@@ -10,60 +12,22 @@
 namespace flowfold {
 
 namespace {
+
+// The exporter's own options, as configured, with the probe's monitored
+// networks.
 std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& local_networks) {
-  switch (c.type) {
-    case ExporterConfig::Type::kText:
-    case ExporterConfig::Type::kJson: {
-      TextOptions o;
-      o.format = c.type == ExporterConfig::Type::kJson ? TextOptions::Format::kJson : TextOptions::Format::kText;
-      o.path = c.path;
-      o.rotation = c.rotation;
-      o.local_networks = local_networks;
-      return makeTextExporter(o);
-    }
-    case ExporterConfig::Type::kNetflow9: {
-      NetflowV9Options o;
-      o.host = c.host;
-      o.port = c.port;
-      o.source_id = c.observation_domain;
-      o.max_datagram = c.effectiveMtu();
-      o.template_refresh_ms = c.template_refresh_ms;
-      o.template_refresh_packets = c.template_refresh_packets;
-      o.max_datagrams_per_second = c.rate_limit;
-      o.local_networks = local_networks;
-      return makeNetflowV9Exporter(o);
-    }
-    case ExporterConfig::Type::kMysql: {
-      MysqlOptions o = c.mysql_dsn.empty() ? MysqlOptions{} : parseMysqlDsn(c.mysql_dsn);
-      o.observation_domain = c.observation_domain;
-      for (const auto& [key, value] : c.mysql_settings) setMysqlOption(o, key, value);
-      o.local_networks = local_networks;
-      return makeMysqlExporter(o);
-    }
-    case ExporterConfig::Type::kIpfix: {
-      IpfixOptions o;
-      o.transport = c.transport == ExporterConfig::Transport::kTcp    ? IpfixOptions::Transport::kTcp
-                    : c.transport == ExporterConfig::Transport::kFile ? IpfixOptions::Transport::kFile
-                                                                      : IpfixOptions::Transport::kUdp;
-      o.host = c.host;
-      o.port = c.port;
-      o.path = c.path;
-      o.rotation = c.rotation;
-      o.observation_domain = c.observation_domain;
-      o.mtu = c.effectiveMtu();
-      o.template_refresh_ms = c.template_refresh_ms;
-      o.template_refresh_packets = c.template_refresh_packets;
-      o.max_messages_per_second = c.rate_limit;
-      o.tcp_buffer_bytes = size_t{c.tcp_buffer_mb} << 20;
-      if (c.ipfix_encoder)
-        o.encoder = *c.ipfix_encoder == ExporterConfig::IpfixEncoder::kDirect ? IpfixOptions::Encoder::kDirect
-                                                                              : IpfixOptions::Encoder::kLibfixbuf;
-      o.local_networks = local_networks;
-      return makeIpfixExporter(o);
-    }
-  }
-  throw std::logic_error("unknown exporter type");
+  return std::visit(
+      [&](auto options) -> std::unique_ptr<Exporter> {
+        options.local_networks = local_networks;
+        using Options = decltype(options);
+        if constexpr (std::is_same_v<Options, IpfixOptions>) return makeIpfixExporter(options);
+        else if constexpr (std::is_same_v<Options, NetflowV9Options>) return makeNetflowV9Exporter(options);
+        else if constexpr (std::is_same_v<Options, TextOptions>) return makeTextExporter(options);
+        else return makeMysqlExporter(options);
+      },
+      c.options);
 }
+
 }  // namespace
 
 std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,

@@ -154,7 +154,8 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, P
 /// aligned to the epoch); 0 when none rotates.
 uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
   uint64_t g = 0;
-  for (const ExporterConfig& e : exporters) g = std::gcd(g, e.rotation.interval_ms);
+  for (const ExporterConfig& e : exporters)
+    if (const RotationOptions* rotation = e.rotation()) g = std::gcd(g, rotation->interval_ms);
   return g;
 }
 

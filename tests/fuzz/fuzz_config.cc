@@ -57,34 +57,44 @@ void checkRanges(const flowfold::Config& c) {
              c.log_level == "debug");
   for (const auto& e : c.exporters) {
     using T = flowfold::ExporterConfig;
-    FUZZ_CHECK(e.mtu == 0 || (e.mtu >= 256 && e.mtu <= 65'000));
-    FUZZ_CHECK(e.effectiveMtu() >= 256 && e.effectiveMtu() <= 65'000);
-    FUZZ_CHECK(e.template_refresh_ms >= 1'000 && e.template_refresh_ms <= 86'400'000);
-    FUZZ_CHECK(e.template_refresh_packets >= 1 && e.template_refresh_packets <= 1'000'000);
-    FUZZ_CHECK(e.rate_limit <= 100'000'000);
     FUZZ_CHECK(e.origin.rfind(std::string(kName) + ":", 0) == 0);
     switch (e.type) {
       case T::Type::kText:
       case T::Type::kJson:
-        FUZZ_CHECK(!e.path.empty() && e.host.empty());
+        FUZZ_CHECK(!e.as<flowfold::TextOptions>().path.empty());
         break;
-      case T::Type::kNetflow9:
-        FUZZ_CHECK(e.transport == T::Transport::kUdp && !e.host.empty() && !e.port.empty());
+      case T::Type::kNetflow9: {
+        const auto& o = e.as<flowfold::NetflowV9Options>();
+        FUZZ_CHECK(!o.host.empty() && !o.port.empty());
+        FUZZ_CHECK(o.max_datagram == 0 || (o.max_datagram >= 256 && o.max_datagram <= 65'000));
+        FUZZ_CHECK(o.template_refresh_ms >= 1'000 && o.template_refresh_ms <= 86'400'000);
+        FUZZ_CHECK(o.template_refresh_packets >= 1 && o.template_refresh_packets <= 1'000'000);
+        FUZZ_CHECK(o.max_datagrams_per_second <= 100'000'000);
         break;
-      case T::Type::kIpfix:
-        if (e.transport == T::Transport::kFile) FUZZ_CHECK(!e.path.empty());
-        else FUZZ_CHECK(!e.host.empty() && !e.port.empty());
+      }
+      case T::Type::kIpfix: {
+        const auto& o = e.as<flowfold::IpfixOptions>();
+        if (o.transport == flowfold::IpfixOptions::Transport::kFile) FUZZ_CHECK(!o.path.empty());
+        else FUZZ_CHECK(!o.host.empty() && !o.port.empty());
+        FUZZ_CHECK(o.mtu == 0 || (o.mtu >= 256 && o.mtu <= 65'000));
+        FUZZ_CHECK(o.template_refresh_ms >= 1'000 && o.template_refresh_ms <= 86'400'000);
+        FUZZ_CHECK(o.template_refresh_packets >= 1 && o.template_refresh_packets <= 1'000'000);
+        FUZZ_CHECK(o.max_messages_per_second <= 100'000'000);
         break;
-      default:  // sinks with their own settings (mysql)
+      }
+      case T::Type::kMysql:  // checked by validateMysqlOptions
         break;
     }
-    if (!e.host.empty()) {
+    std::string e_host, e_port;
+    if (const auto* o = std::get_if<flowfold::IpfixOptions>(&e.options)) e_host = o->host, e_port = o->port;
+    if (const auto* o = std::get_if<flowfold::NetflowV9Options>(&e.options)) e_host = o->host, e_port = o->port;
+    if (!e_host.empty()) {
       // What parseHostPort accepted it must accept again (the CLI re-parses).
       std::string host, port;
-      const std::string text = e.host.find(':') != std::string::npos ? "[" + e.host + "]:" + e.port
-                                                                      : e.host + ":" + e.port;
+      const std::string text = e_host.find(':') != std::string::npos ? "[" + e_host + "]:" + e_port
+                                                                      : e_host + ":" + e_port;
       flowfold::parseHostPort(text, host, port, "fuzz");
-      FUZZ_CHECK(host == e.host && port == e.port);
+      FUZZ_CHECK(host == e_host && port == e_port);
     }
     FUZZ_CHECK(!e.describe().empty());
   }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/exporters/host_port.h"
 #include "flowfold/log.h"
 #include "ipfix_encoder.h"
 #include "ipfix_fields.h"
@@ -260,13 +261,14 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   using Transport = IpfixOptions::Transport;
   size_t max_message = kStreamMessageSize;
   if (options.transport == Transport::kUdp) {
+    const size_t mtu = options.mtu != 0 ? options.mtu : automaticDatagramBytes(options.host);
     const size_t min_mtu = options.local_networks.empty() ? kMinMtu : kMinMtuWithDirection;
-    if (options.mtu < min_mtu || options.mtu > kMaxUdpMessage) {
-      throw std::invalid_argument("IPFIX: mtu " + std::to_string(options.mtu) + " out of range " +
+    if (mtu < min_mtu || mtu > kMaxUdpMessage) {
+      throw std::invalid_argument("IPFIX: mtu " + std::to_string(mtu) + " out of range " +
                                   std::to_string(min_mtu) + ".." + std::to_string(kMaxUdpMessage) +
                                   (options.local_networks.empty() ? "" : " (with local_networks)"));
     }
-    max_message = options.mtu;
+    max_message = mtu;
   }
   std::unique_ptr<MessageTransport> transport;
   switch (options.transport) {

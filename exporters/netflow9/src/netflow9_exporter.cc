@@ -21,7 +21,7 @@ constexpr uint64_t kAutoBootMarginMs = 24ull * 3600 * 1000;
 NetflowV9Exporter::NetflowV9Exporter(const NetflowV9Options& options)
     : Exporter("netflow9 " + joinHostPort(options.host, options.port)) {
   config_.source_id = options.source_id;
-  config_.max_datagram = options.max_datagram;
+  config_.max_datagram = options.max_datagram != 0 ? options.max_datagram : automaticDatagramBytes(options.host);
   config_.template_refresh_packets = options.template_refresh_packets;
   config_.template_refresh_ms = options.template_refresh_ms;
   config_.boot_ms = options.boot_ms;

@@ -12,7 +12,6 @@
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/exporters/mysql_exporter.h"
-#include "flowfold/exporters/option_values.h"
 #include "flowfold/probe/settings.h"
 
 #include <algorithm>
@@ -27,6 +26,8 @@
 #include <span>
 #include <string_view>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 namespace flowfold {
 
@@ -128,37 +129,44 @@ void readMap(const std::string& name, const YAML::Node& node, const std::string&
   }
 }
 
-// A MySQL sink's keys are the sink's own (mysqlOptionKeys()); each value is
-// checked here so a mistake is reported at its line and column.
+// A MySQL sink's keys are the sink's own (setMysqlOption()): `dsn` first,
+// whatever its place, then the others in order; each value is checked here
+// so that a mistake is reported at its line and column.
 ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node, ExporterConfig e) {
-  e.type = ExporterConfig::Type::kMysql;
-  MysqlOptions scratch;
+  MysqlOptions& o = e.as<MysqlOptions>();
   DuplicateKeys seen(name, "a mysql exporter");
+  std::vector<std::pair<YAML::Node, YAML::Node>> settings;
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = keyName(name, it->first, "a mysql exporter");
     seen.check(key, it->first);
     if (key == "type") continue;
     const std::string value = scalar(name, it->second, key);
+    if (key != "dsn") {
+      settings.emplace_back(it->first, it->second);
+      continue;
+    }
     try {
-      if (key == "dsn") {
-        scratch = parseMysqlDsn(value);
-        e.mysql_dsn = value;
-        continue;
-      }
-      const auto& keys = mysqlOptionKeys();
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        std::string known = "dsn";
-        for (const auto& k : keys) known += ", " + std::string(k);
-        fail(name, it->first, "unknown key '" + key + "' in a mysql exporter (known: " + known + ")");
-      }
-      setMysqlOption(scratch, key, value);
-      e.mysql_settings.emplace_back(key, value);
+      o = parseMysqlDsn(value);
     } catch (const std::invalid_argument& ex) {
       fail(name, it->second, ex.what());
     }
   }
+  const auto& keys = mysqlOptionKeys();
+  for (const auto& [key_node, value_node] : settings) {
+    const std::string key = key_node.Scalar();
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      std::string known;
+      for (const auto& k : keys) known += (known.empty() ? "" : ", ") + std::string(k);
+      fail(name, key_node, "unknown key '" + key + "' in a mysql exporter (known: " + known + ")");
+    }
+    try {
+      setMysqlOption(o, key, value_node.Scalar());
+    } catch (const std::invalid_argument& ex) {
+      fail(name, value_node, ex.what());
+    }
+  }
   try {
-    validateMysqlOptions(scratch);
+    validateMysqlOptions(o);
   } catch (const std::invalid_argument& ex) {
     fail(name, node, ex.what());
   }
@@ -169,18 +177,17 @@ ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node
 // caps only with rotate. A max_age shorter than one interval would remove
 // each file as soon as it is complete.
 void checkRotation(const std::string& name, const YAML::Node& node, const ExporterConfig& e) {
-  const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
-  const bool ipfix_file = e.type == ExporterConfig::Type::kIpfix &&
-                          (e.transport == ExporterConfig::Transport::kFile || (!e.path.empty() && e.host.empty()));
-  const bool writes_file = text_like || ipfix_file;
-  if (e.rotation.interval_ms == 0) {
-    if (e.rotation.max_files != 0 || e.rotation.max_age_ms != 0)
+  const RotationOptions* rotation = e.rotation();
+  if (!rotation) return;  // a kind without the keys refused them already
+  if (rotation->interval_ms == 0) {
+    if (rotation->max_files != 0 || rotation->max_age_ms != 0)
       fail(name, node, "'max_files' and 'max_age' cap rotated files: set 'rotate' too (e.g. rotate: 5m)");
     return;
   }
-  if (!writes_file) fail(name, node, "'rotate' is for an exporter that writes a file (ipfix with 'path', text, json)");
-  if (e.path.empty() || e.path == "-") fail(name, node, "'rotate' needs a 'path' (a file in a directory), not standard output");
-  if (e.rotation.max_age_ms != 0 && e.rotation.max_age_ms < e.rotation.interval_ms)
+  const std::string path = e.outputPath();
+  if (path.empty()) fail(name, node, "'rotate' is for an exporter that writes a file (ipfix with 'path', text, json)");
+  if (path == "-") fail(name, node, "'rotate' needs a 'path' (a file in a directory), not standard output");
+  if (rotation->max_age_ms != 0 && rotation->max_age_ms < rotation->interval_ms)
     fail(name, node, "'max_age' is shorter than 'rotate': every file would be removed as soon as it is complete");
 }
 
@@ -208,24 +215,38 @@ const char* kindName(ExporterConfig::Type t) {
   return "?";
 }
 
+// Where an exporter sends, as its `collector` and `transport` keys say; the
+// kinds that have them take them in finishExporter().
+struct Destination {
+  std::string host, port;
+  std::string transport;  // "" = not set
+  YAML::Mark transport_mark;
+};
+
 // What each kind of exporter needs, and its defaults that depend on others.
-void checkExporterKind(const std::string& name, const YAML::Node& node, ExporterConfig& e, bool transport_set) {
+void finishExporter(const std::string& name, const YAML::Node& node, ExporterConfig& e, const Destination& d) {
   const bool text_like = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson;
   if (text_like) {
-    if (e.path.empty()) e.path = "-";
-    if (!e.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
-    if (transport_set)
+    if (!d.host.empty()) fail(name, node, "a text/json exporter takes a 'path', not a 'collector'");
+    if (!d.transport.empty())
       fail(name, node["transport"], std::string("'transport' is not a setting of a ") + kindName(e.type) +
                                         " exporter (its settings: type, path, rotate, max_files, max_age)");
   } else if (e.type == ExporterConfig::Type::kNetflow9) {
-    if (transport_set && e.transport != ExporterConfig::Transport::kUdp)
-      fail(name, node, "NetFlow v9 is exported over UDP only");
-    if (e.host.empty()) fail(name, node, "a netflow9 exporter needs 'collector: HOST:PORT'");
+    if (!d.transport.empty() && d.transport != "udp") fail(name, node, "NetFlow v9 is exported over UDP only");
+    if (d.host.empty()) fail(name, node, "a netflow9 exporter needs 'collector: HOST:PORT'");
+    auto& o = e.as<NetflowV9Options>();
+    o.host = d.host;
+    o.port = d.port;
   } else {  // ipfix
-    if (!transport_set && !e.path.empty() && e.host.empty()) e.transport = ExporterConfig::Transport::kFile;
-    if (e.transport == ExporterConfig::Transport::kFile) {
-      if (e.path.empty()) fail(name, node, "an IPFIX file exporter needs 'path'");
-    } else if (e.host.empty()) {
+    auto& o = e.as<IpfixOptions>();
+    using Transport = IpfixOptions::Transport;
+    o.host = d.host;
+    if (!d.port.empty()) o.port = d.port;
+    if (d.transport.empty()) o.transport = !o.path.empty() && d.host.empty() ? Transport::kFile : Transport::kUdp;
+    else o.transport = d.transport == "tcp" ? Transport::kTcp : d.transport == "file" ? Transport::kFile : Transport::kUdp;
+    if (o.transport == Transport::kFile) {
+      if (o.path.empty()) fail(name, node, "an IPFIX file exporter needs 'path'");
+    } else if (d.host.empty()) {
       fail(name, node, "an IPFIX exporter over udp/tcp needs 'collector: HOST:PORT'");
     }
   }
@@ -240,71 +261,65 @@ ExporterConfig::Type exporterType(const std::string& name, const YAML::Node& n) 
   fail(name, n, "unknown exporter type '" + t + "' (ipfix, netflow9, text, json, mysql)");
 }
 
-// The exporter settings of the table that `e`'s kind has, as handlers; the
-// others refuse themselves by name (a key that would do nothing for this kind
-// is a mistake to report, not to ignore).
-void addExporterSettings(Handlers& handlers, const std::string& name, ExporterConfig& e) {
-  const unsigned kind = exporterKindBit(e.type);
-  std::string own = e.type == ExporterConfig::Type::kIpfix      ? "type, collector, transport"
-                    : e.type == ExporterConfig::Type::kNetflow9 ? "type, collector"
-                                                                : "type";
-  for (const Setting<ExporterConfig>& s : exporterSettings())
-    if (s.kinds & kind) own += ", " + std::string(s.key);
-  for (const Setting<ExporterConfig>& s : exporterSettings()) {
-    if (s.kinds & kind) {
-      handlers[std::string(s.key)] = [&name, &s, &e](const YAML::Node& n) { s.apply(e, readValue(name, n, s.key, s.value)); };
-    } else {
-      handlers[std::string(s.key)] = [&name, &s, &e, own](const YAML::Node& n) {
-        fail(name, n, "'" + std::string(s.key) + "' is not a setting of a " + kindName(e.type) +
-                          " exporter (its settings: " + own + ")");
-      };
-    }
-  }
+// Every key of the exporters' tables: a key of another kind of exporter is
+// refused by name (a key that would do nothing for this kind is a mistake to
+// report, not to ignore).
+std::vector<std::string_view> allExporterKeys() {
+  std::vector<std::string_view> keys;
+  auto add = [&](auto table) {
+    for (const auto& s : table)
+      if (std::find(keys.begin(), keys.end(), s.key) == keys.end()) keys.push_back(s.key);
+  };
+  add(ipfixSettings());
+  add(netflow9Settings());
+  add(textSettings());
+  return keys;
+}
+
+// The settings of `options`' own table as handlers, and the other kinds' keys
+// as refusals naming this kind's settings.
+template <class Options>
+void addExporterSettings(Handlers& handlers, const std::string& name, ExporterConfig::Type type, Options& options,
+                         std::string own) {
+  for (const Setting<Options>& s : settingsOf(options)) own += ", " + std::string(s.key);
+  for (std::string_view key : allExporterKeys())
+    handlers[std::string(key)] = [&name, type, key, own](const YAML::Node& n) {
+      fail(name, n, "'" + std::string(key) + "' is not a setting of a " + kindName(type) +
+                        " exporter (its settings: " + own + ")");
+    };
+  addSettings(handlers, name, settingsOf(options), "", options);
 }
 
 ExporterConfig readExporter(const std::string& name, const YAML::Node& node) {
-  ExporterConfig e;
-  e.origin = where(name, node.Mark());
   if (!node.IsMap() || !node["type"])
     fail(name, node, "each exporter needs a 'type' (ipfix, netflow9, text, json or mysql)");
-  if (node["type"].IsScalar() && node["type"].Scalar() == "mysql") return readMysqlExporter(name, node, e);
-  e.type = exporterType(name, node["type"]);  // first: which keys apply depends on it
-  bool transport_set = false;
-  Handlers h{
-      {"type", [](const YAML::Node&) {}},
-      {"collector",
-       [&](const YAML::Node& n) { parseHostPort(scalar(name, n, "collector"), e.host, e.port, where(name, n.Mark())); }},
-      {"transport",
-       [&](const YAML::Node& n) {
-         const std::string t = scalar(name, n, "transport");
-         transport_set = true;
-         if (t == "udp") e.transport = ExporterConfig::Transport::kUdp;
-         else if (t == "tcp") e.transport = ExporterConfig::Transport::kTcp;
-         else if (t == "file") e.transport = ExporterConfig::Transport::kFile;
-         else fail(name, n, "unknown transport '" + t + "' (udp, tcp, file)");
-       }},
-  };
-  addExporterSettings(h, name, e);
+  const std::string origin = where(name, node.Mark());
+  if (node["type"].IsScalar() && node["type"].Scalar() == "mysql")
+    return readMysqlExporter(name, node, ExporterConfig::ofType(ExporterConfig::Type::kMysql, origin));
+  // The type first: which keys apply depends on it.
+  ExporterConfig e = ExporterConfig::ofType(exporterType(name, node["type"]), origin);
+  Destination d;
+  Handlers h{{"type", [](const YAML::Node&) {}},
+             {"collector",
+              [&](const YAML::Node& n) { parseHostPort(scalar(name, n, "collector"), d.host, d.port, where(name, n.Mark())); }},
+             {"transport", [&](const YAML::Node& n) {
+                d.transport = scalar(name, n, "transport");
+                if (d.transport != "udp" && d.transport != "tcp" && d.transport != "file")
+                  fail(name, n, "unknown transport '" + d.transport + "' (udp, tcp, file)");
+              }}};
+  const std::string own = e.type == ExporterConfig::Type::kIpfix      ? "type, collector, transport"
+                          : e.type == ExporterConfig::Type::kNetflow9 ? "type, collector"
+                                                                      : "type";
+  std::visit(
+      [&](auto& options) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(options)>, MysqlOptions>)
+          addExporterSettings(h, name, e.type, options, own);
+      },
+      e.options);
   readMap(name, node, "exporter", h);
+  finishExporter(name, node, e, d);
   checkRotation(name, node, e);
-  checkExporterKind(name, node, e, transport_set);
   return e;
-}
-
-// 127.0.0.0/8, ::1, and IPv4-mapped ::ffff:127.x.y.z (the same host written
-// in IPv6), for an address literal; false for a name or anything else.
-bool isLoopbackAddress(const std::string& host) {
-  in_addr v4;
-  in6_addr v6;
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
-  return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
-}
-
-bool isAddressLiteral(const std::string& host) {
-  in_addr v4;
-  in6_addr v6;
-  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
 // The metrics server binds one address and, unless allowed, only loopback
@@ -324,23 +339,56 @@ void checkMetricsListen(const std::string& where_listen, const std::string& list
 
 }  // namespace
 
-std::string ExporterConfig::describe() const {
+ExporterConfig ExporterConfig::ofType(Type type, std::string origin) {
+  ExporterConfig e;
+  e.type = type;
+  e.origin = std::move(origin);
   switch (type) {
-    case Type::kText: return "text to " + (path == "-" ? std::string("stdout") : path);
-    case Type::kJson: return "json to " + (path == "-" ? std::string("stdout") : path);
-    case Type::kNetflow9: return "netflow9 udp " + joinHostPort(host, port);
-    case Type::kMysql: return "mysql " + (mysql_dsn.empty() ? std::string("(settings)") : mysql_dsn);
-    case Type::kIpfix:
-      if (transport == Transport::kFile) return "ipfix file " + path;
-      return std::string("ipfix ") + (transport == Transport::kTcp ? "tcp " : "udp ") + joinHostPort(host, port);
+    case Type::kIpfix: e.options = IpfixOptions{}; break;
+    case Type::kNetflow9: e.options = NetflowV9Options{}; break;
+    case Type::kText: e.options = TextOptions{}; break;
+    case Type::kJson: {
+      TextOptions o;
+      o.format = TextOptions::Format::kJson;
+      e.options = o;
+      break;
+    }
+    case Type::kMysql: e.options = MysqlOptions{}; break;
+  }
+  return e;
+}
+
+std::string ExporterConfig::describe() const {
+  const auto to = [](const std::string& path) { return path == "-" ? std::string("stdout") : path; };
+  switch (type) {
+    case Type::kText: return "text to " + to(as<TextOptions>().path);
+    case Type::kJson: return "json to " + to(as<TextOptions>().path);
+    case Type::kNetflow9: {
+      const auto& o = as<NetflowV9Options>();
+      return "netflow9 udp " + joinHostPort(o.host, o.port);
+    }
+    case Type::kMysql: return "mysql " + mysqlTargetName(as<MysqlOptions>());
+    case Type::kIpfix: {
+      const auto& o = as<IpfixOptions>();
+      if (o.transport == IpfixOptions::Transport::kFile) return "ipfix file " + o.path;
+      return std::string("ipfix ") + (o.transport == IpfixOptions::Transport::kTcp ? "tcp " : "udp ") +
+             joinHostPort(o.host, o.port);
+    }
   }
   return "?";
 }
 
-uint32_t ExporterConfig::effectiveMtu() const {
-  if (mtu != 0) return mtu;
-  const bool loopback = host == "localhost" || host == "ip6-localhost" || isLoopbackAddress(host);
-  return loopback ? kLoopbackMtu : kDefaultMtu;
+std::string ExporterConfig::outputPath() const {
+  if (const auto* text = std::get_if<TextOptions>(&options)) return text->path;
+  if (const auto* ipfix = std::get_if<IpfixOptions>(&options))
+    if (ipfix->transport == IpfixOptions::Transport::kFile) return ipfix->path;
+  return "";
+}
+
+const RotationOptions* ExporterConfig::rotation() const {
+  if (const auto* text = std::get_if<TextOptions>(&options)) return &text->rotation;
+  if (const auto* ipfix = std::get_if<IpfixOptions>(&options)) return &ipfix->rotation;
+  return nullptr;
 }
 
 void parseHostPort(const std::string& text, std::string& host, std::string& port, const std::string& origin) {
@@ -488,8 +536,8 @@ namespace {
 std::string worldReadablePasswordWarning(const Config& c) {
   if (c.config_path.empty()) return "";
   const bool holds_password = std::any_of(c.exporters.begin(), c.exporters.end(), [](const ExporterConfig& e) {
-    return std::any_of(e.mysql_settings.begin(), e.mysql_settings.end(),
-                       [](const auto& kv) { return kv.first == "password" && !kv.second.empty(); });
+    const auto* mysql = std::get_if<MysqlOptions>(&e.options);
+    return mysql && !mysql->password.empty();
   });
   struct stat st;
   if (!holds_password || ::stat(c.config_path.c_str(), &st) != 0 || !(st.st_mode & S_IROTH)) return "";
@@ -506,14 +554,13 @@ std::string worldReadablePasswordWarning(const Config& c) {
 void checkOutputsAreDistinct(const Config& c) {
   std::map<std::string, const ExporterConfig*> writers;
   for (const ExporterConfig& e : c.exporters) {
-    const bool writes_path = e.type == ExporterConfig::Type::kText || e.type == ExporterConfig::Type::kJson ||
-                             (e.type == ExporterConfig::Type::kIpfix && e.transport == ExporterConfig::Transport::kFile);
-    if (!writes_path) continue;
+    const std::string path = e.outputPath();
+    if (path.empty()) continue;
     struct stat st;
-    if (e.path != "-" && ::stat(e.path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) continue;
-    const auto [it, first] = writers.emplace(e.path, &e);
+    if (path != "-" && ::stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) continue;
+    const auto [it, first] = writers.emplace(path, &e);
     if (first) continue;
-    const std::string where = e.path == "-" ? "standard output" : "'" + e.path + "'";
+    const std::string where = path == "-" ? "standard output" : "'" + path + "'";
     throw ConfigError(e.origin + ": exporters '" + it->second->describe() + "' (" + it->second->origin + ") and '" +
                       e.describe() + "' both write to " + where +
                       ": their output would be interleaved; give one of them another path");

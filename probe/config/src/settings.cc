@@ -1,28 +1,17 @@
 #include "flowfold/probe/settings.h"
 
 #include <algorithm>
-
-#include "flowfold/exporters/option_values.h"
+#include <optional>
+#include <type_traits>
 
 namespace flowfold {
 
 namespace {
 
-using Kind = ValueSpec::Kind;
-
-constexpr ValueSpec whole(uint64_t min, uint64_t max) { return {Kind::kWhole, min, max}; }
-constexpr ValueSpec duration(uint64_t min_ms, uint64_t max_ms, uint64_t step_ms = 1) {
-  return {Kind::kDuration, min_ms, max_ms, step_ms};
-}
-constexpr ValueSpec kBoolean{Kind::kBoolean};
-constexpr ValueSpec kName{Kind::kName};
-constexpr ValueSpec kText{Kind::kText};
-
-constexpr uint64_t kDayMs = 86'400'000;
+using namespace value_spec;
 
 constexpr std::string_view kTunnelModes[] = {"outer", "inner", "both"};
 constexpr std::string_view kLogLevels[] = {"error", "warn", "info", "debug"};
-constexpr std::string_view kIpfixEncoders[] = {"libfixbuf", "direct"};
 
 template <class T>
 T narrow(const SettingValue& v) {
@@ -50,12 +39,12 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.workers = narrow<uint32_t>(v); }},
     {"cache", "stop_timeout", "", duration(1, 3'600'000),
      [](Config& c, const SettingValue& v) { c.stop_timeout_ms = v.number; }},
-    {"decoder", "tunnels", "--tunnels", {Kind::kChoice, 0, 0, 1, kTunnelModes, "tunnels mode"},
+    {"decoder", "tunnels", "--tunnels", choice(kTunnelModes, "tunnels mode"),
      [](Config& c, const SettingValue& v) { probe::parseTunnelMode(v.text, c.tunnels); }},
     {"", "run_as_root", "", kBoolean, [](Config& c, const SettingValue& v) { c.run_as_root = v.boolean; }},
     {"metrics", "allow_remote", "", kBoolean,
      [](Config& c, const SettingValue& v) { c.metrics_allow_remote = v.boolean; }},
-    {"log", "level", "--log-level", {Kind::kChoice, 0, 0, 1, kLogLevels, "log level"},
+    {"log", "level", "--log-level", choice(kLogLevels, "log level"),
      [](Config& c, const SettingValue& v) { c.log_level = v.text; }},
     {"log", "syslog", "", kBoolean, [](Config& c, const SettingValue& v) { c.log_syslog = v.boolean; }},
     // Counted in whole seconds.
@@ -63,80 +52,50 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.stats_interval_s = v.number / 1000; }},
 };
 
-using Type = ExporterConfig::Type;
-constexpr unsigned kIpfix = exporterKindBit(Type::kIpfix);
-constexpr unsigned kCollectors = kIpfix | exporterKindBit(Type::kNetflow9);  // export to a collector
-constexpr unsigned kFiles = kIpfix | exporterKindBit(Type::kText) | exporterKindBit(Type::kJson);  // write a file
-
-const Setting<ExporterConfig> kExporterSettings[] = {
-    {"", "path", "", kName, [](ExporterConfig& e, const SettingValue& v) { e.path = v.text; }, kFiles},
-    {"", "observation_domain", "--observation-domain", whole(0, UINT32_MAX),
-     [](ExporterConfig& e, const SettingValue& v) { e.observation_domain = narrow<uint32_t>(v); }, kCollectors},
-    {"", "mtu", "--mtu", whole(256, 65'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.mtu = narrow<uint32_t>(v); }, kCollectors},
-    {"", "template_refresh", "", duration(1'000, kDayMs),
-     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_ms = v.number; }, kCollectors},
-    {"", "template_refresh_packets", "", whole(1, 1'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.template_refresh_packets = narrow<uint32_t>(v); }, kCollectors},
-    {"", "encoder", "--ipfix-encoder", {Kind::kChoice, 0, 0, 1, kIpfixEncoders, "IPFIX encoder"},
-     [](ExporterConfig& e, const SettingValue& v) {
-       e.ipfix_encoder = v.text == "direct" ? ExporterConfig::IpfixEncoder::kDirect
-                                            : ExporterConfig::IpfixEncoder::kLibfixbuf;
-     }, kIpfix},
-    {"", "rate_limit", "--export-rate", whole(0, 100'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rate_limit = v.number; }, kCollectors},
-    {"", "tcp_buffer_mb", "", whole(1, 65'536),
-     [](ExporterConfig& e, const SettingValue& v) { e.tcp_buffer_mb = narrow<uint32_t>(v); }, kIpfix},
-    // File outputs: see rotating_output.h; checked together by the file's reader.
-    {"", "rotate", "", duration(1'000, kDayMs, 1'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rotation.interval_ms = v.number; }, kFiles},
-    {"", "max_files", "", whole(1, 10'000'000),
-     [](ExporterConfig& e, const SettingValue& v) { e.rotation.max_files = narrow<uint32_t>(v); }, kFiles},
-    {"", "max_age", "", duration(1'000, 36'500 * kDayMs),
-     [](ExporterConfig& e, const SettingValue& v) { e.rotation.max_age_ms = v.number; }, kFiles},
-};
 // clang-format on
 
-template <class Target>
-const Setting<Target>* withOption(std::span<const Setting<Target>> table, std::string_view option) {
-  auto it = std::find_if(table.begin(), table.end(), [&](const auto& s) { return s.option == option; });
-  return option.empty() || it == table.end() ? nullptr : &*it;
+// The entry of `table` with this option, as an ExporterOption.
+template <class Options>
+std::optional<ExporterOption> optionIn(std::span<const Setting<Options>> table, std::string_view option) {
+  const Setting<Options>* s = settingForOption(table, option);
+  if (!s) return std::nullopt;
+  return ExporterOption{s->key, s->value};
 }
 
 }  // namespace
 
 std::span<const Setting<Config>> probeSettings() { return kProbeSettings; }
-std::span<const Setting<ExporterConfig>> exporterSettings() { return kExporterSettings; }
-
-const Setting<Config>* probeSettingForOption(std::string_view option) { return withOption(probeSettings(), option); }
-const Setting<ExporterConfig>* exporterSettingForOption(std::string_view option) {
-  return withOption(exporterSettings(), option);
+const Setting<Config>* probeSettingForOption(std::string_view option) {
+  return settingForOption(probeSettings(), option);
 }
 
 const Setting<Config>* probeSetting(std::string_view section, std::string_view key) {
-  for (const auto& s : kProbeSettings)
-    if (s.section == section && s.key == key) return &s;
-  return nullptr;
+  return settingForKey(probeSettings(), section, key);
 }
 
-SettingValue parseSettingValue(const ValueSpec& spec, const std::string& text) {
-  SettingValue v;
-  switch (spec.kind) {
-    case Kind::kWhole: v.number = parseWholeNumber(text, spec.min, spec.max); break;
-    case Kind::kDuration: v.number = parseDurationMs(text, spec.min, spec.max, spec.step); break;
-    case Kind::kBoolean: v.boolean = parseBoolean(text); break;
-    case Kind::kChoice:
-      if (std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end())
-        throw ValueError(ValueError::Kind::kExpected, text, "");
-      v.text = text;
-      break;
-    case Kind::kName:
-      if (text.empty()) throw ValueError(ValueError::Kind::kProblem, text, "is empty");
-      v.text = text;
-      break;
-    case Kind::kText: v.text = text; break;
-  }
-  return v;
+std::optional<ExporterOption> exporterOption(std::string_view option) {
+  if (auto o = optionIn(ipfixSettings(), option)) return o;
+  if (auto o = optionIn(netflow9Settings(), option)) return o;
+  return optionIn(textSettings(), option);
+}
+
+bool applyExporterSetting(ExporterConfig& e, std::string_view key, const std::string& text) {
+  return std::visit(
+      [&](auto& options) {
+        using Options = std::decay_t<decltype(options)>;
+        if constexpr (std::is_same_v<Options, MysqlOptions>) {
+          const auto& keys = mysqlOptionKeys();
+          if (std::find(keys.begin(), keys.end(), key) == keys.end()) return false;
+          setMysqlOption(options, key, text);
+          return true;
+        } else {
+          const Setting<Options>* s = settingForKey(settingsOf(options), "", key);
+          if (!s) return false;
+          s->apply(options, parseSettingValue(s->value, text));
+          return true;
+        }
+      },
+      e.options);
 }
 
 }  // namespace flowfold

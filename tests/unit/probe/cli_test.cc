@@ -26,8 +26,8 @@ TEST(CommandLine, SoftflowdLettersBuildExporters) {
   EXPECT_EQ(c.read_file, "in.pcap");
   ASSERT_EQ(c.exporters.size(), 2u);
   EXPECT_EQ(c.exporters[0].type, ExporterConfig::Type::kNetflow9);
-  EXPECT_EQ(c.exporters[1].host, "::1");
-  EXPECT_EQ(c.exporters[1].port, "9995");
+  EXPECT_EQ(c.exporters[1].as<NetflowV9Options>().host, "::1");
+  EXPECT_EQ(c.exporters[1].as<NetflowV9Options>().port, "9995");
   EXPECT_EQ(c.cache.max_flows, 5000u);
   EXPECT_EQ(c.cache.active_timeout_ms, 120'000u);
   EXPECT_EQ(c.cache.idle_timeout_ms, 30'000u);
@@ -53,15 +53,23 @@ TEST(CommandLine, IpfixOverTcpAndHumanOutputs) {
                          cl);
   ASSERT_EQ(c.exporters.size(), 4u);
   EXPECT_EQ(c.exporters[0].type, ExporterConfig::Type::kIpfix);
-  EXPECT_EQ(c.exporters[0].transport, ExporterConfig::Transport::kTcp);
+  EXPECT_EQ(c.exporters[0].as<IpfixOptions>().transport, IpfixOptions::Transport::kTcp);
   EXPECT_EQ(c.exporters[1].type, ExporterConfig::Type::kJson);
-  EXPECT_EQ(c.exporters[1].path, "out.json");
-  EXPECT_EQ(c.exporters[2].path, "-");
-  EXPECT_EQ(c.exporters[3].transport, ExporterConfig::Transport::kFile);
-  for (const auto& e : c.exporters) {
-    EXPECT_EQ(e.rate_limit, 0u);
-    EXPECT_EQ(e.observation_domain, 7u);
+  EXPECT_EQ(c.exporters[1].as<TextOptions>().path, "out.json");
+  EXPECT_EQ(c.exporters[2].as<TextOptions>().path, "-");
+  EXPECT_EQ(c.exporters[3].as<IpfixOptions>().transport, IpfixOptions::Transport::kFile);
+  // The exporter settings apply to every exporter that has them.
+  for (size_t i : {0, 3}) {
+    EXPECT_EQ(c.exporters[i].as<IpfixOptions>().max_messages_per_second, 0u);
+    EXPECT_EQ(c.exporters[i].as<IpfixOptions>().observation_domain, 7u);
   }
+  const Config v9 = parse({"-r", "-", "-n", "c:2055", "-v", "9", "--mysql", "mysql://u@db/flows",
+                           "--observation-domain", "8", "--mtu", "900"},
+                          cl);
+  EXPECT_EQ(v9.exporters.at(0).as<NetflowV9Options>().source_id, 8u);
+  EXPECT_EQ(v9.exporters.at(0).as<NetflowV9Options>().max_datagram, 900u);
+  EXPECT_EQ(v9.exporters.at(1).as<MysqlOptions>().observation_domain, 8u);  // a sink's key of the same name
+  EXPECT_EQ(v9.exporters.at(1).as<MysqlOptions>().host, "db");
 }
 
 TEST(CommandLine, RejectsWhatItCannotDo) {
@@ -164,7 +172,7 @@ TEST(CommandLine, EmptyValueIsABadCommandLine) {
   EXPECT_EQ(errorOf({"-r", "x", "--json="}),
             "command line: --json= needs a file name (--json alone writes to standard output)");
   CommandLine cl;
-  EXPECT_EQ(parse({"-r", "x", "--text"}, cl).exporters.at(0).path, "-");  // stdout, as documented
+  EXPECT_EQ(parse({"-r", "x", "--text"}, cl).exporters.at(0).as<TextOptions>().path, "-");  // stdout, as documented
 }
 
 TEST(CommandLine, LocalNetworksReplaceTheFilesAndAddUp) {

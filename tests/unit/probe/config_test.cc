@@ -1,4 +1,5 @@
 #include "flowfold/probe/config.h"
+#include "flowfold/exporters/host_port.h"
 
 #include <gtest/gtest.h>
 #include <pwd.h>
@@ -46,16 +47,22 @@ TEST(Config, ReadsEveryExporterKind) {
       "  - type: json\n",
       "t.yaml");
   ASSERT_EQ(c.exporters.size(), 4u);
-  EXPECT_EQ(c.exporters[0].host, "2001:db8::1");
-  EXPECT_EQ(c.exporters[0].port, "4739");
-  EXPECT_EQ(c.exporters[0].transport, ExporterConfig::Transport::kTcp);
-  EXPECT_EQ(c.exporters[0].observation_domain, 5u);
+  const auto& tcp = c.exporters[0].as<IpfixOptions>();
+  EXPECT_EQ(tcp.host, "2001:db8::1");
+  EXPECT_EQ(tcp.port, "4739");
+  EXPECT_EQ(tcp.transport, IpfixOptions::Transport::kTcp);
+  EXPECT_EQ(tcp.observation_domain, 5u);
+  EXPECT_EQ(tcp.mtu, 0u);  // automatic
+  EXPECT_EQ(tcp.max_messages_per_second, 20'000u);
+  EXPECT_EQ(tcp.encoder, IpfixOptions::Encoder::kDirect);
   EXPECT_EQ(c.exporters[1].type, ExporterConfig::Type::kNetflow9);
-  EXPECT_EQ(c.exporters[1].mtu, 1200u);
-  EXPECT_EQ(c.exporters[1].rate_limit, 0u);
-  EXPECT_EQ(c.exporters[2].transport, ExporterConfig::Transport::kFile);  // a path alone means a file
-  EXPECT_EQ(c.exporters[2].ipfix_encoder, ExporterConfig::IpfixEncoder::kLibfixbuf);
-  EXPECT_EQ(c.exporters[3].path, "-");
+  EXPECT_EQ(c.exporters[1].as<NetflowV9Options>().max_datagram, 1200u);
+  EXPECT_EQ(c.exporters[1].as<NetflowV9Options>().max_datagrams_per_second, 0u);
+  EXPECT_EQ(c.exporters[1].as<NetflowV9Options>().host, "127.0.0.1");
+  EXPECT_EQ(c.exporters[2].as<IpfixOptions>().transport, IpfixOptions::Transport::kFile);  // a path alone means a file
+  EXPECT_EQ(c.exporters[2].as<IpfixOptions>().encoder, IpfixOptions::Encoder::kLibfixbuf);
+  EXPECT_EQ(c.exporters[3].as<TextOptions>().path, "-");
+  EXPECT_EQ(c.exporters[3].as<TextOptions>().format, TextOptions::Format::kJson);
   EXPECT_EQ(c.exporters[1].origin, "t.yaml:6:5");
 }
 
@@ -95,22 +102,15 @@ TEST(Config, KeyThatIsNotANameIsAConfigError) {
 }
 
 TEST(Config, AutomaticMtuIsLargerOnlyForLoopbackCollectors) {
-  ExporterConfig e;
   // ::ffff:127.0.0.1 is 127.0.0.1 written as IPv6 (issue 16, item 15).
-  for (const char* host : {"127.0.0.1", "127.9.9.9", "::1", "localhost", "::ffff:127.0.0.1", "::ffff:127.1.2.3"}) {
-    e.host = host;
-    EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kLoopbackMtu) << host;
-  }
+  for (const char* host : {"127.0.0.1", "127.9.9.9", "::1", "localhost", "::ffff:127.0.0.1", "::ffff:127.1.2.3"})
+    EXPECT_EQ(automaticDatagramBytes(host), 8192u) << host;
   for (const char* host : {"10.0.0.1", "192.0.2.7", "2001:db8::1", "collector.example", "::ffff:10.0.0.1",
-                           "::ffff:128.0.0.1"}) {
-    e.host = host;
-    EXPECT_EQ(e.effectiveMtu(), ExporterConfig::kDefaultMtu) << host;
-  }
-  e.mtu = 9000;
-  EXPECT_EQ(e.effectiveMtu(), 9000u);
+                           "::ffff:128.0.0.1"})
+    EXPECT_EQ(automaticDatagramBytes(host), 1400u) << host;
   // Collectors cut longer datagrams: pmacct nfacctd 1.7 at 10000 bytes,
   // GoFlow2 at 9000 (tests/integration: PmacctCollector).
-  EXPECT_LE(ExporterConfig::kLoopbackMtu, 9000u);
+  EXPECT_LE(kLoopbackDatagramBytes, 9000u);
 }
 
 TEST(Config, HostPortForms) {
@@ -374,7 +374,7 @@ TEST(Config, EmptyNameIsAnError) {
   EXPECT_EQ(errorOf("input:\n  interface: ''\n"),
             "t.yaml:2:14: 'interface' is empty: give a name, or leave the key out");
   EXPECT_TRUE(parseConfig("input:\n  interface: default\n", "t").interfaces.empty());  // the documented word
-  EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).path, "-");
+  EXPECT_EQ(parseConfig("exporters:\n  - type: text\n", "t").exporters.at(0).as<TextOptions>().path, "-");
 }
 
 }  // namespace
@@ -391,12 +391,12 @@ TEST(Config, RotationOfFileOutputs) {
       "  - type: text\n    path: /var/log/flowfold/flows.txt\n",
       "t.yaml");
   ASSERT_EQ(c.exporters.size(), 3u);
-  EXPECT_EQ(c.exporters[0].rotation.interval_ms, 300'000u);
-  EXPECT_EQ(c.exporters[0].rotation.max_files, 288u);
-  EXPECT_EQ(c.exporters[0].rotation.max_age_ms, 0u);
-  EXPECT_EQ(c.exporters[1].rotation.interval_ms, 3'600'000u);
-  EXPECT_EQ(c.exporters[1].rotation.max_age_ms, 30ull * 86'400'000u);
-  EXPECT_EQ(c.exporters[2].rotation.interval_ms, 0u);
+  EXPECT_EQ(c.exporters[0].rotation()->interval_ms, 300'000u);
+  EXPECT_EQ(c.exporters[0].rotation()->max_files, 288u);
+  EXPECT_EQ(c.exporters[0].rotation()->max_age_ms, 0u);
+  EXPECT_EQ(c.exporters[1].rotation()->interval_ms, 3'600'000u);
+  EXPECT_EQ(c.exporters[1].rotation()->max_age_ms, 30ull * 86'400'000u);
+  EXPECT_EQ(c.exporters[2].rotation()->interval_ms, 0u);
 }
 
 TEST(Config, RotationIsRefusedWhereItCannotApply) {

@@ -31,11 +31,16 @@ TEST(Settings, EveryOptionOfTheTableIsInTheUsageText) {
       EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
     }
   }
-  for (const auto& s : exporterSettings()) {
-    if (!s.option.empty()) {
-      EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+  const auto inUsage = [&](auto table) {
+    for (const auto& s : table) {
+      if (!s.option.empty()) {
+        EXPECT_NE(usage.find("  " + std::string(s.option) + " "), std::string::npos) << s.option;
+      }
     }
-  }
+  };
+  inUsage(ipfixSettings());
+  inUsage(netflow9Settings());
+  inUsage(textSettings());
 }
 
 TEST(Settings, TheFileAndTheCommandLineGiveTheSameConfig) {
@@ -61,12 +66,13 @@ TEST(Settings, TheFileAndTheCommandLineGiveTheSameConfig) {
     ASSERT_EQ(c->exporters.size(), 1u);
     const ExporterConfig& e = c->exporters[0];
     EXPECT_EQ(e.type, ExporterConfig::Type::kIpfix);
-    EXPECT_EQ(e.host, "127.0.0.1");
-    EXPECT_EQ(e.port, "4739");
-    EXPECT_EQ(e.mtu, 1500u);
-    EXPECT_EQ(e.observation_domain, 9u);
-    EXPECT_EQ(e.rate_limit, 7u);
-    EXPECT_EQ(e.ipfix_encoder, ExporterConfig::IpfixEncoder::kLibfixbuf);
+    const auto& o = e.as<IpfixOptions>();
+    EXPECT_EQ(o.host, "127.0.0.1");
+    EXPECT_EQ(o.port, "4739");
+    EXPECT_EQ(o.mtu, 1500u);
+    EXPECT_EQ(o.observation_domain, 9u);
+    EXPECT_EQ(o.max_messages_per_second, 7u);
+    EXPECT_EQ(o.encoder, IpfixOptions::Encoder::kLibfixbuf);
   }
   EXPECT_EQ(fromCommandLine({"-r", "x", "--text", "-t", "maxlife=2m", "-t", "general=500ms"}).cache.active_timeout_ms,
             120'000u);
@@ -85,6 +91,33 @@ TEST(Settings, TheFileAndTheCommandLineRefuseTheSameValues) {
     EXPECT_NO_THROW(parseConfig(std::string(s.section) + ":\n  " + std::string(s.key) + ": " + top + "\n", "t"))
         << s.key;
     EXPECT_NO_THROW(fromCommandLine({"-r", "x", "--text", std::string(s.option), top})) << s.option;
+  }
+}
+
+// A key two kinds of exporter share has one range, and the file refuses
+// what the command line refuses, for every kind that has it.
+TEST(Settings, ExporterKeysSharedByKindsHaveOneRange) {
+  for (const auto& v9 : netflow9Settings()) {
+    for (const auto& ipfix : ipfixSettings()) {
+      if (ipfix.key != v9.key) continue;
+      EXPECT_EQ(ipfix.option, v9.option) << v9.key;
+      EXPECT_EQ(ipfix.value.kind, v9.value.kind) << v9.key;
+      EXPECT_EQ(ipfix.value.min, v9.value.min) << v9.key;
+      EXPECT_EQ(ipfix.value.max, v9.value.max) << v9.key;
+    }
+    if (v9.option.empty() || v9.value.kind != ValueSpec::Kind::kWhole) continue;
+    const std::string over = std::to_string(v9.value.max + 1);
+    EXPECT_THROW(parseConfig("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    " +
+                                 std::string(v9.key) + ": " + over + "\n",
+                             "t"),
+                 ConfigError)
+        << v9.key;
+    EXPECT_THROW(fromCommandLine({"-r", "x", "-n", "127.0.0.1:2055", "-v", "9", std::string(v9.option), over}),
+                 ConfigError)
+        << v9.option;
+    const Config top = fromCommandLine(
+        {"-r", "x", "-n", "127.0.0.1:2055", "-v", "9", std::string(v9.option), std::to_string(v9.value.max)});
+    ASSERT_EQ(top.exporters.size(), 1u);
   }
 }
 

@@ -9,30 +9,13 @@
 
 #include "flowfold/exporters/exporter.h"
 #include "flowfold/exporters/netflow9_encoder.h"
+#include "flowfold/exporters/netflow9_options.h"
 
 namespace flowfold {
 
 namespace netflow9 {
 class UdpTransport;
 }
-
-struct NetflowV9Options {
-  std::string host;                        // collector name or address ("::1" or "[::1]" for IPv6)
-  std::string port;                        // collector UDP port (or service name)
-  uint32_t source_id = 0;                  // header Source ID
-  size_t max_datagram = 1400;              // UDP payload limit, v9 header included
-  uint32_t template_refresh_packets = 20;  // resend templates every N datagrams (0: never)
-  uint64_t template_refresh_ms = 60000;    // ... and every T ms of pipeline time (0: never)
-  uint64_t max_datagrams_per_second = 0;   // pacing; 0 = unlimited
-  /// Epoch ms the sysUptime clock starts from (floored to a second). 0 means
-  /// "not known at construction": the first export then uses its now_ms
-  /// minus one day, so flows that began before the first export still get
-  /// non-negative FIRST_SWITCHED values.
-  uint64_t boot_ms = 0;
-  /// Set: flows with a direction carry DIRECTION (61) in templates 258/259
-  /// (local_networks.h). Empty: templates 256 and 257 only, as without it.
-  LocalNetworks local_networks;
-};
 
 class NetflowV9Exporter : public Exporter {
  public:

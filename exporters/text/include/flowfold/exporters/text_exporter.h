@@ -5,23 +5,11 @@
 #include <string>
 
 #include "flowfold/exporters/exporter.h"
+#include "flowfold/exporters/text_options.h"
 #include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/rotating_output.h"
 
 namespace flowfold {
-
-struct TextOptions {
-  enum class Format { kText, kJson } format = Format::kText;
-  /// "-" = standard output. An existing file is appended to; opened as
-  /// OutputFile says (output_file.h). A failed write (a full disk) is cut back
-  /// to its last whole line: every line in the file is a whole record.
-  std::string path = "-";
-  /// One file per interval, named by its start time (rotating_output.h).
-  RotationOptions rotation;
-  /// Set: each line ends with the flow's direction (" direction egress",
-  /// "ingress" or "-"; JSON "direction":"egress"/"ingress"/null).
-  LocalNetworks local_networks;
-};
 
 /// Formats one record as the text exporter prints it (no newline).
 std::string formatFlowText(const FlowRecord& r, const LocalNetworks* local_networks = nullptr);

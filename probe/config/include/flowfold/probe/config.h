@@ -6,12 +6,17 @@
 #include <cstdint>
 #include <optional>
 #include <utility>
+#include <variant>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "flowfold/exporters/ipfix_options.h"
 #include "flowfold/exporters/local_networks.h"
+#include "flowfold/exporters/mysql_exporter.h"
+#include "flowfold/exporters/netflow9_options.h"
 #include "flowfold/exporters/rotating_output.h"
+#include "flowfold/exporters/text_options.h"
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
 
@@ -32,51 +37,30 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// One exporter of the configuration: its kind and its own options, the
+/// options struct of its exporter library, filled by that library's settings
+/// table (ipfixSettings(), netflow9Settings(), textSettings(); a MySQL sink's
+/// keys by setMysqlOption()), with the exporter's own defaults.
 struct ExporterConfig {
-  static constexpr uint32_t kDefaultMtu = 1400;
-  static constexpr uint32_t kLoopbackMtu = 8192;
   enum class Type { kIpfix, kNetflow9, kText, kJson, kMysql };
-  enum class Transport { kUdp, kTcp, kFile };
+  using Options = std::variant<IpfixOptions, NetflowV9Options, TextOptions, MysqlOptions>;
   Type type = Type::kIpfix;
-  Transport transport = Transport::kUdp;
-  std::string host;  // collector, for udp/tcp
-  std::string port;
-  std::string path;  // for file transport and text/json ("-" = stdout)
-  uint32_t observation_domain = 0;  // IPFIX observation domain / v9 source id
-  // Largest datagram / message in bytes; 0 = automatic: 1400 (safe on any
-  // path), or 8192 when the collector is on loopback, where no path MTU
-  // applies and every datagram costs a full trip through the kernel's
-  // network stack (a large share of the probe's CPU at 1400 bytes). Not more:
-  // collectors read into fixed buffers and cut what is longer (pmacct's
-  // nfacctd 1.7 at 10000 bytes, GoFlow2 at 9000), which loses the records.
-  uint32_t mtu = 0;
-  uint64_t template_refresh_ms = 60'000;
-  uint32_t template_refresh_packets = 20;
-  // Datagrams per second over UDP (0 = unlimited). A capture file can expire a
-  // million flows at once; unpaced, a collector's socket buffer overflows and
-  // drops them silently. 20000/s is ~500k flow records/s.
-  uint64_t rate_limit = 20'000;
-  // IPFIX over TCP: MiB of messages held while the collector is down or
-  // stalled (beyond it the oldest are dropped, counted).
-  uint32_t tcp_buffer_mb = 64;
-  // File outputs (IPFIX file, text, JSON): one file per interval, named by its
-  // start time, and caps on the files kept (rotate, max_files, max_age). The
-  // exporters' own type: see rotating_output.h.
-  RotationOptions rotation;
-  // IPFIX record encoding: flowfold's own writer or libfixbuf's fBufAppend
-  // (`encoder:`, --ipfix-encoder); unset, the exporter's default
-  // (IpfixOptions::encoder, the direct writer).
-  enum class IpfixEncoder { kLibfixbuf, kDirect };
-  std::optional<IpfixEncoder> ipfix_encoder;
-  // MySQL/MariaDB sink: a DSN (mysql://USER@HOST:PORT/DB?table=T) and/or
-  // settings by name (see mysql_exporter.h), applied in order over it.
-  std::string mysql_dsn;
-  std::vector<std::pair<std::string, std::string>> mysql_settings;
-  std::string origin;       // "file:line:col" or "command line", for messages
+  Options options;
+  std::string origin;  // "file:line:col" or "command line", for messages
+
+  /// An exporter of this kind with its defaults (json: TextOptions in JSON).
+  static ExporterConfig ofType(Type type, std::string origin);
+  template <class O>
+  O& as() { return std::get<O>(options); }
+  template <class O>
+  const O& as() const { return std::get<O>(options); }
 
   std::string describe() const;
-  /// The mtu to use: the configured one, or the automatic choice above.
-  uint32_t effectiveMtu() const;
+  /// The file it writes ("-" = standard output); "" when it sends to a
+  /// collector or a database.
+  std::string outputPath() const;
+  /// The rotation of a file output; nullptr for an exporter without one.
+  const RotationOptions* rotation() const;
 };
 
 struct Config {
