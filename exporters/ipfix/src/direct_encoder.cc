@@ -30,8 +30,9 @@ void put32(uint8_t* p, uint32_t v) {
 
 class DirectEncoder final : public MessageEncoder {
  public:
-  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction)
-      : domain_(observation_domain), max_message_(max_message), with_direction_(with_direction), buf_(max_message) {}
+  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
+      : domain_(observation_domain), max_message_(max_message), templates_(templateLayouts(with_direction, biflow)),
+        buf_(max_message) {}
 
   void setExportTime(uint32_t seconds) override { export_time_ = seconds; }
 
@@ -39,6 +40,14 @@ class DirectEncoder final : public MessageEncoder {
   bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
   bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
   bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
+  bool append(const Ipv4BiflowRecord& record) override { return appendRecord(kIpv4BiflowTemplateId, record); }
+  bool append(const Ipv6BiflowRecord& record) override { return appendRecord(kIpv6BiflowTemplateId, record); }
+  bool append(const Ipv4BiflowDirectionRecord& record) override {
+    return appendRecord(kIpv4BiflowDirectionTemplateId, record);
+  }
+  bool append(const Ipv6BiflowDirectionRecord& record) override {
+    return appendRecord(kIpv6BiflowDirectionTemplateId, record);
+  }
   // One pass: each member of the FlowRecord goes into the message, swapped
   // (the packed host-order record in between was half the encoder's work).
   bool append(const FlowRecord& record) override {
@@ -70,12 +79,7 @@ class DirectEncoder final : public MessageEncoder {
     if (used_ != 0) throw std::logic_error("IPFIX: encodeTemplates() with an open message");
     startMessage();
     openSet(kTemplateSetId);
-    writeTemplate(kIpv4TemplateId, kIpv4Fields);
-    writeTemplate(kIpv6TemplateId, kIpv6Fields);
-    if (with_direction_) {
-      writeTemplate(kIpv4DirectionTemplateId, kIpv4Fields, kDirectionFields);
-      writeTemplate(kIpv6DirectionTemplateId, kIpv6Fields, kDirectionFields);
-    }
+    for (const TemplateLayout& t : templates_) writeTemplate(t);
     return finish();
   }
 
@@ -104,18 +108,21 @@ class DirectEncoder final : public MessageEncoder {
     open_set_ = 0;
   }
 
-  template <size_t N>
-  void writeTemplate(uint16_t tid, const FieldSpec (&ip)[N], std::span<const FieldSpec> tail = {}) {
+  void writeTemplate(const TemplateLayout& t) {
     uint8_t* p = buf_.data() + used_;
-    put16(p, tid);
-    put16(p + 2, static_cast<uint16_t>(N + std::size(kFlowFields) + tail.size()));
+    put16(p, t.id);
+    put16(p + 2, static_cast<uint16_t>(t.fieldCount()));
     p += 4;
-    for (const std::span<const FieldSpec> group : {std::span<const FieldSpec>(ip),
-                                                   std::span<const FieldSpec>(kFlowFields), tail}) {
+    for (const std::span<const FieldSpec> group : {t.ip, std::span<const FieldSpec>(kFlowFields), t.tail}) {
       for (const FieldSpec& f : group) {
-        put16(p, f.id);
+        // An enterprise-specific element: the enterprise bit, then its PEN (RFC 7011 section 3.2).
+        put16(p, f.enterprise != 0 ? static_cast<uint16_t>(f.id | 0x8000) : f.id);
         put16(p + 2, f.length);
         p += 4;
+        if (f.enterprise != 0) {
+          put32(p, f.enterprise);
+          p += 4;
+        }
       }
     }
     used_ = static_cast<size_t>(p - buf_.data());
@@ -164,13 +171,17 @@ class DirectEncoder final : public MessageEncoder {
     if (wire == nullptr) return false;
     copyToNetworkOrder(record.ip, wire->ip);
     copyToNetworkOrder(record.flow, wire->flow);
+    if constexpr (requires { record.rev; }) {
+      copyToNetworkOrder(record.rev, wire->rev);
+      copyToNetworkOrder(record.bi, wire->bi);
+    }
     if constexpr (requires { record.dir; }) copyToNetworkOrder(record.dir, wire->dir);
     return true;
   }
 
   const uint32_t domain_;
   const size_t max_message_;
-  const bool with_direction_;
+  const std::vector<TemplateLayout> templates_;
   std::vector<uint8_t> buf_;
   uint32_t export_time_ = 0;
   uint32_t sequence_ = 0;  // data records in earlier messages
@@ -183,8 +194,8 @@ class DirectEncoder final : public MessageEncoder {
 }  // namespace
 
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction) {
-  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction);
+                                                  bool with_direction, bool biflow) {
+  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction, biflow);
 }
 
 }  // namespace flowfold::ipfix

@@ -33,15 +33,14 @@ bool isEndOfMessage(const GError* err) {
   return g_error_matches(err, FB_ERROR_DOMAIN, FB_ERROR_EOM);
 }
 
-// Builds a template from the two field groups and checks that libfixbuf's
-// information model agrees with our tables (element ids and lengths).
-template <size_t A, size_t B>
-fbTemplate_t* buildTemplate(fbInfoModel_t* model, const FieldSpec (&ip)[A],
-                            const FieldSpec (&flow)[B], std::span<const FieldSpec> tail) {
+// Builds a template from its field groups and checks that libfixbuf's
+// information model agrees with our tables (element ids, enterprise numbers
+// and lengths): libfixbuf knows each reverse element of RFC 5103 by name.
+fbTemplate_t* buildTemplate(fbInfoModel_t* model, const TemplateLayout& t) {
   std::vector<const FieldSpec*> fields;
-  for (const FieldSpec& f : ip) fields.push_back(&f);
-  for (const FieldSpec& f : flow) fields.push_back(&f);
-  for (const FieldSpec& f : tail) fields.push_back(&f);
+  for (const FieldSpec& f : t.ip) fields.push_back(&f);
+  for (const FieldSpec& f : kFlowFields) fields.push_back(&f);
+  for (const FieldSpec& f : t.tail) fields.push_back(&f);
   std::vector<fbInfoElementSpec_t> specs;
   for (const FieldSpec* f : fields) {
     specs.push_back(fbInfoElementSpec_t{const_cast<char*>(f->name), f->length, 0});
@@ -57,7 +56,7 @@ fbTemplate_t* buildTemplate(fbInfoModel_t* model, const FieldSpec (&ip)[A],
   bool ok = fbTemplateCountElements(tmpl) == fields.size();
   for (size_t i = 0; ok && i < fields.size(); ++i) {
     const fbInfoElement_t* ie = fbTemplateGetIndexedIE(tmpl, static_cast<uint32_t>(i));
-    ok = ie && ie->ent == 0 && ie->num == fields[i]->id && ie->len == fields[i]->length;
+    ok = ie && ie->ent == fields[i]->enterprise && ie->num == fields[i]->id && ie->len == fields[i]->length;
   }
   if (!ok) {
     fbTemplateFreeUnused(tmpl);
@@ -79,17 +78,13 @@ struct BufferDeleter {
 
 class FixbufEncoder final : public MessageEncoder {
  public:
-  FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction)
-      : max_message_(max_message), with_direction_(with_direction), out_(max_message), model_(fbInfoModelAlloc()) {
+  FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
+      : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), out_(max_message),
+        model_(fbInfoModelAlloc()) {
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
     // The domain scopes external templates and sequence numbers: set it first.
     fbSessionSetDomain(session.get(), observation_domain);
-    addTemplatePair(session.get(), kIpv4TemplateId, kIpv4Fields);
-    addTemplatePair(session.get(), kIpv6TemplateId, kIpv6Fields);
-    if (with_direction_) {
-      addTemplatePair(session.get(), kIpv4DirectionTemplateId, kIpv4Fields, kDirectionFields);
-      addTemplatePair(session.get(), kIpv6DirectionTemplateId, kIpv6Fields, kDirectionFields);
-    }
+    for (const TemplateLayout& t : templates_) addTemplatePair(session.get(), t);
 
     exporter_ = fbExporterAllocBuffer(out_.data(), static_cast<uint16_t>(max_message));
     fbuf_.reset(fBufAllocForExport(session.release(), exporter_));
@@ -103,6 +98,14 @@ class FixbufEncoder final : public MessageEncoder {
   bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
   bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
   bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
+  bool append(const Ipv4BiflowRecord& record) override { return appendRecord(kIpv4BiflowTemplateId, record); }
+  bool append(const Ipv6BiflowRecord& record) override { return appendRecord(kIpv6BiflowTemplateId, record); }
+  bool append(const Ipv4BiflowDirectionRecord& record) override {
+    return appendRecord(kIpv4BiflowDirectionTemplateId, record);
+  }
+  bool append(const Ipv6BiflowDirectionRecord& record) override {
+    return appendRecord(kIpv6BiflowDirectionTemplateId, record);
+  }
 
   size_t pendingRecords() const override { return msg_records_; }
 
@@ -127,8 +130,8 @@ class FixbufEncoder final : public MessageEncoder {
   std::span<const uint8_t> encodeTemplates() override {
     if (msg_bytes_ != 0) throw std::logic_error("IPFIX: encodeTemplates() with an open message");
     fbSession_t* session = fBufGetSession(fbuf_.get());
-    const uint16_t all[] = {kIpv4TemplateId, kIpv6TemplateId, kIpv4DirectionTemplateId, kIpv6DirectionTemplateId};
-    for (const uint16_t tid : std::span<const uint16_t>(all, with_direction_ ? 4 : 2)) {
+    for (const TemplateLayout& t : templates_) {
+      const uint16_t tid = t.id;
       GError* err = nullptr;
       if (fbSessionExportTemplate(session, tid, &err)) continue;
       // In manual mode the first template after data "ends the message"
@@ -143,20 +146,18 @@ class FixbufEncoder final : public MessageEncoder {
   }
 
  private:
-  template <size_t N>
-  void addTemplatePair(fbSession_t* session, uint16_t tid, const FieldSpec (&ip)[N],
-                       std::span<const FieldSpec> tail = {}) {
+  void addTemplatePair(fbSession_t* session, const TemplateLayout& t) {
     // Internal and external templates are identical (explicit lengths, as
     // libfixbuf requires for internal ones); each needs its own object.
     for (const gboolean internal : {gboolean{TRUE}, gboolean{FALSE}}) {
-      fbTemplate_t* tmpl = buildTemplate(model_.get(), ip, kFlowFields, tail);
+      fbTemplate_t* tmpl = buildTemplate(model_.get(), t);
       GError* err = nullptr;
-      if (fbSessionAddTemplate(session, internal, tid, tmpl, &err) == 0) {
+      if (fbSessionAddTemplate(session, internal, t.id, tmpl, &err) == 0) {
         fbTemplateFreeUnused(tmpl);
         throwFixbuf("fbSessionAddTemplate", err);
       }
     }
-    templates_size_ += 4 + 4 * (N + std::size(kFlowFields) + tail.size());  // id, count, (id, length) per field
+    templates_size_ += templateRecordSize(t);
   }
 
   template <class Record>
@@ -198,7 +199,7 @@ class FixbufEncoder final : public MessageEncoder {
   }
 
   const size_t max_message_;
-  const bool with_direction_;
+  const std::vector<TemplateLayout> templates_;
   // Declared before fbuf_: both must outlive it.
   std::vector<uint8_t> out_;
   std::unique_ptr<fbInfoModel_t, InfoModelDeleter> model_;
@@ -217,8 +218,8 @@ class FixbufEncoder final : public MessageEncoder {
 }  // namespace
 
 std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction) {
-  return std::make_unique<FixbufEncoder>(observation_domain, max_message, with_direction);
+                                                  bool with_direction, bool biflow) {
+  return std::make_unique<FixbufEncoder>(observation_domain, max_message, with_direction, biflow);
 }
 
 }  // namespace flowfold::ipfix

@@ -13,10 +13,30 @@
 #include <memory>
 #include <span>
 
+#include <vector>
+
+#include "ipfix_biflow.h"
 #include "ipfix_direction.h"
 #include "ipfix_fields.h"
 
 namespace flowfold::ipfix {
+
+/// One template an encoder announces: its id and its fields (the IP
+/// version's, FlowFields, then the tail).
+struct TemplateLayout {
+  uint16_t id;
+  std::span<const FieldSpec> ip;
+  std::span<const FieldSpec> tail;
+  size_t fieldCount() const { return ip.size() + std::size(kFlowFields) + tail.size(); }
+};
+
+/// The templates of an encoder, in the order they are announced: uniflow
+/// (256, 257, and with_direction 258, 259) or, biflow, 260, 261 (262, 263).
+std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow);
+
+/// Octets of a template record: its header, 4 per field and 4 more per
+/// enterprise-specific field (its PEN).
+size_t templateRecordSize(const TemplateLayout& t);
 
 class MessageEncoder {
  public:
@@ -47,6 +67,25 @@ class MessageEncoder {
                                       : appendPacked<Ipv4DirectionRecord>(record, direction);
   }
 
+  /// Biflow records (templates 260..263): only when the encoder was made
+  /// biflow (and, for those with flowDirection, with_direction).
+  virtual bool append(const Ipv4BiflowRecord& record) = 0;
+  virtual bool append(const Ipv6BiflowRecord& record) = 0;
+  virtual bool append(const Ipv4BiflowDirectionRecord& record) = 0;
+  virtual bool append(const Ipv6BiflowDirectionRecord& record) = 0;
+  /// One conversation (ipfix_biflow.h): the initiator's record forward, the
+  /// responder's reversed (nullptr: heard one way only), with the
+  /// conversation's end reason and the initiator's direction.
+  bool appendBiflow(const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+                    FlowDirection direction) {
+    const bool v6 = initiator.key.ip_version == 6;
+    if (direction == FlowDirection::kNone)
+      return v6 ? appendBiflowPacked<Ipv6BiflowRecord>(initiator, responder, reason, direction)
+                : appendBiflowPacked<Ipv4BiflowRecord>(initiator, responder, reason, direction);
+    return v6 ? appendBiflowPacked<Ipv6BiflowDirectionRecord>(initiator, responder, reason, direction)
+              : appendBiflowPacked<Ipv4BiflowDirectionRecord>(initiator, responder, reason, direction);
+  }
+
   /// Data records in the open message.
   virtual size_t pendingRecords() const = 0;
 
@@ -54,8 +93,8 @@ class MessageEncoder {
   /// empty when no message is open.
   virtual std::span<const uint8_t> finish() = 0;
 
-  /// Returns a complete message holding the templates (IPv4 then IPv6;
-  /// with_direction, then those with flowDirection, IPv4 then IPv6).
+  /// Returns a complete message holding the templates, in the order of
+  /// templateLayouts().
   /// Requires no open message: finish() first.
   virtual std::span<const uint8_t> encodeTemplates() = 0;
 
@@ -67,6 +106,13 @@ class MessageEncoder {
     return append(record);
   }
   template <class Record>
+  bool appendBiflowPacked(const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+                          FlowDirection direction) {
+    Record record;
+    writeBiflowRecord(initiator, responder, reason, direction, record);
+    return append(record);
+  }
+  template <class Record>
   bool appendPacked(const FlowRecord& flow, FlowDirection direction) {
     Record record;
     writeRecord(flow, direction, record);
@@ -75,10 +121,11 @@ class MessageEncoder {
 };
 
 /// max_message: largest message in bytes, 256..65535. with_direction: also
-/// the templates with flowDirection (258, 259).
+/// the templates with flowDirection. biflow: the biflow templates instead of
+/// the uniflow ones (templateLayouts()).
 std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction = false);
+                                                  bool with_direction = false, bool biflow = false);
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction = false);
+                                                  bool with_direction = false, bool biflow = false);
 
 }  // namespace flowfold::ipfix

@@ -1,11 +1,14 @@
 #include "flowfold/exporters/ipfix_exporter.h"
 
+#include <algorithm>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "flowfold/exporters/host_port.h"
 #include "flowfold/log.h"
+#include "biflow_pairer.h"
 #include "ipfix_encoder.h"
 #include "ipfix_fields.h"
 #include "ipfix_transport.h"
@@ -20,6 +23,9 @@ constexpr size_t kMinMtu = 256;               // the template message is 204 byt
 constexpr size_t kMinMtuWithDirection = 512;  // 404 bytes with templates 258 and 259
 constexpr size_t kMaxUdpMessage = 65507;      // largest UDP payload over IPv4
 constexpr size_t kStreamMessageSize = 65000;  // TCP and file: big messages, few writes
+// Biflow: most records waiting for their reverse direction (about 100 MB);
+// beyond it the oldest go out one-sided.
+constexpr size_t kMaxWaitingBiflowHalves = 1'000'000;
 
 // Owns the session logic: when templates go out, where messages end, pacing,
 // counting. The encoder builds the bytes, the transport moves them.
@@ -34,7 +40,9 @@ class IpfixExporter final : public Exporter {
         refresh_messages_(udp_ ? options.template_refresh_packets : 0),
         transport_(std::move(transport)),
         encoder_(std::move(encoder)),
-        local_networks_(options.local_networks) {}
+        local_networks_(options.local_networks) {
+    if (options.biflow) pairer_.emplace(options.biflow_wait_ms, kMaxWaitingBiflowHalves);
+  }
 
   ~IpfixExporter() override {
     try {
@@ -49,7 +57,7 @@ class IpfixExporter final : public Exporter {
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override {
     beginCall(now_ms);
-    const size_t other = appendInTemplateOrder(records);
+    const size_t other = pairer_ ? pairInTemplateOrder(records, now_ms) : appendInTemplateOrder(records);
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();
@@ -70,6 +78,10 @@ class IpfixExporter final : public Exporter {
     beginCall(now_ms);
     // Even without flows a file (or session) starts with the templates.
     if (!templates_sent_) sendTemplates();
+    if (pairer_) {
+      pairer_->flushAll(biflows_);
+      appendBiflowsInTemplateOrder();
+    }
     emitMessage();
     transport_->flush();
     syncTransportCounters();
@@ -110,6 +122,54 @@ class IpfixExporter final : public Exporter {
     for (const FlowRecord* r : v6_) appendOrHoldDirected(*r);
     appendHeldDirected();
     return other;
+  }
+
+  // Biflow: the batch's records wait for their reverse direction; the
+  // biflows completed (or waited out) go out grouped by template (260, 262,
+  // 261, 263), as uniflow records do. Returns the records of another IP
+  // version.
+  size_t pairInTemplateOrder(std::span<const FlowRecord> records, uint64_t now_ms) {
+    const size_t other = std::count_if(records.begin(), records.end(), [](const FlowRecord& r) {
+      return r.key.ip_version != 4 && r.key.ip_version != 6;
+    });
+    if (other == 0) {
+      pairer_->add(records, now_ms, biflows_);
+    } else {
+      std::vector<FlowRecord> known;
+      for (const FlowRecord& r : records)
+        if (r.key.ip_version == 4 || r.key.ip_version == 6) known.push_back(r);
+      pairer_->add(known, now_ms, biflows_);
+    }
+    appendBiflowsInTemplateOrder();
+    return other;
+  }
+
+  void appendBiflowsInTemplateOrder() {
+    biflow_directions_.clear();
+    for (const Biflow& b : biflows_) biflow_directions_.push_back(local_networks_.direction(b.initiator.key));
+    for (const uint8_t version : {4, 6}) {
+      for (const bool directed : {false, true}) {
+        for (size_t i = 0; i < biflows_.size(); ++i) {
+          const Biflow& b = biflows_[i];
+          if (b.initiator.key.ip_version != version || (biflow_directions_[i] != FlowDirection::kNone) != directed)
+            continue;
+          appendBiflow(b, biflow_directions_[i]);
+        }
+      }
+    }
+    biflows_.clear();
+  }
+
+  void appendBiflow(const Biflow& b, FlowDirection direction) {
+    const FlowRecord* responder = b.paired ? &b.responder : nullptr;
+    if (templates_due_) sendTemplates();
+    if (!encoder_->appendBiflow(b.initiator, responder, b.reason, direction)) {
+      emitMessage();
+      if (templates_due_) sendTemplates();
+      if (!encoder_->appendBiflow(b.initiator, responder, b.reason, direction))
+        throw std::logic_error("IPFIX: record larger than a message");
+    }
+    if (b.paired) mutableCounters().biflows_paired.fetch_add(1, std::memory_order_relaxed);
   }
 
   // Without local_networks every record has no direction and goes out at once.
@@ -243,6 +303,9 @@ class IpfixExporter final : public Exporter {
   std::vector<const FlowRecord*> v6_;  // reused between batches
   const LocalNetworks local_networks_;
   std::vector<std::pair<const FlowRecord*, FlowDirection>> directed_;  // reused between batches
+  std::optional<BiflowPairer> pairer_;  // set: biflow
+  std::vector<Biflow> biflows_;         // ready to go out; reused between batches
+  std::vector<FlowDirection> biflow_directions_;
   bool bad_version_logged_ = false;
   LogRateLimiter send_failure_log_;
 
@@ -262,11 +325,16 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   size_t max_message = kStreamMessageSize;
   if (options.transport == Transport::kUdp) {
     const size_t mtu = options.mtu != 0 ? options.mtu : automaticDatagramBytes(options.host);
-    const size_t min_mtu = options.local_networks.empty() ? kMinMtu : kMinMtuWithDirection;
+    const bool with_direction = !options.local_networks.empty();
+    // The template message must fit in one datagram.
+    size_t templates = 20;  // message and set headers
+    for (const TemplateLayout& t : templateLayouts(with_direction, options.biflow)) templates += templateRecordSize(t);
+    const size_t min_mtu = std::max(with_direction ? kMinMtuWithDirection : kMinMtu, templates);
     if (mtu < min_mtu || mtu > kMaxUdpMessage) {
       throw std::invalid_argument("IPFIX: mtu " + std::to_string(mtu) + " out of range " +
                                   std::to_string(min_mtu) + ".." + std::to_string(kMaxUdpMessage) +
-                                  (options.local_networks.empty() ? "" : " (with local_networks)"));
+                                  (options.biflow ? " (with biflow)" : "") +
+                                  (with_direction ? " (with local_networks)" : ""));
     }
     max_message = mtu;
   }
@@ -283,8 +351,8 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   }
   std::unique_ptr<MessageEncoder> encoder =
       options.encoder == IpfixOptions::Encoder::kDirect
-          ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty())
-          : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty());
+          ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow)
+          : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow);
   return std::make_unique<IpfixExporter>(options, std::move(transport), std::move(encoder));
 }
 

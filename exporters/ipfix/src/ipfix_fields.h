@@ -69,6 +69,7 @@ struct FieldSpec {
   const char* name;  // IANA name, as libfixbuf's information model knows it
   uint16_t id;       // IANA element id
   uint16_t length;   // octets on the wire and in the internal record
+  uint32_t enterprise = 0;  // 0: an IANA element; else its Private Enterprise Number (RFC 5103's reverse: 29305)
 };
 
 #pragma pack(push, 1)

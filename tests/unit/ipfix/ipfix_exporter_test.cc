@@ -1237,5 +1237,144 @@ TEST(IpfixExporter, IpfixDumpAndTsharkReadFlowDirection) {
   }
 }
 
+// ---------------------------------------------------------------- biflows
+
+// The reverse direction of `r`, with counters of its own: addresses and
+// ports swapped (an ICMP echo request's reply: type 0), written out here.
+FlowRecord replyTo(const FlowRecord& r, uint64_t octets, uint64_t first_ms, uint8_t tcp_flags) {
+  FlowRecord b = r;
+  std::swap(b.key.src_addr, b.key.dst_addr);
+  if (r.key.protocol == 1) {
+    b.key.dst_port = 0 * 256 + 0;  // echo reply
+  } else {
+    std::swap(b.key.src_port, b.key.dst_port);
+  }
+  b.octets = octets;
+  b.packets = octets / 100;
+  b.first_ms = first_ms;
+  b.last_ms = first_ms + 1000;
+  b.tcp_flags = tcp_flags;
+  b.src_mac = r.dst_mac;
+  b.dst_mac = r.src_mac;
+  b.mpls_top_label = 0x12345;
+  b.tos = 0x20;
+  b.min_ttl = 50;
+  b.max_ttl = 51;
+  return b;
+}
+
+// The reverse elements (PEN 29305, kept as id | 0x8000) of a responder's
+// record, computed here; all 0 for none.
+std::map<uint16_t, Bytes> expectedReverseFields(const FlowRecord* r) {
+  const FlowRecord zero{};
+  std::map<uint16_t, Bytes> f;
+  f[0x8000 | 1] = big(r ? r->octets : 0, 8);
+  f[0x8000 | 2] = big(r ? r->packets : 0, 8);
+  f[0x8000 | 152] = big(r ? r->first_ms : 0, 8);
+  f[0x8000 | 153] = big(r ? r->last_ms : 0, 8);
+  f[0x8000 | 6] = big(r ? r->tcp_flags : 0, 2);
+  f[0x8000 | 56] = r ? Bytes(r->src_mac.begin(), r->src_mac.end()) : Bytes(6, 0);
+  f[0x8000 | 80] = r ? Bytes(r->dst_mac.begin(), r->dst_mac.end()) : Bytes(6, 0);
+  f[0x8000 | 70] = big(r ? uint64_t{r->mpls_top_label} << 4 : 0, 3);
+  f[0x8000 | 5] = {r ? r->tos : zero.tos};
+  f[0x8000 | 52] = {r ? r->min_ttl : uint8_t{0}};
+  f[0x8000 | 53] = {r ? r->max_ttl : uint8_t{0}};
+  return f;
+}
+
+TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElements) {
+  const std::string path = tempPath("biflow.ipfix");
+  // The client's SYN flow, the server's reply (it starts later), a ping and
+  // its reply, and a DNS query heard one way only.
+  FlowRecord client = tcp4();
+  client.tcp_flags = 0x02 | 0x10 | 0x01;  // SYN, ACK, FIN
+  client.end_reason = FlowEndReason::kIdleTimeout;
+  FlowRecord server = replyTo(client, 90'000, client.first_ms + 3, 0x12 | 0x01);
+  server.end_reason = FlowEndReason::kEndOfFlow;
+  const FlowRecord ping = icmp4();
+  FlowRecord pong = replyTo(ping, 336, ping.first_ms + 20, 0);
+  pong.end_reason = FlowEndReason::kIdleTimeout;
+  const FlowRecord query = udp6();
+  {
+    IpfixOptions o = fileOptions(path, GetParam());
+    o.biflow = true;
+    auto exporter = makeIpfixExporter(o);
+    // The server's record first: the initiator is chosen by the records, not their order.
+    exporter->exportBatch(std::vector<FlowRecord>{server, ping, query}, kNowMs);
+    exporter->exportBatch(std::vector<FlowRecord>{pong, client}, kNowMs + 100);
+    exporter->flush(kNowMs + 200);
+    EXPECT_EQ(exporter->counters().records.load(), 3u);
+    EXPECT_EQ(exporter->counters().biflows_paired.load(), 2u);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_GE(messages.size(), 2u);
+  ASSERT_EQ(messages[0].templates.size(), 2u);
+  EXPECT_EQ(messages[0].templates[0].id, 260);
+  EXPECT_EQ(messages[0].templates[1].id, 261);
+  std::vector<DataRecord> data;
+  for (const Message& m : messages)
+    for (const DataRecord& d : m.records) data.push_back(d);
+  ASSERT_EQ(data.size(), 3u);
+  std::map<uint64_t, const DataRecord*> by_octets;  // the initiator's octets
+  for (const DataRecord& d : data) by_octets[d.number(1)] = &d;
+  const auto expect = [&](const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+                          uint16_t tid) {
+    ASSERT_TRUE(by_octets.count(initiator.octets)) << initiator.octets;
+    const DataRecord& d = *by_octets[initiator.octets];
+    EXPECT_EQ(d.template_id, tid);
+    std::map<uint16_t, Bytes> want = expectedFields(initiator);
+    want[136] = {static_cast<uint8_t>(reason)};
+    want.merge(expectedReverseFields(responder));
+    want[239] = {1};  // biflowDirection: initiator
+    EXPECT_EQ(d.fields, want) << "biflow of octets " << initiator.octets;
+  };
+  expect(client, &server, FlowEndReason::kEndOfFlow, 260);  // the server saw the end of the connection
+  expect(ping, &pong, ping.end_reason, 260);                 // the request ended last
+  expect(query, nullptr, query.end_reason, 261);
+  std::filesystem::remove(path);
+}
+
+TEST(IpfixExporter, EncodersWriteIdenticalBiflowBytes) {
+  std::vector<FlowRecord> records;
+  for (int i = 0; i < 400; ++i) {
+    for (FlowRecord r : {tcp4(), udp6(), icmp4(), icmp6()}) {
+      r.key.src_port = static_cast<uint16_t>(1000 + i);
+      r.octets = 1'000'000 + records.size();
+      records.push_back(r);
+      if (i % 3 != 0) records.push_back(replyTo(r, 2'000'000 + records.size(), r.first_ms + i, 0x12));
+    }
+  }
+  std::vector<Bytes> files;
+  for (const bool direction : {false, true}) {
+    for (const Encoder encoder : {Encoder::kLibfixbuf, Encoder::kDirect}) {
+      const std::string path = tempPath("biflow-equal.ipfix");
+      {
+        IpfixOptions o = fileOptions(path, encoder);
+        o.biflow = true;
+        if (direction) o.local_networks = testLocalNetworks();
+        auto exporter = makeIpfixExporter(o);
+        exportInBatches(*exporter, records, 700);
+        exporter->flush(kNowMs + 1000);
+      }
+      files.push_back(readFile(path));
+      std::filesystem::remove(path);
+    }
+  }
+  EXPECT_GT(files[0].size(), records.size() * 60);
+  EXPECT_TRUE(files[0] == files[1]);
+  EXPECT_TRUE(files[2] == files[3]);
+  // The reader takes them (templates 262/263 with flowDirection).
+  EXPECT_FALSE(decodeStream(files[2]).empty());
+}
+
+TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
+  IpfixOptions o = udpOptions("4739", Encoder::kDirect);
+  o.biflow = true;
+  o.mtu = 300;  // uniflow templates fit (204 bytes); biflow ones need 396
+  EXPECT_THROW(makeIpfixExporter(o), std::invalid_argument);
+  o.mtu = 396;
+  EXPECT_NO_THROW(makeIpfixExporter(o));
+}
+
 }  // namespace
 }  // namespace flowfold

@@ -22,12 +22,12 @@ inline uint64_t readBig(const uint8_t* p, size_t n) {
 
 struct TemplateRecord {
   uint16_t id = 0;
-  std::vector<std::pair<uint16_t, uint16_t>> fields;  // (element id, length)
+  std::vector<std::pair<uint16_t, uint16_t>> fields;  // (element id, length); reverse (PEN 29305): id | 0x8000
 };
 
 struct DataRecord {
   uint16_t template_id = 0;
-  std::map<uint16_t, std::vector<uint8_t>> fields;  // element id -> raw value
+  std::map<uint16_t, std::vector<uint8_t>> fields;  // element id (reverse: id | 0x8000) -> raw value
 
   uint64_t number(uint16_t id) const {
     auto it = fields.find(id);
@@ -124,7 +124,13 @@ class Decoder {
         const uint16_t id = static_cast<uint16_t>(readBig(body.data() + pos, 2));
         const uint16_t len = static_cast<uint16_t>(readBig(body.data() + pos + 2, 2));
         pos += 4;
-        if (id & 0x8000) return fail("enterprise element not expected");
+        if (id & 0x8000) {
+          // RFC 5103's reverse elements only, kept under id | 0x8000.
+          if (body.size() - pos < 4) return fail("truncated enterprise number");
+          const uint64_t pen = readBig(body.data() + pos, 4);
+          pos += 4;
+          if (pen != 29305) return fail("enterprise element of PEN " + std::to_string(pen) + " not expected");
+        }
         if (len == 0xFFFF) return fail("variable-length element not expected");
         t.fields.emplace_back(id, len);
       }

@@ -27,6 +27,10 @@ namespace flowfold {
   X(bytes, kNonZero, "Bytes written by each exporter.")                                               \
   X(errors, kNonZero, "Failed sends or writes.")                                                      \
   X(dropped, kNonZero, "Records known to be lost by each exporter.")                                  \
+  /* RFC 5103: a biflow record carries one conversation, both directions or one */                   \
+  X(biflows_paired, kNonZero,                                                                         \
+    "Records of an IPFIX exporter with biflow: true that carry both directions of a conversation "    \
+    "(each stands for two flows of the cache; the other records carry one).")                         \
   /* the collector's socket's count (also other senders'), see local_collector.h; 0 for a remote one */ \
   X(collector_drops, kNonZero,                                                                        \
     "Datagrams a collector on this host dropped (its socket's receive buffer was full; "              \

@@ -14,5 +14,12 @@ inline constexpr uint16_t kIpv6TemplateId = 257;  ///< records of IPv6 flows
 // flows that have one. Not announced otherwise.
 inline constexpr uint16_t kIpv4DirectionTemplateId = 258;
 inline constexpr uint16_t kIpv6DirectionTemplateId = 259;
+// IPFIX with `biflow: true` (RFC 5103): one record per conversation, the
+// initiator's fields forward and the responder's as reverse elements; with
+// local_networks, the same with flowDirection. Not announced otherwise.
+inline constexpr uint16_t kIpv4BiflowTemplateId = 260;
+inline constexpr uint16_t kIpv6BiflowTemplateId = 261;
+inline constexpr uint16_t kIpv4BiflowDirectionTemplateId = 262;
+inline constexpr uint16_t kIpv6BiflowDirectionTemplateId = 263;
 
 }  // namespace flowfold

@@ -63,6 +63,14 @@ struct IpfixOptions {
   /// templates 258 (IPv4) and 259 (IPv6) (local_networks.h). Empty: only
   /// 256 and 257, as without the option.
   LocalNetworks local_networks;
+  /// Biflows (RFC 5103): one record per conversation, the initiator's fields
+  /// forward and the responder's as reverse elements (templates 260-263),
+  /// instead of one record per direction. Off by default: many collectors
+  /// read uniflow records only.
+  bool biflow = false;
+  /// How long (export time) a record waits for its reverse direction before
+  /// it goes out as a one-sided biflow (biflow_pairer.h).
+  uint64_t biflow_wait_ms = 5'000;
 };
 
 /// The settings an IPFIX exporter has, besides `collector` and `transport`

@@ -1,0 +1,80 @@
+#pragma once
+// Pairs the two uniflow records of a conversation into one biflow (RFC 5103)
+// for an IPFIX exporter with `biflow: true`.
+//
+// The flow cache keeps one flow per direction and ends each on its own
+// timeouts. The two directions of a conversation end close together: their
+// last packets (idle timeout, the tcp_end window) or their first packets
+// (active timeout) lie a round trip apart. So a record waits here, up to
+// `wait_ms` of export time, for the record of its reverse key; the pair goes
+// out as one biflow, a record whose reverse never comes goes out alone (a
+// one-sided biflow: the reverse fields are 0). Nothing in the cache changes,
+// so uniflow exporters of the same run see the same records as without.
+//
+// Which side is the initiator: the one that sent a SYN when only one did;
+// else the one whose first packet came first; at the same millisecond (SYN
+// and SYN-ACK on a LAN), the side with the higher source port (the client's
+// ephemeral port). The biflow's flowEndReason: end of flow (3) when either
+// side saw its TCP connection end; else the reason of the side that ended
+// last.
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "flowfold/flowcache/flow_record.h"
+
+namespace flowfold::ipfix {
+
+struct Biflow {
+  FlowRecord initiator;
+  FlowRecord responder;  // meaningful when paired
+  bool paired = false;
+  FlowEndReason reason = FlowEndReason::kForcedEnd;
+};
+
+/// The key of the other direction: addresses and ports swapped; an ICMP echo
+/// (or timestamp, information) request's key is its reply's, and back.
+FlowKey reverseKey(const FlowKey& key);
+
+/// The biflow of two records of reverse keys (initiator chosen as above).
+Biflow pairRecords(const FlowRecord& a, const FlowRecord& b);
+/// The biflow of a record heard in one direction only.
+Biflow oneSided(const FlowRecord& r);
+
+class BiflowPairer {
+ public:
+  BiflowPairer(uint64_t wait_ms, size_t max_waiting) : wait_ms_(wait_ms), max_waiting_(max_waiting) {}
+
+  /// Takes a batch of records at export time now_ms: the biflows completed
+  /// by it, and those whose wait is over, are appended to `out`.
+  void add(std::span<const FlowRecord> records, uint64_t now_ms, std::vector<Biflow>& out);
+  /// Every record still waiting goes out alone (end of input, shutdown).
+  void flushAll(std::vector<Biflow>& out);
+
+  size_t waiting() const { return waiting_.size(); }
+
+ private:
+  struct Waiting {
+    FlowRecord record;
+    uint64_t since_ms;
+    uint64_t sequence;  // tells a key's current wait from an earlier one in order_
+  };
+  struct KeyHash {
+    size_t operator()(const FlowKey& k) const { return hashFlowKey(k); }
+  };
+  void addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Biflow>& out);
+  /// Sends alone the oldest waiting records: those waiting since before
+  /// `until_ms`, and beyond max_waiting_ the oldest anyway.
+  void releaseOldest(uint64_t until_ms, std::vector<Biflow>& out);
+
+  const uint64_t wait_ms_;
+  const size_t max_waiting_;
+  std::unordered_map<FlowKey, Waiting, KeyHash> waiting_;
+  std::deque<std::pair<FlowKey, uint64_t>> order_;  // (key, sequence), oldest first
+  uint64_t next_sequence_ = 0;
+};
+
+}  // namespace flowfold::ipfix

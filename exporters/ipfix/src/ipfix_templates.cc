@@ -1,0 +1,32 @@
+#include "ipfix_encoder.h"
+
+namespace flowfold::ipfix {
+
+std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow) {
+  std::vector<TemplateLayout> t;
+  if (biflow) {
+    t.push_back({kIpv4BiflowTemplateId, kIpv4Fields, kBiflowTail});
+    t.push_back({kIpv6BiflowTemplateId, kIpv6Fields, kBiflowTail});
+    if (with_direction) {
+      t.push_back({kIpv4BiflowDirectionTemplateId, kIpv4Fields, kBiflowDirectionTail});
+      t.push_back({kIpv6BiflowDirectionTemplateId, kIpv6Fields, kBiflowDirectionTail});
+    }
+    return t;
+  }
+  t.push_back({kIpv4TemplateId, kIpv4Fields, {}});
+  t.push_back({kIpv6TemplateId, kIpv6Fields, {}});
+  if (with_direction) {
+    t.push_back({kIpv4DirectionTemplateId, kIpv4Fields, kDirectionFields});
+    t.push_back({kIpv6DirectionTemplateId, kIpv6Fields, kDirectionFields});
+  }
+  return t;
+}
+
+size_t templateRecordSize(const TemplateLayout& t) {
+  size_t size = 4 + 4 * t.fieldCount();
+  for (const FieldSpec& f : t.tail) size += f.enterprise != 0 ? 4 : 0;
+  for (const FieldSpec& f : t.ip) size += f.enterprise != 0 ? 4 : 0;
+  return size;
+}
+
+}  // namespace flowfold::ipfix
