@@ -16,7 +16,7 @@ TEST_PKGS=(
   mariadb-server mariadb-client procps time python3
   rpm lintian dpkg-dev fakeroot systemd
   clang libclang-rt-14-dev
-  pmacct
+  pmacct python3-ipfix
 )
 BENCH_PKGS=(softflowd)
 

@@ -23,11 +23,12 @@ uint8_t replyType(uint8_t type, std::span<const std::pair<uint8_t, uint8_t>> pai
 }
 
 // Whether `a` (not `b`) started the conversation.
-bool initiates(const FlowRecord& a, const FlowRecord& b) {
+bool initiates(const FlowRecord& a, const FlowRecord& b, const FlowKey* known_initiator) {
   if (a.key.protocol == kProtoTcp) {
     const bool a_syn = a.tcp_flags & kSyn, b_syn = b.tcp_flags & kSyn;
     if (a_syn != b_syn) return a_syn;
   }
+  if (known_initiator) return *known_initiator == a.key;
   if (a.first_ms != b.first_ms) return a.first_ms < b.first_ms;
   return a.key.src_port >= b.key.src_port;
 }
@@ -50,9 +51,9 @@ FlowKey reverseKey(const FlowKey& key) {
   return r;
 }
 
-Biflow pairRecords(const FlowRecord& a, const FlowRecord& b) {
+Biflow pairRecords(const FlowRecord& a, const FlowRecord& b, const FlowKey* known_initiator) {
   Biflow f;
-  const bool a_first = initiates(a, b);
+  const bool a_first = initiates(a, b, known_initiator);
   f.initiator = a_first ? a : b;
   f.responder = a_first ? b : a;
   f.paired = true;
@@ -83,7 +84,8 @@ void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Bifl
     return;
   }
   if (auto it = waiting_.find(reverse); it != waiting_.end()) {
-    out.push_back(pairRecords(it->second.record, r));
+    out.push_back(pairRecords(it->second.record, r, knownInitiator(r.key, reverse)));
+    rememberInitiator(out.back().initiator.key);
     waiting_.erase(it);
     return;
   }
@@ -97,6 +99,22 @@ void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Bifl
   const uint64_t sequence = next_sequence_++;
   waiting_.emplace(r.key, Waiting{r, now_ms, sequence});
   order_.emplace_back(r.key, sequence);
+}
+
+const FlowKey* BiflowPairer::knownInitiator(const FlowKey& a, const FlowKey& b) const {
+  if (auto it = initiators_.find(a); it != initiators_.end()) return &*it;
+  if (auto it = initiators_.find(b); it != initiators_.end()) return &*it;
+  return nullptr;
+}
+
+void BiflowPairer::rememberInitiator(const FlowKey& initiator) {
+  initiators_.erase(reverseKey(initiator));  // a port reused the other way round (its SYN decided)
+  if (!initiators_.insert(initiator).second) return;
+  initiator_order_.push_back(initiator);
+  if (initiator_order_.size() > max_waiting_) {
+    initiators_.erase(initiator_order_.front());
+    initiator_order_.pop_front();
+  }
 }
 
 void BiflowPairer::releaseOldest(uint64_t until_ms, std::vector<Biflow>& out) {

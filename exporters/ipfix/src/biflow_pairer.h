@@ -12,16 +12,20 @@
 // so uniflow exporters of the same run see the same records as without.
 //
 // Which side is the initiator: the one that sent a SYN when only one did;
-// else the one whose first packet came first; at the same millisecond (SYN
-// and SYN-ACK on a LAN), the side with the higher source port (the client's
-// ephemeral port). The biflow's flowEndReason: end of flow (3) when either
-// side saw its TCP connection end; else the reason of the side that ended
-// last.
+// else the initiator of the conversation's earlier biflow, when the pairer
+// still remembers it (the next active-timeout interval of a long connection
+// has no SYN, and its two sides' first packets are a round trip apart in
+// either order); else the one whose first packet came first; at the same
+// millisecond (SYN and SYN-ACK on a LAN), the side with the higher source
+// port (the client's ephemeral port). The biflow's flowEndReason: end of flow
+// (3) when either side saw its TCP connection end; else the reason of the
+// side that ended last.
 
 #include <cstdint>
 #include <deque>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
@@ -39,8 +43,9 @@ struct Biflow {
 /// (or timestamp, information) request's key is its reply's, and back.
 FlowKey reverseKey(const FlowKey& key);
 
-/// The biflow of two records of reverse keys (initiator chosen as above).
-Biflow pairRecords(const FlowRecord& a, const FlowRecord& b);
+/// The biflow of two records of reverse keys (initiator chosen as above);
+/// `known_initiator`: the key of the side that initiated earlier, if known.
+Biflow pairRecords(const FlowRecord& a, const FlowRecord& b, const FlowKey* known_initiator = nullptr);
 /// The biflow of a record heard in one direction only.
 Biflow oneSided(const FlowRecord& r);
 
@@ -70,8 +75,16 @@ class BiflowPairer {
   /// `until_ms`, and beyond max_waiting_ the oldest anyway.
   void releaseOldest(uint64_t until_ms, std::vector<Biflow>& out);
 
+  /// The key of the initiator of `a`'s conversation, if remembered.
+  const FlowKey* knownInitiator(const FlowKey& a, const FlowKey& b) const;
+  void rememberInitiator(const FlowKey& initiator);
+
   const uint64_t wait_ms_;
   const size_t max_waiting_;
+  // Initiators of conversations paired before, the oldest forgotten first
+  // beyond max_waiting_.
+  std::unordered_set<FlowKey, KeyHash> initiators_;
+  std::deque<FlowKey> initiator_order_;
   std::unordered_map<FlowKey, Waiting, KeyHash> waiting_;
   std::deque<std::pair<FlowKey, uint64_t>> order_;  // (key, sequence), oldest first
   uint64_t next_sequence_ = 0;

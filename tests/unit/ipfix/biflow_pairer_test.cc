@@ -84,6 +84,26 @@ TEST(BiflowPairer, AtTheSameMillisecondTheHigherSourcePortInitiates) {
   EXPECT_EQ(pairRecords(client, server).initiator.key, client.key);
 }
 
+TEST(BiflowPairer, TheNextIntervalOfAConnectionKeepsItsInitiator) {
+  BiflowPairer pairer(5'000, 100);
+  std::vector<Biflow> out;
+  const FlowRecord client = flow(6, 40000, 443, 100, 0x02 | 0x10);
+  pairer.add(std::vector<FlowRecord>{client, back(client, 101, 0x12 | 0x10)}, 60'000, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].initiator.key, client.key);
+  // The next active-timeout interval: no SYN, and the server's first packet
+  // of it came first.
+  out.clear();
+  FlowRecord later = client;
+  later.tcp_flags = 0x10;
+  later.first_ms = 60'050;
+  pairer.add(std::vector<FlowRecord>{later, back(client, 60'010, 0x10)}, 120'000, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].initiator.key, client.key);
+  // Without that memory the first packet decides.
+  EXPECT_EQ(pairRecords(later, back(client, 60'010, 0x10)).initiator.key, back(client, 0).key);
+}
+
 TEST(BiflowPairer, EndReasonIsTheConnectionsEndElseTheLastSidesReason) {
   FlowRecord a = flow(6, 40000, 443, 100);
   FlowRecord b = back(a, 110);
