@@ -13,8 +13,9 @@ really accepts, so the next option or key cannot be forgotten:
 * every key of the example configurations (examples/*.yaml,
   packaging/flowfold.yaml), commented-out examples included, every exporter
   `type:` they name, and every key the parsers accept (probe/config/src/
-  config.cc and its settings table settings.cc, the MySQL sink's option
-  table) is a documented term (bold) in
+  config.cc and its settings table settings.cc, each exporter's settings
+  table exporters/*/src/*_settings.cc, the MySQL sink's option table) is a
+  documented term (bold) in
   flowfold.yaml(5);
 * FILES in flowfold(8) names the MySQL sink's real default spool directory,
   read from exporters/mysql/src/mysql_options.cc.
@@ -35,6 +36,9 @@ MAN5 = os.path.join(REPO, "packaging", "man", "flowfold.yaml.5")
 CLI_SOURCE = os.path.join(REPO, "probe", "src", "cli.cc")
 CONFIG_SOURCE = os.path.join(REPO, "probe", "config", "src", "config.cc")
 SETTINGS_SOURCE = os.path.join(REPO, "probe", "config", "src", "settings.cc")
+# Each exporter's own settings table (setting.h).
+EXPORTER_SETTINGS_SOURCES = [os.path.join(REPO, "exporters", kind, "src", kind + "_settings.cc")
+                             for kind in ("ipfix", "netflow9", "text")]
 MYSQL_OPTIONS_SOURCE = os.path.join(REPO, "exporters", "mysql", "src", "mysql_options.cc")
 
 
@@ -221,8 +225,13 @@ def config_parser_keys():
     """Keys the YAML reader has a handler for: config.cc's Handlers maps and
     the settings table it builds the others from (settings.cc: section, key)."""
     handled = re.findall(r'\{"([a-z][a-z0-9_]*)",\s*\[&\]', read(CONFIG_SOURCE))
-    tabled = re.findall(r'\{"[a-z]*",\s*"([a-z][a-z0-9_]*)",\s*"(?:-[^"]*)?",', read(SETTINGS_SOURCE))
-    return set(handled) | set(tabled)
+    tabled = set()
+    for source in [SETTINGS_SOURCE, *EXPORTER_SETTINGS_SOURCES]:
+        keys = re.findall(r'\{"[a-z]*",\s*"([a-z][a-z0-9_]*)",\s*"(?:-[^"]*)?",', read(source))
+        if not keys:
+            raise AssertionError(f"no settings read from {relative(source)}: update this test")
+        tabled.update(keys)
+    return set(handled) | tabled
 
 
 def mysql_option_keys():
