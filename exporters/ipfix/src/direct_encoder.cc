@@ -28,7 +28,9 @@ void put32(uint8_t* p, uint32_t v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-class DirectEncoder final : public MessageEncoder {
+class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
+  friend class PackedRecordEncoder<DirectEncoder>;  // calls appendRecord()
+
  public:
   DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
       : domain_(observation_domain), max_message_(max_message), templates_(templateLayouts(with_direction, biflow)),
@@ -36,18 +38,7 @@ class DirectEncoder final : public MessageEncoder {
 
   void setExportTime(uint32_t seconds) override { export_time_ = seconds; }
 
-  bool append(const Ipv4Record& record) override { return appendRecord(kIpv4TemplateId, record); }
-  bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
-  bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
-  bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
-  bool append(const Ipv4BiflowRecord& record) override { return appendRecord(kIpv4BiflowTemplateId, record); }
-  bool append(const Ipv6BiflowRecord& record) override { return appendRecord(kIpv6BiflowTemplateId, record); }
-  bool append(const Ipv4BiflowDirectionRecord& record) override {
-    return appendRecord(kIpv4BiflowDirectionTemplateId, record);
-  }
-  bool append(const Ipv6BiflowDirectionRecord& record) override {
-    return appendRecord(kIpv6BiflowDirectionTemplateId, record);
-  }
+  using PackedRecordEncoder::append;
   // One pass: each member of the FlowRecord goes into the message, swapped
   // (the packed host-order record in between was half the encoder's work).
   bool append(const FlowRecord& record) override {

@@ -76,7 +76,9 @@ struct BufferDeleter {
   void operator()(fBuf_t* b) const { fBufFree(b); }  // frees its session and exporter too
 };
 
-class FixbufEncoder final : public MessageEncoder {
+class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
+  friend class PackedRecordEncoder<FixbufEncoder>;  // calls appendRecord()
+
  public:
   FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
       : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), out_(max_message),
@@ -94,18 +96,6 @@ class FixbufEncoder final : public MessageEncoder {
 
   void setExportTime(uint32_t seconds) override { fBufSetExportTime(fbuf_.get(), seconds); }
 
-  bool append(const Ipv4Record& record) override { return appendRecord(kIpv4TemplateId, record); }
-  bool append(const Ipv6Record& record) override { return appendRecord(kIpv6TemplateId, record); }
-  bool append(const Ipv4DirectionRecord& record) override { return appendRecord(kIpv4DirectionTemplateId, record); }
-  bool append(const Ipv6DirectionRecord& record) override { return appendRecord(kIpv6DirectionTemplateId, record); }
-  bool append(const Ipv4BiflowRecord& record) override { return appendRecord(kIpv4BiflowTemplateId, record); }
-  bool append(const Ipv6BiflowRecord& record) override { return appendRecord(kIpv6BiflowTemplateId, record); }
-  bool append(const Ipv4BiflowDirectionRecord& record) override {
-    return appendRecord(kIpv4BiflowDirectionTemplateId, record);
-  }
-  bool append(const Ipv6BiflowDirectionRecord& record) override {
-    return appendRecord(kIpv6BiflowDirectionTemplateId, record);
-  }
 
   size_t pendingRecords() const override { return msg_records_; }
 

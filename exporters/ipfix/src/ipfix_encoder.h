@@ -120,6 +120,30 @@ class MessageEncoder {
   }
 };
 
+/// The append() of every packed record type, each through
+/// Derived::appendRecord(template id, record): the one place that says which
+/// template a record type goes in.
+template <class Derived>
+class PackedRecordEncoder : public MessageEncoder {
+ public:
+  using MessageEncoder::append;
+  bool append(const Ipv4Record& r) override { return self().appendRecord(kIpv4TemplateId, r); }
+  bool append(const Ipv6Record& r) override { return self().appendRecord(kIpv6TemplateId, r); }
+  bool append(const Ipv4DirectionRecord& r) override { return self().appendRecord(kIpv4DirectionTemplateId, r); }
+  bool append(const Ipv6DirectionRecord& r) override { return self().appendRecord(kIpv6DirectionTemplateId, r); }
+  bool append(const Ipv4BiflowRecord& r) override { return self().appendRecord(kIpv4BiflowTemplateId, r); }
+  bool append(const Ipv6BiflowRecord& r) override { return self().appendRecord(kIpv6BiflowTemplateId, r); }
+  bool append(const Ipv4BiflowDirectionRecord& r) override {
+    return self().appendRecord(kIpv4BiflowDirectionTemplateId, r);
+  }
+  bool append(const Ipv6BiflowDirectionRecord& r) override {
+    return self().appendRecord(kIpv6BiflowDirectionTemplateId, r);
+  }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
 /// max_message: largest message in bytes, 256..65535. with_direction: also
 /// the templates with flowDirection. biflow: the biflow templates instead of
 /// the uniflow ones (templateLayouts()).
