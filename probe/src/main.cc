@@ -216,13 +216,18 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
   LogRateLimiter down_log(3, 60);
   auto backoff = std::chrono::milliseconds(250);
   auto next_publish = std::chrono::steady_clock::now();
+  auto next_tick = next_publish;
   while (!stop.load(std::memory_order_relaxed)) {
     cap.heartbeat_ms.store(steadyNowMs(), std::memory_order_relaxed);
     const auto r = source.dispatch(pipeline, 4096);
     // The clock moves with the system time even on an idle link, so idle
     // flows expire on time without new packets.
     pipeline.advanceClock(systemNowMs());
-    pipeline.handOffPending();
+    // Once a second the exporters hear the clock even without records: a
+    // biflow half waiting for its reverse leaves on a quiet link too.
+    const bool tick = std::chrono::steady_clock::now() >= next_tick;
+    if (tick) next_tick = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    pipeline.handOffPending(tick);
     if (std::chrono::steady_clock::now() >= next_publish) {
       pipeline.publishStats();
       cap.publishCaptureStats();

@@ -7,8 +7,11 @@
 namespace flowfold {
 
 void Exporter::exportBatch(std::span<const FlowRecord> records, uint64_t now_ms) {
-  if (records.empty()) return;
   try {
+    if (records.empty()) {
+      doTick(now_ms);
+      return;
+    }
     doExport(records, now_ms);
   } catch (const std::exception& e) {
     reportFailure("export", records.size(), e);

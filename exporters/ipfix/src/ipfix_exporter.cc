@@ -74,6 +74,18 @@ class IpfixExporter final : public Exporter {
     }
   }
 
+  // Biflow: records whose wait for their reverse is over go out, also when
+  // no record comes (a quiet link).
+  void doTick(uint64_t now_ms) override {
+    if (!pairer_) return;
+    beginCall(now_ms);
+    pairer_->add({}, now_ms, biflows_);
+    appendBiflowsInTemplateOrder();
+    emitMessage();
+    transport_->push();
+    syncTransportCounters();
+  }
+
   void doFlush(uint64_t now_ms) override {
     beginCall(now_ms);
     // Even without flows a file (or session) starts with the templates.

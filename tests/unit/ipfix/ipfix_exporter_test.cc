@@ -1367,6 +1367,27 @@ TEST(IpfixExporter, EncodersWriteIdenticalBiflowBytes) {
   EXPECT_FALSE(decodeStream(files[2]).empty());
 }
 
+TEST(IpfixExporter, BiflowHalfLeavesWhenItsWaitIsOverEvenWithoutMoreRecords) {
+  const std::string path = tempPath("biflow-tick.ipfix");
+  IpfixOptions o = fileOptions(path, Encoder::kDirect);
+  o.biflow = true;
+  o.biflow_wait_ms = 5'000;
+  auto exporter = makeIpfixExporter(o);
+  const auto records_in_file = [&] {
+    size_t n = 0;
+    for (const Message& m : decodeStream(readFile(path))) n += m.records.size();
+    return n;
+  };
+  exporter->exportBatch(std::vector<FlowRecord>{udp6()}, kNowMs);
+  exporter->exportBatch({}, kNowMs + 5'000);  // a tick: the wait is not over
+  EXPECT_EQ(records_in_file(), 0u);
+  exporter->exportBatch({}, kNowMs + 5'001);
+  EXPECT_EQ(records_in_file(), 1u);
+  EXPECT_EQ(exporter->counters().records.load(), 1u);
+  exporter.reset();
+  std::filesystem::remove(path);
+}
+
 TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
   IpfixOptions o = udpOptions("4739", Encoder::kDirect);
   o.biflow = true;

@@ -115,9 +115,10 @@ class FlowFolder {
 
   /// Hands whatever records are waiting to the export stage now, however few
   /// (live capture: a finished flow reaches the collector within a read
-  /// timeout, not when a batch happens to fill).
-  void handOffPending() {
-    if (!cache_.output().empty()) handOff(false);
+  /// timeout, not when a batch happens to fill). tick: even none, so that
+  /// the exporters see the clock move (Exporter::exportBatch()).
+  void handOffPending(bool tick = false) {
+    if (!cache_.output().empty() || (tick && !backlog_)) handOff(false);
   }
 
   /// End of input or shutdown: what is pending is folded, every flow goes
@@ -240,7 +241,7 @@ class Pipeline {
   /// Hands whatever records are waiting to the export stage now, however few
   /// (live capture: a finished flow reaches the collector within a read
   /// timeout, not when a batch happens to fill).
-  void handOffPending() { folder_.handOffPending(); }
+  void handOffPending(bool tick = false) { folder_.handOffPending(tick); }
 
   /// End of input or shutdown: every flow goes to the export stage (forced
   /// end) with a request to flush. Idempotent. The packet thread calls it.

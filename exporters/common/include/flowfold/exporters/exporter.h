@@ -56,7 +56,9 @@ class Exporter {
   /// Exports a batch of records. now_ms is the pipeline clock (packet time in
   /// file mode, system time live): headers and template timers use it so a
   /// run over a capture is deterministic. Never throws: failures are counted
-  /// and logged (rate-limited).
+  /// and logged (rate-limited). An empty batch is a tick of the clock (live
+  /// capture sends one a second when no record comes): an exporter that
+  /// holds records for a time (doTick()) lets them go.
   void exportBatch(std::span<const FlowRecord> records, uint64_t now_ms);
 
   /// Sends whatever is buffered. Called at end of input and on shutdown.
@@ -68,6 +70,7 @@ class Exporter {
  protected:
   virtual void doExport(std::span<const FlowRecord> records, uint64_t now_ms) = 0;
   virtual void doFlush(uint64_t /*now_ms*/) {}
+  virtual void doTick(uint64_t /*now_ms*/) {}
 
   ExporterCounters& mutableCounters() { return counters_; }
 
