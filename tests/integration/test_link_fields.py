@@ -16,6 +16,7 @@ What each shows (nfdump 1.7.1, pmacct 1.7.7, Wireshark 4.0, checked here):
     three per record); nfacctd mpls_label_top, mpls_label_bottom and
     mpls_stack_depth."""
 
+import json
 import os
 import signal
 import struct
@@ -265,6 +266,29 @@ class MplsStacksAtCollectors(Collectors):
                 got = sorted((int(r["SRC_PORT"]), int(r["MPLS_LABEL_TOP"]), int(r["MPLS_LABEL_BOTTOM"]),
                               int(r["MPLS_STACK_DEPTH"])) for r in rows)
                 self.assertEqual(got, sorted(self.pmacct_view(sp, st) for sp, st in STACKS.items()))
+
+    def test_text_and_json_show_the_entries_with_one_worker_and_with_two(self):
+        # --workers copies each decoded packet to a worker thread: the stack travels with it.
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                lines = run_flowfold("-r", self.pcap, "--workers", workers, "--json").stdout.splitlines()
+                got = {}
+                for line in lines:
+                    flow = json.loads(line)
+                    got[flow["src_port"]] = (flow["mpls_label"], [(e["label"], e["tc"], e["s"])
+                                                                  for e in flow["mpls_labels"]])
+                want = {}
+                for sport, stack in STACKS.items():
+                    # The entries present: none beyond the stack's depth.
+                    want[sport] = (stack[0][0] if stack else 0, exported_entries(stack)[:len(stack)])
+                self.assertEqual(got, want)
+                text = run_flowfold("-r", self.pcap, "--workers", workers, "--text").stdout
+                self.assertIn(":2003 -> 10.0.0.2:53 ", text)
+                for line in text.splitlines():
+                    sport = int(line.split(" -> ")[0].rsplit(":", 1)[1])
+                    entries = exported_entries(STACKS[sport])[:len(STACKS[sport])]
+                    tail = (" mpls " + ",".join("%d-%d-%d" % e for e in entries)) if entries else ""
+                    self.assertTrue(line.endswith(tail + " end forced"), line)
 
     @staticmethod
     def pmacct_view(sport, stack):
