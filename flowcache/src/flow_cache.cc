@@ -206,7 +206,9 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   e.tcp_flags = 0;
 }
 
-void FlowCache::keepMplsStack(uint32_t index, const MplsStack& stack) {
+// Out of line: update() is flattened, and traffic without MPLS should not
+// carry this (and the mapping) in its code.
+[[gnu::noinline, gnu::cold]] void FlowCache::keepMplsStack(uint32_t index, const MplsStack& stack) {
   if (mpls_stacks_ == nullptr) [[unlikely]] {
     mpls_stacks_bytes_ = sizeof(MplsStack) * options_.max_flows;
     void* mem = mmap(nullptr, mpls_stacks_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
