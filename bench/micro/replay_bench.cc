@@ -95,7 +95,7 @@ Replay loadReplay() {
     s.key = info.key;
     s.ts_ms = ts_ms;
     s.ip_length = info.ip_length;
-    s.mpls_top_label = info.mpls_top_label;
+    s.mpls_stack = info.mpls_stack;
     s.src_mac = info.src_mac;
     s.dst_mac = info.dst_mac;
     s.tcp_flags = info.tcp_flags;

@@ -67,7 +67,10 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   wheel_.resize(kWheelBuckets);
 }
 
-FlowCache::~FlowCache() { munmap(entries_, entries_bytes_); }
+FlowCache::~FlowCache() {
+  munmap(entries_, entries_bytes_);
+  if (mpls_stacks_ != nullptr) munmap(mpls_stacks_, mpls_stacks_bytes_);
+}
 
 // ---------------------------------------------------------------- hash table
 
@@ -196,9 +199,24 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   e.tos = p.tos;
   e.src_mac = p.src_mac;
   e.dst_mac = p.dst_mac;
-  e.setMplsLabel(p.mpls_top_label & 0xFFFFF);
+  const bool mpls = mplsPresent(p.mpls_stack[0]);
+  e.setHasMpls(mpls);
+  if (mpls) [[unlikely]] keepMplsStack(static_cast<uint32_t>(&e - entries_), p.mpls_stack);
   e.min_ttl = e.max_ttl = p.ttl;
   e.tcp_flags = 0;
+}
+
+// Out of line: update() is flattened, and traffic without MPLS should not
+// carry this (and the mapping) in its code.
+[[gnu::noinline, gnu::cold]] void FlowCache::keepMplsStack(uint32_t index, const MplsStack& stack) {
+  if (mpls_stacks_ == nullptr) [[unlikely]] {
+    mpls_stacks_bytes_ = sizeof(MplsStack) * options_.max_flows;
+    void* mem = mmap(nullptr, mpls_stacks_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (mem == MAP_FAILED) throw std::bad_alloc();
+    mpls_stacks_ = static_cast<MplsStack*>(mem);
+  }
+  mpls_stacks_[index] = stack;
 }
 
 // update() and expire() run per packet and per flow coming due; flattened,
@@ -309,7 +327,7 @@ FlowEndReason FlowCache::endReasonOf(const Entry& e, FlowEndReason otherwise, ui
 void FlowCache::emit(const Entry& e, FlowEndReason reason) {
   if (e.packets == 0) return;  // nothing since the last active export
   const uint64_t last_ms = e.lastMs();
-  output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, e.mplsLabel(), e.src_mac,
+  output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, mplsStackOf(e), e.src_mac,
                        e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason);
   ++counters_.records;
 }

@@ -82,8 +82,10 @@ void checkDecoded(const DecodedPacket& info) {
     FUZZ_CHECK(info.ip_length >= 40);
   }
   FUZZ_CHECK(k.vlan_id <= 0x0fff && k.inner_vlan_id <= 0x0fff);
-  FUZZ_CHECK(info.mpls_top_label <= 0xfffff);
-  if (!info.has_mpls) FUZZ_CHECK(info.mpls_top_label == 0);
+  // A stack entry is present or all zero, and entries are kept top down.
+  for (uint32_t e : info.mpls_stack) FUZZ_CHECK(e == 0 || (e >> 24) == 1);
+  for (int i = 1; i < 3; ++i) FUZZ_CHECK(info.mpls_stack[i] == 0 || info.mpls_stack[i - 1] != 0);
+  if (!info.has_mpls) FUZZ_CHECK(info.mpls_stack[0] == 0);
   if (k.protocol != 6) FUZZ_CHECK(info.tcp_flags == 0);
   if (k.protocol == 1 || k.protocol == 58) FUZZ_CHECK(k.src_port == 0);
 }

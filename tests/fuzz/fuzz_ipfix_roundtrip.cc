@@ -61,7 +61,8 @@ Fields expectedFields(const FlowRecord& r) {
   putBE(f, 6, r.tcp_flags, 2);             // tcpControlBits
   f[56].assign(r.src_mac.begin(), r.src_mac.end());  // sourceMacAddress
   f[80].assign(r.dst_mac.begin(), r.dst_mac.end());  // destinationMacAddress
-  putBE(f, 70, uint64_t{r.mpls_top_label & 0xfffff} << 4, 3);  // mplsTopLabelStackSection
+  // MPLS entries 1-3: the low 24 bits (label | TC | S); an absent entry is 0
+  for (int i = 0; i < 3; ++i) putBE(f, 70 + i, r.mpls_stack[i] & 0xffffff, 3);
   putBE(f, 4, r.key.protocol, 1);          // protocolIdentifier
   putBE(f, 5, r.tos, 1);                   // ipClassOfService
   putBE(f, 52, r.min_ttl, 1);              // minimumTTL
@@ -189,7 +190,7 @@ FlowRecord makeRecord(FuzzedDataProvider& in, bool v6) {
   r.octets = in.ConsumeIntegral<uint64_t>();
   r.first_ms = in.ConsumeIntegral<uint64_t>();
   r.last_ms = in.ConsumeIntegral<uint64_t>();
-  r.mpls_top_label = in.ConsumeIntegral<uint32_t>();
+  for (auto& e : r.mpls_stack) e = in.ConsumeIntegral<uint32_t>() & 0x1ffffff;
   for (auto& b : r.src_mac) b = in.ConsumeIntegral<uint8_t>();
   for (auto& b : r.dst_mac) b = in.ConsumeIntegral<uint8_t>();
   r.tcp_flags = in.ConsumeIntegral<uint8_t>();

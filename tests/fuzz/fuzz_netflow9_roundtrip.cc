@@ -68,7 +68,8 @@ Fields expectedFields(const FlowRecord& r, uint64_t boot_floor_ms) {
   putBE(f, 53, r.max_ttl, 1);         // MAX_TTL
   f[56].assign(r.src_mac.begin(), r.src_mac.end());  // IN_SRC_MAC
   f[80].assign(r.dst_mac.begin(), r.dst_mac.end());  // IN_DST_MAC
-  putBE(f, 70, uint64_t{r.mpls_top_label & 0xfffff} << 4, 3);  // MPLS_LABEL_1: label, EXP 0, S 0
+  // MPLS entries 1-3: the low 24 bits (label | TC | S); an absent entry is 0
+  for (int i = 0; i < 3; ++i) putBE(f, 70 + i, r.mpls_stack[i] & 0xffffff, 3);
   return f;
 }
 
@@ -190,7 +191,7 @@ FlowRecord makeRecord(FuzzedDataProvider& in, uint64_t boot_ms) {
     r.first_ms = in.ConsumeIntegral<uint64_t>();
     r.last_ms = in.ConsumeIntegral<uint64_t>();
   }
-  r.mpls_top_label = in.ConsumeIntegral<uint32_t>();
+  for (auto& e : r.mpls_stack) e = in.ConsumeIntegral<uint32_t>() & 0x1ffffff;
   for (auto& b : r.src_mac) b = in.ConsumeIntegral<uint8_t>();
   for (auto& b : r.dst_mac) b = in.ConsumeIntegral<uint8_t>();
   r.tcp_flags = in.ConsumeIntegral<uint8_t>();

@@ -8,8 +8,15 @@ What each shows (nfdump 1.7.1, pmacct 1.7.7, Wireshark 4.0, checked here):
     cflow.post_vlanid, nfacctd through a custom primitive (field_type=59);
     dot1qCustomerVlanId (245, IPFIX only): tshark cflow.dot1q_customer_vlan_id,
     nfacctd through a custom primitive; nfdump 1.7.1 ignores it (and 243/254
-    in IPFIX)."""
+    in IPFIX);
+  - MPLS label stack entries, mplsTopLabelStackSection / mplsLabelStackSection2
+    and 3 (IPFIX 70-72) or MPLS_LABEL_1..3 (v9 70-72): nfdump %mpls1..%mpls3 as
+    "label-TC-S" ("0-0-0" where the stack does not reach); tshark
+    cflow.mpls_label, cflow.mpls_exp, cflow.mpls_bos (one occurrence per entry,
+    three per record); nfacctd mpls_label_top, mpls_label_bottom and
+    mpls_stack_depth."""
 
+import json
 import os
 import signal
 import struct
@@ -129,6 +136,15 @@ class Collectors(TempDirTest):
         return rows_of(outdir)
 
     def tshark(self, pcap, version, fields):
+        rows = []
+        for cols in self.tshark_raw(pcap, version, fields):
+            # One row per record: the n-th value of each field (fields present in every record).
+            for i in range(len(cols[0])):
+                rows.append(tuple(c[i] if i < len(c) else "" for c in cols))
+        return sorted(rows)
+
+    def tshark_raw(self, pcap, version, fields):
+        """Per exported datagram, every value of each field (all its occurrences)."""
         need("tshark")
         sink = __import__("socket").socket(__import__("socket").AF_INET, __import__("socket").SOCK_DGRAM)
         sink.bind(("127.0.0.1", 0))
@@ -140,16 +156,14 @@ class Collectors(TempDirTest):
         sink.close()
         cap = self.path("export-v%d.pcap" % version)
         write_udp_pcap(cap, datagrams, port)
+        return self.tshark_columns(cap, port, fields)
+
+    @staticmethod
+    def tshark_columns(cap, port, fields):
         out = subprocess.run(["tshark", "-r", cap, "-d", "udp.port==%d,cflow" % port, "-T", "fields",
                               "-E", "occurrence=a", "-E", "aggregator=|", *sum((["-e", f] for f in fields), [])],
                              capture_output=True, text=True, check=True).stdout
-        rows = []
-        for line in out.splitlines():
-            cols = [c.split("|") if c else [] for c in line.split("\t")]
-            # One row per record: the n-th value of each field (fields present in every record).
-            for i in range(len(cols[0])):
-                rows.append(tuple(c[i] if i < len(c) else "" for c in cols))
-        return sorted(rows)
+        return [[c.split("|") if c else [] for c in line.split("\t")] for line in out.splitlines()]
 
 
 class VlanTagsAtCollectors(Collectors):
@@ -196,6 +210,126 @@ class VlanTagsAtCollectors(Collectors):
                                                                     "cflow.post_vlanid",
                                                                     "cflow.dot1q_customer_vlan_id"])),
                          {("30", "20", "20")})
+
+
+# Flows of the hand-built MPLS capture by source port: the stack as
+# [(label, tc, ttl)], top first; 2005 has none. Stacks of depth 1 to 4: the
+# fourth entry is not exported.
+STACKS = {2001: [(100, 1, 64)],
+          2002: [(200, 2, 64), (201, 3, 63)],
+          2003: [(300, 4, 64), (301, 5, 63), (302, 6, 62)],
+          2004: [(400, 7, 64), (401, 0, 63), (402, 1, 62), (403, 2, 61)],
+          2005: []}
+
+
+def exported_entries(stack):
+    """The three exported entries [(label, tc, s)]: the top three of the stack,
+    S set on the bottom one, (0, 0, 0) beyond the stack."""
+    entries = [(label, tc, int(i == len(stack) - 1)) for i, (label, tc, _) in enumerate(stack)][:3]
+    return entries + [(0, 0, 0)] * (3 - len(entries))
+
+
+def mpls_hand_built(path):
+    frames = []
+    for _ in range(3):
+        for sport, stack in STACKS.items():
+            link = mpls(stack) if stack else MAC + b"\x08\x00"
+            frames.append(link + ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], sport, 53))
+    write_pcap(path, frames)
+
+
+class MplsStacksAtCollectors(Collectors):
+
+    def setUp(self):
+        super().setUp()
+        self.pcap = self.path("mpls.pcap")
+        mpls_hand_built(self.pcap)
+
+    def test_nfdump_shows_each_entry_as_label_tc_s(self):
+        want = sorted((str(sp),) + tuple("%d-%d-%d" % e for e in exported_entries(st)) for sp, st in STACKS.items())
+        for version in (10, 9):
+            with self.subTest(version=version):
+                self.assertEqual(self.nfdump(self.pcap, version, "%sp|%mpls1|%mpls2|%mpls3"), want)
+
+    def test_tshark_shows_label_exp_and_bottom_of_each_entry(self):
+        want = sorted((str(sp), tuple((str(l), str(tc), str(s)) for l, tc, s in exported_entries(st)))
+                      for sp, st in STACKS.items())
+        for version in (10, 9):
+            with self.subTest(version=version):
+                self.assertEqual(self.tshark_stacks(self.pcap, version), want)
+
+    def test_nfacctd_shows_top_and_bottom_label_and_depth(self):
+        for version in (10, 9):
+            with self.subTest(version=version):
+                rows = self.nfacctd(self.pcap, version, "src_port, mpls_label_top, mpls_label_bottom, "
+                                    "mpls_stack_depth", [], 3 * len(STACKS))
+                got = sorted((int(r["SRC_PORT"]), int(r["MPLS_LABEL_TOP"]), int(r["MPLS_LABEL_BOTTOM"]),
+                              int(r["MPLS_STACK_DEPTH"])) for r in rows)
+                self.assertEqual(got, sorted(self.pmacct_view(sp, st) for sp, st in STACKS.items()))
+
+    def test_text_and_json_show_the_entries_with_one_worker_and_with_two(self):
+        # --workers copies each decoded packet to a worker thread: the stack travels with it.
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                lines = run_flowfold("-r", self.pcap, "--workers", workers, "--json").stdout.splitlines()
+                got = {}
+                for line in lines:
+                    flow = json.loads(line)
+                    got[flow["src_port"]] = (flow["mpls_label"], [(e["label"], e["tc"], e["s"])
+                                                                  for e in flow["mpls_labels"]])
+                want = {}
+                for sport, stack in STACKS.items():
+                    # The entries present: none beyond the stack's depth.
+                    want[sport] = (stack[0][0] if stack else 0, exported_entries(stack)[:len(stack)])
+                self.assertEqual(got, want)
+                text = run_flowfold("-r", self.pcap, "--workers", workers, "--text").stdout
+                self.assertIn(":2003 -> 10.0.0.2:53 ", text)
+                for line in text.splitlines():
+                    sport = int(line.split(" -> ")[0].rsplit(":", 1)[1])
+                    entries = exported_entries(STACKS[sport])[:len(STACKS[sport])]
+                    tail = (" mpls " + ",".join("%d-%d-%d" % e for e in entries)) if entries else ""
+                    self.assertTrue(line.endswith(tail + " end forced"), line)
+
+    @staticmethod
+    def pmacct_view(sport, stack):
+        """pmacct 1.7.7: top = label of entry 1; bottom = label of the first
+        exported entry with S set, else 0; depth = exported entries with a
+        non-zero section (label, TC or S), as it walks 70..72."""
+        entries = exported_entries(stack)
+        bottom = next((l for l, _, s in entries if s), 0)
+        depth = sum(1 for e in entries if e != (0, 0, 0))
+        return (sport, entries[0][0], bottom, depth)
+
+    def tshark_stacks(self, pcap, version):
+        """[(source port, ((label, exp, bos) x 3))] of every record tshark dissects."""
+        rows = self.tshark_raw(pcap, version, ["cflow.srcport", "cflow.mpls_label", "cflow.mpls_exp",
+                                                "cflow.mpls_bos"])
+        out = []
+        for ports, labels, exps, bos in rows:
+            self.assertEqual(len(labels), 3 * len(ports))
+            for i, port in enumerate(ports):
+                out.append((port, tuple(zip(labels[3 * i:3 * i + 3], exps[3 * i:3 * i + 3],
+                                            [str(int(b in ("1", "True"))) for b in bos[3 * i:3 * i + 3]]))))
+        return sorted(out)
+
+    def test_a_real_mpls_capture_gives_each_flow_its_stack(self):
+        # zeek's mixed-vlan-mpls.pcap: the stack of each flow's first frame as
+        # tshark reads it, against nfdump's view of what flowfold exported.
+        pcap = os.path.join(PCAPS, "zeek_zeek-mixed-vlan-mpls.pcap")
+        out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport",
+                              "-e", "ip.dst", "-e", "tcp.dstport", "-e", "mpls.label", "-e", "mpls.exp",
+                              "-e", "mpls.bottom"], capture_output=True, text=True, check=True).stdout
+        want = {}
+        for line in out.splitlines():
+            src, sport, dst, dport, labels, exps, bottoms = line.split("\t")
+            stack = list(zip(labels.split(","), exps.split(","), bottoms.split(","))) if labels else []
+            entries = ["%s-%s-%s" % e for e in stack[:3]] + ["0-0-0"] * (3 - min(3, len(stack)))
+            want.setdefault((src, sport, dst, dport), tuple(entries))
+        self.assertIn(("29-6-1", "0-0-0", "0-0-0"), want.values())
+        for version in (10, 9):
+            with self.subTest(version=version):
+                got = self.nfdump(pcap, version, "%sa|%sp|%da|%dp|%mpls1|%mpls2|%mpls3")
+                self.assertEqual({r[:4]: r[4:] for r in got}, want)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ using Octets16 = std::array<uint8_t, 16>;
   X(src_mac,        Octets6,  "sourceMacAddress",          56)               \
   X(dst_mac,        Octets6,  "destinationMacAddress",     80)               \
   X(mpls_top,       Octets3,  "mplsTopLabelStackSection",  70)               \
+  X(mpls_2,         Octets3,  "mplsLabelStackSection2",    71)               \
+  X(mpls_3,         Octets3,  "mplsLabelStackSection3",    72)               \
   X(protocol,       uint8_t,  "protocolIdentifier",        4)                \
   X(tos,            uint8_t,  "ipClassOfService",          5)                \
   X(min_ttl,        uint8_t,  "minimumTTL",                52)               \
@@ -136,7 +138,7 @@ constexpr size_t totalLength(const FieldSpec (&fields)[N]) {
 static_assert(sizeof(Ipv4Fields) == totalLength(kIpv4Fields));
 static_assert(sizeof(Ipv6Fields) == totalLength(kIpv6Fields));
 static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
-static_assert(sizeof(Ipv4Record) == 79 && sizeof(Ipv6Record) == 103,
+static_assert(sizeof(Ipv4Record) == 85 && sizeof(Ipv6Record) == 109,
               "wire record sizes changed: update the documentation and the tests");
 
 // ---- record writers: one assignment per row above, in the same order ----
@@ -147,11 +149,11 @@ inline uint16_t icmpTypeCode(const FlowKey& key) {
   return icmp ? key.dst_port : 0;
 }
 
-/// mplsTopLabelStackSection: label (20 bits) | TC (3 bits, 0) | S (1 bit, 0).
-inline Octets3 mplsTopLabelStackSection(uint32_t label) {
-  label &= 0xFFFFF;
-  return {static_cast<uint8_t>(label >> 12), static_cast<uint8_t>(label >> 4),
-          static_cast<uint8_t>((label & 0xF) << 4)};
+/// mplsTopLabelStackSection / mplsLabelStackSectionN of one entry (mpls.h):
+/// label (20 bits) | TC (3 bits) | S (1 bit); all 0 for an absent entry.
+inline Octets3 mplsLabelStackSection(uint32_t entry) {
+  const uint32_t v = mplsSection(entry);
+  return {static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
 }
 
 // The writers fill a record in host byte order (what libfixbuf takes) or,
@@ -201,7 +203,9 @@ inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
   out.tcp_flags = inOrder<order>(static_cast<uint16_t>(r.tcp_flags));
   out.src_mac = r.src_mac;
   out.dst_mac = r.dst_mac;
-  out.mpls_top = mplsTopLabelStackSection(r.mpls_top_label);
+  out.mpls_top = mplsLabelStackSection(r.mpls_stack[0]);
+  out.mpls_2 = mplsLabelStackSection(r.mpls_stack[1]);
+  out.mpls_3 = mplsLabelStackSection(r.mpls_stack[2]);
   out.protocol = r.key.protocol;
   out.tos = r.tos;
   out.min_ttl = r.min_ttl;

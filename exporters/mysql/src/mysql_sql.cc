@@ -100,7 +100,7 @@ void appendFields(std::string& out, const SpooledFlow& f, char sep, bool quote_t
   out.push_back(sep);
   appendNumber(out, unsigned{k.inner_vlan_id});
   out.push_back(sep);
-  appendNumber(out, r.mpls_top_label & 0xFFFFFu);
+  appendNumber(out, r.mplsTopLabel());
   out.push_back(sep);
   binary(out, r.src_mac.data(), 6);
   out.push_back(sep);

@@ -83,7 +83,7 @@ void encodeSpoolRecord(const FlowRecord& r, uint32_t observation_domain, uint8_t
   put<uint64_t>(out + kOctets, r.octets);
   put<uint64_t>(out + kFirstMs, r.first_ms);
   put<uint64_t>(out + kLastMs, r.last_ms);
-  put<uint32_t>(out + kMpls, r.mpls_top_label);
+  put<uint32_t>(out + kMpls, r.mplsTopLabel());
   std::memcpy(out + kSrcMac, r.src_mac.data(), 6);
   std::memcpy(out + kDstMac, r.dst_mac.data(), 6);
   out[kTcpFlags] = r.tcp_flags;
@@ -112,7 +112,10 @@ bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out) {
   r.octets = get<uint64_t>(in + kOctets);
   r.first_ms = get<uint64_t>(in + kFirstMs);
   r.last_ms = get<uint64_t>(in + kLastMs);
-  r.mpls_top_label = get<uint32_t>(in + kMpls);
+  // The spool keeps what the table keeps, the top label's value (not its
+  // TC and S bits, nor the entries below it).
+  const uint32_t label = get<uint32_t>(in + kMpls) & 0xFFFFF;
+  if (label != 0) r.mpls_stack[0] = label << 4 | kMplsEntryPresent;
   std::memcpy(r.src_mac.data(), in + kSrcMac, 6);
   std::memcpy(r.dst_mac.data(), in + kDstMac, 6);
   r.tcp_flags = in[kTcpFlags];

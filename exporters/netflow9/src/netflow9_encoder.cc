@@ -141,11 +141,11 @@ inline uint8_t* putField(uint8_t* p, const FlowRecord& r, const Derived& d) {
   } else if constexpr (Type == kIpProtocolVersion) {
     static_assert(Len == 1);
     return put8(p, r.key.ip_version);
-  } else if constexpr (Type == kMplsLabel1) {
-    // Label in the top 20 bits; EXP and bottom-of-stack are not tracked and
-    // stay 0. A record without MPLS has label 0 and so all-zero bytes.
+  } else if constexpr (Type == kMplsLabel1 || Type == kMplsLabel2 || Type == kMplsLabel3) {
+    // The stack entry as on the wire without its TTL: label | EXP | S. An
+    // entry the stack does not reach (or a flow without MPLS) is all zero.
     static_assert(Len == 3);
-    return put24(p, (r.mpls_top_label & 0xFFFFFu) << 4);
+    return put24(p, mplsSection(r.mpls_stack[Type - kMplsLabel1]));
   } else {
     static_assert(kNoWriterFor<Type>, "template field without a writer");
     return p;

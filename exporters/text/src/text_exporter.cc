@@ -229,6 +229,38 @@ class TextExporter final : public Exporter {
 
 }  // namespace
 
+namespace {
+
+// " mpls 16-5-0,17-0-1": the stack entries kept, each label-TC-S as nfdump
+// shows them; nothing without MPLS, so such lines read as before.
+void putMplsText(std::string& out, const MplsStack& stack) {
+  if (!mplsPresent(stack[0])) return;
+  put(out, " mpls ");
+  for (size_t i = 0; i < stack.size() && mplsPresent(stack[i]); ++i) {
+    if (i != 0) out.push_back(',');
+    putUnsigned(out, mplsLabel(stack[i]));
+    out.push_back('-');
+    putUnsigned(out, mplsTrafficClass(stack[i]));
+    out.push_back('-');
+    putUnsigned(out, mplsBottom(stack[i]));
+  }
+}
+
+// {"label":16,"tc":5,"s":0},...: the entries kept, top first (none: empty).
+void putMplsJson(std::string& out, const MplsStack& stack) {
+  for (size_t i = 0; i < stack.size() && mplsPresent(stack[i]); ++i) {
+    put(out, i == 0 ? "{\"label\":" : ",{\"label\":");
+    putUnsigned(out, mplsLabel(stack[i]));
+    put(out, ",\"tc\":");
+    putUnsigned(out, mplsTrafficClass(stack[i]));
+    put(out, ",\"s\":");
+    putUnsigned(out, mplsBottom(stack[i]));
+    out.push_back('}');
+  }
+}
+
+}  // namespace
+
 void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks) {
   const auto& k = r.key;
   putIsoTime(out, r.first_ms);
@@ -264,6 +296,7 @@ void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* 
   putUnsigned(out, r.min_ttl);
   out.push_back('-');
   putUnsigned(out, r.max_ttl);
+  putMplsText(out, r.mpls_stack);
   put(out, " end ");
   put(out, toString(r.end_reason));
   if (local_networks != nullptr && !local_networks->empty()) {
@@ -318,7 +351,10 @@ void appendFlowJson(std::string& out, const FlowRecord& r, const LocalNetworks* 
   put(out, "\",\"dst_mac\":\"");
   putMac(out, r.dst_mac);
   put(out, "\",\"mpls_label\":");
-  putUnsigned(out, r.mpls_top_label);
+  putUnsigned(out, r.mplsTopLabel());
+  put(out, ",\"mpls_labels\":[");
+  putMplsJson(out, r.mpls_stack);
+  put(out, "]");
   put(out, ",\"end_reason\":\"");
   put(out, toString(r.end_reason));
   if (local_networks != nullptr && !local_networks->empty()) {

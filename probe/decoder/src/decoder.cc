@@ -178,19 +178,21 @@ class PacketWalker {
     }
   }
 
-  // MPLS: walk the label stack to the bottom-of-stack bit, then guess the
-  // payload from its first nibble (there is no payload type field).
+  // MPLS: walk the label stack to the bottom-of-stack bit, keeping the top
+  // kMplsEntriesKept entries, then guess the payload from its first nibble
+  // (there is no payload type field).
   Outcome mpls(size_t off) {
     out_.has_mpls = true;
-    if (!has(off, 4)) return Outcome::truncated_link;
-    uint32_t entry = load32(p_ + off);
-    out_.mpls_top_label = entry >> 12;
-    off += 4;
-    while ((entry & 0x100) == 0) {
+    out_.mpls_stack = MplsStack{};
+    uint32_t entry;
+    unsigned depth = 0;
+    do {
       if (!has(off, 4)) return Outcome::truncated_link;
       entry = load32(p_ + off);
+      if (depth < kMplsEntriesKept) out_.mpls_stack[depth] = mplsEntry(entry);
+      ++depth;
       off += 4;
-    }
+    } while ((entry & 0x100) == 0);
     if (!has(off, 1)) return Outcome::truncated_ip;
     switch (p_[off] >> 4) {
       case 4:

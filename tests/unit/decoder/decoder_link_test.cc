@@ -171,7 +171,9 @@ TEST(DecoderLink, MplsTwoLabelStackRecordsTopLabel) {
                      kIpv4Udp, kUdp1234To53});
   ASSERT_EQ(h.run(frame), DecodeStatus::kOk);
   EXPECT_TRUE(h.info.has_mpls);
-  EXPECT_EQ(h.info.mpls_top_label, 100u);
+  // The entries' first 3 octets, plus the presence bit 24.
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x1000640, 0x1000c81, 0}));
+  EXPECT_EQ(mplsLabel(h.info.mpls_stack[0]), 100u);
   expectIpv4Udp(h.info);
 }
 
@@ -181,7 +183,7 @@ TEST(DecoderLink, MplsMulticastWithIpv6PayloadAndMaxLabel) {
                      {0xff, 0xff, 0xf1, 0x01},  // label 0xfffff, S 1
                      ipv6Udp()});
   ASSERT_EQ(h.run(frame), DecodeStatus::kOk);
-  EXPECT_EQ(h.info.mpls_top_label, 0xfffffu);
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x1fffff1, 0, 0}));
   expectIpv6Udp(h.info);
 }
 
@@ -192,8 +194,63 @@ TEST(DecoderLink, MplsInsideVlan) {
                      kIpv4Udp, kUdp1234To53});
   ASSERT_EQ(h.run(frame), DecodeStatus::kOk);
   EXPECT_EQ(h.info.key.vlan_id, 100);
-  EXPECT_EQ(h.info.mpls_top_label, 1024u);
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x1004001, 0, 0}));  // label 1024, TC 0, S 1
   expectIpv4Udp(h.info);
+}
+
+TEST(DecoderLink, MplsThreeLabelsKeepTrafficClassAndBottomBits) {
+  Harness h(dlt::kEn10mb);
+  Bytes frame = cat({ethernet(0x88, 0x47),
+                     {0x00, 0x01, 0x0a, 0xff},  // label 16, TC 5, S 0 -> 0x00010a
+                     {0x00, 0x01, 0x16, 0x40},  // label 17, TC 3, S 0 -> 0x000116
+                     {0x00, 0x00, 0x01, 0x40},  // label 0 (explicit null), TC 0, S 1 -> 0x000001
+                     kIpv4Udp, kUdp1234To53});
+  ASSERT_EQ(h.run(frame), DecodeStatus::kOk);
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x100010a, 0x1000116, 0x1000001}));
+  EXPECT_EQ(mplsTrafficClass(h.info.mpls_stack[0]), 5u);
+  EXPECT_EQ(mplsBottom(h.info.mpls_stack[2]), 1u);
+  expectIpv4Udp(h.info);
+}
+
+TEST(DecoderLink, MplsFourthLabelIsWalkedButNotKept) {
+  Harness h(dlt::kEn10mb);
+  Bytes frame = cat({ethernet(0x88, 0x47),
+                     {0x12, 0x34, 0x5e, 0x40},  // label 0x12345, TC 7, S 0 -> 0x12345e
+                     {0x00, 0x00, 0x00, 0x40},  // label 0, TC 0, S 0: present, all zero
+                     {0xff, 0xff, 0xf2, 0x40},  // label 0xfffff, TC 1, S 0 -> 0xfffff2
+                     {0x00, 0x3e, 0x75, 0x40},  // label 999, TC 2, S 1: beyond the third
+                     kIpv4Udp, kUdp1234To53});
+  ASSERT_EQ(h.run(frame), DecodeStatus::kOk);
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x112345e, 0x1000000, 0x1fffff2}));
+  expectIpv4Udp(h.info);
+  EXPECT_EQ(h.counts(), (Counts{{"packets", 1}, {"decoded", 1}}));
+}
+
+TEST(DecoderLink, MplsStackOfAnEarlierPacketDoesNotLinger) {
+  for (bool common : {true, false}) {
+    Harness h(dlt::kEn10mb);
+    h.decoder.setCommonPath(common);
+    Bytes three = cat({ethernet(0x88, 0x47), {0x00, 0x01, 0x0a, 0xff}, {0x00, 0x01, 0x16, 0x40},
+                       {0x00, 0x00, 0x01, 0x40}, kIpv4Udp, kUdp1234To53});
+    Bytes one = cat({ethernet(0x88, 0x47), {0x00, 0x40, 0x01, 0x40}, kIpv4Udp, kUdp1234To53});
+    ASSERT_EQ(h.run(three), DecodeStatus::kOk);
+    ASSERT_EQ(h.run(one), DecodeStatus::kOk);
+    EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x1004001, 0, 0}));
+    ASSERT_EQ(h.run(three), DecodeStatus::kOk);
+    ASSERT_EQ(h.run(cat({kEthIpv4, kIpv4Udp, kUdp1234To53})), DecodeStatus::kOk);
+    EXPECT_EQ(h.info.mpls_stack, (MplsStack{0, 0, 0})) << "common path " << common;
+    EXPECT_FALSE(h.info.has_mpls);
+  }
+}
+
+TEST(DecoderLink, MplsStackCutBelowTheThirdLabelIsTruncatedLink) {
+  Harness h(dlt::kEn10mb);
+  Bytes frame = cat({ethernet(0x88, 0x47), {0x00, 0x01, 0x0a, 0xfe}, {0x00, 0x01, 0x16, 0x40},
+                     {0x00, 0x00, 0x00, 0x40}, {0x00, 0x3e, 0x75, 0x40}, kIpv4Udp, kUdp1234To53});
+  EXPECT_EQ(h.runPrefix(frame, 14 + 12 + 2), DecodeStatus::kTruncated);  // in the fourth label
+  EXPECT_EQ(h.runPrefix(frame, 14 + 8 + 3), DecodeStatus::kTruncated);   // in the third
+  EXPECT_EQ(h.runPrefix(frame, 14 + 16), DecodeStatus::kTruncated);      // no payload byte
+  EXPECT_EQ(h.counts(), (Counts{{"packets", 3}, {"truncated_link", 2}, {"truncated_ip", 1}}));
 }
 
 TEST(DecoderLink, MplsNonIpPayloadIsUnsupported) {

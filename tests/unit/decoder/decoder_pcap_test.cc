@@ -135,7 +135,7 @@ TEST(DecoderPcap, MixedVlanAndMpls) {
   for (const DecodedPacket& info : c.infos) {
     if (info.has_mpls) {
       ++mpls;
-      EXPECT_EQ(info.mpls_top_label, 29u);
+      EXPECT_EQ(info.mpls_stack, (MplsStack{0x10001dd, 0, 0}));  // tshark: mpls.label 29, mpls.exp 6, mpls.bottom 1
     }
     if (info.key.vlan_id == 4093) ++vlan;
   }

@@ -433,7 +433,7 @@ TEST(DecoderTunnel, LinkContextCarriesOverUnlessTheInnerFrameHasItsOwn) {
   ASSERT_EQ(h.run(mpls), DecodeStatus::kOk);
   expectPacket(h.info, kUdp4, 1, "mpls gre");
   EXPECT_TRUE(h.info.has_mpls);
-  EXPECT_EQ(h.info.mpls_top_label, 20u);
+  EXPECT_EQ(h.info.mpls_stack, (MplsStack{0x1000141, 0, 0}));  // label 20, TC 0, S 1
 }
 
 TEST(DecoderTunnel, InnerFragmentsAreMatchedThroughTheFragmentTable) {

@@ -533,24 +533,83 @@ TEST(FlowCache, AFlowEndingWhileItsBucketIsHalfReviewedIsExportedOnce) {
   EXPECT_EQ(cache.activeFlows(), 0u);
 }
 
-TEST(FlowCache, CarriesTheTwentyBitMplsLabelOfTheFirstPacket) {
+// Label stack entries as the decoder gives them: 3 octets + presence bit 24.
+constexpr uint32_t kEntry16Tc5 = 0x100010a;   // label 16, TC 5, S 0
+constexpr uint32_t kEntry17Tc3 = 0x1000116;   // label 17, TC 3, S 0
+constexpr uint32_t kEntryNullS = 0x1000001;   // label 0, TC 0, S 1
+constexpr uint32_t kEntryMaxS = 0x1fffff1;    // label 0xfffff, TC 0, S 1
+constexpr uint32_t kEntryZero = 0x1000000;    // label 0, TC 0, S 0: present
+
+TEST(FlowCache, CarriesTheMplsStackOfTheFirstPacket) {
   FlowCache cache(opts());
   TimedCachePacket p = packet(udpKey(1, 1), 1000);
-  p.mpls_top_label = 0xFFFFF;  // the largest label
+  p.mpls_stack = {kEntry16Tc5, kEntry17Tc3, kEntryNullS};
   cache.update(p);
-  p.mpls_top_label = 16;  // later packets do not change it
+  p.mpls_stack = {kEntryMaxS, 0, 0};  // later packets do not change it
   p.ts_ms = 1010;
   cache.update(p);
   TimedCachePacket q = packet(udpKey(1, 2), 1000);
-  q.mpls_top_label = 0x1ABCDE;  // bits above the label's 20 are not kept
+  q.mpls_stack = {kEntryZero, kEntryMaxS, 0};
   cache.update(q);
+  cache.update(packet(udpKey(1, 3), 1000));  // no MPLS, with the side array in use
   cache.expire(1000 + 15'000 + 1000);
   auto out = take(cache);
-  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out.size(), 3u);
   for (const FlowRecord& r : out) {
-    EXPECT_EQ(r.mpls_top_label, r.key.src_port == 1 ? 0xFFFFFu : 0xABCDEu);
-    EXPECT_EQ(r.packets, r.key.src_port == 1 ? 2u : 1u);
+    if (r.key.src_port == 1) {
+      EXPECT_EQ(r.mpls_stack, (MplsStack{kEntry16Tc5, kEntry17Tc3, kEntryNullS}));
+      EXPECT_EQ(r.mplsTopLabel(), 16u);
+      EXPECT_EQ(r.packets, 2u);
+    } else if (r.key.src_port == 2) {
+      EXPECT_EQ(r.mpls_stack, (MplsStack{kEntryZero, kEntryMaxS, 0}));
+      EXPECT_EQ(r.mplsTopLabel(), 0u);
+    } else {
+      EXPECT_EQ(r.mpls_stack, (MplsStack{0, 0, 0}));
+    }
   }
+}
+
+TEST(FlowCache, MplsStackIsClearedWhenAnEntryIsReused) {
+  FlowCacheOptions o = opts();
+  o.max_flows = 2;  // every new flow below reuses one of two entries
+  FlowCache cache(o);
+  TimedCachePacket a = packet(udpKey(1, 1), 1000);
+  a.mpls_stack = {kEntry16Tc5, kEntry17Tc3, kEntryNullS};
+  TimedCachePacket b = packet(udpKey(1, 2), 1000);
+  b.mpls_stack = {kEntryMaxS, 0, 0};
+  cache.update(a);
+  cache.update(b);
+  // Full: each new flow evicts one, and takes its entry.
+  cache.update(packet(udpKey(1, 3), 2000));
+  TimedCachePacket d = packet(udpKey(1, 4), 2000);
+  d.mpls_stack = {kEntryZero, 0, 0};
+  cache.update(d);
+  cache.flushAll();
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 4u);
+  std::map<uint16_t, MplsStack> by_port;
+  for (const FlowRecord& r : out) by_port[r.key.src_port] = r.mpls_stack;
+  EXPECT_EQ(by_port[1], (MplsStack{kEntry16Tc5, kEntry17Tc3, kEntryNullS}));
+  EXPECT_EQ(by_port[2], (MplsStack{kEntryMaxS, 0, 0}));
+  EXPECT_EQ(by_port[3], (MplsStack{0, 0, 0}));
+  EXPECT_EQ(by_port[4], (MplsStack{kEntryZero, 0, 0}));
+}
+
+TEST(FlowCache, EachActiveTimeoutIntervalTakesTheStackOfItsFirstPacket) {
+  FlowCache cache(opts(10'000));
+  TimedCachePacket p = packet(udpKey(1, 1), 1000);
+  p.mpls_stack = {kEntry16Tc5, 0, 0};
+  cache.update(p);
+  cache.expire(1000 + 10'000 + 1000);  // active timeout: the flow stays
+  EXPECT_EQ(cache.counters().ended_active, 1u);
+  p.ts_ms = 12'500;
+  p.mpls_stack = {0, 0, 0};  // the next interval starts without MPLS
+  cache.update(p);
+  cache.flushAll();
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].mpls_stack, (MplsStack{kEntry16Tc5, 0, 0}));
+  EXPECT_EQ(out[1].mpls_stack, (MplsStack{0, 0, 0}));
 }
 
 TEST(FlowCache, UdpPacketWithFinBitsIsNotTreatedAsTcp) {

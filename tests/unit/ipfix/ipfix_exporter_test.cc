@@ -65,7 +65,8 @@ FlowRecord tcp4() {
   r.octets = 3456;
   r.first_ms = 1'700'000'000'123;
   r.last_ms = 1'700'000'004'567;
-  r.mpls_top_label = 0xABCDE;
+  // Label 0xABCDE TC 5 S 0 | label 100 TC 0 S 0 | label 0 TC 7 S 1.
+  r.mpls_stack = {0x1ABCDEA, 0x1000640, 0x100000F};
   r.src_mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
   r.dst_mac = {0x02, 0x66, 0x77, 0x88, 0x99, 0xAA};
   r.tcp_flags = 0x1B;
@@ -128,7 +129,7 @@ FlowRecord icmp6() {  // destination unreachable, port unreachable: type 1, code
   r.octets = 208;
   r.first_ms = 1'700'000'003'000;
   r.last_ms = 1'700'000'003'500;
-  r.mpls_top_label = 16;
+  r.mpls_stack = {0x1000101, 0, 0};  // label 16, TC 0, S 1: a stack of one
   r.min_ttl = 255;
   r.max_ttl = 255;
   r.end_reason = FlowEndReason::kEndOfFlow;
@@ -185,7 +186,12 @@ std::map<uint16_t, Bytes> expectedFields(const FlowRecord& r) {
   f[6] = big(r.tcp_flags, 2);             // tcpControlBits
   f[56] = Bytes(r.src_mac.begin(), r.src_mac.end());  // sourceMacAddress
   f[80] = Bytes(r.dst_mac.begin(), r.dst_mac.end());  // destinationMacAddress
-  f[70] = big(uint64_t{r.mpls_top_label} << 4, 3);     // mplsTopLabelStackSection: label, TC 0, S 0
+  // mplsTopLabelStackSection, mplsLabelStackSection2/3: the entry's 3 octets
+  // (label | TC | S), all zero when the stack does not reach it.
+  for (int i = 0; i < 3; ++i) {
+    const uint32_t e = r.mpls_stack[i];
+    f[static_cast<uint16_t>(70 + i)] = big((e >> 24) == 1 ? e & 0xFFFFFF : 0, 3);
+  }
   f[4] = {r.key.protocol};                             // protocolIdentifier
   f[5] = {r.tos};                                      // ipClassOfService
   f[52] = {r.min_ttl};                                 // minimumTTL
@@ -546,7 +552,7 @@ TEST_P(IpfixEncoderTest, FileStartsWithTemplatesDeclaringTheIanaElements) {
   using Fields = std::vector<std::pair<uint16_t, uint16_t>>;  // (element id, length)
   const Fields common = {{1, 8},   {2, 8},  {152, 8}, {153, 8}, {10, 4}, {7, 2},
                          {11, 2},  {58, 2}, {59, 2},  {245, 2}, {6, 2},   {56, 6}, {80, 6},
-                         {70, 3},  {4, 1},  {5, 1},   {52, 1},  {53, 1}, {136, 1},
+                         {70, 3},  {71, 3}, {72, 3}, {4, 1},  {5, 1},   {52, 1},  {53, 1}, {136, 1},
                          {60, 1}};
   Fields v4 = {{8, 4}, {12, 4}, {32, 2}};
   Fields v6 = {{27, 16}, {28, 16}, {139, 2}};
@@ -887,7 +893,11 @@ TEST(IpfixExporter, IpfixDumpReadsTheExportedFile) {
         "icmpTypeCodeIPv6 : 260", "octetDeltaCount : 4294967297",
         "flowStartMilliseconds : 2023-11-14 22:13:20.123", "vlanId : 4094",
         "dot1qCustomerVlanId : 200", "postVlanId : 200", "sourceMacAddress : 02:11:22:33:44:55",
-        "flowEndReason : 3"}) {
+        "flowEndReason : 3",
+        // ipfixDump 2.4 prints a 3-octet section as a little-endian number
+        // (seen: octets 00 01 0a as 655616): ab cd ea, 00 06 40, 00 00 0f.
+        "mplsTopLabelStackSection : 15388075", "mplsLabelStackSection2 : 4195840",
+        "mplsLabelStackSection3 : 983040"}) {
     EXPECT_NE(dump.output.find(expected), std::string::npos) << expected;
   }
   EXPECT_EQ(dump.output.find("arning"), std::string::npos) << dump.output;

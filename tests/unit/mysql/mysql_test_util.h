@@ -86,7 +86,7 @@ inline std::vector<FlowRecord> sampleFlows(size_t n, uint32_t seed = 1) {
     r.octets = r.packets * (40 + x % 1400);
     r.first_ms = 1764000000000ull + i * 37;  // 2025-11-24T16:00:00Z onwards
     r.last_ms = r.first_ms + x % 90000;
-    r.mpls_top_label = i % 11 == 0 ? 0xABCDE : 0;
+    if (i % 11 == 0) r.mpls_stack = {0x1ABCDE1, 0, 0};  // label 0xABCDE, TC 0, S 1
     r.src_mac = {0x00, 0x1b, 0x21, static_cast<uint8_t>(x), 0x0a, 0x5c};
     r.dst_mac = {0x52, 0x54, 0x00, 0x09, static_cast<uint8_t>(x >> 8), 0x00};
     r.tcp_flags = k.protocol == 6 ? static_cast<uint8_t>(0x02 | (x & 0x3d)) : 0;

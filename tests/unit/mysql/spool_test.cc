@@ -45,7 +45,7 @@ std::vector<SpooledFlow> readAll(Spool& s, size_t batch = 1000) {
 
 bool sameRecord(const FlowRecord& a, const FlowRecord& b) {
   return a.key == b.key && a.packets == b.packets && a.octets == b.octets && a.first_ms == b.first_ms &&
-         a.last_ms == b.last_ms && a.mpls_top_label == b.mpls_top_label && a.src_mac == b.src_mac &&
+         a.last_ms == b.last_ms && a.mplsTopLabel() == b.mplsTopLabel() && a.src_mac == b.src_mac &&
          a.dst_mac == b.dst_mac && a.tcp_flags == b.tcp_flags && a.tos == b.tos && a.min_ttl == b.min_ttl &&
          a.max_ttl == b.max_ttl && a.end_reason == b.end_reason;
 }

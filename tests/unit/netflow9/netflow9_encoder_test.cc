@@ -113,8 +113,8 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x00, 0x00, 0x00,  // package sequence 0
       0x01, 0x02, 0x03, 0x04,  // source id
       // template FlowSet
-      0x00, 0x00, 0x00, 0xB4,  // FlowSet id 0, length 180
-      0x01, 0x00, 0x00, 0x15,  // template 256, 21 fields
+      0x00, 0x00, 0x00, 0xC4,  // FlowSet id 0, length 196
+      0x01, 0x00, 0x00, 0x17,  // template 256, 23 fields
       0x00, 0x08, 0x00, 0x04,  // IPV4_SRC_ADDR
       0x00, 0x0C, 0x00, 0x04,  // IPV4_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -136,7 +136,9 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x38, 0x00, 0x06,  // IN_SRC_MAC
       0x00, 0x50, 0x00, 0x06,  // IN_DST_MAC
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
-      0x01, 0x01, 0x00, 0x15,  // template 257, 21 fields
+      0x00, 0x47, 0x00, 0x03,  // MPLS_LABEL_2
+      0x00, 0x48, 0x00, 0x03,  // MPLS_LABEL_3
+      0x01, 0x01, 0x00, 0x17,  // template 257, 23 fields
       0x00, 0x1B, 0x00, 0x10,  // IPV6_SRC_ADDR
       0x00, 0x1C, 0x00, 0x10,  // IPV6_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -158,8 +160,10 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x38, 0x00, 0x06,  // IN_SRC_MAC
       0x00, 0x50, 0x00, 0x06,  // IN_DST_MAC
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
+      0x00, 0x47, 0x00, 0x03,  // MPLS_LABEL_2
+      0x00, 0x48, 0x00, 0x03,  // MPLS_LABEL_3
       // data FlowSet
-      0x01, 0x00, 0x00, 0x48,  // FlowSet 256, length 72 = 4 + 65 + 3 padding
+      0x01, 0x00, 0x00, 0x4C,  // FlowSet 256, length 76 = 4 + 71 + 1 padding
       0x0A, 0x01, 0x02, 0x03,  // 10.1.2.3
       0xC0, 0x00, 0x02, 0x50,  // 192.0.2.80
       0x9C, 0x40,              // 40000
@@ -180,8 +184,10 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x40,                    // max ttl 64
       0x00, 0x11, 0x22, 0x33, 0x44, 0x55,  // src mac
       0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB,  // dst mac
-      0x00, 0x00, 0x00,        // no MPLS label
-      0x00, 0x00, 0x00,        // padding
+      0x00, 0x00, 0x00,        // no MPLS: MPLS_LABEL_1..3 all zero
+      0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00,
+      0x00,                    // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
   ASSERT_EQ(got.size(), 1u);
@@ -213,7 +219,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
   r.max_ttl = 64;
   r.src_mac = {0x02, 0, 0, 0, 0, 0x01};
   r.dst_mac = {0x02, 0, 0, 0, 0, 0x02};
-  r.mpls_top_label = 0xABCDE;
+  r.mpls_stack = {0x1ABCDE0, 0x1000107, 0};  // label 0xABCDE TC 0 S 0, label 16 TC 3 S 1
 
   const Bytes expected = {
       0x00, 0x09,              // version 9
@@ -222,7 +228,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0x65, 0x53, 0xF1, 0x64,  // unix_secs 1700000100
       0x00, 0x00, 0x00, 0x07,  // sequence 7
       0x00, 0x00, 0x00, 0x2A,  // source id 42
-      0x01, 0x01, 0x00, 0x60,  // FlowSet 257, length 96 = 4 + 89 + 3 padding
+      0x01, 0x01, 0x00, 0x64,  // FlowSet 257, length 100 = 4 + 95 + 1 padding
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // 2001:db8::1
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
@@ -244,8 +250,10 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0x40, 0x40,              // hop limit min, max
       0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  // src mac
       0x02, 0x00, 0x00, 0x00, 0x00, 0x02,  // dst mac
-      0xAB, 0xCD, 0xE0,        // label 0xABCDE, exp 0, S 0
-      0x00, 0x00, 0x00,        // padding
+      0xAB, 0xCD, 0xE0,        // MPLS_LABEL_1: label 0xABCDE, exp 0, S 0
+      0x00, 0x01, 0x07,        // MPLS_LABEL_2: label 16, exp 3, S 1
+      0x00, 0x00, 0x00,        // MPLS_LABEL_3: beyond the stack
+      0x00,                    // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
   ASSERT_EQ(got.size(), 1u);
@@ -350,7 +358,7 @@ TEST(Netflow9Encoder, RefreshesTemplatesAfterTimeInterval) {
 TEST(Netflow9Encoder, RefreshesTemplatesByCountWithinOneLargeBatch) {
   EncoderConfig cfg;
   cfg.boot_ms = kBoot;
-  cfg.max_datagram = 300;  // one IPv4 record per datagram with templates, more without
+  cfg.max_datagram = 320;  // one IPv4 record per datagram with templates, more without
   cfg.template_refresh_packets = 4;
   EncoderState st;
   std::vector<FlowRecord> recs;
@@ -389,9 +397,9 @@ TEST(Netflow9Encoder, SplitsLargeBatchUnderSizeLimitWithoutLoss) {
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_LE(got[i].size(), 600u);
     // A datagram is closed only when the next record no longer fits: the
-    // smallest record (65 bytes) needs at least 60 more bytes.
+    // largest record (95 bytes) needs at most 95 + a 4-byte set header + 3 padding.
     if (i + 1 < got.size()) {
-      EXPECT_GT(got[i].size(), 600u - 60u) << "datagram " << i;
+      EXPECT_GT(got[i].size(), 600u - 102u) << "datagram " << i;
     }
     const auto d = parser.parse(got[i]);
     EXPECT_EQ(d.sequence, i);
@@ -416,8 +424,8 @@ TEST(Netflow9Encoder, MixesIPv4AndIPv6FlowSetsInOneDatagram) {
       v6Record("::1", "::2", 3, 80, 6), v4Record("10.0.0.1", "10.0.0.2", 4, 80, 6)};
   const auto got = encodeAll(cfg, st, recs, kBoot);
   ASSERT_EQ(got.size(), 1u);
-  // header 20 + templates 180 + set(2 x v4: 4+130 -> 136) + set(v6: 4+89 -> 96) + set(v4: 72)
-  EXPECT_EQ(got[0].size(), 20u + 180 + 136 + 96 + 72);
+  // header 20 + templates 196 + set(2 x v4: 4+142 -> 148) + set(v6: 4+95 -> 100) + set(v4: 76)
+  EXPECT_EQ(got[0].size(), 20u + 196 + 148 + 100 + 76);
   v9test::Parser parser;
   const auto d = parser.parse(got[0]);
   ASSERT_EQ(d.records.size(), 4u);
@@ -466,16 +474,16 @@ TEST(Netflow9Encoder, StopsAfterDatagramLimitAndResumes) {
 
 TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   EncoderConfig cfg;
-  // header 20 + template set 180 + one padded IPv6 set 96 = 296
-  cfg.max_datagram = 295;
+  // header 20 + template set 196 + one padded IPv6 set 100 = 316
+  cfg.max_datagram = 315;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
-  cfg.max_datagram = 296;
+  cfg.max_datagram = 316;
   EXPECT_NO_THROW(validateConfig(cfg));
   cfg.max_datagram = 65508;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
 
   // At the minimum size every datagram still carries at least one record.
-  cfg.max_datagram = 296;
+  cfg.max_datagram = 316;
   cfg.boot_ms = kBoot;
   EncoderState st;
   std::vector<FlowRecord> recs(5, v6Record("::1", "::2", 1, 2, 17));
@@ -483,7 +491,7 @@ TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   v9test::Parser parser;
   size_t n = 0;
   for (const auto& g : got) {
-    EXPECT_LE(g.size(), 296u);
+    EXPECT_LE(g.size(), 316u);
     n += parser.parse(g).records.size();
   }
   EXPECT_EQ(n, 5u);
@@ -590,7 +598,7 @@ TEST(Netflow9Encoder, WritesVlanInterfaceTosAndFlags) {
   EXPECT_EQ(d.records[0].num(F_SRC_TOS), 0xB8u);
   EXPECT_EQ(d.records[0].num(F_TCP_FLAGS), 0x12u);
   EXPECT_EQ(d.records[0].num(F_L4_DST_PORT), 80u);
-  EXPECT_EQ(d.records[0].fields.size(), 21u);
+  EXPECT_EQ(d.records[0].fields.size(), 23u);
 }
 
 // ---------------------------------------------------------------------------
@@ -725,26 +733,26 @@ TEST(Netflow9Encoder, LocalNetworksAddTemplates258And259WithDirectionLast) {
       v6Record("2a00::1", "2a00::2", 4, 80, 6)};       // remote to remote: none
   const auto got = encodeAll(cfg, st, recs, kBoot);
   ASSERT_EQ(got.size(), 1u);
-  // The template FlowSet: 256 and 257 as without the option (180 bytes),
-  // then 258 = 256 + (61, 1) and 259 = 257 + (61, 1): 4 + 4 * 22 each.
+  // The template FlowSet: 256 and 257 as without the option (196 bytes),
+  // then 258 = 256 + (61, 1) and 259 = 257 + (61, 1): 4 + 4 * 24 each.
   const Bytes& d0 = got[0];
   EXPECT_EQ(d0[3], 4 + 6) << "count: 4 templates, 6 data records";
   const size_t tset = 20;
-  EXPECT_EQ((d0[tset + 2] << 8) | d0[tset + 3], 180 + 2 * (4 + 4 * 22));
-  const size_t t258 = tset + 180;
-  EXPECT_EQ(Bytes(d0.begin() + t258, d0.begin() + t258 + 4), (Bytes{0x01, 0x02, 0x00, 22}));
-  EXPECT_EQ(Bytes(d0.begin() + t258 + 4, d0.begin() + t258 + 4 + 84),
-            Bytes(d0.begin() + tset + 8, d0.begin() + tset + 8 + 84))
+  EXPECT_EQ((d0[tset + 2] << 8) | d0[tset + 3], 196 + 2 * (4 + 4 * 24));
+  const size_t t258 = tset + 196;
+  EXPECT_EQ(Bytes(d0.begin() + t258, d0.begin() + t258 + 4), (Bytes{0x01, 0x02, 0x00, 24}));
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 4, d0.begin() + t258 + 4 + 92),
+            Bytes(d0.begin() + tset + 8, d0.begin() + tset + 8 + 92))
       << "258 starts with 256's fields";
-  EXPECT_EQ(Bytes(d0.begin() + t258 + 88, d0.begin() + t258 + 92), (Bytes{0x00, 61, 0x00, 0x01}));
-  const size_t t259 = t258 + 4 + 4 * 22;
-  EXPECT_EQ(Bytes(d0.begin() + t259, d0.begin() + t259 + 4), (Bytes{0x01, 0x03, 0x00, 22}));
-  EXPECT_EQ(Bytes(d0.begin() + t259 + 88, d0.begin() + t259 + 92), (Bytes{0x00, 61, 0x00, 0x01}));
-  // The first data FlowSet: 258, two records of 65 + 1 bytes, padded to 4.
-  const size_t set = tset + 180 + 2 * 92;
-  EXPECT_EQ(Bytes(d0.begin() + set, d0.begin() + set + 4), (Bytes{0x01, 0x02, 0x00, 136}));
-  EXPECT_EQ(d0[set + 4 + 65], 1) << "egress";
-  EXPECT_EQ(d0[set + 4 + 66 + 65], 0) << "ingress";
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 96, d0.begin() + t258 + 100), (Bytes{0x00, 61, 0x00, 0x01}));
+  const size_t t259 = t258 + 4 + 4 * 24;
+  EXPECT_EQ(Bytes(d0.begin() + t259, d0.begin() + t259 + 4), (Bytes{0x01, 0x03, 0x00, 24}));
+  EXPECT_EQ(Bytes(d0.begin() + t259 + 96, d0.begin() + t259 + 100), (Bytes{0x00, 61, 0x00, 0x01}));
+  // The first data FlowSet: 258, two records of 71 + 1 bytes: 4 + 144.
+  const size_t set = tset + 196 + 2 * 100;
+  EXPECT_EQ(Bytes(d0.begin() + set, d0.begin() + set + 4), (Bytes{0x01, 0x02, 0x00, 148}));
+  EXPECT_EQ(d0[set + 4 + 71], 1) << "egress";
+  EXPECT_EQ(d0[set + 4 + 72 + 71], 0) << "ingress";
 
   v9test::Parser parser;
   const auto d = parser.parse(got[0]);

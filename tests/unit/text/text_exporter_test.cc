@@ -60,11 +60,30 @@ TEST(TextExporter, FormatsIcmpTypeAndCodeAndIPv6) {
   EXPECT_NE(line.find("2001:db8::1 -> 2001:db8::2 icmp 128.0"), std::string::npos) << line;
 }
 
+TEST(TextExporter, FormatsTheMplsStackAsLabelTcS) {
+  FlowRecord r = sample();
+  // label 16 TC 5 S 0, label 17 TC 3 S 0, label 0 TC 0 S 1
+  r.mpls_stack = {0x100010a, 0x1000116, 0x1000001};
+  EXPECT_EQ(formatFlowText(r),
+            "2023-11-14T22:13:20.123Z 2023-11-14T22:13:21.456Z proto 6 192.0.2.10:40000 -> 198.51.100.7:443 "
+            "vlan 12 pkts 10 bytes 5000 flags ...AP.SF tos 0 ttl 60-64 mpls 16-5-0,17-3-0,0-0-1 end end");
+  const std::string j = formatFlowJson(r);
+  EXPECT_NE(j.find("\"mpls_label\":16,\"mpls_labels\":[{\"label\":16,\"tc\":5,\"s\":0},"
+                   "{\"label\":17,\"tc\":3,\"s\":0},{\"label\":0,\"tc\":0,\"s\":1}],"),
+            std::string::npos)
+      << j;
+  r.mpls_stack = {0x1000000, 0, 0};  // one entry, all zero: present all the same
+  EXPECT_NE(formatFlowText(r).find(" mpls 0-0-0 end "), std::string::npos) << formatFlowText(r);
+  EXPECT_NE(formatFlowJson(r).find("\"mpls_label\":0,\"mpls_labels\":[{\"label\":0,\"tc\":0,\"s\":0}],"),
+            std::string::npos);
+}
+
 TEST(TextExporter, FormatsJson) {
   const std::string j = formatFlowJson(sample());
   EXPECT_NE(j.find("\"src\":\"192.0.2.10\",\"src_port\":40000"), std::string::npos) << j;
   EXPECT_NE(j.find("\"packets\":10,\"bytes\":5000"), std::string::npos) << j;
   EXPECT_NE(j.find("\"end_reason\":\"end\""), std::string::npos) << j;
+  EXPECT_NE(j.find("\"mpls_label\":0,\"mpls_labels\":[],"), std::string::npos) << j;
   EXPECT_EQ(j.front(), '{');
   EXPECT_EQ(j.back(), '}');
 }
@@ -102,6 +121,29 @@ std::string refEndpoint(const std::array<uint8_t, 16>& addr, uint8_t version, ui
   const std::string a = refAddress(addr, version);
   return version == 6 ? "[" + a + "]:" + std::to_string(port) : a + ":" + std::to_string(port);
 }
+// The present entries (bit 24), top first: label-TC-S, or their JSON objects.
+std::string refMplsText(const FlowRecord& r) {
+  std::string s;
+  char buf[64];
+  for (int i = 0; i < 3 && (r.mpls_stack[i] >> 24) == 1; ++i) {
+    const uint32_t e = r.mpls_stack[i];
+    std::snprintf(buf, sizeof buf, "%s%u-%u-%u", i ? "," : " mpls ", (e >> 4) & 0xFFFFF, (e >> 1) & 7, e & 1);
+    s += buf;
+  }
+  return s;
+}
+std::string refMplsJson(const FlowRecord& r) {
+  std::string s;
+  char buf[64];
+  for (int i = 0; i < 3 && (r.mpls_stack[i] >> 24) == 1; ++i) {
+    const uint32_t e = r.mpls_stack[i];
+    std::snprintf(buf, sizeof buf, "%s{\"label\":%u,\"tc\":%u,\"s\":%u}", i ? "," : "", (e >> 4) & 0xFFFFF,
+                  (e >> 1) & 7, e & 1);
+    s += buf;
+  }
+  return s;
+}
+
 std::string refText(const FlowRecord& r) {
   const auto& k = r.key;
   char buf[512];
@@ -113,9 +155,10 @@ std::string refText(const FlowRecord& r) {
   } else {
     ports = refEndpoint(k.src_addr, k.ip_version, k.src_port) + " -> " + refEndpoint(k.dst_addr, k.ip_version, k.dst_port);
   }
-  std::snprintf(buf, sizeof buf, "%s %s proto %u %s vlan %u pkts %" PRIu64 " bytes %" PRIu64 " flags %s tos %u ttl %u-%u end %s",
+  std::snprintf(buf, sizeof buf, "%s %s proto %u %s vlan %u pkts %" PRIu64 " bytes %" PRIu64 " flags %s tos %u ttl %u-%u%s end %s",
                 refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), k.protocol, ports.c_str(), k.vlan_id,
-                r.packets, r.octets, refFlags(r.tcp_flags).c_str(), r.tos, r.min_ttl, r.max_ttl, toString(r.end_reason));
+                r.packets, r.octets, refFlags(r.tcp_flags).c_str(), r.tos, r.min_ttl, r.max_ttl,
+                refMplsText(r).c_str(), toString(r.end_reason));
   return buf;
 }
 std::string refJson(const FlowRecord& r) {
@@ -126,12 +169,13 @@ std::string refJson(const FlowRecord& r) {
                 ",\"ip_version\":%u,\"proto\":%u,\"src\":\"%s\",\"src_port\":%u,\"dst\":\"%s\",\"dst_port\":%u,"
                 "\"vlan\":%u,\"inner_vlan\":%u,\"ingress_if\":%u,\"packets\":%" PRIu64 ",\"bytes\":%" PRIu64
                 ",\"tcp_flags\":%u,\"tos\":%u,\"min_ttl\":%u,\"max_ttl\":%u,\"src_mac\":\"%s\",\"dst_mac\":\"%s\","
-                "\"mpls_label\":%u,\"end_reason\":\"%s\"}",
+                "\"mpls_label\":%u,\"mpls_labels\":[%s],\"end_reason\":\"%s\"}",
                 refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), r.first_ms, r.last_ms, k.ip_version,
                 k.protocol, refAddress(k.src_addr, k.ip_version).c_str(), k.src_port,
                 refAddress(k.dst_addr, k.ip_version).c_str(), k.dst_port, k.vlan_id, k.inner_vlan_id, k.ingress_if,
                 r.packets, r.octets, r.tcp_flags, r.tos, r.min_ttl, r.max_ttl, refMac(r.src_mac).c_str(),
-                refMac(r.dst_mac).c_str(), r.mpls_top_label, toString(r.end_reason));
+                refMac(r.dst_mac).c_str(), (r.mpls_stack[0] & 0xFFFFFF) >> 4, refMplsJson(r).c_str(),
+                toString(r.end_reason));
   return buf;
 }
 
@@ -238,7 +282,10 @@ TEST(TextExporter, FastFormattersMatchTheSnprintfReference) {
     r.max_ttl = static_cast<uint8_t>(pick(0, 255));
     for (auto* m : {&r.src_mac, &r.dst_mac})
       for (auto& b : *m) b = static_cast<uint8_t>(pick(0, 255));
-    r.mpls_top_label = static_cast<uint32_t>(pick(0, 0xFFFFF));
+    // A stack of 0 to 3 entries (to the first absent one).
+    const int depth = static_cast<int>(pick(0, 3));
+    for (int d = 0; d < 3; ++d)
+      r.mpls_stack[d] = d < depth ? 0x1000000 | static_cast<uint32_t>(pick(0, 0xFFFFFF)) : 0;
     r.end_reason = static_cast<FlowEndReason>(pick(1, 5));
     const std::string want_text = refText(r);
     const std::string want_json = refJson(r);

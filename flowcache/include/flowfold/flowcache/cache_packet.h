@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "flowfold/flowcache/flow_key.h"
+#include "flowfold/flowcache/mpls.h"
 
 namespace flowfold {
 
@@ -19,7 +20,10 @@ namespace flowfold {
 struct CachePacket {
   FlowKey key;
   uint32_t ip_length = 0;  // IP total length: what octetDeltaCount counts
-  uint32_t mpls_top_label = 0;  // 20 bits: the label value (higher bits are dropped)
+  // The top three label stack entries (mpls.h). Entries 1 and 2 are read
+  // only when entry 0 is present, but whoever fills a packet sets all three
+  // (a packet compares equal to another only as a whole).
+  MplsStack mpls_stack{};
   std::array<uint8_t, 6> src_mac{};
   std::array<uint8_t, 6> dst_mac{};
   uint8_t tcp_flags = 0;

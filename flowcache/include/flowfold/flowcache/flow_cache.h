@@ -147,6 +147,9 @@ class FlowCache {
   // can be filed at (all within one turn of the wheel: see filedAt()).
   static constexpr unsigned kTickBits = 12;
   static constexpr uint32_t kTickMask = (1u << kTickBits) - 1;
+  // Set in an entry whose flow carries MPLS: its label stack entries are in
+  // mpls_stacks_ at the entry's index (they do not fit in the entry).
+  static constexpr uint32_t kHasMpls = 1u << kTickBits;
 
   // 96 bytes, so that an entry never straddles a third cache line (at most
   // 128 bytes per flow with the hash table and the wheel): the record's
@@ -156,7 +159,7 @@ class FlowCache {
   // hash is not kept: the wheel carries it (see Filed).
   struct Entry {
     FlowKey key;                 // 44
-    uint32_t label_and_tick;     // MPLS top label (20 bits) << kTickBits | filed tick (kTickBits)
+    uint32_t mpls_and_tick;      // kHasMpls (the flow's stack is in mpls_stacks_) | filed tick (kTickBits)
     uint64_t packets;            // in the current active-timeout interval
     uint64_t octets;
     uint64_t interval_start_ms;  // start of the current active-timeout interval
@@ -176,11 +179,11 @@ class FlowCache {
       first_age_ms = next_free;  // index + 1; 0 = end of the list
     }
     uint32_t nextFree() const { return first_age_ms; }
-    uint32_t mplsLabel() const { return label_and_tick >> kTickBits; }
-    void setMplsLabel(uint32_t label) { label_and_tick = label << kTickBits | (label_and_tick & kTickMask); }
-    uint32_t filedTick() const { return label_and_tick & kTickMask; }
+    bool hasMpls() const { return (mpls_and_tick & kHasMpls) != 0; }
+    void setHasMpls(bool on) { mpls_and_tick = (on ? kHasMpls : 0) | (mpls_and_tick & kTickMask); }
+    uint32_t filedTick() const { return mpls_and_tick & kTickMask; }
     void setFiledTick(uint64_t tick) {
-      label_and_tick = (label_and_tick & ~kTickMask) | (static_cast<uint32_t>(tick) & kTickMask);
+      mpls_and_tick = (mpls_and_tick & ~kTickMask) | (static_cast<uint32_t>(tick) & kTickMask);
     }
     uint64_t lastMs() const { return interval_start_ms + static_cast<int64_t>(last_offset_ms); }
     uint64_t firstMs() const { return lastMs() - first_age_ms; }
@@ -250,7 +253,14 @@ class FlowCache {
   void releaseEntry(uint32_t index);
   void emit(const Entry& e, FlowEndReason reason);
   /// Sets the fields a flow's first packet (of an interval) gives it.
-  static void startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms);
+  void startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms);
+  /// Keeps the MPLS stack of the flow in entry `index` (allocating the side
+  /// array on the first flow with MPLS).
+  void keepMplsStack(uint32_t index, const MplsStack& stack);
+  /// The stack of the flow in `e` (all 0 without MPLS).
+  MplsStack mplsStackOf(const Entry& e) const {
+    return e.hasMpls() ? mpls_stacks_[&e - entries_] : MplsStack{};
+  }
   /// Exports and frees the flow whose slot is at `slot_pos`.
   void removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason);
   void evictOne();
@@ -289,6 +299,11 @@ class FlowCache {
   size_t entries_bytes_ = 0;
   uint32_t used_ = 0;         // entries ever handed out (bump pointer)
   uint32_t free_head_ = 0;    // free list (index + 1; 0 = empty)
+  // MPLS label stacks, by entry index, valid where the entry has kHasMpls.
+  // Mapped on the first flow with MPLS (pages touched as used), so traffic
+  // without MPLS costs no memory and no work beyond a test per new flow.
+  MplsStack* mpls_stacks_ = nullptr;
+  size_t mpls_stacks_bytes_ = 0;
 
   // hash table
   SlotArray slots_;

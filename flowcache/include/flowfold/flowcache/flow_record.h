@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "flowfold/flowcache/flow_key.h"
+#include "flowfold/flowcache/mpls.h"
 
 namespace flowfold {
 
@@ -25,10 +26,10 @@ struct FlowRecord {
   /// output vector (value-initialising one first, then assigning, cost a
   /// zeroing pass; assigning a local and copying it, a store-forwarding stall).
   FlowRecord(const FlowKey& key_, uint64_t packets_, uint64_t octets_, uint64_t first_ms_, uint64_t last_ms_,
-             uint32_t mpls_top_label_, const std::array<uint8_t, 6>& src_mac_, const std::array<uint8_t, 6>& dst_mac_,
+             const MplsStack& mpls_stack_, const std::array<uint8_t, 6>& src_mac_, const std::array<uint8_t, 6>& dst_mac_,
              uint8_t tcp_flags_, uint8_t tos_, uint8_t min_ttl_, uint8_t max_ttl_, FlowEndReason end_reason_)
       : key(key_), packets(packets_), octets(octets_), first_ms(first_ms_), last_ms(last_ms_),
-        mpls_top_label(mpls_top_label_), src_mac(src_mac_), dst_mac(dst_mac_), tcp_flags(tcp_flags_), tos(tos_),
+        mpls_stack(mpls_stack_), src_mac(src_mac_), dst_mac(dst_mac_), tcp_flags(tcp_flags_), tos(tos_),
         min_ttl(min_ttl_), max_ttl(max_ttl_), end_reason(end_reason_) {}
 
   FlowKey key;
@@ -36,7 +37,9 @@ struct FlowRecord {
   uint64_t octets = 0;    // octetDeltaCount (1): sum of IP total lengths
   uint64_t first_ms = 0;  // flowStartMilliseconds (152), Unix epoch
   uint64_t last_ms = 0;   // flowEndMilliseconds (153), Unix epoch
-  uint32_t mpls_top_label = 0;  // mplsTopLabelStackSection (70): 20-bit label value, 0 if none
+  // mplsTopLabelStackSection (70), mplsLabelStackSection2 (71) and 3 (72):
+  // the first packet's top three entries (mpls.h), all 0 without MPLS.
+  MplsStack mpls_stack{};
   std::array<uint8_t, 6> src_mac{};  // sourceMacAddress (56)
   std::array<uint8_t, 6> dst_mac{};  // destinationMacAddress (80)
   uint8_t tcp_flags = 0;  // tcpControlBits (6): OR over all packets
@@ -44,6 +47,9 @@ struct FlowRecord {
   uint8_t min_ttl = 255;  // minimumTTL (52) / hop limit
   uint8_t max_ttl = 0;    // maximumTTL (53)
   FlowEndReason end_reason = FlowEndReason::kForcedEnd;
+
+  /// The top label's 20-bit value, 0 without MPLS (MySQL's mpls_label).
+  uint32_t mplsTopLabel() const { return mplsLabel(mpls_stack[0]); }
 };
 
 }  // namespace flowfold

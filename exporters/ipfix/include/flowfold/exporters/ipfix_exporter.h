@@ -29,9 +29,12 @@ namespace flowfold {
 ///    element, and in postVlanId (59), the only element besides 58 that
 ///    nfdump 1.7.1 displays (as "dst vlan", %dvln): it ignores 243/245 in
 ///    IPFIX. A frame with one tag has 0 in both; untagged, 0 everywhere.
-///  - mplsTopLabelStackSection (70) is 3 octets: label << 4. Only the label
-///    is tracked, so the Traffic Class and bottom-of-stack bits are sent as 0;
-///    all zero means no MPLS.
+///  - MPLS: mplsTopLabelStackSection (70), mplsLabelStackSection2 (71) and
+///    mplsLabelStackSection3 (72) are the top three label stack entries of
+///    the flow's first packet, 3 octets each as RFC 7012 defines them: label
+///    (20 bits) | Traffic Class (3 bits) | bottom of stack (1 bit). Entries
+///    beyond the stack's depth are all zero (all three: no MPLS); entries
+///    below the third are not exported.
 ///  - each batch is emitted at the end of exportBatch() (a record never waits
 ///    for a later batch); within a batch IPv4 records precede IPv6 records.
 ///  - the export time of a message is the pipeline time (now_ms / 1000).

@@ -48,7 +48,9 @@ inline constexpr uint16_t kInSrcMac = 56;          // IN_SRC_MAC
 inline constexpr uint16_t kSrcVlan = 58;           // SRC_VLAN
 inline constexpr uint16_t kDstVlan = 59;           // DST_VLAN
 inline constexpr uint16_t kIpProtocolVersion = 60; // IP_PROTOCOL_VERSION
-inline constexpr uint16_t kMplsLabel1 = 70;        // MPLS_LABEL_1 (label<<4 | exp<<1 | S)
+inline constexpr uint16_t kMplsLabel1 = 70;        // MPLS_LABEL_1 (label<<4 | exp<<1 | S), top entry
+inline constexpr uint16_t kMplsLabel2 = 71;        // MPLS_LABEL_2, the entry below it
+inline constexpr uint16_t kMplsLabel3 = 72;        // MPLS_LABEL_3
 inline constexpr uint16_t kInDstMac = 80;          // IN_DST_MAC
 inline constexpr uint16_t kDirection = 61;         // DIRECTION (0 ingress, 1 egress), with local_networks
 
@@ -60,7 +62,7 @@ struct TemplateField {
 
 /// The IPv4 data template (id 256). The record writer is generated from this
 /// table at compile time, so the two cannot drift apart.
-inline constexpr std::array<TemplateField, 21> kIPv4TemplateFields{{
+inline constexpr std::array<TemplateField, 23> kIPv4TemplateFields{{
     {kIpv4SrcAddr, 4},        // 8  IPV4_SRC_ADDR
     {kIpv4DstAddr, 4},        // 12 IPV4_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMP)
@@ -82,10 +84,12 @@ inline constexpr std::array<TemplateField, 21> kIPv4TemplateFields{{
     {kInSrcMac, 6},           // 56 IN_SRC_MAC
     {kInDstMac, 6},           // 80 IN_DST_MAC
     {kMplsLabel1, 3},         // 70 MPLS_LABEL_1
+    {kMplsLabel2, 3},         // 71 MPLS_LABEL_2
+    {kMplsLabel3, 3},         // 72 MPLS_LABEL_3
 }};
 
 /// The IPv6 data template (id 257): the IPv4 one with 16-byte addresses.
-inline constexpr std::array<TemplateField, 21> kIPv6TemplateFields{{
+inline constexpr std::array<TemplateField, 23> kIPv6TemplateFields{{
     {kIpv6SrcAddr, 16},       // 27 IPV6_SRC_ADDR
     {kIpv6DstAddr, 16},       // 28 IPV6_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMPv6)
@@ -107,6 +111,8 @@ inline constexpr std::array<TemplateField, 21> kIPv6TemplateFields{{
     {kInSrcMac, 6},           // 56 IN_SRC_MAC
     {kInDstMac, 6},           // 80 IN_DST_MAC
     {kMplsLabel1, 3},         // 70 MPLS_LABEL_1
+    {kMplsLabel2, 3},         // 71 MPLS_LABEL_2
+    {kMplsLabel3, 3},         // 72 MPLS_LABEL_3
 }};
 
 template <size_t N>
@@ -117,8 +123,8 @@ constexpr size_t recordLength(const std::array<TemplateField, N>& fields) {
 }
 
 inline constexpr size_t kHeaderLength = 20;
-inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 65
-inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 89
+inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 71
+inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 95
 /// The template FlowSet carrying both templates: set header + 2 x (id, count, fields).
 inline constexpr size_t kTemplateFlowSetLength =
     4 + (4 + 4 * kIPv4TemplateFields.size()) + (4 + 4 * kIPv6TemplateFields.size());

@@ -92,7 +92,7 @@ template <class Info>
   key.ingress_if = 0;
   out.tcp_flags = protocol == kProtoTcp ? t[13] : 0;
   out.ip_length = static_cast<uint32_t>(total);
-  out.mpls_top_label = 0;
+  out.mpls_stack = MplsStack{};
   std::memcpy(out.dst_mac.data(), p, 6);
   std::memcpy(out.src_mac.data(), p + 6, 6);
   out.has_mac = true;

@@ -65,7 +65,8 @@ enum class DecodeStatus : uint8_t {
 ///  - tcp_flags: the TCP flags byte (CWR..FIN), 0 for other protocols;
 ///  - tos, ttl: IPv4 TOS / IPv6 traffic class, IPv4 TTL / IPv6 hop limit;
 ///  - src_mac, dst_mac: valid when has_mac (Ethernet only), else zero;
-///  - mpls_top_label: the 20-bit value of the top MPLS label, 0 if none.
+///  - mpls_stack: the top three MPLS label stack entries (label, TC, S;
+///    flowcache/mpls.h), all 0 if none.
 struct DecodedPacket : CachePacket {
   bool has_mac = false;    ///< src_mac/dst_mac valid (Ethernet only)
   bool has_mpls = false;
@@ -76,7 +77,7 @@ struct DecodedPacket : CachePacket {
 
   friend bool operator==(const DecodedPacket&, const DecodedPacket&) = default;
 };
-static_assert(sizeof(DecodedPacket) == 72,
+static_assert(sizeof(DecodedPacket) == 80,
               "a new field of DecodedPacket must also be set by common_path::decodeEthernet");
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip
