@@ -26,6 +26,8 @@ inline constexpr uint32_t kReversePen = 29305;
   X(src_mac,    Octets6,  "reverseSourceMacAddress",          56)                \
   X(dst_mac,    Octets6,  "reverseDestinationMacAddress",     80)                \
   X(mpls_top,   Octets3,  "reverseMplsTopLabelStackSection",  70)                \
+  X(mpls_2,     Octets3,  "reverseMplsLabelStackSection2",    71)                \
+  X(mpls_3,     Octets3,  "reverseMplsLabelStackSection3",    72)                \
   X(tos,        uint8_t,  "reverseIpClassOfService",          5)                 \
   X(min_ttl,    uint8_t,  "reverseMinimumTTL",                52)                \
   X(max_ttl,    uint8_t,  "reverseMaximumTTL",                53)
@@ -109,7 +111,9 @@ inline void writeReverseFields(const FlowRecord* r, ReverseFields& out) {
   out.tcp_flags = inOrder<order>(static_cast<uint16_t>(r->tcp_flags));
   out.src_mac = r->src_mac;
   out.dst_mac = r->dst_mac;
-  out.mpls_top = mplsTopLabelStackSection(r->mpls_top_label);
+  out.mpls_top = mplsLabelStackSection(r->mpls_stack[0]);
+  out.mpls_2 = mplsLabelStackSection(r->mpls_stack[1]);
+  out.mpls_3 = mplsLabelStackSection(r->mpls_stack[2]);
   out.tos = r->tos;
   out.min_ttl = r->min_ttl;
   out.max_ttl = r->max_ttl;

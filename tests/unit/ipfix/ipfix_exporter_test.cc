@@ -1266,7 +1266,7 @@ FlowRecord replyTo(const FlowRecord& r, uint64_t octets, uint64_t first_ms, uint
   b.tcp_flags = tcp_flags;
   b.src_mac = r.dst_mac;
   b.dst_mac = r.src_mac;
-  b.mpls_top_label = 0x12345;
+  b.mpls_stack = {0x1123452, 0x1000031, 0};  // label 0x12345 TC 1 S 0, then label 3 TC 0 S 1
   b.tos = 0x20;
   b.min_ttl = 50;
   b.max_ttl = 51;
@@ -1285,7 +1285,8 @@ std::map<uint16_t, Bytes> expectedReverseFields(const FlowRecord* r) {
   f[0x8000 | 6] = big(r ? r->tcp_flags : 0, 2);
   f[0x8000 | 56] = r ? Bytes(r->src_mac.begin(), r->src_mac.end()) : Bytes(6, 0);
   f[0x8000 | 80] = r ? Bytes(r->dst_mac.begin(), r->dst_mac.end()) : Bytes(6, 0);
-  f[0x8000 | 70] = big(r ? uint64_t{r->mpls_top_label} << 4 : 0, 3);
+  for (uint16_t i = 0; i < 3; ++i)  // the entries' 3 octets, written out: label, TC, S
+    f[0x8000 | (70 + i)] = big(r ? r->mpls_stack[i] & 0xFFFFFF : 0, 3);
   f[0x8000 | 5] = {r ? r->tos : zero.tos};
   f[0x8000 | 52] = {r ? r->min_ttl : uint8_t{0}};
   f[0x8000 | 53] = {r ? r->max_ttl : uint8_t{0}};
@@ -1401,9 +1402,12 @@ TEST(IpfixExporter, BiflowHalfLeavesWhenItsWaitIsOverEvenWithoutMoreRecords) {
 TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
   IpfixOptions o = udpOptions("4739", Encoder::kDirect);
   o.biflow = true;
-  o.mtu = 300;  // uniflow templates fit (204 bytes); biflow ones need 396
+  // The template message: headers (16 + 4), then per template 4 + 4 per
+  // element + 4 per reverse element's PEN: 39 elements, 13 of them reverse.
+  const size_t templates = 16 + 4 + 2 * (4 + 4 * 39 + 4 * 13);
+  o.mtu = templates - 1;
   EXPECT_THROW(makeIpfixExporter(o), std::invalid_argument);
-  o.mtu = 396;
+  o.mtu = templates;
   EXPECT_NO_THROW(makeIpfixExporter(o));
 }
 
