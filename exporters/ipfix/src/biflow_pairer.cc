@@ -22,6 +22,11 @@ uint8_t replyType(uint8_t type, std::span<const std::pair<uint8_t, uint8_t>> pai
   return type;
 }
 
+// Whether the SYN rule decides between `a` and `b`: TCP, and only one sent a SYN.
+bool synDecides(const FlowRecord& a, const FlowRecord& b) {
+  return a.key.protocol == kProtoTcp && ((a.tcp_flags ^ b.tcp_flags) & kSyn) != 0;
+}
+
 // Whether `a` (not `b`) started the conversation.
 bool initiates(const FlowRecord& a, const FlowRecord& b, const FlowKey* known_initiator) {
   if (a.key.protocol == kProtoTcp) {
@@ -83,59 +88,136 @@ void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Bifl
     out.push_back(oneSided(r));
     return;
   }
-  if (auto it = waiting_.find(reverse); it != waiting_.end()) {
-    out.push_back(pairRecords(it->second.record, r, knownInitiator(r.key, reverse)));
-    rememberInitiator(out.back().initiator.key);
-    waiting_.erase(it);
+  const uint64_t hash = hashFlowKey(r.key);
+  const uint64_t reverse_hash = hashFlowKey(reverse);
+  if (const size_t pos = find(reverse, reverse_hash); pos != kNone) {
+    const FlowRecord& other = slab_[slots_[pos].index1 - 1].record;
+    const int known = synDecides(other, r) ? 0 : knownInitiator(hash, reverse_hash);
+    out.push_back(pairRecords(other, r, known == 0 ? nullptr : known == 1 ? &r.key : &other.key));
+    eraseAt(pos);
+    const bool r_initiates = out.back().initiator.key == r.key;
+    rememberInitiator(r_initiates ? hash : reverse_hash, r_initiates ? reverse_hash : hash);
     return;
   }
   // A second record of the same key (the next active-timeout interval, or a
   // new connection on the same ports) before any reverse: the first goes out
   // alone, the new one waits.
-  if (auto it = waiting_.find(r.key); it != waiting_.end()) {
-    out.push_back(oneSided(it->second.record));
-    waiting_.erase(it);
+  if (const size_t pos = find(r.key, hash); pos != kNone) {
+    out.push_back(oneSided(slab_[slots_[pos].index1 - 1].record));
+    eraseAt(pos);
   }
-  const uint64_t sequence = next_sequence_++;
-  waiting_.emplace(r.key, Waiting{r, now_ms, sequence});
-  order_.emplace_back(r.key, sequence);
+  insert(r, hash, now_ms);
 }
 
-const FlowKey* BiflowPairer::knownInitiator(const FlowKey& a, const FlowKey& b) const {
-  if (auto it = initiators_.find(a); it != initiators_.end()) return &*it;
-  if (auto it = initiators_.find(b); it != initiators_.end()) return &*it;
-  return nullptr;
+size_t BiflowPairer::find(const FlowKey& key, uint64_t hash) const {
+  if (slots_.empty()) return kNone;
+  const size_t mask = slots_.size() - 1;
+  const auto hash_lo = static_cast<uint32_t>(hash);
+  for (size_t pos = hash & mask;; pos = (pos + 1) & mask) {
+    const Slot& s = slots_[pos];
+    if (s.index1 == 0) return kNone;
+    if (s.hash_lo == hash_lo && slab_[s.index1 - 1].record.key == key) return pos;
+  }
 }
 
-void BiflowPairer::rememberInitiator(const FlowKey& initiator) {
-  initiators_.erase(reverseKey(initiator));  // a port reused the other way round (its SYN decided)
-  if (!initiators_.insert(initiator).second) return;
-  initiator_order_.push_back(initiator);
-  if (initiator_order_.size() > max_waiting_) {
-    initiators_.erase(initiator_order_.front());
-    initiator_order_.pop_front();
+size_t BiflowPairer::slotOf(uint32_t index) const {
+  const size_t mask = slots_.size() - 1;
+  const uint64_t hash = hashFlowKey(slab_[index].record.key);
+  for (size_t pos = hash & mask;; pos = (pos + 1) & mask)
+    if (slots_[pos].index1 == index + 1) return pos;
+}
+
+void BiflowPairer::insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms) {
+  if ((count_ + 1) * 2 > slots_.size()) grow();
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+    slab_[index] = Waiting{r, now_ms, next_sequence_};
+  } else {
+    index = static_cast<uint32_t>(slab_.size());
+    slab_.push_back(Waiting{r, now_ms, next_sequence_});
   }
+  const size_t mask = slots_.size() - 1;
+  size_t pos = hash & mask;
+  while (slots_[pos].index1 != 0) pos = (pos + 1) & mask;
+  slots_[pos] = Slot{static_cast<uint32_t>(hash), index + 1};
+  ++count_;
+  order_.emplace_back(index, next_sequence_++);
+}
+
+void BiflowPairer::eraseAt(size_t pos) {
+  const uint32_t index = slots_[pos].index1 - 1;
+  slab_[index].sequence = 0;  // no order_ entry names it any more
+  free_.push_back(index);
+  --count_;
+  // Backward-shift deletion: a later slot of the probe run moves into the
+  // hole unless its home lies cyclically in (hole, next].
+  const size_t mask = slots_.size() - 1;
+  size_t hole = pos;
+  for (size_t next = (hole + 1) & mask; slots_[next].index1 != 0; next = (next + 1) & mask) {
+    const size_t home = slots_[next].hash_lo & mask;
+    if (((next - home) & mask) >= ((next - hole) & mask)) {
+      slots_[hole] = slots_[next];
+      hole = next;
+    }
+  }
+  slots_[hole] = Slot{0, 0};
+}
+
+void BiflowPairer::grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(std::max<size_t>(1024, old.size() * 2), Slot{0, 0});
+  const size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.index1 == 0) continue;
+    // The low 32 bits of the hash choose the home while the table has at
+    // most 2^32 slots, which a bounded wait never reaches.
+    size_t pos = s.hash_lo & mask;
+    while (slots_[pos].index1 != 0) pos = (pos + 1) & mask;
+    slots_[pos] = s;
+  }
+}
+
+namespace {
+
+constexpr size_t kRememberedConversations = size_t{1} << 20;  // 8 MiB, allocated at the first pair
+
+size_t conversationSlot(uint64_t hash_a, uint64_t hash_b) {
+  return (hash_a ^ hash_b) & (kRememberedConversations - 1);
+}
+
+}  // namespace
+
+int BiflowPairer::knownInitiator(uint64_t hash_a, uint64_t hash_b) const {
+  if (initiators_.empty()) return 0;
+  const uint64_t initiator = initiators_[conversationSlot(hash_a, hash_b)];
+  return initiator == hash_a ? 1 : initiator == hash_b ? 2 : 0;
+}
+
+void BiflowPairer::rememberInitiator(uint64_t hash_initiator, uint64_t hash_responder) {
+  if (initiators_.empty()) initiators_.assign(kRememberedConversations, 0);
+  initiators_[conversationSlot(hash_initiator, hash_responder)] = hash_initiator;
 }
 
 void BiflowPairer::releaseOldest(uint64_t until_ms, std::vector<Biflow>& out) {
   while (!order_.empty()) {
-    const auto& [key, sequence] = order_.front();
-    auto it = waiting_.find(key);
-    if (it != waiting_.end() && it->second.sequence == sequence) {
-      if (it->second.since_ms >= until_ms && waiting_.size() <= max_waiting_) return;
-      out.push_back(oneSided(it->second.record));
-      waiting_.erase(it);
+    const auto [index, sequence] = order_.front();
+    const Waiting& w = slab_[index];
+    if (w.sequence == sequence) {
+      if (w.since_ms >= until_ms && count_ <= max_waiting_) return;
+      out.push_back(oneSided(w.record));
+      eraseAt(slotOf(index));
     }
     order_.pop_front();  // paired, replaced, or just sent
   }
 }
 
 void BiflowPairer::flushAll(std::vector<Biflow>& out) {
-  for (const auto& [key, sequence] : order_) {
-    auto it = waiting_.find(key);
-    if (it == waiting_.end() || it->second.sequence != sequence) continue;
-    out.push_back(oneSided(it->second.record));
-    waiting_.erase(it);
+  for (const auto [index, sequence] : order_) {
+    if (slab_[index].sequence != sequence) continue;
+    out.push_back(oneSided(slab_[index].record));
+    eraseAt(slotOf(index));
   }
   order_.clear();
 }

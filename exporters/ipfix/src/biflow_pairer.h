@@ -24,8 +24,6 @@
 #include <cstdint>
 #include <deque>
 #include <span>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
@@ -59,35 +57,58 @@ class BiflowPairer {
   /// Every record still waiting goes out alone (end of input, shutdown).
   void flushAll(std::vector<Biflow>& out);
 
-  size_t waiting() const { return waiting_.size(); }
+  size_t waiting() const { return count_; }
 
  private:
+  // The waiting records: a slab of records and an open-addressing table of
+  // their keys (linear probing, backward-shift deletion), so that a record
+  // costs no allocation and a lookup one or two cache misses; the
+  // std::unordered_map this replaced cost several times the rest of the
+  // export (bench/PROFILE.md).
   struct Waiting {
     FlowRecord record;
     uint64_t since_ms;
-    uint64_t sequence;  // tells a key's current wait from an earlier one in order_
+    uint64_t sequence;  // tells a slab entry's current record from an earlier one in order_
   };
-  struct KeyHash {
-    size_t operator()(const FlowKey& k) const { return hashFlowKey(k); }
+  struct Slot {
+    uint32_t hash_lo;  // low 32 bits of the key's hash
+    uint32_t index1;   // slab index + 1; 0 = empty
   };
+  static constexpr size_t kNone = SIZE_MAX;
+
   void addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Biflow>& out);
   /// Sends alone the oldest waiting records: those waiting since before
   /// `until_ms`, and beyond max_waiting_ the oldest anyway.
   void releaseOldest(uint64_t until_ms, std::vector<Biflow>& out);
 
-  /// The key of the initiator of `a`'s conversation, if remembered.
-  const FlowKey* knownInitiator(const FlowKey& a, const FlowKey& b) const;
-  void rememberInitiator(const FlowKey& initiator);
+  /// The slot of `key` (hash = hashFlowKey(key)); kNone when it is not waiting.
+  size_t find(const FlowKey& key, uint64_t hash) const;
+  /// The slot holding slab entry `index`.
+  size_t slotOf(uint32_t index) const;
+  void insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms);
+  /// Frees the record in slot `pos` (its slab entry too).
+  void eraseAt(size_t pos);
+  void grow();
+
+  /// Which of two keys (by their hashes) initiated their conversation
+  /// before: 1 the first, 2 the second, 0 not remembered.
+  int knownInitiator(uint64_t hash_a, uint64_t hash_b) const;
+  void rememberInitiator(uint64_t hash_initiator, uint64_t hash_responder);
 
   const uint64_t wait_ms_;
   const size_t max_waiting_;
-  // Initiators of conversations paired before, the oldest forgotten first
-  // beyond max_waiting_.
-  std::unordered_set<FlowKey, KeyHash> initiators_;
-  std::deque<FlowKey> initiator_order_;
-  std::unordered_map<FlowKey, Waiting, KeyHash> waiting_;
-  std::deque<std::pair<FlowKey, uint64_t>> order_;  // (key, sequence), oldest first
-  uint64_t next_sequence_ = 0;
+  std::vector<Waiting> slab_;
+  std::vector<uint32_t> free_;  // free slab entries
+  std::vector<Slot> slots_;     // a power of two, at most half full
+  size_t count_ = 0;
+  std::deque<std::pair<uint32_t, uint64_t>> order_;  // (slab index, sequence), oldest first
+  uint64_t next_sequence_ = 1;
+  // The initiator of each conversation paired before (the hash of its key),
+  // for the conversation's later records (the next active-timeout interval,
+  // stragglers after the end): direct-mapped by the conversation (the two
+  // keys' hashes combined, the same both ways), so a lookup is one cache
+  // miss and no allocation; two conversations on one entry forget the older.
+  std::vector<uint64_t> initiators_;
 };
 
 }  // namespace flowfold::ipfix

@@ -87,7 +87,8 @@ TEST(BiflowPairer, AtTheSameMillisecondTheHigherSourcePortInitiates) {
 TEST(BiflowPairer, TheNextIntervalOfAConnectionKeepsItsInitiator) {
   BiflowPairer pairer(5'000, 100);
   std::vector<Biflow> out;
-  const FlowRecord client = flow(6, 40000, 443, 100, 0x02 | 0x10);
+  FlowRecord client = flow(6, 40000, 443, 100, 0x02 | 0x10);
+  client.end_reason = FlowEndReason::kActiveTimeout;  // the connection goes on
   pairer.add(std::vector<FlowRecord>{client, back(client, 101, 0x12 | 0x10)}, 60'000, out);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].initiator.key, client.key);
