@@ -91,7 +91,7 @@ void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Bifl
   const uint64_t hash = hashFlowKey(r.key);
   const uint64_t reverse_hash = hashFlowKey(reverse);
   if (const size_t pos = find(reverse, reverse_hash); pos != kNone) {
-    const FlowRecord& other = slab_[slots_[pos].index1 - 1].record;
+    const FlowRecord& other = ring_[slots_[pos].index1 - 1].record;
     const int known = synDecides(other, r) ? 0 : knownInitiator(hash, reverse_hash);
     out.push_back(pairRecords(other, r, known == 0 ? nullptr : known == 1 ? &r.key : &other.key));
     eraseAt(pos);
@@ -103,7 +103,7 @@ void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Bifl
   // new connection on the same ports) before any reverse: the first goes out
   // alone, the new one waits.
   if (const size_t pos = find(r.key, hash); pos != kNone) {
-    out.push_back(oneSided(slab_[slots_[pos].index1 - 1].record));
+    out.push_back(oneSided(ring_[slots_[pos].index1 - 1].record));
     eraseAt(pos);
   }
   insert(r, hash, now_ms);
@@ -116,40 +116,34 @@ size_t BiflowPairer::find(const FlowKey& key, uint64_t hash) const {
   for (size_t pos = hash & mask;; pos = (pos + 1) & mask) {
     const Slot& s = slots_[pos];
     if (s.index1 == 0) return kNone;
-    if (s.hash_lo == hash_lo && slab_[s.index1 - 1].record.key == key) return pos;
+    if (s.hash_lo == hash_lo && ring_[s.index1 - 1].record.key == key) return pos;
   }
 }
 
 size_t BiflowPairer::slotOf(uint32_t index) const {
   const size_t mask = slots_.size() - 1;
-  const uint64_t hash = hashFlowKey(slab_[index].record.key);
-  for (size_t pos = hash & mask;; pos = (pos + 1) & mask)
+  for (size_t pos = ring_[index].hash_lo & mask;; pos = (pos + 1) & mask)
     if (slots_[pos].index1 == index + 1) return pos;
 }
 
 void BiflowPairer::insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms) {
-  if ((count_ + 1) * 2 > slots_.size()) grow();
-  uint32_t index;
-  if (!free_.empty()) {
-    index = free_.back();
-    free_.pop_back();
-    slab_[index] = Waiting{r, now_ms, next_sequence_};
-  } else {
-    index = static_cast<uint32_t>(slab_.size());
-    slab_.push_back(Waiting{r, now_ms, next_sequence_});
-  }
-  const size_t mask = slots_.size() - 1;
-  size_t pos = hash & mask;
-  while (slots_[pos].index1 != 0) pos = (pos + 1) & mask;
-  slots_[pos] = Slot{static_cast<uint32_t>(hash), index + 1};
+  if (tail_ - head_ == ring_.size()) growRing();
+  if ((count_ + 1) * 2 > slots_.size()) growTable();
+  const auto index = static_cast<uint32_t>(tail_++ & (ring_.size() - 1));
+  ring_[index] = Waiting{r, now_ms, static_cast<uint32_t>(hash), true};
+  placeSlot(static_cast<uint32_t>(hash), index);
   ++count_;
-  order_.emplace_back(index, next_sequence_++);
+}
+
+void BiflowPairer::placeSlot(uint32_t hash_lo, uint32_t index) {
+  const size_t mask = slots_.size() - 1;
+  size_t pos = hash_lo & mask;
+  while (slots_[pos].index1 != 0) pos = (pos + 1) & mask;
+  slots_[pos] = Slot{hash_lo, index + 1};
 }
 
 void BiflowPairer::eraseAt(size_t pos) {
-  const uint32_t index = slots_[pos].index1 - 1;
-  slab_[index].sequence = 0;  // no order_ entry names it any more
-  free_.push_back(index);
+  ring_[slots_[pos].index1 - 1].alive = false;
   --count_;
   // Backward-shift deletion: a later slot of the probe run moves into the
   // hole unless its home lies cyclically in (hole, next].
@@ -165,17 +159,28 @@ void BiflowPairer::eraseAt(size_t pos) {
   slots_[hole] = Slot{0, 0};
 }
 
-void BiflowPairer::grow() {
-  std::vector<Slot> old = std::move(slots_);
-  slots_.assign(std::max<size_t>(1024, old.size() * 2), Slot{0, 0});
-  const size_t mask = slots_.size() - 1;
-  for (const Slot& s : old) {
-    if (s.index1 == 0) continue;
-    // The low 32 bits of the hash choose the home while the table has at
-    // most 2^32 slots, which a bounded wait never reaches.
-    size_t pos = s.hash_lo & mask;
-    while (slots_[pos].index1 != 0) pos = (pos + 1) & mask;
-    slots_[pos] = s;
+void BiflowPairer::growRing() {
+  const size_t size = ring_.empty() ? 4096 : count_ * 2 > ring_.size() ? ring_.size() * 2 : ring_.size();
+  std::vector<Waiting> ring(size);
+  size_t n = 0;
+  for (uint64_t p = head_; p != tail_; ++p) {
+    const Waiting& w = ring_[p & (ring_.size() - 1)];
+    if (w.alive) ring[n++] = w;
+  }
+  ring_ = std::move(ring);
+  head_ = 0;
+  tail_ = n;
+  std::fill(slots_.begin(), slots_.end(), Slot{0, 0});
+  for (uint32_t i = 0; i < n; ++i) placeSlot(ring_[i].hash_lo, i);
+}
+
+void BiflowPairer::growTable() {
+  // The low 32 bits of the hash choose the home while the table has at most
+  // 2^32 slots, which a bounded wait never reaches.
+  slots_.assign(std::max<size_t>(4096, slots_.size() * 2), Slot{0, 0});
+  for (uint64_t p = head_; p != tail_; ++p) {
+    const auto index = static_cast<uint32_t>(p & (ring_.size() - 1));
+    if (ring_[index].alive) placeSlot(ring_[index].hash_lo, index);
   }
 }
 
@@ -201,25 +206,23 @@ void BiflowPairer::rememberInitiator(uint64_t hash_initiator, uint64_t hash_resp
 }
 
 void BiflowPairer::releaseOldest(uint64_t until_ms, std::vector<Biflow>& out) {
-  while (!order_.empty()) {
-    const auto [index, sequence] = order_.front();
-    const Waiting& w = slab_[index];
-    if (w.sequence == sequence) {
-      if (w.since_ms >= until_ms && count_ <= max_waiting_) return;
-      out.push_back(oneSided(w.record));
-      eraseAt(slotOf(index));
-    }
-    order_.pop_front();  // paired, replaced, or just sent
+  for (; head_ != tail_; ++head_) {
+    const auto index = static_cast<uint32_t>(head_ & (ring_.size() - 1));
+    const Waiting& w = ring_[index];
+    if (!w.alive) continue;  // paired or replaced
+    if (w.since_ms >= until_ms && count_ <= max_waiting_) return;
+    out.push_back(oneSided(w.record));
+    eraseAt(slotOf(index));
   }
 }
 
 void BiflowPairer::flushAll(std::vector<Biflow>& out) {
-  for (const auto [index, sequence] : order_) {
-    if (slab_[index].sequence != sequence) continue;
-    out.push_back(oneSided(slab_[index].record));
+  for (; head_ != tail_; ++head_) {
+    const auto index = static_cast<uint32_t>(head_ & (ring_.size() - 1));
+    if (!ring_[index].alive) continue;
+    out.push_back(oneSided(ring_[index].record));
     eraseAt(slotOf(index));
   }
-  order_.clear();
 }
 
 }  // namespace flowfold::ipfix

@@ -22,7 +22,6 @@
 // side that ended last.
 
 #include <cstdint>
-#include <deque>
 #include <span>
 #include <vector>
 
@@ -60,19 +59,22 @@ class BiflowPairer {
   size_t waiting() const { return count_; }
 
  private:
-  // The waiting records: a slab of records and an open-addressing table of
-  // their keys (linear probing, backward-shift deletion), so that a record
-  // costs no allocation and a lookup one or two cache misses; the
-  // std::unordered_map this replaced cost several times the rest of the
-  // export (bench/PROFILE.md).
+  // The waiting records, in arrival order in a ring (so that the oldest,
+  // which leave first, are read in sequence) with an open-addressing table of
+  // their keys (linear probing, backward-shift deletion): no allocation per
+  // record, and a lookup costs one or two cache misses. A record paired
+  // early leaves a dead entry behind in the ring, skipped when the head
+  // passes it. (std::unordered_map here cost four times the rest of the run
+  // on big: bench/PROFILE.md.)
   struct Waiting {
     FlowRecord record;
     uint64_t since_ms;
-    uint64_t sequence;  // tells a slab entry's current record from an earlier one in order_
+    uint32_t hash_lo;  // low 32 bits of hashFlowKey(record.key)
+    bool alive;        // false: paired or sent (a hole in the ring)
   };
   struct Slot {
     uint32_t hash_lo;  // low 32 bits of the key's hash
-    uint32_t index1;   // slab index + 1; 0 = empty
+    uint32_t index1;   // ring index + 1; 0 = empty
   };
   static constexpr size_t kNone = SIZE_MAX;
 
@@ -83,12 +85,16 @@ class BiflowPairer {
 
   /// The slot of `key` (hash = hashFlowKey(key)); kNone when it is not waiting.
   size_t find(const FlowKey& key, uint64_t hash) const;
-  /// The slot holding slab entry `index`.
+  /// The slot holding ring index `index`.
   size_t slotOf(uint32_t index) const;
   void insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms);
-  /// Frees the record in slot `pos` (its slab entry too).
+  /// The record in slot `pos` stops waiting (paired or sent).
   void eraseAt(size_t pos);
-  void grow();
+  void placeSlot(uint32_t hash_lo, uint32_t index);
+  /// A ring with room for one more: the live records moved, in order, to a
+  /// new ring (twice as large unless mostly holes), and the table rebuilt.
+  void growRing();
+  void growTable();
 
   /// Which of two keys (by their hashes) initiated their conversation
   /// before: 1 the first, 2 the second, 0 not remembered.
@@ -97,12 +103,10 @@ class BiflowPairer {
 
   const uint64_t wait_ms_;
   const size_t max_waiting_;
-  std::vector<Waiting> slab_;
-  std::vector<uint32_t> free_;  // free slab entries
-  std::vector<Slot> slots_;     // a power of two, at most half full
-  size_t count_ = 0;
-  std::deque<std::pair<uint32_t, uint64_t>> order_;  // (slab index, sequence), oldest first
-  uint64_t next_sequence_ = 1;
+  std::vector<Waiting> ring_;  // a power of two
+  uint64_t head_ = 0, tail_ = 0;  // positions (index = position & (size - 1)); [head, tail) in use
+  std::vector<Slot> slots_;    // a power of two, at most half full
+  size_t count_ = 0;           // records waiting
   // The initiator of each conversation paired before (the hash of its key),
   // for the conversation's later records (the next active-timeout interval,
   // stragglers after the end): direct-mapped by the conversation (the two
