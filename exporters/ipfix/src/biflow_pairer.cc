@@ -77,19 +77,46 @@ Biflow oneSided(const FlowRecord& r) {
   return f;
 }
 
+namespace {
+
+constexpr size_t kRememberedConversations = size_t{1} << 20;  // 8 MiB, allocated at the first pair
+
+size_t conversationSlot(uint64_t hash_a, uint64_t hash_b) {
+  return (hash_a ^ hash_b) & (kRememberedConversations - 1);
+}
+
+}  // namespace
+
 void BiflowPairer::add(std::span<const FlowRecord> records, uint64_t now_ms, std::vector<Biflow>& out) {
-  for (const FlowRecord& r : records) addOne(r, now_ms, out);
+  // The lookups land on random slots: their lines are fetched a few records
+  // ahead (the flow cache's trick), with both keys' hashes computed first.
+  constexpr size_t kAhead = 8;
+  hashes_.resize(records.size());
+  for (size_t i = 0; i < records.size(); ++i)
+    hashes_[i] = {hashFlowKey(records[i].key), hashFlowKey(reverseKey(records[i].key))};
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i + kAhead < records.size()) prefetchFor(hashes_[i + kAhead]);
+    addOne(records[i], hashes_[i], now_ms, out);
+  }
   releaseOldest(now_ms >= wait_ms_ ? now_ms - wait_ms_ : 0, out);
 }
 
-void BiflowPairer::addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Biflow>& out) {
+void BiflowPairer::prefetchFor(const KeyHashes& h) const {
+  if (slots_.empty()) return;
+  const size_t mask = slots_.size() - 1;
+  __builtin_prefetch(&slots_[h.reverse & mask]);
+  __builtin_prefetch(&slots_[h.own & mask]);
+  if (!initiators_.empty()) __builtin_prefetch(&initiators_[conversationSlot(h.own, h.reverse)]);
+}
+
+void BiflowPairer::addOne(const FlowRecord& r, const KeyHashes& h, uint64_t now_ms, std::vector<Biflow>& out) {
   const FlowKey reverse = reverseKey(r.key);
   if (reverse == r.key) {  // both directions are one flow of the cache already
     out.push_back(oneSided(r));
     return;
   }
-  const uint64_t hash = hashFlowKey(r.key);
-  const uint64_t reverse_hash = hashFlowKey(reverse);
+  const uint64_t hash = h.own;
+  const uint64_t reverse_hash = h.reverse;
   if (const size_t pos = find(reverse, reverse_hash); pos != kNone) {
     const FlowRecord& other = ring_[slots_[pos].index1 - 1].record;
     const int known = synDecides(other, r) ? 0 : knownInitiator(hash, reverse_hash);
@@ -184,15 +211,6 @@ void BiflowPairer::growTable() {
   }
 }
 
-namespace {
-
-constexpr size_t kRememberedConversations = size_t{1} << 20;  // 8 MiB, allocated at the first pair
-
-size_t conversationSlot(uint64_t hash_a, uint64_t hash_b) {
-  return (hash_a ^ hash_b) & (kRememberedConversations - 1);
-}
-
-}  // namespace
 
 int BiflowPairer::knownInitiator(uint64_t hash_a, uint64_t hash_b) const {
   if (initiators_.empty()) return 0;

@@ -78,7 +78,11 @@ class BiflowPairer {
   };
   static constexpr size_t kNone = SIZE_MAX;
 
-  void addOne(const FlowRecord& r, uint64_t now_ms, std::vector<Biflow>& out);
+  struct KeyHashes {
+    uint64_t own, reverse;  // hashFlowKey() of the record's key and of its reverse
+  };
+  void addOne(const FlowRecord& r, const KeyHashes& h, uint64_t now_ms, std::vector<Biflow>& out);
+  void prefetchFor(const KeyHashes& h) const;
   /// Sends alone the oldest waiting records: those waiting since before
   /// `until_ms`, and beyond max_waiting_ the oldest anyway.
   void releaseOldest(uint64_t until_ms, std::vector<Biflow>& out);
@@ -107,6 +111,7 @@ class BiflowPairer {
   uint64_t head_ = 0, tail_ = 0;  // positions (index = position & (size - 1)); [head, tail) in use
   std::vector<Slot> slots_;    // a power of two, at most half full
   size_t count_ = 0;           // records waiting
+  std::vector<KeyHashes> hashes_;  // of the batch being added; reused
   // The initiator of each conversation paired before (the hash of its key),
   // for the conversation's later records (the next active-timeout interval,
   // stragglers after the end): direct-mapped by the conversation (the two
