@@ -95,6 +95,8 @@ inline void copyToNetworkOrder(const BiflowFields& in, BiflowFields& out) { out 
 static_assert(sizeof(ReverseFields) == totalLength(kReverseFields));
 static_assert(sizeof(Ipv4BiflowRecord) == sizeof(Ipv4Record) + sizeof(ReverseFields) + 1);
 static_assert(sizeof(Ipv6BiflowDirectionRecord) == sizeof(Ipv6Record) + sizeof(ReverseFields) + 2);
+static_assert(sizeof(Ipv4BiflowRecord) == 144 && sizeof(Ipv6BiflowRecord) == 168,
+              "biflow record sizes changed: update the README (Templates) and the tests");
 
 /// The reverse fields of the responder's flow; all 0 for a conversation
 /// heard in one direction only (no responder).

@@ -1322,6 +1322,27 @@ TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElemen
   ASSERT_EQ(messages[0].templates.size(), 2u);
   EXPECT_EQ(messages[0].templates[0].id, 260);
   EXPECT_EQ(messages[0].templates[1].id, 261);
+  // Each is the uniflow template (read from a uniflow file) with the reverse
+  // elements and biflowDirection appended, written out here.
+  {
+    const std::string uni = tempPath("uniflow-templates.ipfix");
+    {
+      auto exporter = makeIpfixExporter(fileOptions(uni, GetParam()));
+      exporter->flush(kNowMs);
+    }
+    const std::vector<Message> plain = decodeStream(readFile(uni));
+    std::filesystem::remove(uni);
+    ASSERT_EQ(plain.at(0).templates.size(), 2u);
+    const std::vector<std::pair<uint16_t, uint16_t>> tail = {
+        {0x8000 | 1, 8}, {0x8000 | 2, 8}, {0x8000 | 152, 8}, {0x8000 | 153, 8}, {0x8000 | 6, 2},
+        {0x8000 | 56, 6}, {0x8000 | 80, 6}, {0x8000 | 70, 3}, {0x8000 | 71, 3}, {0x8000 | 72, 3},
+        {0x8000 | 5, 1}, {0x8000 | 52, 1}, {0x8000 | 53, 1}, {239, 1}};
+    for (size_t i = 0; i < 2; ++i) {
+      auto want = plain[0].templates[i].fields;
+      want.insert(want.end(), tail.begin(), tail.end());
+      EXPECT_EQ(messages[0].templates[i].fields, want) << "template " << messages[0].templates[i].id;
+    }
+  }
   std::vector<DataRecord> data;
   for (const Message& m : messages)
     for (const DataRecord& d : m.records) data.push_back(d);
