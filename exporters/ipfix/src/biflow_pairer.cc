@@ -155,7 +155,7 @@ size_t BiflowPairer::slotOf(uint32_t index) const {
 
 void BiflowPairer::insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms) {
   if (tail_ - head_ == ring_.size()) growRing();
-  if ((count_ + 1) * 2 > slots_.size()) growTable();
+  while ((count_ + 1) * 2 > slots_.size()) growTable();
   const auto index = static_cast<uint32_t>(tail_++ & (ring_.size() - 1));
   ring_[index] = Waiting{r, now_ms, static_cast<uint32_t>(hash), true};
   placeSlot(static_cast<uint32_t>(hash), index);
@@ -187,7 +187,7 @@ void BiflowPairer::eraseAt(size_t pos) {
 }
 
 void BiflowPairer::growRing() {
-  const size_t size = ring_.empty() ? 4096 : count_ * 2 > ring_.size() ? ring_.size() * 2 : ring_.size();
+  const size_t size = ring_.empty() ? initial_size_ : count_ * 2 > ring_.size() ? ring_.size() * 2 : ring_.size();
   std::vector<Waiting> ring(size);
   size_t n = 0;
   for (uint64_t p = head_; p != tail_; ++p) {
@@ -204,7 +204,7 @@ void BiflowPairer::growRing() {
 void BiflowPairer::growTable() {
   // The low 32 bits of the hash choose the home while the table has at most
   // 2^32 slots, which a bounded wait never reaches.
-  slots_.assign(std::max<size_t>(4096, slots_.size() * 2), Slot{0, 0});
+  slots_.assign(std::max(initial_size_, slots_.size() * 2), Slot{0, 0});
   for (uint64_t p = head_; p != tail_; ++p) {
     const auto index = static_cast<uint32_t>(p & (ring_.size() - 1));
     if (ring_[index].alive) placeSlot(ring_[index].hash_lo, index);

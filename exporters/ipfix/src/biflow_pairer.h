@@ -48,7 +48,9 @@ Biflow oneSided(const FlowRecord& r);
 
 class BiflowPairer {
  public:
-  BiflowPairer(uint64_t wait_ms, size_t max_waiting) : wait_ms_(wait_ms), max_waiting_(max_waiting) {}
+  /// initial_size: of the ring and the table (a power of two; they grow).
+  BiflowPairer(uint64_t wait_ms, size_t max_waiting, size_t initial_size = 4096)
+      : wait_ms_(wait_ms), max_waiting_(max_waiting), initial_size_(initial_size) {}
 
   /// Takes a batch of records at export time now_ms: the biflows completed
   /// by it, and those whose wait is over, are appended to `out`.
@@ -107,6 +109,7 @@ class BiflowPairer {
 
   const uint64_t wait_ms_;
   const size_t max_waiting_;
+  const size_t initial_size_;
   std::vector<Waiting> ring_;  // a power of two
   uint64_t head_ = 0, tail_ = 0;  // positions (index = position & (size - 1)); [head, tail) in use
   std::vector<Slot> slots_;    // a power of two, at most half full
