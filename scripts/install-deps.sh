@@ -16,7 +16,7 @@ TEST_PKGS=(
   mariadb-server mariadb-client procps time python3
   rpm lintian dpkg-dev fakeroot systemd
   clang libclang-rt-14-dev
-  pmacct python3-ipfix
+  pmacct python3-ipfix tcpdump
 )
 BENCH_PKGS=(softflowd)
 

@@ -13,6 +13,7 @@
 
 #include "flowfold/probe/file_window.h"
 #include "flowfold/probe/pipeline.h"
+#include "flowfold/probe/recording_sink.h"
 #include "flowfold/probe/sharded_pipeline.h"
 
 namespace flowfold {
@@ -77,8 +78,19 @@ class ClassicPcapReader {
   struct Record {
     const uint8_t* data;
     uint32_t caplen, len;
-    uint64_t ts_ms;
+    uint32_t sec, frac;  // the record's timestamp as stored (frac: us or ns, by the file's magic)
   };
+
+  // To the sink: with the timestamp in nanoseconds when it takes them (a
+  // recorder keeps them whole), else in milliseconds.
+  template <PacketSink Sink>
+  void deliver(Sink& sink, const uint8_t* data, uint32_t caplen, uint32_t len, uint32_t sec, uint32_t frac) const {
+    if constexpr (requires { sink.onFrame(data, caplen, len, uint64_t{0}); }) {
+      sink.onFrame(data, caplen, len, timestampNs(sec, frac));
+    } else {
+      sink.onPacket(data, caplen, len, timestampMs(sec, frac));
+    }
+  }
 
   template <bool kSwapped>
   static uint32_t load32(const uint8_t* p) {
@@ -105,21 +117,24 @@ class ClassicPcapReader {
         if (caplen != 0 && caplen <= snaplen_ && available() - 16 >= caplen && !window_.truncated()) {
           pos_ += 16 + caplen;
           consumed_ += 16 + caplen;
-          sink.onPacket(p + 16, caplen, load32<kSwapped>(p + 12),
-                        timestampMs(load32<kSwapped>(p), load32<kSwapped>(p + 4)));
+          deliver(sink, p + 16, caplen, load32<kSwapped>(p + 12), load32<kSwapped>(p), load32<kSwapped>(p + 4));
           continue;
         }
       }
       Record r;
       last = nextSlow(r, error);
       if (last != Next::kPacket) return n;
-      sink.onPacket(r.data, r.caplen, r.len, r.ts_ms);
+      deliver(sink, r.data, r.caplen, r.len, r.sec, r.frac);
     }
     return max;
   }
 
   // Milliseconds since the epoch. A fraction of a second out of range (an
   // invalid field) is ignored rather than added, as the libpcap path does.
+  uint64_t timestampNs(uint32_t sec, uint32_t frac) const {
+    const uint64_t frac_ns = nanos_ ? (frac < 1000000000u ? frac : 0) : (frac < 1000000u ? uint64_t{frac} * 1000 : 0);
+    return uint64_t{sec} * 1'000'000'000 + frac_ns;
+  }
   uint64_t timestampMs(uint32_t sec, uint32_t frac) const {
     const uint64_t frac_ms = nanos_ ? (frac < 1000000000u ? frac / 1000000u : 0) : (frac < 1000000u ? frac / 1000u : 0);
     return uint64_t{sec} * 1000 + frac_ms;
@@ -160,7 +175,7 @@ class ClassicPcapReader {
       return Next::kError;
     }
     if (shrankUnderWindow()) return nextSlow(r, error);
-    r = Record{base_ + pos_ + 16, caplen, len, timestampMs(sec, frac)};
+    r = Record{base_ + pos_ + 16, caplen, len, sec, frac};
     pos_ += 16 + stored;
     consumed_ += 16 + stored;
     return Next::kPacket;
@@ -284,7 +299,9 @@ struct PcapFileSource::Impl {
 
 PcapFileSource::PcapFileSource(const std::string& path, const std::string& bpf_filter) : impl_(new Impl) {
   char err[PCAP_ERRBUF_SIZE] = {};
-  impl_->handle = pcap_open_offline(path.c_str(), err);
+  // Nanosecond timestamps whatever the file holds (libpcap scales): a
+  // recorder keeps them whole.
+  impl_->handle = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
   if (!impl_->handle) {
     throw InputError("cannot read capture '" + path + "': " + err +
                      " (flowfold reads pcap and pcapng files, '-' for standard input)");
@@ -337,11 +354,15 @@ void onPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
   auto* sink = reinterpret_cast<Sink*>(user);
   // Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
   const uint64_t secs = h->ts.tv_sec > 0 ? static_cast<uint64_t>(h->ts.tv_sec) : 0;
-  // A fraction outside 0..999999 us (an invalid nanosecond field that libpcap
-  // scales and may turn negative) is ignored rather than added.
-  const uint64_t usec = h->ts.tv_usec >= 0 && h->ts.tv_usec < 1000000 ? static_cast<uint64_t>(h->ts.tv_usec) : 0;
-  const uint64_t ts_ms = secs * 1000 + usec / 1000;
-  sink->onPacket(bytes, h->caplen, h->len, ts_ms);
+  // The file was opened with nanosecond precision: tv_usec holds
+  // nanoseconds. A fraction out of range (an invalid field) is ignored
+  // rather than added.
+  const uint64_t nsec = h->ts.tv_usec >= 0 && h->ts.tv_usec < 1000000000 ? static_cast<uint64_t>(h->ts.tv_usec) : 0;
+  if constexpr (requires { sink->onFrame(bytes, h->caplen, h->len, uint64_t{0}); }) {
+    sink->onFrame(bytes, h->caplen, h->len, secs * 1'000'000'000 + nsec);
+  } else {
+    sink->onPacket(bytes, h->caplen, h->len, secs * 1000 + nsec / 1'000'000);
+  }
 }
 }  // namespace
 
@@ -372,5 +393,7 @@ PcapFileSource::Result PcapFileSource::dispatch(Sink& sink, int max_packets) {
 // its onPacket() inlined).
 template PcapFileSource::Result PcapFileSource::dispatch(Pipeline&, int);
 template PcapFileSource::Result PcapFileSource::dispatch(ShardedPipeline&, int);
+template PcapFileSource::Result PcapFileSource::dispatch(RecordingSink<Pipeline>&, int);
+template PcapFileSource::Result PcapFileSource::dispatch(RecordingSink<ShardedPipeline>&, int);
 
 }  // namespace flowfold

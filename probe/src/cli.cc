@@ -32,6 +32,8 @@ enum LongOnly {
   kOptMysql,
   kOptTunnels,
   kOptLocalNetworks,
+  kOptRecord,
+  kOptRecordSize,
 };
 
 // How the user wrote option `c` (getopt's return value or optopt): "-r" or
@@ -65,6 +67,9 @@ SettingValue optionValue(const ValueSpec& spec, const std::string& text, const s
       case ValueSpec::Kind::kDuration:
         throw ConfigError("command line: " + what + " must be a duration such as 15, 15s or 500ms, not '" + text +
                           "'");
+      case ValueSpec::Kind::kBytes:
+        throw ConfigError("command line: " + what + " must be a size between " + std::to_string(spec.min) + " and " +
+                          std::to_string(spec.max) + " bytes, such as 500G or 64M, not '" + text + "'");
       case ValueSpec::Kind::kChoice: {
         std::string list;
         for (size_t i = 0; i < spec.choices.size(); ++i)
@@ -87,6 +92,7 @@ struct CommandLineSettings {
   std::string transport = "udp";
   std::vector<ExporterConfig> outputs;  // --text, --json, --ipfix-file, --mysql
   std::optional<LocalNetworks> local_networks;  // --local-networks (replaces the file's)
+  std::vector<std::string> record_directories;  // --record (replace the file's)
   // Settings of the tables, in the order given (the last one wins).
   std::vector<std::pair<const Setting<Config>*, SettingValue>> probe;
   // Exporter settings (key, value as written), for every exporter that has them.
@@ -177,6 +183,13 @@ Direction:
                        (flowDirection 61); none between two local or two remote
                        addresses. Unset, no direction is exported
 
+Packet recording:
+  --record DIR         keep every captured packet in a ring of pcap files in DIR
+                       (repeatable: directories on several disks, written in turn);
+                       see flowfold.yaml(5) "recorder"
+  --record-size SIZE   most the ring takes, e.g. 500G (the oldest files go first;
+                       without it, the ring stops short of 5% free space)
+
 Decoder:
   --tunnels MODE       GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4 traffic:
                        outer (default; the outer packet, as on the wire), inner
@@ -211,6 +224,8 @@ const option kLong[] = {
     {"mysql", required_argument, nullptr, kOptMysql},
     {"tunnels", required_argument, nullptr, kOptTunnels},
     {"local-networks", required_argument, nullptr, kOptLocalNetworks},
+    {"record", required_argument, nullptr, kOptRecord},
+    {"record-size", required_argument, nullptr, kOptRecordSize},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
 };
@@ -278,6 +293,7 @@ void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
       break;
     }
     case kOptMysql: s.outputs.push_back(mysqlOutput(optarg)); break;
+    case kOptRecord: s.record_directories.push_back(optarg); break;
     case kOptLocalNetworks: {
       // CIDR[,CIDR...]; given again, the lists add up.
       if (!s.local_networks) s.local_networks.emplace();
@@ -341,6 +357,7 @@ void applyInput(int argc, char** argv, const CommandLineSettings& s, Config& con
   if (!s.read_file.empty() && !s.interfaces.empty())
     throw ConfigError("command line: -r FILE and -i IFACE are two inputs; choose one");
   if (s.local_networks) config.local_networks = *s.local_networks;
+  if (!s.record_directories.empty()) config.recorder.directories = s.record_directories;
   if (!s.read_file.empty()) {
     config.read_file = s.read_file;
     config.interfaces.clear();

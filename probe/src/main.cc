@@ -29,6 +29,7 @@
 #include "flowfold/probe/packet_sink.h"
 #include "flowfold/probe/pipeline.h"
 #include "flowfold/probe/progress.h"
+#include "flowfold/probe/recording_sink.h"
 #include "flowfold/probe/service_notify.h"
 #include "flowfold/probe/sharded_pipeline.h"
 #include "flowfold/probe/stats.h"
@@ -159,6 +160,20 @@ uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
   return g;
 }
 
+/// readFile(), with the packet recorder in front of the pipeline when one is
+/// configured: the file's packets go to the ring (the reader waits for the
+/// disk rather than drop any) and are indexed by the same run.
+template <FlowPipeline P>
+int readFileRecording(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline) {
+  if (!config.recorder.enabled()) return readFile(config, source, stage, pipeline);
+  recorder::SegmentRing ring(config.recorder);
+  recorder::Recorder rec(ring, config.recorder, "file", static_cast<uint32_t>(source.datalink()), true);
+  RecordingSink<P> sink(pipeline, rec, ring);
+  const int status = readFile(config, source, stage, sink);
+  if (rec.failed()) return std::max(status, static_cast<int>(kExitRuntime));
+  return status;
+}
+
 int runFile(const Config& config) {
   PcapFileSource source(config.read_file, config.bpf_filter);
   const int dlt = source.datalink();
@@ -180,12 +195,12 @@ int runFile(const Config& config) {
   options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
-    return readFile(config, source, stage, pipeline);
+    return readFileRecording(config, source, stage, pipeline);
   }
   // The flow bound is for the whole probe: each worker holds its share.
   options.cache.max_flows = config.maxFlowsPerCache();
   ShardedPipeline pipeline(options, dlt, stage, config.workers);
-  return readFile(config, source, stage, pipeline);
+  return readFileRecording(config, source, stage, pipeline);
 }
 
 // ---------------------------------------------------------------- live

@@ -65,6 +65,14 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   out.push_back(std::move(skipped));
   out.push_back(std::move(info));
 
+  if (p.recording) {
+#define FLOWFOLD_RECORDER_FAMILY(name, help)                             \
+  out.push_back(counter("flowfold_" + std::string(#name) + "_total", help)); \
+  add(out.back(), p.recorder.name);
+    FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_RECORDER_FAMILY)
+#undef FLOWFOLD_RECORDER_FAMILY
+  }
+
   // The flow cache: one family per kCount/kGauge counter, in the list's
   // order, then flowfold_flow_records_total with one sample per end reason
   // (label value: the counter's name, as for the decoder's reasons above).

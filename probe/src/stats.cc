@@ -16,6 +16,10 @@ void addStats(PipelineStats& a, const PipelineStats& b) {
   for (const auto& c : kFlowCacheCounters) a.cache.*c.value += b.cache.*c.value;
   if (b.now_ms > a.now_ms) a.now_ms = b.now_ms;
   a.cpu_ns += b.cpu_ns;
+  a.recording = a.recording || b.recording;
+#define FLOWFOLD_ADD_RECORDER(name, help) a.recorder.name += b.recorder.name;
+  FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_ADD_RECORDER)
+#undef FLOWFOLD_ADD_RECORDER
 }
 
 std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
@@ -45,6 +49,12 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
     add(c.name, p.cache.*c.value, c.shown != CounterShown::kEndReason);
   }
   add("queue_dropped_records", stage.queue().droppedRecords());
+  if (p.recording) {
+    // Always shown while recording: a 0 says the recorder lost nothing.
+#define FLOWFOLD_SHOW_RECORDER(name, help) add(#name, p.recorder.name, true);
+    FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_SHOW_RECORDER)
+#undef FLOWFOLD_SHOW_RECORDER
+  }
   for (const auto& e : stage.exporterStats()) {
     s += " | " + e.name + ":";
     for (const auto& c : kExporterCounters) add(c.name, e.*c.value, c.shown == CounterShown::kAlways);

@@ -53,6 +53,10 @@ void checkRanges(const flowfold::Config& c) {
   FUZZ_CHECK(c.cache.active_timeout_ms >= 1 && c.cache.active_timeout_ms <= 7 * 86'400'000ull);
   FUZZ_CHECK(c.cache.idle_timeout_ms >= 1 && c.cache.idle_timeout_ms <= 7 * 86'400'000ull);
   FUZZ_CHECK(c.stats_interval_s <= 86'400);
+  FUZZ_CHECK(c.recorder.segment_size >= (64u << 10) && c.recorder.segment_size <= (uint64_t{64} << 30));
+  FUZZ_CHECK(c.recorder.snaplen >= 64 && c.recorder.snaplen <= 262'144);
+  FUZZ_CHECK(c.recorder.min_free_percent >= 0 && c.recorder.min_free_percent < 100);
+  for (const auto& d : c.recorder.directories) FUZZ_CHECK(!d.empty());
   FUZZ_CHECK(c.log_level == "error" || c.log_level == "warn" || c.log_level == "info" ||
              c.log_level == "debug");
   for (const auto& e : c.exporters) {

@@ -81,4 +81,27 @@ bool parseBoolean(const std::string& t) {
   expected(t, "true or false");
 }
 
+uint64_t parseByteSize(const std::string& text, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end == text.data()) expected(text, "a size such as 512M or 1G");
+  if (hasLeadingZero(std::string_view(text.data(), static_cast<size_t>(end - text.data()))))
+    problem(text, kLeadingZero);
+  std::string unit(end, text.data() + text.size());
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
+  int shift = 0;
+  if (unit.empty()) shift = 0;
+  else if (unit == "k" || unit == "K") shift = 10;
+  else if (unit == "M" || unit == "m") shift = 20;
+  else if (unit == "G" || unit == "g") shift = 30;
+  else if (unit == "T" || unit == "t") shift = 40;
+  else throw ValueError(ValueError::Kind::kUnknownUnit, text, unit);
+  if (v > (UINT64_MAX >> shift)) problem(text, "is too large");
+  const uint64_t bytes = v << shift;
+  if (bytes < min || bytes > max)
+    problem(text, "is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "] bytes");
+  return bytes;
+}
+
 }  // namespace flowfold

@@ -21,6 +21,7 @@ SettingValue parseSettingValue(const ValueSpec& spec, const std::string& text) {
       v.text = text;
       break;
     case Kind::kText: v.text = text; break;
+    case Kind::kBytes: v.number = parseByteSize(text, spec.min, spec.max); break;
   }
   return v;
 }

@@ -52,25 +52,15 @@ uint64_t durationMs(std::string_view key, const std::string& text, uint64_t min_
   return worded(key, [&] { return parseDurationMs(text, min_ms, max_ms, step_ms); });
 }
 
-// Bytes: a plain number or one with k, M, G, T (binary multiples; "MiB",
-// "MB" and "M" all mean 2^20 here, as du -h would suggest).
+// Bytes: a plain number or one with k, M, G, T (option_values.h).
 uint64_t bytesValue(std::string_view key, const std::string& text) {
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end == text.data())
-    bad(key, "expected a size such as 512M or 1G, not '" + text + "'");
-  std::string unit(end, text.data() + text.size());
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
-  int shift = 0;
-  if (unit.empty()) shift = 0;
-  else if (unit == "k" || unit == "K") shift = 10;
-  else if (unit == "M" || unit == "m") shift = 20;
-  else if (unit == "G" || unit == "g") shift = 30;
-  else if (unit == "T" || unit == "t") shift = 40;
-  else bad(key, "unknown unit in '" + text + "' (use k, M, G or T)");
-  if (v > (UINT64_MAX >> shift)) bad(key, "'" + text + "' is too large");
-  return v << shift;
+  try {
+    return parseByteSize(text);
+  } catch (const ValueError& e) {
+    if (e.kind == ValueError::Kind::kUnknownUnit) bad(key, "unknown unit in '" + text + "' (use k, M, G or T)");
+    if (e.kind == ValueError::Kind::kExpected) bad(key, "expected a size such as 512M or 1G, not '" + text + "'");
+    bad(key, "'" + text + "' " + e.detail);
+  }
 }
 
 bool boolValue(std::string_view key, const std::string& t) {

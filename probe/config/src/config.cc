@@ -63,7 +63,8 @@ std::string fileWording(std::string_view key, const ValueSpec& spec, const Value
       if (spec.kind == ValueSpec::Kind::kName) return k + " is empty: give a name, or leave the key out";
       return k + " = " + e.text + " " + e.detail;
     case ValueError::Kind::kUnknownUnit:
-      return k + " has an unknown unit '" + e.detail + "' (use " + kDurationUnits + ")";
+      return k + " has an unknown unit '" + e.detail + "' (use " +
+             (spec.kind == ValueSpec::Kind::kBytes ? "k, M, G or T" : kDurationUnits) + ")";
   }
   return k + ": " + e.what();
 }
@@ -171,6 +172,25 @@ ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node
     fail(name, node, ex.what());
   }
   return e;
+}
+
+// min_free: "5%" (of the filesystem) or a size ("20G").
+void parseMinFree(const std::string& text, recorder::RecorderOptions& o) {
+  if (!text.empty() && text.back() == '%') {
+    const std::string number = text.substr(0, text.size() - 1);
+    char* end = nullptr;
+    const double percent = std::strtod(number.c_str(), &end);
+    if (number.empty() || end != number.c_str() + number.size() || !(percent >= 0 && percent < 100))
+      throw std::invalid_argument("= " + text + " must be a percentage in [0, 100), such as 5%, or a size such as 20G");
+    o.min_free_percent = percent;
+    o.min_free_bytes = 0;
+    return;
+  }
+  try {
+    o.min_free_bytes = parseByteSize(text, 1);
+  } catch (const ValueError&) {
+    throw std::invalid_argument("= " + text + " must be a percentage such as 5% or a size such as 20G");
+  }
 }
 
 // rotate / max_files / max_age: for an exporter that writes a file, and the
@@ -441,6 +461,7 @@ class ConfigReader {
         {"group", [&](const YAML::Node& n) { c_.group = remembered(n, "group", c_.group_origin); }},
         {"metrics", [&](const YAML::Node& n) { metrics(n); }},
         {"log", [&](const YAML::Node& n) { section(n, "log"); }},
+        {"recorder", [&](const YAML::Node& n) { recorder(n); }},
     };
     addSettings(top, name_, probeSettings(), "", c_);
     readMap(name_, root, "the configuration", top);
@@ -482,6 +503,34 @@ class ConfigReader {
       for (const auto& n : v) one(n);
     } else {
       one(v);
+    }
+  }
+
+  // The packet recorder: its directories (one or a list) and min_free (a
+  // percentage or a size) have a form of their own; the rest is the table's.
+  void recorder(const YAML::Node& n) {
+    c_.recorder_origin = where(name_, n.Mark());
+    Handlers h{{"directory", [&](const YAML::Node& v) { recorderDirectories(v); }},
+               {"min_free", [&](const YAML::Node& v) { minFree(v); }}};
+    addSettings(h, name_, probeSettings(), "recorder", c_);
+    readMap(name_, n, "recorder", h);
+  }
+
+  void recorderDirectories(const YAML::Node& v) {
+    c_.recorder.directories.clear();
+    if (v.IsSequence()) {
+      for (const auto& d : v) c_.recorder.directories.push_back(nameValue(name_, d, "directory"));
+    } else {
+      c_.recorder.directories.push_back(nameValue(name_, v, "directory"));
+    }
+  }
+
+  void minFree(const YAML::Node& v) {
+    const std::string text = scalar(name_, v, "min_free");
+    try {
+      parseMinFree(text, c_.recorder);
+    } catch (const std::invalid_argument& e) {
+      fail(name_, v, std::string("'min_free' ") + e.what());
     }
   }
 
@@ -594,6 +643,25 @@ void checkRunAsUser(const Config& c, bool running_as_root) {
 
 }  // namespace
 
+namespace {
+
+// The ring must hold more than one segment, and a live capture is not
+// recorded yet (issue 20: file mode first).
+void checkRecorder(const Config& c) {
+  const recorder::RecorderOptions& r = c.recorder;
+  if (!r.enabled()) return;
+  const std::string where = origin(c.recorder_origin, c);
+  if (r.max_size != 0 && r.segment_size * 2 > r.max_size)
+    throw ConfigError(where + ": recorder.max_size (" + std::to_string(r.max_size) +
+                      " bytes) holds fewer than two segments of segment_size (" + std::to_string(r.segment_size) +
+                      "): raise max_size or lower segment_size");
+  if (c.live())
+    throw ConfigError(where + ": recording a live capture is not available in this version: record a capture "
+                      "file (-r FILE --record DIR)");
+}
+
+}  // namespace
+
 bool runningAsRoot() { return geteuid() == 0; }
 
 uint32_t Config::flowCacheCount() const {
@@ -617,6 +685,7 @@ std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
                       std::to_string(c.flowCacheCount()) +
                       " flow caches (one per worker and interface): give at least one flow to each, or fewer "
                       "workers");
+  checkRecorder(c);
   checkRunAsUser(c, running_as_root);
   checkOutputsAreDistinct(c);
   std::vector<std::string> warnings;

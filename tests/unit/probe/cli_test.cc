@@ -190,5 +190,14 @@ TEST(CommandLine, LocalNetworksReplaceTheFilesAndAddUp) {
   }
   EXPECT_THROW(parse({"-r", "x", "--text", "--local-networks", "10.0.0.0/8,"}, cl), ConfigError);
 }
+TEST(CommandLine, RecordDirectoriesAndSize) {
+  CommandLine cl;
+  const Config c = parse({"-r", "x", "--text", "--record", "/a", "--record", "/b", "--record-size", "2G"}, cl);
+  EXPECT_EQ(c.recorder.directories, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(c.recorder.max_size, 2ull << 30);
+  EXPECT_THROW(parse({"-r", "x", "--text", "--record-size", "2 G"}, cl), ConfigError);
+  EXPECT_THROW(parse({"-r", "x", "--text", "--record", ""}, cl), ConfigError);
+}
+
 }  // namespace
 }  // namespace flowfold

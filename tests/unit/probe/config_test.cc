@@ -484,5 +484,50 @@ TEST(Config, BadLocalNetworksAreNamedAtTheirPlace) {
             "t.yaml:2:5: local_networks: '2001:db8::/129': the prefix length must be a number from 0 to 128");
   EXPECT_NE(errorOf("local_networks:\n  - {a: 1}\n"), "");
 }
+TEST(Config, RecorderKeys) {
+  const Config c = parseConfig(
+      "recorder:\n  directory: [/data1/ring, /data2/ring]\n  max_size: 500G\n  min_free: 20G\n"
+      "  max_age: 7d\n  segment_size: 256M\n  snaplen: 128\n  buffer_size: 16M\n",
+      "t.yaml");
+  EXPECT_EQ(c.recorder.directories, (std::vector<std::string>{"/data1/ring", "/data2/ring"}));
+  EXPECT_EQ(c.recorder.max_size, 500ull << 30);
+  EXPECT_EQ(c.recorder.min_free_bytes, 20ull << 30);
+  EXPECT_EQ(c.recorder.max_age_ms, 7ull * 86'400'000);
+  EXPECT_EQ(c.recorder.segment_size, 256ull << 20);
+  EXPECT_EQ(c.recorder.snaplen, 128u);
+  EXPECT_EQ(c.recorder.buffer_size, 16ull << 20);
+  const Config pct = parseConfig("recorder:\n  directory: /r\n  min_free: 12.5%\n", "t.yaml");
+  EXPECT_EQ(pct.recorder.min_free_percent, 12.5);
+  EXPECT_EQ(pct.recorder.min_free_bytes, 0u);
+  EXPECT_FALSE(parseConfig("", "t.yaml").recorder.enabled());
+  EXPECT_EQ(errorOf("recorder:\n  directory: /r\n  max_size: large\n"),
+            "t.yaml:3:13: 'max_size' must be a size such as 512M or 1G, not 'large'");
+  EXPECT_EQ(errorOf("recorder:\n  directory: /r\n  max_size: 5X\n"),
+            "t.yaml:3:13: 'max_size' has an unknown unit 'X' (use k, M, G or T)");
+  EXPECT_EQ(errorOf("recorder:\n  min_free: 100%\n"),
+            "t.yaml:2:13: 'min_free' = 100% must be a percentage in [0, 100), such as 5%, or a size such as 20G");
+  EXPECT_EQ(errorOf("recorder:\n  directory: ''\n"),
+            "t.yaml:2:14: 'directory' is empty: give a name, or leave the key out");
+  EXPECT_EQ(errorOf("recorder:\n  dir: /r\n"),
+            "t.yaml:2:3: unknown key 'dir' in recorder (known: buffer_size, directory, max_age, max_size, min_free, "
+            "segment_size, snaplen)");
+}
+
+TEST(Config, RecorderNeedsRoomForTwoSegmentsAndACaptureFile) {
+  Config c = parseConfig("recorder:\n  directory: /tmp\n  max_size: 1G\n  segment_size: 1G\n", "t.yaml");
+  c.read_file = "x.pcap";
+  c.exporters.push_back(ExporterConfig::ofType(ExporterConfig::Type::kText, "t"));
+  try {
+    validateConfig(c, false);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("fewer than two segments"), std::string::npos) << e.what();
+  }
+  c.recorder.max_size = 0;
+  EXPECT_NO_THROW(validateConfig(c, false));
+  c.read_file.clear();  // live
+  EXPECT_THROW(validateConfig(c, false), ConfigError);
+}
+
 }  // namespace
 }  // namespace flowfold

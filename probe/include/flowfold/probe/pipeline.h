@@ -19,6 +19,7 @@
 
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/probe/decoder.h"
+#include "flowfold/recorder/recorder.h"
 #include "flowfold/probe/export_stage.h"
 #include "flowfold/probe/packet_sink.h"
 
@@ -59,6 +60,9 @@ struct PipelineStats {
   /// CPU time of the thread(s) that ran the pipeline, as of the last
   /// publishStats() (summed over workers and captures when added up).
   uint64_t cpu_ns = 0;
+  /// The packet recorder's counters, when recording (recording_sink.h).
+  bool recording = false;
+  recorder::RecorderCounters recorder;
 };
 
 /// The folding half of a pipeline: decoded packets -> flow cache -> the

@@ -44,4 +44,9 @@ uint64_t parseDurationMs(const std::string& text, uint64_t min_ms, uint64_t max_
 /// true, yes, on, 1 / false, no, off, 0.
 bool parseBoolean(const std::string& text);
 
+/// A size in bytes: a whole number, or one with k, M, G or T (binary
+/// multiples: "512M", "1G", "1GiB" and "1GB" all mean 2^30 here, as du -h
+/// suggests), in [min, max].
+uint64_t parseByteSize(const std::string& text, uint64_t min = 0, uint64_t max = UINT64_MAX);
+
 }  // namespace flowfold

@@ -23,6 +23,7 @@ struct ValueSpec {
     kChoice,    // one of `choices`
     kName,      // a file or interface name: not empty
     kText,      // anything
+    kBytes,     // parseByteSize in [min, max]
   };
   Kind kind = Kind::kText;
   uint64_t min = 0, max = 0, step = 1;
@@ -74,6 +75,7 @@ constexpr ValueSpec whole(uint64_t min, uint64_t max) { return {ValueSpec::Kind:
 constexpr ValueSpec duration(uint64_t min_ms, uint64_t max_ms, uint64_t step_ms = 1) {
   return {ValueSpec::Kind::kDuration, min_ms, max_ms, step_ms};
 }
+constexpr ValueSpec bytes(uint64_t min, uint64_t max) { return {ValueSpec::Kind::kBytes, min, max}; }
 constexpr ValueSpec choice(std::span<const std::string_view> choices, std::string_view noun) {
   return {ValueSpec::Kind::kChoice, 0, 0, 1, choices, noun};
 }

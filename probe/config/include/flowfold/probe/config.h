@@ -18,6 +18,7 @@
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/exporters/text_options.h"
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/recorder/recorder_options.h"
 #include "flowfold/probe/decoder.h"
 
 namespace flowfold {
@@ -88,6 +89,10 @@ struct Config {
   // exporter gives a flow its direction relative to them (flowDirection 61,
   // `direction`); empty, no direction is exported (local_networks.h).
   LocalNetworks local_networks;
+
+  // The packet recorder (`recorder:`, --record DIR): off without a directory.
+  recorder::RecorderOptions recorder;
+  std::string recorder_origin;  // "file:line:col" of `recorder:`, for messages
 
   // pipeline
   uint32_t export_batch = 4096;       // records per hand-off to the export thread

@@ -1,0 +1,253 @@
+"""The packet recorder (issue 20), recording capture files: what it writes is
+what was read, byte for byte and in order, as tcpdump reads both; the ring's
+bounds (max_size, min_free, max_age), several directories, a segment cut by
+a crash, and bad directories.
+
+tcpdump prints each packet with its nanosecond timestamp and every byte
+(-x); a recording is right when the tcpdump text of its segments, in
+sequence order, is the tcpdump text of the source (or of its last packets,
+when the oldest segments were removed)."""
+
+import glob
+import os
+import re
+import struct
+import subprocess
+import unittest
+
+from harness import TempDirTest, check_counters_documented, flowgen, need, run_flowfold, stats_of
+
+SEGMENT = re.compile(r"^flowfold-(\d{12})-([A-Za-z0-9_.]+)-(\d+)\.pcap$")
+
+
+def packets_of(path):
+    """tcpdump's text of a capture, one string per packet (timestamp, summary and bytes;
+    -S: absolute TCP sequence numbers, so a segment reads as it does in the source)."""
+    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-S", "-x", "--time-stamp-precision=nano"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError("tcpdump cannot read %s: %s" % (path, out.stderr))
+    packets = []
+    for line in out.stdout.splitlines():
+        if line.startswith("\t"):
+            packets[-1] += line + "\n"
+        else:
+            packets.append(line + "\n")
+    return packets
+
+
+def first_and_last_seconds(path):
+    """The seconds of a pcap file's first and last packets, read from its record headers."""
+    with open(path, "rb") as f:
+        data = f.read()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, first, last = 24, None, None
+    while off + 16 <= len(data):
+        sec, _, caplen, _ = struct.unpack_from(endian + "IIII", data, off)
+        first = sec if first is None else first
+        last = sec
+        off += 16 + caplen
+    return first, last
+
+
+def segments(*directories):
+    """The ring's segments, oldest first: [(sequence, stream, start_s, path)]."""
+    found = []
+    for d in directories:
+        for name in os.listdir(d):
+            m = SEGMENT.match(name)
+            if m:
+                found.append((int(m.group(1)), m.group(2), int(m.group(3)), os.path.join(d, name)))
+    return sorted(found)
+
+
+def recorded(*directories):
+    packets = []
+    for _, _, _, path in segments(*directories):
+        packets += packets_of(path)
+    return packets
+
+
+class Recording(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        need("tcpdump")
+        self.pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        self.source = packets_of(self.pcap)
+
+    def ring(self, name="ring"):
+        path = self.path(name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def record(self, *args, config=None, check=True):
+        extra = []
+        if config is not None:
+            conf = self.path("recorder.yaml")
+            with open(conf, "w") as f:
+                f.write(config)
+            extra = ["-c", conf]
+        return run_flowfold("-r", self.pcap, "--text=/dev/null", *extra, *args, check=check)
+
+    def test_the_ring_holds_every_packet_read_byte_for_byte_in_order(self):
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                ring = self.ring("ring%d" % workers)
+                proc = self.record("--record", ring, "--workers", str(workers))
+                self.assertEqual(recorded(ring), self.source)
+                stats = stats_of(proc.stderr)
+                self.assertEqual(stats["recorder_packets"], len(self.source))
+                self.assertEqual(stats["recorder_dropped"], 0)
+                self.assertEqual(stats["recorder_segments"], 1)
+                self.assertEqual(stats["recorder_bytes"], os.path.getsize(segments(ring)[0][3]) - 24)
+                check_counters_documented(self, proc.stderr)
+
+    def test_segments_rotate_and_a_second_run_continues_the_sequence(self):
+        ring = self.ring()
+        config = "recorder:\n  directory: %s\n  segment_size: 256k\n" % ring
+        self.record(config=config)
+        first = segments(ring)
+        self.assertGreater(len(first), 3)
+        self.assertEqual([s[0] for s in first], list(range(1, len(first) + 1)))
+        self.assertTrue(all(os.path.getsize(s[3]) <= 256 * 1024 for s in first))
+        # Each segment's name carries the second of its first packet.
+        for _, stream, start_s, path in first:
+            self.assertEqual(stream, "file")
+            self.assertEqual(start_s, first_and_last_seconds(path)[0], path)
+        self.assertEqual(recorded(ring), self.source)
+        # A second run adds segments after the first run's, and keeps them.
+        self.record(config=config)
+        both = segments(ring)
+        self.assertEqual([s[0] for s in both], list(range(1, 2 * len(first) + 1)))
+        self.assertEqual(recorded(ring), self.source + self.source)
+
+    def test_max_size_keeps_the_newest_segments_within_the_cap(self):
+        ring = self.ring()
+        proc = self.record(config="recorder:\n  directory: %s\n  segment_size: 256k\n  max_size: 1M\n" % ring)
+        kept = segments(ring)
+        total = sum(os.path.getsize(s[3]) for s in kept)
+        self.assertLessEqual(total, 1 << 20)
+        self.assertGreaterEqual(len(kept), 3)
+        stats = stats_of(proc.stderr)
+        self.assertEqual(stats["recorder_segments_removed"], stats["recorder_segments"] - len(kept))
+        self.assertEqual(kept[0][0], stats["recorder_segments_removed"] + 1)  # the oldest went first
+        tail = recorded(ring)
+        self.assertEqual(tail, self.source[len(self.source) - len(tail):])
+
+    def test_max_age_removes_segments_older_than_the_limit_on_the_capture_clock(self):
+        ring = self.ring()
+        proc = self.record(config="recorder:\n  directory: %s\n  segment_size: 128k\n  max_age: 10s\n" % ring)
+        kept = segments(ring)
+        stats = stats_of(proc.stderr)
+        self.assertGreater(stats["recorder_segments_removed"], 0)
+        self.assertEqual(len(kept), stats["recorder_segments"] - stats["recorder_segments_removed"])
+        # The clock is the capture's: its last packet. A segment ended when
+        # the next began; those kept ended at most 10 s before that clock.
+        horizon_s = first_and_last_seconds(self.pcap)[1] - 10
+        for older, newer in zip(kept, kept[1:]):
+            self.assertGreaterEqual(newer[2], horizon_s, older[3])
+        self.assertLess(kept[0][2], horizon_s + 10)
+        tail = recorded(ring)
+        self.assertEqual(tail, self.source[len(self.source) - len(tail):])
+
+    def test_several_directories_are_written_in_turn(self):
+        a, b = self.ring("disk-a"), self.ring("disk-b")
+        self.record(config="recorder:\n  directory: [%s, %s]\n  segment_size: 256k\n" % (a, b))
+        ring = segments(a, b)
+        self.assertGreater(len(ring), 3)
+        for sequence, _, _, path in ring:
+            self.assertEqual(os.path.dirname(path), a if sequence % 2 == 1 else b)
+        self.assertEqual(recorded(a, b), self.source)
+
+    def test_min_free_keeps_free_space_on_a_small_filesystem(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        mount = self.ring("tmpfs")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mount], check=True)
+        try:
+            proc = self.record(config="recorder:\n  directory: %s\n  segment_size: 256k\n  min_free: 50%%\n" % mount)
+            st = os.statvfs(mount)
+            # Free space stays above half, give or take the segment being written.
+            self.assertGreater(st.f_bavail * st.f_frsize, 2 * 1024 * 1024 - 256 * 1024 - 8192)
+            stats = stats_of(proc.stderr)
+            self.assertGreater(stats["recorder_segments_removed"], 0)
+            self.assertEqual(stats["recorder_dropped"], 0)
+            tail = recorded(mount)
+            self.assertEqual(tail, self.source[len(self.source) - len(tail):])
+        finally:
+            subprocess.run(["umount", mount], check=False)
+
+    def test_a_full_disk_stops_recording_with_one_message_and_the_flows_go_on(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        mount = self.ring("full")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", mount], check=True)
+        try:
+            flows = run_flowfold("-r", self.pcap, "--text=/dev/null").stderr
+            proc = self.record(config="recorder:\n  directory: %s\n  min_free: 1k\n" % mount, check=False)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+            self.assertEqual(proc.stderr.count("recording stopped"), 1, proc.stderr)
+            stats = stats_of(proc.stderr)
+            self.assertEqual(stats["records"], stats_of(flows)["records"])  # the flows are all there
+            self.assertEqual(stats["recorder_packets"] + stats["recorder_dropped"], len(self.source))
+            self.assertGreater(stats["recorder_dropped"], 0)
+            # What was written is readable.
+            packets_of(segments(mount)[0][3])
+        finally:
+            subprocess.run(["umount", mount], check=False)
+
+    def test_a_segment_cut_by_a_crash_is_trimmed_to_its_last_whole_packet(self):
+        ring = self.ring()
+        config = "recorder:\n  directory: %s\n  segment_size: 256k\n" % ring
+        self.record(config=config)
+        newest = segments(ring)[-1][3]
+        size = os.path.getsize(newest)
+        whole = packets_of(newest)[:-1]  # all but the packet about to be cut
+        with open(newest, "r+b") as f:
+            f.truncate(size - 7)  # the middle of the last packet
+        proc = self.record(config=config)
+        self.assertIn("trimmed", proc.stderr)
+        self.assertEqual(packets_of(newest), whole)  # the file now ends at its last whole packet
+        self.assertLess(os.path.getsize(newest), size - 7)
+        cut = subprocess.run(["tcpdump", "-r", newest, "-nn"], capture_output=True, text=True)
+        self.assertNotIn("truncated", cut.stderr)
+
+    def test_foreign_files_and_links_in_the_ring_are_left_alone(self):
+        ring = self.ring()
+        victim = self.path("victim")
+        with open(victim, "w") as f:
+            f.write("keep me\n")
+        foreign = os.path.join(ring, "notes.txt")
+        with open(foreign, "w") as f:
+            f.write("mine\n")
+        planted = os.path.join(ring, "flowfold-000000000001-file-1700000000.pcap")
+        os.symlink(victim, planted)
+        self.record(config="recorder:\n  directory: %s\n  segment_size: 256k\n  max_size: 1M\n" % ring)
+        self.assertTrue(os.path.islink(planted))
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me\n")
+        with open(foreign) as f:
+            self.assertEqual(f.read(), "mine\n")
+
+    def test_bad_directories_get_one_clear_message(self):
+        missing = self.path("no-such-dir")
+        proc = self.record("--record", missing, check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("recorder: directory %s: No such file or directory" % missing, proc.stderr)
+        afile = self.path("a-file")
+        open(afile, "w").close()
+        proc = self.record("--record", afile, check=False)
+        self.assertIn("is not a directory", proc.stderr)
+        proc = self.record("--record", self.ring(), "--record-size", "1x", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("--record-size", proc.stderr)
+        conf = self.path("bad.yaml")
+        with open(conf, "w") as f:
+            f.write("recorder:\n  directory: %s\n  min_free: 120%%\n" % self.ring())
+        proc = run_flowfold("-c", conf, "-r", self.pcap, "--text=/dev/null", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertRegex(proc.stderr, r"bad.yaml:3:13: 'min_free'")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,261 @@
+// The recorder's files: names, the pcap framing, the repair of a cut
+// segment, the ring's bounds and the writer (recorder.h), on files made here.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "flowfold/recorder/pcap_segment.h"
+#include "flowfold/recorder/recorder.h"
+#include "flowfold/recorder/segment_ring.h"
+
+namespace flowfold::recorder {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string tempDir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("flowfold-recorder-test-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::vector<uint8_t> readAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+uint32_t le32(const std::vector<uint8_t>& b, size_t off) {
+  return uint32_t{b[off]} | uint32_t{b[off + 1]} << 8 | uint32_t{b[off + 2]} << 16 | uint32_t{b[off + 3]} << 24;
+}
+
+TEST(SegmentName, RoundTripsAndRefusesOtherNames) {
+  const SegmentName n{42, "eth0.1", 1700000000};
+  EXPECT_EQ(segmentFileName(n), "flowfold-000000000042-eth0.1-1700000000.pcap");
+  const auto back = parseSegmentName(segmentFileName(n));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->sequence, 42u);
+  EXPECT_EQ(back->stream, "eth0.1");
+  EXPECT_EQ(back->start_s, 1700000000u);
+  for (const char* other : {"flowfold-42-file-1.pcap", "flowfold-000000000042-file-1.pcapng", "notes.txt",
+                            "flowfold-000000000042-fi-le-1.pcap", "flowfold-00000000004x-file-1.pcap",
+                            "flowfold-000000000042--1.pcap", "xflowfold-000000000042-file-1.pcap"})
+    EXPECT_FALSE(parseSegmentName(other)) << other;
+  EXPECT_EQ(streamName("eth0-1/x"), "eth01x");
+  EXPECT_EQ(streamName("---"), "capture");
+}
+
+TEST(PcapFraming, HeadersAreClassicPcapWithNanoseconds) {
+  uint8_t file[kPcapFileHeaderSize], record[kPcapRecordHeaderSize];
+  writePcapFileHeader(file, 65535, 1);
+  writePcapRecordHeader(record, 1'700'000'001'123'456'789ull, 60, 1514);
+  const std::vector<uint8_t> f(file, file + sizeof file), r(record, record + sizeof record);
+  EXPECT_EQ(le32(f, 0), 0xa1b23c4du);
+  EXPECT_EQ(f[4] | f[5] << 8, 2);  // version 2.4
+  EXPECT_EQ(f[6] | f[7] << 8, 4);
+  EXPECT_EQ(le32(f, 16), 65535u);
+  EXPECT_EQ(le32(f, 20), 1u);
+  EXPECT_EQ(le32(r, 0), 1'700'000'001u);
+  EXPECT_EQ(le32(r, 4), 123'456'789u);
+  EXPECT_EQ(le32(r, 8), 60u);
+  EXPECT_EQ(le32(r, 12), 1514u);
+}
+
+// A segment of `n` records of `size` bytes each, written by hand.
+std::string handMadeSegment(const std::string& dir, int n, uint32_t size) {
+  const std::string path = dir + "/seg.pcap";
+  std::vector<uint8_t> bytes(kPcapFileHeaderSize);
+  writePcapFileHeader(bytes.data(), 262144, 1);
+  for (int i = 0; i < n; ++i) {
+    uint8_t h[kPcapRecordHeaderSize];
+    writePcapRecordHeader(h, 1'000'000'000ull * (1000 + i), size, size);
+    bytes.insert(bytes.end(), h, h + sizeof h);
+    bytes.insert(bytes.end(), size, static_cast<uint8_t>(i));
+  }
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return path;
+}
+
+TEST(RepairSegment, TrimsAPartialLastRecordAndKeepsWholeOnes) {
+  const std::string dir = tempDir("repair");
+  const std::string path = handMadeSegment(dir, 5, 100);
+  const uint64_t whole = kPcapFileHeaderSize + 5 * (kPcapRecordHeaderSize + 100);
+  RepairResult r = repairSegment(path);
+  EXPECT_TRUE(r.valid);
+  EXPECT_EQ(r.packets, 5u);
+  EXPECT_EQ(r.cut_bytes, 0u);
+  fs::resize_file(path, whole - 30);  // the last record cut
+  r = repairSegment(path);
+  EXPECT_TRUE(r.valid);
+  EXPECT_EQ(r.packets, 4u);
+  EXPECT_EQ(r.cut_bytes, kPcapRecordHeaderSize + 100 - 30);
+  EXPECT_EQ(fs::file_size(path), whole - kPcapRecordHeaderSize - 100);
+  fs::resize_file(path, fs::file_size(path) - (kPcapRecordHeaderSize + 100) + 5);  // inside a header
+  r = repairSegment(path);
+  EXPECT_EQ(r.packets, 3u);
+  EXPECT_EQ(fs::file_size(path), kPcapFileHeaderSize + 3 * (kPcapRecordHeaderSize + 100));
+  fs::remove_all(dir);
+}
+
+TEST(RepairSegment, LeavesDamageInTheMiddleAndForeignFilesAlone) {
+  const std::string dir = tempDir("damage");
+  const std::string path = handMadeSegment(dir, 3, 100);
+  const uint64_t size = fs::file_size(path);
+  {
+    // The first record's caplen is garbage: what follows is more than one
+    // record's worth, so it is not the cut of a crash.
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(kPcapFileHeaderSize + 8);
+    const uint32_t huge = 0x7fffffff;
+    f.write(reinterpret_cast<const char*>(&huge), 4);
+  }
+  RepairResult r = repairSegment(path);
+  EXPECT_FALSE(r.valid);
+  EXPECT_NE(r.error.find("damaged at offset 24"), std::string::npos) << r.error;
+  EXPECT_EQ(fs::file_size(path), size);
+  const std::string text = dir + "/notes.txt";
+  std::ofstream(text) << "not a capture\n";
+  r = repairSegment(text);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(fs::file_size(text), 14u);
+  fs::remove_all(dir);
+}
+
+// Writes a fake closed segment of `bytes` bytes into the ring's directory.
+void fakeSegment(const std::string& dir, uint64_t sequence, uint64_t start_s, uint64_t bytes) {
+  const std::string path = dir + "/" + segmentFileName(SegmentName{sequence, "file", start_s});
+  std::vector<uint8_t> data(bytes);
+  writePcapFileHeader(data.data(), 262144, 1);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+TEST(SegmentRing, RemovesTheOldestOverMaxSizeAndByAge) {
+  const std::string dir = tempDir("ring");
+  for (uint64_t i = 1; i <= 6; ++i) fakeSegment(dir, i, 1000 + 100 * i, 1000);
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  o.max_size = 3500;
+  SegmentRing ring(o);
+  EXPECT_EQ(ring.segments().size(), 6u);
+  ring.enforceBounds(0);
+  auto kept = ring.segments();
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].name.sequence, 4u);
+  EXPECT_EQ(ring.counters().segments_removed, 3u);
+  EXPECT_FALSE(fs::exists(dir + "/" + segmentFileName(SegmentName{1, "file", 1100})));
+  // By age: segment 4 ended when 5 began (1500 s); at 1650 s with a 120 s
+  // limit it is over, 5 (ended at 1600) is not.
+  o.max_size = 0;
+  o.max_age_ms = 120'000;
+  SegmentRing aged(o);
+  aged.enforceBounds(1'650'000);
+  kept = aged.segments();
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].name.sequence, 5u);
+  fs::remove_all(dir);
+}
+
+TEST(SegmentRing, ContinuesTheSequenceAndTrimsTheNewestSegment) {
+  const std::string dir = tempDir("continue");
+  fakeSegment(dir, 7, 1000, 24);
+  const std::string cut = handMadeSegment(dir, 2, 50);
+  const std::string newest = dir + "/" + segmentFileName(SegmentName{9, "file", 1000});
+  fs::rename(cut, newest);
+  fs::resize_file(newest, fs::file_size(newest) - 10);
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  SegmentRing ring(o);
+  EXPECT_EQ(ring.counters().segments_repaired, 1u);
+  EXPECT_EQ(fs::file_size(newest), kPcapFileHeaderSize + kPcapRecordHeaderSize + 50);
+  Segment s;
+  const int fd = ring.openNext("file", 2'000'000, s);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(s.name.sequence, 10u);
+  EXPECT_EQ(s.name.start_s, 2000u);
+  fs::remove_all(dir);
+}
+
+TEST(SegmentRing, RefusesAMissingDirectoryWithItsName) {
+  RecorderOptions o;
+  o.directories = {"/nonexistent/flowfold-ring"};
+  try {
+    SegmentRing ring(o);
+    FAIL() << "no error";
+  } catch (const RecorderError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/flowfold-ring"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Recorder, WritesEveryPacketAcrossSegmentsInOrder) {
+  const std::string dir = tempDir("writer");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  o.segment_size = 64 << 10;
+  o.buffer_size = 1 << 20;
+  SegmentRing ring(o);
+  std::vector<uint8_t> frame(200);
+  {
+    Recorder rec(ring, o, "file", 1, true);
+    for (uint32_t i = 0; i < 2000; ++i) {
+      std::memcpy(frame.data(), &i, 4);
+      rec.append(1'000'000'000ull * 1700000000 + i * 1000, 200, 1500, frame.data());
+    }
+    rec.finish();
+    EXPECT_EQ(rec.counters().recorder_packets, 2000u);
+    EXPECT_EQ(rec.counters().recorder_dropped, 0u);
+    EXPECT_GT(rec.counters().recorder_segments, 3u);
+  }
+  // Read back, segment by segment in sequence order: packet i carries i.
+  uint32_t next = 0;
+  for (const Segment& s : ring.segments()) {
+    const std::vector<uint8_t> b = readAll(s.path);
+    EXPECT_LE(b.size(), o.segment_size);
+    ASSERT_EQ(le32(b, 0), kPcapNanosecondMagic);
+    for (size_t off = kPcapFileHeaderSize; off < b.size();) {
+      EXPECT_EQ(le32(b, off + 4), next * 1000);  // the nanoseconds
+      EXPECT_EQ(le32(b, off + 8), 200u);
+      EXPECT_EQ(le32(b, off + 12), 1500u);
+      EXPECT_EQ(le32(b, off + 16), next);
+      off += kPcapRecordHeaderSize + 200;
+      ++next;
+    }
+  }
+  EXPECT_EQ(next, 2000u);
+  fs::remove_all(dir);
+}
+
+TEST(Recorder, CutsPacketsToItsSnapLength) {
+  const std::string dir = tempDir("snaplen");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  o.snaplen = 64;
+  SegmentRing ring(o);
+  std::vector<uint8_t> frame(1000, 0xab);
+  {
+    Recorder rec(ring, o, "file", 1, true);
+    rec.append(1, 1000, 1000, frame.data());
+  }
+  const std::vector<uint8_t> b = readAll(ring.segments().at(0).path);
+  ASSERT_EQ(b.size(), kPcapFileHeaderSize + kPcapRecordHeaderSize + 64);
+  EXPECT_EQ(le32(b, 16), 64u);  // the file's snap length
+  EXPECT_EQ(le32(b, 24 + 8), 64u);
+  EXPECT_EQ(le32(b, 24 + 12), 1000u);  // the original length kept
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flowfold::recorder
