@@ -16,6 +16,7 @@
 
 #include "flowfold/log.h"
 #include "flowfold/probe/pipeline.h"
+#include "flowfold/probe/recording_sink.h"
 
 namespace flowfold {
 
@@ -57,15 +58,33 @@ void forEachDevice(Fn fn) {
   pcap_freealldevs(devs);
 }
 
-// Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
-inline uint64_t toMs(const timeval& ts) {
+// Milliseconds since the epoch; before 1970 cannot be expressed in
+// flowStartMilliseconds. nanos: tv_usec holds nanoseconds.
+inline uint64_t toMs(const timeval& ts, bool nanos) {
   const uint64_t secs = ts.tv_sec > 0 ? static_cast<uint64_t>(ts.tv_sec) : 0;
-  return secs * 1000 + static_cast<uint64_t>(ts.tv_usec) / 1000;
+  const uint64_t frac = ts.tv_usec > 0 ? static_cast<uint64_t>(ts.tv_usec) : 0;
+  return secs * 1000 + (nanos ? frac / 1'000'000 : frac / 1000);
 }
+
+// What a dispatch hands libpcap's callback: the sink, and whether the
+// handle's timestamps are in nanoseconds (asked for when recording).
+template <class Sink>
+struct SinkContext {
+  Sink* sink;
+  bool nanos;
+};
 
 template <PacketSink Sink>
 void toSink(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
-  reinterpret_cast<Sink*>(user)->onPacket(bytes, h->caplen, h->len, toMs(h->ts));
+  const auto* ctx = reinterpret_cast<const SinkContext<Sink>*>(user);
+  // Timestamps before 1970 cannot be expressed in flowStartMilliseconds.
+  const uint64_t secs = h->ts.tv_sec > 0 ? static_cast<uint64_t>(h->ts.tv_sec) : 0;
+  const uint64_t frac = h->ts.tv_usec > 0 ? static_cast<uint64_t>(h->ts.tv_usec) : 0;
+  if constexpr (requires { ctx->sink->onFrame(bytes, h->caplen, h->len, uint64_t{0}); }) {
+    ctx->sink->onFrame(bytes, h->caplen, h->len, secs * 1'000'000'000 + (ctx->nanos ? frac : frac * 1000));
+  } else {
+    ctx->sink->onPacket(bytes, h->caplen, h->len, toMs(h->ts, ctx->nanos));
+  }
 }
 
 // An exception must not unwind through libpcap's C frames: it is parked,
@@ -74,13 +93,14 @@ struct CallbackContext {
   const PcapLiveSource::PacketCallback* callback;
   pcap_t* handle;
   std::exception_ptr error;
+  bool nanos = false;
 };
 
 void toCallback(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
   auto* ctx = reinterpret_cast<CallbackContext*>(user);
   if (ctx->error) return;
   try {
-    (*ctx->callback)(bytes, h->caplen, h->len, toMs(h->ts));
+    (*ctx->callback)(bytes, h->caplen, h->len, toMs(h->ts, ctx->nanos));
   } catch (...) {
     ctx->error = std::current_exception();
     pcap_breakloop(ctx->handle);
@@ -164,6 +184,8 @@ void PcapLiveSource::open() {
     pcap_set_timeout(p.get(), options_.timeout_ms);
     pcap_set_buffer_size(p.get(), options_.buffer_size);
     pcap_set_immediate_mode(p.get(), 0);
+    // A recorder keeps timestamps whole; a device that cannot gives microseconds.
+    if (options_.nanoseconds) pcap_set_tstamp_precision(p.get(), PCAP_TSTAMP_PRECISION_NANO);
     return p;
   };
 
@@ -231,6 +253,7 @@ void PcapLiveSource::open() {
   impl_->datalink = pcap_datalink(p.get());
   impl_->failed = false;
   impl_->last_recv = impl_->last_drop = impl_->last_ifdrop = 0;
+  nanos_ = pcap_get_tstamp_precision(p.get()) == PCAP_TSTAMP_PRECISION_NANO;
   impl_->handle = std::move(p);
   ifindex_ = if_nametoindex(name_.c_str());
 }
@@ -346,8 +369,9 @@ bool PcapLiveSource::interfaceUp() const {
 
 template <PacketSink Sink>
 PcapLiveSource::Result PcapLiveSource::dispatch(Sink& sink, int max_packets) {
-  auto burst = [&sink](pcap_t* h, int max) {
-    const int n = pcap_dispatch(h, max, toSink<Sink>, reinterpret_cast<u_char*>(&sink));
+  SinkContext<Sink> ctx{&sink, nanos_};
+  auto burst = [&sink, &ctx](pcap_t* h, int max) {
+    const int n = pcap_dispatch(h, max, toSink<Sink>, reinterpret_cast<u_char*>(&ctx));
     sink.onBurstEnd();
     return n;
   };
@@ -355,9 +379,10 @@ PcapLiveSource::Result PcapLiveSource::dispatch(Sink& sink, int max_packets) {
 }
 
 template PcapLiveSource::Result PcapLiveSource::dispatch(Pipeline&, int);
+template PcapLiveSource::Result PcapLiveSource::dispatch(RecordingSink<Pipeline>&, int);
 
 PcapLiveSource::Result PcapLiveSource::dispatch(const PacketCallback& callback, int max_packets) {
-  CallbackContext ctx{&callback, impl_->handle.get(), nullptr};
+  CallbackContext ctx{&callback, impl_->handle.get(), nullptr, nanos_};
   auto sink = [&ctx](pcap_t* h, int max) { return pcap_dispatch(h, max, toCallback, reinterpret_cast<u_char*>(&ctx)); };
   const Result r = dispatchTo(sink, max_packets);
   if (ctx.error) std::rethrow_exception(ctx.error);

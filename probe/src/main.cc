@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <map>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -210,6 +211,9 @@ int runFile(const Config& config) {
 struct LiveCapture {
   std::unique_ptr<PcapLiveSource> source;
   std::unique_ptr<Pipeline> pipeline;
+  // Recording: this capture's writer into the run's ring (shared by all).
+  std::unique_ptr<recorder::Recorder> recorder;
+  recorder::SegmentRing* ring = nullptr;
   std::thread thread;
   std::string name;
   mutable std::mutex stats_mu;
@@ -225,6 +229,13 @@ struct LiveCapture {
   }
 };
 
+/// One read burst into the pipeline, through the recorder when recording.
+PcapLiveSource::Result readBurst(LiveCapture& cap) {
+  if (!cap.recorder) return cap.source->dispatch(*cap.pipeline, 4096);
+  RecordingSink<Pipeline> sink(*cap.pipeline, *cap.recorder, *cap.ring);
+  return cap.source->dispatch(sink, 4096);
+}
+
 void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
   PcapLiveSource& source = *cap.source;
   Pipeline& pipeline = *cap.pipeline;
@@ -234,7 +245,7 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
   auto next_tick = next_publish;
   while (!stop.load(std::memory_order_relaxed)) {
     cap.heartbeat_ms.store(steadyNowMs(), std::memory_order_relaxed);
-    const auto r = source.dispatch(pipeline, 4096);
+    const auto r = readBurst(cap);
     // The clock moves with the system time even on an idle link, so idle
     // flows expire on time without new packets.
     pipeline.advanceClock(systemNowMs());
@@ -271,10 +282,11 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
   // A clean stop loses nothing already captured: read what the kernel still
   // holds for us (until a read comes back idle), then flush the cache.
   for (int rounds = 0; rounds < 1000; ++rounds) {
-    if (source.dispatch(pipeline, 4096) != PcapLiveSource::Result::kPackets) break;
+    if (readBurst(cap) != PcapLiveSource::Result::kPackets) break;
   }
   pipeline.advanceClock(systemNowMs());
   pipeline.finish();
+  if (cap.recorder) cap.recorder->finish();  // every packet captured is on disk
   cap.publishCaptureStats();
 }
 
@@ -345,7 +357,17 @@ std::vector<CaptureStats> captureStats(const LiveCaptures& caps) {
 
 PipelineStats totalStats(const LiveCaptures& caps) {
   PipelineStats total;
-  for (const auto& c : caps) addStats(total, c->pipeline->stats());
+  for (const auto& c : caps) {
+    PipelineStats s = c->pipeline->stats();
+    if (c->recorder) {
+      s.recording = true;
+      s.recorder = c->recorder->counters();
+    }
+    addStats(total, s);
+  }
+  // The ring is the run's, shared by every capture: counted once.
+  if (!caps.empty() && caps.front()->ring)
+    total.recorder.recorder_segments_removed = caps.front()->ring->counters().segments_removed;
   return total;
 }
 
@@ -409,7 +431,10 @@ LiveCaptures openCaptures(const Config& config) {
     o.interface = names[index / per_interface];
     if (per_interface > 1 && index % per_interface == 0) fanout = std::make_shared<FanoutGroup>();
     if (per_interface > 1) o.fanout = fanout;
-    o.snaplen = static_cast<int>(config.snaplen);
+    // Recording keeps whole packets (the recorder's snap length), with
+    // nanosecond timestamps.
+    o.snaplen = static_cast<int>(config.recorder.enabled() ? config.recorder.snaplen : config.snaplen);
+    o.nanoseconds = config.recorder.enabled();
     o.promiscuous = config.promiscuous;
     o.buffer_size = static_cast<int>(std::min<uint64_t>(config.buffer_size, INT32_MAX));
     o.filter = config.bpf_filter;
@@ -425,9 +450,19 @@ LiveCaptures openCaptures(const Config& config) {
   return caps;
 }
 
-/// One pipeline per capture, handing off to `stage`.
-void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage) {
+/// One pipeline per capture, handing off to `stage`; with a ring, one
+/// recorder per capture into it (the stream: the interface, and the worker
+/// when there are several).
+void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage, recorder::SegmentRing* ring) {
+  std::map<std::string, int> workers;
   for (auto& c : caps) {
+    if (ring) {
+      const int worker = workers[c->name]++;
+      const std::string stream = config.workers > 1 ? c->name + "." + std::to_string(worker) : c->name;
+      c->ring = ring;
+      c->recorder = std::make_unique<recorder::Recorder>(*ring, config.recorder, stream,
+                                                         static_cast<uint32_t>(c->source->datalink()), false);
+    }
     PipelineOptions o;
     o.cache = config.cache;
     o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
@@ -543,7 +578,15 @@ int runLive(const Config& config, int argc, char** argv) {
     end_capture_threads();
     for (auto& c : caps) c->pipeline.reset();
   }};
-  makePipelines(config, caps, stage);
+  // The ring after the privilege drop: its directories must be writable by
+  // the user flowfold runs as, and its files are that user's.
+  std::unique_ptr<recorder::SegmentRing> ring;
+  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorder);
+  OnScopeExit end_recorders_before_the_ring{[&] {
+    end_capture_threads();
+    for (auto& c : caps) c->recorder.reset();
+  }};
+  makePipelines(config, caps, stage, ring.get());
   std::unique_ptr<MetricsServer> metrics = startMetrics(config, caps, stage);
 
   installSignalHandlers();

@@ -645,8 +645,7 @@ void checkRunAsUser(const Config& c, bool running_as_root) {
 
 namespace {
 
-// The ring must hold more than one segment, and a live capture is not
-// recorded yet (issue 20: file mode first).
+// The ring must hold more than one segment.
 void checkRecorder(const Config& c) {
   const recorder::RecorderOptions& r = c.recorder;
   if (!r.enabled()) return;
@@ -655,9 +654,6 @@ void checkRecorder(const Config& c) {
     throw ConfigError(where + ": recorder.max_size (" + std::to_string(r.max_size) +
                       " bytes) holds fewer than two segments of segment_size (" + std::to_string(r.segment_size) +
                       "): raise max_size or lower segment_size");
-  if (c.live())
-    throw ConfigError(where + ": recording a live capture is not available in this version: record a capture "
-                      "file (-r FILE --record DIR)");
 }
 
 }  // namespace

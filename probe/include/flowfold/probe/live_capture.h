@@ -71,6 +71,8 @@ struct LiveCaptureOptions {
   /// expires; without it a quiet link's packets stay in the kernel.
   int timeout_ms = 100;
   std::string filter;
+  /// Ask for nanosecond timestamps (the packet recorder keeps them whole).
+  bool nanoseconds = false;
   /// Set: join this PACKET_FANOUT group (hash mode), so that several
   /// captures of the interface each get a share of the flows. The captures
   /// of one interface share one FanoutGroup object.
@@ -185,6 +187,7 @@ class PcapLiveSource {
   std::string error_;
   uint32_t ifindex_ = 0;
   bool promiscuous_ = false;
+  bool nanos_ = false;  // the handle's timestamps are in nanoseconds
   uint64_t packets_ = 0;
   LiveCaptureStats total_;
 };
