@@ -185,6 +185,8 @@ def check_counters_documented(test, stderr, metrics=None):
         test.assertEqual(len(matches), 1, "%s: documented %d times in README.md's counter table" % (line, len(matches)))
         seen.add((family, label, value))
     for family, label, value, names in series:
+        if family.startswith("flowfold_recorder_") and not any(f.startswith("flowfold_recorder_") for f, _, _ in seen):
+            continue  # the recorder's families exist only while recording
         if value is not None:
             test.assertIn((family, label, value), seen, "README.md lists %s{%s=%s}: not in the metrics" % (family, label, value))
         elif label == "reason":
