@@ -22,6 +22,7 @@
 #include "flowfold/probe/cli.h"
 #include "flowfold/probe/config.h"
 #include "flowfold/probe/export_stage.h"
+#include "flowfold/probe/extract.h"
 #include "flowfold/probe/live_capture.h"
 #include "flowfold/probe/metrics.h"
 #include "flowfold/probe/metrics_families.h"
@@ -167,8 +168,10 @@ uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
 template <FlowPipeline P>
 int readFileRecording(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline) {
   if (!config.recorder.enabled()) return readFile(config, source, stage, pipeline);
-  recorder::SegmentRing ring(config.recorder);
-  recorder::Recorder rec(ring, config.recorder, "file", static_cast<uint32_t>(source.datalink()), true);
+  recorder::RecorderOptions options = config.recorder;
+  options.tunnels = config.tunnels;
+  recorder::SegmentRing ring(options);
+  recorder::Recorder rec(ring, options, "file", static_cast<uint32_t>(source.datalink()), true);
   RecordingSink<P> sink(pipeline, rec, ring);
   const int status = readFile(config, source, stage, sink);
   if (rec.failed()) return std::max(status, static_cast<int>(kExitRuntime));
@@ -460,7 +463,9 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
       const int worker = workers[c->name]++;
       const std::string stream = config.workers > 1 ? c->name + "." + std::to_string(worker) : c->name;
       c->ring = ring;
-      c->recorder = std::make_unique<recorder::Recorder>(*ring, config.recorder, stream,
+      recorder::RecorderOptions options = config.recorder;
+      options.tunnels = config.tunnels;
+      c->recorder = std::make_unique<recorder::Recorder>(*ring, options, stream,
                                                          static_cast<uint32_t>(c->source->datalink()), false);
     }
     PipelineOptions o;
@@ -611,6 +616,7 @@ int runLive(const Config& config, int argc, char** argv) {
 }
 
 int run(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "extract") == 0) return runExtract(argc - 1, argv + 1);
   detectJournalStream();
   CommandLine cl;
   Config config;

@@ -47,7 +47,8 @@ Recorder::Recorder(SegmentRing& ring, const RecorderOptions& options, const std:
       chunk_size_(std::min<size_t>(kChunkSize, std::max<uint64_t>(options.segment_size / 2, 64 << 10))),
       max_chunks_(std::max<size_t>(2, options.buffer_size / std::min<size_t>(kChunkSize, std::max<uint64_t>(
                                                                                       options.segment_size / 2, 64 << 10)))),
-      wait_when_full_(wait_when_full) {
+      wait_when_full_(wait_when_full),
+      index_(linktype, options.tunnels) {
   writer_ = std::thread([this] { writerLoop(); });
   pthread_setname_np(writer_.native_handle(), "ff-recorder");
 }
@@ -166,10 +167,11 @@ void Recorder::writeChunk(Chunk& c) {
     fail("writing segment " + segment_.path + " failed: " + error);
     return;
   }
+  if (!index_.addBlock(c.data.get(), c.used, segment_bytes_, error)) indexFailed(error);
   segment_bytes_ += c.used;
   packets_.fetch_add(c.packets, std::memory_order_relaxed);
   bytes_.fetch_add(c.used, std::memory_order_relaxed);
-  ring_.grew(segment_, segment_bytes_);
+  ring_.grew(segment_, segment_bytes_ + index_.bytes());
   ring_.enforceBounds(c.last_ts_ns / 1'000'000);
 }
 
@@ -185,13 +187,23 @@ void Recorder::openSegment(uint64_t first_ts_ns) {
   }
   segment_bytes_ = sizeof header;
   segments_.fetch_add(1, std::memory_order_relaxed);
+  if (!index_.open(indexPathOf(segment_.path), error)) indexFailed(error);
 }
 
 void Recorder::closeSegment() {
   if (fd_ < 0) return;
   ::close(fd_);
   fd_ = -1;
-  ring_.closed(segment_, segment_bytes_);
+  ring_.closed(segment_, segment_bytes_ + index_.bytes());
+  index_.close();
+}
+
+// Without its index a segment is still whole: extraction reads it through.
+void Recorder::indexFailed(const std::string& error) {
+  index_.close();
+  if (index_warned_) return;
+  index_warned_ = true;
+  logWarn("recorder: %s; segments go on being written, unindexed (extraction reads them through)", error.c_str());
 }
 
 void Recorder::fail(const std::string& what) {

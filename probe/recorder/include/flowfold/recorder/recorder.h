@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "flowfold/recorder/recorder_options.h"
+#include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
 
 namespace flowfold::recorder {
@@ -118,6 +119,9 @@ class Recorder {
   int fd_ = -1;
   Segment segment_;
   uint64_t segment_bytes_ = 0;
+  IndexWriter index_;
+  bool index_warned_ = false;
+  void indexFailed(const std::string& error);
 
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> packets_{0}, bytes_{0}, dropped_{0}, segments_{0};

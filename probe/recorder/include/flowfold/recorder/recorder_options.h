@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/probe/decoder.h"
+
 namespace flowfold::recorder {
 
 struct RecorderOptions {
@@ -32,6 +34,9 @@ struct RecorderOptions {
   /// live capture's packets are not recorded (counted in recorder_dropped);
   /// a file's reader waits.
   uint64_t buffer_size = uint64_t{64} << 20;
+
+  /// How the index keys tunnelled packets: as the flows do (decoder.tunnels).
+  probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
 
   bool enabled() const { return !directories.empty(); }
 };

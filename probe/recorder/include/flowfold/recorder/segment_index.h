@@ -1,0 +1,94 @@
+#pragma once
+// The index of a segment: which flows have packets in which parts of it,
+// so that extraction reads only the parts holding the flows it wants.
+//
+// `flowfold-SEQ-STREAM-START.idx` beside its `.pcap`, written by the
+// recorder's thread after each buffer it writes to the segment (a block:
+// one 4 MiB write), so the segment being written is searchable within about
+// a second. Append-only: a crash leaves at most a partial last block, which a
+// reader ignores, and the segment's bytes past the last whole block are
+// read (scanned) instead of looked up.
+//
+// Format (host byte order, x86-64): a 16-byte header ("FFIDX001", the
+// link type, 4 reserved bytes), then per block:
+//   u32 'BLK1', u32 new_flows, u32 present, u32 packets,
+//   u64 offset, u64 length (the block's records: offset in the segment file),
+//   u64 first_ts_ns, u64 last_ts_ns,
+//   new_flows x FlowKey (44 bytes): flows first seen in this segment here,
+//     numbered on from the previous blocks' (0, 1, ...);
+//   present x u32: the numbers of the flows with packets in this block.
+// Packets that are not a flow's (ARP, ...) count under the all-zero key.
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "flowfold/flowcache/flow_key.h"
+#include "flowfold/probe/decoder.h"
+
+namespace flowfold::recorder {
+
+inline constexpr char kIndexMagic[8] = {'F', 'F', 'I', 'D', 'X', '0', '0', '1'};
+inline constexpr uint32_t kBlockMagic = 0x314b4c42;  // "BLK1"
+inline constexpr size_t kIndexHeaderSize = 16;
+inline constexpr size_t kBlockHeaderSize = 48;
+
+/// "…/flowfold-…-START.pcap" -> "…/flowfold-…-START.idx".
+std::string indexPathOf(const std::string& segment_path);
+
+struct IndexBlock {
+  uint64_t offset = 0, length = 0;
+  uint32_t packets = 0;
+  uint64_t first_ts_ns = 0, last_ts_ns = 0;
+  std::vector<uint32_t> flows;  // the segment's flow numbers present
+};
+
+struct SegmentIndex {
+  uint32_t linktype = 0;
+  std::vector<FlowKey> flows;  // by number
+  std::vector<IndexBlock> blocks;
+  /// The segment offset up to which blocks cover it (records after it are
+  /// not indexed: the index was cut or is behind).
+  uint64_t indexed_end = 0;
+};
+
+/// Reads an index; a partial last block is left out. False (and `error`)
+/// when the file is not an index or a block is damaged.
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error);
+
+/// Writes one segment's index (the recorder's thread).
+class IndexWriter {
+ public:
+  IndexWriter(uint32_t linktype, probe::TunnelMode tunnels);
+  ~IndexWriter();
+  IndexWriter(const IndexWriter&) = delete;
+  IndexWriter& operator=(const IndexWriter&) = delete;
+
+  /// Starts the index of a new segment at `path` (created, never through a
+  /// link or over a file). False and `error` when it cannot be created.
+  bool open(const std::string& path, std::string& error);
+  /// Indexes a block of whole pcap records written at segment `offset`.
+  bool addBlock(const uint8_t* records, size_t length, uint64_t offset, std::string& error);
+  void close();
+  bool isOpen() const { return fd_ >= 0; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  struct KeyHash {
+    size_t operator()(const FlowKey& k) const { return hashFlowKey(k); }
+  };
+  void addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+
+  const uint32_t linktype_;
+  probe::Decoder decoder_;
+  const bool both_;
+  int fd_ = -1;
+  uint64_t bytes_ = 0;
+  std::unordered_map<FlowKey, uint32_t, KeyHash> numbers_;
+  std::vector<uint32_t> last_block_;  // per flow number: the block it was last seen in (+1)
+  uint32_t block_ = 0;
+  std::vector<uint8_t> buf_;
+};
+
+}  // namespace flowfold::recorder

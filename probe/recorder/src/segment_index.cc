@@ -1,0 +1,207 @@
+#include "flowfold/recorder/segment_index.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "flowfold/recorder/pcap_segment.h"
+
+namespace flowfold::recorder {
+
+namespace {
+
+template <class T>
+void put(std::vector<uint8_t>& out, T v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  out.insert(out.end(), p, p + sizeof v);
+}
+
+template <class T>
+T get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      error = w < 0 ? std::strerror(errno) : "wrote nothing";
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string indexPathOf(const std::string& segment_path) {
+  const std::string suffix = ".pcap";
+  if (segment_path.size() > suffix.size() && segment_path.compare(segment_path.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return segment_path.substr(0, segment_path.size() - suffix.size()) + ".idx";
+  return segment_path + ".idx";
+}
+
+IndexWriter::IndexWriter(uint32_t linktype, probe::TunnelMode tunnels)
+    : linktype_(linktype), decoder_(static_cast<int>(linktype), {}, tunnels), both_(tunnels == probe::TunnelMode::kBoth) {}
+
+IndexWriter::~IndexWriter() { close(); }
+
+bool IndexWriter::open(const std::string& path, std::string& error) {
+  close();
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd_ < 0) {
+    error = "cannot create index " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  numbers_.clear();
+  last_block_.clear();
+  block_ = 0;
+  std::vector<uint8_t> header(kIndexMagic, kIndexMagic + sizeof kIndexMagic);
+  put<uint32_t>(header, linktype_);
+  put<uint32_t>(header, 0);
+  bytes_ = 0;
+  if (!writeAll(fd_, header.data(), header.size(), error)) {
+    close();
+    return false;
+  }
+  bytes_ = header.size();
+  return true;
+}
+
+void IndexWriter::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void IndexWriter::addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present) {
+  const auto [it, added] = numbers_.emplace(key, static_cast<uint32_t>(numbers_.size()));
+  if (added) {
+    fresh.push_back(key);
+    last_block_.push_back(0);
+  }
+  // Once per block per flow: the block number (+1) it was last listed in.
+  uint32_t& last = last_block_[it->second];
+  if (last != block_ + 1) {
+    last = block_ + 1;
+    present.push_back(it->second);
+  }
+}
+
+bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offset, std::string& error) {
+  if (fd_ < 0) return true;
+  std::vector<FlowKey> fresh;
+  std::vector<uint32_t> present;
+  uint32_t packets = 0;
+  uint64_t first_ns = 0, last_ns = 0;
+  probe::DecodedPacket out{}, inner{};
+  for (size_t pos = 0; pos + kPcapRecordHeaderSize <= length;) {
+    const uint8_t* h = records + pos;
+    const uint64_t ts_ns = uint64_t{get<uint32_t>(h)} * 1'000'000'000 + get<uint32_t>(h + 4);
+    const uint32_t caplen = get<uint32_t>(h + 8), wirelen = get<uint32_t>(h + 12);
+    if (pos + kPcapRecordHeaderSize + caplen > length) break;
+    if (packets++ == 0) first_ns = ts_ns;
+    last_ns = ts_ns;
+    inner.tunnel_depth = 0;
+    const bool ok = decoder_.decode(h + kPcapRecordHeaderSize, caplen, wirelen, ts_ns / 1'000'000, out,
+                                    both_ ? &inner : nullptr) == probe::DecodeStatus::kOk;
+    addKey(ok ? out.key : FlowKey{}, fresh, present);
+    if (ok && both_ && inner.tunnel_depth != 0) addKey(inner.key, fresh, present);
+    pos += kPcapRecordHeaderSize + caplen;
+  }
+  std::sort(present.begin(), present.end());
+  buf_.clear();
+  put<uint32_t>(buf_, kBlockMagic);
+  put<uint32_t>(buf_, static_cast<uint32_t>(fresh.size()));
+  put<uint32_t>(buf_, static_cast<uint32_t>(present.size()));
+  put<uint32_t>(buf_, packets);
+  put<uint64_t>(buf_, offset);
+  put<uint64_t>(buf_, length);
+  put<uint64_t>(buf_, first_ns);
+  put<uint64_t>(buf_, last_ns);
+  for (const FlowKey& k : fresh) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&k);
+    buf_.insert(buf_.end(), p, p + sizeof k);
+  }
+  for (uint32_t n : present) put<uint32_t>(buf_, n);
+  ++block_;
+  if (!writeAll(fd_, buf_.data(), buf_.size(), error)) return false;
+  bytes_ += buf_.size();
+  return true;
+}
+
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error) {
+  out = SegmentIndex{};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  std::vector<uint8_t> data;
+  {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) data.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t r = ::read(fd, data.data() + done, data.size() - done);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    data.resize(done);
+    ::close(fd);
+  }
+  if (data.size() < kIndexHeaderSize || std::memcmp(data.data(), kIndexMagic, sizeof kIndexMagic) != 0) {
+    error = "not a flowfold segment index";
+    return false;
+  }
+  out.linktype = get<uint32_t>(data.data() + 8);
+  size_t pos = kIndexHeaderSize;
+  while (pos + kBlockHeaderSize <= data.size()) {
+    const uint8_t* h = data.data() + pos;
+    if (get<uint32_t>(h) != kBlockMagic) {
+      error = "damaged block at offset " + std::to_string(pos);
+      return false;
+    }
+    const uint32_t fresh = get<uint32_t>(h + 4), present = get<uint32_t>(h + 8);
+    const size_t size = kBlockHeaderSize + size_t{fresh} * sizeof(FlowKey) + size_t{present} * 4;
+    if (pos + size > data.size()) break;  // the partial last block of a crash
+    IndexBlock b;
+    b.packets = get<uint32_t>(h + 12);
+    b.offset = get<uint64_t>(h + 16);
+    b.length = get<uint64_t>(h + 24);
+    b.first_ts_ns = get<uint64_t>(h + 32);
+    b.last_ts_ns = get<uint64_t>(h + 40);
+    const uint8_t* p = h + kBlockHeaderSize;
+    for (uint32_t i = 0; i < fresh; ++i, p += sizeof(FlowKey)) {
+      FlowKey k;
+      std::memcpy(&k, p, sizeof k);
+      out.flows.push_back(k);
+    }
+    b.flows.resize(present);
+    for (uint32_t i = 0; i < present; ++i, p += 4) {
+      b.flows[i] = get<uint32_t>(p);
+      if (b.flows[i] >= out.flows.size()) {
+        error = "block at offset " + std::to_string(pos) + " names flow " + std::to_string(b.flows[i]) +
+                " of " + std::to_string(out.flows.size());
+        return false;
+      }
+    }
+    out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
+    out.blocks.push_back(std::move(b));
+    pos += size;
+  }
+  return true;
+}
+
+}  // namespace flowfold::recorder

@@ -1,0 +1,431 @@
+// flowfold extract: reads only what the ring's indexes say can match.
+//
+//  1. Segments: those of the ring's directories whose time range (from the
+//     second of their first packet to the next segment of their stream)
+//     meets --from/--to.
+//  2. In each, with its index: the flows the filter can match. A flow's
+//     headers are rebuilt from its key and the filter is run on them, with
+//     payloads of zeros and of ones, short and long: a flow is a candidate
+//     when any of these matches (a filter on payload bytes or lengths makes
+//     every flow a candidate: the range is then scanned, and it is said so).
+//     Non-IP packets (no flow key) are always candidates.
+//  3. Only the blocks holding candidates (and the part of the segment no
+//     block covers yet) are read; each of their packets is then checked with
+//     the filter itself and the time range, as tcpdump -r would.
+//  4. The packets, in time order across segments, go out as pcap with
+//     nanosecond timestamps.
+
+#include "flowfold/probe/extract.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <pcap/pcap.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <dirent.h>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flowfold/log.h"
+#include "flowfold/recorder/pcap_segment.h"
+#include "flowfold/recorder/segment_index.h"
+#include "flowfold/recorder/segment_ring.h"
+
+namespace flowfold {
+
+namespace {
+
+using namespace recorder;
+
+// Exit statuses of extract (README "Packet recording").
+constexpr int kExtractOk = 0;
+constexpr int kExtractUsage = 2;
+constexpr int kExtractRing = 3;   // the ring cannot be read
+constexpr int kExtractWrite = 4;  // the output cannot be written
+
+struct ExtractError {
+  int status;
+  std::string message;
+};
+
+std::string usage() {
+  return "usage: flowfold extract --ring DIR [--ring DIR ...] [--from TIME] [--to TIME] -w FILE|- [BPF filter ...]\n"
+         "  TIME: 2026-12-07T03:12:00Z (UTC; seconds and Z optional, fractions allowed) or Unix seconds\n";
+}
+
+// "2026-12-07T03:12:05.25Z", "2026-12-07 03:12", "1700000000.5" -> ns since the epoch.
+uint64_t parseTime(const std::string& text, const char* option) {
+  const auto bad = [&] {
+    return ExtractError{kExtractUsage, std::string("extract: ") + option + " '" + text +
+                                           "' is not a time: give 2026-12-07T03:12:00Z (UTC) or Unix seconds"};
+  };
+  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; })) {
+    char* end = nullptr;
+    const double s = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size() || s < 0) throw bad();
+    return static_cast<uint64_t>(s * 1e9);
+  }
+  std::tm tm{};
+  const char* rest = nullptr;
+  for (const char* format : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"}) {
+    tm = std::tm{};
+    rest = strptime(text.c_str(), format, &tm);
+    if (rest) break;
+  }
+  if (!rest) throw bad();
+  uint64_t ns = static_cast<uint64_t>(timegm(&tm)) * 1'000'000'000;
+  if (*rest == '.') {
+    uint64_t scale = 100'000'000;
+    for (++rest; *rest >= '0' && *rest <= '9'; ++rest, scale /= 10) ns += static_cast<uint64_t>(*rest - '0') * scale;
+  }
+  if (*rest == 'Z') ++rest;
+  if (*rest != '\0') throw bad();
+  return ns;
+}
+
+struct Options {
+  std::vector<std::string> rings;
+  uint64_t from_ns = 0, to_ns = UINT64_MAX;
+  std::string output;
+  std::string filter;
+  bool verbose = false;
+};
+
+Options parseOptions(int argc, char** argv) {
+  enum { kRing = 1000, kFrom, kTo };
+  const option longs[] = {{"ring", required_argument, nullptr, kRing}, {"from", required_argument, nullptr, kFrom},
+                          {"to", required_argument, nullptr, kTo},     {"help", no_argument, nullptr, 'h'},
+                          {"verbose", no_argument, nullptr, 'v'},      {nullptr, 0, nullptr, 0}};
+  Options o;
+  optind = 0;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+:w:hv", longs, nullptr)) != -1) {
+    switch (c) {
+      case kRing: o.rings.push_back(optarg); break;
+      case kFrom: o.from_ns = parseTime(optarg, "--from"); break;
+      case kTo: o.to_ns = parseTime(optarg, "--to"); break;
+      case 'w': o.output = optarg; break;
+      case 'v': o.verbose = true; break;
+      case 'h': throw ExtractError{kExtractOk, usage()};
+      case ':': throw ExtractError{kExtractUsage, std::string("extract: ") + argv[optind - 1] + " needs a value\n" + usage()};
+      default: throw ExtractError{kExtractUsage, std::string("extract: unknown option ") + argv[optind - 1] + "\n" + usage()};
+    }
+  }
+  for (int i = optind; i < argc; ++i) o.filter += (o.filter.empty() ? "" : " ") + std::string(argv[i]);
+  if (o.rings.empty()) throw ExtractError{kExtractUsage, "extract: give the ring with --ring DIR\n" + usage()};
+  if (o.output.empty())
+    throw ExtractError{kExtractUsage, "extract: give the output with -w FILE (or -w - for standard output)\n" + usage()};
+  if (o.from_ns > o.to_ns)
+    throw ExtractError{kExtractUsage, "extract: --from is after --to: give the earlier time with --from"};
+  return o;
+}
+
+// ---------------------------------------------------------------- the ring
+
+struct SegmentFile {
+  std::string path;
+  SegmentName name;
+  uint64_t end_s = UINT64_MAX;  // when the next segment of its stream began
+};
+
+std::vector<SegmentFile> listSegments(const std::vector<std::string>& rings) {
+  std::vector<SegmentFile> out;
+  for (const std::string& dir : rings) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) throw ExtractError{kExtractRing, "extract: cannot read the ring directory " + dir + ": " + std::strerror(errno)};
+    while (const dirent* e = ::readdir(d)) {
+      const auto name = parseSegmentName(e->d_name);
+      if (!name) continue;
+      const std::string path = dir + "/" + e->d_name;
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      out.push_back(SegmentFile{path, *name});
+    }
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end(), [](const SegmentFile& a, const SegmentFile& b) { return a.name.sequence < b.name.sequence; });
+  std::map<std::string, SegmentFile*> last;
+  for (SegmentFile& s : out) {
+    if (auto it = last.find(s.name.stream); it != last.end()) it->second->end_s = s.name.start_s;
+    last[s.name.stream] = &s;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- narrowing by flow
+
+void put16(std::vector<uint8_t>& b, uint16_t v) {
+  b.push_back(static_cast<uint8_t>(v >> 8));
+  b.push_back(static_cast<uint8_t>(v));
+}
+
+// The headers of a packet of flow `k` (Ethernet with its VLAN tags, or raw
+// IP), then `payload` bytes of `fill`.
+std::optional<std::vector<uint8_t>> synthesize(const FlowKey& k, int dlt, size_t payload, uint8_t fill) {
+  std::vector<uint8_t> b;
+  const bool v6 = k.ip_version == 6;
+  if (dlt == DLT_EN10MB) {
+    b.assign(12, 0);
+    if (k.vlan_id != 0) {
+      put16(b, k.inner_vlan_id != 0 ? 0x88a8 : 0x8100);
+      put16(b, k.vlan_id);
+    }
+    if (k.inner_vlan_id != 0) {
+      put16(b, 0x8100);
+      put16(b, k.inner_vlan_id);
+    }
+    put16(b, v6 ? 0x86dd : 0x0800);
+  } else if (dlt != DLT_RAW && dlt != 228 /* IPv4 */ && dlt != 229 /* IPv6 */) {
+    return std::nullopt;  // other link layers: no narrowing
+  }
+  std::vector<uint8_t> l4;
+  const uint8_t p = k.protocol;
+  if (p == 6) {
+    put16(l4, k.src_port), put16(l4, k.dst_port);
+    l4.insert(l4.end(), 8, fill);  // seq, ack
+    l4.push_back(0x50), l4.push_back(fill);  // data offset 5, flags
+    put16(l4, 0xffff), put16(l4, 0), put16(l4, 0);
+  } else if (p == 17 || p == 136) {
+    put16(l4, k.src_port), put16(l4, k.dst_port), put16(l4, static_cast<uint16_t>(8 + payload)), put16(l4, 0);
+  } else if (p == 1 || p == 58) {
+    l4.push_back(static_cast<uint8_t>(k.dst_port >> 8)), l4.push_back(static_cast<uint8_t>(k.dst_port));
+    put16(l4, 0), put16(l4, 0), put16(l4, 0);
+  }
+  l4.insert(l4.end(), payload, fill);
+  if (!v6) {
+    b.push_back(0x45), b.push_back(0);
+    put16(b, static_cast<uint16_t>(20 + l4.size()));
+    put16(b, 0), put16(b, 0);
+    b.push_back(64), b.push_back(p);
+    put16(b, 0);
+    b.insert(b.end(), k.src_addr.begin(), k.src_addr.begin() + 4);
+    b.insert(b.end(), k.dst_addr.begin(), k.dst_addr.begin() + 4);
+  } else {
+    b.push_back(0x60), b.push_back(0), put16(b, 0);
+    put16(b, static_cast<uint16_t>(l4.size()));
+    b.push_back(p), b.push_back(64);
+    b.insert(b.end(), k.src_addr.begin(), k.src_addr.end());
+    b.insert(b.end(), k.dst_addr.begin(), k.dst_addr.end());
+  }
+  b.insert(b.end(), l4.begin(), l4.end());
+  return b;
+}
+
+bool runs(const bpf_program& program, const std::vector<uint8_t>& packet) {
+  pcap_pkthdr h{};
+  h.caplen = h.len = static_cast<uint32_t>(packet.size());
+  return pcap_offline_filter(&program, &h, packet.data()) != 0;
+}
+
+// Whether the filter may match packets of flow `k` (see the file's comment).
+bool mayMatch(const bpf_program& program, const FlowKey& k, int dlt) {
+  if (k == FlowKey{}) return true;  // packets without a flow key
+  for (const size_t payload : {size_t{0}, size_t{1400}})
+    for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) {
+      const auto packet = synthesize(k, dlt, payload, fill);
+      if (!packet || runs(program, *packet)) return true;
+    }
+  return false;
+}
+
+// ---------------------------------------------------------------- reading
+
+struct Packet {
+  uint64_t ts_ns;
+  uint64_t order;  // the segment's sequence and the packet's place: a stable tie-break
+  std::vector<uint8_t> record;  // pcap record header and data
+};
+
+struct Totals {
+  uint64_t segments = 0, blocks = 0, blocks_read = 0, bytes_read = 0, scanned_bytes = 0;
+  bool payload_filter = false;
+};
+
+bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    done += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The matching packets of [offset, offset + length) of the segment.
+void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const bpf_program* program,
+               uint64_t sequence, std::vector<Packet>& out, Totals& totals) {
+  std::vector<uint8_t> data(length);
+  if (!readAt(fd, data.data(), data.size(), offset)) return;
+  totals.bytes_read += length;
+  for (size_t pos = 0; pos + kPcapRecordHeaderSize <= data.size();) {
+    const uint8_t* h = data.data() + pos;
+    const uint32_t caplen = load32(h + 8);
+    if (pos + kPcapRecordHeaderSize + caplen > data.size()) break;
+    const uint64_t ts = uint64_t{load32(h)} * 1'000'000'000 + load32(h + 4);
+    bool keep = ts >= o.from_ns && ts <= o.to_ns;
+    if (keep && program) {
+      pcap_pkthdr ph{};
+      ph.caplen = caplen;
+      ph.len = load32(h + 12);
+      keep = pcap_offline_filter(program, &ph, h + kPcapRecordHeaderSize) != 0;
+    }
+    if (keep) out.push_back(Packet{ts, (sequence << 32) + out.size(), {h, h + kPcapRecordHeaderSize + caplen}});
+    pos += kPcapRecordHeaderSize + caplen;
+  }
+}
+
+void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>& out, Totals& totals, uint32_t& linktype) {
+  const int fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    logWarn("extract: cannot read segment %s: %s (skipped)", s.path.c_str(), std::strerror(errno));
+    return;
+  }
+  uint8_t header[kPcapFileHeaderSize];
+  struct stat st {};
+  if (!readAt(fd, header, sizeof header, 0) || load32(header) != kPcapNanosecondMagic || ::fstat(fd, &st) != 0) {
+    logWarn("extract: %s is not a segment of a flowfold ring (skipped)", s.path.c_str());
+    ::close(fd);
+    return;
+  }
+  const uint32_t dlt = load32(header + 20);
+  if (linktype != 0 && linktype != dlt) {
+    ::close(fd);
+    throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(linktype) +
+                                         " and " + std::to_string(dlt) +
+                                         "), which one pcap file cannot: extract each interface's stream apart"};
+  }
+  linktype = dlt;
+  ++totals.segments;
+  std::optional<bpf_program> program;
+  pcap_t* dead = nullptr;
+  if (!o.filter.empty()) {
+    dead = pcap_open_dead_with_tstamp_precision(static_cast<int>(dlt), 262144, PCAP_TSTAMP_PRECISION_NANO);
+    program.emplace();
+    if (pcap_compile(dead, &*program, o.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+      const std::string msg = pcap_geterr(dead);
+      pcap_close(dead);
+      ::close(fd);
+      throw ExtractError{kExtractUsage, "extract: bad filter '" + o.filter + "': " + msg};
+    }
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  SegmentIndex index;
+  std::string error;
+  uint64_t indexed_end = kPcapFileHeaderSize;
+  if (readSegmentIndex(indexPathOf(s.path), index, error)) {
+    std::vector<bool> candidate(index.flows.size(), true);
+    size_t candidates = index.flows.size();
+    if (program) {
+      candidates = 0;
+      for (size_t f = 0; f < index.flows.size(); ++f) {
+        candidate[f] = mayMatch(*program, index.flows[f], static_cast<int>(dlt));
+        candidates += candidate[f];
+      }
+      if (candidates == index.flows.size() && !index.flows.empty()) totals.payload_filter = true;
+    }
+    for (const IndexBlock& b : index.blocks) {
+      ++totals.blocks;
+      if (b.last_ts_ns < o.from_ns || b.first_ts_ns > o.to_ns) continue;
+      const bool wanted = std::any_of(b.flows.begin(), b.flows.end(), [&](uint32_t f) { return candidate[f]; });
+      if (!wanted) continue;
+      ++totals.blocks_read;
+      readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, s.name.sequence, out, totals);
+    }
+    indexed_end = std::max<uint64_t>(indexed_end, index.indexed_end);
+  } else if (errno != ENOENT) {
+    logWarn("extract: index of %s: %s; its segment is read through", s.path.c_str(), error.c_str());
+  }
+  // What no block covers (no index, or the last second of a segment being written).
+  if (indexed_end < size) {
+    totals.scanned_bytes += size - indexed_end;
+    readRange(fd, indexed_end, size - indexed_end, o, program ? &*program : nullptr, s.name.sequence, out, totals);
+  }
+  if (program) pcap_freecode(&*program);
+  if (dead) pcap_close(dead);
+  ::close(fd);
+}
+
+void writeOutput(const Options& o, const std::vector<Packet>& packets, uint32_t linktype) {
+  const bool stdout_out = o.output == "-";
+  if (stdout_out && isatty(STDOUT_FILENO))
+    throw ExtractError{kExtractUsage, "extract: standard output is a terminal: give -w FILE, or pipe -w - into a program"};
+  const int fd = stdout_out ? STDOUT_FILENO
+                            : ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd < 0)
+    throw ExtractError{kExtractWrite, "extract: cannot create " + o.output + ": " + std::strerror(errno) +
+                                          (errno == EEXIST ? " (it exists: give a new file; nothing is overwritten)" : "")};
+  std::vector<uint8_t> out(kPcapFileHeaderSize);
+  writePcapFileHeader(out.data(), 262144, linktype);
+  for (const Packet& p : packets) out.insert(out.end(), p.record.begin(), p.record.end());
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t w = ::write(fd, out.data() + done, out.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const std::string why = std::strerror(errno);
+      if (!stdout_out) ::close(fd);
+      throw ExtractError{kExtractWrite, "extract: writing " + (stdout_out ? std::string("standard output") : o.output) +
+                                            " failed: " + why};
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (!stdout_out) ::close(fd);
+}
+
+}  // namespace
+
+int runExtract(int argc, char** argv) {
+  try {
+    const Options o = parseOptions(argc, argv);
+    std::vector<SegmentFile> segments = listSegments(o.rings);
+    if (segments.empty())
+      throw ExtractError{kExtractRing, "extract: no segment in " + o.rings[0] + (o.rings.size() > 1 ? " and the others" : "") +
+                                           ": is it the recorder's directory (recorder.directory, --record)?"};
+    std::vector<Packet> packets;
+    Totals totals;
+    uint32_t linktype = 0;
+    for (const SegmentFile& s : segments) {
+      if (s.name.start_s * 1'000'000'000 > o.to_ns) continue;
+      if (s.end_s != UINT64_MAX && (s.end_s + 1) * 1'000'000'000 < o.from_ns) continue;
+      extractSegment(s, o, packets, totals, linktype);
+    }
+    std::sort(packets.begin(), packets.end(),
+              [](const Packet& a, const Packet& b) { return a.ts_ns != b.ts_ns ? a.ts_ns < b.ts_ns : a.order < b.order; });
+    writeOutput(o, packets, linktype == 0 ? DLT_EN10MB : linktype);
+    if (totals.payload_filter)
+      logInfo("extract: the filter may match every flow (it looks at payloads or lengths): the time range was read "
+              "through");
+    if (o.verbose || totals.scanned_bytes != 0 || packets.empty())
+      logInfo("extract: %zu packets from %llu segments (%llu of %llu indexed blocks read, %llu bytes read, %llu of them "
+              "not indexed)",
+              packets.size(), static_cast<unsigned long long>(totals.segments),
+              static_cast<unsigned long long>(totals.blocks_read), static_cast<unsigned long long>(totals.blocks),
+              static_cast<unsigned long long>(totals.bytes_read), static_cast<unsigned long long>(totals.scanned_bytes));
+    return kExtractOk;
+  } catch (const ExtractError& e) {
+    if (e.status == kExtractOk) {
+      std::fputs(e.message.c_str(), stdout);
+      return kExtractOk;
+    }
+    logError("%s", e.message.c_str());
+    return e.status;
+  }
+}
+
+}  // namespace flowfold
