@@ -412,10 +412,20 @@ LiveCaptures openCaptures(const Config& config) {
 
 /// One pipeline per capture, handing off to `stage`.
 void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage) {
-  for (auto& c : caps) {
+  // Flow ids: one base for the run, the start time in ms << 16, so ids are
+  // unique across restarts without a state file (a run started t ms later
+  // numbers from 65536 t higher: an earlier run would have had to create
+  // over 65 million flows a second to reach it). Each cache (interfaces x
+  // workers) takes every caps.size()-th id from its own offset.
+  const uint64_t flow_id_base = systemNowMs() << 16;
+  for (size_t k = 0; k < caps.size(); ++k) {
+    auto& c = caps[k];
     PipelineOptions o;
     o.cache = config.cache;
     o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
+    o.cache.flow_id_base = flow_id_base;
+    o.cache.flow_id_stride = caps.size();
+    o.cache.flow_id_offset = k;
     o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
     // Live: a slower export must not stall capture; records wait in the
     // pipeline instead, and a stop waits for the exporters (stop_timeout).
