@@ -4,13 +4,16 @@ new for each flow, as the collectors read them. The expectations are worked
 out here from the records' own keys, times and end reasons, not from
 flowfold's code."""
 
+import glob
 import json
+import os
+import signal
 import socket
 import subprocess
 import unittest
 
-from harness import (Nfcapd, TempDirTest, flowgen, need, norm_addr, parse_ipfix_stream, raise_socket_buffer_limit,
-                     run_flowfold, stats_of)
+from harness import (Nfcapd, TempDirTest, flowgen, free_udp_port, need, norm_addr, parse_ipfix_stream,
+                     raise_socket_buffer_limit, run_flowfold, stats_of, udp_socket_state, wait_for)
 from test_collectors import write_udp_pcap
 
 # test_direction's conservation profile: 200k packets over 120 s, flows of
@@ -187,6 +190,60 @@ class FlowIds(TempDirTest):
                 got = sorted(int(v) for v in out.split())
                 with open(js) as f:
                     want = sorted(json.loads(line)["flow_id"] & 0xFFFFFFFF if shown else 0 for line in f)
+                self.assertEqual(got, want)
+
+    def nfacctd_flow_ids(self, version, pcap):
+        """pmacct 1.7.7 has no flow id primitive; a custom one (aggregate_primitives) reads 148."""
+        need("nfacctd")
+        raise_socket_buffer_limit()
+        port = free_udp_port()
+        prims, conf = self.path("primitives.lst"), self.path("nfacctd%d.conf" % version)
+        with open(prims, "w") as f:
+            f.write("name=flow_id field_type=148 len=8 semantics=u_int\n")
+        out = self.path("nfacctd%d-%%s.csv" % version)
+        with open(conf, "w") as f:
+            f.write("\n".join(["daemonize: false", "nfacctd_ip: 127.0.0.1", "nfacctd_port: %d" % port,
+                               "nfacctd_pipe_size: %d" % (32 << 20), "plugins: print",
+                               "aggregate_primitives: %s" % prims, "aggregate: proto, flow_id",
+                               "print_output: csv", "print_refresh_time: 1", "print_output_file: %s" % out,
+                               "print_output_file_append: true", "nfacctd_time_new: true", ""]))
+        with open(self.path("nfacctd%d.log" % version), "w") as log:
+            proc = subprocess.Popen(["nfacctd", "-f", conf], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        wait_for(lambda: udp_socket_state(port)[0] or proc.poll() is not None, "nfacctd to listen")
+        js = self.path("nfacctd%d.json" % version)
+
+        def received():
+            ids = set()
+            for name in glob.glob(out.replace("%s", "*")):
+                with open(name) as f:
+                    for line in f:
+                        cols = line.strip().split(",")
+                        if len(cols) == 4 and cols[1].isdigit():
+                            ids.add(int(cols[1]))
+            return ids
+        try:
+            # Paced: nfacctd decodes slower than flowfold sends.
+            run_flowfold("-r", pcap, *ACTIVE, "-n", "127.0.0.1:%d" % port, "-v", str(version),
+                         "--export-rate", "400", "--json=" + js)
+            with open(js) as f:
+                want = {json.loads(line)["flow_id"] for line in f}
+            try:
+                wait_for(lambda: received() == want or proc.poll() is not None, "nfacctd to print every flow id",
+                         limit=30, interval=0.5)
+            except AssertionError:
+                pass  # the comparison below says what is missing
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # it does not stop on SIGTERM while its plugin runs
+            proc.wait(timeout=30)
+        return received(), want
+
+    def test_nfacctd_reads_the_flow_id_with_a_custom_primitive(self):
+        pcap, _ = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        for version in (9, 10):
+            with self.subTest(version=version):
+                got, want = self.nfacctd_flow_ids(version, pcap)
+                self.assertGreater(len(want), 1000)
                 self.assertEqual(got, want)
 
 
