@@ -14,7 +14,23 @@ import unittest
 
 from harness import (Nfcapd, TempDirTest, flowgen, free_udp_port, need, norm_addr, parse_ipfix_stream,
                      raise_socket_buffer_limit, run_flowfold, stats_of, udp_socket_state, wait_for)
+from test_biflow import DEBIAN_PYTHON, reverse_key
 from test_collectors import write_udp_pcap
+
+# python3-ipfix (RFC 5103 names): key, flowId and reverseFlowId of every biflow record.
+BIFLOW_READER = r"""
+import json, sys
+import ipfix.ie, ipfix.reader
+ipfix.ie.use_iana_default()
+ipfix.ie.use_5103_default()
+with open(sys.argv[1], "rb") as f:
+    for r in ipfix.reader.from_stream(f).namedict_iterator():
+        src = r.get("sourceIPv4Address", r.get("sourceIPv6Address"))
+        dst = r.get("destinationIPv4Address", r.get("destinationIPv6Address"))
+        print(json.dumps([r["protocolIdentifier"], str(src), r["sourceTransportPort"], str(dst),
+                          r["destinationTransportPort"], r["vlanId"], r["flowId"], r["reverseFlowId"],
+                          r["reversePacketDeltaCount"]]))
+"""
 
 # test_direction's conservation profile: 200k packets over 120 s, flows of
 # every length (a Pareto tail of long ones), a quarter IPv6, a fifth tagged.
@@ -191,6 +207,35 @@ class FlowIds(TempDirTest):
                 with open(js) as f:
                     want = sorted(json.loads(line)["flow_id"] & 0xFFFFFFFF if shown else 0 for line in f)
                 self.assertEqual(got, want)
+
+    def test_biflows_carry_the_initiators_id_forward_and_the_responders_reversed(self):
+        need(DEBIAN_PYTHON)
+        if subprocess.run([DEBIAN_PYTHON, "-c", "import ipfix"], capture_output=True).returncode != 0:
+            raise unittest.SkipTest("python3-ipfix is not installed (scripts/install-deps.sh installs it)")
+        bi, uni, config = self.path("bi.ipfix"), self.path("uni.ipfix"), self.path("biflow.yaml")
+        with open(config, "w") as f:
+            f.write("exporters:\n  - type: ipfix\n    path: %s\n    biflow: true\n"
+                    "  - type: ipfix\n    path: %s\n" % (bi, uni))
+        run_flowfold("-c", config, "-r", self.pcap, *ACTIVE)
+        out = subprocess.run([DEBIAN_PYTHON, "-c", BIFLOW_READER, bi], capture_output=True, text=True,
+                             check=True).stdout
+        biflows = [json.loads(line) for line in out.splitlines()]
+        # The uniflow export of the same run: which key each id is.
+        key_of = {r[4]: (r[0][0], r[0][1], r[0][2], r[0][3], r[0][4], r[0][5]) for r in ipfix_records(uni)}
+        halves = []
+        for b in biflows:
+            key = (b[0], norm_addr(b[1]), b[2], norm_addr(b[3]), b[4], b[5])
+            fid, rid, rpk = b[6], b[7], b[8]
+            self.assertEqual(key_of[fid], key, b)
+            halves.append(fid)
+            if rpk:  # a responder: its own flow, of the reverse key
+                self.assertEqual(key_of[rid], reverse_key(key), b)
+                halves.append(rid)
+            else:
+                self.assertEqual(rid, 0, b)
+        self.assertGreater(sum(1 for b in biflows if b[8]), 1000)
+        # Every uniflow record is one half of one biflow: the ids match record for record.
+        self.assertEqual(sorted(halves), sorted(r[4] for r in ipfix_records(uni)))
 
     def nfacctd_flow_ids(self, version, pcap):
         """pmacct 1.7.7 has no flow id primitive; a custom one (aggregate_primitives) reads 148."""
