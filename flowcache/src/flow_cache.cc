@@ -29,7 +29,8 @@ size_t FlowCache::entryBytes() {
   // filedAt() tells ticks apart by their low kTickBits bits; a live entry is
   // filed at most one turn of the wheel ahead of the tick being reviewed.
   static_assert(2 * kWheelBuckets <= kTickMask + 1, "the filed tick's bits must cover two turns of the wheel");
-  return sizeof(Entry);
+  // The entry and its flow id beside it (flow_ids_).
+  return sizeof(Entry) + sizeof(uint64_t);
 }
 
 FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
@@ -51,6 +52,18 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
   madvise(mem, entries_bytes_, MADV_HUGEPAGE);
   entries_ = static_cast<Entry*>(mem);
 
+  // The flow ids beside the entries, mapped the same way (see flow_ids_).
+  flow_ids_bytes_ = (sizeof(uint64_t) * options_.max_flows + kHugePage - 1) / kHugePage * kHugePage;
+  mem = mmap(nullptr, flow_ids_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) {
+    munmap(entries_, entries_bytes_);
+    throw std::bad_alloc();
+  }
+  madvise(mem, flow_ids_bytes_, MADV_HUGEPAGE);
+  flow_ids_ = static_cast<uint64_t*>(mem);
+  if (options_.flow_id_stride == 0) options_.flow_id_stride = 1;
+  next_flow_id_ = options_.flow_id_base + options_.flow_id_offset;
+
   // The table keeps its load at or under three quarters (8-byte slots with 32
   // hash bits: a probe rarely leaves the home cache line, and the table costs
   // 11 to 21 bytes a flow instead of 16 to 32 at one half); it starts small
@@ -69,6 +82,7 @@ FlowCache::FlowCache(const FlowCacheOptions& options) : options_(options) {
 
 FlowCache::~FlowCache() {
   munmap(entries_, entries_bytes_);
+  munmap(flow_ids_, flow_ids_bytes_);
   if (mpls_stacks_ != nullptr) munmap(mpls_stacks_, mpls_stacks_bytes_);
 }
 
@@ -167,12 +181,13 @@ uint32_t FlowCache::allocateEntry() {
     index = free_head_ - 1;
     free_head_ = entries_[index].nextFree();
     // The free list is a chain through cold entries: fetch the next one now
-    // (both its lines: a new flow writes all of it) so the next new flow
-    // does not wait for it.
+    // (both its lines: a new flow writes all of it, and its flow id slot)
+    // so the next new flow does not wait for it.
     if (free_head_ != 0) {
       const char* next = reinterpret_cast<const char*>(entries_ + (free_head_ - 1));
       prefetchWrite(next);
       prefetchWrite(next + sizeof(Entry) - 1);
+      prefetchWrite(flow_ids_ + (free_head_ - 1));
     }
   } else {
     assert(used_ < options_.max_flows);
@@ -238,6 +253,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       ++counters_.tcp_end_reused;
       ++counters_.flows_created;
       emit(e, FlowEndReason::kEndOfFlow);
+      assignFlowId(index);  // a new flow: a new id (after the old one's record)
       e.packets = 0;
       e.octets = 0;
       e.interval_start_ms = ts_ms;
@@ -247,6 +263,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   }
   if (created) {
     ++counters_.flows_created;
+    assignFlowId(index);
     // Every field is set here or by startInterval()/scheduleReview(): no zeroing pass
     // over the entry first (`Entry{}` compiled to a `rep stos`, a quarter of
     // update()'s time).
@@ -328,7 +345,7 @@ void FlowCache::emit(const Entry& e, FlowEndReason reason) {
   if (e.packets == 0) return;  // nothing since the last active export
   const uint64_t last_ms = e.lastMs();
   output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, mplsStackOf(e), e.src_mac,
-                       e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason);
+                       e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason, flow_ids_[&e - entries_]);
   ++counters_.records;
 }
 
@@ -421,6 +438,7 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
         const Filed ahead = due_[due_pos_ + kPrefetchAhead];
         prefetchEntryLines(ahead.index);
         prefetchRead(&slots_[ahead.hash_lo & slot_mask_]);
+        prefetchRead(flow_ids_ + ahead.index);  // read if it emits a record
       }
       reviewEntry(due_[due_pos_++], due_now_, due_tick_);
       --budget;

@@ -457,8 +457,15 @@ LiveCaptures openCaptures(const Config& config) {
 /// recorder per capture into it (the stream: the interface, and the worker
 /// when there are several).
 void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage, recorder::SegmentRing* ring) {
+  // Flow ids: one base for the run, the start time in ms << 16, so ids are
+  // unique across restarts without a state file (a run started t ms later
+  // numbers from 65536 t higher: an earlier run would have had to create
+  // over 65 million flows a second to reach it). Each cache (interfaces x
+  // workers) takes every caps.size()-th id from its own offset.
+  const uint64_t flow_id_base = systemNowMs() << 16;
   std::map<std::string, int> workers;
-  for (auto& c : caps) {
+  for (size_t k = 0; k < caps.size(); ++k) {
+    auto& c = caps[k];
     if (ring) {
       const int worker = workers[c->name]++;
       const std::string stream = config.workers > 1 ? c->name + "." + std::to_string(worker) : c->name;
@@ -471,6 +478,9 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
     PipelineOptions o;
     o.cache = config.cache;
     o.cache.max_flows = config.maxFlowsPerCache();  // the bound is for the whole probe
+    o.cache.flow_id_base = flow_id_base;
+    o.cache.flow_id_stride = caps.size();
+    o.cache.flow_id_offset = k;
     o.export_batch = std::min<uint32_t>(config.export_batch, 1024);
     // Live: a slower export must not stall capture; records wait in the
     // pipeline instead, and a stop waits for the exporters (stop_timeout).

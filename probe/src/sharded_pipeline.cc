@@ -19,7 +19,13 @@ ShardedPipeline::ShardedPipeline(const PipelineOptions& options, int datalink, E
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>(kRingCapacity);
-    w->folder = std::make_unique<FlowFolder>(options, stage);
+    // Each worker numbers its flows in its own residue class (worker i of N:
+    // offset i, stride N, within whatever split the caller made), so the
+    // workers' flow ids never collide and no counter is shared between them.
+    PipelineOptions o = options;
+    o.cache.flow_id_stride = options.cache.flow_id_stride * workers;
+    o.cache.flow_id_offset = options.cache.flow_id_offset + i * options.cache.flow_id_stride;
+    w->folder = std::make_unique<FlowFolder>(o, stage);
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_) {

@@ -86,6 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FlowCache cache(options);
 
   std::array<Totals, kKeys> in_totals{}, out_totals{};
+  std::array<uint64_t, kKeys> last_id{};  // the latest flow id seen per key
   uint64_t updates = 0, records = 0;
   uint64_t packet_clock = 1'000'000'000'000 + in.ConsumeIntegral<uint32_t>();
   uint64_t expire_clock = packet_clock;
@@ -101,6 +102,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(r.min_ttl <= r.max_ttl);
       const auto reason = static_cast<uint8_t>(r.end_reason);
       FUZZ_CHECK(reason >= 1 && reason <= 5);
+      // Flow ids (default base 1, stride 1): one of the flows created so
+      // far, and a key's later records never carry an earlier flow's id.
+      FUZZ_CHECK(r.flow_id >= 1 && r.flow_id <= cache.counters().flows_created);
+      FUZZ_CHECK(r.flow_id >= last_id[i]);
+      last_id[i] = r.flow_id;
       if (r.end_reason == FlowEndReason::kIdleTimeout)
         FUZZ_CHECK(r.last_ms + options.idle_timeout_ms <= latest);
       if (r.end_reason == FlowEndReason::kEndOfFlow) FUZZ_CHECK(r.key.protocol == 6 && (r.tcp_flags & 0x05));

@@ -52,6 +52,7 @@ Fields expectedFields(const FlowRecord& r) {
   putBE(f, 2, r.packets, 8);               // packetDeltaCount
   putBE(f, 152, r.first_ms, 8);            // flowStartMilliseconds
   putBE(f, 153, r.last_ms, 8);             // flowEndMilliseconds
+  putBE(f, 148, r.flow_id, 8);             // flowId
   putBE(f, 10, r.key.ingress_if, 4);       // ingressInterface
   putBE(f, 7, r.key.src_port, 2);          // sourceTransportPort
   putBE(f, 11, r.key.dst_port, 2);         // destinationTransportPort
@@ -198,6 +199,7 @@ FlowRecord makeRecord(FuzzedDataProvider& in, bool v6) {
   r.min_ttl = in.ConsumeIntegral<uint8_t>();
   r.max_ttl = in.ConsumeIntegral<uint8_t>();
   r.end_reason = static_cast<FlowEndReason>(in.ConsumeIntegralInRange<uint8_t>(1, 5));
+  r.flow_id = in.ConsumeIntegral<uint64_t>();
   return r;
 }
 

@@ -70,6 +70,7 @@ Fields expectedFields(const FlowRecord& r, uint64_t boot_floor_ms) {
   f[80].assign(r.dst_mac.begin(), r.dst_mac.end());  // IN_DST_MAC
   // MPLS entries 1-3: the low 24 bits (label | TC | S); an absent entry is 0
   for (int i = 0; i < 3; ++i) putBE(f, 70 + i, r.mpls_stack[i] & 0xffffff, 3);
+  putBE(f, 148, r.flow_id, 8);        // flowId
   return f;
 }
 
@@ -199,6 +200,7 @@ FlowRecord makeRecord(FuzzedDataProvider& in, uint64_t boot_ms) {
   r.min_ttl = in.ConsumeIntegral<uint8_t>();
   r.max_ttl = in.ConsumeIntegral<uint8_t>();
   r.end_reason = static_cast<FlowEndReason>(in.ConsumeIntegralInRange<uint8_t>(1, 5));
+  r.flow_id = in.ConsumeIntegral<uint64_t>();
   return r;
 }
 

@@ -18,9 +18,9 @@ from harness import (FLOWFOLD, TempDirTest, flowgen, ipfix_flows, need, parse_ip
 # 30 s of traffic, 8,000-odd flow records: a few MB as JSON.
 PROFILE = ("-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
 
-# A whole line of --text output: both times, the endpoints, ..., the end reason.
+# A whole line of --text output: both times, the endpoints, ..., the end reason, the flow id.
 TEXT_LINE = re.compile(r"^\S+Z \S+Z proto \d+ \S+ -> \S+(?: icmp \d+\.\d+)? vlan \d+ pkts \d+ bytes \d+ flags \S{8} tos \d+ "
-                       r"ttl \d+-\d+ end [a-z_]+$")
+                       r"ttl \d+-\d+ end [a-z_]+ flow_id \d+$")
 
 
 def exporter_section(stderr, name):

@@ -17,6 +17,7 @@ What each shows (nfdump 1.7.1, pmacct 1.7.7, Wireshark 4.0, checked here):
     mpls_stack_depth."""
 
 import json
+import re
 import os
 import signal
 import struct
@@ -288,7 +289,7 @@ class MplsStacksAtCollectors(Collectors):
                     sport = int(line.split(" -> ")[0].rsplit(":", 1)[1])
                     entries = exported_entries(STACKS[sport])[:len(STACKS[sport])]
                     tail = (" mpls " + ",".join("%d-%d-%d" % e for e in entries)) if entries else ""
-                    self.assertTrue(line.endswith(tail + " end forced"), line)
+                    self.assertRegex(line, re.escape(tail + " end forced flow_id ") + r"\d+$")
 
     @staticmethod
     def pmacct_view(sport, stack):

@@ -304,7 +304,9 @@ class LiveCaptureTest(TempDirTest):
 
     def test_idle_flow_expires_on_time_without_new_packets(self):
         out = self.path("flows.json")
+        started_ms = int(time.time() * 1000)
         ff = self.start_flowfold("--json=" + out, "-t", "idle=2", "udp port %d" % UDP_PORT)
+        running_ms = int(time.time() * 1000)
         self.send_udp(5, source_port=40002)
         sent_at = time.time()
         wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0, "the idle flow to be exported", limit=15)
@@ -316,6 +318,12 @@ class LiveCaptureTest(TempDirTest):
         self.assertEqual(records[0]["end_reason"], "idle")
         self.assertEqual(records[0]["packets"], 5)
         self.assertEqual(records[0]["bytes"], 5 * IP_LEN)
+        # Live flow ids start from the start time in ms << 16 (unique across
+        # restarts): the first flow's is the base itself.
+        fid = records[0]["flow_id"]
+        self.assertGreaterEqual(fid, started_ms << 16)
+        self.assertLess(fid, (running_ms + 1) << 16)
+        self.assertEqual(fid & 0xFFFF, 0)
         # Expired after the idle timeout, and not long after it.
         self.assertGreaterEqual(seen_at - records[0]["last_ms"] / 1000.0, 2.0 - 0.05)
         self.assertLess(seen_at - sent_at, 6)

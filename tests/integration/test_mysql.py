@@ -15,6 +15,7 @@ mysql_test.db (tests/unit/mysql).
 """
 
 import ipaddress
+import json
 import os
 import random
 import re
@@ -123,6 +124,16 @@ class FlowfoldToMysql(MysqlTest):
         proc = self.flowfold(self.pcap, self.dsn())
         self.assertFlowsEqual(self.flows_in_db(), self.truth)
         self.assertEqual(self.count(), stats_of(proc.stderr)["records"])
+        # Every row carries its record's flow id: the same (id, packets, bytes)
+        # as the JSON output of the same capture (file mode numbers alike).
+        js = self.path("flows.json")
+        subprocess.run([FLOWFOLD, "-r", self.pcap, "--json=" + js], capture_output=True, check=True)
+        with open(js) as f:
+            want = sorted((o["flow_id"], o["packets"], o["bytes"]) for o in map(json.loads, f))
+        got = sorted((int(i), int(p), int(b)) for i, p, b in
+                     self.db.query("SELECT flow_id, packets, bytes FROM %s.flows" % self.database))
+        self.assertEqual(got, want)
+        self.assertEqual(self.db.scalar("SELECT COUNT(*) FROM %s.flows WHERE flow_id IS NULL" % self.database), "0")
 
     def test_server_stopped_mid_run_then_restarted_gets_every_flow_once(self):
         proc = subprocess.Popen([FLOWFOLD, "-r", self.pcap, "--mysql", self.dsn(batch_size="500")],
@@ -138,8 +149,8 @@ class FlowfoldToMysql(MysqlTest):
         self.assertEqual(self.count(), stats_of(err)["records"])
 
     def spooled_records(self):
-        """Records in the spool's segment files (64-byte header, 108-byte records)."""
-        return sum((os.path.getsize(os.path.join(self.spool, f)) - 64) // 108 for f in os.listdir(self.spool)
+        """Records in the spool's segment files (64-byte header, 116-byte records)."""
+        return sum((os.path.getsize(os.path.join(self.spool, f)) - 64) // 116 for f in os.listdir(self.spool)
                    if f.startswith("seg-") and not f.endswith(".bad"))
 
     def test_sigkill_during_a_batch_then_rerun_writes_each_flow_once(self):

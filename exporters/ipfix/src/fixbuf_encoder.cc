@@ -66,6 +66,17 @@ fbTemplate_t* buildTemplate(fbInfoModel_t* model, const TemplateLayout& t) {
   return tmpl;
 }
 
+// libfixbuf 2.4's model has flowId (148) but not its reverse: it marks
+// flowId not reversible (an identifier, RFC 5103 section 6.1). The biflow
+// templates carry the responder's flow id as 148 with the reverse PEN all
+// the same (so the packet recorder can find both flows of a conversation):
+// the element is added to this model by hand, as an unsigned64 identifier.
+void addReverseFlowId(fbInfoModel_t* model) {
+  fbInfoElement_t ie = FB_IE_INIT_FULL("reverseFlowId", kReversePen, 148, 8, FB_IE_IDENTIFIER | FB_IE_F_ENDIAN, 0, 0,
+                                       FB_UINT_64, nullptr);
+  fbInfoModelAddElement(model, &ie);
+}
+
 struct InfoModelDeleter {
   void operator()(fbInfoModel_t* m) const { fbInfoModelFree(m); }
 };
@@ -83,6 +94,7 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
   FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
       : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), out_(max_message),
         model_(fbInfoModelAlloc()) {
+    addReverseFlowId(model_.get());
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
     // The domain scopes external templates and sequence numbers: set it first.
     fbSessionSetDomain(session.get(), observation_domain);

@@ -22,6 +22,7 @@ inline constexpr uint32_t kReversePen = 29305;
   X(packets,    uint64_t, "reversePacketDeltaCount",          2)                 \
   X(start_ms,   uint64_t, "reverseFlowStartMilliseconds",     152)               \
   X(end_ms,     uint64_t, "reverseFlowEndMilliseconds",       153)               \
+  X(flow_id,    uint64_t, "reverseFlowId",                    148)               \
   X(tcp_flags,  uint16_t, "reverseTcpControlBits",            6)                 \
   X(src_mac,    Octets6,  "reverseSourceMacAddress",          56)                \
   X(dst_mac,    Octets6,  "reverseDestinationMacAddress",     80)                \
@@ -95,7 +96,7 @@ inline void copyToNetworkOrder(const BiflowFields& in, BiflowFields& out) { out 
 static_assert(sizeof(ReverseFields) == totalLength(kReverseFields));
 static_assert(sizeof(Ipv4BiflowRecord) == sizeof(Ipv4Record) + sizeof(ReverseFields) + 1);
 static_assert(sizeof(Ipv6BiflowDirectionRecord) == sizeof(Ipv6Record) + sizeof(ReverseFields) + 2);
-static_assert(sizeof(Ipv4BiflowRecord) == 144 && sizeof(Ipv6BiflowRecord) == 168,
+static_assert(sizeof(Ipv4BiflowRecord) == 160 && sizeof(Ipv6BiflowRecord) == 184,
               "biflow record sizes changed: update the README (Templates) and the tests");
 
 /// The reverse fields of the responder's flow; all 0 for a conversation
@@ -110,6 +111,7 @@ inline void writeReverseFields(const FlowRecord* r, ReverseFields& out) {
   out.packets = inOrder<order>(static_cast<uint64_t>(r->packets));
   out.start_ms = inOrder<order>(static_cast<uint64_t>(r->first_ms));
   out.end_ms = inOrder<order>(static_cast<uint64_t>(r->last_ms));
+  out.flow_id = inOrder<order>(static_cast<uint64_t>(r->flow_id));
   out.tcp_flags = inOrder<order>(static_cast<uint16_t>(r->tcp_flags));
   out.src_mac = r->src_mac;
   out.dst_mac = r->dst_mac;

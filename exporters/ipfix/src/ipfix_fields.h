@@ -44,6 +44,7 @@ using Octets16 = std::array<uint8_t, 16>;
   X(packets,        uint64_t, "packetDeltaCount",          2)                \
   X(start_ms,       uint64_t, "flowStartMilliseconds",     152)              \
   X(end_ms,         uint64_t, "flowEndMilliseconds",       153)              \
+  X(flow_id,        uint64_t, "flowId",                    148)              \
   X(ingress_if,     uint32_t, "ingressInterface",          10)               \
   X(src_port,       uint16_t, "sourceTransportPort",       7)                \
   X(dst_port,       uint16_t, "destinationTransportPort",  11)               \
@@ -138,7 +139,7 @@ constexpr size_t totalLength(const FieldSpec (&fields)[N]) {
 static_assert(sizeof(Ipv4Fields) == totalLength(kIpv4Fields));
 static_assert(sizeof(Ipv6Fields) == totalLength(kIpv6Fields));
 static_assert(sizeof(FlowFields) == totalLength(kFlowFields));
-static_assert(sizeof(Ipv4Record) == 85 && sizeof(Ipv6Record) == 109,
+static_assert(sizeof(Ipv4Record) == 93 && sizeof(Ipv6Record) == 117,
               "wire record sizes changed: update the documentation and the tests");
 
 // ---- record writers: one assignment per row above, in the same order ----
@@ -194,6 +195,7 @@ inline void writeFlowFields(const FlowRecord& r, FlowFields& out) {
   out.packets = inOrder<order>(static_cast<uint64_t>(r.packets));
   out.start_ms = inOrder<order>(static_cast<uint64_t>(r.first_ms));
   out.end_ms = inOrder<order>(static_cast<uint64_t>(r.last_ms));
+  out.flow_id = inOrder<order>(static_cast<uint64_t>(r.flow_id));
   out.ingress_if = inOrder<order>(static_cast<uint32_t>(r.key.ingress_if));
   out.src_port = inOrder<order>(static_cast<uint16_t>(r.key.src_port));
   out.dst_port = inOrder<order>(static_cast<uint16_t>(r.key.dst_port));

@@ -237,6 +237,30 @@ bool Sink::connect() {
       has_direction = true;
     }
   }
+  // So did `flow_id`, which every row writes: added with create_table, else
+  // the sink refuses to write (the records wait in the spool) and says what
+  // to run, as for `direction`.
+  {
+    std::vector<std::vector<std::optional<std::string>>> cols;
+    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
+                         options_.table + "' AND `COLUMN_NAME` = 'flow_id'",
+                     cols))
+      return fail("cannot read the columns of " + options_.table);
+    if (cols.empty()) {
+      if (!options_.create_table) {
+        failure("table " + options_.table + " has no `flow_id` column: run " + addFlowIdColumnSql(options_.table) +
+                    " (see exporters/mysql/README.md)",
+                0, "");
+        conn_.close();
+        std::lock_guard lock(stats_mu_);
+        ++stats_.connect_failures;
+        return false;
+      }
+      if (!conn_.exec(addFlowIdColumnSql(options_.table)))
+        return fail("cannot add the flow_id column to " + options_.table);
+      logInfo("%s: added the column `flow_id` to %s", name_.c_str(), options_.table.c_str());
+    }
+  }
   if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction)))
     logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
             options_.table.c_str(), conn_.error().c_str());

@@ -57,7 +57,8 @@ std::string quoteIdent(const std::string& s) { return "`" + s + "`"; }
 const char* const kColumnNames[] = {"first_time", "last_time",  "ip_version", "protocol",   "src_ip",    "src_port",
                                     "dest_ip",    "dest_port",  "packets",    "bytes",      "flags",     "tos",
                                     "min_ttl",    "max_ttl",    "vlan",       "inner_vlan", "mpls_label", "src_mac",
-                                    "dest_mac",   "ingress_if", "exporter_id", "end_reason"};
+                                    "dest_mac",   "ingress_if", "exporter_id", "end_reason",
+                                    "flow_id"};
 
 // Writes the fields in kColumnNames order; `binary` and `sep` choose the encoding.
 template <typename Binary>
@@ -111,6 +112,13 @@ void appendFields(std::string& out, const SpooledFlow& f, char sep, bool quote_t
   appendNumber(out, f.observation_domain);
   out.push_back(sep);
   appendNumber(out, static_cast<unsigned>(r.end_reason));
+  out.push_back(sep);
+  // 0: a record spooled by a flowfold before flow ids (spool format 1): NULL.
+  if (r.flow_id == 0) {
+    out += quote_times ? "NULL" : "\\N";
+  } else {
+    appendNumber(out, r.flow_id);
+  }
 }
 
 std::string macText(const char* column) {
@@ -161,6 +169,14 @@ std::string addDirectionColumnSql(const std::string& table) {
   return "ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + kDirectionColumnSql;
 }
 
+const char* const kFlowIdColumnSql =
+    "`flow_id` BIGINT UNSIGNED NULL COMMENT 'flowId: the same in every row of one flow; NULL: spooled by a flowfold "
+    "before flow ids'";
+
+std::string addFlowIdColumnSql(const std::string& table) {
+  return "ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + kFlowIdColumnSql;
+}
+
 std::string createTableSql(const MysqlOptions& o, int64_t today) {
   const bool daily = o.partitioning == MysqlOptions::Partitioning::kDaily;
   std::string s = "CREATE TABLE IF NOT EXISTS " + quoteIdent(o.table) +
@@ -190,6 +206,8 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
                   "  `end_reason` TINYINT UNSIGNED NOT NULL COMMENT '1 idle, 2 active, 3 end of flow, 4 forced, 5 lack "
                   "of resources',\n";
   s += std::string("  ") + kDirectionColumnSql + ",\n";
+  // After `direction`: where ALTER TABLE puts it in a table made before it.
+  s += std::string("  ") + kFlowIdColumnSql + ",\n";
   // A partitioned table needs the partitioning column in every unique key.
   s += daily ? "  PRIMARY KEY (`id`, `first_time`)" : "  PRIMARY KEY (`id`)";
   for (auto idx : o.indexes) {
@@ -211,7 +229,7 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
   return s;
 }
 
-std::string createViewSql(const MysqlOptions& o, bool with_direction) {
+std::string createViewSql(const MysqlOptions& o, bool with_direction, bool with_flow_id) {
   return "CREATE OR REPLACE VIEW " + quoteIdent(o.table + "_view") +
          " AS SELECT `id`, `first_time`, `last_time`, `ip_version`, `protocol`,\n"
          "  INET6_NTOA(`src_ip`) AS `src_ip`, `src_port`, INET6_NTOA(`dest_ip`) AS `dest_ip`, `dest_port`,\n"
@@ -225,7 +243,8 @@ std::string createViewSql(const MysqlOptions& o, bool with_direction) {
          "  " + macText("dest_mac") + " AS `dest_mac`,\n"
          "  `ingress_if`, `exporter_id`,\n"
          "  ELT(`end_reason`, 'idle', 'active', 'end_of_flow', 'forced', 'lack_of_resources') AS `end_reason`" +
-         std::string(with_direction ? ",\n  ELT(`direction` + 1, 'ingress', 'egress') AS `direction`\n" : "\n") +
+         std::string(with_direction ? ",\n  ELT(`direction` + 1, 'ingress', 'egress') AS `direction`" : "") +
+         std::string(with_flow_id ? ",\n  `flow_id`\n" : "\n") +
          "FROM " + quoteIdent(o.table);
 }
 

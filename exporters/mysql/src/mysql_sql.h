@@ -13,17 +13,21 @@ namespace flowfold::mysql {
 /// How many day partitions are kept ready beyond today.
 inline constexpr int kPartitionDaysAhead = 3;
 
-/// Column list of the flow table in the order the row encoders write them;
-/// with_direction: `direction` last.
+/// Column list of the flow table in the order the row encoders write them
+/// (`flow_id` after `end_reason`); with_direction: `direction` last.
 const std::string& flowColumns(bool with_direction = false);
 /// The `direction` column's definition, for CREATE TABLE and the ALTER TABLE
 /// that adds it to an older table.
 extern const char* const kDirectionColumnSql;
 std::string addDirectionColumnSql(const std::string& table);
+/// The `flow_id` column's, likewise (every row writes it).
+extern const char* const kFlowIdColumnSql;
+std::string addFlowIdColumnSql(const std::string& table);
 
 std::string createTableSql(const MysqlOptions& o, int64_t today);
-/// with_direction: the view shows `direction` as text (the table has the column).
-std::string createViewSql(const MysqlOptions& o, bool with_direction = true);
+/// with_direction: the view shows `direction` as text (the table has the
+/// column); with_flow_id, `flow_id`.
+std::string createViewSql(const MysqlOptions& o, bool with_direction = true, bool with_flow_id = true);
 std::string createBatchesSql();
 
 /// Appends "(v1,v2,...)" for a multi-row INSERT (binary columns as 0x... literals).

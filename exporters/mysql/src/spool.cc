@@ -28,7 +28,10 @@ namespace flowfold::mysql {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'F', 'S', 'P', 'O', 'O', 'L', '1'};
-constexpr uint32_t kFormatVersion = 1;
+// 2: records carry the flow id (116 bytes). Segments of format 1 (108-byte
+// records, before flow ids), left by an older flowfold, are still read, their
+// flow_id 0; a new run never appends to them (it always starts a segment).
+constexpr uint32_t kFormatVersion = 2;
 constexpr size_t kHeaderSize = 64;
 // No real spool gets near this many segments (one a microsecond for eight
 // years); anything above is a damaged spool.state or file name, and staying
@@ -116,6 +119,7 @@ int openInSpool(const std::string& path, int flags, mode_t mode = kFileMode) {
 struct SegmentHeader {
   enum class Status { kOk, kUnreadable, kDamaged } status = Status::kDamaged;
   uint64_t spool_id = 0;
+  uint32_t version = kFormatVersion;  // of the records
   int error = 0;  // errno when kUnreadable
 };
 
@@ -128,10 +132,12 @@ SegmentHeader readHeader(int fd, uint64_t number) {
     r.error = errno;
     return r;
   }
-  if (std::memcmp(h, kMagic, 8) != 0 || getLe(h + 8, 4) != kFormatVersion || getLe(h + 12, 4) != kSpoolRecordSize ||
-      getLe(h + 24, 8) != number)
+  const auto version = static_cast<uint32_t>(getLe(h + 8, 4));
+  if (std::memcmp(h, kMagic, 8) != 0 || (version != kFormatVersion && version != 1) ||
+      getLe(h + 12, 4) != spoolRecordSize(version) || getLe(h + 24, 8) != number)
     return r;
   r.status = SegmentHeader::Status::kOk;
+  r.version = version;
   r.spool_id = getLe(h + 16, 8);
   return r;
 }
@@ -510,9 +516,12 @@ void Spool::scanSegments() {
     Segment s;
     s.number = *number;
     s.file_bytes = static_cast<uint64_t>(st.st_size);
-    // A partial record at the end is a torn append from a crash: ignored.
-    s.records = (s.file_bytes - kHeaderSize) / kSpoolRecordSize;
     const SegmentHeader h = readHeader(path, *number);
+    // (An unreadable segment is taken to be of the current format until its
+    // header can be read: readBatch() checks it then.)
+    s.version = h.version;
+    // A partial record at the end is a torn append from a crash: ignored.
+    s.records = (s.file_bytes - kHeaderSize) / spoolRecordSize(s.version);
     if (h.status == SegmentHeader::Status::kUnreadable) {
       // Most likely left by a run as another user (root): the records are
       // fine, the reader waits for them (and those after them, in order).
@@ -723,6 +732,7 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
   out.corrupt = 0;
   uint64_t number = 0, first = 0, n = 0;
   bool verified = true;
+  uint32_t version = kFormatVersion;
   {
     std::lock_guard lock(mu_);
     dropConsumedLocked();
@@ -733,6 +743,7 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
     first = cursor_.record;
     n = std::min<uint64_t>(max_records, s.records - first);
     verified = s.verified;
+    version = s.version;
     s.pinned = true;
   }
   auto unpin = [&] {
@@ -753,7 +764,20 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
     if (h.status == SegmentHeader::Status::kOk && h.spool_id == id_) {
       std::lock_guard lock(mu_);
       for (auto& s : segments_)
-        if (s.number == number) s.verified = true;
+        if (s.number == number) {
+          s.verified = true;
+          if (s.version != h.version) {
+            // An older format than assumed: its records are a different size.
+            s.version = h.version;
+            s.records = (s.file_bytes - kHeaderSize) / spoolRecordSize(s.version);
+            if (first >= s.records) {
+              s.pinned = false;
+              return false;
+            }
+            n = std::min(n, s.records - first);
+          }
+          version = s.version;
+        }
     } else if (h.status != SegmentHeader::Status::kUnreadable) {
       ::close(read_fd_);
       read_fd_ = -1;
@@ -770,10 +794,11 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
       return false;
     }
   }
-  read_buf_.resize(n * kSpoolRecordSize);
+  const size_t record_size = spoolRecordSize(version);
+  read_buf_.resize(n * record_size);
   if (read_fd_ < 0 ||
       !preadAll(read_fd_, read_buf_.data(), read_buf_.size(),
-                static_cast<off_t>(kHeaderSize + first * kSpoolRecordSize))) {
+                static_cast<off_t>(kHeaderSize + first * record_size))) {
     const int why = errno;
     error = "cannot read " + path + ": " + std::strerror(why);
     if (why == EACCES || why == EPERM)
@@ -790,7 +815,7 @@ bool Spool::readBatch(size_t max_records, SpoolBatch& out, std::string& error) {
   out.flows.resize(n);
   size_t good = 0;
   for (uint64_t k = 0; k < n; ++k) {
-    if (decodeSpoolRecord(read_buf_.data() + k * kSpoolRecordSize, out.flows[good])) ++good;
+    if (decodeSpoolRecord(read_buf_.data() + k * record_size, out.flows[good], version)) ++good;
     else ++out.corrupt;
   }
   out.flows.resize(good);

@@ -44,9 +44,12 @@ enum : size_t {
   kEndReason = 96,
   // 97..99 zero
   kDomain = 100,
-  kCrc = 104,
+  kFlowId = 104,  // format 2; format 1 had its CRC here and ended at 108
+  kCrc = 112,
+  kCrcV1 = 104,
 };
 static_assert(kCrc + 4 == kSpoolRecordSize);
+static_assert(kCrcV1 + 4 == spoolRecordSize(1));
 
 template <typename T>
 void put(uint8_t* p, T v) {
@@ -92,11 +95,13 @@ void encodeSpoolRecord(const FlowRecord& r, uint32_t observation_domain, uint8_t
   out[kMaxTtl] = r.max_ttl;
   out[kEndReason] = static_cast<uint8_t>(r.end_reason);
   put<uint32_t>(out + kDomain, observation_domain);
+  put<uint64_t>(out + kFlowId, r.flow_id);
   put<uint32_t>(out + kCrc, crc32c(out, kCrc));
 }
 
-bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out) {
-  if (get<uint32_t>(in + kCrc) != crc32c(in, kCrc)) return false;
+bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out, uint32_t version) {
+  const size_t crc_at = version == 1 ? kCrcV1 : kCrc;
+  if (get<uint32_t>(in + crc_at) != crc32c(in, crc_at)) return false;
   FlowRecord& r = out.record;
   FlowKey& k = r.key;
   std::memcpy(k.src_addr.data(), in + kSrcAddr, 16);
@@ -124,6 +129,7 @@ bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out) {
   r.max_ttl = in[kMaxTtl];
   r.end_reason = static_cast<FlowEndReason>(in[kEndReason]);
   out.observation_domain = get<uint32_t>(in + kDomain);
+  r.flow_id = version == 1 ? 0 : get<uint64_t>(in + kFlowId);
   return true;
 }
 

@@ -141,6 +141,9 @@ inline uint8_t* putField(uint8_t* p, const FlowRecord& r, const Derived& d) {
   } else if constexpr (Type == kIpProtocolVersion) {
     static_assert(Len == 1);
     return put8(p, r.key.ip_version);
+  } else if constexpr (Type == kFlowId) {
+    static_assert(Len == 8);
+    return put64(p, r.flow_id);
   } else if constexpr (Type == kMplsLabel1 || Type == kMplsLabel2 || Type == kMplsLabel3) {
     // The stack entry as on the wire without its TTL: label | EXP | S. An
     // entry the stack does not reach (or a flow without MPLS) is all zero.

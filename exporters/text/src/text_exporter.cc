@@ -299,6 +299,9 @@ void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* 
   putMplsText(out, r.mpls_stack);
   put(out, " end ");
   put(out, toString(r.end_reason));
+  // The flow's id (flowId, 148): the same on every line of one flow.
+  put(out, " flow_id ");
+  putUnsigned(out, r.flow_id);
   if (local_networks != nullptr && !local_networks->empty()) {
     const FlowDirection d = local_networks->direction(k);
     put(out, " direction ");
@@ -354,7 +357,8 @@ void appendFlowJson(std::string& out, const FlowRecord& r, const LocalNetworks* 
   putUnsigned(out, r.mplsTopLabel());
   put(out, ",\"mpls_labels\":[");
   putMplsJson(out, r.mpls_stack);
-  put(out, "]");
+  put(out, "],\"flow_id\":");
+  putUnsigned(out, r.flow_id);
   put(out, ",\"end_reason\":\"");
   put(out, toString(r.end_reason));
   if (local_networks != nullptr && !local_networks->empty()) {

@@ -612,6 +612,133 @@ TEST(FlowCache, EachActiveTimeoutIntervalTakesTheStackOfItsFirstPacket) {
   EXPECT_EQ(out[1].mpls_stack, (MplsStack{0, 0, 0}));
 }
 
+// ---------------------------------------------------------------- flow ids
+// The expected ids are written out: a lone cache numbers its flows 1, 2, 3,
+// ... in the order it creates them.
+
+std::map<uint16_t, std::vector<uint64_t>> idsBySourcePort(const std::vector<FlowRecord>& records) {
+  std::map<uint16_t, std::vector<uint64_t>> ids;
+  for (const FlowRecord& r : records) ids[r.key.src_port].push_back(r.flow_id);
+  return ids;
+}
+
+TEST(FlowCache, FlowIdsCountTheFlowsInCreationOrder) {
+  FlowCache cache(opts());
+  // Created in the order 5, 3, 9, 1 (source ports); later packets change nothing.
+  for (uint16_t port : {5, 3, 9, 1}) cache.update(packet(udpKey(1, port), 100 + port));
+  for (uint16_t port : {1, 3, 5, 9}) cache.update(packet(udpKey(1, port), 200 + port));
+  cache.flushAll();
+  const auto ids = idsBySourcePort(take(cache));
+  EXPECT_EQ(ids.at(5), std::vector<uint64_t>{1});
+  EXPECT_EQ(ids.at(3), std::vector<uint64_t>{2});
+  EXPECT_EQ(ids.at(9), std::vector<uint64_t>{3});
+  EXPECT_EQ(ids.at(1), std::vector<uint64_t>{4});
+}
+
+TEST(FlowCache, EveryActiveTimeoutRecordOfAFlowCarriesItsId) {
+  FlowCache cache(opts(10'000, 15'000));
+  cache.update(packet(udpKey(1, 1), 0));    // id 1
+  cache.update(packet(udpKey(1, 2), 500));  // id 2
+  std::vector<FlowRecord> out;
+  for (uint64_t t = 1'000; t <= 35'000; t += 1'000) {
+    cache.update(packet(udpKey(1, 1), t));
+    cache.update(packet(udpKey(1, 2), t + 500));
+    cache.expire(t);
+    for (const FlowRecord& r : take(cache)) out.push_back(r);
+  }
+  cache.flushAll();
+  for (const FlowRecord& r : take(cache)) out.push_back(r);
+  const auto ids = idsBySourcePort(out);
+  ASSERT_GE(ids.at(1).size(), 4u);  // three active-timeout intervals, then the flush
+  EXPECT_EQ(ids.at(1), std::vector<uint64_t>(ids.at(1).size(), 1));
+  EXPECT_EQ(ids.at(2), std::vector<uint64_t>(ids.at(2).size(), 2));
+  EXPECT_EQ(cache.counters().ended_active, out.size() - 2);
+}
+
+TEST(FlowCache, AFlowOfTheSameKeyAfterAnIdleEndGetsANewId) {
+  FlowCache cache(opts());
+  cache.update(packet(udpKey(1, 1), 0));     // id 1
+  cache.update(packet(udpKey(1, 2), 10));    // id 2
+  cache.expire(20'000);                      // both idle out; their entries are free
+  cache.update(packet(udpKey(1, 1), 21'000));  // a new flow in a reused entry: id 3
+  cache.flushAll();
+  const auto ids = idsBySourcePort(take(cache));
+  EXPECT_EQ(ids.at(1), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(ids.at(2), std::vector<uint64_t>{2});
+}
+
+TEST(FlowCache, AFlowOfTheSameKeyAfterATcpEndGetsANewId) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 40000, 80);
+  cache.update(packet(k, 0, 60, kSyn));         // id 1
+  cache.update(packet(k, 100, 52, kFinAck));
+  cache.expire(11'000);                         // the tcp_end window (10 s) has passed
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kEndOfFlow);
+  EXPECT_EQ(out[0].flow_id, 1u);
+  cache.update(packet(k, 12'000, 100, kPshAck));  // id 2
+  cache.flushAll();
+  out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flow_id, 2u);
+}
+
+TEST(FlowCache, EvictionAndTheFlowsAfterItGetNewIds) {
+  FlowCache cache(opts(600'000, 60'000, 2));
+  cache.update(packet(udpKey(1, 1), 1'000));  // id 1
+  cache.update(packet(udpKey(1, 2), 2'000));  // id 2
+  cache.update(packet(udpKey(1, 3), 3'000));  // id 3, evicts port 1
+  cache.update(packet(udpKey(1, 1), 4'000));  // id 4, evicts port 2
+  cache.flushAll();
+  const auto out = take(cache);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].end_reason, FlowEndReason::kLackOfResources);
+  EXPECT_EQ(out[0].flow_id, 1u);
+  EXPECT_EQ(out[1].end_reason, FlowEndReason::kLackOfResources);
+  EXPECT_EQ(out[1].flow_id, 2u);
+  const auto ids = idsBySourcePort(out);
+  EXPECT_EQ(ids.at(1), (std::vector<uint64_t>{1, 4}));
+  EXPECT_EQ(ids.at(2), std::vector<uint64_t>{2});
+  EXPECT_EQ(ids.at(3), std::vector<uint64_t>{3});
+}
+
+TEST(FlowCache, ASynReusingTheEntryStartsAFlowWithANewId) {
+  FlowCache cache(opts());
+  const FlowKey k = tcpKey(1, 40000, 80), back = reversed(k);
+  cache.update(packet(k, 0, 60, kSyn));            // id 1
+  cache.update(packet(back, 5, 60, kSynAck));      // id 2
+  cache.update(packet(k, 1000, 52, kFinAck));
+  cache.update(packet(back, 1005, 52, kFinAck));
+  cache.update(packet(k, 3000, 60, kSyn));         // ends 1; id 3 in the same entry
+  cache.update(packet(back, 3005, 60, kSynAck));   // ends 2; id 4
+  auto out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].flow_id, 1u);
+  EXPECT_EQ(out[1].flow_id, 2u);
+  cache.update(packet(k, 3010, 100, kPshAck));     // joins flow 3
+  cache.flushAll();
+  out = take(cache);
+  ASSERT_EQ(out.size(), 2u);
+  for (const FlowRecord& r : out) EXPECT_EQ(r.flow_id, r.key == k ? 3u : 4u);
+}
+
+TEST(FlowCache, FlowIdsFollowBaseStrideAndOffset) {
+  FlowCacheOptions o = opts();
+  o.flow_id_base = uint64_t{1'765'000'000'000} << 16;  // a live base: start ms << 16
+  o.flow_id_stride = 3;
+  o.flow_id_offset = 2;
+  FlowCache cache(o);
+  for (uint16_t port = 1; port <= 4; ++port) cache.update(packet(udpKey(1, port), port));
+  cache.flushAll();
+  const auto ids = idsBySourcePort(take(cache));
+  const uint64_t base = uint64_t{1'765'000'000'000} << 16;
+  EXPECT_EQ(ids.at(1), std::vector<uint64_t>{base + 2});
+  EXPECT_EQ(ids.at(2), std::vector<uint64_t>{base + 5});
+  EXPECT_EQ(ids.at(3), std::vector<uint64_t>{base + 8});
+  EXPECT_EQ(ids.at(4), std::vector<uint64_t>{base + 11});
+}
+
 TEST(FlowCache, UdpPacketWithFinBitsIsNotTreatedAsTcp) {
   FlowCache cache(opts());
   cache.update(packet(udpKey(1, 1), 0, 60, 0x01));

@@ -74,6 +74,7 @@ FlowRecord tcp4() {
   r.min_ttl = 60;
   r.max_ttl = 64;
   r.end_reason = FlowEndReason::kActiveTimeout;
+  r.flow_id = 0x0123456789ABCDEF;  // every byte different: catches a swap or a short copy
   return r;
 }
 
@@ -97,6 +98,7 @@ FlowRecord udp6() {
   r.min_ttl = 255;
   r.max_ttl = 255;
   r.end_reason = FlowEndReason::kIdleTimeout;
+  r.flow_id = 0x18C0000000000002;  // a live-capture id: (start ms << 16) + n
   return r;
 }
 
@@ -114,6 +116,7 @@ FlowRecord icmp4() {  // echo request: type 8, code 0
   r.min_ttl = 63;
   r.max_ttl = 63;
   r.end_reason = FlowEndReason::kForcedEnd;
+  r.flow_id = 3;
   return r;
 }
 
@@ -133,6 +136,7 @@ FlowRecord icmp6() {  // destination unreachable, port unreachable: type 1, code
   r.min_ttl = 255;
   r.max_ttl = 255;
   r.end_reason = FlowEndReason::kEndOfFlow;
+  r.flow_id = UINT64_MAX;
   return r;
 }
 
@@ -144,6 +148,7 @@ std::vector<FlowRecord> manyRecords(size_t n, uint64_t first_octets = 1'000'000)
     FlowRecord r = shapes[i % std::size(shapes)];
     r.octets = first_octets + i;
     r.packets = i % 1000 + 1;
+    r.flow_id = 0xF100000000000000 + i * 0x10001;
     r.key.src_port = static_cast<uint16_t>(r.key.protocol == 1 || r.key.protocol == 58 ? 0 : i);
     out.push_back(r);
   }
@@ -177,6 +182,7 @@ std::map<uint16_t, Bytes> expectedFields(const FlowRecord& r) {
   f[2] = big(r.packets, 8);               // packetDeltaCount
   f[152] = big(r.first_ms, 8);            // flowStartMilliseconds
   f[153] = big(r.last_ms, 8);             // flowEndMilliseconds
+  f[148] = big(r.flow_id, 8);             // flowId
   f[10] = big(r.key.ingress_if, 4);       // ingressInterface
   f[7] = big(r.key.src_port, 2);          // sourceTransportPort
   f[11] = big(r.key.dst_port, 2);         // destinationTransportPort
@@ -550,7 +556,7 @@ TEST_P(IpfixEncoderTest, FileStartsWithTemplatesDeclaringTheIanaElements) {
   ASSERT_EQ(messages[0].templates.size(), 2u);
 
   using Fields = std::vector<std::pair<uint16_t, uint16_t>>;  // (element id, length)
-  const Fields common = {{1, 8},   {2, 8},  {152, 8}, {153, 8}, {10, 4}, {7, 2},
+  const Fields common = {{1, 8},   {2, 8},  {152, 8}, {153, 8}, {148, 8}, {10, 4}, {7, 2},
                          {11, 2},  {58, 2}, {59, 2},  {245, 2}, {6, 2},   {56, 6}, {80, 6},
                          {70, 3},  {71, 3}, {72, 3}, {4, 1},  {5, 1},   {52, 1},  {53, 1}, {136, 1},
                          {60, 1}};
@@ -966,7 +972,7 @@ TEST(IpfixExporter, TsharkDissectsUdpMessagesWithoutErrors) {
 TEST(IpfixExporter, PacedUdpExportStillDeliversEveryMessage) {
   UdpCollector collector;
   IpfixOptions options = udpOptions(collector.port(), Encoder::kDirect);
-  options.mtu = 280;                      // 3 IPv4 records per message
+  options.mtu = 300;                      // 3 IPv4 records per message (20 + 3 x 93 bytes)
   options.max_messages_per_second = 2000;  // 100 messages, burst 64: some 20 ms
   options.template_refresh_packets = 0;
   auto exporter = makeIpfixExporter(options);
@@ -1282,6 +1288,7 @@ std::map<uint16_t, Bytes> expectedReverseFields(const FlowRecord* r) {
   f[0x8000 | 2] = big(r ? r->packets : 0, 8);
   f[0x8000 | 152] = big(r ? r->first_ms : 0, 8);
   f[0x8000 | 153] = big(r ? r->last_ms : 0, 8);
+  f[0x8000 | 148] = big(r ? r->flow_id : 0, 8);  // reverseFlowId: the responder's flow
   f[0x8000 | 6] = big(r ? r->tcp_flags : 0, 2);
   f[0x8000 | 56] = r ? Bytes(r->src_mac.begin(), r->src_mac.end()) : Bytes(6, 0);
   f[0x8000 | 80] = r ? Bytes(r->dst_mac.begin(), r->dst_mac.end()) : Bytes(6, 0);
@@ -1302,9 +1309,11 @@ TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElemen
   client.end_reason = FlowEndReason::kIdleTimeout;
   FlowRecord server = replyTo(client, 90'000, client.first_ms + 3, 0x12 | 0x01);
   server.end_reason = FlowEndReason::kEndOfFlow;
+  server.flow_id = 0xFEDCBA9876543210;  // a flow of its own: reverseFlowId carries it
   const FlowRecord ping = icmp4();
   FlowRecord pong = replyTo(ping, 336, ping.first_ms + 20, 0);
   pong.end_reason = FlowEndReason::kIdleTimeout;
+  pong.flow_id = 77;
   const FlowRecord query = udp6();
   {
     IpfixOptions o = fileOptions(path, GetParam());
@@ -1334,7 +1343,7 @@ TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElemen
     std::filesystem::remove(uni);
     ASSERT_EQ(plain.at(0).templates.size(), 2u);
     const std::vector<std::pair<uint16_t, uint16_t>> tail = {
-        {0x8000 | 1, 8}, {0x8000 | 2, 8}, {0x8000 | 152, 8}, {0x8000 | 153, 8}, {0x8000 | 6, 2},
+        {0x8000 | 1, 8}, {0x8000 | 2, 8}, {0x8000 | 152, 8}, {0x8000 | 153, 8}, {0x8000 | 148, 8}, {0x8000 | 6, 2},
         {0x8000 | 56, 6}, {0x8000 | 80, 6}, {0x8000 | 70, 3}, {0x8000 | 71, 3}, {0x8000 | 72, 3},
         {0x8000 | 5, 1}, {0x8000 | 52, 1}, {0x8000 | 53, 1}, {239, 1}};
     for (size_t i = 0; i < 2; ++i) {
@@ -1424,8 +1433,10 @@ TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
   IpfixOptions o = udpOptions("4739", Encoder::kDirect);
   o.biflow = true;
   // The template message: headers (16 + 4), then per template 4 + 4 per
-  // element + 4 per reverse element's PEN: 39 elements, 13 of them reverse.
-  const size_t templates = 16 + 4 + 2 * (4 + 4 * 39 + 4 * 13);
+  // element + 4 per reverse element's PEN: 41 elements, 14 of them reverse
+  // (468 bytes, as README.md says).
+  const size_t templates = 16 + 4 + 2 * (4 + 4 * 41 + 4 * 14);
+  static_assert(templates == 468);
   o.mtu = templates - 1;
   EXPECT_THROW(makeIpfixExporter(o), std::invalid_argument);
   o.mtu = templates;

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "flowfold/exporters/mysql_exporter.h"
@@ -671,6 +672,39 @@ TEST_F(MysqlDbFaults, LocalNetworksOnATableWithoutTheDirectionColumn) {
   EXPECT_FALSE(view[0][0].has_value());
   EXPECT_EQ(*view[1][0], "egress");
   EXPECT_EQ(*view[2][0], "ingress");
+}
+
+// A table made before `flow_id`: every row writes the column, so without
+// create_table the sink refuses, naming the ALTER to run (the records wait in
+// the spool); with it, the sink adds the column and writes each record's id.
+TEST_F(MysqlDbFaults, AddsTheFlowIdColumnToAnOlderTableOrSaysWhatToRun) {
+  {
+    auto e = makeMysqlExporter(options());
+    e->flush(0);
+  }
+  sql("ALTER TABLE " + db_ + ".flows DROP COLUMN flow_id");
+  const auto flows = test::sampleFlows(3000);
+  auto o = options();
+  o.create_table = false;
+  MysqlSinkStats st;
+  const std::string log = failingRun(o, flows, st);
+  EXPECT_NE(st.last_error.find("has no `flow_id` column: run ALTER TABLE `flows` ADD COLUMN `flow_id` BIGINT "
+                               "UNSIGNED NULL"),
+            std::string::npos)
+      << st.last_error;
+  EXPECT_EQ(lines(log, "ALTER TABLE `flows` ADD COLUMN"), 1u) << log;
+  EXPECT_EQ(st.spool_records, flows.size());
+  o.create_table = true;
+  {
+    auto e = makeMysqlExporter(o);
+    flushUntilEmpty(*e);
+  }
+  expectExactly(flows);
+  std::multiset<std::string> want, got;
+  for (const auto& r : flows) want.insert(std::to_string(r.flow_id) + "/" + std::to_string(r.packets));
+  for (const auto& r : sql("SELECT flow_id, packets FROM " + db_ + ".flows")) got.insert(*r[0] + "/" + *r[1]);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".flows_view WHERE flow_id IS NOT NULL")[0][0], "3000");
 }
 
 TEST_F(MysqlDb, DirectionIsWrittenByInsertAndLoadDataAlike) {

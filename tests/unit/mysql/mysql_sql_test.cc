@@ -57,8 +57,28 @@ TEST(MysqlSql, InsertRowUsesHexLiteralsAndTheColumnOrder) {
   EXPECT_EQ(row.rfind("('2025-11-24 16:00:00.111','", 0), 0u) << row;
   EXPECT_NE(row.find(",6,17,0x20010db8"), std::string::npos) << row;  // ip_version, protocol, src_ip (16 bytes)
   EXPECT_NE(row.find(",0x001b21"), std::string::npos) << row;        // src_mac
-  EXPECT_EQ(std::count(row.begin(), row.end(), ','), 21);             // 22 columns
-  EXPECT_EQ(std::count(flowColumns().begin(), flowColumns().end(), ','), 21);
+  EXPECT_EQ(std::count(row.begin(), row.end(), ','), 22);             // 23 columns
+  EXPECT_EQ(std::count(flowColumns().begin(), flowColumns().end(), ','), 22);
+  // flow_id last: the record's id in decimal, NULL for a record without one
+  // (spooled by a flowfold before flow ids).
+  EXPECT_TRUE(flowColumns().ends_with(",`end_reason`,`flow_id`"));
+  EXPECT_TRUE(row.ends_with("," + std::to_string(flows[3].flow_id) + ")")) << row;
+  f.record.flow_id = 0;
+  row.clear();
+  appendInsertRow(row, f);
+  EXPECT_TRUE(row.ends_with(",NULL)")) << row;
+  std::string line;
+  appendLoadDataRow(line, f);
+  EXPECT_TRUE(line.ends_with("\t\\N\n")) << line;
+  f.record.flow_id = UINT64_MAX;
+  line.clear();
+  appendLoadDataRow(line, f);
+  EXPECT_TRUE(line.ends_with("\t18446744073709551615\n")) << line;
+  MysqlOptions o;
+  EXPECT_NE(createTableSql(o, 20416).find("`flow_id` BIGINT UNSIGNED NULL"), std::string::npos);
+  EXPECT_EQ(addFlowIdColumnSql("flows").rfind("ALTER TABLE `flows` ADD COLUMN `flow_id` BIGINT UNSIGNED NULL", 0), 0u);
+  EXPECT_NE(createViewSql(o).find("`flow_id`"), std::string::npos);
+  EXPECT_EQ(createViewSql(o, true, false).find("flow_id"), std::string::npos);
 }
 
 TEST(MysqlSql, DirectionColumnOnlyWithLocalNetworks) {
@@ -70,7 +90,7 @@ TEST(MysqlSql, DirectionColumnOnlyWithLocalNetworks) {
   std::string plain, with;
   appendInsertRow(plain, f);
   appendInsertRow(with, f, &nets);
-  EXPECT_EQ(std::count(with.begin(), with.end(), ','), 22);
+  EXPECT_EQ(std::count(with.begin(), with.end(), ','), 23);
   const FlowDirection d = nets.direction(f.record.key);
   const std::string tail = d == FlowDirection::kNone ? ",NULL)" : d == FlowDirection::kEgress ? ",1)" : ",0)";
   EXPECT_EQ(with, plain.substr(0, plain.size() - 1) + tail);

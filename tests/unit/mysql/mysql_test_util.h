@@ -94,6 +94,7 @@ inline std::vector<FlowRecord> sampleFlows(size_t n, uint32_t seed = 1) {
     r.min_ttl = static_cast<uint8_t>(30 + x % 30);
     r.max_ttl = static_cast<uint8_t>(r.min_ttl + x % 5);
     r.end_reason = static_cast<FlowEndReason>(1 + i % 5);
+    r.flow_id = (uint64_t{x} << 24) + i + 1;  // never 0 (0 is a record without an id: NULL)
   }
   return out;
 }

@@ -47,7 +47,7 @@ bool sameRecord(const FlowRecord& a, const FlowRecord& b) {
   return a.key == b.key && a.packets == b.packets && a.octets == b.octets && a.first_ms == b.first_ms &&
          a.last_ms == b.last_ms && a.mplsTopLabel() == b.mplsTopLabel() && a.src_mac == b.src_mac &&
          a.dst_mac == b.dst_mac && a.tcp_flags == b.tcp_flags && a.tos == b.tos && a.min_ttl == b.min_ttl &&
-         a.max_ttl == b.max_ttl && a.end_reason == b.end_reason;
+         a.max_ttl == b.max_ttl && a.end_reason == b.end_reason && a.flow_id == b.flow_id;
 }
 
 size_t segmentFiles(const std::string& dir) {
@@ -243,6 +243,52 @@ TEST(Spool, SkipsAndCountsARecordThatFailsItsChecksum) {
   EXPECT_EQ(b.flows.size(), 9u);
   EXPECT_EQ(b.corrupt, 1u);
   EXPECT_EQ(b.end - b.first, 10u);
+}
+
+// A segment left by a flowfold before flow ids (format 1: 108-byte records,
+// no flow id) is read, not quarantined: its records come back with flow id 0
+// (NULL in the table), and those written after it carry their ids.
+TEST(Spool, ReadsASegmentOfTheFormatBeforeFlowIds) {
+  test::TempDir t;
+  std::string seg;
+  const auto flows = test::sampleFlows(10);
+  {
+    auto s = openSpool(t.path("s"));
+    s->append(flows, 0);
+    seg = s->dir() + "/seg-00000000000000000001";
+  }
+  {
+    // Rewrite it as format 1: version 1 and record size 108 in the header;
+    // each record its first 104 bytes (the layout format 2 extended) with a
+    // CRC-32C of them.
+    std::ifstream in(seg, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(bytes.size(), 64 + 10 * 116u);
+    std::string old = bytes.substr(0, 64);
+    old[8] = 1, old[9] = 0, old[10] = 0, old[11] = 0;
+    old[12] = 108, old[13] = 0, old[14] = 0, old[15] = 0;
+    for (size_t i = 0; i < 10; ++i) {
+      std::string rec = bytes.substr(64 + i * 116, 104);
+      const uint32_t crc = crc32c(reinterpret_cast<const uint8_t*>(rec.data()), 104);
+      for (int k = 0; k < 4; ++k) rec.push_back(static_cast<char>(crc >> (8 * k)));
+      old += rec;
+    }
+    std::ofstream out(seg, std::ios::binary | std::ios::trunc);
+    out << old;
+  }
+  auto s = openSpool(t.path("s"));
+  const auto more = test::sampleFlows(3, 7);
+  EXPECT_EQ(s->append(more, 0).written, 3u);
+  EXPECT_EQ(s->pendingRecords(), 13u);
+  const auto back = readAll(*s);
+  ASSERT_EQ(back.size(), 13u);
+  for (size_t i = 0; i < 10; ++i) {
+    FlowRecord want = flows[i];
+    want.flow_id = 0;
+    EXPECT_TRUE(sameRecord(back[i].record, want)) << i;
+  }
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(sameRecord(back[10 + i].record, more[i])) << i;
+  EXPECT_EQ(segmentFiles(s->dir()), 1u);  // nothing quarantined; the new tail stays
 }
 
 TEST(Spool, RefusesASpoolLockedByAnotherProcess) {

@@ -102,6 +102,7 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
   r.max_ttl = 64;
   r.src_mac = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55};
   r.dst_mac = {0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb};
+  r.flow_id = 0x0102030405060708;
 
   const uint64_t now = kBoot + 12345;  // unix_secs 1700000012, uptime 12000
   const Bytes expected = {
@@ -113,8 +114,8 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x00, 0x00, 0x00,  // package sequence 0
       0x01, 0x02, 0x03, 0x04,  // source id
       // template FlowSet
-      0x00, 0x00, 0x00, 0xC4,  // FlowSet id 0, length 196
-      0x01, 0x00, 0x00, 0x17,  // template 256, 23 fields
+      0x00, 0x00, 0x00, 0xCC,  // FlowSet id 0, length 204 = 4 + 2 x (4 + 4 x 24)
+      0x01, 0x00, 0x00, 0x18,  // template 256, 24 fields
       0x00, 0x08, 0x00, 0x04,  // IPV4_SRC_ADDR
       0x00, 0x0C, 0x00, 0x04,  // IPV4_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -138,7 +139,8 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
       0x00, 0x47, 0x00, 0x03,  // MPLS_LABEL_2
       0x00, 0x48, 0x00, 0x03,  // MPLS_LABEL_3
-      0x01, 0x01, 0x00, 0x17,  // template 257, 23 fields
+      0x00, 0x94, 0x00, 0x08,  // 148 flowId
+      0x01, 0x01, 0x00, 0x18,  // template 257, 24 fields
       0x00, 0x1B, 0x00, 0x10,  // IPV6_SRC_ADDR
       0x00, 0x1C, 0x00, 0x10,  // IPV6_DST_ADDR
       0x00, 0x07, 0x00, 0x02,  // L4_SRC_PORT
@@ -162,8 +164,9 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x46, 0x00, 0x03,  // MPLS_LABEL_1
       0x00, 0x47, 0x00, 0x03,  // MPLS_LABEL_2
       0x00, 0x48, 0x00, 0x03,  // MPLS_LABEL_3
+      0x00, 0x94, 0x00, 0x08,  // 148 flowId
       // data FlowSet
-      0x01, 0x00, 0x00, 0x4C,  // FlowSet 256, length 76 = 4 + 71 + 1 padding
+      0x01, 0x00, 0x00, 0x54,  // FlowSet 256, length 84 = 4 + 79 + 1 padding
       0x0A, 0x01, 0x02, 0x03,  // 10.1.2.3
       0xC0, 0x00, 0x02, 0x50,  // 192.0.2.80
       0x9C, 0x40,              // 40000
@@ -187,6 +190,7 @@ TEST(Netflow9Encoder, ExportsTemplateInFirstDatagram) {
       0x00, 0x00, 0x00,        // no MPLS: MPLS_LABEL_1..3 all zero
       0x00, 0x00, 0x00,
       0x00, 0x00, 0x00,
+      0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,  // flowId
       0x00,                    // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
@@ -220,6 +224,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
   r.src_mac = {0x02, 0, 0, 0, 0, 0x01};
   r.dst_mac = {0x02, 0, 0, 0, 0, 0x02};
   r.mpls_stack = {0x1ABCDE0, 0x1000107, 0};  // label 0xABCDE TC 0 S 0, label 16 TC 3 S 1
+  r.flow_id = 0x18C5A1B2C3D40009;           // a live id: (start ms << 16) + 9
 
   const Bytes expected = {
       0x00, 0x09,              // version 9
@@ -228,7 +233,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0x65, 0x53, 0xF1, 0x64,  // unix_secs 1700000100
       0x00, 0x00, 0x00, 0x07,  // sequence 7
       0x00, 0x00, 0x00, 0x2A,  // source id 42
-      0x01, 0x01, 0x00, 0x64,  // FlowSet 257, length 100 = 4 + 95 + 1 padding
+      0x01, 0x01, 0x00, 0x6C,  // FlowSet 257, length 108 = 4 + 103 + 1 padding
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // 2001:db8::1
       0x20, 0x01, 0x0D, 0xB8, 0x00, 0x00, 0x00, 0x00,
@@ -253,6 +258,7 @@ TEST(Netflow9Encoder, EncodesIPv6RecordGoldenBytes) {
       0xAB, 0xCD, 0xE0,        // MPLS_LABEL_1: label 0xABCDE, exp 0, S 0
       0x00, 0x01, 0x07,        // MPLS_LABEL_2: label 16, exp 3, S 1
       0x00, 0x00, 0x00,        // MPLS_LABEL_3: beyond the stack
+      0x18, 0xC5, 0xA1, 0xB2, 0xC3, 0xD4, 0x00, 0x09,  // flowId
       0x00,                    // padding
   };
   const auto got = encodeAll(cfg, st, {r}, now);
@@ -358,7 +364,7 @@ TEST(Netflow9Encoder, RefreshesTemplatesAfterTimeInterval) {
 TEST(Netflow9Encoder, RefreshesTemplatesByCountWithinOneLargeBatch) {
   EncoderConfig cfg;
   cfg.boot_ms = kBoot;
-  cfg.max_datagram = 320;  // one IPv4 record per datagram with templates, more without
+  cfg.max_datagram = 340;  // one IPv4 record per datagram with templates (308 bytes), more without
   cfg.template_refresh_packets = 4;
   EncoderState st;
   std::vector<FlowRecord> recs;
@@ -424,8 +430,8 @@ TEST(Netflow9Encoder, MixesIPv4AndIPv6FlowSetsInOneDatagram) {
       v6Record("::1", "::2", 3, 80, 6), v4Record("10.0.0.1", "10.0.0.2", 4, 80, 6)};
   const auto got = encodeAll(cfg, st, recs, kBoot);
   ASSERT_EQ(got.size(), 1u);
-  // header 20 + templates 196 + set(2 x v4: 4+142 -> 148) + set(v6: 4+95 -> 100) + set(v4: 76)
-  EXPECT_EQ(got[0].size(), 20u + 196 + 148 + 100 + 76);
+  // header 20 + templates 204 + set(2 x v4: 4+158 -> 164) + set(v6: 4+103 -> 108) + set(v4: 4+79 -> 84)
+  EXPECT_EQ(got[0].size(), 20u + 204 + 164 + 108 + 84);
   v9test::Parser parser;
   const auto d = parser.parse(got[0]);
   ASSERT_EQ(d.records.size(), 4u);
@@ -474,16 +480,16 @@ TEST(Netflow9Encoder, StopsAfterDatagramLimitAndResumes) {
 
 TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   EncoderConfig cfg;
-  // header 20 + template set 196 + one padded IPv6 set 100 = 316
-  cfg.max_datagram = 315;
+  // header 20 + template set 204 + one padded IPv6 set 108 (4 + 103 + 1) = 332
+  cfg.max_datagram = 331;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
-  cfg.max_datagram = 316;
+  cfg.max_datagram = 332;
   EXPECT_NO_THROW(validateConfig(cfg));
   cfg.max_datagram = 65508;
   EXPECT_THROW(validateConfig(cfg), std::invalid_argument);
 
   // At the minimum size every datagram still carries at least one record.
-  cfg.max_datagram = 316;
+  cfg.max_datagram = 332;
   cfg.boot_ms = kBoot;
   EncoderState st;
   std::vector<FlowRecord> recs(5, v6Record("::1", "::2", 1, 2, 17));
@@ -491,7 +497,7 @@ TEST(Netflow9Encoder, RejectsMaxDatagramTooSmallForOneRecord) {
   v9test::Parser parser;
   size_t n = 0;
   for (const auto& g : got) {
-    EXPECT_LE(g.size(), 316u);
+    EXPECT_LE(g.size(), 332u);
     n += parser.parse(g).records.size();
   }
   EXPECT_EQ(n, 5u);
@@ -598,7 +604,7 @@ TEST(Netflow9Encoder, WritesVlanInterfaceTosAndFlags) {
   EXPECT_EQ(d.records[0].num(F_SRC_TOS), 0xB8u);
   EXPECT_EQ(d.records[0].num(F_TCP_FLAGS), 0x12u);
   EXPECT_EQ(d.records[0].num(F_L4_DST_PORT), 80u);
-  EXPECT_EQ(d.records[0].fields.size(), 23u);
+  EXPECT_EQ(d.records[0].fields.size(), 24u);
 }
 
 // ---------------------------------------------------------------------------
@@ -733,26 +739,26 @@ TEST(Netflow9Encoder, LocalNetworksAddTemplates258And259WithDirectionLast) {
       v6Record("2a00::1", "2a00::2", 4, 80, 6)};       // remote to remote: none
   const auto got = encodeAll(cfg, st, recs, kBoot);
   ASSERT_EQ(got.size(), 1u);
-  // The template FlowSet: 256 and 257 as without the option (196 bytes),
-  // then 258 = 256 + (61, 1) and 259 = 257 + (61, 1): 4 + 4 * 24 each.
+  // The template FlowSet: 256 and 257 as without the option (204 bytes),
+  // then 258 = 256 + (61, 1) and 259 = 257 + (61, 1): 4 + 4 * 25 each.
   const Bytes& d0 = got[0];
   EXPECT_EQ(d0[3], 4 + 6) << "count: 4 templates, 6 data records";
   const size_t tset = 20;
-  EXPECT_EQ((d0[tset + 2] << 8) | d0[tset + 3], 196 + 2 * (4 + 4 * 24));
-  const size_t t258 = tset + 196;
-  EXPECT_EQ(Bytes(d0.begin() + t258, d0.begin() + t258 + 4), (Bytes{0x01, 0x02, 0x00, 24}));
-  EXPECT_EQ(Bytes(d0.begin() + t258 + 4, d0.begin() + t258 + 4 + 92),
-            Bytes(d0.begin() + tset + 8, d0.begin() + tset + 8 + 92))
+  EXPECT_EQ((d0[tset + 2] << 8) | d0[tset + 3], 204 + 2 * (4 + 4 * 25));
+  const size_t t258 = tset + 204;
+  EXPECT_EQ(Bytes(d0.begin() + t258, d0.begin() + t258 + 4), (Bytes{0x01, 0x02, 0x00, 25}));
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 4, d0.begin() + t258 + 4 + 96),
+            Bytes(d0.begin() + tset + 8, d0.begin() + tset + 8 + 96))
       << "258 starts with 256's fields";
-  EXPECT_EQ(Bytes(d0.begin() + t258 + 96, d0.begin() + t258 + 100), (Bytes{0x00, 61, 0x00, 0x01}));
-  const size_t t259 = t258 + 4 + 4 * 24;
-  EXPECT_EQ(Bytes(d0.begin() + t259, d0.begin() + t259 + 4), (Bytes{0x01, 0x03, 0x00, 24}));
-  EXPECT_EQ(Bytes(d0.begin() + t259 + 96, d0.begin() + t259 + 100), (Bytes{0x00, 61, 0x00, 0x01}));
-  // The first data FlowSet: 258, two records of 71 + 1 bytes: 4 + 144.
-  const size_t set = tset + 196 + 2 * 100;
-  EXPECT_EQ(Bytes(d0.begin() + set, d0.begin() + set + 4), (Bytes{0x01, 0x02, 0x00, 148}));
-  EXPECT_EQ(d0[set + 4 + 71], 1) << "egress";
-  EXPECT_EQ(d0[set + 4 + 72 + 71], 0) << "ingress";
+  EXPECT_EQ(Bytes(d0.begin() + t258 + 100, d0.begin() + t258 + 104), (Bytes{0x00, 61, 0x00, 0x01}));
+  const size_t t259 = t258 + 4 + 4 * 25;
+  EXPECT_EQ(Bytes(d0.begin() + t259, d0.begin() + t259 + 4), (Bytes{0x01, 0x03, 0x00, 25}));
+  EXPECT_EQ(Bytes(d0.begin() + t259 + 100, d0.begin() + t259 + 104), (Bytes{0x00, 61, 0x00, 0x01}));
+  // The first data FlowSet: 258, two records of 79 + 1 bytes: 4 + 160.
+  const size_t set = tset + 204 + 2 * 104;
+  EXPECT_EQ(Bytes(d0.begin() + set, d0.begin() + set + 4), (Bytes{0x01, 0x02, 0x00, 164}));
+  EXPECT_EQ(d0[set + 4 + 79], 1) << "egress";
+  EXPECT_EQ(d0[set + 4 + 80 + 79], 0) << "ingress";
 
   v9test::Parser parser;
   const auto d = parser.parse(got[0]);

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -183,6 +185,65 @@ TEST(ShardedPipeline, ConservesEveryPacketAndKeepsOneFlowPerKey) {
   EXPECT_EQ(out.size(), 80u);
   EXPECT_EQ(packets.size(), 80u);
   for (const auto& [key, n] : packets) EXPECT_EQ(n, 50u);
+}
+
+// Each worker numbers its flows from its own offset with the worker count as
+// the stride (inside whatever split the options already make): the ids of
+// all workers never collide, and worker w's flows are exactly
+// base + offset + stride * w + stride * workers * n, n = 0, 1, 2, ...
+TEST(ShardedPipeline, WorkersNumberFlowsInTheirOwnResidueClass) {
+  struct Split {
+    uint64_t stride, offset;
+  };
+  for (const Split split : {Split{1, 0}, Split{2, 1}}) {
+    std::mutex mu;
+    std::vector<FlowRecord> out;
+    std::vector<std::unique_ptr<Exporter>> exporters;
+    exporters.push_back(std::make_unique<Collect>(mu, out));
+    ExportStage stage(std::move(exporters), 16);
+    PipelineOptions options;
+    options.cache.idle_timeout_ms = 600'000;
+    options.cache.active_timeout_ms = 600'000;
+    options.cache.flow_id_stride = split.stride;
+    options.cache.flow_id_offset = split.offset;
+    {
+      ShardedPipeline sharded(options, 1, stage, 3);
+      uint64_t ts = 1'000'000;
+      for (uint8_t host = 1; host <= 60; ++host) {
+        const auto fwd = udpFrame(host, 200, 1000 + host, 53);
+        const auto rev = udpFrame(200, host, 53, 1000 + host);
+        sharded.onPacket(fwd.data(), static_cast<uint32_t>(fwd.size()), static_cast<uint32_t>(fwd.size()), ts++);
+        sharded.onPacket(rev.data(), static_cast<uint32_t>(rev.size()), static_cast<uint32_t>(rev.size()), ts++);
+      }
+      sharded.finish();
+    }
+    stage.finish();
+    ASSERT_EQ(out.size(), 120u);
+    const uint64_t stride = 3 * split.stride;
+    std::map<uint64_t, std::vector<uint64_t>> by_worker;  // worker -> its ids, sorted
+    std::map<uint8_t, uint64_t> worker_of_host;
+    for (const FlowRecord& r : out) {
+      const uint64_t rel = r.flow_id - 1 - split.offset;  // base 1
+      ASSERT_EQ(rel % split.stride, 0u) << r.flow_id;
+      const uint64_t worker = (rel % stride) / split.stride;
+      by_worker[worker].push_back(r.flow_id);
+      // Both directions of a conversation are on one worker.
+      const uint8_t host = r.key.src_addr[3] == 200 ? r.key.dst_addr[3] : r.key.src_addr[3];
+      const auto [it, fresh] = worker_of_host.emplace(host, worker);
+      EXPECT_EQ(it->second, worker) << "host " << int{host};
+    }
+    EXPECT_GE(by_worker.size(), 2u) << "the flows are spread over the workers";
+    std::set<uint64_t> all;
+    for (auto& [worker, ids] : by_worker) {
+      ASSERT_LT(worker, 3u);
+      std::sort(ids.begin(), ids.end());
+      for (size_t n = 0; n < ids.size(); ++n) {
+        EXPECT_EQ(ids[n], 1 + split.offset + split.stride * worker + stride * n) << "worker " << worker;
+        all.insert(ids[n]);
+      }
+    }
+    EXPECT_EQ(all.size(), 120u) << "no id twice";
+  }
 }
 
 TEST(ShardedPipeline, TunnelModeBothRoutesEachFlowToItsOwnShard) {

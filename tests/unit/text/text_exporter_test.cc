@@ -37,13 +37,14 @@ FlowRecord sample() {
   r.min_ttl = 60;
   r.max_ttl = 64;
   r.end_reason = FlowEndReason::kEndOfFlow;
+  r.flow_id = 42;
   return r;
 }
 
 TEST(TextExporter, FormatsOneReadableLine) {
   EXPECT_EQ(formatFlowText(sample()),
             "2023-11-14T22:13:20.123Z 2023-11-14T22:13:21.456Z proto 6 192.0.2.10:40000 -> 198.51.100.7:443 "
-            "vlan 12 pkts 10 bytes 5000 flags ...AP.SF tos 0 ttl 60-64 end end");
+            "vlan 12 pkts 10 bytes 5000 flags ...AP.SF tos 0 ttl 60-64 end end flow_id 42");
 }
 
 TEST(TextExporter, FormatsIcmpTypeAndCodeAndIPv6) {
@@ -66,7 +67,7 @@ TEST(TextExporter, FormatsTheMplsStackAsLabelTcS) {
   r.mpls_stack = {0x100010a, 0x1000116, 0x1000001};
   EXPECT_EQ(formatFlowText(r),
             "2023-11-14T22:13:20.123Z 2023-11-14T22:13:21.456Z proto 6 192.0.2.10:40000 -> 198.51.100.7:443 "
-            "vlan 12 pkts 10 bytes 5000 flags ...AP.SF tos 0 ttl 60-64 mpls 16-5-0,17-3-0,0-0-1 end end");
+            "vlan 12 pkts 10 bytes 5000 flags ...AP.SF tos 0 ttl 60-64 mpls 16-5-0,17-3-0,0-0-1 end end flow_id 42");
   const std::string j = formatFlowJson(r);
   EXPECT_NE(j.find("\"mpls_label\":16,\"mpls_labels\":[{\"label\":16,\"tc\":5,\"s\":0},"
                    "{\"label\":17,\"tc\":3,\"s\":0},{\"label\":0,\"tc\":0,\"s\":1}],"),
@@ -83,6 +84,12 @@ TEST(TextExporter, FormatsJson) {
   EXPECT_NE(j.find("\"src\":\"192.0.2.10\",\"src_port\":40000"), std::string::npos) << j;
   EXPECT_NE(j.find("\"packets\":10,\"bytes\":5000"), std::string::npos) << j;
   EXPECT_NE(j.find("\"end_reason\":\"end\""), std::string::npos) << j;
+  EXPECT_NE(j.find("],\"flow_id\":42,\"end_reason\""), std::string::npos) << j;
+  // The largest id a live probe can give (a base of ms << 16) is exact in the text.
+  FlowRecord big = sample();
+  big.flow_id = UINT64_MAX;
+  EXPECT_NE(formatFlowJson(big).find("\"flow_id\":18446744073709551615,"), std::string::npos);
+  EXPECT_TRUE(formatFlowText(big).ends_with(" end end flow_id 18446744073709551615"));
   EXPECT_NE(j.find("\"mpls_label\":0,\"mpls_labels\":[],"), std::string::npos) << j;
   EXPECT_EQ(j.front(), '{');
   EXPECT_EQ(j.back(), '}');
@@ -155,10 +162,10 @@ std::string refText(const FlowRecord& r) {
   } else {
     ports = refEndpoint(k.src_addr, k.ip_version, k.src_port) + " -> " + refEndpoint(k.dst_addr, k.ip_version, k.dst_port);
   }
-  std::snprintf(buf, sizeof buf, "%s %s proto %u %s vlan %u pkts %" PRIu64 " bytes %" PRIu64 " flags %s tos %u ttl %u-%u%s end %s",
+  std::snprintf(buf, sizeof buf, "%s %s proto %u %s vlan %u pkts %" PRIu64 " bytes %" PRIu64 " flags %s tos %u ttl %u-%u%s end %s flow_id %" PRIu64,
                 refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), k.protocol, ports.c_str(), k.vlan_id,
                 r.packets, r.octets, refFlags(r.tcp_flags).c_str(), r.tos, r.min_ttl, r.max_ttl,
-                refMplsText(r).c_str(), toString(r.end_reason));
+                refMplsText(r).c_str(), toString(r.end_reason), r.flow_id);
   return buf;
 }
 std::string refJson(const FlowRecord& r) {
@@ -169,12 +176,12 @@ std::string refJson(const FlowRecord& r) {
                 ",\"ip_version\":%u,\"proto\":%u,\"src\":\"%s\",\"src_port\":%u,\"dst\":\"%s\",\"dst_port\":%u,"
                 "\"vlan\":%u,\"inner_vlan\":%u,\"ingress_if\":%u,\"packets\":%" PRIu64 ",\"bytes\":%" PRIu64
                 ",\"tcp_flags\":%u,\"tos\":%u,\"min_ttl\":%u,\"max_ttl\":%u,\"src_mac\":\"%s\",\"dst_mac\":\"%s\","
-                "\"mpls_label\":%u,\"mpls_labels\":[%s],\"end_reason\":\"%s\"}",
+                "\"mpls_label\":%u,\"mpls_labels\":[%s],\"flow_id\":%" PRIu64 ",\"end_reason\":\"%s\"}",
                 refIsoTime(r.first_ms).c_str(), refIsoTime(r.last_ms).c_str(), r.first_ms, r.last_ms, k.ip_version,
                 k.protocol, refAddress(k.src_addr, k.ip_version).c_str(), k.src_port,
                 refAddress(k.dst_addr, k.ip_version).c_str(), k.dst_port, k.vlan_id, k.inner_vlan_id, k.ingress_if,
                 r.packets, r.octets, r.tcp_flags, r.tos, r.min_ttl, r.max_ttl, refMac(r.src_mac).c_str(),
-                refMac(r.dst_mac).c_str(), (r.mpls_stack[0] & 0xFFFFFF) >> 4, refMplsJson(r).c_str(),
+                refMac(r.dst_mac).c_str(), (r.mpls_stack[0] & 0xFFFFFF) >> 4, refMplsJson(r).c_str(), r.flow_id,
                 toString(r.end_reason));
   return buf;
 }
@@ -287,6 +294,7 @@ TEST(TextExporter, FastFormattersMatchTheSnprintfReference) {
     for (int d = 0; d < 3; ++d)
       r.mpls_stack[d] = d < depth ? 0x1000000 | static_cast<uint32_t>(pick(0, 0xFFFFFF)) : 0;
     r.end_reason = static_cast<FlowEndReason>(pick(1, 5));
+    r.flow_id = pick(0, 1) ? pick(1, 1000) : pick(0, UINT64_MAX);
     const std::string want_text = refText(r);
     const std::string want_json = refJson(r);
     ASSERT_EQ(formatFlowText(r), want_text);

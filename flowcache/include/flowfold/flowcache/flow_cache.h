@@ -49,6 +49,17 @@ struct FlowCacheOptions {
   /// Most entries examined by one expire() call, so a million flows timing
   /// out together never stall the packet path; the rest follow on later calls.
   uint32_t max_expiry_work = 4096;
+  /// Flow ids (flowId, IPFIX 148): the n-th flow this cache creates (n from
+  /// 0) gets flow_id_base + n * flow_id_stride + flow_id_offset. A cache of
+  /// its own numbers its flows 1, 2, 3, ...; the probe gives its caches the
+  /// same base and stride (the number of caches) and each its own offset (its
+  /// index), so no two caches ever hand out the same id, without sharing a
+  /// counter between threads. The base is a plain option: live capture takes
+  /// the start time (ms << 16) so ids stay unique across restarts with no
+  /// state file; reading a file, 1, so a capture always gives the same ids.
+  uint64_t flow_id_base = 1;
+  uint64_t flow_id_stride = 1;
+  uint64_t flow_id_offset = 0;
 };
 
 // The flow cache's counters, one line each: X(name, shown, help). The name
@@ -130,7 +141,8 @@ class FlowCache {
   const FlowCacheCounters& counters() const { return counters_; }
   const FlowCacheOptions& options() const { return options_; }
 
-  /// Bytes of memory per flow entry, for the memory budget in the docs.
+  /// Bytes of memory per flow entry (the entry and its flow id), for the
+  /// memory budget in the docs.
   static size_t entryBytes();
 
  private:
@@ -140,6 +152,12 @@ class FlowCache {
     const char* p = reinterpret_cast<const char*>(entries_ + index);
     prefetchRead(p);
     prefetchRead(p + sizeof(Entry) - 1);
+  }
+  /// Gives the flow in entry `index` the next id (a new flow: created, or a
+  /// SYN reusing the entry of an ended one).
+  void assignFlowId(uint32_t index) {
+    flow_ids_[index] = next_flow_id_;
+    next_flow_id_ += options_.flow_id_stride;
   }
 
   // Low bits of the wheel tick an entry is filed at, kept in the entry.
@@ -304,6 +322,15 @@ class FlowCache {
   // without MPLS costs no memory and no work beyond a test per new flow.
   MplsStack* mpls_stacks_ = nullptr;
   size_t mpls_stacks_bytes_ = 0;
+  // Flow ids, by entry index, written when a flow is created and read when it
+  // emits a record. Beside the entries, not in them: the 96-byte entry is
+  // full, and a third cache line per entry would cost every packet, where
+  // this line is touched only by new flows and records (and prefetched with
+  // the entry there: allocateEntry(), expire()). Mapped with the entries
+  // (address space for max_flows, pages touched as used).
+  uint64_t* flow_ids_ = nullptr;
+  size_t flow_ids_bytes_ = 0;
+  uint64_t next_flow_id_ = 0;  // flow_id_base + flow_id_offset, then + flow_id_stride per flow
 
   // hash table
   SlotArray slots_;

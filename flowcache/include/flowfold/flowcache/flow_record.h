@@ -27,10 +27,11 @@ struct FlowRecord {
   /// zeroing pass; assigning a local and copying it, a store-forwarding stall).
   FlowRecord(const FlowKey& key_, uint64_t packets_, uint64_t octets_, uint64_t first_ms_, uint64_t last_ms_,
              const MplsStack& mpls_stack_, const std::array<uint8_t, 6>& src_mac_, const std::array<uint8_t, 6>& dst_mac_,
-             uint8_t tcp_flags_, uint8_t tos_, uint8_t min_ttl_, uint8_t max_ttl_, FlowEndReason end_reason_)
+             uint8_t tcp_flags_, uint8_t tos_, uint8_t min_ttl_, uint8_t max_ttl_, FlowEndReason end_reason_,
+             uint64_t flow_id_)
       : key(key_), packets(packets_), octets(octets_), first_ms(first_ms_), last_ms(last_ms_),
         mpls_stack(mpls_stack_), src_mac(src_mac_), dst_mac(dst_mac_), tcp_flags(tcp_flags_), tos(tos_),
-        min_ttl(min_ttl_), max_ttl(max_ttl_), end_reason(end_reason_) {}
+        min_ttl(min_ttl_), max_ttl(max_ttl_), end_reason(end_reason_), flow_id(flow_id_) {}
 
   FlowKey key;
   uint64_t packets = 0;   // packetDeltaCount (2)
@@ -47,6 +48,10 @@ struct FlowRecord {
   uint8_t min_ttl = 255;  // minimumTTL (52) / hop limit
   uint8_t max_ttl = 0;    // maximumTTL (53)
   FlowEndReason end_reason = FlowEndReason::kForcedEnd;
+  // flowId (148): the flow's number, given by the cache when the flow was
+  // created and the same in every record of it (each active-timeout
+  // interval); unique per probe (FlowCacheOptions::flow_id_*). 0: none.
+  uint64_t flow_id = 0;
 
   /// The top label's 20-bit value, 0 without MPLS (MySQL's mpls_label).
   uint32_t mplsTopLabel() const { return mplsLabel(mpls_stack[0]); }

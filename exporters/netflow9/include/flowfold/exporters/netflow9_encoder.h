@@ -53,6 +53,8 @@ inline constexpr uint16_t kMplsLabel2 = 71;        // MPLS_LABEL_2, the entry be
 inline constexpr uint16_t kMplsLabel3 = 72;        // MPLS_LABEL_3
 inline constexpr uint16_t kInDstMac = 80;          // IN_DST_MAC
 inline constexpr uint16_t kDirection = 61;         // DIRECTION (0 ingress, 1 egress), with local_networks
+inline constexpr uint16_t kFlowId = 148;           // flowId (IPFIX 148, 8 bytes): v9 types up to 127 are
+                                                   // RFC 3954's, the rest follow IANA's IPFIX numbers
 
 /// One field specifier of a template record: v9 field type and length in bytes.
 struct TemplateField {
@@ -62,7 +64,7 @@ struct TemplateField {
 
 /// The IPv4 data template (id 256). The record writer is generated from this
 /// table at compile time, so the two cannot drift apart.
-inline constexpr std::array<TemplateField, 23> kIPv4TemplateFields{{
+inline constexpr std::array<TemplateField, 24> kIPv4TemplateFields{{
     {kIpv4SrcAddr, 4},        // 8  IPV4_SRC_ADDR
     {kIpv4DstAddr, 4},        // 12 IPV4_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMP)
@@ -86,10 +88,11 @@ inline constexpr std::array<TemplateField, 23> kIPv4TemplateFields{{
     {kMplsLabel1, 3},         // 70 MPLS_LABEL_1
     {kMplsLabel2, 3},         // 71 MPLS_LABEL_2
     {kMplsLabel3, 3},         // 72 MPLS_LABEL_3
+    {kFlowId, 8},             // 148 flowId: the flow's id, the same in each of its records
 }};
 
 /// The IPv6 data template (id 257): the IPv4 one with 16-byte addresses.
-inline constexpr std::array<TemplateField, 23> kIPv6TemplateFields{{
+inline constexpr std::array<TemplateField, 24> kIPv6TemplateFields{{
     {kIpv6SrcAddr, 16},       // 27 IPV6_SRC_ADDR
     {kIpv6DstAddr, 16},       // 28 IPV6_DST_ADDR
     {kL4SrcPort, 2},          // 7  L4_SRC_PORT (0 for ICMPv6)
@@ -113,6 +116,7 @@ inline constexpr std::array<TemplateField, 23> kIPv6TemplateFields{{
     {kMplsLabel1, 3},         // 70 MPLS_LABEL_1
     {kMplsLabel2, 3},         // 71 MPLS_LABEL_2
     {kMplsLabel3, 3},         // 72 MPLS_LABEL_3
+    {kFlowId, 8},             // 148 flowId: the flow's id, the same in each of its records
 }};
 
 template <size_t N>
@@ -123,8 +127,8 @@ constexpr size_t recordLength(const std::array<TemplateField, N>& fields) {
 }
 
 inline constexpr size_t kHeaderLength = 20;
-inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 71
-inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 95
+inline constexpr size_t kIPv4RecordLength = recordLength(kIPv4TemplateFields);  // 79
+inline constexpr size_t kIPv6RecordLength = recordLength(kIPv6TemplateFields);  // 103
 /// The template FlowSet carrying both templates: set header + 2 x (id, count, fields).
 inline constexpr size_t kTemplateFlowSetLength =
     4 + (4 + 4 * kIPv4TemplateFields.size()) + (4 + 4 * kIPv6TemplateFields.size());
@@ -135,11 +139,14 @@ inline constexpr size_t kTemplateFlowSetLengthWithDirection =
     kTemplateFlowSetLength + (4 + 4 * (kIPv4TemplateFields.size() + 1)) + (4 + 4 * (kIPv6TemplateFields.size() + 1));
 /// Largest UDP payload over IPv4.
 inline constexpr size_t kMaxUdpPayload = 65507;
-/// Smallest max_datagram that still fits header, templates and one IPv6 record.
+/// Smallest max_datagram that still fits header, templates and one IPv6 record
+/// (332; 540 with local_networks).
 inline constexpr size_t kMinDatagram = kHeaderLength + kTemplateFlowSetLength + ((4 + kIPv6RecordLength + 3) & ~size_t{3});
 /// The same with local_networks.
 inline constexpr size_t kMinDatagramWithDirection =
     kHeaderLength + kTemplateFlowSetLengthWithDirection + ((4 + kIPv6RecordLength + 1 + 3) & ~size_t{3});
+static_assert(kMinDatagram == 332 && kMinDatagramWithDirection == 540,
+              "the smallest v9 mtu changed: update README.md (Templates, Direction) and the tests");
 
 struct EncoderConfig {
   uint32_t source_id = 0;                   // header Source ID (observation domain)
