@@ -189,6 +189,8 @@ Packet recording:
                        see flowfold.yaml(5) "recorder"
   --record-size SIZE   most the ring takes, e.g. 500G (the oldest files go first;
                        without it, the ring stops short of 5% free space)
+  (flowfold extract --ring DIR ... -w FILE [BPF]: the packets of a time range and
+   a filter out of the ring; see flowfold(8) EXTRACT and flowfold extract --help)
 
 Decoder:
   --tunnels MODE       GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4 traffic:

@@ -226,15 +226,21 @@ bool runs(const bpf_program& program, const std::vector<uint8_t>& packet) {
   return pcap_offline_filter(&program, &h, packet.data()) != 0;
 }
 
-// Whether the filter may match packets of flow `k` (see the file's comment).
-bool mayMatch(const bpf_program& program, const FlowKey& k, int dlt) {
+// Whether the filter may match packets of flow `k` (see the file's comment),
+// and whether its headers alone decide it (`decided`: the variants agree).
+bool mayMatch(const bpf_program& program, const FlowKey& k, int dlt, bool& decided) {
+  decided = true;
   if (k == FlowKey{}) return true;  // packets without a flow key
+  int matched = 0, tried = 0;
   for (const size_t payload : {size_t{0}, size_t{1400}})
     for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) {
       const auto packet = synthesize(k, dlt, payload, fill);
-      if (!packet || runs(program, *packet)) return true;
+      if (!packet) return true;  // a link layer not rebuilt: read it all
+      ++tried;
+      matched += runs(program, *packet);
     }
-  return false;
+  decided = matched == 0 || matched == tried;
+  return matched != 0;
 }
 
 // ---------------------------------------------------------------- reading
@@ -334,10 +340,11 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
     if (program) {
       candidates = 0;
       for (size_t f = 0; f < index.flows.size(); ++f) {
-        candidate[f] = mayMatch(*program, index.flows[f], static_cast<int>(dlt));
+        bool decided = true;
+        candidate[f] = mayMatch(*program, index.flows[f], static_cast<int>(dlt), decided);
         candidates += candidate[f];
+        if (!decided) totals.payload_filter = true;
       }
-      if (candidates == index.flows.size() && !index.flows.empty()) totals.payload_filter = true;
     }
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
@@ -348,7 +355,7 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
       readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, s.name.sequence, out, totals);
     }
     indexed_end = std::max<uint64_t>(indexed_end, index.indexed_end);
-  } else if (errno != ENOENT) {
+  } else if (struct stat ist {}; ::lstat(indexPathOf(s.path).c_str(), &ist) == 0) {
     logWarn("extract: index of %s: %s; its segment is read through", s.path.c_str(), error.c_str());
   }
   // What no block covers (no index, or the last second of a segment being written).
@@ -409,8 +416,8 @@ int runExtract(int argc, char** argv) {
               [](const Packet& a, const Packet& b) { return a.ts_ns != b.ts_ns ? a.ts_ns < b.ts_ns : a.order < b.order; });
     writeOutput(o, packets, linktype == 0 ? DLT_EN10MB : linktype);
     if (totals.payload_filter)
-      logInfo("extract: the filter may match every flow (it looks at payloads or lengths): the time range was read "
-              "through");
+      logInfo("extract: the filter looks at payloads or lengths, which no index holds: the blocks of every flow it "
+              "may match were read through");
     if (o.verbose || totals.scanned_bytes != 0 || packets.empty())
       logInfo("extract: %zu packets from %llu segments (%llu of %llu indexed blocks read, %llu bytes read, %llu of them "
               "not indexed)",

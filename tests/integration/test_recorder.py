@@ -9,6 +9,7 @@ sequence order, is the tcpdump text of the source (or of its last packets,
 when the oldest segments were removed)."""
 
 import glob
+import time
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import struct
 import subprocess
 import unittest
 
-from harness import TempDirTest, check_counters_documented, flowgen, need, run_flowfold, stats_of
+from harness import FLOWFOLD, TempDirTest, check_counters_documented, flowgen, need, run_flowfold, stats_of
 
 SEGMENT = re.compile(r"^flowfold-(\d{12})-([A-Za-z0-9_.]+)-(\d+)\.pcap$")
 
@@ -260,6 +261,159 @@ class Recording(TempDirTest):
         proc = run_flowfold("-c", conf, "-r", self.pcap, "--text=/dev/null", check=False)
         self.assertEqual(proc.returncode, 2)
         self.assertRegex(proc.stderr, r"bad.yaml:3:13: 'min_free'")
+
+
+def tcpdump_filtered(path, bpf):
+    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-S", "-x", "--time-stamp-precision=nano", bpf],
+                         capture_output=True, text=True, check=True).stdout
+    packets = []
+    for line in out.splitlines():
+        if line.startswith("\t"):
+            packets[-1] += line + "\n"
+        else:
+            packets.append(line + "\n")
+    return packets
+
+
+def records_of(path):
+    """A pcap file's records as (ts_ns, bytes of header and data), read here."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = struct.unpack_from("<I", data)[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    nanos = struct.unpack_from(endian + "I", data)[0] == 0xA1B23C4D
+    off, out = 24, []
+    while off + 16 <= len(data):
+        sec, frac, caplen, _ = struct.unpack_from(endian + "IIII", data, off)
+        out.append((sec * 10**9 + (frac if nanos else frac * 1000), data[off:off + 16 + caplen]))
+        off += 16 + caplen
+    return out
+
+
+def write_pcap_ns(path, records, linktype=1):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype))
+        for ts, rec in records:
+            f.write(struct.pack("<II", ts // 10**9, ts % 10**9) + rec[8:])
+
+
+class Extraction(TempDirTest):
+    """flowfold extract against tcpdump -r of the source with the same filter."""
+
+    @classmethod
+    def setUpClass(cls):
+        need("tcpdump")
+        cls.pcap, _ = flowgen("it-extract", "-n", "60000", "-c", "2000", "-d", "60", "-S", "128", "-s", "21",
+                              "-v", "0.2", "-6", "0.3")
+
+    def setUp(self):
+        super().setUp()
+        self.ring = self.path("ring")
+        os.makedirs(self.ring)
+        run_flowfold("-r", self.pcap, "--text=/dev/null", "-c", self.config("segment_size: 512k"))
+
+    def config(self, extra):
+        conf = self.path("rec.yaml")
+        with open(conf, "w") as f:
+            f.write("recorder:\n  directory: %s\n  %s\n" % (self.ring, extra))
+        return conf
+
+    def extract(self, *args, check=True):
+        out = self.path("out-%d.pcap" % len(os.listdir(self.tmp)))
+        proc = run_flowfold("extract", "--ring", self.ring, "-w", out, "-v", *args, check=check)
+        return out, proc
+
+    def blocks_read(self, proc):
+        m = re.search(r"(\d+) of (\d+) indexed blocks read", proc.stderr)
+        return int(m.group(1)), int(m.group(2))
+
+    def test_a_filter_gives_what_tcpdump_gives_reading_only_the_blocks_it_needs(self):
+        source = records_of(self.pcap)
+        # A flow of the capture, picked from its middle, and an address of it.
+        import ipaddress
+        frame = source[len(source) // 2][1][16:]
+        offset = 14 + (4 if frame[12:14] == b"\x81\x00" else 0)
+        if frame[offset - 2:offset] == b"\x86\xdd":
+            src = str(ipaddress.IPv6Address(frame[offset + 8:offset + 24]))
+        else:
+            src = str(ipaddress.IPv4Address(frame[offset + 12:offset + 16]))
+        for bpf in ("host %s" % src, "tcp and port 25", "udp port 53 or icmp", "net 10.100.0.0/16", "vlan and tcp",
+                    "ip6 and tcp", "tcp[tcpflags] & tcp-syn != 0"):
+            with self.subTest(filter=bpf):
+                out, proc = self.extract(bpf)
+                want = tcpdump_filtered(self.pcap, bpf)
+                self.assertEqual(packets_of(out), want)
+                read, total = self.blocks_read(proc)
+                if bpf.startswith("host"):  # one host's flows: not in every block
+                    self.assertLess(read, total, proc.stderr)
+
+    def test_a_time_range_gives_exactly_its_packets_in_order(self):
+        source = records_of(self.pcap)
+        lo, hi = source[len(source) // 3][0], source[2 * len(source) // 3][0]
+        reference = self.path("reference.pcap")
+        write_pcap_ns(reference, [r for r in source if lo <= r[0] <= hi])
+        out, proc = self.extract("--from", "%d.%09d" % divmod(lo, 10**9), "--to", "%d.%09d" % divmod(hi, 10**9))
+        self.assertEqual(packets_of(out), packets_of(reference))
+        read, total = self.blocks_read(proc)
+        self.assertLess(read, total)
+        # The same range written as UTC dates (whole seconds: a wider range).
+        utc = lambda ns, f: time.strftime(f, time.gmtime(ns // 10**9))
+        out, _ = self.extract("--from", utc(lo, "%Y-%m-%dT%H:%M:%SZ"), "--to", utc(hi, "%Y-%m-%d %H:%M:%S") + ".999999999")
+        lo_s = lo // 10**9 * 10**9
+        write_pcap_ns(reference + "2", [r for r in source if lo_s <= r[0] <= hi // 10**9 * 10**9 + 999999999])
+        self.assertEqual(packets_of(out), packets_of(reference + "2"))
+
+    def test_a_payload_filter_reads_the_range_through_and_says_so(self):
+        bpf = "tcp[40:2] = 0"
+        out, proc = self.extract(bpf)
+        self.assertEqual(packets_of(out), tcpdump_filtered(self.pcap, bpf))
+        self.assertIn("were read through", proc.stderr)
+
+    def test_standard_output_pipes_into_tcpdump(self):
+        bpf = "tcp and port 80"
+        extract = subprocess.Popen([FLOWFOLD, "extract", "--ring", self.ring, "-w", "-", bpf], stdout=subprocess.PIPE)
+        dump = subprocess.run(["tcpdump", "-r", "-", "-nn", "-S", "-x", "--time-stamp-precision=nano"],
+                              stdin=extract.stdout, capture_output=True, text=True)
+        extract.stdout.close()
+        self.assertEqual(extract.wait(), 0)
+        self.assertEqual(dump.stdout, "".join(tcpdump_filtered(self.pcap, bpf)))
+
+    def test_an_index_missing_or_cut_still_gives_every_packet(self):
+        bpf = "udp"
+        want = tcpdump_filtered(self.pcap, bpf)
+        idx = sorted(glob.glob(os.path.join(self.ring, "*.idx")))
+        os.remove(idx[0])
+        with open(idx[1], "r+b") as f:
+            f.truncate(os.path.getsize(idx[1]) - 100)
+        with open(idx[2], "r+b") as f:
+            f.seek(16)
+            f.write(b"XXXX")
+        out, proc = self.extract(bpf)
+        self.assertEqual(packets_of(out), want)
+        self.assertIn("not indexed", proc.stderr)
+        self.assertIn("damaged block", proc.stderr)
+
+    def test_bad_requests_get_one_clear_message_and_a_documented_status(self):
+        _, proc = self.extract("--from", "2026-12-07T04:00:00Z", "--to", "2026-12-07T03:00:00Z", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("--from is after --to", proc.stderr)
+        _, proc = self.extract("--from", "yesterday", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("is not a time", proc.stderr)
+        _, proc = self.extract("port eighty", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("bad filter", proc.stderr)
+        proc = run_flowfold("extract", "--ring", self.path("nowhere"), "-w", self.path("x.pcap"), check=False)
+        self.assertEqual(proc.returncode, 3)
+        self.assertIn("cannot read the ring directory", proc.stderr)
+        existing = self.path("exists.pcap")
+        open(existing, "w").close()
+        proc = run_flowfold("extract", "--ring", self.ring, "-w", existing, check=False)
+        self.assertEqual(proc.returncode, 4)
+        self.assertIn("nothing is overwritten", proc.stderr)
+        self.assertEqual(os.path.getsize(existing), 0)
+        proc = run_flowfold("extract", "--ring", self.ring, check=False)
+        self.assertEqual(proc.returncode, 2)
 
 
 class LiveRecording(TempDirTest):
