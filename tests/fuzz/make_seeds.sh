@@ -7,7 +7,8 @@
 #                            joined by the target's separator) so the fragment
 #                            table sees first and later fragments together
 #   fuzz_config              the shipped YAML configurations and hand-written ones
-#   fuzz_netflow9_roundtrip, fuzz_ipfix_roundtrip, fuzz_flowcache, fuzz_biflow_pairer
+#   fuzz_netflow9_roundtrip, fuzz_ipfix_roundtrip, fuzz_flowcache, fuzz_biflow_pairer,
+#   fuzz_ring_files
 #                            byte strings the targets turn into records and
 #                            operations: fixed patterns, deterministic
 #                            pseudo-random blobs, and slices of real packets
@@ -140,7 +141,7 @@ for i, text in enumerate(HAND_CONFIGS):
 
 # ---- byte-driven targets --------------------------------------------------------
 rng = random.Random(20240601)
-for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcache", "fuzz_biflow_pairer"):
+for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcache", "fuzz_biflow_pairer", "fuzz_ring_files"):
     write(target, bytes(64), "zeros-64")
     write(target, b"\xff" * 256, "ones-256")
     write(target, bytes(range(256)) * 4, "ascending-1k")
