@@ -64,7 +64,8 @@ bool IndexWriter::open(const std::string& path, std::string& error) {
     error = "cannot create index " + path + ": " + std::strerror(errno);
     return false;
   }
-  numbers_.clear();
+  keys_.clear();
+  table_.assign(1 << 16, Slot{0, 0});
   last_block_.clear();
   block_ = 0;
   std::vector<uint8_t> header(kIndexMagic, kIndexMagic + sizeof kIndexMagic);
@@ -84,17 +85,50 @@ void IndexWriter::close() {
   fd_ = -1;
 }
 
+uint32_t IndexWriter::numberOf(const FlowKey& key, bool& added) {
+  const uint64_t hash = hashFlowKey(key);
+  const auto hash_lo = static_cast<uint32_t>(hash);
+  const size_t mask = table_.size() - 1;
+  size_t pos = hash & mask;
+  for (; table_[pos].number1 != 0; pos = (pos + 1) & mask) {
+    if (table_[pos].hash_lo == hash_lo && keys_[table_[pos].number1 - 1] == key) {
+      added = false;
+      return table_[pos].number1 - 1;
+    }
+  }
+  added = true;
+  const auto number = static_cast<uint32_t>(keys_.size());
+  keys_.push_back(key);
+  table_[pos] = Slot{hash_lo, number + 1};
+  if (keys_.size() * 2 > table_.size()) growTable();
+  return number;
+}
+
+void IndexWriter::growTable() {
+  std::vector<Slot> old = std::move(table_);
+  table_.assign(old.size() * 2, Slot{0, 0});
+  const size_t mask = table_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.number1 == 0) continue;
+    // The low 32 bits choose the home while the table has at most 2^32 slots.
+    size_t pos = s.hash_lo & mask;
+    while (table_[pos].number1 != 0) pos = (pos + 1) & mask;
+    table_[pos] = s;
+  }
+}
+
 void IndexWriter::addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present) {
-  const auto [it, added] = numbers_.emplace(key, static_cast<uint32_t>(numbers_.size()));
+  bool added = false;
+  const uint32_t number = numberOf(key, added);
   if (added) {
     fresh.push_back(key);
     last_block_.push_back(0);
   }
   // Once per block per flow: the block number (+1) it was last listed in.
-  uint32_t& last = last_block_[it->second];
+  uint32_t& last = last_block_[number];
   if (last != block_ + 1) {
     last = block_ + 1;
-    present.push_back(it->second);
+    present.push_back(number);
   }
 }
 

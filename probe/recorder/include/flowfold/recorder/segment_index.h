@@ -21,7 +21,6 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "flowfold/flowcache/flow_key.h"
@@ -75,17 +74,25 @@ class IndexWriter {
   uint64_t bytes() const { return bytes_; }
 
  private:
-  struct KeyHash {
-    size_t operator()(const FlowKey& k) const { return hashFlowKey(k); }
-  };
   void addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+  uint32_t numberOf(const FlowKey& key, bool& added);
+  void growTable();
 
   const uint32_t linktype_;
   probe::Decoder decoder_;
   const bool both_;
   int fd_ = -1;
   uint64_t bytes_ = 0;
-  std::unordered_map<FlowKey, uint32_t, KeyHash> numbers_;
+  // The segment's flows, numbered in order of appearance: their keys, and an
+  // open-addressing table (linear probing, a power of two at most half full)
+  // of (low 32 bits of the key's hash, number + 1). No allocation per flow:
+  // a std::unordered_map here cost most of the recorder's time.
+  struct Slot {
+    uint32_t hash_lo;
+    uint32_t number1;
+  };
+  std::vector<FlowKey> keys_;
+  std::vector<Slot> table_;
   std::vector<uint32_t> last_block_;  // per flow number: the block it was last seen in (+1)
   uint32_t block_ = 0;
   std::vector<uint8_t> buf_;
