@@ -85,8 +85,7 @@ void IndexWriter::close() {
   fd_ = -1;
 }
 
-uint32_t IndexWriter::numberOf(const FlowKey& key, bool& added) {
-  const uint64_t hash = hashFlowKey(key);
+uint32_t IndexWriter::numberOf(const FlowKey& key, uint64_t hash, bool& added) {
   const auto hash_lo = static_cast<uint32_t>(hash);
   const size_t mask = table_.size() - 1;
   size_t pos = hash & mask;
@@ -117,9 +116,10 @@ void IndexWriter::growTable() {
   }
 }
 
-void IndexWriter::addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present) {
+void IndexWriter::addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>& fresh,
+                         std::vector<uint32_t>& present) {
   bool added = false;
-  const uint32_t number = numberOf(key, added);
+  const uint32_t number = numberOf(key, hash, added);
   if (added) {
     fresh.push_back(key);
     last_block_.push_back(0);
@@ -149,10 +149,29 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
     inner.tunnel_depth = 0;
     const bool ok = decoder_.decode(h + kPcapRecordHeaderSize, caplen, wirelen, ts_ns / 1'000'000, out,
                                     both_ ? &inner : nullptr) == probe::DecodeStatus::kOk;
-    addKey(ok ? out.key : FlowKey{}, fresh, present);
-    if (ok && both_ && inner.tunnel_depth != 0) addKey(inner.key, fresh, present);
+    block_keys_.push_back(ok ? out.key : FlowKey{});
+    if (ok && both_ && inner.tunnel_depth != 0) block_keys_.push_back(inner.key);
     pos += kPcapRecordHeaderSize + caplen;
   }
+  // The keys land on random slots of a large table, and then on the key
+  // they name: both lines are fetched a few keys ahead (two stages, as the
+  // flow cache does), or each key would wait for two cache misses.
+  block_hashes_.resize(block_keys_.size());
+  for (size_t i = 0; i < block_keys_.size(); ++i) block_hashes_[i] = hashFlowKey(block_keys_[i]);
+  constexpr size_t kSlotAhead = 16, kKeyAhead = 8;
+  for (size_t i = 0; i < block_keys_.size(); ++i) {
+    const size_t mask = table_.size() - 1;
+    if (i + kSlotAhead < block_keys_.size()) __builtin_prefetch(&table_[block_hashes_[i + kSlotAhead] & mask]);
+    if (i + kKeyAhead < block_keys_.size()) {
+      const Slot& ahead = table_[block_hashes_[i + kKeyAhead] & mask];
+      if (ahead.number1 != 0) {
+        __builtin_prefetch(&keys_[ahead.number1 - 1]);
+        __builtin_prefetch(&last_block_[ahead.number1 - 1]);
+      }
+    }
+    addKey(block_keys_[i], block_hashes_[i], fresh, present);
+  }
+  block_keys_.clear();
   std::sort(present.begin(), present.end());
   buf_.clear();
   put<uint32_t>(buf_, kBlockMagic);

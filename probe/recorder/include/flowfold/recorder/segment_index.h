@@ -74,8 +74,8 @@ class IndexWriter {
   uint64_t bytes() const { return bytes_; }
 
  private:
-  void addKey(const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
-  uint32_t numberOf(const FlowKey& key, bool& added);
+  void addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+  uint32_t numberOf(const FlowKey& key, uint64_t hash, bool& added);
   void growTable();
 
   const uint32_t linktype_;
@@ -96,6 +96,8 @@ class IndexWriter {
   std::vector<uint32_t> last_block_;  // per flow number: the block it was last seen in (+1)
   uint32_t block_ = 0;
   std::vector<uint8_t> buf_;
+  std::vector<FlowKey> block_keys_;     // the block's packets' keys, in order (reused)
+  std::vector<uint64_t> block_hashes_;  // and their hashes
 };
 
 }  // namespace flowfold::recorder
