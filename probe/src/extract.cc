@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "flowfold/log.h"
+#include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
@@ -256,23 +257,6 @@ struct Totals {
   bool payload_filter = false;
 };
 
-bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    done += static_cast<size_t>(r);
-  }
-  return true;
-}
-
-uint32_t load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
 // The matching packets of [offset, offset + length) of the segment.
 void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const bpf_program* program,
                uint64_t sequence, std::vector<Packet>& out, Totals& totals) {
@@ -281,14 +265,14 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
   totals.bytes_read += length;
   for (size_t pos = 0; pos + kPcapRecordHeaderSize <= data.size();) {
     const uint8_t* h = data.data() + pos;
-    const uint32_t caplen = load32(h + 8);
+    const uint32_t caplen = recorder::load32(h + 8);
     if (pos + kPcapRecordHeaderSize + caplen > data.size()) break;
-    const uint64_t ts = uint64_t{load32(h)} * 1'000'000'000 + load32(h + 4);
+    const uint64_t ts = uint64_t{recorder::load32(h)} * 1'000'000'000 + recorder::load32(h + 4);
     bool keep = ts >= o.from_ns && ts <= o.to_ns;
     if (keep && program) {
       pcap_pkthdr ph{};
       ph.caplen = caplen;
-      ph.len = load32(h + 12);
+      ph.len = recorder::load32(h + 12);
       keep = pcap_offline_filter(program, &ph, h + kPcapRecordHeaderSize) != 0;
     }
     if (keep) out.push_back(Packet{ts, (sequence << 32) + out.size(), {h, h + kPcapRecordHeaderSize + caplen}});
@@ -304,12 +288,12 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
   }
   uint8_t header[kPcapFileHeaderSize];
   struct stat st {};
-  if (!readAt(fd, header, sizeof header, 0) || load32(header) != kPcapNanosecondMagic || ::fstat(fd, &st) != 0) {
+  if (!readAt(fd, header, sizeof header, 0) || recorder::load32(header) != kPcapNanosecondMagic || ::fstat(fd, &st) != 0) {
     logWarn("extract: %s is not a segment of a flowfold ring (skipped)", s.path.c_str());
     ::close(fd);
     return;
   }
-  const uint32_t dlt = load32(header + 20);
+  const uint32_t dlt = recorder::load32(header + 20);
   if (linktype != 0 && linktype != dlt) {
     ::close(fd);
     throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(linktype) +
@@ -380,19 +364,12 @@ void writeOutput(const Options& o, const std::vector<Packet>& packets, uint32_t 
   std::vector<uint8_t> out(kPcapFileHeaderSize);
   writePcapFileHeader(out.data(), 262144, linktype);
   for (const Packet& p : packets) out.insert(out.end(), p.record.begin(), p.record.end());
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t w = ::write(fd, out.data() + done, out.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const std::string why = std::strerror(errno);
-      if (!stdout_out) ::close(fd);
-      throw ExtractError{kExtractWrite, "extract: writing " + (stdout_out ? std::string("standard output") : o.output) +
-                                            " failed: " + why};
-    }
-    done += static_cast<size_t>(w);
-  }
+  std::string why;
+  const bool written = writeAll(fd, out.data(), out.size(), why);
   if (!stdout_out) ::close(fd);
+  if (!written)
+    throw ExtractError{kExtractWrite, "extract: writing " + (stdout_out ? std::string("standard output") : o.output) +
+                                          " failed: " + why};
 }
 
 }  // namespace

@@ -174,13 +174,7 @@ class IpfixExporter final : public Exporter {
 
   void appendBiflow(const Biflow& b, FlowDirection direction) {
     const FlowRecord* responder = b.paired ? &b.responder : nullptr;
-    if (templates_due_) sendTemplates();
-    if (!encoder_->appendBiflow(b.initiator, responder, b.reason, direction)) {
-      emitMessage();
-      if (templates_due_) sendTemplates();
-      if (!encoder_->appendBiflow(b.initiator, responder, b.reason, direction))
-        throw std::logic_error("IPFIX: record larger than a message");
-    }
+    appendWithRoom([&] { return encoder_->appendBiflow(b.initiator, responder, b.reason, direction); });
     if (b.paired) mutableCounters().biflows_paired.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -200,11 +194,19 @@ class IpfixExporter final : public Exporter {
   }
 
   void append(const FlowRecord& record, FlowDirection direction = FlowDirection::kNone) {
+    appendWithRoom([&] { return encoder_->append(record, direction); });
+  }
+
+  // Appends one record (tryAppend: false when the open message is full),
+  // the templates first when due; a full message goes out and the record
+  // starts the next one.
+  template <class TryAppend>
+  void appendWithRoom(TryAppend&& tryAppend) {
     if (templates_due_) sendTemplates();
-    if (encoder_->append(record, direction)) return;
+    if (tryAppend()) return;
     emitMessage();
     if (templates_due_) sendTemplates();  // that message may have completed a refresh interval
-    if (!encoder_->append(record, direction)) throw std::logic_error("IPFIX: record larger than a message");
+    if (!tryAppend()) throw std::logic_error("IPFIX: record larger than a message");
   }
 
 

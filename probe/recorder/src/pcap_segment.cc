@@ -1,5 +1,7 @@
 #include "flowfold/recorder/pcap_segment.h"
 
+#include "flowfold/recorder/file_io.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,23 +16,6 @@ namespace {
 
 void put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 void put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-uint32_t get32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// Reads exactly n bytes at offset; false at the end of the file.
-bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    done += static_cast<size_t>(r);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -62,13 +47,13 @@ RepairResult repairSegment(const std::string& path) {
   struct stat st {};
   uint8_t header[kPcapFileHeaderSize];
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !readAt(fd, header, sizeof header, 0) ||
-      get32(header) != kPcapNanosecondMagic) {
+      load32(header) != kPcapNanosecondMagic) {
     ::close(fd);
     result.error = "not a pcap file with nanosecond timestamps";
     return result;
   }
   result.valid = true;
-  const uint32_t snaplen = get32(header + 16);
+  const uint32_t snaplen = load32(header + 16);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   // Walks the record headers in blocks (one pread per record would be slow
   // on a 1 GiB segment).
@@ -83,8 +68,8 @@ RepairResult repairSegment(const std::string& path) {
       if (!readAt(fd, block.data(), block_len, block_start)) break;
     }
     const uint8_t* h = block.data() + (pos - block_start);
-    const uint32_t caplen = get32(h + 8);
-    if (caplen > snaplen || get32(h + 4) >= 1'000'000'000u) {
+    const uint32_t caplen = load32(h + 8);
+    if (caplen > snaplen || load32(h + 4) >= 1'000'000'000u) {
       damaged = true;
       break;
     }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "flowfold/log.h"
+#include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/pcap_segment.h"
 
 namespace flowfold::recorder {
@@ -18,22 +19,13 @@ namespace {
 // Large writes: the writer thread writes a whole buffer at once.
 constexpr size_t kChunkSize = size_t{4} << 20;
 constexpr size_t kAlignment = 4096;
+// Two buffers at least per segment, so that small test segments rotate.
+size_t chunkSizeFor(uint64_t segment_size) {
+  return std::min<size_t>(kChunkSize, std::max<uint64_t>(segment_size / 2, 64 << 10));
+}
+
 // A partial buffer goes to the disk after this long.
 constexpr uint64_t kHandOffMs = 1000;
-
-bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      error = w < 0 ? std::strerror(errno) : "wrote nothing";
-      return false;
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -44,9 +36,8 @@ Recorder::Recorder(SegmentRing& ring, const RecorderOptions& options, const std:
       linktype_(linktype),
       snaplen_(options.snaplen),
       segment_size_(options.segment_size),
-      chunk_size_(std::min<size_t>(kChunkSize, std::max<uint64_t>(options.segment_size / 2, 64 << 10))),
-      max_chunks_(std::max<size_t>(2, options.buffer_size / std::min<size_t>(kChunkSize, std::max<uint64_t>(
-                                                                                      options.segment_size / 2, 64 << 10)))),
+      chunk_size_(chunkSizeFor(options.segment_size)),
+      max_chunks_(std::max<size_t>(2, options.buffer_size / chunk_size_)),
       wait_when_full_(wait_when_full),
       index_(linktype, options.tunnels) {
   writer_ = std::thread([this] { writerLoop(); });
@@ -64,7 +55,7 @@ void Recorder::write(Chunk& c, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen
   c.last_ts_ns = ts_ns;
 }
 
-bool Recorder::nextChunk(size_t /*need*/) {
+bool Recorder::nextChunk() {
   if (current_ != nullptr && current_->used > 0) handOff();
   if (failed_.load(std::memory_order_relaxed)) return false;
   std::unique_lock lock(mu_);

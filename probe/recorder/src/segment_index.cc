@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/pcap_segment.h"
 
 namespace flowfold::recorder {
@@ -27,20 +28,6 @@ T get(const uint8_t* p) {
   T v;
   std::memcpy(&v, p, sizeof v);
   return v;
-}
-
-bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      error = w < 0 ? std::strerror(errno) : "wrote nothing";
-      return false;
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
 }
 
 }  // namespace

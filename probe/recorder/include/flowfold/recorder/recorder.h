@@ -57,7 +57,7 @@ class Recorder {
     const uint32_t keep = caplen < snaplen_ ? caplen : snaplen_;
     const size_t need = 16 + size_t{keep};
     if (current_ == nullptr || current_->used + need > chunk_size_) [[unlikely]] {
-      if (!nextChunk(need)) {
+      if (!nextChunk()) {
         dropped_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
@@ -86,7 +86,7 @@ class Recorder {
     uint64_t handed_ms = 0;  // when the packet thread started filling it
   };
   static void write(Chunk& c, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t* data);
-  bool nextChunk(size_t need);
+  bool nextChunk();
   void handOff();
   void writerLoop();
   void writeChunk(Chunk& c);

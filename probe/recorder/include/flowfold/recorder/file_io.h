@@ -1,0 +1,24 @@
+#pragma once
+// The few file operations the ring's writers and readers share: whole
+// writes and reads that go on after EINTR and short transfers, and a
+// host-order 32-bit load (the ring's files are in host byte order).
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace flowfold::recorder {
+
+/// Writes all n bytes; false and `error` (strerror) otherwise.
+bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error);
+/// Reads exactly n bytes at `offset`; false at the end of the file or on an error.
+bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset);
+
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+}  // namespace flowfold::recorder
