@@ -598,7 +598,7 @@ bool Spool::openTail(std::string& error) {
     ::close(tail_fd_);
     tail_fd_ = -1;
   }
-  uint64_t number = 0;
+  uint64_t number = 0, previous_tail = 0;
   {
     std::lock_guard lock(mu_);
     if (next_segment_ >= kMaxSegmentNumber) {
@@ -613,11 +613,30 @@ bool Spool::openTail(std::string& error) {
       error = e.what();
       return false;
     }
+    // Listed in the same step as the number is taken: a reader that finds no
+    // segment moves its cursor to next_segment_, which must not pass over a
+    // segment that is being created (its records would never count as
+    // waiting). Empty until the header is on disk.
+    Segment s;
+    s.number = number;
+    segments_.push_back(s);
+    previous_tail = tail_number_;
+    tail_number_ = number;
   }
+  auto unlist = [&] {
+    std::lock_guard lock(mu_);
+    for (auto it = segments_.begin(); it != segments_.end(); ++it)
+      if (it->number == number) {
+        segments_.erase(it);
+        break;
+      }
+    tail_number_ = previous_tail;
+  };
   const std::string path = segmentPath(number);
   const int fd = openInSpool(path, O_CREAT | O_EXCL | O_WRONLY | O_APPEND);
   if (fd < 0) {
     error = "cannot create " + path + ": " + errnoText();
+    unlist();
     return false;
   }
   uint8_t h[kHeaderSize] = {};
@@ -635,16 +654,13 @@ bool Spool::openTail(std::string& error) {
     error = "cannot write " + path + ": " + errnoText();
     ::close(fd);
     ::unlink(path.c_str());
+    unlist();
     return false;
   }
   tail_fd_ = fd;
   std::lock_guard lock(mu_);
-  Segment s;
-  s.number = number;
-  s.file_bytes = kHeaderSize;
-  segments_.push_back(s);
+  segments_.back().file_bytes = kHeaderSize;
   bytes_ += kHeaderSize;
-  tail_number_ = number;
   return true;
 }
 

@@ -137,6 +137,23 @@ TEST(Spool, ResumeDeletesSegmentsTheDatabaseHasCompleted) {
   EXPECT_EQ(s->pendingRecords(), 150u);
 }
 
+// The sink thread's first connect (resumeAt with no committed position)
+// can run while the export thread creates the spool's first segment. Seen in
+// CI: the cursor moved past the segment being created, its records never
+// counted as waiting, and flowfold exited with them unwritten.
+TEST(Spool, ASegmentBeingCreatedIsNeverSkippedByTheReader) {
+  const auto flows = test::sampleFlows(3);
+  for (int round = 0; round < 300; ++round) {
+    test::TempDir t;
+    auto s = openSpool(t.path("s"));
+    std::thread writer([&] { s->append(flows, 0); });
+    for (int k = 0; k < 50; ++k) s->resumeAt(std::nullopt);
+    writer.join();
+    ASSERT_EQ(s->pendingRecords(), flows.size()) << "round " << round;
+    ASSERT_EQ(readAll(*s).size(), flows.size()) << "round " << round;
+  }
+}
+
 TEST(Spool, NeverReusesASegmentNumber) {
   // The database remembers (spool id, segment, record); a reused number
   // would make new records look committed.
