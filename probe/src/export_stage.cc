@@ -27,9 +27,11 @@ void accumulate(ExporterStats& into, const ExporterStats& s) {
 }
 }  // namespace
 
-ExportStage::ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches)
-    : queue_(queue_batches), exporters_(std::move(exporters)) {
+ExportStage::ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches,
+                         std::vector<std::unique_ptr<Exporter>> permanent)
+    : queue_(queue_batches), exporters_(std::move(exporters)), permanent_(std::move(permanent)) {
   for (const auto& e : exporters_) current_.push_back(e.get());
+  for (const auto& e : permanent_) current_.push_back(e.get());
   thread_ = std::thread([this] { run(); });
 }
 
@@ -69,18 +71,23 @@ void ExportStage::run() {
   while (queue_.pop(batch)) {
     last_now = std::max(last_now, batch.now_ms);
     for (auto& e : exporters_) e->exportBatch(batch.records, batch.now_ms);
-    if (batch.flush || batch.replace)
+    for (auto& e : permanent_) e->exportBatch(batch.records, batch.now_ms);
+    if (batch.flush || batch.replace) {
       for (auto& e : exporters_) e->flush(batch.now_ms);
+      for (auto& e : permanent_) e->flush(batch.now_ms);
+    }
     if (batch.replace) {
       retire(exporters_);
       exporters_ = std::move(batch.replacement);
       std::lock_guard lock(stats_mu_);
       for (const auto& e : exporters_) current_.push_back(e.get());
+      for (const auto& e : permanent_) current_.push_back(e.get());
     }
     queue_.recycle(std::move(batch.records));
     cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
   }
   for (auto& e : exporters_) e->flush(last_now);
+  for (auto& e : permanent_) e->flush(last_now);
   cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
 }
 

@@ -14,6 +14,10 @@
 //     the filter itself and the time range, as tcpdump -r would.
 //  4. The packets, in time order across segments, go out as pcap with
 //     nanosecond timestamps.
+//
+// --flow-id N first looks N up in the ring's flow logs (flow_log.h): its key
+// and time span narrow the segments, the blocks (the flows of that key) and
+// the packets (decoded again: those whose key, outer or tunnelled, is N's).
 
 #include "flowfold/probe/extract.h"
 
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -31,10 +36,13 @@
 #include <dirent.h>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "flowfold/log.h"
+#include "flowfold/probe/decoder.h"
+#include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
@@ -48,6 +56,7 @@ using namespace recorder;
 
 // Exit statuses of extract (README "Packet recording").
 constexpr int kExtractOk = 0;
+constexpr int kExtractNoFlow = 1;  // --flow-id: not in the ring, or its packets are gone
 constexpr int kExtractUsage = 2;
 constexpr int kExtractRing = 3;   // the ring cannot be read
 constexpr int kExtractWrite = 4;  // the output cannot be written
@@ -58,7 +67,9 @@ struct ExtractError {
 };
 
 std::string usage() {
-  return "usage: flowfold extract --ring DIR [--ring DIR ...] [--from TIME] [--to TIME] -w FILE|- [BPF filter ...]\n"
+  return "usage: flowfold extract --ring DIR [--ring DIR ...] [--flow-id N[,N...]] [--from TIME] [--to TIME]\n"
+         "                        -w FILE|- [BPF filter ...]\n"
+         "  N: a flow record's flowId (IPFIX 148, flow_id in text, JSON and MySQL)\n"
          "  TIME: 2026-12-07T03:12:00Z (UTC; seconds and Z optional, fractions allowed) or Unix seconds\n";
 }
 
@@ -97,14 +108,34 @@ struct Options {
   uint64_t from_ns = 0, to_ns = UINT64_MAX;
   std::string output;
   std::string filter;
+  std::vector<uint64_t> flow_ids;
   bool verbose = false;
 };
 
+// "42", "42,43" -> the ids; throws on anything else.
+void parseFlowIds(const std::string& text, std::vector<uint64_t>& out) {
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    uint64_t id = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || id == 0)
+      throw ExtractError{kExtractUsage, "extract: --flow-id '" + text +
+                                            "' is not a flow id: give the flowId of a record (a number above 0), "
+                                            "or several separated by commas"};
+    out.push_back(id);
+    if (comma == std::string::npos) return;
+    start = comma + 1;
+  }
+}
+
 Options parseOptions(int argc, char** argv) {
-  enum { kRing = 1000, kFrom, kTo };
+  enum { kRing = 1000, kFrom, kTo, kFlowId };
   const option longs[] = {{"ring", required_argument, nullptr, kRing}, {"from", required_argument, nullptr, kFrom},
-                          {"to", required_argument, nullptr, kTo},     {"help", no_argument, nullptr, 'h'},
-                          {"verbose", no_argument, nullptr, 'v'},      {nullptr, 0, nullptr, 0}};
+                          {"to", required_argument, nullptr, kTo},     {"flow-id", required_argument, nullptr, kFlowId},
+                          {"help", no_argument, nullptr, 'h'},         {"verbose", no_argument, nullptr, 'v'},
+                          {nullptr, 0, nullptr, 0}};
   Options o;
   optind = 0;
   opterr = 0;
@@ -114,6 +145,7 @@ Options parseOptions(int argc, char** argv) {
       case kRing: o.rings.push_back(optarg); break;
       case kFrom: o.from_ns = parseTime(optarg, "--from"); break;
       case kTo: o.to_ns = parseTime(optarg, "--to"); break;
+      case kFlowId: parseFlowIds(optarg, o.flow_ids); break;
       case 'w': o.output = optarg; break;
       case 'v': o.verbose = true; break;
       case 'h': throw ExtractError{kExtractOk, usage()};
@@ -138,6 +170,28 @@ struct SegmentFile {
   uint64_t end_s = UINT64_MAX;  // when the next segment of its stream began
 };
 
+// The first segment of each run that left a flow log in the rings.
+std::set<uint64_t> runStarts(const std::vector<std::string>& rings) {
+  std::set<uint64_t> starts;
+  for (const std::string& dir : rings) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) continue;
+    while (const dirent* e = ::readdir(d)) {
+      if (!parseFlowLogName(e->d_name)) continue;
+      const int fd = ::open((dir + "/" + e->d_name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      uint8_t header[kFlowLogHeaderSize];
+      if (fd >= 0 && readAt(fd, header, sizeof header, 0) && std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) == 0) {
+        uint64_t first = 0;
+        std::memcpy(&first, header + 16, 8);
+        starts.insert(first);
+      }
+      if (fd >= 0) ::close(fd);
+    }
+    ::closedir(d);
+  }
+  return starts;
+}
+
 std::vector<SegmentFile> listSegments(const std::vector<std::string>& rings) {
   std::vector<SegmentFile> out;
   for (const std::string& dir : rings) {
@@ -154,13 +208,138 @@ std::vector<SegmentFile> listSegments(const std::vector<std::string>& rings) {
     ::closedir(d);
   }
   std::sort(out.begin(), out.end(), [](const SegmentFile& a, const SegmentFile& b) { return a.name.sequence < b.name.sequence; });
-  std::map<std::string, SegmentFile*> last;
+  // A segment ends where the next one of its stream and run begins. Another
+  // run (a capture file recorded again, a restart) may begin earlier in
+  // time: its segments say nothing of when this one ended.
+  const std::set<uint64_t> runs = runStarts(rings);
+  const auto runOf = [&](uint64_t sequence) {
+    const auto it = runs.upper_bound(sequence);
+    return it == runs.begin() ? uint64_t{0} : *std::prev(it);
+  };
+  std::map<std::pair<uint64_t, std::string>, SegmentFile*> last;
   for (SegmentFile& s : out) {
-    if (auto it = last.find(s.name.stream); it != last.end()) it->second->end_s = s.name.start_s;
-    last[s.name.stream] = &s;
+    const auto key = std::make_pair(runOf(s.name.sequence), s.name.stream);
+    if (auto it = last.find(key); it != last.end() && s.name.start_s >= it->second->name.start_s)
+      it->second->end_s = s.name.start_s;
+    last[key] = &s;
   }
   return out;
 }
+
+// ---------------------------------------------------------------- flow ids
+
+struct WantedFlow {
+  uint64_t id = 0;
+  FlowKey key{};  // ingress_if 0: neither the index nor a decoded frame knows the interface
+  uint64_t from_ns = UINT64_MAX, to_ns = 0;
+  // The segments of the run that logged it: [first, end) by sequence.
+  uint64_t segments_first = 0, segments_end = UINT64_MAX;
+
+  bool inSegment(uint64_t sequence) const { return sequence >= segments_first && sequence < segments_end; }
+};
+
+FlowKey withoutInterface(FlowKey k) {
+  k.ingress_if = 0;
+  return k;
+}
+
+std::string joinIds(const std::vector<uint64_t>& ids) {
+  std::string out;
+  for (uint64_t id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
+  return out;
+}
+
+// Each id's key and time span, from the rings' flow logs (a long flow,
+// exported at each active timeout, spans all its records).
+std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, const std::vector<uint64_t>& ids) {
+  std::map<uint64_t, WantedFlow> found;
+  for (uint64_t id : ids) found.emplace(id, WantedFlow{});
+  std::set<uint64_t> run_starts;  // each run's first segment
+  size_t logs = 0;
+  for (const std::string& dir : rings) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) continue;  // listSegments() has said why
+    std::vector<std::string> paths;
+    while (const dirent* e = ::readdir(d))
+      if (parseFlowLogName(e->d_name)) paths.push_back(dir + "/" + e->d_name);
+    ::closedir(d);
+    for (const std::string& path : paths) {
+      FlowLog log;
+      std::string error;
+      if (!readFlowLog(path, log, error)) {
+        logWarn("extract: flow log %s: %s (skipped)", path.c_str(), error.c_str());
+        continue;
+      }
+      ++logs;
+      run_starts.insert(log.run_first_segment);
+      for (const FlowLogEntry& e : log.entries) {
+        const auto it = found.find(e.flow_id);
+        if (it == found.end()) continue;
+        WantedFlow& w = it->second;
+        w.id = e.flow_id;
+        w.key = withoutInterface(e.key);
+        w.from_ns = std::min(w.from_ns, e.first_ms * 1'000'000);
+        w.to_ns = std::max(w.to_ns, e.last_ms * 1'000'000 + 999'999);
+        w.segments_first = log.run_first_segment;
+      }
+    }
+  }
+  if (logs == 0)
+    throw ExtractError{kExtractNoFlow, "extract: the ring has no flow log (flowfold-flows-*.flows), so flow ids cannot "
+                                       "be looked up: it was recorded by an older flowfold; give --from/--to and a "
+                                       "filter on the flow's addresses and ports instead"};
+  // A run's segments end where the next run's begin.
+  for (auto& [id, w] : found)
+    if (const auto next = run_starts.upper_bound(w.segments_first); next != run_starts.end()) w.segments_end = *next;
+  std::vector<WantedFlow> out;
+  std::vector<uint64_t> missing;
+  for (uint64_t id : ids) {
+    const WantedFlow& w = found[id];
+    if (w.id == 0) missing.push_back(id);
+    else if (std::none_of(out.begin(), out.end(), [&](const WantedFlow& o) { return o.id == id; })) out.push_back(w);
+  }
+  if (!missing.empty()) {
+    const std::string text = "flow id" + std::string(missing.size() > 1 ? "s " : " ") + joinIds(missing) +
+                             (missing.size() > 1 ? " are" : " is") +
+                             " not in the ring's flow logs: no record with it was exported while recording into "
+                             "this ring, or its packets (and with them its log entry) have been removed since";
+    if (out.empty()) throw ExtractError{kExtractNoFlow, "extract: " + text};
+    logWarn("extract: %s", text.c_str());
+  }
+  return out;
+}
+
+// The packets of the wanted flows: each frame is decoded as the recorder's
+// index and the flow cache decoded it (outer and tunnelled packets, IP
+// fragments joined to their datagram's ports), in order, so its key is the
+// one its flow record carries.
+class FlowMatcher {
+ public:
+  FlowMatcher(int dlt, std::vector<WantedFlow> flows)
+      : decoder_(dlt, {}, probe::TunnelMode::kBoth), flows_(std::move(flows)) {}
+
+  bool indexedFlow(const FlowKey& k) const {
+    const FlowKey key = withoutInterface(k);
+    return std::any_of(flows_.begin(), flows_.end(), [&](const WantedFlow& f) { return f.key == key; });
+  }
+
+  bool packet(uint64_t ts_ns, const uint8_t* data, uint32_t caplen, uint32_t wirelen) {
+    probe::DecodedPacket out{}, inner{};
+    inner.tunnel_depth = 0;
+    if (decoder_.decode(data, caplen, wirelen, ts_ns / 1'000'000, out, &inner) != probe::DecodeStatus::kOk) return false;
+    return wanted(out.key, ts_ns) || (inner.tunnel_depth != 0 && wanted(inner.key, ts_ns));
+  }
+
+ private:
+  bool wanted(const FlowKey& k, uint64_t ts_ns) const {
+    const FlowKey key = withoutInterface(k);
+    return std::any_of(flows_.begin(), flows_.end(),
+                       [&](const WantedFlow& f) { return ts_ns >= f.from_ns && ts_ns <= f.to_ns && f.key == key; });
+  }
+
+  probe::Decoder decoder_;
+  const std::vector<WantedFlow> flows_;  // those whose run wrote this segment
+};
 
 // ---------------------------------------------------------------- narrowing by flow
 
@@ -259,7 +438,7 @@ struct Totals {
 
 // The matching packets of [offset, offset + length) of the segment.
 void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const bpf_program* program,
-               uint64_t sequence, std::vector<Packet>& out, Totals& totals) {
+               FlowMatcher* flows, uint64_t sequence, std::vector<Packet>& out, Totals& totals) {
   std::vector<uint8_t> data(length);
   if (!readAt(fd, data.data(), data.size(), offset)) return;
   totals.bytes_read += length;
@@ -268,7 +447,10 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
     const uint32_t caplen = recorder::load32(h + 8);
     if (pos + kPcapRecordHeaderSize + caplen > data.size()) break;
     const uint64_t ts = uint64_t{recorder::load32(h)} * 1'000'000'000 + recorder::load32(h + 4);
-    bool keep = ts >= o.from_ns && ts <= o.to_ns;
+    // Every packet read goes through the matcher, in order: a later fragment
+    // takes its ports from the first one.
+    bool keep = !flows || flows->packet(ts, h + kPcapRecordHeaderSize, caplen, recorder::load32(h + 12));
+    keep = keep && ts >= o.from_ns && ts <= o.to_ns;
     if (keep && program) {
       pcap_pkthdr ph{};
       ph.caplen = caplen;
@@ -280,7 +462,8 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
   }
 }
 
-void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>& out, Totals& totals, uint32_t& linktype) {
+void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
+                    Totals& totals, uint32_t& linktype) {
   const int fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     logWarn("extract: cannot read segment %s: %s (skipped)", s.path.c_str(), std::strerror(errno));
@@ -314,18 +497,27 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
       throw ExtractError{kExtractUsage, "extract: bad filter '" + o.filter + "': " + msg};
     }
   }
+  std::optional<FlowMatcher> flows;
+  if (!o.flow_ids.empty()) {
+    std::vector<WantedFlow> here;
+    for (const WantedFlow& w : wanted)
+      if (w.inSegment(s.name.sequence)) here.push_back(w);
+    flows.emplace(static_cast<int>(dlt), std::move(here));
+  }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   SegmentIndex index;
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
   if (readSegmentIndex(indexPathOf(s.path), index, error)) {
     std::vector<bool> candidate(index.flows.size(), true);
+    if (flows)
+      for (size_t f = 0; f < index.flows.size(); ++f) candidate[f] = flows->indexedFlow(index.flows[f]);
     size_t candidates = index.flows.size();
     if (program) {
       candidates = 0;
       for (size_t f = 0; f < index.flows.size(); ++f) {
         bool decided = true;
-        candidate[f] = mayMatch(*program, index.flows[f], static_cast<int>(dlt), decided);
+        candidate[f] = candidate[f] && mayMatch(*program, index.flows[f], static_cast<int>(dlt), decided);
         candidates += candidate[f];
         if (!decided) totals.payload_filter = true;
       }
@@ -336,7 +528,8 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
       const bool wanted = std::any_of(b.flows.begin(), b.flows.end(), [&](uint32_t f) { return candidate[f]; });
       if (!wanted) continue;
       ++totals.blocks_read;
-      readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, s.name.sequence, out, totals);
+      readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, flows ? &*flows : nullptr, s.name.sequence, out,
+                totals);
     }
     indexed_end = std::max<uint64_t>(indexed_end, index.indexed_end);
   } else if (struct stat ist {}; ::lstat(indexPathOf(s.path).c_str(), &ist) == 0) {
@@ -345,7 +538,8 @@ void extractSegment(const SegmentFile& s, const Options& o, std::vector<Packet>&
   // What no block covers (no index, or the last second of a segment being written).
   if (indexed_end < size) {
     totals.scanned_bytes += size - indexed_end;
-    readRange(fd, indexed_end, size - indexed_end, o, program ? &*program : nullptr, s.name.sequence, out, totals);
+    readRange(fd, indexed_end, size - indexed_end, o, program ? &*program : nullptr, flows ? &*flows : nullptr,
+              s.name.sequence, out, totals);
   }
   if (program) pcap_freecode(&*program);
   if (dead) pcap_close(dead);
@@ -376,21 +570,41 @@ void writeOutput(const Options& o, const std::vector<Packet>& packets, uint32_t 
 
 int runExtract(int argc, char** argv) {
   try {
-    const Options o = parseOptions(argc, argv);
+    Options o = parseOptions(argc, argv);
     std::vector<SegmentFile> segments = listSegments(o.rings);
     if (segments.empty())
       throw ExtractError{kExtractRing, "extract: no segment in " + o.rings[0] + (o.rings.size() > 1 ? " and the others" : "") +
                                            ": is it the recorder's directory (recorder.directory, --record)?"};
+    std::vector<WantedFlow> wanted;
+    if (!o.flow_ids.empty()) {
+      wanted = lookUpFlowIds(o.rings, o.flow_ids);
+      // Only the time the flows were seen: the segments and blocks of other times are not read.
+      uint64_t from = UINT64_MAX, to = 0;
+      for (const WantedFlow& w : wanted) {
+        from = std::min(from, w.from_ns);
+        to = std::max(to, w.to_ns);
+      }
+      o.from_ns = std::max(o.from_ns, from);
+      o.to_ns = std::min(o.to_ns, to);
+    }
     std::vector<Packet> packets;
     Totals totals;
     uint32_t linktype = 0;
     for (const SegmentFile& s : segments) {
       if (s.name.start_s * 1'000'000'000 > o.to_ns) continue;
       if (s.end_s != UINT64_MAX && (s.end_s + 1) * 1'000'000'000 < o.from_ns) continue;
-      extractSegment(s, o, packets, totals, linktype);
+      if (!wanted.empty() &&
+          std::none_of(wanted.begin(), wanted.end(), [&](const WantedFlow& w) { return w.inSegment(s.name.sequence); }))
+        continue;
+      extractSegment(s, o, wanted, packets, totals, linktype);
     }
     std::sort(packets.begin(), packets.end(),
               [](const Packet& a, const Packet& b) { return a.ts_ns != b.ts_ns ? a.ts_ns < b.ts_ns : a.order < b.order; });
+    if (!wanted.empty() && packets.empty() && o.filter.empty())
+      throw ExtractError{kExtractNoFlow, "extract: flow id " + joinIds(o.flow_ids) +
+                                             ": no packet of it is in the ring (at the times asked, if --from/--to "
+                                             "narrowed them): its segments may have been removed to keep the ring "
+                                             "within its bounds; nothing written"};
     writeOutput(o, packets, linktype == 0 ? DLT_EN10MB : linktype);
     if (totals.payload_filter)
       logInfo("extract: the filter looks at payloads or lengths, which no index holds: the blocks of every flow it "

@@ -22,6 +22,7 @@
 #include "flowfold/probe/cli.h"
 #include "flowfold/probe/config.h"
 #include "flowfold/probe/export_stage.h"
+#include "flowfold/probe/flow_log_exporter.h"
 #include "flowfold/probe/extract.h"
 #include "flowfold/probe/live_capture.h"
 #include "flowfold/probe/metrics.h"
@@ -166,16 +167,23 @@ uint64_t rotationBoundaryMs(const std::vector<ExporterConfig>& exporters) {
 /// configured: the file's packets go to the ring (the reader waits for the
 /// disk rather than drop any) and are indexed by the same run.
 template <FlowPipeline P>
-int readFileRecording(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline) {
-  if (!config.recorder.enabled()) return readFile(config, source, stage, pipeline);
+int readFileRecording(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline,
+                      recorder::SegmentRing* ring) {
+  if (!ring) return readFile(config, source, stage, pipeline);
   recorder::RecorderOptions options = config.recorder;
   options.tunnels = config.tunnels;
-  recorder::SegmentRing ring(options);
-  recorder::Recorder rec(ring, options, "file", static_cast<uint32_t>(source.datalink()), true);
-  RecordingSink<P> sink(pipeline, rec, ring);
+  recorder::Recorder rec(*ring, options, "file", static_cast<uint32_t>(source.datalink()), true);
+  RecordingSink<P> sink(pipeline, rec, *ring);
   const int status = readFile(config, source, stage, sink);
   if (rec.failed()) return std::max(status, static_cast<int>(kExitRuntime));
   return status;
+}
+
+/// The exporters every run has besides the configured ones: with a ring, its flow log.
+std::vector<std::unique_ptr<Exporter>> permanentExporters(const Config& config, recorder::SegmentRing* ring) {
+  std::vector<std::unique_ptr<Exporter>> out;
+  if (ring) out.push_back(makeFlowLogExporter(*ring, config.recorder.directories.front()));
+  return out;
 }
 
 int runFile(const Config& config) {
@@ -190,21 +198,32 @@ int runFile(const Config& config) {
   // batch of fresh pages (~400 KiB) each. A few batches keep the two threads
   // decoupled.
   constexpr uint32_t kFileQueueBatches = 8;
-  ExportStage stage(makeExporters(config.exporters, config.local_networks), std::min(config.export_queue_batches, kFileQueueBatches));
+  std::unique_ptr<recorder::SegmentRing> ring;
+  if (config.recorder.enabled()) {
+    recorder::RecorderOptions ring_options = config.recorder;
+    ring_options.tunnels = config.tunnels;
+    ring = std::make_unique<recorder::SegmentRing>(ring_options);
+  }
+  ExportStage stage(makeExporters(config.exporters, config.local_networks),
+                    std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()));
   PipelineOptions options;
   options.cache = config.cache;
+  // A file's flows are numbered from 1, so that a run is reproducible; into
+  // a ring, from above the ids it already knows, so that --flow-id names
+  // one flow of the ring.
+  if (ring) options.cache.flow_id_base = ring->highestFlowId() + 1;
   options.export_batch = config.export_batch;
   options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
   options.tunnels = config.tunnels;
   options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
-    return readFileRecording(config, source, stage, pipeline);
+    return readFileRecording(config, source, stage, pipeline, ring.get());
   }
   // The flow bound is for the whole probe: each worker holds its share.
   options.cache.max_flows = config.maxFlowsPerCache();
   ShardedPipeline pipeline(options, dlt, stage, config.workers);
-  return readFileRecording(config, source, stage, pipeline);
+  return readFileRecording(config, source, stage, pipeline, ring.get());
 }
 
 // ---------------------------------------------------------------- live
@@ -462,7 +481,9 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
   // numbers from 65536 t higher: an earlier run would have had to create
   // over 65 million flows a second to reach it). Each cache (interfaces x
   // workers) takes every caps.size()-th id from its own offset.
-  const uint64_t flow_id_base = systemNowMs() << 16;
+  uint64_t flow_id_base = systemNowMs() << 16;
+  // Above any id the ring knows (a clock set back, a file run into it).
+  if (ring) flow_id_base = std::max(flow_id_base, ring->highestFlowId() + 1);
   std::map<std::string, int> workers;
   for (size_t k = 0; k < caps.size(); ++k) {
     auto& c = caps[k];
@@ -588,15 +609,17 @@ int runLive(const Config& config, int argc, char** argv) {
   startCaptureThreads(caps, confine, gate, stop);
 
   // 3. Exporters, the export stage, one pipeline per capture.
-  ExportStage stage(makeExporters(config.exporters, config.local_networks), config.export_queue_batches);
+  // The ring after the privilege drop: its directories must be writable by
+  // the user flowfold runs as, and its files are that user's. Before the
+  // stage, which writes its flow log.
+  std::unique_ptr<recorder::SegmentRing> ring;
+  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorder);
+  ExportStage stage(makeExporters(config.exporters, config.local_networks), config.export_queue_batches,
+                    permanentExporters(config, ring.get()));
   OnScopeExit end_pipelines_before_the_stage{[&] {
     end_capture_threads();
     for (auto& c : caps) c->pipeline.reset();
   }};
-  // The ring after the privilege drop: its directories must be writable by
-  // the user flowfold runs as, and its files are that user's.
-  std::unique_ptr<recorder::SegmentRing> ring;
-  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorder);
   OnScopeExit end_recorders_before_the_ring{[&] {
     end_capture_threads();
     for (auto& c : caps) c->recorder.reset();

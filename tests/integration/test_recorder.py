@@ -9,6 +9,7 @@ sequence order, is the tcpdump text of the source (or of its last packets,
 when the oldest segments were removed)."""
 
 import glob
+import json
 import time
 import os
 import re
@@ -137,10 +138,11 @@ class Recording(TempDirTest):
 
     def test_max_size_keeps_the_newest_segments_within_the_cap(self):
         ring = self.ring()
-        proc = self.record(config="recorder:\n  directory: %s\n  segment_size: 256k\n  max_size: 1M\n" % ring)
+        proc = self.record(config="recorder:\n  directory: %s\n  segment_size: 256k\n  max_size: 2M\n" % ring)
         kept = segments(ring)
-        total = sum(os.path.getsize(s[3]) for s in kept)
-        self.assertLessEqual(total, 1 << 20)
+        # Everything the ring holds counts: segments, their indexes and the flow log.
+        total = sum(os.path.getsize(os.path.join(ring, f)) for f in os.listdir(ring))
+        self.assertLessEqual(total, 2 << 20)
         self.assertGreaterEqual(len(kept), 3)
         stats = stats_of(proc.stderr)
         self.assertEqual(stats["recorder_segments_removed"], stats["recorder_segments"] - len(kept))
@@ -414,6 +416,171 @@ class Extraction(TempDirTest):
         self.assertEqual(os.path.getsize(existing), 0)
         proc = run_flowfold("extract", "--ring", self.ring, check=False)
         self.assertEqual(proc.returncode, 2)
+
+
+def flow_key_of(frame):
+    """(proto, src, sport, dst, dport, vlan) of an Ethernet frame as flowgen builds them
+    (802.1Q tags, IPv4 or IPv6, TCP/UDP ports, ICMP type and code as dst_port), parsed here
+    without flowfold; None for anything else."""
+    import ipaddress
+    off, vlan = 12, 0
+    ethertype = struct.unpack_from("!H", frame, off)[0]
+    while ethertype in (0x8100, 0x88A8):
+        if vlan == 0:
+            vlan = struct.unpack_from("!H", frame, off + 2)[0] & 0x0FFF
+        off += 4
+        ethertype = struct.unpack_from("!H", frame, off)[0]
+    off += 2
+    if ethertype == 0x0800:
+        ihl = (frame[off] & 0x0F) * 4
+        proto = frame[off + 9]
+        src, dst = str(ipaddress.IPv4Address(frame[off + 12:off + 16])), str(ipaddress.IPv4Address(frame[off + 16:off + 20]))
+        l4 = off + ihl
+    elif ethertype == 0x86DD:
+        proto = frame[off + 6]
+        src, dst = str(ipaddress.IPv6Address(frame[off + 8:off + 24])), str(ipaddress.IPv6Address(frame[off + 24:off + 40]))
+        l4 = off + 40
+    else:
+        return None
+    if proto in (6, 17) and len(frame) >= l4 + 4:
+        sport, dport = struct.unpack_from("!HH", frame, l4)
+    elif proto in (1, 58) and len(frame) >= l4 + 2:
+        sport, dport = 0, frame[l4] * 256 + frame[l4 + 1]
+    else:
+        sport = dport = 0
+    return (proto, src, sport, dst, dport, vlan)
+
+
+class FlowIdExtraction(TempDirTest):
+    """flowfold extract --flow-id N: the packets of the flow a record names. The reference is
+    the source capture's packets with that record's key (parsed here) in the time its records
+    span, and their number is the sum of the records' packet counts."""
+
+    @classmethod
+    def setUpClass(cls):
+        need("tcpdump")
+        # Active timeout 5 s: long flows are several records with one flow id.
+        cls.pcap, _ = flowgen("it-extract", "-n", "60000", "-c", "2000", "-d", "60", "-S", "128", "-s", "21",
+                              "-v", "0.2", "-6", "0.3")
+        cls.source = [(ts, rec, flow_key_of(rec[16:])) for ts, rec in records_of(cls.pcap)]
+
+    @staticmethod
+    def packets(path):
+        """(ts_ns, caplen, len and bytes) of each packet: the source is in microseconds, the ring in nanoseconds."""
+        return [(ts, rec[8:]) for ts, rec in records_of(path)]
+
+    def setUp(self):
+        super().setUp()
+        self.ring = self.path("ring")
+        os.makedirs(self.ring)
+        self.records = self.record()
+
+    def record(self, *extra):
+        out = self.path("flows-%d.json" % len(os.listdir(self.tmp)))
+        conf = self.path("rec.yaml")
+        with open(conf, "w") as f:
+            f.write("recorder:\n  directory: %s\n  segment_size: 512k\n%s" % (self.ring, "".join(extra)))
+        run_flowfold("-r", self.pcap, "--json=" + out, "--active-timeout", "5", "-c", conf)
+        by_id = {}
+        with open(out) as f:
+            for line in f:
+                r = json.loads(line)
+                by_id.setdefault(r["flow_id"], []).append(r)
+        return by_id
+
+    @staticmethod
+    def key_of(record):
+        return (record["proto"], record["src"], record["src_port"], record["dst"], record["dst_port"], record["vlan"])
+
+    def reference(self, records):
+        key = self.key_of(records[0])
+        lo = min(r["first_ms"] for r in records) * 10**6
+        hi = max(r["last_ms"] for r in records) * 10**6 + 999999
+        return [(ts, rec[8:]) for ts, rec, k in self.source if k == key and lo <= ts <= hi]
+
+    def unambiguous(self, by_id):
+        """Ids whose key no other flow of the run has in the same millisecond span."""
+        spans = {}
+        for fid, records in by_id.items():
+            spans.setdefault(self.key_of(records[0]), []).append(
+                (fid, min(r["first_ms"] for r in records), max(r["last_ms"] for r in records)))
+        good = []
+        for key, flows in spans.items():
+            for fid, lo, hi in flows:
+                if all(other == fid or ohi < lo or olo > hi for other, olo, ohi in flows):
+                    good.append(fid)
+        return sorted(good)
+
+    def extract(self, *args, check=True):
+        out = self.path("out-%d.pcap" % len(os.listdir(self.tmp)))
+        proc = run_flowfold("extract", "--ring", self.ring, "-w", out, "-v", *args, check=check)
+        return out, proc
+
+    def test_each_flow_id_gives_exactly_its_packets(self):
+        import random
+        ids = self.unambiguous(self.records)
+        rng = random.Random(7)
+        several = [i for i in ids if len(self.records[i]) > 1]
+        v6 = [i for i in ids if ":" in self.records[i][0]["src"]]
+        tagged = [i for i in ids if self.records[i][0]["vlan"] != 0]
+        self.assertTrue(several and v6 and tagged, "the capture lacks a kind of flow this test needs")
+        picked = sorted(set(rng.sample(ids, 25) + rng.sample(several, 5) + rng.sample(v6, 5) + rng.sample(tagged, 5)))
+        for fid in picked:
+            with self.subTest(flow_id=fid):
+                want = self.reference(self.records[fid])
+                self.assertEqual(len(want), sum(r["packets"] for r in self.records[fid]))
+                out, proc = self.extract("--flow-id", str(fid))
+                self.assertEqual(self.packets(out), want)
+                # Only the segments of the flow's time are read.
+                visited = int(re.search(r"from (\d+) segments", proc.stderr).group(1))
+                self.assertLess(visited, len(segments(self.ring)))
+
+    def test_several_ids_and_a_filter_combine(self):
+        ids = self.unambiguous(self.records)[:3]
+        out, _ = self.extract("--flow-id", "%d,%d" % (ids[0], ids[1]), "--flow-id", str(ids[2]))
+        want = sorted(sum((self.reference(self.records[i]) for i in ids), []), key=lambda r: r[0])
+        self.assertEqual(sorted(self.packets(out), key=lambda r: r[0]), want)
+        # A filter narrows further (the first flow's source address only).
+        src = self.records[ids[0]][0]["src"]
+        out, _ = self.extract("--flow-id", "%d,%d" % (ids[0], ids[1]), "src host " + src)
+        want = [r for r in sorted(self.reference(self.records[ids[0]]) + self.reference(self.records[ids[1]]),
+                                  key=lambda r: r[0]) if flow_key_of(r[1][8:])[1] == src]
+        self.assertEqual(self.packets(out), want)
+
+    def test_a_second_run_into_the_ring_numbers_on_and_its_ids_give_its_packets_once(self):
+        second = self.record()
+        self.assertGreater(min(second), max(self.records))
+        for fid in (self.unambiguous(second)[5], max(self.unambiguous(self.records))):
+            records = second.get(fid) or self.records[fid]
+            out, _ = self.extract("--flow-id", str(fid))
+            self.assertEqual(self.packets(out), self.reference(records))
+
+    def test_an_unknown_id_gets_one_clear_message_and_status_1(self):
+        missing = max(self.records) + 1000
+        out, proc = self.extract("--flow-id", str(missing), check=False)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("flow id %d is not in the ring" % missing, proc.stderr)
+        self.assertFalse(os.path.exists(out))
+        _, proc = self.extract("--flow-id", "12x", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("is not a flow id", proc.stderr)
+
+    def test_flow_logs_go_with_the_segments_their_packets_were_in(self):
+        first_ids = self.unambiguous(self.records)
+        logs = lambda: sorted(f for f in os.listdir(self.ring) if f.endswith(".flows"))
+        self.assertEqual(len(logs()), 1)
+        size = sum(os.path.getsize(os.path.join(self.ring, f)) for f in os.listdir(self.ring))
+        # Two more runs with a cap of about one run: the first run's segments go, and its log.
+        for _ in range(2):
+            last = self.record("  max_size: %d\n" % (size + size // 4))
+        self.assertNotIn("flowfold-flows-000000000001.flows", logs())
+        self.assertIn("flowfold-flows-000000000003.flows", logs())
+        fid = self.unambiguous(last)[0]
+        out, _ = self.extract("--flow-id", str(fid))
+        self.assertEqual(self.packets(out), self.reference(last[fid]))
+        _, proc = self.extract("--flow-id", str(first_ids[0]), check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("is not in the ring", proc.stderr)
 
 
 class LiveRecording(TempDirTest):

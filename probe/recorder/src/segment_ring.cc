@@ -14,6 +14,7 @@
 #include <map>
 
 #include "flowfold/log.h"
+#include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
 
@@ -90,6 +91,10 @@ SegmentRing::SegmentRing(const RecorderOptions& options) : options_(options) {
     DIR* listing = ::opendir(dir.c_str());
     if (!listing) throw RecorderError("recorder: cannot list " + dir + ": " + std::strerror(errno));
     while (const dirent* entry = ::readdir(listing)) {
+      if (const auto log = parseFlowLogName(entry->d_name)) {
+        addFoundFlowLog(joinPath(dir, entry->d_name), *log);
+        continue;
+      }
       const auto name = parseSegmentName(entry->d_name);
       if (!name) continue;
       // Any name of ours, even a link's, is a sequence number not to reuse.
@@ -108,6 +113,9 @@ SegmentRing::SegmentRing(const RecorderOptions& options) : options_(options) {
   }
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.name.sequence < b.name.sequence; });
+  std::sort(flow_logs_.begin(), flow_logs_.end(),
+            [](const FlowLogFile& a, const FlowLogFile& b) { return a.sequence < b.sequence; });
+  run_first_sequence_ = next_sequence_;
   // The newest segment of each stream was being written when the last run
   // ended: a crash may have cut its last record.
   std::map<std::string, Segment*> newest;
@@ -125,6 +133,29 @@ SegmentRing::SegmentRing(const RecorderOptions& options) : options_(options) {
             "%llu bytes trimmed, %llu whole packets kept",
             s->path.c_str(), static_cast<unsigned long long>(r.cut_bytes), static_cast<unsigned long long>(r.packets));
   }
+}
+
+void SegmentRing::addFoundFlowLog(const std::string& path, uint64_t sequence) {
+  next_flow_log_ = std::max(next_flow_log_, sequence + 1);  // never reused, even a link's
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // a link or a directory: not ours
+  FlowLogFile f;
+  f.path = path;
+  f.sequence = sequence;
+  f.bytes = static_cast<uint64_t>(st.st_size);
+  FlowLog log;
+  std::string error;
+  if (!readFlowLog(path, log, error)) {
+    logWarn("recorder: flow log %s: %s (left alone)", path.c_str(), error.c_str());
+    return;
+  }
+  f.run_first_segment = log.run_first_segment;
+  for (const FlowLogEntry& e : log.entries) {
+    f.max_last_ms = std::max(f.max_last_ms, e.last_ms);
+    f.max_flow_id = std::max(f.max_flow_id, e.flow_id);
+  }
+  highest_flow_id_ = std::max(highest_flow_id_, f.max_flow_id);
+  flow_logs_.push_back(f);
 }
 
 bool SegmentRing::belowMinFree(size_t directory) const {
@@ -161,8 +192,9 @@ void SegmentRing::enforceLocked(uint64_t now_ms) {
     for (uint64_t total = bytesLocked(); total > options_.max_size;) {
       const size_t i = oldestClosed([](const Segment&) { return false; });
       if (i == segments_.size()) break;
-      total -= segments_[i].bytes;
       removeOldest(i);
+      removeSpentFlowLogs();  // they count towards max_size too
+      total = bytesLocked();
     }
   }
   if (options_.max_age_ms != 0 && now_ms > options_.max_age_ms) {
@@ -189,6 +221,36 @@ void SegmentRing::enforceLocked(uint64_t now_ms) {
       if (i == segments_.size()) break;
       removeOldest(i);
     }
+  }
+  removeSpentFlowLogs();
+}
+
+// A flow log leads to no packet once every segment of the run that wrote it
+// is gone, or once all its flows ended before the oldest packet left in the
+// ring (a long run writes many logs): it goes with the segments.
+void SegmentRing::removeSpentFlowLogs() {
+  uint64_t oldest_packet_ms = UINT64_MAX;
+  for (const Segment& s : segments_) oldest_packet_ms = std::min(oldest_packet_ms, s.name.start_s * 1000);
+  const auto runHasSegments = [&](uint64_t run_first) {
+    uint64_t run_end = run_first_sequence_ > run_first ? run_first_sequence_ : UINT64_MAX;
+    for (const FlowLogFile& f : flow_logs_)
+      if (f.run_first_segment > run_first) run_end = std::min(run_end, f.run_first_segment);
+    return std::any_of(segments_.begin(), segments_.end(), [&](const Segment& s) {
+      return s.name.sequence >= run_first && s.name.sequence < run_end;
+    });
+  };
+  for (auto it = flow_logs_.begin(); it != flow_logs_.end();) {
+    const bool this_run = it->run_first_segment == run_first_sequence_;
+    if (it->open || this_run || (it->max_last_ms >= oldest_packet_ms && runHasSegments(it->run_first_segment))) {
+      ++it;
+      continue;
+    }
+    if (::unlink(it->path.c_str()) != 0 && errno != ENOENT) {
+      logWarn("recorder: cannot remove flow log %s: %s", it->path.c_str(), std::strerror(errno));
+      ++it;
+      continue;
+    }
+    it = flow_logs_.erase(it);
   }
 }
 
@@ -230,6 +292,51 @@ int SegmentRing::openNext(const std::string& stream, uint64_t first_ts_ms, Segme
                       ", or lower min_free");
 }
 
+int SegmentRing::openFlowLog(FlowLogFile& opened) {
+  std::lock_guard lock(mu_);
+  const std::string& dir = options_.directories[0];
+  for (;;) {
+    FlowLogFile f;
+    f.sequence = next_flow_log_++;
+    f.path = joinPath(dir, flowLogFileName(f.sequence));
+    f.run_first_segment = run_first_sequence_;
+    f.open = true;
+    const int fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0 && errno == EEXIST) continue;  // made since the start: the next number
+    if (fd < 0) throw RecorderError("recorder: cannot create flow log " + f.path + ": " + std::strerror(errno));
+    flow_logs_.push_back(f);
+    opened = f;
+    return fd;
+  }
+}
+
+void SegmentRing::flowLogWritten(const std::string& path, uint64_t bytes, uint64_t max_last_ms, uint64_t max_flow_id) {
+  std::lock_guard lock(mu_);
+  for (FlowLogFile& f : flow_logs_)
+    if (f.path == path) {
+      f.bytes = bytes;
+      f.max_last_ms = std::max(f.max_last_ms, max_last_ms);
+      f.max_flow_id = std::max(f.max_flow_id, max_flow_id);
+    }
+  highest_flow_id_ = std::max(highest_flow_id_, max_flow_id);
+}
+
+void SegmentRing::flowLogClosed(const std::string& path) {
+  std::lock_guard lock(mu_);
+  for (FlowLogFile& f : flow_logs_)
+    if (f.path == path) f.open = false;
+}
+
+uint64_t SegmentRing::highestFlowId() const {
+  std::lock_guard lock(mu_);
+  return highest_flow_id_;
+}
+
+std::vector<FlowLogFile> SegmentRing::flowLogs() const {
+  std::lock_guard lock(mu_);
+  return flow_logs_;
+}
+
 void SegmentRing::grew(const Segment& segment, uint64_t bytes) {
   std::lock_guard lock(mu_);
   for (Segment& s : segments_)
@@ -263,6 +370,7 @@ uint64_t SegmentRing::totalBytes() const {
 uint64_t SegmentRing::bytesLocked() const {
   uint64_t total = 0;
   for (const Segment& s : segments_) total += s.bytes;
+  for (const FlowLogFile& f : flow_logs_) total += f.bytes;
   return total;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/recorder.h"
 #include "flowfold/recorder/segment_ring.h"
@@ -162,6 +163,100 @@ TEST(SegmentRing, RemovesTheOldestOverMaxSizeAndByAge) {
   kept = aged.segments();
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].name.sequence, 5u);
+  fs::remove_all(dir);
+}
+
+FlowRecord flowRecord(uint64_t id, uint64_t first_ms, uint64_t last_ms, uint16_t port) {
+  FlowRecord r;
+  r.flow_id = id;
+  r.first_ms = first_ms;
+  r.last_ms = last_ms;
+  r.key.ip_version = 4;
+  r.key.protocol = 6;
+  r.key.src_port = port;
+  r.key.dst_port = 443;
+  r.key.src_addr[0] = 10;
+  r.key.dst_addr[0] = 192;
+  return r;
+}
+
+TEST(FlowLog, NamesRoundTripAndOtherNamesAreNotLogs) {
+  EXPECT_EQ(flowLogFileName(7), "flowfold-flows-000000000007.flows");
+  EXPECT_EQ(parseFlowLogName("flowfold-flows-000000000007.flows"), 7u);
+  for (const char* other : {"flowfold-flows-7.flows", "flowfold-flows-00000000000x.flows",
+                            "flowfold-flows-000000000007.flows.bak", "flowfold-000000000001-file-1.pcap"})
+    EXPECT_FALSE(parseFlowLogName(other)) << other;
+}
+
+TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
+  const std::string dir = tempDir("flowlog");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  {
+    SegmentRing ring(o);
+    FlowLogWriter log(ring);
+    std::vector<FlowRecord> records = {flowRecord(5, 1000, 2000, 1), flowRecord(6, 1500, 1600, 2),
+                                       flowRecord(0, 1, 2, 3)};  // no id: not logged
+    std::string error;
+    ASSERT_TRUE(log.add(records, 0, error)) << error;
+    ASSERT_TRUE(log.flush(error)) << error;
+    EXPECT_EQ(ring.highestFlowId(), 6u);
+  }
+  const std::string path = dir + "/" + flowLogFileName(1);
+  FlowLog read;
+  std::string error;
+  ASSERT_TRUE(readFlowLog(path, read, error)) << error;
+  EXPECT_EQ(read.run_first_segment, 1u);
+  ASSERT_EQ(read.entries.size(), 2u);
+  EXPECT_EQ(read.entries[1].flow_id, 6u);
+  EXPECT_EQ(read.entries[1].first_ms, 1500u);
+  EXPECT_EQ(read.entries[1].last_ms, 1600u);
+  EXPECT_EQ(read.entries[1].key.src_port, 2);
+  fs::resize_file(path, fs::file_size(path) - 10);  // a crash in the middle of the last entry
+  ASSERT_TRUE(readFlowLog(path, read, error));
+  EXPECT_EQ(read.entries.size(), 1u);
+  // A reopened ring knows the ids its logs hold, and a new run's log starts a new file.
+  SegmentRing again(o);
+  EXPECT_EQ(again.highestFlowId(), 5u);
+  FlowLogFile next;
+  const int fd = again.openFlowLog(next);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(next.path, dir + "/" + flowLogFileName(2));
+  fs::remove_all(dir);
+}
+
+TEST(FlowLog, GoesOnceTheSegmentsOfItsRunAreGone) {
+  const std::string dir = tempDir("flowlog-bounds");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  // Run 1 wrote segments 1-2 and flow log 1; run 2 wrote segments 3-4 and
+  // flow log 2, with the same packet times (a capture recorded twice).
+  for (uint64_t i = 1; i <= 4; ++i) fakeSegment(dir, i, i <= 2 ? 1000 + 100 * i : 1000 + 100 * (i - 2), 1000);
+  const auto writeLog = [&](uint64_t sequence, uint64_t run_first) {
+    std::vector<uint8_t> b(kFlowLogHeaderSize + kFlowLogEntrySize, 0);
+    std::memcpy(b.data(), kFlowLogMagic, 8);
+    b[8] = kFlowLogEntrySize;
+    std::memcpy(b.data() + 16, &run_first, 8);
+    const uint64_t id = sequence * 100, last_ms = 1'250'000;
+    std::memcpy(b.data() + kFlowLogHeaderSize, &id, 8);
+    std::memcpy(b.data() + kFlowLogHeaderSize + 16, &last_ms, 8);
+    std::ofstream(dir + "/" + flowLogFileName(sequence), std::ios::binary)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  };
+  writeLog(1, 1);
+  writeLog(2, 3);
+  o.max_size = 2 * 1000 + 2 * (kFlowLogHeaderSize + kFlowLogEntrySize);  // run 2's segments and both logs
+  SegmentRing ring(o);
+  EXPECT_EQ(ring.highestFlowId(), 200u);
+  ring.enforceBounds(0);
+  ASSERT_EQ(ring.segments().size(), 2u);
+  EXPECT_EQ(ring.segments()[0].name.sequence, 3u);
+  // Run 1's log leads to no segment: gone, though its flows' times are those of segments kept.
+  EXPECT_FALSE(fs::exists(dir + "/" + flowLogFileName(1)));
+  EXPECT_TRUE(fs::exists(dir + "/" + flowLogFileName(2)));
   fs::remove_all(dir);
 }
 

@@ -26,7 +26,10 @@ struct ExporterStats {
 
 class ExportStage {
  public:
-  ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches);
+  /// `permanent` exporters (the ring's flow log) get every batch too and
+  /// stay when replaceExporters() swaps the configured ones.
+  ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches,
+              std::vector<std::unique_ptr<Exporter>> permanent = {});
   ~ExportStage();
   ExportStage(const ExportStage&) = delete;
   ExportStage& operator=(const ExportStage&) = delete;
@@ -54,6 +57,7 @@ class ExportStage {
 
   ExportQueue queue_;
   std::vector<std::unique_ptr<Exporter>> exporters_;  // export thread only
+  std::vector<std::unique_ptr<Exporter>> permanent_;  // export thread only
   mutable std::mutex stats_mu_;
   std::vector<const Exporter*> current_;        // for exporterStats(), under stats_mu_
   std::vector<ExporterStats> retired_;          // totals of replaced exporters, by name

@@ -7,8 +7,10 @@
 // A segment is `flowfold-SEQ-STREAM-START.pcap`: SEQ a 12-digit number that
 // grows across the whole ring (the order of removal), STREAM the capture it
 // holds ("file", an interface, or an interface and a worker), START the
-// second of its first packet. Only files named so are the ring's: anything
-// else in its directories is left alone.
+// second of its first packet. Beside them: each segment's index (.idx) and
+// the flow logs (flow_log.h), which count towards max_size and go once the
+// segments their flows' packets were in are gone. Only files named so are
+// the ring's: anything else in its directories is left alone.
 
 #include <cstdint>
 #include <mutex>
@@ -49,6 +51,17 @@ struct Segment {
   bool open = false;     // being written: never removed
 };
 
+/// A flow log file of the ring (flow_log.h).
+struct FlowLogFile {
+  std::string path;
+  uint64_t sequence = 0;
+  uint64_t bytes = 0;
+  uint64_t max_last_ms = 0;  // the latest end of a flow in it
+  uint64_t max_flow_id = 0;
+  uint64_t run_first_segment = 0;  // the run that wrote it (flow_log.h)
+  bool open = false;
+};
+
 struct RingCounters {
   uint64_t segments_opened = 0;
   uint64_t segments_removed = 0;
@@ -78,19 +91,39 @@ class SegmentRing {
   /// max_age before now_ms (the export clock). Open segments stay.
   void enforceBounds(uint64_t now_ms);
 
+  /// Creates the next flow log file in the first directory (never through a
+  /// link or over a file); returns its descriptor. Throws RecorderError.
+  int openFlowLog(FlowLogFile& opened);
+  /// The open flow log holds `bytes`, flows ending by max_last_ms, ids up to max_flow_id.
+  void flowLogWritten(const std::string& path, uint64_t bytes, uint64_t max_last_ms, uint64_t max_flow_id);
+  void flowLogClosed(const std::string& path);
+  /// The highest flow id in the ring's flow logs (0: none): a run that
+  /// numbers its flows from above it never repeats an id the ring knows.
+  uint64_t highestFlowId() const;
+  /// The sequence number of this run's first segment (the next free one when
+  /// the ring was opened): every segment this run writes has it or a later one.
+  uint64_t runFirstSequence() const { return run_first_sequence_; }
+
   std::vector<Segment> segments() const;
+  std::vector<FlowLogFile> flowLogs() const;
   RingCounters counters() const;
   uint64_t totalBytes() const;
 
  private:
+  void addFoundFlowLog(const std::string& path, uint64_t sequence);
   bool belowMinFree(size_t directory) const;
   uint64_t bytesLocked() const;
   void removeOldest(size_t index);
   void enforceLocked(uint64_t now_ms);
+  void removeSpentFlowLogs();
 
   const RecorderOptions options_;
   mutable std::mutex mu_;
   std::vector<Segment> segments_;  // oldest first (by sequence)
+  std::vector<FlowLogFile> flow_logs_;  // oldest first
+  uint64_t next_flow_log_ = 1;
+  uint64_t highest_flow_id_ = 0;
+  uint64_t run_first_sequence_ = 1;
   uint64_t next_sequence_ = 1;
   size_t next_directory_ = 0;
   RingCounters counters_;

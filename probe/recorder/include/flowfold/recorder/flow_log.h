@@ -1,0 +1,94 @@
+#pragma once
+// The ring's flow log: one entry per flow record flowfold exports while it
+// records (the record's flow id, key and time span), so that
+// `flowfold extract --flow-id N` can turn the flowId a collector shows into
+// a flow key and a time range, and those into packets through the segments'
+// indexes.
+//
+// `flowfold-flows-SEQ.flows` in the ring's first directory, SEQ a 12-digit
+// number that grows with each file. Written by the export thread in large
+// appends (at least once a second while records come, and at every flush);
+// a new file past kFlowLogFileBytes. The ring removes a file once every flow
+// in it ended before the oldest packet the ring still holds.
+//
+// Format (host byte order, x86-64): a 24-byte header ("FFFLOG01", u32 entry
+// size, u32 reserved, u64 the run's first segment: the sequence number the
+// ring would give the run's first segment), then entries of kFlowLogEntrySize
+// bytes:
+//   u64 flow_id, u64 first_ms, u64 last_ms, FlowKey (44 bytes), u32 reserved.
+// A record of a long flow (active timeout) is one entry each time it is
+// exported, all with the flow's id. A crash leaves at most a torn last
+// entry, which a reader ignores. The run's first segment tells a reader
+// which segments a flow's packets can be in: those of the same run (from it
+// to the next run's first), so that a capture recorded twice, or the same
+// traffic seen again, is not mistaken for the flow.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "flowfold/flowcache/flow_key.h"
+#include "flowfold/flowcache/flow_record.h"
+
+namespace flowfold::recorder {
+
+class SegmentRing;
+
+inline constexpr char kFlowLogMagic[8] = {'F', 'F', 'F', 'L', 'O', 'G', '0', '1'};
+inline constexpr size_t kFlowLogHeaderSize = 24;
+inline constexpr size_t kFlowLogEntrySize = 72;
+inline constexpr uint64_t kFlowLogFileBytes = 16 << 20;  // ~233,000 records a file
+
+struct FlowLogEntry {
+  uint64_t flow_id = 0;
+  uint64_t first_ms = 0, last_ms = 0;
+  FlowKey key{};
+};
+
+/// "flowfold-flows-000000000007.flows" -> 7; nullopt for any other name.
+std::optional<uint64_t> parseFlowLogName(const std::string& file_name);
+std::string flowLogFileName(uint64_t sequence);
+
+struct FlowLog {
+  uint64_t run_first_segment = 0;
+  std::vector<FlowLogEntry> entries;
+};
+
+/// Reads a flow log's whole entries. False and `error` when the file cannot
+/// be read or is not a flow log.
+bool readFlowLog(const std::string& path, FlowLog& out, std::string& error);
+
+/// Writes the run's flow log into a ring (the export thread only).
+class FlowLogWriter {
+ public:
+  explicit FlowLogWriter(SegmentRing& ring);
+  ~FlowLogWriter();
+  FlowLogWriter(const FlowLogWriter&) = delete;
+  FlowLogWriter& operator=(const FlowLogWriter&) = delete;
+
+  /// Adds one entry per record (records without a flow id are left out);
+  /// writes when 64 KiB are held or `steady_ms` is a second past the last
+  /// write. False and `error` when a file cannot be created or written: the
+  /// log then stops (what it holds stays readable).
+  bool add(std::span<const FlowRecord> records, uint64_t steady_ms, std::string& error);
+  /// Writes what is held.
+  bool flush(std::string& error);
+  bool failed() const { return failed_; }
+
+ private:
+  bool write(std::string& error);
+  bool openNext(std::string& error);
+
+  SegmentRing& ring_;
+  int fd_ = -1;
+  std::string path_;
+  uint64_t file_bytes_ = 0;
+  uint64_t last_write_ms_ = 0;
+  std::vector<uint8_t> buf_;
+  uint64_t held_max_last_ms_ = 0, held_max_flow_id_ = 0;  // of the entries in buf_
+  bool failed_ = false;
+};
+
+}  // namespace flowfold::recorder
