@@ -1,11 +1,13 @@
-// fuzz_ring_files: bytes -> a segment index file and a segment file in a
-// temporary directory -> readSegmentIndex() and repairSegment(), which a
-// damaged ring (a crash, a bad disk, a planted file) hands anything.
+// fuzz_ring_files: bytes -> a segment index file, a segment file or a flow
+// log in a temporary directory -> readSegmentIndex(), repairSegment() and
+// readFlowLog(), which a damaged ring (a crash, a bad disk, a planted file)
+// hands anything.
 //
 // Checked: no crash or read out of bounds (ASan); an index read whole names
 // only flows it declared, its blocks lie within what it says it covers; a
 // repaired segment is never longer than before, and when it reports cut
-// bytes it ends exactly at its last whole record.
+// bytes it ends exactly at its last whole record; a flow log gives exactly its
+// whole entries.
 
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <fstream>
 #include <string>
 
+#include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
 #include "fuzz_util.h"
@@ -39,11 +42,26 @@ void writeFile(const std::string& path, const uint8_t* data, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace flowfold::recorder;
   // The first byte says how the rest is used: an index with our header, any
-  // index, or a segment with our pcap header.
+  // index, a segment with our pcap header, or a flow log with its header.
   if (size == 0) return 0;
-  const uint8_t mode = data[0] % 3;
+  const uint8_t mode = data[0] % 4;
   ++data;
   --size;
+  if (mode == 3) {
+    std::string bytes(kFlowLogMagic, kFlowLogMagic + sizeof kFlowLogMagic);
+    bytes.push_back(static_cast<char>(kFlowLogEntrySize));
+    bytes.append(3, '\0');
+    bytes.append(reinterpret_cast<const char*>(data), size);
+    const std::string path = scratch("x.flows");
+    writeFile(path, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    FlowLog log;
+    std::string error;
+    if (readFlowLog(path, log, error))  // whole entries only, a torn last one left out
+      FUZZ_CHECK(log.entries.size() == (bytes.size() - kFlowLogHeaderSize) / kFlowLogEntrySize);
+    else
+      FUZZ_CHECK(bytes.size() < kFlowLogHeaderSize && !error.empty());
+    return 0;
+  }
   if (mode < 2) {
     std::string bytes;
     if (mode == 0) {
