@@ -270,6 +270,8 @@ std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, con
         logWarn("extract: flow log %s: %s (skipped)", path.c_str(), error.c_str());
         continue;
       }
+      if (!log.damage.empty())
+        logWarn("extract: flow log %s: %s; the flows after it cannot be looked up", path.c_str(), log.damage.c_str());
       ++logs;
       run_starts.insert(log.run_first_segment);
       for (const FlowLogEntry& e : log.entries) {

@@ -6,8 +6,8 @@
 // Checked: no crash or read out of bounds (ASan); an index read whole names
 // only flows it declared, its blocks lie within what it says it covers; a
 // repaired segment is never longer than before, and when it reports cut
-// bytes it ends exactly at its last whole record; a flow log gives exactly its
-// whole entries.
+// bytes it ends exactly at its last whole record; a flow log read whole
+// codes back to entries that read the same.
 
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
@@ -48,18 +49,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ++data;
   --size;
   if (mode == 3) {
+    // A flow log's header, then the bytes as its blocks.
     std::string bytes(kFlowLogMagic, kFlowLogMagic + sizeof kFlowLogMagic);
-    bytes.push_back(static_cast<char>(kFlowLogEntrySize));
-    bytes.append(3, '\0');
+    bytes.append(kFlowLogHeaderSize - sizeof kFlowLogMagic, '\0');
     bytes.append(reinterpret_cast<const char*>(data), size);
     const std::string path = scratch("x.flows");
     writeFile(path, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     FlowLog log;
     std::string error;
-    if (readFlowLog(path, log, error))  // whole entries only, a torn last one left out
-      FUZZ_CHECK(log.entries.size() == (bytes.size() - kFlowLogHeaderSize) / kFlowLogEntrySize);
-    else
-      FUZZ_CHECK(bytes.size() < kFlowLogHeaderSize && !error.empty());
+    FUZZ_CHECK(readFlowLog(path, log, error));
+    // What was read codes back to the bytes it came from when no block was damaged.
+    if (log.damage.empty() && !log.entries.empty()) {
+      std::vector<uint8_t> again;
+      encodeFlowLogBlock(log.entries, again);
+      FlowLog reread;
+      writeFile(path, reinterpret_cast<const uint8_t*>(bytes.data()), kFlowLogHeaderSize);
+      std::ofstream(path, std::ios::binary | std::ios::app).write(reinterpret_cast<const char*>(again.data()),
+                                                                   static_cast<std::streamsize>(again.size()));
+      FUZZ_CHECK(readFlowLog(path, reread, error) && reread.damage.empty());
+      FUZZ_CHECK(reread.entries.size() == log.entries.size());
+      for (size_t i = 0; i < log.entries.size(); ++i) {
+        FUZZ_CHECK(reread.entries[i].flow_id == log.entries[i].flow_id);
+        FUZZ_CHECK(reread.entries[i].last_ms == log.entries[i].last_ms);
+        FUZZ_CHECK(reread.entries[i].key == log.entries[i].key);
+      }
+    }
     return 0;
   }
   if (mode < 2) {

@@ -149,6 +149,8 @@ void SegmentRing::addFoundFlowLog(const std::string& path, uint64_t sequence) {
     logWarn("recorder: flow log %s: %s (left alone)", path.c_str(), error.c_str());
     return;
   }
+  if (!log.damage.empty())
+    logWarn("recorder: flow log %s: %s; the flows before it can still be found", path.c_str(), log.damage.c_str());
   f.run_first_segment = log.run_first_segment;
   for (const FlowLogEntry& e : log.entries) {
     f.max_last_ms = std::max(f.max_last_ms, e.last_ms);

@@ -196,11 +196,13 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   {
     SegmentRing ring(o);
     FlowLogWriter log(ring);
-    std::vector<FlowRecord> records = {flowRecord(5, 1000, 2000, 1), flowRecord(6, 1500, 1600, 2),
-                                       flowRecord(0, 1, 2, 3)};  // no id: not logged
+    std::vector<FlowRecord> records = {flowRecord(5, 1000, 2000, 1), flowRecord(0, 1, 2, 3),  // no id: not logged
+                                       flowRecord(6, 1500, 1600, 2)};
     std::string error;
-    ASSERT_TRUE(log.add(records, 0, error)) << error;
-    ASSERT_TRUE(log.flush(error)) << error;
+    ASSERT_TRUE(log.add(std::span(records).first(2), 0, error)) << error;
+    ASSERT_TRUE(log.flush(error)) << error;  // a block
+    ASSERT_TRUE(log.add(std::span(records).subspan(2), 0, error)) << error;
+    ASSERT_TRUE(log.flush(error)) << error;  // and another
     EXPECT_EQ(ring.highestFlowId(), 6u);
   }
   const std::string path = dir + "/" + flowLogFileName(1);
@@ -213,9 +215,10 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   EXPECT_EQ(read.entries[1].first_ms, 1500u);
   EXPECT_EQ(read.entries[1].last_ms, 1600u);
   EXPECT_EQ(read.entries[1].key.src_port, 2);
-  fs::resize_file(path, fs::file_size(path) - 10);  // a crash in the middle of the last entry
+  fs::resize_file(path, fs::file_size(path) - 10);  // a crash in the middle of the last block
   ASSERT_TRUE(readFlowLog(path, read, error));
   EXPECT_EQ(read.entries.size(), 1u);
+  EXPECT_EQ(read.damage, "");
   // A reopened ring knows the ids its logs hold, and a new run's log starts a new file.
   SegmentRing again(o);
   EXPECT_EQ(again.highestFlowId(), 5u);
@@ -224,6 +227,57 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   ASSERT_GE(fd, 0);
   ::close(fd);
   EXPECT_EQ(next.path, dir + "/" + flowLogFileName(2));
+  fs::remove_all(dir);
+}
+
+TEST(FlowLog, EveryFormOfKeyCodesAndReadsBack) {
+  std::vector<FlowLogEntry> entries;
+  FlowLogEntry v4{100, 1'765'000'000'000, 1'765'000'000'500, flowRecord(1, 0, 0, 1234).key};
+  FlowLogEntry v6 = v4;
+  v6.flow_id = 90;  // ids and times out of order: signed deltas
+  v6.first_ms -= 7000;
+  v6.last_ms = v6.first_ms;
+  v6.key.ip_version = 6;
+  v6.key.src_addr.fill(0x20);
+  v6.key.dst_addr.fill(0xfe);
+  v6.key.vlan_id = 4094;
+  v6.key.inner_vlan_id = 7;
+  v6.key.ingress_if = 300;
+  FlowLogEntry odd = v4;  // not an IPv4 key the compact form holds: raw
+  odd.key.src_addr[10] = 1;
+  FlowLogEntry other = v4;
+  other.key.ip_version = 0;
+  other.flow_id = UINT64_MAX;
+  entries = {v4, v6, odd, other};
+  std::vector<uint8_t> bytes(kFlowLogHeaderSize, 0);
+  std::memcpy(bytes.data(), kFlowLogMagic, 8);
+  encodeFlowLogBlock(entries, bytes);
+  // A typical IPv4 entry is far smaller than the 72 bytes of its fields written plainly.
+  std::vector<uint8_t> one;
+  encodeFlowLogBlock(std::span(&v4, 1), one);
+  EXPECT_LE(one.size() - kFlowLogBlockHeaderSize, 30u);
+  const std::string dir = tempDir("flowlog-forms");
+  const std::string path = dir + "/" + flowLogFileName(1);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  FlowLog read;
+  std::string error;
+  ASSERT_TRUE(readFlowLog(path, read, error)) << error;
+  ASSERT_EQ(read.entries.size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ(read.entries[i].flow_id, entries[i].flow_id) << i;
+    EXPECT_EQ(read.entries[i].first_ms, entries[i].first_ms) << i;
+    EXPECT_EQ(read.entries[i].last_ms, entries[i].last_ms) << i;
+    EXPECT_TRUE(read.entries[i].key == entries[i].key) << i;
+  }
+  // A damaged block stops the reading there and says so; the blocks before it stay.
+  encodeFlowLogBlock(std::span(&v4, 1), bytes);
+  const size_t second = bytes.size() - one.size();
+  bytes[second] = 'X';
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(readFlowLog(path, read, error));
+  EXPECT_EQ(read.entries.size(), entries.size());
+  EXPECT_EQ(read.damage, "damaged block at offset " + std::to_string(second));
   fs::remove_all(dir);
 }
 
@@ -236,19 +290,20 @@ TEST(FlowLog, GoesOnceTheSegmentsOfItsRunAreGone) {
   // flow log 2, with the same packet times (a capture recorded twice).
   for (uint64_t i = 1; i <= 4; ++i) fakeSegment(dir, i, i <= 2 ? 1000 + 100 * i : 1000 + 100 * (i - 2), 1000);
   const auto writeLog = [&](uint64_t sequence, uint64_t run_first) {
-    std::vector<uint8_t> b(kFlowLogHeaderSize + kFlowLogEntrySize, 0);
+    std::vector<uint8_t> b(kFlowLogHeaderSize, 0);
     std::memcpy(b.data(), kFlowLogMagic, 8);
-    b[8] = kFlowLogEntrySize;
     std::memcpy(b.data() + 16, &run_first, 8);
-    const uint64_t id = sequence * 100, last_ms = 1'250'000;
-    std::memcpy(b.data() + kFlowLogHeaderSize, &id, 8);
-    std::memcpy(b.data() + kFlowLogHeaderSize + 16, &last_ms, 8);
+    FlowLogEntry e;
+    e.flow_id = sequence * 100;
+    e.first_ms = e.last_ms = 1'250'000;
+    e.key = flowRecord(1, 0, 0, 1).key;
+    encodeFlowLogBlock(std::span(&e, 1), b);
     std::ofstream(dir + "/" + flowLogFileName(sequence), std::ios::binary)
         .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    return b.size();
   };
-  writeLog(1, 1);
-  writeLog(2, 3);
-  o.max_size = 2 * 1000 + 2 * (kFlowLogHeaderSize + kFlowLogEntrySize);  // run 2's segments and both logs
+  const size_t log_bytes = writeLog(1, 1) + writeLog(2, 3);
+  o.max_size = 2 * 1000 + log_bytes;  // run 2's segments and both logs
   SegmentRing ring(o);
   EXPECT_EQ(ring.highestFlowId(), 200u);
   ring.enforceBounds(0);

@@ -11,14 +11,21 @@
 // a new file past kFlowLogFileBytes. The ring removes a file once every flow
 // in it ended before the oldest packet the ring still holds.
 //
-// Format (host byte order, x86-64): a 24-byte header ("FFFLOG01", u32 entry
-// size, u32 reserved, u64 the run's first segment: the sequence number the
-// ring would give the run's first segment), then entries of kFlowLogEntrySize
-// bytes:
-//   u64 flow_id, u64 first_ms, u64 last_ms, FlowKey (44 bytes), u32 reserved.
+// Format (host byte order, x86-64): a 24-byte header ("FFFLOG02", u32
+// reserved, u32 reserved, u64 the run's first segment: the sequence number
+// the ring would give the run's first segment), then blocks, one per write:
+//   u32 'FLB1', u32 payload bytes, u32 entries, u32 reserved, payload.
+// An entry is coded against the block's previous one (the first against
+// zeros), 20 bytes for a typical IPv4 flow instead of 72 written plainly:
+//   varint zigzag(flow_id - previous flow_id),
+//   varint zigzag(first_ms - previous first_ms), varint zigzag(last_ms - first_ms),
+//   u8 form: bit 0 IPv6, 1 vlan, 2 inner vlan, 3 ingress_if, 4 raw key,
+//   then the raw 44-byte FlowKey (bit 4), or: u8 protocol, the two
+//   addresses (4 or 16 bytes each), u16 src_port, u16 dst_port, and a varint
+//   for each of vlan, inner vlan, ingress_if whose bit is set.
 // A record of a long flow (active timeout) is one entry each time it is
 // exported, all with the flow's id. A crash leaves at most a torn last
-// entry, which a reader ignores. The run's first segment tells a reader
+// block, which a reader ignores. The run's first segment tells a reader
 // which segments a flow's packets can be in: those of the same run (from it
 // to the next run's first), so that a capture recorded twice, or the same
 // traffic seen again, is not mistaken for the flow.
@@ -36,10 +43,11 @@ namespace flowfold::recorder {
 
 class SegmentRing;
 
-inline constexpr char kFlowLogMagic[8] = {'F', 'F', 'F', 'L', 'O', 'G', '0', '1'};
+inline constexpr char kFlowLogMagic[8] = {'F', 'F', 'F', 'L', 'O', 'G', '0', '2'};
 inline constexpr size_t kFlowLogHeaderSize = 24;
-inline constexpr size_t kFlowLogEntrySize = 72;
-inline constexpr uint64_t kFlowLogFileBytes = 16 << 20;  // ~233,000 records a file
+inline constexpr uint32_t kFlowLogBlockMagic = 0x31424c46;  // "FLB1"
+inline constexpr size_t kFlowLogBlockHeaderSize = 16;
+inline constexpr uint64_t kFlowLogFileBytes = 16 << 20;  // ~800,000 records a file
 
 struct FlowLogEntry {
   uint64_t flow_id = 0;
@@ -53,11 +61,16 @@ std::string flowLogFileName(uint64_t sequence);
 
 struct FlowLog {
   uint64_t run_first_segment = 0;
-  std::vector<FlowLogEntry> entries;
+  std::vector<FlowLogEntry> entries;  // of the whole blocks before any damage
+  std::string damage;                 // where a damaged block stopped the reading, if one did
 };
 
-/// Reads a flow log's whole entries. False and `error` when the file cannot
-/// be read or is not a flow log.
+/// One block's entries, coded (appended to `out`).
+void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out);
+
+/// Reads a flow log's whole blocks (a torn last one is left out; a damaged
+/// one ends the reading and is told in `damage`). False and `error` when
+/// the file cannot be read or is not a flow log.
 bool readFlowLog(const std::string& path, FlowLog& out, std::string& error);
 
 /// Writes the run's flow log into a ring (the export thread only).
@@ -80,14 +93,16 @@ class FlowLogWriter {
  private:
   bool write(std::string& error);
   bool openNext(std::string& error);
+  void encodeHeld();
 
   SegmentRing& ring_;
   int fd_ = -1;
   std::string path_;
   uint64_t file_bytes_ = 0;
   uint64_t last_write_ms_ = 0;
+  std::vector<FlowLogEntry> held_;  // entries not written yet
   std::vector<uint8_t> buf_;
-  uint64_t held_max_last_ms_ = 0, held_max_flow_id_ = 0;  // of the entries in buf_
+  uint64_t held_max_last_ms_ = 0, held_max_flow_id_ = 0;  // of the entries held
   bool failed_ = false;
 };
 
