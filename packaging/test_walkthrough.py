@@ -21,6 +21,9 @@ blocks, against flowgen's truth summed per flow key:
   * start: active, its main process runs as the flowfold user;
   * first batch: the MySQL rows equal its truth once its flows went idle;
     the metrics' flowfold_packets_total equals the packets sent;
+  * packets: `flowfold extract --flow-id` of the biggest flow's row gives
+    exactly the replayed capture's frames with that row's key, as many as
+    MySQL counts;
   * reload: same PID, "reloaded:" logged by it;
   * second batch, held in the cache (flowfold_flows_active > 0), then the
     upgrade: version N+1, a new main PID running the new /usr/sbin/flowfold
@@ -46,6 +49,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from harness import (add_flow, flowgen, ipfix_flows, nfdump_flows, norm_addr, parse_ipfix_stream,  # noqa: E402
                      read_truth, totals)
 from mariadb import MariaDB  # noqa: E402
+from test_recorder import flow_key_of, records_of  # noqa: E402
 
 README = os.path.join(HERE, "README.md")
 VETH, PEER = "ffwt0", "ffwt1"
@@ -144,6 +148,26 @@ def version():
     return sh("dpkg-query", "-W", "-f", "${Version}", "flowfold")
 
 
+def check_extracted_flow(db, source, extracted):
+    """The ring's packets of the flow the README picked (its flow_id, read here from MySQL
+    again) are the frames of the replayed capture with that flow's key, in order, as many as
+    its rows count."""
+    with open("/tmp/flow-id") as f:
+        flow_id = int(f.read().strip())
+    rows = db.query("SELECT protocol, INET6_NTOA(src_ip), src_port, INET6_NTOA(dest_ip), dest_port, vlan, packets "
+                    "FROM flowfold.flows WHERE flow_id = %d" % flow_id)
+    check(rows, "MySQL has rows of flow_id %d" % flow_id)
+    proto, src, sport, dst, dport, vlan = rows[0][:6]
+    key = (int(proto), norm_addr(src), int(sport), norm_addr(dst), int(dport), int(vlan))
+    counted = sum(int(r[6]) for r in rows)
+    frames = [rec[16:] for _, rec in records_of(extracted)]
+    want = [rec[16:] for _, rec in records_of(source)
+            if (lambda k: k and (k[0], norm_addr(k[1]), k[2], norm_addr(k[3]), k[4], k[5]))(flow_key_of(rec[16:])) == key]
+    check(len(frames) == counted and frames == want,
+          "extract --flow-id %d: %d frames, those of the replayed capture with key %s (%d, as MySQL counts)"
+          % (flow_id, len(frames), key, counted))
+
+
 def main():
     debs = [os.path.abspath(d) for d in sys.argv[1:4]]
     if len(debs) != 3:
@@ -168,8 +192,8 @@ def main():
     both = merge(truth1, truth2)
     blocks = readme_blocks()
     names = [n for n, _ in blocks]
-    want_names = ["install", "database", "configure", "start", "first-flows", "metrics", "reload", "upgrade",
-                  "remove"]
+    want_names = ["install", "database", "configure", "start", "first-flows", "packets", "metrics", "reload",
+                  "upgrade", "remove"]
     if names != want_names:
         raise Failed("README walkthrough blocks are %s, this test knows %s" % (names, want_names))
 
@@ -264,6 +288,12 @@ def main():
         check(re.search(r"\b%d\b" % len(truth1), out) is not None, "the README's count query shows %d flows"
               % len(truth1))
         same(sql_flows(), truth1, "MySQL after the first batch")
+        for leftover in ("/tmp/flow-id", "/tmp/biggest-flow.pcap"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        time.sleep(2)  # the ring's flow log is written at least once a second: these flows are in it by now
+        run_block("packets")
+        check_extracted_flow(db, pcap1, "/tmp/biggest-flow.pcap")
         out = run_block("metrics")
         check("flowfold_packets_total %d" % sent in out, "the README's curl shows flowfold_packets_total %d" % sent)
 
