@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "flowfold/recorder/file_io.h"
+#include "flowfold/recorder/key_coding.h"
 #include "flowfold/recorder/pcap_segment.h"
 
 namespace flowfold::recorder {
@@ -169,11 +170,16 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
   put<uint64_t>(buf_, length);
   put<uint64_t>(buf_, first_ns);
   put<uint64_t>(buf_, last_ns);
-  for (const FlowKey& k : fresh) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&k);
-    buf_.insert(buf_.end(), p, p + sizeof k);
+  put<uint32_t>(buf_, 0);  // the payload's size, below
+  put<uint32_t>(buf_, 0);
+  for (const FlowKey& k : fresh) putKey(buf_, k);
+  uint32_t previous = 0;
+  for (uint32_t n : present) {
+    putVarint(buf_, n - previous);
+    previous = n;
   }
-  for (uint32_t n : present) put<uint32_t>(buf_, n);
+  const auto payload = static_cast<uint32_t>(buf_.size() - kBlockHeaderSize);
+  std::memcpy(buf_.data() + 48, &payload, sizeof payload);
   ++block_;
   if (!writeAll(fd_, buf_.data(), buf_.size(), error)) return false;
   bytes_ += buf_.size();
@@ -213,30 +219,36 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
       error = "damaged block at offset " + std::to_string(pos);
       return false;
     }
-    const uint32_t fresh = get<uint32_t>(h + 4), present = get<uint32_t>(h + 8);
-    const size_t size = kBlockHeaderSize + size_t{fresh} * sizeof(FlowKey) + size_t{present} * 4;
-    if (pos + size > data.size()) break;  // the partial last block of a crash
+    const uint32_t fresh = get<uint32_t>(h + 4), present = get<uint32_t>(h + 8), payload = get<uint32_t>(h + 48);
+    if (payload > data.size() - pos - kBlockHeaderSize) break;  // the partial last block of a crash
+    const size_t size = kBlockHeaderSize + payload;
     IndexBlock b;
     b.packets = get<uint32_t>(h + 12);
     b.offset = get<uint64_t>(h + 16);
     b.length = get<uint64_t>(h + 24);
     b.first_ts_ns = get<uint64_t>(h + 32);
     b.last_ts_ns = get<uint64_t>(h + 40);
-    const uint8_t* p = h + kBlockHeaderSize;
-    for (uint32_t i = 0; i < fresh; ++i, p += sizeof(FlowKey)) {
+    const auto damaged = [&](const std::string& what) {
+      error = "block at offset " + std::to_string(pos) + " " + what;
+      return false;
+    };
+    CodedReader in(h + kBlockHeaderSize, payload);
+    for (uint32_t i = 0; i < fresh; ++i) {
       FlowKey k;
-      std::memcpy(&k, p, sizeof k);
+      if (!in.key(k)) return damaged("has a damaged key");
       out.flows.push_back(k);
     }
     b.flows.resize(present);
-    for (uint32_t i = 0; i < present; ++i, p += 4) {
-      b.flows[i] = get<uint32_t>(p);
-      if (b.flows[i] >= out.flows.size()) {
-        error = "block at offset " + std::to_string(pos) + " names flow " + std::to_string(b.flows[i]) +
-                " of " + std::to_string(out.flows.size());
-        return false;
-      }
+    uint64_t number = 0;
+    for (uint32_t i = 0; i < present; ++i) {
+      uint64_t step = 0;
+      if (!in.varint(step)) return damaged("is cut short");
+      number += step;
+      if (number >= out.flows.size())
+        return damaged("names flow " + std::to_string(number) + " of " + std::to_string(out.flows.size()));
+      b.flows[i] = static_cast<uint32_t>(number);
     }
+    if (!in.done()) return damaged("has bytes past its flows");
     out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
     out.blocks.push_back(std::move(b));
     pos += size;

@@ -19,10 +19,7 @@
 // zeros), 20 bytes for a typical IPv4 flow instead of 72 written plainly:
 //   varint zigzag(flow_id - previous flow_id),
 //   varint zigzag(first_ms - previous first_ms), varint zigzag(last_ms - first_ms),
-//   u8 form: bit 0 IPv6, 1 vlan, 2 inner vlan, 3 ingress_if, 4 raw key,
-//   then the raw 44-byte FlowKey (bit 4), or: u8 protocol, the two
-//   addresses (4 or 16 bytes each), u16 src_port, u16 dst_port, and a varint
-//   for each of vlan, inner vlan, ingress_if whose bit is set.
+//   the key (key_coding.h).
 // A record of a long flow (active timeout) is one entry each time it is
 // exported, all with the flow's id. A crash leaves at most a torn last
 // block, which a reader ignores. The run's first segment tells a reader

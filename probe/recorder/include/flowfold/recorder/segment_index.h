@@ -9,14 +9,17 @@
 // reader ignores, and the segment's bytes past the last whole block are
 // read (scanned) instead of looked up.
 //
-// Format (host byte order, x86-64): a 16-byte header ("FFIDX001", the
-// link type, 4 reserved bytes), then per block:
-//   u32 'BLK1', u32 new_flows, u32 present, u32 packets,
+// Format (host byte order, x86-64): a 16-byte header ("FFIDX002", the
+// link type, 4 reserved bytes), then per block a 56-byte header:
+//   u32 'BLK2', u32 new_flows, u32 present, u32 packets,
 //   u64 offset, u64 length (the block's records: offset in the segment file),
-//   u64 first_ts_ns, u64 last_ts_ns,
-//   new_flows x FlowKey (44 bytes): flows first seen in this segment here,
+//   u64 first_ts_ns, u64 last_ts_ns, u32 payload bytes, u32 reserved,
+// and its payload:
+//   new_flows keys (key_coding.h): flows first seen in this segment here,
 //     numbered on from the previous blocks' (0, 1, ...);
-//   present x u32: the numbers of the flows with packets in this block.
+//   present varints: the numbers of the flows with packets in this block,
+//     ascending, each as the difference from the one before (the first
+//     from 0).
 // Packets that are not a flow's (ARP, ...) count under the all-zero key.
 
 #include <cstdint>
@@ -28,10 +31,10 @@
 
 namespace flowfold::recorder {
 
-inline constexpr char kIndexMagic[8] = {'F', 'F', 'I', 'D', 'X', '0', '0', '1'};
-inline constexpr uint32_t kBlockMagic = 0x314b4c42;  // "BLK1"
+inline constexpr char kIndexMagic[8] = {'F', 'F', 'I', 'D', 'X', '0', '0', '2'};
+inline constexpr uint32_t kBlockMagic = 0x324b4c42;  // "BLK2"
 inline constexpr size_t kIndexHeaderSize = 16;
-inline constexpr size_t kBlockHeaderSize = 48;
+inline constexpr size_t kBlockHeaderSize = 56;
 
 /// "…/flowfold-…-START.pcap" -> "…/flowfold-…-START.idx".
 std::string indexPathOf(const std::string& segment_path);
