@@ -109,10 +109,12 @@ void IndexWriter::addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>
   bool added = false;
   const uint32_t number = numberOf(key, hash, added);
   if (added) {
+    // New flows are present in their block without being listed.
     fresh.push_back(key);
-    last_block_.push_back(0);
+    last_block_.push_back(block_ + 1);
+    return;
   }
-  // Once per block per flow: the block number (+1) it was last listed in.
+  // Once per block per earlier flow: the block number (+1) it was last listed in.
   uint32_t& last = last_block_[number];
   if (last != block_ + 1) {
     last = block_ + 1;
@@ -238,17 +240,19 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
       if (!in.key(k)) return damaged("has a damaged key");
       out.flows.push_back(k);
     }
+    const auto first_new = static_cast<uint32_t>(out.flows.size() - fresh);
     b.flows.resize(present);
     uint64_t number = 0;
     for (uint32_t i = 0; i < present; ++i) {
       uint64_t step = 0;
       if (!in.varint(step)) return damaged("is cut short");
       number += step;
-      if (number >= out.flows.size())
-        return damaged("names flow " + std::to_string(number) + " of " + std::to_string(out.flows.size()));
+      if (number >= first_new)
+        return damaged("names flow " + std::to_string(number) + ", which no earlier block declared");
       b.flows[i] = static_cast<uint32_t>(number);
     }
     if (!in.done()) return damaged("has bytes past its flows");
+    for (uint32_t n = first_new; n < out.flows.size(); ++n) b.flows.push_back(n);
     out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
     out.blocks.push_back(std::move(b));
     pos += size;

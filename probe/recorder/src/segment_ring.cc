@@ -184,6 +184,7 @@ void SegmentRing::removeOldest(size_t index) {
 }
 
 void SegmentRing::enforceLocked(uint64_t now_ms) {
+  last_now_ms_ = std::max(last_now_ms_, now_ms);
   // The oldest closed segment, or the end.
   const auto oldestClosed = [&](auto&& keep) {
     for (size_t i = 0; i < segments_.size(); ++i)
@@ -321,6 +322,7 @@ void SegmentRing::flowLogWritten(const std::string& path, uint64_t bytes, uint64
       f.max_flow_id = std::max(f.max_flow_id, max_flow_id);
     }
   highest_flow_id_ = std::max(highest_flow_id_, max_flow_id);
+  enforceLocked(last_now_ms_);  // the log counts towards max_size too
 }
 
 void SegmentRing::flowLogClosed(const std::string& path) {

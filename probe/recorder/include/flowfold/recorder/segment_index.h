@@ -17,9 +17,10 @@
 // and its payload:
 //   new_flows keys (key_coding.h): flows first seen in this segment here,
 //     numbered on from the previous blocks' (0, 1, ...);
-//   present varints: the numbers of the flows with packets in this block,
-//     ascending, each as the difference from the one before (the first
-//     from 0).
+//   present varints: the numbers of the earlier flows (first seen in an
+//     earlier block) with packets in this block, ascending, each as the
+//     difference from the one before (the first from 0). The block's new
+//     flows have packets in it without being listed.
 // Packets that are not a flow's (ARP, ...) count under the all-zero key.
 
 #include <cstdint>
@@ -43,7 +44,7 @@ struct IndexBlock {
   uint64_t offset = 0, length = 0;
   uint32_t packets = 0;
   uint64_t first_ts_ns = 0, last_ts_ns = 0;
-  std::vector<uint32_t> flows;  // the segment's flow numbers present
+  std::vector<uint32_t> flows;  // the segment's flow numbers present (earlier flows, then the block's new ones)
 };
 
 struct SegmentIndex {

@@ -124,6 +124,7 @@ class SegmentRing {
   uint64_t next_flow_log_ = 1;
   uint64_t highest_flow_id_ = 0;
   uint64_t run_first_sequence_ = 1;
+  uint64_t last_now_ms_ = 0;  // the latest clock enforceBounds() was given
   uint64_t next_sequence_ = 1;
   size_t next_directory_ = 0;
   RingCounters counters_;
