@@ -256,6 +256,8 @@ std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, con
   for (uint64_t id : ids) found.emplace(id, WantedFlow{});
   std::set<uint64_t> run_starts;  // each run's first segment
   size_t logs = 0;
+  std::vector<uint64_t> sorted_ids(ids.begin(), ids.end());
+  std::sort(sorted_ids.begin(), sorted_ids.end());
   for (const std::string& dir : rings) {
     DIR* d = ::opendir(dir.c_str());
     if (!d) continue;  // listSegments() has said why
@@ -266,7 +268,7 @@ std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, con
     for (const std::string& path : paths) {
       FlowLog log;
       std::string error;
-      if (!readFlowLog(path, log, error)) {
+      if (!readFlowLog(path, log, error, sorted_ids)) {
         logWarn("extract: flow log %s: %s (skipped)", path.c_str(), error.c_str());
         continue;
       }
@@ -510,25 +512,20 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   SegmentIndex index;
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
-  if (readSegmentIndex(indexPathOf(s.path), index, error)) {
-    std::vector<bool> candidate(index.flows.size(), true);
-    if (flows)
-      for (size_t f = 0; f < index.flows.size(); ++f) candidate[f] = flows->indexedFlow(index.flows[f]);
-    size_t candidates = index.flows.size();
-    if (program) {
-      candidates = 0;
-      for (size_t f = 0; f < index.flows.size(); ++f) {
-        bool decided = true;
-        candidate[f] = candidate[f] && mayMatch(*program, index.flows[f], static_cast<int>(dlt), decided);
-        candidates += candidate[f];
-        if (!decided) totals.payload_filter = true;
-      }
-    }
+  // Each flow of the index is asked once, as it is read: whether the wanted
+  // flows' keys hold it, whether the filter may match its packets.
+  const auto candidate = [&](const FlowKey& key) {
+    if (flows && !flows->indexedFlow(key)) return false;
+    if (!program) return true;
+    bool decided = true;
+    const bool may = mayMatch(*program, key, static_cast<int>(dlt), decided);
+    if (!decided) totals.payload_filter = true;
+    return may;
+  };
+  if (readSegmentIndex(indexPathOf(s.path), index, error, candidate)) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
-      if (b.last_ts_ns < o.from_ns || b.first_ts_ns > o.to_ns) continue;
-      const bool wanted = std::any_of(b.flows.begin(), b.flows.end(), [&](uint32_t f) { return candidate[f]; });
-      if (!wanted) continue;
+      if (b.last_ts_ns < o.from_ns || b.first_ts_ns > o.to_ns || !b.wanted) continue;
       ++totals.blocks_read;
       readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, flows ? &*flows : nullptr, s.name.sequence, out,
                 totals);

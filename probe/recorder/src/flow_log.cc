@@ -45,9 +45,17 @@ void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8
     putKey(out, e.key);
     prev = e;
   }
+  uint64_t min_id = UINT64_MAX, max_id = 0, max_last = 0;
+  for (const FlowLogEntry& e : entries) {
+    min_id = std::min(min_id, e.flow_id);
+    max_id = std::max(max_id, e.flow_id);
+    max_last = std::max(max_last, e.last_ms);
+  }
   const uint32_t header[4] = {kFlowLogBlockMagic, static_cast<uint32_t>(out.size() - header_at - kFlowLogBlockHeaderSize),
                               static_cast<uint32_t>(entries.size()), 0};
+  const uint64_t ranges[3] = {entries.empty() ? 0 : min_id, max_id, max_last};
   std::memcpy(out.data() + header_at, header, sizeof header);
+  std::memcpy(out.data() + header_at + sizeof header, ranges, sizeof ranges);
 }
 
 std::optional<uint64_t> parseFlowLogName(const std::string& file_name) {
@@ -68,56 +76,92 @@ std::string flowLogFileName(uint64_t sequence) {
   return std::string(kPrefix) + seq + std::string(kSuffix);
 }
 
-bool readFlowLog(const std::string& path, FlowLog& log, std::string& error) {
-  log = FlowLog{};
+namespace {
+
+struct BlockHeader {
+  uint32_t magic, payload, entries, reserved;
+  uint64_t min_id, max_id, max_last_ms;
+};
+static_assert(sizeof(BlockHeader) == kFlowLogBlockHeaderSize);
+
+// Walks a flow log's blocks by their headers: visit(header, offset of its
+// payload) for each whole one; a torn last block ends the walk quietly, a
+// damaged header with `damage` set.
+template <class Visit>
+bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::string& damage, std::string& error,
+                 Visit&& visit) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     error = std::strerror(errno);
     return false;
   }
   struct stat st {};
+  uint8_t header[kFlowLogHeaderSize];
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     error = "not a regular file";
     return false;
   }
-  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
-  const bool read = readAt(fd, data.data(), data.size(), 0);
-  ::close(fd);
-  if (!read) {
-    error = "cannot read it";
-    return false;
-  }
-  if (data.size() < kFlowLogHeaderSize || std::memcmp(data.data(), kFlowLogMagic, sizeof kFlowLogMagic) != 0) {
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (!readAt(fd, header, sizeof header, 0) || std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) != 0) {
+    ::close(fd);
     error = "not a flowfold flow log";
     return false;
   }
-  std::memcpy(&log.run_first_segment, data.data() + 16, 8);
-  for (size_t pos = kFlowLogHeaderSize; pos + kFlowLogBlockHeaderSize <= data.size();) {
-    uint32_t h[4];
-    std::memcpy(h, data.data() + pos, sizeof h);
-    if (h[0] != kFlowLogBlockMagic) {
-      log.damage = "damaged block at offset " + std::to_string(pos);
+  std::memcpy(&run_first_segment, header + 16, 8);
+  for (uint64_t pos = kFlowLogHeaderSize; pos + kFlowLogBlockHeaderSize <= size;) {
+    BlockHeader h;
+    if (!readAt(fd, reinterpret_cast<uint8_t*>(&h), sizeof h, pos)) break;
+    if (h.magic != kFlowLogBlockMagic) {
+      damage = "damaged block at offset " + std::to_string(pos);
       break;
     }
-    if (h[1] > data.size() - pos - kFlowLogBlockHeaderSize) break;  // the torn last block of a crash
-    CodedReader in(data.data() + pos + kFlowLogBlockHeaderSize, h[1]);
+    if (h.payload > size - pos - kFlowLogBlockHeaderSize) break;  // the torn last block of a crash
+    if (!visit(fd, h, pos)) break;
+    pos += kFlowLogBlockHeaderSize + h.payload;
+  }
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+bool readFlowLog(const std::string& path, FlowLog& log, std::string& error, std::span<const uint64_t> wanted) {
+  log = FlowLog{};
+  std::vector<uint8_t> payload;
+  return walkFlowLog(path, log.run_first_segment, log.damage, error, [&](int fd, const BlockHeader& h, uint64_t pos) {
+    if (!wanted.empty()) {
+      const auto it = std::lower_bound(wanted.begin(), wanted.end(), h.min_id);
+      if (it == wanted.end() || *it > h.max_id) return true;  // none of them here
+    }
+    payload.resize(h.payload);
+    if (!readAt(fd, payload.data(), payload.size(), pos + kFlowLogBlockHeaderSize)) return false;
+    CodedReader in(payload.data(), payload.size());
     FlowLogEntry prev;
-    const size_t before = log.entries.size();
-    for (uint32_t i = 0; i < h[2]; ++i) {
+    std::vector<FlowLogEntry> block;
+    for (uint32_t i = 0; i < h.entries; ++i) {
       FlowLogEntry e;
       if (!decodeEntry(in, prev, e)) break;
-      log.entries.push_back(e);
+      block.push_back(e);
       prev = e;
     }
-    if (log.entries.size() - before != h[2] || !in.done()) {
-      log.entries.resize(before);
+    if (block.size() != h.entries || !in.done()) {
       log.damage = "damaged block at offset " + std::to_string(pos);
-      break;
+      return false;
     }
-    pos += kFlowLogBlockHeaderSize + h[1];
-  }
-  return true;
+    for (const FlowLogEntry& e : block)
+      if (wanted.empty() || std::binary_search(wanted.begin(), wanted.end(), e.flow_id)) log.entries.push_back(e);
+    return true;
+  });
+}
+
+bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error) {
+  out = FlowLogSummary{};
+  return walkFlowLog(path, out.run_first_segment, out.damage, error, [&](int, const BlockHeader& h, uint64_t) {
+    out.max_flow_id = std::max(out.max_flow_id, h.max_id);
+    out.max_last_ms = std::max(out.max_last_ms, h.max_last_ms);
+    return true;
+  });
 }
 
 FlowLogWriter::FlowLogWriter(SegmentRing& ring) : ring_(ring) {}
@@ -179,6 +223,10 @@ bool FlowLogWriter::openNext(std::string& error) {
 
 // One block per write; a block never spans two files.
 bool FlowLogWriter::write(std::string& error) {
+  // In id order: small differences, and the block's id range is exact.
+  std::sort(held_.begin(), held_.end(), [](const FlowLogEntry& a, const FlowLogEntry& b) {
+    return a.flow_id != b.flow_id ? a.flow_id < b.flow_id : a.first_ms < b.first_ms;
+  });
   buf_.clear();
   encodeFlowLogBlock(held_, buf_);
   if (fd_ < 0 || (file_bytes_ > kFlowLogHeaderSize && file_bytes_ + buf_.size() > kFlowLogFileBytes)) {

@@ -189,7 +189,14 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
 }
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error) {
+  return readSegmentIndex(path, out, error, nullptr);
+}
+
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
+                      const std::function<bool(const FlowKey&)>& wanted) {
   out = SegmentIndex{};
+  std::vector<bool> flow_wanted;  // with a filter, by flow number
+  uint32_t flows = 0;
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     error = std::strerror(errno);
@@ -235,13 +242,20 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
       return false;
     };
     CodedReader in(h + kBlockHeaderSize, payload);
+    const uint32_t first_new = flows;
     for (uint32_t i = 0; i < fresh; ++i) {
       FlowKey k;
       if (!in.key(k)) return damaged("has a damaged key");
-      out.flows.push_back(k);
+      if (!wanted) {
+        out.flows.push_back(k);
+      } else {
+        const bool w = wanted(k);
+        flow_wanted.push_back(w);
+        b.wanted = b.wanted || w;  // a new flow has packets in its block
+      }
+      ++flows;
     }
-    const auto first_new = static_cast<uint32_t>(out.flows.size() - fresh);
-    b.flows.resize(present);
+    if (!wanted) b.flows.resize(present);
     uint64_t number = 0;
     for (uint32_t i = 0; i < present; ++i) {
       uint64_t step = 0;
@@ -249,10 +263,12 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
       number += step;
       if (number >= first_new)
         return damaged("names flow " + std::to_string(number) + ", which no earlier block declared");
-      b.flows[i] = static_cast<uint32_t>(number);
+      if (!wanted) b.flows[i] = static_cast<uint32_t>(number);
+      else b.wanted = b.wanted || flow_wanted[number];
     }
     if (!in.done()) return damaged("has bytes past its flows");
-    for (uint32_t n = first_new; n < out.flows.size(); ++n) b.flows.push_back(n);
+    if (!wanted)
+      for (uint32_t n = first_new; n < flows; ++n) b.flows.push_back(n);
     out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
     out.blocks.push_back(std::move(b));
     pos += size;

@@ -143,19 +143,17 @@ void SegmentRing::addFoundFlowLog(const std::string& path, uint64_t sequence) {
   f.path = path;
   f.sequence = sequence;
   f.bytes = static_cast<uint64_t>(st.st_size);
-  FlowLog log;
+  FlowLogSummary summary;
   std::string error;
-  if (!readFlowLog(path, log, error)) {
+  if (!summarizeFlowLog(path, summary, error)) {
     logWarn("recorder: flow log %s: %s (left alone)", path.c_str(), error.c_str());
     return;
   }
-  if (!log.damage.empty())
-    logWarn("recorder: flow log %s: %s; the flows before it can still be found", path.c_str(), log.damage.c_str());
-  f.run_first_segment = log.run_first_segment;
-  for (const FlowLogEntry& e : log.entries) {
-    f.max_last_ms = std::max(f.max_last_ms, e.last_ms);
-    f.max_flow_id = std::max(f.max_flow_id, e.flow_id);
-  }
+  if (!summary.damage.empty())
+    logWarn("recorder: flow log %s: %s; the flows before it can still be found", path.c_str(), summary.damage.c_str());
+  f.run_first_segment = summary.run_first_segment;
+  f.max_last_ms = summary.max_last_ms;
+  f.max_flow_id = summary.max_flow_id;
   highest_flow_id_ = std::max(highest_flow_id_, f.max_flow_id);
   flow_logs_.push_back(f);
 }

@@ -215,6 +215,14 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   EXPECT_EQ(read.entries[1].first_ms, 1500u);
   EXPECT_EQ(read.entries[1].last_ms, 1600u);
   EXPECT_EQ(read.entries[1].key.src_port, 2);
+  // Looking for some ids: only their entries (the block of id 5 is not even decoded).
+  const uint64_t six[] = {6};
+  ASSERT_TRUE(readFlowLog(path, read, error, six)) << error;
+  ASSERT_EQ(read.entries.size(), 1u);
+  EXPECT_EQ(read.entries[0].flow_id, 6u);
+  const uint64_t none[] = {4, 7};
+  ASSERT_TRUE(readFlowLog(path, read, error, none)) << error;
+  EXPECT_TRUE(read.entries.empty());
   fs::resize_file(path, fs::file_size(path) - 10);  // a crash in the middle of the last block
   ASSERT_TRUE(readFlowLog(path, read, error));
   EXPECT_EQ(read.entries.size(), 1u);

@@ -14,7 +14,10 @@
 // Format (host byte order, x86-64): a 24-byte header ("FFFLOG02", u32
 // reserved, u32 reserved, u64 the run's first segment: the sequence number
 // the ring would give the run's first segment), then blocks, one per write:
-//   u32 'FLB1', u32 payload bytes, u32 entries, u32 reserved, payload.
+//   u32 'FLB2', u32 payload bytes, u32 entries, u32 reserved,
+//   u64 lowest flow id, u64 highest flow id, u64 latest last_ms, payload
+// (a reader looking for some ids reads only the headers and the blocks
+// whose id range holds one; a block's entries are in flow id order).
 // An entry is coded against the block's previous one (the first against
 // zeros), 20 bytes for a typical IPv4 flow instead of 72 written plainly:
 //   varint zigzag(flow_id - previous flow_id),
@@ -42,8 +45,8 @@ class SegmentRing;
 
 inline constexpr char kFlowLogMagic[8] = {'F', 'F', 'F', 'L', 'O', 'G', '0', '2'};
 inline constexpr size_t kFlowLogHeaderSize = 24;
-inline constexpr uint32_t kFlowLogBlockMagic = 0x31424c46;  // "FLB1"
-inline constexpr size_t kFlowLogBlockHeaderSize = 16;
+inline constexpr uint32_t kFlowLogBlockMagic = 0x32424c46;  // "FLB2"
+inline constexpr size_t kFlowLogBlockHeaderSize = 40;
 inline constexpr uint64_t kFlowLogFileBytes = 16 << 20;  // ~800,000 records a file
 
 struct FlowLogEntry {
@@ -66,9 +69,20 @@ struct FlowLog {
 void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out);
 
 /// Reads a flow log's whole blocks (a torn last one is left out; a damaged
-/// one ends the reading and is told in `damage`). False and `error` when
-/// the file cannot be read or is not a flow log.
-bool readFlowLog(const std::string& path, FlowLog& out, std::string& error);
+/// one ends the reading and is told in `damage`). With `wanted` (ascending
+/// ids), only the blocks whose id range holds one of them are read, and
+/// only the entries of those ids kept. False and `error` when the file
+/// cannot be read or is not a flow log.
+bool readFlowLog(const std::string& path, FlowLog& out, std::string& error, std::span<const uint64_t> wanted = {});
+
+/// What a flow log's block headers say, read without its entries.
+struct FlowLogSummary {
+  uint64_t run_first_segment = 0;
+  uint64_t max_flow_id = 0;
+  uint64_t max_last_ms = 0;
+  std::string damage;
+};
+bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error);
 
 /// Writes the run's flow log into a ring (the export thread only).
 class FlowLogWriter {

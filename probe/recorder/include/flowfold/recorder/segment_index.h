@@ -24,6 +24,7 @@
 // Packets that are not a flow's (ARP, ...) count under the all-zero key.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ struct IndexBlock {
   uint32_t packets = 0;
   uint64_t first_ts_ns = 0, last_ts_ns = 0;
   std::vector<uint32_t> flows;  // the segment's flow numbers present (earlier flows, then the block's new ones)
+  bool wanted = false;          // read with a filter: a flow it wants is present (`flows` is then left empty)
 };
 
 struct SegmentIndex {
@@ -59,6 +61,11 @@ struct SegmentIndex {
 /// Reads an index; a partial last block is left out. False (and `error`)
 /// when the file is not an index or a block is damaged.
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error);
+/// The same for a query: wanted(key) is asked once per flow, as it is read;
+/// neither the keys nor the blocks' flow lists are kept, only each block's
+/// `wanted` (a ring of millions of flows is answered without holding them).
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
+                      const std::function<bool(const FlowKey&)>& wanted);
 
 /// Writes one segment's index (the recorder's thread).
 class IndexWriter {
