@@ -23,11 +23,12 @@ from harness import FLOWFOLD, TempDirTest, check_counters_documented, flowgen, n
 SEGMENT = re.compile(r"^flowfold-(\d{12})-([A-Za-z0-9_.]+)-(\d+)\.pcap$")
 
 
-def packets_of(path):
+def packets_of(path, bpf=None):
     """tcpdump's text of a capture, one string per packet (timestamp, summary and bytes;
-    -S: absolute TCP sequence numbers, so a segment reads as it does in the source)."""
-    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-S", "-x", "--time-stamp-precision=nano"],
-                         capture_output=True, text=True)
+    -S: absolute TCP sequence numbers, so a segment reads as it does in the source),
+    of the packets `bpf` matches when given."""
+    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-S", "-x", "--time-stamp-precision=nano"] +
+                         ([bpf] if bpf else []), capture_output=True, text=True)
     if out.returncode != 0:
         raise AssertionError("tcpdump cannot read %s: %s" % (path, out.stderr))
     packets = []
@@ -266,15 +267,7 @@ class Recording(TempDirTest):
 
 
 def tcpdump_filtered(path, bpf):
-    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-S", "-x", "--time-stamp-precision=nano", bpf],
-                         capture_output=True, text=True, check=True).stdout
-    packets = []
-    for line in out.splitlines():
-        if line.startswith("\t"):
-            packets[-1] += line + "\n"
-        else:
-            packets.append(line + "\n")
-    return packets
+    return packets_of(path, bpf)
 
 
 def records_of(path):
