@@ -170,24 +170,26 @@ struct SegmentFile {
   uint64_t end_s = UINT64_MAX;  // when the next segment of its stream began
 };
 
+// The flow logs in the rings' directories.
+std::vector<std::string> flowLogPaths(const std::vector<std::string>& rings) {
+  std::vector<std::string> paths;
+  for (const std::string& dir : rings) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) continue;  // listSegments() says why
+    while (const dirent* e = ::readdir(d))
+      if (parseFlowLogName(e->d_name)) paths.push_back(dir + "/" + e->d_name);
+    ::closedir(d);
+  }
+  return paths;
+}
+
 // The first segment of each run that left a flow log in the rings.
 std::set<uint64_t> runStarts(const std::vector<std::string>& rings) {
   std::set<uint64_t> starts;
-  for (const std::string& dir : rings) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) continue;
-    while (const dirent* e = ::readdir(d)) {
-      if (!parseFlowLogName(e->d_name)) continue;
-      const int fd = ::open((dir + "/" + e->d_name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      uint8_t header[kFlowLogHeaderSize];
-      if (fd >= 0 && readAt(fd, header, sizeof header, 0) && std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) == 0) {
-        uint64_t first = 0;
-        std::memcpy(&first, header + 16, 8);
-        starts.insert(first);
-      }
-      if (fd >= 0) ::close(fd);
-    }
-    ::closedir(d);
+  for (const std::string& path : flowLogPaths(rings)) {
+    uint64_t first = 0;
+    std::string error;
+    if (readFlowLogRun(path, first, error)) starts.insert(first);
   }
   return starts;
 }
@@ -258,34 +260,26 @@ std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, con
   size_t logs = 0;
   std::vector<uint64_t> sorted_ids(ids.begin(), ids.end());
   std::sort(sorted_ids.begin(), sorted_ids.end());
-  for (const std::string& dir : rings) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) continue;  // listSegments() has said why
-    std::vector<std::string> paths;
-    while (const dirent* e = ::readdir(d))
-      if (parseFlowLogName(e->d_name)) paths.push_back(dir + "/" + e->d_name);
-    ::closedir(d);
-    for (const std::string& path : paths) {
-      FlowLog log;
-      std::string error;
-      if (!readFlowLog(path, log, error, sorted_ids)) {
-        logWarn("extract: flow log %s: %s (skipped)", path.c_str(), error.c_str());
-        continue;
-      }
-      if (!log.damage.empty())
-        logWarn("extract: flow log %s: %s; the flows after it cannot be looked up", path.c_str(), log.damage.c_str());
-      ++logs;
-      run_starts.insert(log.run_first_segment);
-      for (const FlowLogEntry& e : log.entries) {
-        const auto it = found.find(e.flow_id);
-        if (it == found.end()) continue;
-        WantedFlow& w = it->second;
-        w.id = e.flow_id;
-        w.key = withoutInterface(e.key);
-        w.from_ns = std::min(w.from_ns, e.first_ms * 1'000'000);
-        w.to_ns = std::max(w.to_ns, e.last_ms * 1'000'000 + 999'999);
-        w.segments_first = log.run_first_segment;
-      }
+  for (const std::string& path : flowLogPaths(rings)) {
+    FlowLog log;
+    std::string error;
+    if (!readFlowLog(path, log, error, sorted_ids)) {
+      logWarn("extract: flow log %s: %s (skipped)", path.c_str(), error.c_str());
+      continue;
+    }
+    if (!log.damage.empty())
+      logWarn("extract: flow log %s: %s; the flows after it cannot be looked up", path.c_str(), log.damage.c_str());
+    ++logs;
+    run_starts.insert(log.run_first_segment);
+    for (const FlowLogEntry& e : log.entries) {
+      const auto it = found.find(e.flow_id);
+      if (it == found.end()) continue;
+      WantedFlow& w = it->second;
+      w.id = e.flow_id;
+      w.key = withoutInterface(e.key);
+      w.from_ns = std::min(w.from_ns, e.first_ms * 1'000'000);
+      w.to_ns = std::max(w.to_ns, e.last_ms * 1'000'000 + 999'999);
+      w.segments_first = log.run_first_segment;
     }
   }
   if (logs == 0)

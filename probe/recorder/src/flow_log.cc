@@ -155,6 +155,11 @@ bool readFlowLog(const std::string& path, FlowLog& log, std::string& error, std:
   });
 }
 
+bool readFlowLogRun(const std::string& path, uint64_t& run_first_segment, std::string& error) {
+  std::string damage;
+  return walkFlowLog(path, run_first_segment, damage, error, [](int, const BlockHeader&, uint64_t) { return false; });
+}
+
 bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error) {
   out = FlowLogSummary{};
   return walkFlowLog(path, out.run_first_segment, out.damage, error, [&](int, const BlockHeader& h, uint64_t) {

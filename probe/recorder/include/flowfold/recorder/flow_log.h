@@ -75,6 +75,9 @@ void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8
 /// cannot be read or is not a flow log.
 bool readFlowLog(const std::string& path, FlowLog& out, std::string& error, std::span<const uint64_t> wanted = {});
 
+/// A flow log's run (its first segment), from its file header alone.
+bool readFlowLogRun(const std::string& path, uint64_t& run_first_segment, std::string& error);
+
 /// What a flow log's block headers say, read without its entries.
 struct FlowLogSummary {
   uint64_t run_first_segment = 0;
