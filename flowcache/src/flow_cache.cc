@@ -244,6 +244,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   const Filed flow{index, static_cast<uint32_t>(hash)};
   const bool tcp = p.key.protocol == kProtoTcp;
   Entry& e = entries_[index];
+  bool created_here = created;
   if (p.tcp_flags & kTcpSyn) [[unlikely]] {
     if (!created && tcp && ending(e)) {
       // A SYN after this side's FIN or RST opens a new connection on the same
@@ -254,6 +255,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       ++counters_.flows_created;
       emit(e, FlowEndReason::kEndOfFlow);
       assignFlowId(index);  // a new flow: a new id (after the old one's record)
+      created_here = true;
       e.packets = 0;
       e.octets = 0;
       e.interval_start_ms = ts_ms;
@@ -261,6 +263,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       // new flow: reviewEntry() files it again then.
     }
   }
+  last_tag_ = (uint64_t{index} << 1) | (created_here ? 1 : 0);
   if (created) {
     ++counters_.flows_created;
     assignFlowId(index);

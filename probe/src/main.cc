@@ -173,8 +173,13 @@ int readFileRecording(const Config& config, PcapFileSource& source, ExportStage&
   recorder::RecorderOptions options = config.recorder;
   options.tunnels = config.tunnels;
   recorder::Recorder rec(*ring, options, "file", static_cast<uint32_t>(source.datalink()), true);
+  // A single pipeline tells the recorder each packet's flow (its index then
+  // need not look keys up); workers fold in parallel, out of the reader's order.
+  if constexpr (requires { pipeline.setFlowTags(nullptr); })
+    if (pipeline.acceptsFlowTags()) pipeline.setFlowTags(rec.enableFlowTags());
   RecordingSink<P> sink(pipeline, rec, *ring);
   const int status = readFile(config, source, stage, sink);
+  if constexpr (requires { pipeline.setFlowTags(nullptr); }) pipeline.setFlowTags(nullptr);  // rec goes first
   if (rec.failed()) return std::max(status, static_cast<int>(kExitRuntime));
   return status;
 }
@@ -510,6 +515,7 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
     o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
     o.tunnels = config.tunnels;
     c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
+    if (c->recorder && c->pipeline->acceptsFlowTags()) c->pipeline->setFlowTags(c->recorder->enableFlowTags());
   }
 }
 
@@ -622,7 +628,10 @@ int runLive(const Config& config, int argc, char** argv) {
   }};
   OnScopeExit end_recorders_before_the_ring{[&] {
     end_capture_threads();
-    for (auto& c : caps) c->recorder.reset();
+    for (auto& c : caps) {
+      if (c->pipeline) c->pipeline->setFlowTags(nullptr);  // it writes into the recorder's buffers
+      c->recorder.reset();
+    }
   }};
   makePipelines(config, caps, stage, ring.get());
   std::unique_ptr<MetricsServer> metrics = startMetrics(config, caps, stage);

@@ -75,11 +75,22 @@ bool Recorder::nextChunk() {
   current_->used = 0;
   current_->packets = 0;
   current_->handed_ms = steady_now_ms_;
+  if (tagging_) {
+    if (!current_->tags) current_->tags = std::make_unique<uint64_t[]>(maxFramesPerChunk());
+    tags_ = FlowTags{current_->tags.get(), 0, static_cast<uint32_t>(maxFramesPerChunk())};
+  }
   return true;
+}
+
+FlowTags* Recorder::enableFlowTags() {
+  tagging_ = true;
+  return &tags_;
 }
 
 void Recorder::handOff() {
   if (current_ == nullptr) return;
+  current_->tagged = tags_.count;
+  tags_ = FlowTags{};  // tags of frames not in a chunk (dropped) go nowhere
   {
     std::lock_guard lock(mu_);
     queue_.push_back(current_);
@@ -158,7 +169,9 @@ void Recorder::writeChunk(Chunk& c) {
     fail("writing segment " + segment_.path + " failed: " + error);
     return;
   }
-  if (!index_.addBlock(c.data.get(), c.used, segment_bytes_, error)) indexFailed(error);
+  // The pipeline's flow tags when it gave one per frame, else the keys.
+  const uint64_t* tags = c.tags && c.tagged == c.packets ? c.tags.get() : nullptr;
+  if (!index_.addBlock(c.data.get(), c.used, segment_bytes_, tags, error)) indexFailed(error);
   segment_bytes_ += c.used;
   packets_.fetch_add(c.packets, std::memory_order_relaxed);
   bytes_.fetch_add(c.used, std::memory_order_relaxed);

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "flowfold/recorder/file_io.h"
+#include "flowfold/recorder/flow_tags.h"
 #include "flowfold/recorder/key_coding.h"
 #include "flowfold/recorder/pcap_segment.h"
 
@@ -56,6 +57,7 @@ bool IndexWriter::open(const std::string& path, std::string& error) {
   table_.assign(1 << 16, Slot{0, 0});
   last_block_.clear();
   block_ = 0;
+  ++segment_;  // every entry slot is of an earlier segment now
   std::vector<uint8_t> header(kIndexMagic, kIndexMagic + sizeof kIndexMagic);
   put<uint32_t>(header, linktype_);
   put<uint32_t>(header, 0);
@@ -122,7 +124,31 @@ void IndexWriter::addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>
   }
 }
 
-bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offset, std::string& error) {
+void IndexWriter::addTagged(uint64_t tag, const FlowKey& key, std::vector<FlowKey>& fresh,
+                            std::vector<uint32_t>& present) {
+  if (tag == FlowTags::kNoFlow) return addKey(key, hashFlowKey(key), fresh, present);
+  const uint64_t entry = tag >> 1;
+  if (entry >= by_entry_.size()) by_entry_.resize(std::max<size_t>(entry + 1, by_entry_.size() * 2), EntrySlot{0, 0});
+  EntrySlot& slot = by_entry_[entry];
+  if ((tag & 1) != 0 || slot.segment != segment_ || slot.number1 == 0) {
+    // A flow new to the segment (or new in that cache entry): numbered on,
+    // with the key its packet decodes to.
+    const auto number = static_cast<uint32_t>(keys_.size());
+    keys_.push_back(key);
+    fresh.push_back(key);
+    last_block_.push_back(block_ + 1);
+    slot = EntrySlot{number + 1, segment_};
+    return;
+  }
+  uint32_t& last = last_block_[slot.number1 - 1];
+  if (last != block_ + 1) {
+    last = block_ + 1;
+    present.push_back(slot.number1 - 1);
+  }
+}
+
+bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags,
+                           std::string& error) {
   if (fd_ < 0) return true;
   std::vector<FlowKey> fresh;
   std::vector<uint32_t> present;
@@ -143,6 +169,23 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
     if (ok && both_ && inner.tunnel_depth != 0) block_keys_.push_back(inner.key);
     pos += kPcapRecordHeaderSize + caplen;
   }
+  if (tags != nullptr && !both_ && block_keys_.size() == packets) {
+    // Numbered by the flow cache's entries: a slot per entry, mostly of
+    // recent flows, instead of a hashed table of every key in the segment.
+    constexpr size_t kSlotAhead = 16, kLastAhead = 8;
+    const size_t n = block_keys_.size();
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kSlotAhead < n && tags[i + kSlotAhead] != FlowTags::kNoFlow && (tags[i + kSlotAhead] >> 1) < by_entry_.size())
+        __builtin_prefetch(&by_entry_[tags[i + kSlotAhead] >> 1]);
+      if (i + kLastAhead < n && tags[i + kLastAhead] != FlowTags::kNoFlow && (tags[i + kLastAhead] >> 1) < by_entry_.size()) {
+        const EntrySlot& ahead = by_entry_[tags[i + kLastAhead] >> 1];
+        if (ahead.number1 != 0 && ahead.number1 <= last_block_.size()) __builtin_prefetch(&last_block_[ahead.number1 - 1]);
+      }
+      addTagged(tags[i], block_keys_[i], fresh, present);
+    }
+    block_keys_.clear();
+    return writeBlock(fresh, present, packets, offset, length, first_ns, last_ns, error);
+  }
   // The keys land on random slots of a large table, and then on the key
   // they name: both lines are fetched a few keys ahead (two stages, as the
   // flow cache does), or each key would wait for two cache misses.
@@ -162,6 +205,11 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
     addKey(block_keys_[i], block_hashes_[i], fresh, present);
   }
   block_keys_.clear();
+  return writeBlock(fresh, present, packets, offset, length, first_ns, last_ns, error);
+}
+
+bool IndexWriter::writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets,
+                             uint64_t offset, uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error) {
   std::sort(present.begin(), present.end());
   buf_.clear();
   put<uint32_t>(buf_, kBlockMagic);

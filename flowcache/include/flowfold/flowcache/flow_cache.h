@@ -105,6 +105,13 @@ class FlowCache {
   /// Same, for a packet seen at ts_ms.
   void update(const CachePacket& packet, uint64_t ts_ms, uint64_t hash);
 
+  /// Which flow the last update() folded its packet into: its entry index
+  /// times two, plus one when the packet started a new flow there (created,
+  /// or a SYN reusing an ended flow's entry). Entries are reused only by new
+  /// flows, so (index, new) follows a flow without reading its id: the
+  /// packet recorder's index numbers flows by it (recorder/flow_tags.h).
+  uint64_t lastFlowTag() const { return last_tag_; }
+
   /// Hints for a batch: call prefetchSlot() for every packet of the batch,
   /// then prefetchEntry() for each, then update() for each.
   void prefetchSlot(uint64_t hash) const { prefetchRead(&slots_[hash & slot_mask_]); }
@@ -330,6 +337,7 @@ class FlowCache {
   // (address space for max_flows, pages touched as used).
   uint64_t* flow_ids_ = nullptr;
   size_t flow_ids_bytes_ = 0;
+  uint64_t last_tag_ = 0;  // lastFlowTag()
   uint64_t next_flow_id_ = 0;  // flow_id_base + flow_id_offset, then + flow_id_stride per flow
 
   // hash table

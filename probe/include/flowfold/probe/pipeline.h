@@ -21,6 +21,7 @@
 #include "flowfold/probe/decoder.h"
 #include "flowfold/recorder/recorder.h"
 #include "flowfold/probe/export_stage.h"
+#include "flowfold/recorder/flow_tags.h"
 #include "flowfold/probe/packet_sink.h"
 
 namespace flowfold {
@@ -108,6 +109,10 @@ class FlowFolder {
     enqueue();
   }
 
+  /// Recording: each frame folded is tagged with its flow (flow_tags.h).
+  /// Only for frames that each make one flow (not tunnels `both`).
+  void setFlowTags(recorder::FlowTags* tags) { tags_ = tags; }
+
   /// Folds the frames still in the ring into the cache (end of a capture
   /// read): afterwards every frame handed in has been accounted.
   void foldPending() {
@@ -182,7 +187,12 @@ class FlowFolder {
   [[gnu::always_inline]] void fold(Pending& p) {
     hashAndPrefetchSlot(p);  // the newest frame, when the ring is emptied by foldPending()
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
-    if (p.stage == Stage::kHashed) account(p);
+    if (p.stage == Stage::kHashed) {
+      account(p);
+      if (tags_) [[unlikely]] tags_->tag(cache_.lastFlowTag());
+    } else if (tags_) [[unlikely]] {
+      tags_->tag(recorder::FlowTags::kNoFlow);
+    }
     p.stage = Stage::kSkipped;
   }
   void account(const Pending& p);
@@ -190,6 +200,7 @@ class FlowFolder {
   void keepBacklog(ExportBatch& batch);
 
   PipelineOptions options_;
+  recorder::FlowTags* tags_ = nullptr;  // recording: where each folded frame's flow goes
   std::array<Pending, kRingSize> ring_;
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded
@@ -236,6 +247,15 @@ class Pipeline {
 
   /// Folds the frames still in the ring (see FlowFolder::foldPending()).
   void foldPending() { folder_.foldPending(); }
+  /// Recording: tags each frame with its flow for the recorder's index
+  /// (flow_tags.h). False (nothing set) in tunnel mode `both`, where a frame
+  /// can make two flows.
+  bool setFlowTags(recorder::FlowTags* tags) {
+    if (both_) return false;
+    folder_.setFlowTags(tags);
+    return true;
+  }
+  bool acceptsFlowTags() const { return !both_; }
   /// The capture's read burst ended: fold what is pending.
   void onBurstEnd() { foldPending(); }
 

@@ -23,6 +23,10 @@ class RecordingSink {
 
   /// A frame with its timestamp in nanoseconds since the epoch.
   void onFrame(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ns) {
+    // With flow tags, every frame of a buffer is folded (tagged) before the
+    // recorder hands the buffer over for indexing.
+    if constexpr (requires { pipeline_.foldPending(); })
+      if (recorder_.tagging() && !recorder_.fits(caplen)) [[unlikely]] pipeline_.foldPending();
     recorder_.append(ts_ns, caplen, wirelen, data);
     pipeline_.onPacket(data, caplen, wirelen, ts_ns / 1'000'000);
   }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "flowfold/recorder/flow_tags.h"
 #include "flowfold/recorder/recorder_options.h"
 #include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
@@ -64,6 +65,16 @@ class Recorder {
     }
     write(*current_, ts_ns, keep, wirelen, data);
   }
+  /// Packet thread: whether a frame of `caplen` bytes goes into the buffer
+  /// being filled (false: append() will hand it over and take the next one).
+  bool fits(uint32_t caplen) const {
+    const uint32_t keep = caplen < snaplen_ ? caplen : snaplen_;
+    return current_ != nullptr && current_->used + 16 + size_t{keep} <= chunk_size_;
+  }
+  /// Packet thread, before the first packet: the pipeline will tag each
+  /// frame with its flow (flow_tags.h); returns where it writes the tags.
+  FlowTags* enableFlowTags();
+  bool tagging() const { return tagging_; }
   /// Packet thread: hands a partial buffer over when it has waited a second
   /// (packets become readable in the ring within about a second). steady_ms:
   /// a monotonic clock.
@@ -84,10 +95,15 @@ class Recorder {
     uint64_t first_ts_ns = 0;
     uint64_t last_ts_ns = 0;
     uint64_t handed_ms = 0;  // when the packet thread started filling it
+    std::unique_ptr<uint64_t[]> tags;  // with flow tags: one per frame (flow_tags.h)
+    uint64_t tagged = 0;               // tags given while it was filled
   };
   static void write(Chunk& c, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t* data);
   bool nextChunk();
   void handOff();
+  // Room for the tags of a chunk of frames of 48 bytes or more (Ethernet's
+  // least is 60); a chunk of smaller ones is indexed by key instead.
+  size_t maxFramesPerChunk() const { return chunk_size_ / (16 + 48); }
   void writerLoop();
   void writeChunk(Chunk& c);
   void openSegment(uint64_t first_ts_ns);
@@ -104,6 +120,8 @@ class Recorder {
   const bool wait_when_full_;
 
   Chunk* current_ = nullptr;  // the packet thread's
+  bool tagging_ = false;
+  FlowTags tags_;             // into current_->tags
   uint64_t steady_now_ms_ = 0;
 
   std::mutex mu_;

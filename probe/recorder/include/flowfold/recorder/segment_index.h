@@ -78,14 +78,18 @@ class IndexWriter {
   /// Starts the index of a new segment at `path` (created, never through a
   /// link or over a file). False and `error` when it cannot be created.
   bool open(const std::string& path, std::string& error);
-  /// Indexes a block of whole pcap records written at segment `offset`.
-  bool addBlock(const uint8_t* records, size_t length, uint64_t offset, std::string& error);
+  /// Indexes a block of whole pcap records written at segment `offset`;
+  /// `tags`, when given, one per record (flow_tags.h), number its flows.
+  bool addBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags, std::string& error);
   void close();
   bool isOpen() const { return fd_ >= 0; }
   uint64_t bytes() const { return bytes_; }
 
  private:
   void addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+  void addTagged(uint64_t tag, const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+  bool writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets, uint64_t offset,
+                  uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error);
   uint32_t numberOf(const FlowKey& key, uint64_t hash, bool& added);
   void growTable();
 
@@ -105,6 +109,14 @@ class IndexWriter {
   std::vector<FlowKey> keys_;
   std::vector<Slot> table_;
   std::vector<uint32_t> last_block_;  // per flow number: the block it was last seen in (+1)
+  // With flow tags: per flow cache entry, the segment flow number (+1) of
+  // the flow in it, valid while `segment` is the current one.
+  struct EntrySlot {
+    uint32_t number1;
+    uint32_t segment;
+  };
+  std::vector<EntrySlot> by_entry_;
+  uint32_t segment_ = 0;
   uint32_t block_ = 0;
   std::vector<uint8_t> buf_;
   std::vector<FlowKey> block_keys_;     // the block's packets' keys, in order (reused)
