@@ -229,11 +229,16 @@ bool FlowLogWriter::openNext(std::string& error) {
 // One block per write; a block never spans two files.
 bool FlowLogWriter::write(std::string& error) {
   // In id order: small differences, and the block's id range is exact.
-  std::sort(held_.begin(), held_.end(), [](const FlowLogEntry& a, const FlowLogEntry& b) {
-    return a.flow_id != b.flow_id ? a.flow_id < b.flow_id : a.first_ms < b.first_ms;
+  // (An order of positions is sorted, not the 72-byte entries themselves.)
+  order_.resize(held_.size());
+  for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
+  std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
+    return held_[a].flow_id != held_[b].flow_id ? held_[a].flow_id < held_[b].flow_id : a < b;
   });
+  sorted_.clear();
+  for (uint32_t i : order_) sorted_.push_back(held_[i]);
   buf_.clear();
-  encodeFlowLogBlock(held_, buf_);
+  encodeFlowLogBlock(sorted_, buf_);
   if (fd_ < 0 || (file_bytes_ > kFlowLogHeaderSize && file_bytes_ + buf_.size() > kFlowLogFileBytes)) {
     if (!openNext(error)) {
       failed_ = true;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/recorder.h"
+#include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
 
 namespace flowfold::recorder {
@@ -178,6 +180,99 @@ FlowRecord flowRecord(uint64_t id, uint64_t first_ms, uint64_t last_ms, uint16_t
   r.key.src_addr[0] = 10;
   r.key.dst_addr[0] = 192;
   return r;
+}
+
+
+// An Ethernet/IPv4/UDP frame of flow `n` (source port 1000 + n) as a pcap record.
+void appendUdpRecord(std::vector<uint8_t>& block, uint32_t n, uint64_t ts_ns) {
+  uint8_t frame[60] = {};
+  frame[12] = 0x08;  // IPv4
+  uint8_t* ip = frame + 14;
+  ip[0] = 0x45;
+  ip[3] = 46;  // total length: 20 + 8 + 18
+  ip[8] = 64;
+  ip[9] = 17;
+  ip[12] = 10, ip[15] = 1;
+  ip[16] = 10, ip[19] = 2;
+  uint8_t* udp = ip + 20;
+  udp[0] = static_cast<uint8_t>((1000 + n) >> 8), udp[1] = static_cast<uint8_t>(1000 + n);
+  udp[2] = 0, udp[3] = 53;
+  udp[5] = 26;
+  uint8_t header[kPcapRecordHeaderSize];
+  writePcapRecordHeader(header, ts_ns, sizeof frame, sizeof frame);
+  block.insert(block.end(), header, header + sizeof header);
+  block.insert(block.end(), frame, frame + sizeof frame);
+}
+
+// The keys of each block of an index, as sets.
+std::vector<std::vector<FlowKey>> blockKeys(const std::string& path) {
+  SegmentIndex index;
+  std::string error;
+  EXPECT_TRUE(readSegmentIndex(path, index, error)) << error;
+  std::vector<std::vector<FlowKey>> out;
+  for (const IndexBlock& b : index.blocks) {
+    std::vector<FlowKey> keys;
+    for (uint32_t f : b.flows) keys.push_back(index.flows[f]);
+    std::sort(keys.begin(), keys.end(), [](const FlowKey& a, const FlowKey& b) { return std::memcmp(&a, &b, sizeof a) < 0; });
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    out.push_back(keys);
+  }
+  return out;
+}
+
+// Flow tags (the flow cache's entry for each frame) number the flows as the
+// keys do: the same keys in each block, across segments, with an entry
+// reused by another flow and frames that made no flow.
+TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
+  const std::string dir = tempDir("tags");
+  // Three blocks: flows 0-2 in entries 0-2; then flow 3 takes entry 1 (a new
+  // flow there); a frame of no flow; flows 0 and 3 again.
+  std::vector<std::vector<std::pair<uint32_t, uint64_t>>> blocks = {
+      {{0, 0 << 1 | 1}, {1, 1 << 1 | 1}, {0, 0 << 1}, {2, 2 << 1 | 1}},
+      {{3, 1 << 1 | 1}, {2, 2 << 1}, {99, FlowTags::kNoFlow}, {3, 1 << 1}},
+      {{0, 0 << 1}, {3, 1 << 1}},
+  };
+  for (const bool tagged : {false, true}) {
+    IndexWriter w(1, probe::TunnelMode::kOuter);
+    std::string error;
+    for (int segment = 0; segment < 2; ++segment) {  // the second segment starts afresh
+      ASSERT_TRUE(w.open(dir + "/" + (tagged ? "t" : "k") + std::to_string(segment) + ".idx", error)) << error;
+      uint64_t offset = kPcapFileHeaderSize;
+      for (const auto& frames : blocks) {
+        std::vector<uint8_t> records;
+        std::vector<uint64_t> tags;
+        for (const auto& [flow, tag] : frames) {
+          if (flow == 99) {  // not IP: no flow
+            const uint8_t arp[60] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x06};
+            uint8_t header[kPcapRecordHeaderSize];
+            writePcapRecordHeader(header, 1, sizeof arp, sizeof arp);
+            records.insert(records.end(), header, header + sizeof header);
+            records.insert(records.end(), arp, arp + sizeof arp);
+          } else {
+            appendUdpRecord(records, flow, 1'700'000'000'000'000'000ull);
+          }
+          tags.push_back(tag);
+        }
+        ASSERT_TRUE(w.addBlock(records.data(), records.size(), offset, tagged ? tags.data() : nullptr, error)) << error;
+        offset += records.size();
+      }
+      w.close();
+    }
+  }
+  for (int segment = 0; segment < 2; ++segment) {
+    const auto by_key = blockKeys(dir + "/k" + std::to_string(segment) + ".idx");
+    const auto by_tag = blockKeys(dir + "/t" + std::to_string(segment) + ".idx");
+    ASSERT_EQ(by_key.size(), 3u);
+    EXPECT_EQ(by_key[0].size(), 3u);
+    EXPECT_EQ(by_key[1].size(), 3u);  // flows 3, 2 and the frame of no flow
+    EXPECT_EQ(by_key[2].size(), 2u);
+    ASSERT_EQ(by_tag.size(), by_key.size());
+    for (size_t b = 0; b < by_key.size(); ++b) {
+      ASSERT_EQ(by_tag[b].size(), by_key[b].size()) << "segment " << segment << " block " << b;
+      for (size_t k = 0; k < by_key[b].size(); ++k) EXPECT_TRUE(by_tag[b][k] == by_key[b][k]) << b << " " << k;
+    }
+  }
+  fs::remove_all(dir);
 }
 
 TEST(FlowLog, NamesRoundTripAndOtherNamesAreNotLogs) {

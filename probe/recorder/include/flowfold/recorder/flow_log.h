@@ -115,6 +115,8 @@ class FlowLogWriter {
   uint64_t file_bytes_ = 0;
   uint64_t last_write_ms_ = 0;
   std::vector<FlowLogEntry> held_;  // entries not written yet
+  std::vector<uint32_t> order_;       // held_ in id order (reused)
+  std::vector<FlowLogEntry> sorted_;
   std::vector<uint8_t> buf_;
   uint64_t held_max_last_ms_ = 0, held_max_flow_id_ = 0;  // of the entries held
   bool failed_ = false;
