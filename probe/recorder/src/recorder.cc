@@ -150,7 +150,7 @@ void Recorder::writerLoop() {
 
 void Recorder::writeChunk(Chunk& c) {
   try {
-    if (fd_ < 0 || segment_bytes_ + c.used > segment_size_) {
+    if (!out_ || segment_bytes_ + c.used > segment_size_) {
       closeSegment();
       openSegment(c.first_ts_ns);
     }
@@ -160,10 +160,10 @@ void Recorder::writeChunk(Chunk& c) {
     return;
   }
   std::string error;
-  if (!writeAll(fd_, c.data.get(), c.used, error)) {
+  if (!out_->append(c.data.get(), c.used, error)) {
     // A write cut short (a full disk) would leave half a packet: the
     // segment goes back to its last whole buffer, readable as it was.
-    if (::ftruncate(fd_, static_cast<off_t>(segment_bytes_)) != 0)
+    if (!out_->cutBack(segment_bytes_))
       error += std::string("; trimming it back failed too: ") + std::strerror(errno);
     dropped_.fetch_add(c.packets, std::memory_order_relaxed);
     fail("writing segment " + segment_.path + " failed: " + error);
@@ -180,13 +180,12 @@ void Recorder::writeChunk(Chunk& c) {
 }
 
 void Recorder::openSegment(uint64_t first_ts_ns) {
-  fd_ = ring_.openNext(stream_, first_ts_ns / 1'000'000, segment_);
+  out_ = std::make_unique<SegmentWriter>(ring_.openNext(stream_, first_ts_ns / 1'000'000, segment_), segment_.path);
   uint8_t header[kPcapFileHeaderSize];
   writePcapFileHeader(header, snaplen_, linktype_);
   std::string error;
-  if (!writeAll(fd_, header, sizeof header, error)) {
-    ::close(fd_);
-    fd_ = -1;
+  if (!out_->append(header, sizeof header, error)) {
+    out_.reset();
     throw RecorderError("recorder: writing segment " + segment_.path + " failed: " + error);
   }
   segment_bytes_ = sizeof header;
@@ -195,9 +194,8 @@ void Recorder::openSegment(uint64_t first_ts_ns) {
 }
 
 void Recorder::closeSegment() {
-  if (fd_ < 0) return;
-  ::close(fd_);
-  fd_ = -1;
+  if (!out_) return;
+  out_.reset();
   ring_.closed(segment_, segment_bytes_ + index_.bytes());
   index_.close();
 }

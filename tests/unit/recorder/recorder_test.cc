@@ -18,6 +18,7 @@
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/recorder.h"
 #include "flowfold/recorder/segment_index.h"
+#include "flowfold/recorder/segment_writer.h"
 #include "flowfold/recorder/segment_ring.h"
 
 namespace flowfold::recorder {
@@ -273,6 +274,43 @@ TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
     }
   }
   fs::remove_all(dir);
+}
+
+// Whole pages go out directly, the partial last one through the page
+// cache: after every append the file holds exactly what was appended, on a
+// filesystem with O_DIRECT (the temporary directory's) and on one without
+// (tmpfs, /dev/shm).
+TEST(SegmentWriter, TheFileIsWholeAfterEveryAppendDirectOrNot) {
+  for (const std::string base : {fs::temp_directory_path().string(), std::string("/dev/shm")}) {
+    if (!fs::is_directory(base)) continue;
+    const std::string path = base + "/flowfold-segment-writer-" + std::to_string(getpid());
+    fs::remove(path);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    std::vector<uint8_t> want;
+    {
+      SegmentWriter w(fd, path);
+      SCOPED_TRACE(base + (w.direct() ? ": direct" : ": plain"));
+      uint32_t seed = 7;
+      for (size_t n : {24u, 100u, 4000u, 4096u, 1u, 12289u, 3u, 65536u, 5000u}) {
+        std::vector<uint8_t> data(n);
+        for (auto& b : data) b = static_cast<uint8_t>(seed = seed * 1103515245 + 12345);
+        std::string error;
+        ASSERT_TRUE(w.append(data.data(), data.size(), error)) << error;
+        want.insert(want.end(), data.begin(), data.end());
+        ASSERT_EQ(w.size(), want.size());
+        ASSERT_EQ(readAll(path), want) << "after appending " << n;
+      }
+      ASSERT_TRUE(w.cutBack(want.size() - 5000));
+      want.resize(want.size() - 5000);
+      const uint8_t more[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+      std::string error;
+      ASSERT_TRUE(w.append(more, sizeof more, error)) << error;
+      want.insert(want.end(), more, more + sizeof more);
+    }
+    EXPECT_EQ(readAll(path), want);
+    fs::remove(path);
+  }
 }
 
 TEST(FlowLog, NamesRoundTripAndOtherNamesAreNotLogs) {

@@ -24,6 +24,7 @@
 #include "flowfold/recorder/recorder_options.h"
 #include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
+#include "flowfold/recorder/segment_writer.h"
 
 namespace flowfold::recorder {
 
@@ -134,7 +135,7 @@ class Recorder {
   std::thread writer_;
 
   // The writer thread's.
-  int fd_ = -1;
+  std::unique_ptr<SegmentWriter> out_;  // the open segment
   Segment segment_;
   uint64_t segment_bytes_ = 0;
   IndexWriter index_;
