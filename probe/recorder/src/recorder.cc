@@ -159,8 +159,14 @@ void Recorder::writeChunk(Chunk& c) {
     fail(e.what());
     return;
   }
+  // The disk writes while the block is indexed; the index's entry for it
+  // follows once the segment holds it.
   std::string error;
-  if (!out_->append(c.data.get(), c.used, error)) {
+  out_->startAppend(c.data.get(), c.used);
+  // The pipeline's flow tags when it gave one per frame, else the keys.
+  const uint64_t* tags = c.tags && c.tagged == c.packets ? c.tags.get() : nullptr;
+  if (!index_.addBlock(c.data.get(), c.used, segment_bytes_, tags, error)) indexFailed(error);
+  if (!out_->finishAppend(error)) {
     // A write cut short (a full disk) would leave half a packet: the
     // segment goes back to its last whole buffer, readable as it was.
     if (!out_->cutBack(segment_bytes_))
@@ -169,9 +175,7 @@ void Recorder::writeChunk(Chunk& c) {
     fail("writing segment " + segment_.path + " failed: " + error);
     return;
   }
-  // The pipeline's flow tags when it gave one per frame, else the keys.
-  const uint64_t* tags = c.tags && c.tagged == c.packets ? c.tags.get() : nullptr;
-  if (!index_.addBlock(c.data.get(), c.used, segment_bytes_, tags, error)) indexFailed(error);
+  if (!index_.commitBlock(error)) indexFailed(error);
   segment_bytes_ += c.used;
   packets_.fetch_add(c.packets, std::memory_order_relaxed);
   bytes_.fetch_add(c.used, std::memory_order_relaxed);

@@ -47,54 +47,75 @@ SegmentWriter::SegmentWriter(int fd, const std::string& path) : fd_(fd) {
 }
 
 SegmentWriter::~SegmentWriter() {
+  if (in_flight_.valid()) in_flight_.wait();
   if (direct_fd_ >= 0) ::close(direct_fd_);
   ::close(fd_);
 }
 
-bool SegmentWriter::append(const uint8_t* data, size_t n, std::string& error) {
-  if (direct_fd_ >= 0 && appendDirect(data, n, error)) return true;
-  if (direct_fd_ >= 0 && errno != EINVAL) return false;
-  if (direct_fd_ >= 0) {  // the filesystem took the descriptor but refuses its writes
+void SegmentWriter::startAppend(const uint8_t* data, size_t n) {
+  data_ = data;
+  n_ = n;
+  size_before_ = size_;
+  size_ += n;
+  if (direct_fd_ < 0) {
+    plain_outcome_ = Outcome{};
+    plain_outcome_.ok = pwriteAll(fd_, data, n, size_before_, plain_outcome_.error);
+    return;
+  }
+  // The file's partial last page and the new bytes, one after the other in
+  // the staging buffer: its whole pages go directly, the rest through the
+  // page cache, and is kept as the next append's partial page.
+  const size_t held = size_before_ % kPage;
+  const size_t total = held + n, whole = total / kPage * kPage, rest = total - whole;
+  if (stage_size_ < total) {
+    stage_size_ = (total + kPage - 1) / kPage * kPage;
+    stage_ = alignedBuffer(stage_size_);
+  }
+  if (!stage_) {  // no memory for it: the plain way from now on
+    stage_size_ = 0;
     ::close(direct_fd_);
     direct_fd_ = -1;
+    plain_outcome_ = Outcome{};
+    plain_outcome_.ok = pwriteAll(fd_, data, n, size_before_, plain_outcome_.error);
+    return;
   }
-  if (!pwriteAll(fd_, data, n, size_, error)) return false;
-  size_ += n;
-  return true;
+  std::memcpy(stage_.get(), tail_.get(), held);
+  std::memcpy(stage_.get() + held, data, n);
+  std::memcpy(tail_.get(), stage_.get() + whole, rest);
+  const uint64_t page_start = size_before_ - held;
+  in_flight_ = std::async(std::launch::async, [this, whole, rest, page_start] { return writeStaged(whole, rest, page_start); });
 }
 
-bool SegmentWriter::appendDirect(const uint8_t* data, size_t n, std::string& error) {
-  const size_t held = size_ % kPage;
-  const uint64_t page_start = size_ - held;
-  const size_t total = held + n;
-  const size_t whole = total / kPage * kPage;
-  if (whole > 0) {
-    if (stage_size_ < whole) {
-      stage_ = alignedBuffer(whole);
-      stage_size_ = stage_ ? whole : 0;
-      if (!stage_) {
-        errno = EINVAL;  // write it the plain way
-        error = "no memory for the staging buffer";
-        return false;
-      }
-    }
-    std::memcpy(stage_.get(), tail_.get(), held);
-    std::memcpy(stage_.get() + held, data, whole - held);
-    errno = 0;
-    if (!pwriteAll(direct_fd_, stage_.get(), whole, page_start, error)) return false;
-  }
-  // The rest, a partial page: kept for the next append, and written through
-  // the page cache now so that the file is whole.
-  const size_t rest = total - whole;
-  if (whole > 0) {
-    std::memcpy(tail_.get(), data + (whole - held), rest);
-  } else {
-    std::memcpy(tail_.get() + held, data, n);
-  }
+SegmentWriter::Outcome SegmentWriter::writeStaged(size_t whole, size_t rest, uint64_t page_start) {
+  Outcome o;
   errno = 0;
-  if (rest > 0 && !pwriteAll(fd_, tail_.get(), rest, page_start + whole, error)) return false;
-  size_ += n;
-  return true;
+  if (whole > 0 && !pwriteAll(direct_fd_, stage_.get(), whole, page_start, o.error)) {
+    o.ok = false;
+    o.err = errno;
+    return o;
+  }
+  if (rest > 0 && !pwriteAll(fd_, stage_.get() + whole, rest, page_start + whole, o.error)) {
+    o.ok = false;
+    o.err = errno;
+  }
+  return o;
+}
+
+bool SegmentWriter::finishAppend(std::string& error) {
+  Outcome o = in_flight_.valid() ? in_flight_.get() : plain_outcome_;
+  if (!o.ok && o.err == EINVAL && direct_fd_ >= 0) {
+    // The filesystem opened the file for O_DIRECT but refuses the writes:
+    // this append, and the ones after it, the plain way.
+    ::close(direct_fd_);
+    direct_fd_ = -1;
+    o = Outcome{};
+    o.ok = pwriteAll(fd_, data_, n_, size_before_, o.error);
+  }
+  if (!o.ok) {
+    size_ = size_before_;
+    error = o.error;
+  }
+  return o.ok;
 }
 
 bool SegmentWriter::cutBack(uint64_t size) {

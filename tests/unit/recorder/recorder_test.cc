@@ -255,6 +255,7 @@ TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
           tags.push_back(tag);
         }
         ASSERT_TRUE(w.addBlock(records.data(), records.size(), offset, tagged ? tags.data() : nullptr, error)) << error;
+        ASSERT_TRUE(w.commitBlock(error)) << error;
         offset += records.size();
       }
       w.close();

@@ -80,7 +80,10 @@ class IndexWriter {
   bool open(const std::string& path, std::string& error);
   /// Indexes a block of whole pcap records written at segment `offset`;
   /// `tags`, when given, one per record (flow_tags.h), number its flows.
+  /// The block's entry is written by commitBlock(), once the records are in
+  /// the segment (an index never points past what a reader can find).
   bool addBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags, std::string& error);
+  bool commitBlock(std::string& error);
   void close();
   bool isOpen() const { return fd_ >= 0; }
   uint64_t bytes() const { return bytes_; }
@@ -119,6 +122,7 @@ class IndexWriter {
   uint32_t segment_ = 0;
   uint32_t block_ = 0;
   std::vector<uint8_t> buf_;
+  bool block_ready_ = false;  // buf_ holds a block addBlock() built, not yet written
   std::vector<FlowKey> block_keys_;     // the block's packets' keys, in order (reused)
   std::vector<uint64_t> block_hashes_;  // and their hashes
 };

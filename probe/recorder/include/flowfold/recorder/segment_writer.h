@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -28,14 +29,26 @@ class SegmentWriter {
 
   /// Appends n bytes; false and `error` when the disk refuses (the file may
   /// then end in a part of them: cutBack()).
-  bool append(const uint8_t* data, size_t n, std::string& error);
+  bool append(const uint8_t* data, size_t n, std::string& error) {
+    startAppend(data, n);
+    return finishAppend(error);
+  }
+  /// The same in two steps, so that the caller can work while the disk
+  /// writes: `data` must stay as it is until finishAppend(), which waits.
+  void startAppend(const uint8_t* data, size_t n);
+  bool finishAppend(std::string& error);
   /// Cuts the file back to `size` bytes (the end of the last good append).
   bool cutBack(uint64_t size);
   uint64_t size() const { return size_; }
   bool direct() const { return direct_fd_ >= 0; }
 
  private:
-  bool appendDirect(const uint8_t* data, size_t n, std::string& error);
+  struct Outcome {
+    bool ok = true;
+    int err = 0;
+    std::string error;
+  };
+  Outcome writeStaged(size_t whole, size_t rest, uint64_t page_start);
 
   int fd_;
   int direct_fd_ = -1;
@@ -44,6 +57,12 @@ class SegmentWriter {
   std::unique_ptr<uint8_t[], void (*)(void*)> tail_{nullptr, nullptr};
   std::unique_ptr<uint8_t[], void (*)(void*)> stage_{nullptr, nullptr};
   size_t stage_size_ = 0;
+  // The append in flight.
+  std::future<Outcome> in_flight_;
+  Outcome plain_outcome_;
+  const uint8_t* data_ = nullptr;
+  size_t n_ = 0;
+  uint64_t size_before_ = 0;
 };
 
 }  // namespace flowfold::recorder
