@@ -341,85 +341,114 @@ class FlowMatcher {
 
 // ---------------------------------------------------------------- narrowing by flow
 
-void put16(std::vector<uint8_t>& b, uint16_t v) {
-  b.push_back(static_cast<uint8_t>(v >> 8));
-  b.push_back(static_cast<uint8_t>(v));
-}
+// Packets rebuilt from a flow key, to run the filter on: the headers
+// (Ethernet with its VLAN tags, or raw IP) of a packet of the flow, then a
+// payload of 0 or 1400 bytes of 0x00 or 0xff. One buffer, reused for every
+// flow (a query asks this of every flow of its segments: millions).
+class FlowPackets {
+ public:
+  explicit FlowPackets(int dlt) : dlt_(dlt) {}
 
-// The headers of a packet of flow `k` (Ethernet with its VLAN tags, or raw
-// IP), then `payload` bytes of `fill`.
-std::optional<std::vector<uint8_t>> synthesize(const FlowKey& k, int dlt, size_t payload, uint8_t fill) {
-  std::vector<uint8_t> b;
-  const bool v6 = k.ip_version == 6;
-  if (dlt == DLT_EN10MB) {
-    b.assign(12, 0);
-    if (k.vlan_id != 0) {
-      put16(b, k.inner_vlan_id != 0 ? 0x88a8 : 0x8100);
-      put16(b, k.vlan_id);
-    }
-    if (k.inner_vlan_id != 0) {
-      put16(b, 0x8100);
-      put16(b, k.inner_vlan_id);
-    }
-    put16(b, v6 ? 0x86dd : 0x0800);
-  } else if (dlt != DLT_RAW && dlt != 228 /* IPv4 */ && dlt != 229 /* IPv6 */) {
-    return std::nullopt;  // other link layers: no narrowing
+  // Whether the filter may match packets of flow `k` (see the file's
+  // comment), and whether its headers alone decide it (`decided`: the
+  // variants agree).
+  bool mayMatch(const bpf_program& program, const FlowKey& k, bool& decided) {
+    decided = true;
+    if (k == FlowKey{}) return true;  // packets without a flow key
+    if (!build(k)) return true;       // a link layer not rebuilt: read it all
+    int matched = 0;
+    for (const size_t payload : {size_t{0}, kPayload})
+      for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) matched += runs(program, payload, fill);
+    decided = matched == 0 || matched == 4;
+    return matched != 0;
   }
-  std::vector<uint8_t> l4;
-  const uint8_t p = k.protocol;
-  if (p == 6) {
-    put16(l4, k.src_port), put16(l4, k.dst_port);
-    l4.insert(l4.end(), 8, fill);  // seq, ack
-    l4.push_back(0x50), l4.push_back(fill);  // data offset 5, flags
-    put16(l4, 0xffff), put16(l4, 0), put16(l4, 0);
-  } else if (p == 17 || p == 136) {
-    put16(l4, k.src_port), put16(l4, k.dst_port), put16(l4, static_cast<uint16_t>(8 + payload)), put16(l4, 0);
-  } else if (p == 1 || p == 58) {
-    l4.push_back(static_cast<uint8_t>(k.dst_port >> 8)), l4.push_back(static_cast<uint8_t>(k.dst_port));
-    put16(l4, 0), put16(l4, 0), put16(l4, 0);
-  }
-  l4.insert(l4.end(), payload, fill);
-  if (!v6) {
-    b.push_back(0x45), b.push_back(0);
-    put16(b, static_cast<uint16_t>(20 + l4.size()));
-    put16(b, 0), put16(b, 0);
-    b.push_back(64), b.push_back(p);
-    put16(b, 0);
-    b.insert(b.end(), k.src_addr.begin(), k.src_addr.begin() + 4);
-    b.insert(b.end(), k.dst_addr.begin(), k.dst_addr.begin() + 4);
-  } else {
-    b.push_back(0x60), b.push_back(0), put16(b, 0);
-    put16(b, static_cast<uint16_t>(l4.size()));
-    b.push_back(p), b.push_back(64);
-    b.insert(b.end(), k.src_addr.begin(), k.src_addr.end());
-    b.insert(b.end(), k.dst_addr.begin(), k.dst_addr.end());
-  }
-  b.insert(b.end(), l4.begin(), l4.end());
-  return b;
-}
 
-bool runs(const bpf_program& program, const std::vector<uint8_t>& packet) {
-  pcap_pkthdr h{};
-  h.caplen = h.len = static_cast<uint32_t>(packet.size());
-  return pcap_offline_filter(&program, &h, packet.data()) != 0;
-}
+ private:
+  static constexpr size_t kPayload = 1400;
 
-// Whether the filter may match packets of flow `k` (see the file's comment),
-// and whether its headers alone decide it (`decided`: the variants agree).
-bool mayMatch(const bpf_program& program, const FlowKey& k, int dlt, bool& decided) {
-  decided = true;
-  if (k == FlowKey{}) return true;  // packets without a flow key
-  int matched = 0, tried = 0;
-  for (const size_t payload : {size_t{0}, size_t{1400}})
-    for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) {
-      const auto packet = synthesize(k, dlt, payload, fill);
-      if (!packet) return true;  // a link layer not rebuilt: read it all
-      ++tried;
-      matched += runs(program, *packet);
+  void put16(size_t at, uint16_t v) {
+    buf_[at] = static_cast<uint8_t>(v >> 8);
+    buf_[at + 1] = static_cast<uint8_t>(v);
+  }
+
+  // Writes the headers of `k` (lengths and fill bytes are set per variant).
+  bool build(const FlowKey& k) {
+    size_t at = 0;
+    v6_ = k.ip_version == 6;
+    if (dlt_ == DLT_EN10MB) {
+      std::memset(buf_, 0, 12);
+      at = 12;
+      if (k.vlan_id != 0) {
+        put16(at, k.inner_vlan_id != 0 ? 0x88a8 : 0x8100);
+        put16(at + 2, k.vlan_id);
+        at += 4;
+      }
+      if (k.inner_vlan_id != 0) {
+        put16(at, 0x8100);
+        put16(at + 2, k.inner_vlan_id);
+        at += 4;
+      }
+      put16(at, v6_ ? 0x86dd : 0x0800);
+      at += 2;
+    } else if (dlt_ != DLT_RAW && dlt_ != 228 /* IPv4 */ && dlt_ != 229 /* IPv6 */) {
+      return false;
     }
-  decided = matched == 0 || matched == tried;
-  return matched != 0;
-}
+    ip_ = at;
+    protocol_ = k.protocol;
+    if (!v6_) {
+      const uint8_t h[12] = {0x45, 0, 0, 0, 0, 0, 0, 0, 64, k.protocol, 0, 0};
+      std::memcpy(buf_ + at, h, sizeof h);
+      std::memcpy(buf_ + at + 12, k.src_addr.data(), 4);
+      std::memcpy(buf_ + at + 16, k.dst_addr.data(), 4);
+      l4_ = at + 20;
+    } else {
+      const uint8_t h[8] = {0x60, 0, 0, 0, 0, 0, k.protocol, 64};
+      std::memcpy(buf_ + at, h, sizeof h);
+      std::memcpy(buf_ + at + 8, k.src_addr.data(), 16);
+      std::memcpy(buf_ + at + 24, k.dst_addr.data(), 16);
+      l4_ = at + 40;
+    }
+    at = l4_;
+    if (protocol_ == 6) {
+      put16(at, k.src_port), put16(at + 2, k.dst_port);
+      std::memset(buf_ + at + 4, 0, 16);
+      buf_[at + 12] = 0x50;  // data offset 5
+      put16(at + 14, 0xffff);
+      at += 20;
+    } else if (protocol_ == 17 || protocol_ == 136) {
+      put16(at, k.src_port), put16(at + 2, k.dst_port), put16(at + 6, 0);
+      at += 8;
+    } else if (protocol_ == 1 || protocol_ == 58) {
+      buf_[at] = static_cast<uint8_t>(k.dst_port >> 8), buf_[at + 1] = static_cast<uint8_t>(k.dst_port);
+      std::memset(buf_ + at + 2, 0, 6);
+      at += 8;
+    }
+    payload_ = at;
+    return true;
+  }
+
+  bool runs(const bpf_program& program, size_t payload, uint8_t fill) {
+    const size_t l4_length = payload_ - l4_ + payload;
+    if (!v6_) put16(ip_ + 2, static_cast<uint16_t>(20 + l4_length));
+    else put16(ip_ + 4, static_cast<uint16_t>(l4_length));
+    if (protocol_ == 6) {
+      std::memset(buf_ + l4_ + 4, fill, 8);  // seq, ack
+      buf_[l4_ + 13] = fill;                 // flags
+    } else if (protocol_ == 17 || protocol_ == 136) {
+      put16(l4_ + 4, static_cast<uint16_t>(l4_length));
+    }
+    std::memset(buf_ + payload_, fill, payload);
+    pcap_pkthdr h{};
+    h.caplen = h.len = static_cast<uint32_t>(payload_ + payload);
+    return pcap_offline_filter(&program, &h, buf_) != 0;
+  }
+
+  const int dlt_;
+  uint8_t buf_[14 + 8 + 40 + 20 + kPayload] = {};
+  bool v6_ = false;
+  uint8_t protocol_ = 0;
+  size_t ip_ = 0, l4_ = 0, payload_ = 0;
+};
 
 // ---------------------------------------------------------------- reading
 
@@ -508,11 +537,12 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   uint64_t indexed_end = kPcapFileHeaderSize;
   // Each flow of the index is asked once, as it is read: whether the wanted
   // flows' keys hold it, whether the filter may match its packets.
+  FlowPackets rebuilt(static_cast<int>(dlt));
   const auto candidate = [&](const FlowKey& key) {
     if (flows && !flows->indexedFlow(key)) return false;
     if (!program) return true;
     bool decided = true;
-    const bool may = mayMatch(*program, key, static_cast<int>(dlt), decided);
+    const bool may = rebuilt.mayMatch(*program, key, decided);
     if (!decided) totals.payload_filter = true;
     return may;
   };
