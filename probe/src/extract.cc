@@ -316,6 +316,12 @@ class FlowMatcher {
   FlowMatcher(int dlt, std::vector<WantedFlow> flows)
       : decoder_(dlt, {}, probe::TunnelMode::kBoth), flows_(std::move(flows)) {}
 
+  std::vector<FlowKey> keys() const {
+    std::vector<FlowKey> out;
+    for (const WantedFlow& f : flows_) out.push_back(f.key);
+    return out;
+  }
+
   bool indexedFlow(const FlowKey& k) const {
     const FlowKey key = withoutInterface(k);
     return std::any_of(flows_.begin(), flows_.end(), [&](const WantedFlow& f) { return f.key == key; });
@@ -546,7 +552,11 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
     if (!decided) totals.payload_filter = true;
     return may;
   };
-  if (readSegmentIndex(indexPathOf(s.path), index, error, candidate)) {
+  // Flow ids alone name exact keys: the index is searched without decoding its keys.
+  const std::vector<FlowKey> exact = flows && !program ? flows->keys() : std::vector<FlowKey>{};
+  const bool read = flows && !program ? readSegmentIndex(indexPathOf(s.path), index, error, std::span<const FlowKey>(exact))
+                                      : readSegmentIndex(indexPathOf(s.path), index, error, candidate);
+  if (read) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
       if (b.last_ts_ns < o.from_ns || b.first_ts_ns > o.to_ns || !b.wanted) continue;

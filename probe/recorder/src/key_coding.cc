@@ -66,4 +66,20 @@ bool CodedReader::key(FlowKey& k) {
   return small(kVlan, k.vlan_id) && small(kInnerVlan, k.inner_vlan_id) && small(kIngressIf, k.ingress_if);
 }
 
+bool CodedReader::skipKey(const uint8_t*& start, size_t& n) {
+  start = p_;
+  uint8_t form = 0;
+  if (!bytes(&form, 1)) return false;
+  const size_t fixed = (form & kRawKey) ? sizeof(FlowKey) : 1 + 2 * ((form & kIpv6) ? 16 : 4) + 4;
+  if (static_cast<size_t>(end_ - p_) < fixed) return false;
+  p_ += fixed;
+  if (!(form & kRawKey))
+    for (const uint8_t bit : {kVlan, kInnerVlan, kIngressIf}) {
+      uint64_t v = 0;
+      if ((form & bit) && !varint(v)) return false;
+    }
+  n = static_cast<size_t>(p_ - start);
+  return true;
+}
+
 }  // namespace flowfold::recorder

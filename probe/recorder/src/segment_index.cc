@@ -245,12 +245,50 @@ bool IndexWriter::commitBlock(std::string& error) {
   return true;
 }
 
+namespace {
+
+// Reads one key of a block: false when it is damaged; `wanted` says whether
+// the query wants its flow. Null: no query, the keys are kept.
+using KeyTest = std::function<bool(CodedReader&, bool& wanted)>;
+bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& test);
+
+}  // namespace
+
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error) {
-  return readSegmentIndex(path, out, error, nullptr);
+  return readIndex(path, out, error, nullptr);
 }
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
                       const std::function<bool(const FlowKey&)>& wanted) {
+  return readIndex(path, out, error, [&](CodedReader& in, bool& w) {
+    FlowKey k;
+    if (!in.key(k)) return false;
+    w = wanted(k);
+    return true;
+  });
+}
+
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys) {
+  // Compared as coded bytes: the coding of a key is one and the same
+  // wherever it is written, so no key of the index need be decoded.
+  std::vector<std::vector<uint8_t>> coded;
+  for (const FlowKey& k : keys) {
+    coded.emplace_back();
+    putKey(coded.back(), k);
+  }
+  return readIndex(path, out, error, [&](CodedReader& in, bool& w) {
+    const uint8_t* start = nullptr;
+    size_t n = 0;
+    if (!in.skipKey(start, n)) return false;
+    w = std::any_of(coded.begin(), coded.end(),
+                    [&](const std::vector<uint8_t>& c) { return c.size() == n && std::memcmp(c.data(), start, n) == 0; });
+    return true;
+  });
+}
+
+namespace {
+
+bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& wanted) {
   out = SegmentIndex{};
   std::vector<bool> flow_wanted;  // with a filter, by flow number
   uint32_t flows = 0;
@@ -301,12 +339,13 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
     CodedReader in(h + kBlockHeaderSize, payload);
     const uint32_t first_new = flows;
     for (uint32_t i = 0; i < fresh; ++i) {
-      FlowKey k;
-      if (!in.key(k)) return damaged("has a damaged key");
       if (!wanted) {
+        FlowKey k;
+        if (!in.key(k)) return damaged("has a damaged key");
         out.flows.push_back(k);
       } else {
-        const bool w = wanted(k);
+        bool w = false;
+        if (!wanted(in, w)) return damaged("has a damaged key");
         flow_wanted.push_back(w);
         b.wanted = b.wanted || w;  // a new flow has packets in its block
       }
@@ -332,5 +371,7 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
   }
   return true;
 }
+
+}  // namespace
 
 }  // namespace flowfold::recorder

@@ -261,6 +261,25 @@ TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
       w.close();
     }
   }
+  // A query for exact keys (compared coded, not decoded) wants the blocks
+  // the decoded keys say hold them: flow 3 is in blocks 1 and 2, flow 1 in block 0.
+  {
+    const auto keys = blockKeys(dir + "/k0.idx");
+    std::vector<uint8_t> one;
+    appendUdpRecord(one, 3, 1);
+    probe::Decoder decoder(1);
+    probe::DecodedPacket p{};
+    ASSERT_EQ(decoder.decode(one.data() + kPcapRecordHeaderSize, 60, 60, 0, p), probe::DecodeStatus::kOk);
+    for (const std::string& file : {"k0.idx", "t0.idx"}) {
+      SegmentIndex index;
+      std::string error;
+      ASSERT_TRUE(readSegmentIndex(dir + "/" + file, index, error, std::span(&p.key, 1))) << error;
+      ASSERT_EQ(index.blocks.size(), 3u);
+      EXPECT_FALSE(index.blocks[0].wanted) << file;
+      EXPECT_TRUE(index.blocks[1].wanted) << file;
+      EXPECT_TRUE(index.blocks[2].wanted) << file;
+    }
+  }
   for (int segment = 0; segment < 2; ++segment) {
     const auto by_key = blockKeys(dir + "/k" + std::to_string(segment) + ".idx");
     const auto by_tag = blockKeys(dir + "/t" + std::to_string(segment) + ".idx");

@@ -53,6 +53,8 @@ class CodedReader {
     return true;
   }
   bool key(FlowKey& k);
+  /// Steps over a key without decoding it: its coded bytes are [start, start + n).
+  bool skipKey(const uint8_t*& start, size_t& n);
   bool done() const { return p_ == end_; }
 
  private:

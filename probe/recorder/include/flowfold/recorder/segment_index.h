@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,9 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
 /// `wanted` (a ring of millions of flows is answered without holding them).
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
                       const std::function<bool(const FlowKey&)>& wanted);
+/// The same for a few exact keys (extract --flow-id): keys are compared in
+/// their coded form, without decoding the index's.
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys);
 
 /// Writes one segment's index (the recorder's thread).
 class IndexWriter {
