@@ -1,6 +1,7 @@
 #include "flowfold/recorder/segment_index.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -297,20 +298,27 @@ bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, c
     error = std::strerror(errno);
     return false;
   }
-  std::vector<uint8_t> data;
-  {
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) data.resize(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t r = ::read(fd, data.data() + done, data.size() - done);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      done += static_cast<size_t>(r);
-    }
-    data.resize(done);
+  // Mapped, not copied: a query reads a segment's index once, front to back.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
+    error = "not a regular file";
+    return false;
   }
+  const auto size = static_cast<size_t>(st.st_size);
+  void* map = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) {
+    error = size == 0 ? "not a flowfold segment index" : std::strerror(errno);
+    return false;
+  }
+  ::madvise(map, size, MADV_SEQUENTIAL);
+  struct Unmap {
+    void* p;
+    size_t n;
+    ~Unmap() { ::munmap(p, n); }
+  } unmap{map, size};
+  const std::span<const uint8_t> data(static_cast<const uint8_t*>(map), size);
   if (data.size() < kIndexHeaderSize || std::memcmp(data.data(), kIndexMagic, sizeof kIndexMagic) != 0) {
     error = "not a flowfold segment index";
     return false;
