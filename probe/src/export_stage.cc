@@ -33,6 +33,8 @@ ExportStage::ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_
   for (const auto& e : exporters_) current_.push_back(e.get());
   for (const auto& e : permanent_) current_.push_back(e.get());
   thread_ = std::thread([this] { run(); });
+  // For top -H, perf and /proc/PID/task; named here, so it is as soon as the stage exists.
+  pthread_setname_np(thread_.native_handle(), "ff-export");
 }
 
 ExportStage::~ExportStage() { finish(); }
@@ -64,7 +66,6 @@ void ExportStage::retire(std::vector<std::unique_ptr<Exporter>>& old) {
 }
 
 void ExportStage::run() {
-  pthread_setname_np(pthread_self(), "ff-export");  // for top -H, perf and /proc/PID/task
   leaveProcessSignalsToOtherThreads();
   ExportBatch batch;
   uint64_t last_now = 0;

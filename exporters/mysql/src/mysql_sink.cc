@@ -58,6 +58,7 @@ Sink::Sink(const MysqlOptions& options, std::string password, std::string name, 
   }
   stats_.method = use_insert_ ? "insert" : "load_data";
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "ff-mysql");  // for top -H, perf and /proc/PID/task
 }
 
 Sink::~Sink() {
@@ -133,7 +134,6 @@ MysqlSinkStats Sink::stats() const {
 // ---------------------------------------------------------------- the thread
 
 void Sink::run() {
-  pthread_setname_np(pthread_self(), "ff-mysql");  // for top -H, perf and /proc/PID/task
   leaveProcessSignalsToOtherThreads();
   if (openDeferredSpool()) {
     while (!stop_) {

@@ -343,8 +343,6 @@ HttpServer::HttpServer(const std::string& host, uint16_t port, MetricsServer::Bo
 
   accept();
   thread_ = std::thread([this] {
-    // Named so that /proc/PID/task/*/comm (and top -H) tell it apart.
-    pthread_setname_np(pthread_self(), "ff-metrics");
     for (;;) {
       try {
         io_.run();
@@ -354,6 +352,9 @@ HttpServer::HttpServer(const std::string& host, uint16_t port, MetricsServer::Bo
       }
     }
   });
+  // Named so that /proc/PID/task/*/comm (and top -H) tell it apart; from
+  // here, so that the name is there as soon as the server is.
+  pthread_setname_np(thread_.native_handle(), "ff-metrics");
 }
 
 void HttpServer::stop() {
