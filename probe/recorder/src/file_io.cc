@@ -20,6 +20,21 @@ bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
   return true;
 }
 
+bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string& error) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      error = w < 0 ? std::strerror(errno) : "wrote nothing";
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {
   size_t done = 0;
   while (done < n) {

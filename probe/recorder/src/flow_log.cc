@@ -34,28 +34,27 @@ bool decodeEntry(CodedReader& in, const FlowLogEntry& prev, FlowLogEntry& e) {
 
 }  // namespace
 
-void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out) {
+FlowLogBlockRange encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out) {
   const size_t header_at = out.size();
   out.resize(header_at + kFlowLogBlockHeaderSize, 0);
+  FlowLogBlockRange range{entries.empty() ? 0 : UINT64_MAX, 0, 0};
   FlowLogEntry prev;
   for (const FlowLogEntry& e : entries) {
     putVarint(out, zigzag(static_cast<int64_t>(e.flow_id - prev.flow_id)));
     putVarint(out, zigzag(static_cast<int64_t>(e.first_ms - prev.first_ms)));
     putVarint(out, zigzag(static_cast<int64_t>(e.last_ms - e.first_ms)));
     putKey(out, e.key);
+    range.min_id = std::min(range.min_id, e.flow_id);
+    range.max_id = std::max(range.max_id, e.flow_id);
+    range.max_last_ms = std::max(range.max_last_ms, e.last_ms);
     prev = e;
-  }
-  uint64_t min_id = UINT64_MAX, max_id = 0, max_last = 0;
-  for (const FlowLogEntry& e : entries) {
-    min_id = std::min(min_id, e.flow_id);
-    max_id = std::max(max_id, e.flow_id);
-    max_last = std::max(max_last, e.last_ms);
   }
   const uint32_t header[4] = {kFlowLogBlockMagic, static_cast<uint32_t>(out.size() - header_at - kFlowLogBlockHeaderSize),
                               static_cast<uint32_t>(entries.size()), 0};
-  const uint64_t ranges[3] = {entries.empty() ? 0 : min_id, max_id, max_last};
+  const uint64_t ranges[3] = {range.min_id, range.max_id, range.max_last_ms};
   std::memcpy(out.data() + header_at, header, sizeof header);
   std::memcpy(out.data() + header_at + sizeof header, ranges, sizeof ranges);
+  return range;
 }
 
 std::optional<uint64_t> parseFlowLogName(const std::string& file_name) {
@@ -185,8 +184,6 @@ bool FlowLogWriter::add(std::span<const FlowRecord> records, uint64_t steady_ms,
   for (const FlowRecord& r : records) {
     if (r.flow_id == 0) continue;
     held_.push_back(FlowLogEntry{r.flow_id, r.first_ms, r.last_ms, r.key});
-    held_max_last_ms_ = std::max(held_max_last_ms_, r.last_ms);
-    held_max_flow_id_ = std::max(held_max_flow_id_, r.flow_id);
   }
   if (held_.size() >= kEntriesPerBlock || (!held_.empty() && steady_ms >= last_write_ms_ + kWriteEveryMs)) {
     last_write_ms_ = steady_ms;
@@ -228,7 +225,7 @@ bool FlowLogWriter::openNext(std::string& error) {
 
 // One block per write; a block never spans two files.
 bool FlowLogWriter::write(std::string& error) {
-  // In id order: small differences, and the block's id range is exact.
+  // In id order: the ids differ by little from one entry to the next.
   // (An order of positions is sorted, not the 72-byte entries themselves.)
   order_.resize(held_.size());
   for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
@@ -238,7 +235,7 @@ bool FlowLogWriter::write(std::string& error) {
   sorted_.clear();
   for (uint32_t i : order_) sorted_.push_back(held_[i]);
   buf_.clear();
-  encodeFlowLogBlock(sorted_, buf_);
+  const FlowLogBlockRange range = encodeFlowLogBlock(sorted_, buf_);
   if (fd_ < 0 || (file_bytes_ > kFlowLogHeaderSize && file_bytes_ + buf_.size() > kFlowLogFileBytes)) {
     if (!openNext(error)) {
       failed_ = true;
@@ -251,9 +248,8 @@ bool FlowLogWriter::write(std::string& error) {
     return false;
   }
   file_bytes_ += buf_.size();
-  ring_.flowLogWritten(path_, file_bytes_, held_max_last_ms_, held_max_flow_id_);
+  ring_.flowLogWritten(path_, file_bytes_, range.max_last_ms, range.max_id);
   held_.clear();
-  held_max_last_ms_ = held_max_flow_id_ = 0;
   return true;
 }
 

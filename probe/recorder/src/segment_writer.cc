@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "flowfold/recorder/file_io.h"
+
 
 namespace flowfold::recorder {
 
@@ -16,21 +18,6 @@ constexpr size_t kPage = 4096;
 
 std::unique_ptr<uint8_t[], void (*)(void*)> alignedBuffer(size_t size) {
   return {static_cast<uint8_t*>(std::aligned_alloc(kPage, size)), std::free};
-}
-
-bool pwriteAll(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string& error) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      error = w < 0 ? std::strerror(errno) : "nothing written";
-      return false;
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
-  }
-  return true;
 }
 
 }  // namespace
@@ -59,7 +46,7 @@ void SegmentWriter::startAppend(const uint8_t* data, size_t n) {
   size_ += n;
   if (direct_fd_ < 0) {
     plain_outcome_ = Outcome{};
-    plain_outcome_.ok = pwriteAll(fd_, data, n, size_before_, plain_outcome_.error);
+    plain_outcome_.ok = writeAt(fd_, data, n, size_before_, plain_outcome_.error);
     return;
   }
   // The file's partial last page and the new bytes, one after the other in
@@ -76,7 +63,7 @@ void SegmentWriter::startAppend(const uint8_t* data, size_t n) {
     ::close(direct_fd_);
     direct_fd_ = -1;
     plain_outcome_ = Outcome{};
-    plain_outcome_.ok = pwriteAll(fd_, data, n, size_before_, plain_outcome_.error);
+    plain_outcome_.ok = writeAt(fd_, data, n, size_before_, plain_outcome_.error);
     return;
   }
   std::memcpy(stage_.get(), tail_.get(), held);
@@ -89,12 +76,12 @@ void SegmentWriter::startAppend(const uint8_t* data, size_t n) {
 SegmentWriter::Outcome SegmentWriter::writeStaged(size_t whole, size_t rest, uint64_t page_start) {
   Outcome o;
   errno = 0;
-  if (whole > 0 && !pwriteAll(direct_fd_, stage_.get(), whole, page_start, o.error)) {
+  if (whole > 0 && !writeAt(direct_fd_, stage_.get(), whole, page_start, o.error)) {
     o.ok = false;
     o.err = errno;
     return o;
   }
-  if (rest > 0 && !pwriteAll(fd_, stage_.get() + whole, rest, page_start + whole, o.error)) {
+  if (rest > 0 && !writeAt(fd_, stage_.get() + whole, rest, page_start + whole, o.error)) {
     o.ok = false;
     o.err = errno;
   }
@@ -109,7 +96,7 @@ bool SegmentWriter::finishAppend(std::string& error) {
     ::close(direct_fd_);
     direct_fd_ = -1;
     o = Outcome{};
-    o.ok = pwriteAll(fd_, data_, n_, size_before_, o.error);
+    o.ok = writeAt(fd_, data_, n_, size_before_, o.error);
   }
   if (!o.ok) {
     size_ = size_before_;

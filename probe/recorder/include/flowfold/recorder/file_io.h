@@ -12,6 +12,8 @@ namespace flowfold::recorder {
 
 /// Writes all n bytes; false and `error` (strerror) otherwise.
 bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error);
+/// Writes all n bytes at `offset`; false and `error` otherwise (errno kept).
+bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string& error);
 /// Reads exactly n bytes at `offset`; false at the end of the file or on an error.
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset);
 

@@ -65,8 +65,13 @@ struct FlowLog {
   std::string damage;                 // where a damaged block stopped the reading, if one did
 };
 
+/// What a block's header says of its entries.
+struct FlowLogBlockRange {
+  uint64_t min_id = 0, max_id = 0, max_last_ms = 0;
+};
+
 /// One block's entries, coded (appended to `out`).
-void encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out);
+FlowLogBlockRange encodeFlowLogBlock(std::span<const FlowLogEntry> entries, std::vector<uint8_t>& out);
 
 /// Reads a flow log's whole blocks (a torn last one is left out; a damaged
 /// one ends the reading and is told in `damage`). With `wanted` (ascending
@@ -118,7 +123,6 @@ class FlowLogWriter {
   std::vector<uint32_t> order_;       // held_ in id order (reused)
   std::vector<FlowLogEntry> sorted_;
   std::vector<uint8_t> buf_;
-  uint64_t held_max_last_ms_ = 0, held_max_flow_id_ = 0;  // of the entries held
   bool failed_ = false;
 };
 
