@@ -230,19 +230,29 @@ void SegmentRing::enforceLocked(uint64_t now_ms) {
 // is gone, or once all its flows ended before the oldest packet left in the
 // ring (a long run writes many logs): it goes with the segments.
 void SegmentRing::removeSpentFlowLogs() {
+  // Called after every write: nothing to do while every log is open (a big
+  // ring holds thousands of logs and segments, so the work below is linear
+  // in them, not quadratic).
+  if (std::all_of(flow_logs_.begin(), flow_logs_.end(), [](const FlowLogFile& f) { return f.open; })) return;
+  // The runs by their first segment; a run's segments end where the next begins.
+  std::vector<uint64_t> runs{run_first_sequence_};
+  for (const FlowLogFile& f : flow_logs_) runs.push_back(f.run_first_segment);
+  std::sort(runs.begin(), runs.end());
+  runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
+  std::vector<bool> run_has_segments(runs.size(), false);
   uint64_t oldest_packet_ms = UINT64_MAX;
-  for (const Segment& s : segments_) oldest_packet_ms = std::min(oldest_packet_ms, s.name.start_s * 1000);
+  for (const Segment& s : segments_) {
+    oldest_packet_ms = std::min(oldest_packet_ms, s.name.start_s * 1000);
+    const auto after = std::upper_bound(runs.begin(), runs.end(), s.name.sequence);
+    if (after != runs.begin()) run_has_segments[static_cast<size_t>(after - runs.begin()) - 1] = true;
+  }
   const auto runHasSegments = [&](uint64_t run_first) {
-    uint64_t run_end = run_first_sequence_ > run_first ? run_first_sequence_ : UINT64_MAX;
-    for (const FlowLogFile& f : flow_logs_)
-      if (f.run_first_segment > run_first) run_end = std::min(run_end, f.run_first_segment);
-    return std::any_of(segments_.begin(), segments_.end(), [&](const Segment& s) {
-      return s.name.sequence >= run_first && s.name.sequence < run_end;
-    });
+    return run_has_segments[static_cast<size_t>(std::lower_bound(runs.begin(), runs.end(), run_first) - runs.begin())];
   };
   for (auto it = flow_logs_.begin(); it != flow_logs_.end();) {
+    // This run's segments are still being written: only the time tells.
     const bool this_run = it->run_first_segment == run_first_sequence_;
-    if (it->open || this_run || (it->max_last_ms >= oldest_packet_ms && runHasSegments(it->run_first_segment))) {
+    if (it->open || (it->max_last_ms >= oldest_packet_ms && (this_run || runHasSegments(it->run_first_segment)))) {
       ++it;
       continue;
     }

@@ -442,6 +442,35 @@ TEST(FlowLog, EveryFormOfKeyCodesAndReadsBack) {
   fs::remove_all(dir);
 }
 
+// A long run writes many logs: a closed one of this very run goes once all
+// its flows ended before the oldest packet the ring keeps.
+TEST(FlowLog, ALogOfThisRunGoesByTime) {
+  const std::string dir = tempDir("flowlog-time");
+  fakeSegment(dir, 1, 1100, 1000);  // the oldest packet: second 1100
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  SegmentRing ring(o);
+  std::string error;
+  {
+    FlowLogWriter early(ring);  // flows that ended at 1000 s and at 1200 s, two logs
+    const std::vector<FlowRecord> before = {flowRecord(1, 900'000, 1'000'000, 1)};
+    ASSERT_TRUE(early.add(before, 0, error) && early.flush(error)) << error;
+  }
+  {
+    FlowLogWriter later(ring);
+    const std::vector<FlowRecord> after = {flowRecord(2, 1'150'000, 1'200'000, 2)};
+    ASSERT_TRUE(later.add(after, 0, error) && later.flush(error)) << error;
+  }
+  // The second log's first write enforced the bounds: the first (closed, its
+  // flow ended at 1000 s) went.
+  ring.enforceBounds(0);
+  ASSERT_EQ(ring.flowLogs().size(), 1u);
+  EXPECT_EQ(ring.flowLogs()[0].max_flow_id, 2u);
+  EXPECT_FALSE(fs::exists(dir + "/" + flowLogFileName(1)));
+  fs::remove_all(dir);
+}
+
 TEST(FlowLog, GoesOnceTheSegmentsOfItsRunAreGone) {
   const std::string dir = tempDir("flowlog-bounds");
   RecorderOptions o;
