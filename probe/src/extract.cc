@@ -554,12 +554,15 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   };
   // Flow ids alone name exact keys: the index is searched without decoding its keys.
   const std::vector<FlowKey> exact = flows && !program ? flows->keys() : std::vector<FlowKey>{};
-  const bool read = flows && !program ? readSegmentIndex(indexPathOf(s.path), index, error, std::span<const FlowKey>(exact))
-                                      : readSegmentIndex(indexPathOf(s.path), index, error, candidate);
+  // Only the index blocks of the time asked are read (and those declaring their flows).
+  const TimeSpan span{o.from_ns, o.to_ns};
+  const bool read = flows && !program
+                        ? readSegmentIndex(indexPathOf(s.path), index, error, std::span<const FlowKey>(exact), span)
+                        : readSegmentIndex(indexPathOf(s.path), index, error, candidate, span);
   if (read) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
-      if (b.last_ts_ns < o.from_ns || b.first_ts_ns > o.to_ns || !b.wanted) continue;
+      if (!span.meets(b.first_ts_ns, b.last_ts_ns) || !b.wanted) continue;
       ++totals.blocks_read;
       readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, flows ? &*flows : nullptr, s.name.sequence, out,
                 totals);

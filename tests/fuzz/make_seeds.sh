@@ -11,7 +11,12 @@
 #   fuzz_ring_files
 #                            byte strings the targets turn into records and
 #                            operations: fixed patterns, deterministic
-#                            pseudo-random blobs, and slices of real packets
+#                            pseudo-random blobs, and slices of real packets;
+#                            fuzz_ring_files also the real ring files of
+#                            tests/fuzz/seeds/fuzz_ring_files (an index and a
+#                            flow log of a recorded capture, after the target's
+#                            mode byte), so the queries of a whole index are reached
+# Every file of tests/fuzz/seeds/TARGET is copied as it is.
 # Deterministic: the same tree gives the same seeds. Needs python3 only.
 set -euo pipefail
 
@@ -151,6 +156,11 @@ for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcach
     for i, frame in enumerate(frames_for_slices[:40:4]):
         write(target, frame[:2048], "frame-%02d" % i)
 PY
+
+for d in "$here"/seeds/*/; do
+  mkdir -p "$out/$(basename "$d")"
+  cp "$d"* "$out/$(basename "$d")/"
+done
 
 for d in "$out"/*/; do
   printf '%-28s %5d seeds\n' "$(basename "$d")" "$(find "$d" -type f | wc -l)"

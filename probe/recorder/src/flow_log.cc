@@ -20,7 +20,8 @@ namespace {
 
 constexpr std::string_view kPrefix = "flowfold-flows-";
 constexpr std::string_view kSuffix = ".flows";
-constexpr size_t kEntriesPerBlock = 4096;  // a block of ~80 KiB
+constexpr size_t kEntriesPerWrite = 4096;  // ~80 KiB
+constexpr size_t kEntriesPerBlock = 256;
 constexpr uint64_t kWriteEveryMs = 1000;
 
 bool decodeEntry(CodedReader& in, const FlowLogEntry& prev, FlowLogEntry& e) {
@@ -83,9 +84,39 @@ struct BlockHeader {
 };
 static_assert(sizeof(BlockHeader) == kFlowLogBlockHeaderSize);
 
-// Walks a flow log's blocks by their headers: visit(header, offset of its
-// payload) for each whole one; a torn last block ends the walk quietly, a
-// damaged header with `damage` set.
+// Reads a file through a window of large reads: a flow log's many small
+// block headers cost one read per window, not one each.
+class WindowReader {
+ public:
+  WindowReader(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  bool read(void* out, size_t n, uint64_t pos) {
+    if (n == 0) return true;  // an empty payload (its buffer may be null)
+    if (pos < start_ || pos + n > start_ + buf_.size()) {
+      if (n > kWindow) return readAt(fd_, static_cast<uint8_t*>(out), n, pos);
+      const uint64_t len = std::min<uint64_t>(kWindow, size_ > pos ? size_ - pos : 0);
+      if (len < n) return false;
+      buf_.resize(len);
+      if (!readAt(fd_, buf_.data(), len, pos)) {
+        buf_.clear();
+        return false;
+      }
+      start_ = pos;
+    }
+    std::memcpy(out, buf_.data() + (pos - start_), n);
+    return true;
+  }
+
+ private:
+  static constexpr size_t kWindow = 256 << 10;
+  const int fd_;
+  const uint64_t size_;
+  std::vector<uint8_t> buf_;
+  uint64_t start_ = 0;
+};
+
+// Walks a flow log's blocks by their headers: visit(reader, header, offset
+// of the block) for each whole one; a torn last block ends the walk
+// quietly, a damaged header with `damage` set.
 template <class Visit>
 bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::string& damage, std::string& error,
                  Visit&& visit) {
@@ -108,15 +139,16 @@ bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::stri
     return false;
   }
   std::memcpy(&run_first_segment, header + 16, 8);
+  WindowReader in(fd, size);
   for (uint64_t pos = kFlowLogHeaderSize; pos + kFlowLogBlockHeaderSize <= size;) {
     BlockHeader h;
-    if (!readAt(fd, reinterpret_cast<uint8_t*>(&h), sizeof h, pos)) break;
+    if (!in.read(&h, sizeof h, pos)) break;
     if (h.magic != kFlowLogBlockMagic) {
       damage = "damaged block at offset " + std::to_string(pos);
       break;
     }
     if (h.payload > size - pos - kFlowLogBlockHeaderSize) break;  // the torn last block of a crash
-    if (!visit(fd, h, pos)) break;
+    if (!visit(in, h, pos)) break;
     pos += kFlowLogBlockHeaderSize + h.payload;
   }
   ::close(fd);
@@ -128,13 +160,13 @@ bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::stri
 bool readFlowLog(const std::string& path, FlowLog& log, std::string& error, std::span<const uint64_t> wanted) {
   log = FlowLog{};
   std::vector<uint8_t> payload;
-  return walkFlowLog(path, log.run_first_segment, log.damage, error, [&](int fd, const BlockHeader& h, uint64_t pos) {
+  return walkFlowLog(path, log.run_first_segment, log.damage, error, [&](WindowReader& file, const BlockHeader& h, uint64_t pos) {
     if (!wanted.empty()) {
       const auto it = std::lower_bound(wanted.begin(), wanted.end(), h.min_id);
       if (it == wanted.end() || *it > h.max_id) return true;  // none of them here
     }
     payload.resize(h.payload);
-    if (!readAt(fd, payload.data(), payload.size(), pos + kFlowLogBlockHeaderSize)) return false;
+    if (!file.read(payload.data(), payload.size(), pos + kFlowLogBlockHeaderSize)) return false;
     CodedReader in(payload.data(), payload.size());
     FlowLogEntry prev;
     std::vector<FlowLogEntry> block;
@@ -155,13 +187,25 @@ bool readFlowLog(const std::string& path, FlowLog& log, std::string& error, std:
 }
 
 bool readFlowLogRun(const std::string& path, uint64_t& run_first_segment, std::string& error) {
-  std::string damage;
-  return walkFlowLog(path, run_first_segment, damage, error, [](int, const BlockHeader&, uint64_t) { return false; });
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  uint8_t header[kFlowLogHeaderSize];
+  const bool ok = readAt(fd, header, sizeof header, 0) && std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) == 0;
+  ::close(fd);
+  if (!ok) {
+    error = "not a flowfold flow log";
+    return false;
+  }
+  std::memcpy(&run_first_segment, header + 16, 8);
+  return true;
 }
 
 bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error) {
   out = FlowLogSummary{};
-  return walkFlowLog(path, out.run_first_segment, out.damage, error, [&](int, const BlockHeader& h, uint64_t) {
+  return walkFlowLog(path, out.run_first_segment, out.damage, error, [&](WindowReader&, const BlockHeader& h, uint64_t) {
     out.max_flow_id = std::max(out.max_flow_id, h.max_id);
     out.max_last_ms = std::max(out.max_last_ms, h.max_last_ms);
     return true;
@@ -185,7 +229,7 @@ bool FlowLogWriter::add(std::span<const FlowRecord> records, uint64_t steady_ms,
     if (r.flow_id == 0) continue;
     held_.push_back(FlowLogEntry{r.flow_id, r.first_ms, r.last_ms, r.key});
   }
-  if (held_.size() >= kEntriesPerBlock || (!held_.empty() && steady_ms >= last_write_ms_ + kWriteEveryMs)) {
+  if (held_.size() >= kEntriesPerWrite || (!held_.empty() && steady_ms >= last_write_ms_ + kWriteEveryMs)) {
     last_write_ms_ = steady_ms;
     return write(error);
   }
@@ -223,7 +267,7 @@ bool FlowLogWriter::openNext(std::string& error) {
   return true;
 }
 
-// One block per write; a block never spans two files.
+// One write of blocks; a block never spans two files.
 bool FlowLogWriter::write(std::string& error) {
   // In id order: the ids differ by little from one entry to the next.
   // (An order of positions is sorted, not the 72-byte entries themselves.)
@@ -234,8 +278,17 @@ bool FlowLogWriter::write(std::string& error) {
   });
   sorted_.clear();
   for (uint32_t i : order_) sorted_.push_back(held_[i]);
+  // Small blocks of neighbouring ids: a reader looking for an id decodes
+  // only the blocks whose id range holds it, and a block of a few hundred
+  // sorted ids spans a narrow range.
   buf_.clear();
-  const FlowLogBlockRange range = encodeFlowLogBlock(sorted_, buf_);
+  FlowLogBlockRange range{};
+  for (size_t at = 0; at < sorted_.size(); at += kEntriesPerBlock) {
+    const auto part = std::span<const FlowLogEntry>(sorted_).subspan(at, std::min(kEntriesPerBlock, sorted_.size() - at));
+    const FlowLogBlockRange r = encodeFlowLogBlock(part, buf_);
+    range.max_id = std::max(range.max_id, r.max_id);
+    range.max_last_ms = std::max(range.max_last_ms, r.max_last_ms);
+  }
   if (fd_ < 0 || (file_bytes_ > kFlowLogHeaderSize && file_bytes_ + buf_.size() > kFlowLogFileBytes)) {
     if (!openNext(error)) {
       failed_ = true;

@@ -152,18 +152,47 @@ void IndexWriter::addTagged(uint64_t tag, const FlowKey& key, std::vector<FlowKe
 bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags,
                            std::string& error) {
   if (fd_ < 0) return true;
+  buf_.clear();
+  // Cut into index blocks of kIndexBlockBytes at record boundaries:
+  // a query reads whole index blocks, so a flow's few packets cost a few
+  // small reads, not a few whole writes.
+  const size_t block_bytes = kIndexBlockBytes;
+  size_t start = 0, pos = 0, packets = 0, start_packet = 0;
+  while (pos + kPcapRecordHeaderSize <= length) {
+    const uint32_t caplen = get<uint32_t>(records + pos + 8);
+    if (pos + kPcapRecordHeaderSize + caplen > length) break;
+    pos += kPcapRecordHeaderSize + caplen;
+    ++packets;
+    if (pos - start >= block_bytes) {
+      if (!indexBlock(records + start, pos - start, offset + start, tags ? tags + start_packet : nullptr, error))
+        return false;
+      start = pos;
+      start_packet = packets;
+    }
+  }
+  if (pos > start &&
+      !indexBlock(records + start, pos - start, offset + start, tags ? tags + start_packet : nullptr, error))
+    return false;
+  block_ready_ = !buf_.empty();
+  return true;
+}
+
+bool IndexWriter::indexBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags,
+                             std::string& error) {
   std::vector<FlowKey> fresh;
   std::vector<uint32_t> present;
   uint32_t packets = 0;
-  uint64_t first_ns = 0, last_ns = 0;
+  uint64_t first_ns = UINT64_MAX, last_ns = 0;
   probe::DecodedPacket out{}, inner{};
   for (size_t pos = 0; pos + kPcapRecordHeaderSize <= length;) {
     const uint8_t* h = records + pos;
     const uint64_t ts_ns = uint64_t{get<uint32_t>(h)} * 1'000'000'000 + get<uint32_t>(h + 4);
     const uint32_t caplen = get<uint32_t>(h + 8), wirelen = get<uint32_t>(h + 12);
     if (pos + kPcapRecordHeaderSize + caplen > length) break;
-    if (packets++ == 0) first_ns = ts_ns;
-    last_ns = ts_ns;
+    ++packets;
+    // The earliest and the latest: a capture's clock may step back.
+    first_ns = std::min(first_ns, ts_ns);
+    last_ns = std::max(last_ns, ts_ns);
     inner.tunnel_depth = 0;
     const bool ok = decoder_.decode(h + kPcapRecordHeaderSize, caplen, wirelen, ts_ns / 1'000'000, out,
                                     both_ ? &inner : nullptr) == probe::DecodeStatus::kOk;
@@ -171,6 +200,7 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
     if (ok && both_ && inner.tunnel_depth != 0) block_keys_.push_back(inner.key);
     pos += kPcapRecordHeaderSize + caplen;
   }
+  if (packets == 0) first_ns = 0;
   if (tags != nullptr && !both_ && block_keys_.size() == packets) {
     // Numbered by the flow cache's entries: a slot per entry, mostly of
     // recent flows, instead of a hashed table of every key in the segment.
@@ -213,7 +243,7 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
 bool IndexWriter::writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets,
                              uint64_t offset, uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error) {
   std::sort(present.begin(), present.end());
-  buf_.clear();
+  const size_t at = buf_.size();
   put<uint32_t>(buf_, kBlockMagic);
   put<uint32_t>(buf_, static_cast<uint32_t>(fresh.size()));
   put<uint32_t>(buf_, static_cast<uint32_t>(present.size()));
@@ -223,17 +253,18 @@ bool IndexWriter::writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint
   put<uint64_t>(buf_, first_ns);
   put<uint64_t>(buf_, last_ns);
   put<uint32_t>(buf_, 0);  // the payload's size, below
-  put<uint32_t>(buf_, 0);
+  put<uint32_t>(buf_, 0);  // the keys' size, below
   for (const FlowKey& k : fresh) putKey(buf_, k);
+  const auto keys = static_cast<uint32_t>(buf_.size() - at - kBlockHeaderSize);
+  std::memcpy(buf_.data() + at + 52, &keys, sizeof keys);
   uint32_t previous = 0;
   for (uint32_t n : present) {
     putVarint(buf_, n - previous);
     previous = n;
   }
-  const auto payload = static_cast<uint32_t>(buf_.size() - kBlockHeaderSize);
-  std::memcpy(buf_.data() + 48, &payload, sizeof payload);
+  const auto payload = static_cast<uint32_t>(buf_.size() - at - kBlockHeaderSize);
+  std::memcpy(buf_.data() + at + 48, &payload, sizeof payload);
   ++block_;
-  block_ready_ = true;
   (void)error;
   return true;
 }
@@ -251,25 +282,32 @@ namespace {
 // Reads one key of a block: false when it is damaged; `wanted` says whether
 // the query wants its flow. Null: no query, the keys are kept.
 using KeyTest = std::function<bool(CodedReader&, bool& wanted)>;
-bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& test);
+// Whether a block's coded keys may hold a wanted one (null: read them all).
+using KeysTest = std::function<bool(const uint8_t* keys, size_t n)>;
+bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& test, TimeSpan span,
+               const KeysTest& may_hold = nullptr);
 
 }  // namespace
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error) {
-  return readIndex(path, out, error, nullptr);
+  return readIndex(path, out, error, nullptr, TimeSpan{});
 }
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
-                      const std::function<bool(const FlowKey&)>& wanted) {
-  return readIndex(path, out, error, [&](CodedReader& in, bool& w) {
-    FlowKey k;
-    if (!in.key(k)) return false;
-    w = wanted(k);
-    return true;
-  });
+                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span) {
+  return readIndex(
+      path, out, error,
+      [&](CodedReader& in, bool& w) {
+        FlowKey k;
+        if (!in.key(k)) return false;
+        w = wanted(k);
+        return true;
+      },
+      span);
 }
 
-bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys) {
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys,
+                      TimeSpan span) {
   // Compared as coded bytes: the coding of a key is one and the same
   // wherever it is written, so no key of the index need be decoded.
   std::vector<std::vector<uint8_t>> coded;
@@ -277,28 +315,46 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
     coded.emplace_back();
     putKey(coded.back(), k);
   }
-  return readIndex(path, out, error, [&](CodedReader& in, bool& w) {
-    const uint8_t* start = nullptr;
-    size_t n = 0;
-    if (!in.skipKey(start, n)) return false;
-    w = std::any_of(coded.begin(), coded.end(),
-                    [&](const std::vector<uint8_t>& c) { return c.size() == n && std::memcmp(c.data(), start, n) == 0; });
-    return true;
-  });
+  return readIndex(
+      path, out, error,
+      [&](CodedReader& in, bool& w) {
+        const uint8_t* start = nullptr;
+        size_t n = 0;
+        if (!in.skipKey(start, n)) return false;
+        w = std::any_of(coded.begin(), coded.end(), [&](const std::vector<uint8_t>& c) {
+          return c.size() == n && std::memcmp(c.data(), start, n) == 0;
+        });
+        return true;
+      },
+      span,
+      // A block whose keys' bytes do not hold a wanted key's coding
+      // anywhere declares none of them: one memmem instead of a walk.
+      [&](const uint8_t* keys, size_t n) {
+        return std::any_of(coded.begin(), coded.end(),
+                           [&](const std::vector<uint8_t>& c) { return ::memmem(keys, n, c.data(), c.size()) != nullptr; });
+      });
 }
 
 namespace {
 
-bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& wanted) {
+// A block of a mapped index: where it is and the flows it declares.
+struct MappedBlock {
+  const uint8_t* header;
+  uint32_t fresh, present, payload;
+  uint32_t keys;                    // the new flows' keys' bytes (0 from older writers: unknown)
+  uint32_t first_flow;              // the number of its first new flow
+  const uint8_t* list = nullptr;    // its present list, once its keys are read
+};
+
+bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& wanted, TimeSpan span,
+               const KeysTest& may_hold) {
   out = SegmentIndex{};
-  std::vector<bool> flow_wanted;  // with a filter, by flow number
-  uint32_t flows = 0;
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     error = std::strerror(errno);
     return false;
   }
-  // Mapped, not copied: a query reads a segment's index once, front to back.
+  // Mapped, not copied: a query reads the headers, then only the blocks it needs.
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -312,7 +368,6 @@ bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, c
     error = size == 0 ? "not a flowfold segment index" : std::strerror(errno);
     return false;
   }
-  ::madvise(map, size, MADV_SEQUENTIAL);
   struct Unmap {
     void* p;
     size_t n;
@@ -324,58 +379,107 @@ bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, c
     return false;
   }
   out.linktype = get<uint32_t>(data.data() + 8);
-  size_t pos = kIndexHeaderSize;
-  while (pos + kBlockHeaderSize <= data.size()) {
+
+  // 1. The block headers, and the flow numbers each block declares.
+  std::vector<MappedBlock> blocks;
+  uint32_t flows = 0;
+  for (size_t pos = kIndexHeaderSize; pos + kBlockHeaderSize <= data.size();) {
     const uint8_t* h = data.data() + pos;
     if (get<uint32_t>(h) != kBlockMagic) {
       error = "damaged block at offset " + std::to_string(pos);
       return false;
     }
-    const uint32_t fresh = get<uint32_t>(h + 4), present = get<uint32_t>(h + 8), payload = get<uint32_t>(h + 48);
+    const uint32_t payload = get<uint32_t>(h + 48);
     if (payload > data.size() - pos - kBlockHeaderSize) break;  // the partial last block of a crash
-    const size_t size = kBlockHeaderSize + payload;
+    const uint32_t keys = get<uint32_t>(h + 52);
+    // A key and a listed flow take a byte at least: counts the payload
+    // cannot hold are damage (and are never allocated for).
+    if (keys > payload || uint64_t{get<uint32_t>(h + 4)} + get<uint32_t>(h + 8) > payload) {
+      error = "damaged block at offset " + std::to_string(pos);
+      return false;
+    }
+    blocks.push_back(MappedBlock{h, get<uint32_t>(h + 4), get<uint32_t>(h + 8), payload, keys, flows});
+    flows += blocks.back().fresh;
     IndexBlock b;
     b.packets = get<uint32_t>(h + 12);
     b.offset = get<uint64_t>(h + 16);
     b.length = get<uint64_t>(h + 24);
     b.first_ts_ns = get<uint64_t>(h + 32);
     b.last_ts_ns = get<uint64_t>(h + 40);
-    const auto damaged = [&](const std::string& what) {
-      error = "block at offset " + std::to_string(pos) + " " + what;
-      return false;
-    };
-    CodedReader in(h + kBlockHeaderSize, payload);
-    const uint32_t first_new = flows;
-    for (uint32_t i = 0; i < fresh; ++i) {
-      if (!wanted) {
-        FlowKey k;
-        if (!in.key(k)) return damaged("has a damaged key");
-        out.flows.push_back(k);
-      } else {
-        bool w = false;
-        if (!wanted(in, w)) return damaged("has a damaged key");
-        flow_wanted.push_back(w);
-        b.wanted = b.wanted || w;  // a new flow has packets in its block
-      }
-      ++flows;
-    }
-    if (!wanted) b.flows.resize(present);
-    uint64_t number = 0;
-    for (uint32_t i = 0; i < present; ++i) {
-      uint64_t step = 0;
-      if (!in.varint(step)) return damaged("is cut short");
-      number += step;
-      if (number >= first_new)
-        return damaged("names flow " + std::to_string(number) + ", which no earlier block declared");
-      if (!wanted) b.flows[i] = static_cast<uint32_t>(number);
-      else b.wanted = b.wanted || flow_wanted[number];
-    }
-    if (!in.done()) return damaged("has bytes past its flows");
-    if (!wanted)
-      for (uint32_t n = first_new; n < flows; ++n) b.flows.push_back(n);
     out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
     out.blocks.push_back(std::move(b));
-    pos += size;
+    pos += kBlockHeaderSize + payload;
+  }
+  const auto damaged = [&](size_t i, const std::string& what) {
+    error = "block at offset " + std::to_string(blocks[i].header - data.data()) + " " + what;
+    return false;
+  };
+
+  // 2. A block's keys, read once: kept (no query) or asked whether the
+  // query wants them (-1: not asked yet).
+  std::vector<int8_t> flow_wanted(wanted ? flows : 0, -1);
+  const auto readKeys = [&](size_t i) {
+    MappedBlock& m = blocks[i];
+    const uint8_t* keys = m.header + kBlockHeaderSize;
+    if (wanted && may_hold && m.fresh != 0 && m.keys != 0 && !may_hold(keys, m.keys)) {
+      std::fill_n(flow_wanted.begin() + m.first_flow, m.fresh, int8_t{0});
+      m.list = keys + m.keys;
+      return true;
+    }
+    CodedReader in(keys, m.payload);
+    for (uint32_t k = 0; k < m.fresh; ++k) {
+      if (!wanted) {
+        FlowKey key;
+        if (!in.key(key)) return damaged(i, "has a damaged key");
+        out.flows.push_back(key);
+      } else {
+        bool w = false;
+        if (!wanted(in, w)) return damaged(i, "has a damaged key");
+        flow_wanted[m.first_flow + k] = w ? 1 : 0;
+      }
+    }
+    m.list = in.position();
+    if (m.keys != 0 && m.list != keys + m.keys) return damaged(i, "has keys of another size than its header says");
+    return true;
+  };
+  // The block that declared flow `n`.
+  const auto declaring = [&](uint32_t n) {
+    const auto it = std::upper_bound(blocks.begin(), blocks.end(), n,
+                                     [](uint32_t v, const MappedBlock& m) { return v < m.first_flow; });
+    return static_cast<size_t>(std::prev(it) - blocks.begin());
+  };
+
+  // 3. The blocks of the query's time: their own flows and the earlier
+  // flows they list. An earlier flow's key is in the block that declared
+  // it, which is read then (and only then) if it lies outside the time.
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    IndexBlock& b = out.blocks[i];
+    if (wanted && !span.meets(b.first_ts_ns, b.last_ts_ns)) continue;
+    MappedBlock& m = blocks[i];
+    if (m.list == nullptr && !readKeys(i)) return false;
+    if (wanted)
+      for (uint32_t k = 0; k < m.fresh && !b.wanted; ++k) b.wanted = flow_wanted[m.first_flow + k] == 1;
+    CodedReader in(m.list, static_cast<size_t>(m.header + kBlockHeaderSize + m.payload - m.list));
+    if (!wanted) b.flows.resize(m.present);
+    uint64_t number = 0;
+    for (uint32_t k = 0; k < m.present; ++k) {
+      uint64_t step = 0;
+      if (!in.varint(step)) return damaged(i, "is cut short");
+      number += step;
+      if (number >= m.first_flow)
+        return damaged(i, "names flow " + std::to_string(number) + ", which no earlier block declared");
+      if (!wanted) {
+        b.flows[k] = static_cast<uint32_t>(number);
+        continue;
+      }
+      if (b.wanted) continue;
+      int8_t& w = flow_wanted[number];
+      if (w < 0 && !readKeys(declaring(static_cast<uint32_t>(number)))) return false;
+      b.wanted = w == 1;
+    }
+    if (!in.done()) return damaged(i, "has bytes past its flows");
+    if (!wanted)
+      for (uint32_t n = m.first_flow; n < m.first_flow + m.fresh; ++n) b.flows.push_back(n);
   }
   return true;
 }

@@ -270,7 +270,7 @@ TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
     probe::Decoder decoder(1);
     probe::DecodedPacket p{};
     ASSERT_EQ(decoder.decode(one.data() + kPcapRecordHeaderSize, 60, 60, 0, p), probe::DecodeStatus::kOk);
-    for (const std::string& file : {"k0.idx", "t0.idx"}) {
+    for (const char* file : {"k0.idx", "t0.idx"}) {
       SegmentIndex index;
       std::string error;
       ASSERT_TRUE(readSegmentIndex(dir + "/" + file, index, error, std::span(&p.key, 1))) << error;
@@ -296,12 +296,136 @@ TEST(SegmentIndex, FlowTagsGiveTheBlocksTheKeysDo) {
   fs::remove_all(dir);
 }
 
+// One large write of records is indexed as blocks of about
+// kIndexBlockBytes cut at record boundaries, each with the time of its
+// earliest and latest packet (a capture's clock may step back); a query
+// with a time span reads only the blocks of that span, and finds a flow in
+// them even when the block that first declared it lies outside the span.
+TEST(SegmentIndex, AWriteIsCutIntoSmallBlocksAndASpanReadsOnlyItsOwn) {
+  const std::string dir = tempDir("subblocks");
+  constexpr uint64_t kBase = 1'700'000'000'000'000'000ull;
+  constexpr size_t kRecord = kPcapRecordHeaderSize + 60;
+  constexpr size_t kPerBlock = (kIndexBlockBytes + kRecord - 1) / kRecord;  // the record that crosses the size ends a block
+  constexpr size_t kPackets = 3 * kPerBlock + 100;                        // three whole blocks and a short one
+  constexpr uint32_t kRare = 500;                                          // flow 500: packets in blocks 0 and 2 only
+  const size_t rare_at[] = {10, 2 * kPerBlock + 7};
+  const size_t step_back_at = kPerBlock + 5;  // in block 1, a packet 1 s before its neighbours
+  constexpr uint32_t kLone = 600;             // flow 600: one packet, in block 1
+  const size_t lone_at = kPerBlock + 20;
+  std::vector<uint8_t> records;
+  std::vector<uint64_t> tags;
+  std::vector<bool> seen(kLone + 1, false);
+  for (size_t i = 0; i < kPackets; ++i) {
+    const bool rare = i == rare_at[0] || i == rare_at[1];
+    const uint32_t flow = rare ? kRare : i == lone_at ? kLone : static_cast<uint32_t>(i % 40);
+    const uint64_t ts = i == step_back_at ? kBase + i * 1'000'000 - 1'000'000'000 : kBase + i * 1'000'000;
+    appendUdpRecord(records, flow, ts);
+    tags.push_back(uint64_t{flow} << 1 | (seen[flow] ? 0 : 1));
+    seen[flow] = true;
+  }
+  ASSERT_EQ(records.size(), kPackets * kRecord);
+  probe::Decoder decoder(1);
+  probe::DecodedPacket rare{};
+  {
+    std::vector<uint8_t> one;
+    appendUdpRecord(one, kRare, 0);
+    ASSERT_EQ(decoder.decode(one.data() + kPcapRecordHeaderSize, 60, 60, 0, rare), probe::DecodeStatus::kOk);
+  }
+  for (const bool tagged : {false, true}) {
+    const std::string path = dir + (tagged ? "/t.idx" : "/k.idx");
+    IndexWriter w(1, probe::TunnelMode::kOuter);
+    std::string error;
+    ASSERT_TRUE(w.open(path, error)) << error;
+    ASSERT_TRUE(w.addBlock(records.data(), records.size(), kPcapFileHeaderSize, tagged ? tags.data() : nullptr, error))
+        << error;
+    ASSERT_TRUE(w.commitBlock(error)) << error;
+    w.close();
+
+    SegmentIndex all;
+    ASSERT_TRUE(readSegmentIndex(path, all, error)) << error;
+    ASSERT_EQ(all.blocks.size(), 4u) << tagged;
+    EXPECT_EQ(all.flows.size(), 42u);
+    for (size_t b = 0; b < 4; ++b) {
+      const size_t first = b * kPerBlock, n = b < 3 ? kPerBlock : 100;
+      EXPECT_EQ(all.blocks[b].packets, n) << b;
+      EXPECT_EQ(all.blocks[b].offset, kPcapFileHeaderSize + first * kRecord) << b;
+      EXPECT_EQ(all.blocks[b].length, n * kRecord) << b;
+      const uint64_t earliest = b == 1 ? kBase + step_back_at * 1'000'000 - 1'000'000'000 : kBase + first * 1'000'000;
+      EXPECT_EQ(all.blocks[b].first_ts_ns, earliest) << b;
+      EXPECT_EQ(all.blocks[b].last_ts_ns, kBase + (first + n - 1) * 1'000'000) << b;
+    }
+    EXPECT_EQ(all.indexed_end, kPcapFileHeaderSize + records.size());
+
+    // The rare flow, by exact key and by a filter: blocks 0 and 2, or only
+    // 2 when the span is block 2's time (its key is declared in block 0).
+    const auto isRare = [&](const FlowKey& k) { return k == rare.key; };
+    const TimeSpan block2{kBase + 2 * kPerBlock * 1'000'000, kBase + (3 * kPerBlock - 1) * 1'000'000};
+    for (const TimeSpan span : {TimeSpan{}, block2}) {
+      const bool whole = span.to_ns == UINT64_MAX;
+      SegmentIndex by_key, by_filter;
+      ASSERT_TRUE(readSegmentIndex(path, by_key, error, std::span(&rare.key, 1), span)) << error;
+      size_t asked = 0;
+      ASSERT_TRUE(readSegmentIndex(
+          path, by_filter, error, [&](const FlowKey& k) { return ++asked, isRare(k); }, span))
+          << error;
+      for (const SegmentIndex* index : {&by_key, &by_filter}) {
+        ASSERT_EQ(index->blocks.size(), 4u);
+        EXPECT_EQ(index->blocks[0].wanted, whole) << tagged;
+        EXPECT_FALSE(index->blocks[1].wanted) << tagged;
+        EXPECT_TRUE(index->blocks[2].wanted) << tagged;
+        EXPECT_FALSE(index->blocks[3].wanted) << tagged;
+      }
+      // Outside the span, only the blocks declaring a flow of the span are
+      // read: the lone flow of block 1 is never asked about then.
+      EXPECT_EQ(asked, whole ? 42u : 41u) << tagged;
+    }
+    // A span between the rare flow's packets wants no block.
+    SegmentIndex none;
+    const TimeSpan block1{kBase + kPerBlock * 1'000'000, kBase + (2 * kPerBlock - 1) * 1'000'000};
+    ASSERT_TRUE(readSegmentIndex(path, none, error, std::span(&rare.key, 1), block1)) << error;
+    for (const IndexBlock& b : none.blocks) EXPECT_FALSE(b.wanted) << tagged;
+  }
+  fs::remove_all(dir);
+}
+
+// A block header whose counts of keys and listed flows its payload cannot
+// hold (a byte each at least) is damage, reported, not an allocation of
+// billions (tests/fuzz/regressions/fuzz_ring_files/index-counts-past-its-payload).
+TEST(SegmentIndex, CountsItsPayloadCannotHoldAreDamage) {
+  const std::string dir = tempDir("index-counts");
+  const std::string path = dir + "/x.idx";
+  {
+    IndexWriter w(1, probe::TunnelMode::kOuter);
+    std::string error;
+    ASSERT_TRUE(w.open(path, error)) << error;
+    std::vector<uint8_t> records;
+    appendUdpRecord(records, 1, 1'000);
+    appendUdpRecord(records, 2, 2'000);
+    ASSERT_TRUE(w.addBlock(records.data(), records.size(), kPcapFileHeaderSize, nullptr, error)) << error;
+    ASSERT_TRUE(w.commitBlock(error)) << error;
+    w.close();
+  }
+  const std::vector<uint8_t> good = readAll(path);
+  for (const size_t field : {size_t{4}, size_t{8}}) {  // new flows, listed flows
+    std::vector<uint8_t> bad = good;
+    const uint32_t huge = 0xffffffff;
+    std::memcpy(bad.data() + kIndexHeaderSize + field, &huge, sizeof huge);
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(bad.data()), static_cast<std::streamsize>(bad.size()));
+    SegmentIndex index;
+    std::string error;
+    EXPECT_FALSE(readSegmentIndex(path, index, error)) << field;
+    EXPECT_EQ(error, "damaged block at offset " + std::to_string(kIndexHeaderSize)) << field;
+  }
+  fs::remove_all(dir);
+}
+
 // Whole pages go out directly, the partial last one through the page
 // cache: after every append the file holds exactly what was appended, on a
 // filesystem with O_DIRECT (the temporary directory's) and on one without
 // (tmpfs, /dev/shm).
 TEST(SegmentWriter, TheFileIsWholeAfterEveryAppendDirectOrNot) {
-  for (const std::string base : {fs::temp_directory_path().string(), std::string("/dev/shm")}) {
+  for (const std::string& base : {fs::temp_directory_path().string(), std::string("/dev/shm")}) {
     if (!fs::is_directory(base)) continue;
     const std::string path = base + "/flowfold-segment-writer-" + std::to_string(getpid());
     fs::remove(path);
@@ -391,6 +515,62 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   fs::remove_all(dir);
 }
 
+// A write of thousands of flows (given out of id order, as flows end) is
+// many small blocks of sorted ids: every entry reads back, and a lookup of
+// a few ids returns exactly theirs.
+TEST(FlowLog, AWriteOfManyFlowsReadsBackWholeAndById) {
+  const std::string dir = tempDir("flowlog-many");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  constexpr uint64_t kFlows = 10'000;
+  std::vector<FlowRecord> records;
+  for (uint64_t i = 0; i < kFlows; ++i) {
+    const uint64_t id = (i * 7919) % kFlows + 1;  // a permutation of 1..kFlows
+    records.push_back(flowRecord(id, 1'000 * id, 1'000 * id + id % 97, static_cast<uint16_t>(id)));
+  }
+  {
+    SegmentRing ring(o);
+    FlowLogWriter log(ring);
+    std::string error;
+    ASSERT_TRUE(log.add(records, 0, error)) << error;
+    ASSERT_TRUE(log.flush(error)) << error;
+  }
+  const std::string path = dir + "/" + flowLogFileName(1);
+  FlowLog read;
+  std::string error;
+  ASSERT_TRUE(readFlowLog(path, read, error)) << error;
+  EXPECT_EQ(read.damage, "");
+  ASSERT_EQ(read.entries.size(), kFlows);
+  std::vector<bool> got(kFlows + 1, false);
+  for (const FlowLogEntry& e : read.entries) {
+    ASSERT_TRUE(e.flow_id >= 1 && e.flow_id <= kFlows);
+    EXPECT_FALSE(got[e.flow_id]) << e.flow_id;
+    got[e.flow_id] = true;
+    EXPECT_EQ(e.first_ms, 1'000 * e.flow_id);
+    EXPECT_EQ(e.last_ms, 1'000 * e.flow_id + e.flow_id % 97);
+    EXPECT_EQ(e.key.src_port, static_cast<uint16_t>(e.flow_id));
+  }
+  const uint64_t some[] = {1, 257, 4096, 4097, 9999, 10'000};
+  ASSERT_TRUE(readFlowLog(path, read, error, some)) << error;
+  ASSERT_EQ(read.entries.size(), std::size(some));
+  std::vector<uint64_t> ids;
+  for (const FlowLogEntry& e : read.entries) {
+    ids.push_back(e.flow_id);
+    EXPECT_EQ(e.first_ms, 1'000 * e.flow_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_TRUE(std::equal(ids.begin(), ids.end(), std::begin(some)));
+  FlowLogSummary summary;
+  ASSERT_TRUE(summarizeFlowLog(path, summary, error)) << error;
+  EXPECT_EQ(summary.max_flow_id, kFlows);
+  EXPECT_EQ(summary.max_last_ms, 1'000 * kFlows + kFlows % 97);
+  uint64_t run = 0;
+  ASSERT_TRUE(readFlowLogRun(path, run, error)) << error;
+  EXPECT_EQ(run, 1u);
+  fs::remove_all(dir);
+}
+
 TEST(FlowLog, EveryFormOfKeyCodesAndReadsBack) {
   std::vector<FlowLogEntry> entries;
   FlowLogEntry v4{100, 1'765'000'000'000, 1'765'000'000'500, flowRecord(1, 0, 0, 1234).key};
@@ -439,6 +619,27 @@ TEST(FlowLog, EveryFormOfKeyCodesAndReadsBack) {
   ASSERT_TRUE(readFlowLog(path, read, error));
   EXPECT_EQ(read.entries.size(), entries.size());
   EXPECT_EQ(read.damage, "damaged block at offset " + std::to_string(second));
+  fs::remove_all(dir);
+}
+
+// A block of no entries (an empty payload) reads as nothing, and the
+// blocks after it are read (tests/fuzz/regressions/fuzz_ring_files/flowlog-empty-block).
+TEST(FlowLog, AnEmptyBlockReadsAsNoEntries) {
+  const std::string dir = tempDir("flowlog-empty");
+  const std::string path = dir + "/" + flowLogFileName(1);
+  std::vector<uint8_t> bytes(kFlowLogHeaderSize, 0);
+  std::memcpy(bytes.data(), kFlowLogMagic, 8);
+  encodeFlowLogBlock(std::span<const FlowLogEntry>(), bytes);
+  const FlowLogEntry one{42, 1'000, 2'000, flowRecord(42, 1'000, 2'000, 7).key};
+  encodeFlowLogBlock(std::span(&one, 1), bytes);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  FlowLog read;
+  std::string error;
+  ASSERT_TRUE(readFlowLog(path, read, error)) << error;
+  EXPECT_EQ(read.damage, "");
+  ASSERT_EQ(read.entries.size(), 1u);
+  EXPECT_EQ(read.entries[0].flow_id, 42u);
+  EXPECT_EQ(read.entries[0].key.src_port, 7);
   fs::remove_all(dir);
 }
 

@@ -3,17 +3,19 @@
 // so that extraction reads only the parts holding the flows it wants.
 //
 // `flowfold-SEQ-STREAM-START.idx` beside its `.pcap`, written by the
-// recorder's thread after each buffer it writes to the segment (a block:
-// one 4 MiB write), so the segment being written is searchable within about
-// a second. Append-only: a crash leaves at most a partial last block, which a
-// reader ignores, and the segment's bytes past the last whole block are
-// read (scanned) instead of looked up.
+// recorder's thread after each buffer it writes to the segment (a 4 MiB
+// write, indexed as blocks of about kIndexBlockBytes), so the segment being
+// written is searchable within about a second. Append-only: a crash leaves
+// at most a partial last block, which a reader ignores, and the segment's
+// bytes past the last whole block are read (scanned) instead of looked up.
 //
 // Format (host byte order, x86-64): a 16-byte header ("FFIDX002", the
 // link type, 4 reserved bytes), then per block a 56-byte header:
 //   u32 'BLK2', u32 new_flows, u32 present, u32 packets,
 //   u64 offset, u64 length (the block's records: offset in the segment file),
-//   u64 first_ts_ns, u64 last_ts_ns, u32 payload bytes, u32 reserved,
+//   u64 first_ts_ns, u64 last_ts_ns (its earliest and latest packet),
+//   u32 payload bytes, u32 keys bytes (of the new flows' keys, the start of
+//   the payload; 0 when written by flowfold before 2026-12-07: walk them),
 // and its payload:
 //   new_flows keys (key_coding.h): flows first seen in this segment here,
 //     numbered on from the previous blocks' (0, 1, ...);
@@ -59,17 +61,32 @@ struct SegmentIndex {
   uint64_t indexed_end = 0;
 };
 
+/// Index blocks cover about this many bytes of records (whole records, cut
+/// from the recorder's larger writes): a query reads whole blocks, so a
+/// flow's few packets cost a few small reads; each block costs its 56-byte
+/// header (0.02 %) and the listing of the earlier flows in it.
+inline constexpr size_t kIndexBlockBytes = 256 << 10;
+
+/// A query's time span, in ns since the epoch (both ends included).
+struct TimeSpan {
+  uint64_t from_ns = 0, to_ns = UINT64_MAX;
+  bool meets(uint64_t first_ns, uint64_t last_ns) const { return last_ns >= from_ns && first_ns <= to_ns; }
+};
+
 /// Reads an index; a partial last block is left out. False (and `error`)
 /// when the file is not an index or a block is damaged.
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error);
 /// The same for a query: wanted(key) is asked once per flow, as it is read;
 /// neither the keys nor the blocks' flow lists are kept, only each block's
 /// `wanted` (a ring of millions of flows is answered without holding them).
+/// Blocks outside `span` are not parsed (`wanted` stays false): their flows
+/// are counted from the headers, and wanted() is not asked of them.
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
-                      const std::function<bool(const FlowKey&)>& wanted);
+                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span = {});
 /// The same for a few exact keys (extract --flow-id): keys are compared in
 /// their coded form, without decoding the index's.
-bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys);
+bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys,
+                      TimeSpan span = {});
 
 /// Writes one segment's index (the recorder's thread).
 class IndexWriter {
@@ -95,6 +112,7 @@ class IndexWriter {
  private:
   void addKey(const FlowKey& key, uint64_t hash, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
   void addTagged(uint64_t tag, const FlowKey& key, std::vector<FlowKey>& fresh, std::vector<uint32_t>& present);
+  bool indexBlock(const uint8_t* records, size_t length, uint64_t offset, const uint64_t* tags, std::string& error);
   bool writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets, uint64_t offset,
                   uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error);
   uint32_t numberOf(const FlowKey& key, uint64_t hash, bool& added);
