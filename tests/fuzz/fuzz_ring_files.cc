@@ -9,7 +9,8 @@
 // of the span that the whole reading says hold the key; a
 // repaired segment is never longer than before, and when it reports cut
 // bytes it ends exactly at its last whole record; a flow log read whole
-// codes back to entries that read the same.
+// codes back to entries that read the same, and is looked up and
+// summarized (through its directory, if it has one) without a crash.
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FlowLog log;
     std::string error;
     FUZZ_CHECK(readFlowLog(path, log, error));
+    // A lookup of some of its ids, and a summary, through the directory of
+    // the file if it ends with one: read, whatever the directory says.
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < log.entries.size() && i < 64; i += 16) ids.push_back(log.entries[i].flow_id);
+    ids.push_back(size);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    FlowLog some;
+    FUZZ_CHECK(readFlowLog(path, some, error, ids));
+    FlowLogSummary summary;
+    FUZZ_CHECK(summarizeFlowLog(path, summary, error));
     // What was read codes back to the bytes it came from when no block was damaged.
     if (log.damage.empty() && !log.entries.empty()) {
       std::vector<uint8_t> again;

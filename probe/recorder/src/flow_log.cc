@@ -79,10 +79,18 @@ std::string flowLogFileName(uint64_t sequence) {
 namespace {
 
 struct BlockHeader {
-  uint32_t magic, payload, entries, reserved;
+  uint32_t magic, payload, entries, kind;
   uint64_t min_id, max_id, max_last_ms;
 };
 static_assert(sizeof(BlockHeader) == kFlowLogBlockHeaderSize);
+constexpr uint32_t kEntryBlock = 0, kDirectoryBlock = 1;
+
+struct Trailer {
+  uint32_t magic, blocks;
+  uint64_t min_id, max_id, max_last_ms;
+};
+static_assert(sizeof(Trailer) == kFlowLogTrailerSize);
+static_assert(sizeof(FlowLogDirectoryEntry) == 32);
 
 // Reads a file through a window of large reads: a flow log's many small
 // block headers cost one read per window, not one each.
@@ -114,44 +122,110 @@ class WindowReader {
   uint64_t start_ = 0;
 };
 
-// Walks a flow log's blocks by their headers: visit(reader, header, offset
-// of the block) for each whole one; a torn last block ends the walk
-// quietly, a damaged header with `damage` set.
-template <class Visit>
-bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::string& damage, std::string& error,
-                 Visit&& visit) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
+// An open flow log: its descriptor and size, the run in its header.
+struct OpenLog {
+  int fd = -1;
+  uint64_t size = 0;
+  ~OpenLog() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool openLog(const std::string& path, OpenLog& log, uint64_t& run_first_segment, std::string& error) {
+  log.fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (log.fd < 0) {
     error = std::strerror(errno);
     return false;
   }
   struct stat st {};
-  uint8_t header[kFlowLogHeaderSize];
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
+  if (::fstat(log.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     error = "not a regular file";
     return false;
   }
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (!readAt(fd, header, sizeof header, 0) || std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) != 0) {
-    ::close(fd);
+  log.size = static_cast<uint64_t>(st.st_size);
+  uint8_t header[kFlowLogHeaderSize];
+  if (!readAt(log.fd, header, sizeof header, 0) || std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) != 0) {
     error = "not a flowfold flow log";
     return false;
   }
   std::memcpy(&run_first_segment, header + 16, 8);
-  WindowReader in(fd, size);
-  for (uint64_t pos = kFlowLogHeaderSize; pos + kFlowLogBlockHeaderSize <= size;) {
+  return true;
+}
+
+// A closed file's directory: its trailer and (unless null) where its
+// blocks are. False when the file has none, or one that does not hold
+// together: it is walked.
+bool readDirectory(const OpenLog& log, Trailer& trailer, std::vector<FlowLogDirectoryEntry>* blocks) {
+  constexpr uint64_t kLeast = kFlowLogHeaderSize + kFlowLogBlockHeaderSize + kFlowLogTrailerSize;
+  if (log.size < kLeast) return false;
+  if (!readAt(log.fd, reinterpret_cast<uint8_t*>(&trailer), sizeof trailer, log.size - sizeof trailer) ||
+      trailer.magic != kFlowLogTrailerMagic)
+    return false;
+  const uint64_t payload = uint64_t{trailer.blocks} * sizeof(FlowLogDirectoryEntry);
+  if (payload > log.size - kLeast) return false;
+  const uint64_t at = log.size - kFlowLogTrailerSize - payload - kFlowLogBlockHeaderSize;
+  BlockHeader h;
+  if (!readAt(log.fd, reinterpret_cast<uint8_t*>(&h), sizeof h, at) || h.magic != kFlowLogBlockMagic ||
+      h.kind != kDirectoryBlock || h.entries != 0 || h.payload != payload)
+    return false;
+  if (blocks == nullptr) return true;
+  blocks->resize(trailer.blocks);
+  if (payload != 0 && !readAt(log.fd, reinterpret_cast<uint8_t*>(blocks->data()), payload, at + kFlowLogBlockHeaderSize))
+    return false;
+  uint64_t next = kFlowLogHeaderSize;  // blocks in file order, before the directory
+  for (const FlowLogDirectoryEntry& b : *blocks) {
+    if (b.offset < next || b.offset > at - kFlowLogBlockHeaderSize) return false;
+    next = b.offset + kFlowLogBlockHeaderSize;
+  }
+  return true;
+}
+
+// Walks a flow log's blocks of entries by their headers: visit(reader,
+// header, offset of the block) for each whole one, up to the directory if
+// it has one; a torn last block ends the walk quietly, a damaged header
+// with `damage` set.
+template <class Visit>
+void walkFlowLog(const OpenLog& log, std::string& damage, Visit&& visit) {
+  WindowReader in(log.fd, log.size);
+  for (uint64_t pos = kFlowLogHeaderSize; pos + kFlowLogBlockHeaderSize <= log.size;) {
     BlockHeader h;
     if (!in.read(&h, sizeof h, pos)) break;
     if (h.magic != kFlowLogBlockMagic) {
       damage = "damaged block at offset " + std::to_string(pos);
       break;
     }
-    if (h.payload > size - pos - kFlowLogBlockHeaderSize) break;  // the torn last block of a crash
+    if (h.payload > log.size - pos - kFlowLogBlockHeaderSize) break;  // the torn last block of a crash
+    if (h.kind == kDirectoryBlock) break;
     if (!visit(in, h, pos)) break;
     pos += kFlowLogBlockHeaderSize + h.payload;
   }
-  ::close(fd);
+}
+
+// Whether some of the ascending `wanted` ids lie in [min_id, max_id].
+bool holdsOne(std::span<const uint64_t> wanted, uint64_t min_id, uint64_t max_id) {
+  const auto it = std::lower_bound(wanted.begin(), wanted.end(), min_id);
+  return it != wanted.end() && *it <= max_id;
+}
+
+// Decodes a block's entries and keeps those `wanted` names (all, when it
+// is empty). False (and `damage`) when the block is damaged.
+bool decodeBlock(const BlockHeader& h, const std::vector<uint8_t>& payload, uint64_t pos,
+                 std::span<const uint64_t> wanted, FlowLog& log) {
+  CodedReader in(payload.data(), payload.size());
+  FlowLogEntry prev;
+  std::vector<FlowLogEntry> block;
+  for (uint32_t i = 0; i < h.entries; ++i) {
+    FlowLogEntry e;
+    if (!decodeEntry(in, prev, e)) break;
+    block.push_back(e);
+    prev = e;
+  }
+  if (block.size() != h.entries || !in.done()) {
+    log.damage = "damaged block at offset " + std::to_string(pos);
+    return false;
+  }
+  for (const FlowLogEntry& e : block)
+    if (wanted.empty() || std::binary_search(wanted.begin(), wanted.end(), e.flow_id)) log.entries.push_back(e);
   return true;
 }
 
@@ -159,57 +233,62 @@ bool walkFlowLog(const std::string& path, uint64_t& run_first_segment, std::stri
 
 bool readFlowLog(const std::string& path, FlowLog& log, std::string& error, std::span<const uint64_t> wanted) {
   log = FlowLog{};
+  OpenLog file;
+  if (!openLog(path, file, log.run_first_segment, error)) return false;
   std::vector<uint8_t> payload;
-  return walkFlowLog(path, log.run_first_segment, log.damage, error, [&](WindowReader& file, const BlockHeader& h, uint64_t pos) {
-    if (!wanted.empty()) {
-      const auto it = std::lower_bound(wanted.begin(), wanted.end(), h.min_id);
-      if (it == wanted.end() || *it > h.max_id) return true;  // none of them here
+  Trailer trailer;
+  std::vector<FlowLogDirectoryEntry> blocks;
+  if (!wanted.empty() && readDirectory(file, trailer, &blocks)) {
+    // A closed file: only the blocks its directory says hold a wanted id.
+    if (!holdsOne(wanted, trailer.min_id, trailer.max_id)) return true;
+    for (const FlowLogDirectoryEntry& b : blocks) {
+      if (!holdsOne(wanted, b.min_id, b.max_id)) continue;
+      BlockHeader h;
+      if (!readAt(file.fd, reinterpret_cast<uint8_t*>(&h), sizeof h, b.offset) || h.magic != kFlowLogBlockMagic ||
+          h.kind != kEntryBlock || h.min_id != b.min_id || h.max_id != b.max_id ||
+          h.payload > file.size - b.offset - kFlowLogBlockHeaderSize) {
+        log.damage = "damaged block at offset " + std::to_string(b.offset);
+        return true;
+      }
+      payload.resize(h.payload);
+      if (!payload.empty() && !readAt(file.fd, payload.data(), payload.size(), b.offset + kFlowLogBlockHeaderSize)) {
+        log.damage = "cannot read the block at offset " + std::to_string(b.offset);
+        return true;
+      }
+      if (!decodeBlock(h, payload, b.offset, wanted, log)) return true;
     }
-    payload.resize(h.payload);
-    if (!file.read(payload.data(), payload.size(), pos + kFlowLogBlockHeaderSize)) return false;
-    CodedReader in(payload.data(), payload.size());
-    FlowLogEntry prev;
-    std::vector<FlowLogEntry> block;
-    for (uint32_t i = 0; i < h.entries; ++i) {
-      FlowLogEntry e;
-      if (!decodeEntry(in, prev, e)) break;
-      block.push_back(e);
-      prev = e;
-    }
-    if (block.size() != h.entries || !in.done()) {
-      log.damage = "damaged block at offset " + std::to_string(pos);
-      return false;
-    }
-    for (const FlowLogEntry& e : block)
-      if (wanted.empty() || std::binary_search(wanted.begin(), wanted.end(), e.flow_id)) log.entries.push_back(e);
     return true;
+  }
+  walkFlowLog(file, log.damage, [&](WindowReader& in, const BlockHeader& h, uint64_t pos) {
+    if (!wanted.empty() && !holdsOne(wanted, h.min_id, h.max_id)) return true;  // none of them here
+    payload.resize(h.payload);
+    if (!in.read(payload.data(), payload.size(), pos + kFlowLogBlockHeaderSize)) return false;
+    return decodeBlock(h, payload, pos, wanted, log);
   });
+  return true;
 }
 
 bool readFlowLogRun(const std::string& path, uint64_t& run_first_segment, std::string& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return false;
-  }
-  uint8_t header[kFlowLogHeaderSize];
-  const bool ok = readAt(fd, header, sizeof header, 0) && std::memcmp(header, kFlowLogMagic, sizeof kFlowLogMagic) == 0;
-  ::close(fd);
-  if (!ok) {
-    error = "not a flowfold flow log";
-    return false;
-  }
-  std::memcpy(&run_first_segment, header + 16, 8);
-  return true;
+  OpenLog file;
+  return openLog(path, file, run_first_segment, error);
 }
 
 bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error) {
   out = FlowLogSummary{};
-  return walkFlowLog(path, out.run_first_segment, out.damage, error, [&](WindowReader&, const BlockHeader& h, uint64_t) {
+  OpenLog file;
+  if (!openLog(path, file, out.run_first_segment, error)) return false;
+  Trailer trailer;
+  if (readDirectory(file, trailer, nullptr)) {
+    out.max_flow_id = trailer.max_id;
+    out.max_last_ms = trailer.max_last_ms;
+    return true;
+  }
+  walkFlowLog(file, out.damage, [&](WindowReader&, const BlockHeader& h, uint64_t) {
     out.max_flow_id = std::max(out.max_flow_id, h.max_id);
     out.max_last_ms = std::max(out.max_last_ms, h.max_last_ms);
     return true;
   });
+  return true;
 }
 
 FlowLogWriter::FlowLogWriter(SegmentRing& ring) : ring_(ring) {}
@@ -217,10 +296,7 @@ FlowLogWriter::FlowLogWriter(SegmentRing& ring) : ring_(ring) {}
 FlowLogWriter::~FlowLogWriter() {
   std::string error;
   flush(error);
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ring_.flowLogClosed(path_);
-  }
+  closeFile();
 }
 
 bool FlowLogWriter::add(std::span<const FlowRecord> records, uint64_t steady_ms, std::string& error) {
@@ -242,11 +318,7 @@ bool FlowLogWriter::flush(std::string& error) {
 }
 
 bool FlowLogWriter::openNext(std::string& error) {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ring_.flowLogClosed(path_);
-    fd_ = -1;
-  }
+  closeFile();
   try {
     FlowLogFile opened;
     fd_ = ring_.openFlowLog(opened);
@@ -264,6 +336,44 @@ bool FlowLogWriter::openNext(std::string& error) {
     return false;
   }
   file_bytes_ = sizeof header;
+  directory_.clear();
+  return true;
+}
+
+// Ends the open file with its directory (best effort: without one, or with
+// a torn one, the file is walked) and hands it back to the ring.
+void FlowLogWriter::closeFile() {
+  if (fd_ < 0) return;
+  std::string error;
+  // Whatever part of a failed directory went out is taken back, if it can
+  // be: a torn one is read as the torn last block of a crash.
+  if (!failed_ && !writeDirectory(error)) (void)!::ftruncate(fd_, static_cast<off_t>(file_bytes_));
+  ::close(fd_);
+  fd_ = -1;
+  ring_.flowLogClosed(path_);
+}
+
+bool FlowLogWriter::writeDirectory(std::string& error) {
+  Trailer trailer{kFlowLogTrailerMagic, static_cast<uint32_t>(directory_.size()), directory_.empty() ? 0 : UINT64_MAX, 0,
+                  0};
+  for (const FlowLogDirectoryEntry& b : directory_) {
+    trailer.min_id = std::min(trailer.min_id, b.min_id);
+    trailer.max_id = std::max(trailer.max_id, b.max_id);
+    trailer.max_last_ms = std::max(trailer.max_last_ms, b.max_last_ms);
+  }
+  // An id range no id is in: readers that predate directories step over it.
+  const BlockHeader h{kFlowLogBlockMagic, static_cast<uint32_t>(directory_.size() * sizeof(FlowLogDirectoryEntry)), 0,
+                      kDirectoryBlock, UINT64_MAX, 0, 0};
+  // Not in buf_: a file is closed in the middle of a write, with its blocks in buf_.
+  std::vector<uint8_t> out(sizeof h);
+  std::memcpy(out.data(), &h, sizeof h);
+  const auto* entries = reinterpret_cast<const uint8_t*>(directory_.data());
+  out.insert(out.end(), entries, entries + directory_.size() * sizeof(FlowLogDirectoryEntry));
+  const auto* t = reinterpret_cast<const uint8_t*>(&trailer);
+  out.insert(out.end(), t, t + sizeof trailer);
+  if (!writeAll(fd_, out.data(), out.size(), error)) return false;
+  file_bytes_ += out.size();
+  ring_.flowLogWritten(path_, file_bytes_, trailer.max_last_ms, trailer.max_id);
   return true;
 }
 
@@ -283,9 +393,12 @@ bool FlowLogWriter::write(std::string& error) {
   // sorted ids spans a narrow range.
   buf_.clear();
   FlowLogBlockRange range{};
+  std::vector<FlowLogDirectoryEntry> written;  // offsets in buf_ for now
   for (size_t at = 0; at < sorted_.size(); at += kEntriesPerBlock) {
     const auto part = std::span<const FlowLogEntry>(sorted_).subspan(at, std::min(kEntriesPerBlock, sorted_.size() - at));
+    const uint64_t offset = buf_.size();
     const FlowLogBlockRange r = encodeFlowLogBlock(part, buf_);
+    written.push_back(FlowLogDirectoryEntry{offset, r.min_id, r.max_id, r.max_last_ms});
     range.max_id = std::max(range.max_id, r.max_id);
     range.max_last_ms = std::max(range.max_last_ms, r.max_last_ms);
   }
@@ -299,6 +412,10 @@ bool FlowLogWriter::write(std::string& error) {
     error = "cannot write " + path_ + ": " + error;
     failed_ = true;
     return false;
+  }
+  for (FlowLogDirectoryEntry& b : written) {
+    b.offset += file_bytes_;
+    directory_.push_back(b);
   }
   file_bytes_ += buf_.size();
   ring_.flowLogWritten(path_, file_bytes_, range.max_last_ms, range.max_id);

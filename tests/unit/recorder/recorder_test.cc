@@ -500,7 +500,10 @@ TEST(FlowLog, EntriesReadBackAndATornLastOneIsLeftOut) {
   const uint64_t none[] = {4, 7};
   ASSERT_TRUE(readFlowLog(path, read, error, none)) << error;
   EXPECT_TRUE(read.entries.empty());
-  fs::resize_file(path, fs::file_size(path) - 10);  // a crash in the middle of the last block
+  // A crash in the middle of the last block (before the writer could end
+  // the file with its directory of two blocks).
+  const uint64_t directory = kFlowLogBlockHeaderSize + 2 * sizeof(FlowLogDirectoryEntry) + kFlowLogTrailerSize;
+  fs::resize_file(path, fs::file_size(path) - directory - 10);
   ASSERT_TRUE(readFlowLog(path, read, error));
   EXPECT_EQ(read.entries.size(), 1u);
   EXPECT_EQ(read.damage, "");
@@ -568,6 +571,172 @@ TEST(FlowLog, AWriteOfManyFlowsReadsBackWholeAndById) {
   uint64_t run = 0;
   ASSERT_TRUE(readFlowLogRun(path, run, error)) << error;
   EXPECT_EQ(run, 1u);
+  fs::remove_all(dir);
+}
+
+// A file its writer closed ends with a directory of its blocks (their
+// places and id ranges) and a trailer: a lookup finds through it what a walk
+// of the blocks finds, and a file whose directory is damaged or cut off is
+// walked, with the same answers.
+TEST(FlowLog, AClosedLogHasADirectoryThatFindsWhatAWalkFinds) {
+  const std::string dir = tempDir("flowlog-directory");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  const uint64_t writes[] = {4000, 4000, 2000};  // blocks of 256: 16 + 16 + 8
+  uint64_t id = 0;
+  {
+    SegmentRing ring(o);
+    FlowLogWriter log(ring);
+    std::string error;
+    for (const uint64_t n : writes) {
+      std::vector<FlowRecord> records;
+      for (uint64_t i = 0; i < n; ++i, ++id)
+        records.push_back(flowRecord(id + 1, 10 * (id + 1), 10 * (id + 1) + 5, static_cast<uint16_t>(id + 1)));
+      ASSERT_TRUE(log.add(records, 0, error)) << error;
+      ASSERT_TRUE(log.flush(error)) << error;
+    }
+  }
+  const std::string path = dir + "/" + flowLogFileName(1);
+  const std::vector<uint8_t> bytes = readAll(path);
+  constexpr uint32_t kBlocks = 40;
+  const size_t tail = kFlowLogBlockHeaderSize + kBlocks * sizeof(FlowLogDirectoryEntry) + kFlowLogTrailerSize;
+  ASSERT_GT(bytes.size(), tail);
+  // The trailer: "FLDT", the blocks, the file's lowest and highest id and latest end.
+  const uint8_t* t = bytes.data() + bytes.size() - kFlowLogTrailerSize;
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(t), 4), "FLDT");
+  uint32_t blocks = 0;
+  uint64_t range[3] = {};
+  std::memcpy(&blocks, t + 4, 4);
+  std::memcpy(range, t + 8, sizeof range);
+  EXPECT_EQ(blocks, kBlocks);
+  EXPECT_EQ(range[0], 1u);
+  EXPECT_EQ(range[1], 10'000u);
+  EXPECT_EQ(range[2], 100'005u);
+  // The directory's block is kind 1 with no entries and an empty id range.
+  const uint8_t* d = bytes.data() + bytes.size() - tail;
+  EXPECT_EQ(le32(bytes, bytes.size() - tail), kFlowLogBlockMagic);
+  EXPECT_EQ(le32(bytes, bytes.size() - tail + 8), 0u);
+  EXPECT_EQ(le32(bytes, bytes.size() - tail + 12), 1u);
+  uint64_t dir_range[2] = {};
+  std::memcpy(dir_range, d + 16, sizeof dir_range);
+  EXPECT_EQ(dir_range[0], UINT64_MAX);
+  EXPECT_EQ(dir_range[1], 0u);
+
+  const uint64_t some[] = {1, 256, 257, 4000, 4001, 8000, 9999, 10'000, 10'001};
+  const auto lookup = [&](const std::string& file) {
+    FlowLog read;
+    std::string error;
+    EXPECT_TRUE(readFlowLog(file, read, error, some)) << error;
+    EXPECT_EQ(read.damage, "") << file;
+    std::vector<uint64_t> ids;
+    for (const FlowLogEntry& e : read.entries) {
+      ids.push_back(e.flow_id);
+      EXPECT_EQ(e.first_ms, 10 * e.flow_id);
+      EXPECT_EQ(e.last_ms, 10 * e.flow_id + 5);
+      EXPECT_EQ(e.key.src_port, static_cast<uint16_t>(e.flow_id));
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  const std::vector<uint64_t> expected = {1, 256, 257, 4000, 4001, 8000, 9999, 10'000};
+  EXPECT_EQ(lookup(path), expected);
+  FlowLog all;
+  std::string error;
+  ASSERT_TRUE(readFlowLog(path, all, error)) << error;  // a whole reading stops at the directory
+  EXPECT_EQ(all.entries.size(), 10'000u);
+  EXPECT_EQ(all.damage, "");
+  FlowLogSummary summary;
+  ASSERT_TRUE(summarizeFlowLog(path, summary, error)) << error;
+  EXPECT_EQ(summary.max_flow_id, 10'000u);
+  EXPECT_EQ(summary.max_last_ms, 100'005u);
+
+  // Without its directory (cut off, or a trailer that is not one): walked.
+  const std::string cut = dir + "/cut.flows", bad = dir + "/bad.flows";
+  std::ofstream(cut, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size() - tail));
+  std::vector<uint8_t> damaged = bytes;
+  damaged[damaged.size() - kFlowLogTrailerSize] = 'X';
+  std::ofstream(bad, std::ios::binary)
+      .write(reinterpret_cast<const char*>(damaged.data()), static_cast<std::streamsize>(damaged.size()));
+  EXPECT_EQ(lookup(cut), expected);
+  EXPECT_EQ(lookup(bad), expected);
+  for (const std::string& file : {cut, bad}) {
+    ASSERT_TRUE(summarizeFlowLog(file, summary, error)) << error;
+    EXPECT_EQ(summary.max_flow_id, 10'000u) << file;
+    EXPECT_EQ(summary.max_last_ms, 100'005u) << file;
+  }
+  // An id outside the file's range: nothing, without damage.
+  const uint64_t past[] = {10'001, 20'000};
+  FlowLog read;
+  ASSERT_TRUE(readFlowLog(path, read, error, past)) << error;
+  EXPECT_TRUE(read.entries.empty());
+  EXPECT_EQ(read.damage, "");
+  fs::remove_all(dir);
+}
+
+// A run that logs more than a file holds goes on in a new file, the one
+// before ending with its directory: every entry is in one of them, read
+// whole or looked up.
+TEST(FlowLog, ALogGoesOnInANewFileWithEveryEntry) {
+  const std::string dir = tempDir("flowlog-files");
+  RecorderOptions o;
+  o.directories = {dir};
+  o.min_free_percent = 0;
+  // Entries of neighbouring ids take about 8 bytes: 3 M are more than one 16 MiB file.
+  constexpr uint64_t kFlows = 3'000'000;
+  fakeSegment(dir, 1, 0, 1000);  // packets older than every flow: the closed log stays
+  {
+    SegmentRing ring(o);
+    FlowLogWriter log(ring);
+    std::string error;
+    std::vector<FlowRecord> records;
+    for (uint64_t id = 1; id <= kFlows; ++id) {
+      records.push_back(flowRecord(id, 10 * id, 10 * id + 5, static_cast<uint16_t>(id)));
+      if (records.size() == 4096 || id == kFlows) {
+        ASSERT_TRUE(log.add(records, 0, error)) << error;
+        records.clear();
+      }
+    }
+    ASSERT_TRUE(log.flush(error)) << error;
+  }
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (parseFlowLogName(e.path().filename().string())) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 2u);
+  std::vector<bool> seen(kFlows + 1, false);
+  uint64_t count = 0;
+  for (const std::string& f : files) {
+    FlowLog read;
+    std::string error;
+    ASSERT_TRUE(readFlowLog(f, read, error)) << error;
+    EXPECT_EQ(read.damage, "") << f;
+    for (const FlowLogEntry& e : read.entries) {
+      ASSERT_TRUE(e.flow_id >= 1 && e.flow_id <= kFlows);
+      EXPECT_FALSE(seen[e.flow_id]) << e.flow_id;
+      seen[e.flow_id] = true;
+      EXPECT_EQ(e.first_ms, 10 * e.flow_id);
+      ++count;
+    }
+  }
+  EXPECT_EQ(count, kFlows);
+  // Each id looked up is in exactly one file, with its own values.
+  for (const uint64_t id : {uint64_t{1}, uint64_t{4096}, uint64_t{4097}, uint64_t{2'000'000}, uint64_t{2'100'001}, kFlows}) {
+    uint64_t found = 0;
+    for (const std::string& f : files) {
+      FlowLog read;
+      std::string error;
+      ASSERT_TRUE(readFlowLog(f, read, error, std::span(&id, 1))) << error;
+      EXPECT_EQ(read.damage, "") << f;
+      for (const FlowLogEntry& e : read.entries) {
+        EXPECT_EQ(e.flow_id, id);
+        EXPECT_EQ(e.last_ms, 10 * id + 5);
+        ++found;
+      }
+    }
+    EXPECT_EQ(found, 1u) << id;
+  }
   fs::remove_all(dir);
 }
 

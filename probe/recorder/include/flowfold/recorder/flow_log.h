@@ -13,11 +13,19 @@
 //
 // Format (host byte order, x86-64): a 24-byte header ("FFFLOG02", u32
 // reserved, u32 reserved, u64 the run's first segment: the sequence number
-// the ring would give the run's first segment), then blocks, one per write:
-//   u32 'FLB2', u32 payload bytes, u32 entries, u32 reserved,
+// the ring would give the run's first segment), then blocks of at most 256
+// entries (a write's entries in flow id order, cut into blocks):
+//   u32 'FLB2', u32 payload bytes, u32 entries, u32 kind (0),
 //   u64 lowest flow id, u64 highest flow id, u64 latest last_ms, payload
-// (a reader looking for some ids reads only the headers and the blocks
-// whose id range holds one; a block's entries are in flow id order).
+// (a reader looking for some ids reads only the blocks whose id range holds
+// one). A file closed by its writer ends with its directory, so that a
+// reader finds those blocks without walking the file:
+//   a block of kind 1 (0 entries, id range UINT64_MAX..0, which readers
+//   that predate it step over) whose payload is, per block,
+//   u64 offset, u64 lowest id, u64 highest id, u64 latest last_ms;
+//   then a 32-byte trailer: u32 'FLDT', u32 blocks, u64 lowest id,
+//   u64 highest id, u64 latest last_ms (of the whole file).
+// A file without one (still being written, or cut by a crash) is walked.
 // An entry is coded against the block's previous one (the first against
 // zeros), 20 bytes for a typical IPv4 flow instead of 72 written plainly:
 //   varint zigzag(flow_id - previous flow_id),
@@ -47,6 +55,8 @@ inline constexpr char kFlowLogMagic[8] = {'F', 'F', 'F', 'L', 'O', 'G', '0', '2'
 inline constexpr size_t kFlowLogHeaderSize = 24;
 inline constexpr uint32_t kFlowLogBlockMagic = 0x32424c46;  // "FLB2"
 inline constexpr size_t kFlowLogBlockHeaderSize = 40;
+inline constexpr uint32_t kFlowLogTrailerMagic = 0x54444c46;  // "FLDT"
+inline constexpr size_t kFlowLogTrailerSize = 32;
 inline constexpr uint64_t kFlowLogFileBytes = 16 << 20;  // ~800,000 records a file
 
 struct FlowLogEntry {
@@ -92,6 +102,11 @@ struct FlowLogSummary {
 };
 bool summarizeFlowLog(const std::string& path, FlowLogSummary& out, std::string& error);
 
+/// A block as a file's directory gives it.
+struct FlowLogDirectoryEntry {
+  uint64_t offset, min_id, max_id, max_last_ms;
+};
+
 /// Writes the run's flow log into a ring (the export thread only).
 class FlowLogWriter {
  public:
@@ -101,8 +116,8 @@ class FlowLogWriter {
   FlowLogWriter& operator=(const FlowLogWriter&) = delete;
 
   /// Adds one entry per record (records without a flow id are left out);
-  /// writes when 64 KiB are held or `steady_ms` is a second past the last
-  /// write. False and `error` when a file cannot be created or written: the
+  /// writes when 4096 entries are held or `steady_ms` is a second past the
+  /// last write. False and `error` when a file cannot be created or written: the
   /// log then stops (what it holds stays readable).
   bool add(std::span<const FlowRecord> records, uint64_t steady_ms, std::string& error);
   /// Writes what is held.
@@ -112,7 +127,9 @@ class FlowLogWriter {
  private:
   bool write(std::string& error);
   bool openNext(std::string& error);
-  void encodeHeld();
+  void closeFile();
+  bool writeDirectory(std::string& error);
+
 
   SegmentRing& ring_;
   int fd_ = -1;
@@ -123,6 +140,7 @@ class FlowLogWriter {
   std::vector<uint32_t> order_;       // held_ in id order (reused)
   std::vector<FlowLogEntry> sorted_;
   std::vector<uint8_t> buf_;
+  std::vector<FlowLogDirectoryEntry> directory_;  // the open file's blocks
   bool failed_ = false;
 };
 
