@@ -42,8 +42,10 @@
 
 #include "flowfold/log.h"
 #include "flowfold/probe/decoder.h"
+#include "flowfold/probe/filter_anchors.h"
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/file_io.h"
+#include "flowfold/recorder/key_coding.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
 #include "flowfold/recorder/segment_ring.h"
@@ -355,6 +357,51 @@ class FlowPackets {
  public:
   explicit FlowPackets(int dlt) : dlt_(dlt) {}
 
+  // Whether the filter may match packets of flow `k` without being run:
+  // false when the filter tests addresses on every path that accepts
+  // packets of k's class and k's addresses pass none of those tests
+  // (filter_anchors.h). The tests of each class are found once.
+  bool addressesMayMatch(const bpf_program& program, const FlowKey& k) {
+    if (k == FlowKey{} || (dlt_ != DLT_EN10MB && dlt_ != DLT_RAW && dlt_ != 228 && dlt_ != 229)) return true;
+    const size_t shape = shapeOf(k);
+    if (!shapes_[shape].found) findTests(program, k, shapes_[shape]);
+    const Shape& s = shapes_[shape];
+    return !s.tests || probe::passesOne(*s.tests, k.src_addr.data(), k.dst_addr.data(), k.ip_version == 6);
+  }
+
+  // Byte strings of which every key the filter may match holds one in its
+  // coded form (key_coding.h keeps addresses as they are): the leading
+  // whole bytes of each address test's value, and the coded all-zero key
+  // (packets of no flow, ARP for one, are always asked). nullopt when a
+  // class of flows has no tests, or a test no whole byte. Finds the tests
+  // of every class.
+  std::optional<std::vector<std::vector<uint8_t>>> addressNeedles(const bpf_program& program) {
+    if (dlt_ != DLT_EN10MB && dlt_ != DLT_RAW && dlt_ != 228 && dlt_ != 229) return std::nullopt;
+    std::vector<std::vector<uint8_t>> out(1);
+    recorder::putKey(out[0], FlowKey{});
+    for (size_t c = 0; c <= std::size(kClassProtocols); ++c)
+      for (const uint8_t version : {uint8_t{4}, uint8_t{6}})
+        for (const uint16_t outer : {uint16_t{0}, uint16_t{1}})
+          for (const uint16_t inner : {uint16_t{0}, uint16_t{1}}) {
+            FlowKey k{};
+            k.ip_version = version;
+            k.protocol = c < std::size(kClassProtocols) ? kClassProtocols[c] : uint8_t{47};
+            k.vlan_id = outer;
+            k.inner_vlan_id = inner;
+            Shape& shape = shapes_[shapeOf(k)];
+            if (!shape.found) findTests(program, k, shape);
+            if (!shape.tests) return std::nullopt;
+            for (const probe::AddressTest& t : *shape.tests) {
+              std::vector<uint8_t> bytes;
+              for (int b = 0; b < 4 && (t.mask >> (24 - 8 * b) & 0xff) == 0xff; ++b)
+                bytes.push_back(static_cast<uint8_t>(t.value >> (24 - 8 * b)));
+              if (bytes.empty()) return std::nullopt;
+              if (std::find(out.begin(), out.end(), bytes) == out.end()) out.push_back(std::move(bytes));
+            }
+          }
+    return out;
+  }
+
   // Whether the filter may match packets of flow `k` (see the file's
   // comment), and whether its headers alone decide it (`decided`: the
   // variants agree).
@@ -371,6 +418,64 @@ class FlowPackets {
 
  private:
   static constexpr size_t kPayload = 1400;
+  static constexpr uint8_t kClassProtocols[] = {6, 17, 136, 1, 58};  // each with headers of its own; then all others
+
+  // A class of flows whose rebuilt packets differ only in their addresses,
+  // ports (ICMP type and code), VLAN ids and, for the other protocols, the
+  // protocol: the IP version, the VLAN tags there are, the protocol.
+  struct Shape {
+    bool found = false;
+    std::optional<std::vector<probe::AddressTest>> tests;  // nullopt: the filter is run on every flow
+  };
+  static size_t protocolClass(uint8_t protocol) {
+    size_t c = 0;
+    while (c < std::size(kClassProtocols) && kClassProtocols[c] != protocol) ++c;
+    return c;
+  }
+  static size_t shapeOf(const FlowKey& k) {
+    return ((protocolClass(k.protocol) * 2 + (k.ip_version == 6)) * 2 + (k.vlan_id != 0)) * 2 + (k.inner_vlan_id != 0);
+  }
+
+  // The tests of k's class: of each variant's packet, with the bytes that
+  // differ between the class's flows unknown; nullopt if one variant has a
+  // path that accepts without testing an address.
+  void findTests(const bpf_program& program, const FlowKey& k, Shape& shape) {
+    shape.found = true;
+    shape.tests.emplace();
+    if (!build(k)) {
+      shape.tests.reset();
+      return;
+    }
+    const bool other = protocolClass(k.protocol) == std::size(kClassProtocols);
+    for (const size_t payload : {size_t{0}, kPayload})
+      for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) {
+        prepare(payload, fill);
+        probe::PacketTemplate t;
+        t.bytes.assign(buf_, buf_ + payload_ + payload);
+        t.unknown.assign(t.bytes.size(), false);
+        const auto unknown = [&](size_t at, size_t n) { std::fill_n(t.unknown.begin() + static_cast<long>(at), n, true); };
+        if (dlt_ == DLT_EN10MB) {  // the VLAN ids (TCI) of the tags build() wrote
+          const int tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
+          for (int i = 0; i < tags; ++i) unknown(14 + 4 * static_cast<size_t>(i), 2);
+        }
+        const size_t address = v6_ ? ip_ + 8 : ip_ + 12, length = v6_ ? 16 : 4;
+        unknown(address, 2 * length);
+        for (size_t w = 0; w < length / 4; ++w) {
+          t.word_offset[w] = address + 4 * w;
+          t.word_offset[4 + w] = address + length + 4 * w;
+        }
+        if (other) unknown(v6_ ? ip_ + 6 : ip_ + 9, 1);
+        if (protocol_ == 6 || protocol_ == 17 || protocol_ == 136) unknown(l4_, 4);
+        if (protocol_ == 1 || protocol_ == 58) unknown(l4_, 2);
+        auto tests = probe::addressTests(program, t);
+        if (!tests) {
+          shape.tests.reset();
+          return;
+        }
+        for (const probe::AddressTest& test : *tests)
+          if (std::find(shape.tests->begin(), shape.tests->end(), test) == shape.tests->end()) shape.tests->push_back(test);
+      }
+  }
 
   void put16(size_t at, uint16_t v) {
     buf_[at] = static_cast<uint8_t>(v >> 8);
@@ -433,7 +538,8 @@ class FlowPackets {
     return true;
   }
 
-  bool runs(const bpf_program& program, size_t payload, uint8_t fill) {
+  // Sets the lengths and fill bytes of a variant.
+  void prepare(size_t payload, uint8_t fill) {
     const size_t l4_length = payload_ - l4_ + payload;
     if (!v6_) put16(ip_ + 2, static_cast<uint16_t>(20 + l4_length));
     else put16(ip_ + 4, static_cast<uint16_t>(l4_length));
@@ -444,6 +550,10 @@ class FlowPackets {
       put16(l4_ + 4, static_cast<uint16_t>(l4_length));
     }
     std::memset(buf_ + payload_, fill, payload);
+  }
+
+  bool runs(const bpf_program& program, size_t payload, uint8_t fill) {
+    prepare(payload, fill);
     pcap_pkthdr h{};
     h.caplen = h.len = static_cast<uint32_t>(payload_ + payload);
     return pcap_offline_filter(&program, &h, buf_) != 0;
@@ -454,6 +564,7 @@ class FlowPackets {
   bool v6_ = false;
   uint8_t protocol_ = 0;
   size_t ip_ = 0, l4_ = 0, payload_ = 0;
+  Shape shapes_[(std::size(kClassProtocols) + 1) * 8];
 };
 
 // ---------------------------------------------------------------- reading
@@ -495,8 +606,10 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
   }
 }
 
+// `rebuilt` is the query's (made at its first segment: every segment of a
+// query has one link type), so a filter's address tests are found once.
 void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
-                    Totals& totals, uint32_t& linktype) {
+                    Totals& totals, uint32_t& linktype, std::optional<FlowPackets>& rebuilt) {
   const int fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     logWarn("extract: cannot read segment %s: %s (skipped)", s.path.c_str(), std::strerror(errno));
@@ -543,12 +656,13 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   uint64_t indexed_end = kPcapFileHeaderSize;
   // Each flow of the index is asked once, as it is read: whether the wanted
   // flows' keys hold it, whether the filter may match its packets.
-  FlowPackets rebuilt(static_cast<int>(dlt));
+  if (!rebuilt) rebuilt.emplace(static_cast<int>(dlt));
   const auto candidate = [&](const FlowKey& key) {
     if (flows && !flows->indexedFlow(key)) return false;
     if (!program) return true;
+    if (!rebuilt->addressesMayMatch(*program, key)) return false;
     bool decided = true;
-    const bool may = rebuilt.mayMatch(*program, key, decided);
+    const bool may = rebuilt->mayMatch(*program, key, decided);
     if (!decided) totals.payload_filter = true;
     return may;
   };
@@ -556,9 +670,17 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   const std::vector<FlowKey> exact = flows && !program ? flows->keys() : std::vector<FlowKey>{};
   // Only the index blocks of the time asked are read (and those declaring their flows).
   const TimeSpan span{o.from_ns, o.to_ns};
+  // A filter that tests addresses on every path: a block whose new flows'
+  // coded keys hold none of the bytes it tests has none of its candidates.
+  const auto needles = program && !flows ? rebuilt->addressNeedles(*program) : std::nullopt;
+  const auto keys_may_hold = [&](const uint8_t* keys, size_t n) {
+    return std::any_of(needles->begin(), needles->end(),
+                       [&](const std::vector<uint8_t>& b) { return ::memmem(keys, n, b.data(), b.size()) != nullptr; });
+  };
   const bool read = flows && !program
                         ? readSegmentIndex(indexPathOf(s.path), index, error, std::span<const FlowKey>(exact), span)
-                        : readSegmentIndex(indexPathOf(s.path), index, error, candidate, span);
+                        : readSegmentIndex(indexPathOf(s.path), index, error, candidate, span,
+                                           needles ? std::function<bool(const uint8_t*, size_t)>(keys_may_hold) : nullptr);
   if (read) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
@@ -626,13 +748,14 @@ int runExtract(int argc, char** argv) {
     std::vector<Packet> packets;
     Totals totals;
     uint32_t linktype = 0;
+    std::optional<FlowPackets> rebuilt;
     for (const SegmentFile& s : segments) {
       if (s.name.start_s * 1'000'000'000 > o.to_ns) continue;
       if (s.end_s != UINT64_MAX && (s.end_s + 1) * 1'000'000'000 < o.from_ns) continue;
       if (!wanted.empty() &&
           std::none_of(wanted.begin(), wanted.end(), [&](const WantedFlow& w) { return w.inSegment(s.name.sequence); }))
         continue;
-      extractSegment(s, o, wanted, packets, totals, linktype);
+      extractSegment(s, o, wanted, packets, totals, linktype, rebuilt);
     }
     std::sort(packets.begin(), packets.end(),
               [](const Packet& a, const Packet& b) { return a.ts_ns != b.ts_ns ? a.ts_ns < b.ts_ns : a.order < b.order; });

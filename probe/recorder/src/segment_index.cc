@@ -294,7 +294,8 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
 }
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
-                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span) {
+                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span,
+                      const std::function<bool(const uint8_t* keys, size_t n)>& keys_may_hold) {
   return readIndex(
       path, out, error,
       [&](CodedReader& in, bool& w) {
@@ -303,7 +304,7 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
         w = wanted(k);
         return true;
       },
-      span);
+      span, keys_may_hold);
 }
 
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys,

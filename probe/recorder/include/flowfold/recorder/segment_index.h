@@ -81,8 +81,12 @@ bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& e
 /// `wanted` (a ring of millions of flows is answered without holding them).
 /// Blocks outside `span` are not parsed (`wanted` stays false): their flows
 /// are counted from the headers, and wanted() is not asked of them.
+/// `keys_may_hold(keys, n)`, when given, is asked first of the coded keys of
+/// a block's new flows (key_coding.h): false says none of them is wanted,
+/// and they are not decoded.
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error,
-                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span = {});
+                      const std::function<bool(const FlowKey&)>& wanted, TimeSpan span = {},
+                      const std::function<bool(const uint8_t* keys, size_t n)>& keys_may_hold = nullptr);
 /// The same for a few exact keys (extract --flow-id): keys are compared in
 /// their coded form, without decoding the index's.
 bool readSegmentIndex(const std::string& path, SegmentIndex& out, std::string& error, std::span<const FlowKey> keys,
