@@ -8,6 +8,10 @@
 //     payloads of zeros and of ones, short and long: a flow is a candidate
 //     when any of these matches (a filter on payload bytes or lengths makes
 //     every flow a candidate: the range is then scanned, and it is said so).
+//     A filter that tests an address on every path that accepts ('host',
+//     'net') is first reduced to those tests (filter_anchors.h): a flow
+//     whose addresses pass none is not a candidate, and a block whose new
+//     flows' coded keys hold none of the tested bytes is not decoded.
 //     Non-IP packets (no flow key) are always candidates.
 //  3. Only the blocks holding candidates (and the part of the segment no
 //     block covers yet) are read; each of their packets is then checked with
