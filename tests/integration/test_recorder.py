@@ -619,6 +619,35 @@ class FlowIdExtraction(TempDirTest):
                                   key=lambda r: r[0]) if flow_key_of(r[1][8:])[1] == src]
         self.assertEqual(self.packets(out), want)
 
+    def test_flows_in_tunnels_and_fragments_give_as_many_packets_as_their_records_count(self):
+        # Real captures of tunnels (GRE, VXLAN, Geneve, IP in IP) and IP
+        # fragments: the packets extracted for each flow id are as many as
+        # the flow cache counted in its records (the extraction decodes them
+        # again, and sets aside the packets that do not hold both addresses).
+        data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcaps")
+        names = ["OISF_suricata-verify-gre-sample.pcap", "OISF_suricata-verify-vxlan.pcap", "ntop_nDPI-4in6tunnel.pcap",
+                 "ntop_nDPI-6in4tunnel.pcap", "ntop_nDPI-dns_fragmented.pcap", "the-tcpdump-group_tcpdump-geneve.pcap",
+                 "zeek_zeek-gtp1_gn_normal_incl_fragmentation.pcap"]
+        checked = 0
+        for name in names:
+            with self.subTest(capture=name):
+                ring = self.path("ring-" + name)
+                os.makedirs(ring)
+                flows = self.path(name + ".json")
+                run_flowfold("-r", os.path.join(data, name), "--record", ring, "--json=" + flows)
+                by_id = {}
+                with open(flows) as f:
+                    for line in f:
+                        r = json.loads(line)
+                        by_id.setdefault(r["flow_id"], []).append(r)
+                for fid in self.unambiguous(by_id):
+                    out = self.path("out-%d.pcap" % len(os.listdir(self.tmp)))
+                    run_flowfold("extract", "--ring", ring, "-w", out, "--flow-id", str(fid))
+                    self.assertEqual(len(records_of(out)), sum(r["packets"] for r in by_id[fid]),
+                                     "flow id %d of %s" % (fid, name))
+                    checked += 1
+        self.assertGreater(checked, 50)
+
     def test_a_second_run_into_the_ring_numbers_on_and_its_ids_give_its_packets_once(self):
         second = self.record()
         self.assertGreater(min(second), max(self.records))
