@@ -374,26 +374,40 @@ class FlowPackets {
  public:
   explicit FlowPackets(int dlt) : dlt_(dlt) {}
 
-  // Whether the filter may match packets of flow `k` without being run:
-  // false when the filter tests addresses on every path that accepts
-  // packets of k's class and k's addresses pass none of those tests
-  // (filter_anchors.h). The tests of each class are found once.
-  bool addressesMayMatch(const bpf_program& program, const FlowKey& k) {
-    if (k == FlowKey{} || (dlt_ != DLT_EN10MB && dlt_ != DLT_RAW && dlt_ != 228 && dlt_ != 229)) return true;
-    const size_t shape = shapeOf(k);
-    if (!shapes_[shape].found) findTests(program, k, shapes_[shape]);
-    const Shape& s = shapes_[shape];
-    return !s.tests || probe::passesOne(*s.tests, k.src_addr.data(), k.dst_addr.data(), k.ip_version == 6);
+  // Whether the filter may match packets of flow `k`: its class's paths
+  // (filter_anchors.h, found once per class) say whether k's key fields pass
+  // the tests of one that accepts; when the filter's verdict depends on no
+  // byte but those the key and the class fix, the rebuilt packet decides it
+  // exactly, else the flow may match (its blocks are read, the filter run
+  // on each packet; `unkeyed`: a flow of any key may match).
+  bool mayMatch(const bpf_program& program, const FlowKey& k, bool& unkeyed) {
+    unkeyed = false;
+    if (k == FlowKey{} || !rebuildable()) return true;  // packets without a flow key, or not rebuilt: read them
+    Shape& shape = shapes_[shapeOf(k)];
+    if (!shape.found) follow(program, k, shape);
+    if (!shape.paths) {  // more paths than were followed
+      unkeyed = true;
+      return true;
+    }
+    if (!probe::passesAPath(*shape.paths, fieldsOf(k))) return false;
+    if (shape.paths->unkeyed) {
+      // Said when the filter may match flows whatever their keys (not for
+      // libpcap's check, in every port test, that a packet is no later fragment).
+      unkeyed = std::any_of(shape.paths->accepting.begin(), shape.paths->accepting.end(),
+                            [](const std::vector<probe::FieldTest>& tests) { return tests.empty(); });
+      return true;
+    }
+    build(k);
+    return runs(program, 0, 0);
   }
 
   // Byte strings of which every key the filter may match holds one in its
   // coded form (key_coding.h keeps addresses as they are): the leading
-  // whole bytes of each address test's value, and the coded all-zero key
-  // (packets of no flow, ARP for one, are always asked). nullopt when a
-  // class of flows has no tests, or a test no whole byte. Finds the tests
-  // of every class.
+  // whole bytes of an address test that each accepting path passes, and the
+  // coded all-zero key (packets of no flow, ARP for one, are always asked).
+  // nullopt when a path of some class tests no address. Follows every class.
   std::optional<std::vector<std::vector<uint8_t>>> addressNeedles(const bpf_program& program) {
-    if (dlt_ != DLT_EN10MB && dlt_ != DLT_RAW && dlt_ != 228 && dlt_ != 229) return std::nullopt;
+    if (!rebuildable()) return std::nullopt;
     std::vector<std::vector<uint8_t>> out(1);
     recorder::putKey(out[0], FlowKey{});
     for (size_t c = 0; c <= std::size(kClassProtocols); ++c)
@@ -406,43 +420,31 @@ class FlowPackets {
             k.vlan_id = outer;
             k.inner_vlan_id = inner;
             Shape& shape = shapes_[shapeOf(k)];
-            if (!shape.found) findTests(program, k, shape);
-            if (!shape.tests) return std::nullopt;
-            for (const probe::AddressTest& t : *shape.tests) {
+            if (!shape.found) follow(program, k, shape);
+            if (!shape.paths) return std::nullopt;
+            const auto tests = probe::addressTests(*shape.paths);
+            if (!tests) return std::nullopt;
+            for (const probe::FieldTest& t : *tests) {
               std::vector<uint8_t> bytes;
               for (int b = 0; b < 4 && (t.mask >> (24 - 8 * b) & 0xff) == 0xff; ++b)
                 bytes.push_back(static_cast<uint8_t>(t.value >> (24 - 8 * b)));
-              if (bytes.empty()) return std::nullopt;
               if (std::find(out.begin(), out.end(), bytes) == out.end()) out.push_back(std::move(bytes));
             }
           }
     return out;
   }
 
-  // Whether the filter may match packets of flow `k` (see the file's
-  // comment), and whether its headers alone decide it (`decided`: the
-  // variants agree).
-  bool mayMatch(const bpf_program& program, const FlowKey& k, bool& decided) {
-    decided = true;
-    if (k == FlowKey{}) return true;  // packets without a flow key
-    if (!build(k)) return true;       // a link layer not rebuilt: read it all
-    int matched = 0;
-    for (const size_t payload : {size_t{0}, kPayload})
-      for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) matched += runs(program, payload, fill);
-    decided = matched == 0 || matched == 4;
-    return matched != 0;
-  }
-
  private:
   static constexpr size_t kPayload = 1400;
   static constexpr uint8_t kClassProtocols[] = {6, 17, 136, 1, 58};  // each with headers of its own; then all others
 
-  // A class of flows whose rebuilt packets differ only in their addresses,
-  // ports (ICMP type and code), VLAN ids and, for the other protocols, the
-  // protocol: the IP version, the VLAN tags there are, the protocol.
+  // A class of flows whose rebuilt packets differ only in their key fields
+  // (addresses, ports or ICMP type and code, VLAN ids and, for the other
+  // protocols, the protocol): the IP version, the VLAN tags there are, the
+  // protocol.
   struct Shape {
     bool found = false;
-    std::optional<std::vector<probe::AddressTest>> tests;  // nullopt: the filter is run on every flow
+    std::optional<probe::FilterPaths> paths;  // nullopt: more paths than were followed
   };
   static size_t protocolClass(uint8_t protocol) {
     size_t c = 0;
@@ -452,46 +454,76 @@ class FlowPackets {
   static size_t shapeOf(const FlowKey& k) {
     return ((protocolClass(k.protocol) * 2 + (k.ip_version == 6)) * 2 + (k.vlan_id != 0)) * 2 + (k.inner_vlan_id != 0);
   }
+  bool rebuildable() const { return dlt_ == DLT_EN10MB || dlt_ == DLT_RAW || dlt_ == 228 || dlt_ == 229; }
 
-  // The tests of k's class: of each variant's packet, with the bytes that
-  // differ between the class's flows unknown; nullopt if one variant has a
-  // path that accepts without testing an address.
-  void findTests(const bpf_program& program, const FlowKey& k, Shape& shape) {
+  static uint32_t bigEndian32(const uint8_t* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+  }
+
+  // A key's fields as its rebuilt packet holds them (build()).
+  static probe::KeyFields fieldsOf(const FlowKey& k) {
+    probe::KeyFields f;
+    const size_t words = k.ip_version == 6 ? 4 : 1;
+    for (size_t w = 0; w < words; ++w) {
+      f.value[probe::kSrcWord0 + w] = bigEndian32(k.src_addr.data() + 4 * w);
+      f.value[probe::kDstWord0 + w] = bigEndian32(k.dst_addr.data() + 4 * w);
+    }
+    f.value[probe::kSrcPort] = k.src_port;
+    f.value[probe::kDstPort] = k.dst_port;
+    f.value[probe::kOuterVlan] = k.vlan_id != 0 ? k.vlan_id : k.inner_vlan_id;  // the first tag's
+    f.value[probe::kInnerVlan] = k.vlan_id != 0 ? k.inner_vlan_id : 0;
+    f.value[probe::kProtocol] = k.protocol;
+    return f;
+  }
+
+  // The paths of the filter over the packet of k's class: the headers
+  // build() writes, with the key fields known per flow, the bytes build()
+  // fixes for every packet of the class (tags' and IP's types, the
+  // protocol) known, and all else not known (the link addresses, TTL, IP's
+  // and TCP's other fields, the payload, up to 64 KiB of it, and its length).
+  void follow(const bpf_program& program, const FlowKey& k, Shape& shape) {
     shape.found = true;
-    shape.tests.emplace();
-    if (!build(k)) {
-      shape.tests.reset();
-      return;
+    build(k);
+    probe::PacketTemplate t;
+    t.bytes.assign(buf_, buf_ + payload_);
+    t.bytes.resize(65535, 0);
+    t.kind.assign(t.bytes.size(), probe::PacketTemplate::kUnkeyed);
+    const auto fixed = [&](size_t at, size_t n) {
+      std::fill_n(t.kind.begin() + static_cast<long>(at), n, probe::PacketTemplate::kFixed);
+    };
+    const auto field = [&](uint8_t f, size_t at, uint8_t n) {
+      std::fill_n(t.kind.begin() + static_cast<long>(at), n, probe::PacketTemplate::kKeyed);
+      t.field_offset[f] = at;
+      t.field_size[f] = n;
+    };
+    if (dlt_ == DLT_EN10MB) {
+      const size_t tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
+      for (size_t i = 0; i < tags; ++i) {
+        fixed(12 + 4 * i, 2);  // the tag's type
+        field(static_cast<uint8_t>(i == 0 ? probe::kOuterVlan : probe::kInnerVlan), 14 + 4 * i, 2);
+      }
+      fixed(12 + 4 * tags, 2);  // the IP version's type
     }
     const bool other = protocolClass(k.protocol) == std::size(kClassProtocols);
-    for (const size_t payload : {size_t{0}, kPayload})
-      for (const uint8_t fill : {uint8_t{0}, uint8_t{0xff}}) {
-        prepare(payload, fill);
-        probe::PacketTemplate t;
-        t.bytes.assign(buf_, buf_ + payload_ + payload);
-        t.unknown.assign(t.bytes.size(), false);
-        const auto unknown = [&](size_t at, size_t n) { std::fill_n(t.unknown.begin() + static_cast<long>(at), n, true); };
-        if (dlt_ == DLT_EN10MB) {  // the VLAN ids (TCI) of the tags build() wrote
-          const int tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
-          for (int i = 0; i < tags; ++i) unknown(14 + 4 * static_cast<size_t>(i), 2);
-        }
-        const size_t address = v6_ ? ip_ + 8 : ip_ + 12, length = v6_ ? 16 : 4;
-        unknown(address, 2 * length);
-        for (size_t w = 0; w < length / 4; ++w) {
-          t.word_offset[w] = address + 4 * w;
-          t.word_offset[4 + w] = address + length + 4 * w;
-        }
-        if (other) unknown(v6_ ? ip_ + 6 : ip_ + 9, 1);
-        if (protocol_ == 6 || protocol_ == 17 || protocol_ == 136) unknown(l4_, 4);
-        if (protocol_ == 1 || protocol_ == 58) unknown(l4_, 2);
-        auto tests = probe::addressTests(program, t);
-        if (!tests) {
-          shape.tests.reset();
-          return;
-        }
-        for (const probe::AddressTest& test : *tests)
-          if (std::find(shape.tests->begin(), shape.tests->end(), test) == shape.tests->end()) shape.tests->push_back(test);
-      }
+    const size_t protocol_at = v6_ ? ip_ + 6 : ip_ + 9;
+    if (other) field(probe::kProtocol, protocol_at, 1);
+    else fixed(protocol_at, 1);
+    const size_t address = v6_ ? ip_ + 8 : ip_ + 12, words = v6_ ? 4 : 1;
+    for (size_t w = 0; w < words; ++w) {
+      field(static_cast<uint8_t>(probe::kSrcWord0 + w), address + 4 * w, 4);
+      field(static_cast<uint8_t>(probe::kDstWord0 + w), address + 4 * words + 4 * w, 4);
+    }
+    if (!v6_) {
+      t.header_length_byte = ip_;
+      t.moved_from = ip_ + 20;
+    }
+    if (protocol_ == 6 || protocol_ == 17 || protocol_ == 136) {
+      field(probe::kSrcPort, l4_, 2);
+      field(probe::kDstPort, l4_ + 2, 2);
+    } else if (protocol_ == 1 || protocol_ == 58) {
+      field(probe::kDstPort, l4_, 2);  // type and code
+    }
+    shape.paths = probe::followFilter(program, t);
   }
 
   void put16(size_t at, uint16_t v) {
@@ -677,10 +709,9 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   const auto candidate = [&](const FlowKey& key) {
     if (flows && !flows->indexedFlow(key)) return false;
     if (!program) return true;
-    if (!rebuilt->addressesMayMatch(*program, key)) return false;
-    bool decided = true;
-    const bool may = rebuilt->mayMatch(*program, key, decided);
-    if (!decided) totals.payload_filter = true;
+    bool unkeyed = false;
+    const bool may = rebuilt->mayMatch(*program, key, unkeyed);
+    if (unkeyed) totals.payload_filter = true;
     return may;
   };
   // Flow ids alone name exact keys: the index is searched without decoding its keys.
@@ -783,8 +814,8 @@ int runExtract(int argc, char** argv) {
                                              "within its bounds; nothing written"};
     writeOutput(o, packets, linktype == 0 ? DLT_EN10MB : linktype);
     if (totals.payload_filter)
-      logInfo("extract: the filter looks at payloads or lengths, which no index holds: the blocks of every flow it "
-              "may match were read through");
+      logInfo("extract: the filter looks at fields no index holds (payloads, lengths, TTL, flags...): the blocks "
+              "of every flow it may match were read through");
     if (o.verbose || totals.scanned_bytes != 0 || packets.empty())
       logInfo("extract: %zu packets from %llu segments (%llu of %llu indexed blocks read, %llu bytes read, %llu of them "
               "not indexed)",

@@ -1,70 +1,75 @@
 #include "flowfold/probe/filter_anchors.h"
 
+#include <algorithm>
 #include <array>
-#include <cstring>
 
 namespace flowfold::probe {
 
 namespace {
 
-// What a register or scratch word holds on a path: a constant, an address
-// word (masked: `v` is the mask), or anything.
+// What a register or scratch word holds on a path: a constant, a key field
+// (masked: `v` is the mask), or a value not known here; `unkeyed` when it
+// comes from a byte no key holds.
 struct Value {
-  enum Kind : uint8_t { kConst, kWord, kUnknown };
+  enum Kind : uint8_t { kConst, kField, kUnknown };
   Kind kind = kUnknown;
-  uint8_t word = 0;
+  uint8_t field = 0;
+  bool unkeyed = false;
   uint32_t v = 0;
-  static Value constant(uint32_t c) { return Value{kConst, 0, c}; }
-  static Value addressWord(uint8_t w, uint32_t mask) { return Value{kWord, w, mask}; }
+  static Value constant(uint32_t c) { return Value{kConst, 0, false, c}; }
+  static Value keyField(uint8_t f, uint32_t mask) { return Value{kField, f, false, mask}; }
+  static Value unknown(bool unkeyed) { return Value{kUnknown, 0, unkeyed, 0}; }
 };
 
 struct Path {
   uint32_t pc = 0;
   Value a = Value::constant(0), x = Value::constant(0);
-  std::array<Value, BPF_MEMWORDS> mem{};  // unknown until stored
-  bool tested = false;                     // an address test passed on the way
-  AddressTest test;                        // the one kept for the path
+  std::array<Value, BPF_MEMWORDS> mem{};  // not known until stored
+  std::vector<FieldTest> tests;            // passed on the way
 };
 
 // Follows a program's paths as libpcap's bpf_filter() runs it (same bounds,
-// same results for constants); a load of a byte that varies between flows
-// gives an unknown value, except a whole address word.
+// same results for constants); a branch on a value not known here is
+// followed both ways.
 class Follower {
  public:
   Follower(const bpf_program& program, const PacketTemplate& packet) : program_(program), packet_(packet) {}
 
-  std::optional<std::vector<AddressTest>> run() {
+  std::optional<FilterPaths> run() {
     std::vector<Path> pending(1);
     while (!pending.empty()) {
-      Path p = pending.back();
+      Path p = std::move(pending.back());
       pending.pop_back();
       for (;;) {
-        if (++steps_ > kMaxSteps || p.pc >= program_.bf_len) return std::nullopt;
-        const bpf_insn& in = program_.bf_insns[p.pc];
-        const Step s = step(in, p, pending);
+        if (++steps_ > kMaxSteps || p.pc >= program_.bf_len || out_.accepting.size() > kMaxPaths) return std::nullopt;
+        const Step s = step(program_.bf_insns[p.pc], p, pending);
         if (s == Step::kNext) continue;
         if (s == Step::kAccept) {
-          if (!p.tested) return std::nullopt;
-          bool known = false;
-          for (const AddressTest& t : tests_) known = known || t == p.test;
-          if (!known) tests_.push_back(p.test);
+          std::sort(p.tests.begin(), p.tests.end(), [](const FieldTest& a, const FieldTest& b) {
+            return a.field != b.field ? a.field < b.field : a.mask != b.mask ? a.mask < b.mask : a.value < b.value;
+          });
+          if (std::find(out_.accepting.begin(), out_.accepting.end(), p.tests) == out_.accepting.end())
+            out_.accepting.push_back(p.tests);
         }
         break;  // accepted or rejected: this path ends
       }
     }
-    return tests_;
+    return out_;
   }
 
  private:
   enum class Step { kNext, kAccept, kReject };
   static constexpr uint64_t kMaxSteps = 200'000;
+  static constexpr size_t kMaxPaths = 4096;
 
   Step step(const bpf_insn& in, Path& p, std::vector<Path>& pending) {
     const uint32_t k = in.k;
     switch (in.code) {
       case BPF_RET | BPF_K: return k != 0 ? Step::kAccept : Step::kReject;
       case BPF_RET | BPF_A:
-        return p.a.kind == Value::kConst && p.a.v == 0 ? Step::kReject : Step::kAccept;
+        if (p.a.kind == Value::kConst) return p.a.v != 0 ? Step::kAccept : Step::kReject;
+        out_.unkeyed = out_.unkeyed || p.a.unkeyed || p.a.kind == Value::kField;
+        return Step::kAccept;
       case BPF_LD | BPF_W | BPF_ABS:
       case BPF_LD | BPF_H | BPF_ABS:
       case BPF_LD | BPF_B | BPF_ABS:
@@ -75,17 +80,23 @@ class Follower {
       case BPF_LD | BPF_B | BPF_IND:
         if (!loadIndirect(p.a, k, sizeOf(in.code), p)) return Step::kReject;
         break;
-      case BPF_LD | BPF_W | BPF_LEN: p.a = Value::constant(length()); break;
-      case BPF_LDX | BPF_W | BPF_LEN: p.x = Value::constant(length()); break;
+      case BPF_LD | BPF_W | BPF_LEN: p.a = Value::unknown(true); break;  // a length no index holds
+      case BPF_LDX | BPF_W | BPF_LEN: p.x = Value::unknown(true); break;
       case BPF_LDX | BPF_MSH | BPF_B: {
         if (k >= length()) return Step::kReject;
-        p.x = packet_.unknown[k] ? Value{} : Value::constant((packet_.bytes[k] & 0xfu) << 2);
+        if (k == packet_.header_length_byte) {  // the transport header, wherever options put it
+          p.x = Value::constant((packet_.bytes[k] & 0xfu) << 2);
+          break;
+        }
+        const auto kind = packet_.kind[k];
+        p.x = kind == PacketTemplate::kFixed ? Value::constant((packet_.bytes[k] & 0xfu) << 2)
+                                             : Value::unknown(kind == PacketTemplate::kUnkeyed);
         break;
       }
       case BPF_LD | BPF_IMM: p.a = Value::constant(k); break;
       case BPF_LDX | BPF_IMM: p.x = Value::constant(k); break;
-      case BPF_LD | BPF_MEM: p.a = k < BPF_MEMWORDS ? p.mem[k] : Value{}; break;
-      case BPF_LDX | BPF_MEM: p.x = k < BPF_MEMWORDS ? p.mem[k] : Value{}; break;
+      case BPF_LD | BPF_MEM: p.a = k < BPF_MEMWORDS ? p.mem[k] : Value::unknown(true); break;
+      case BPF_LDX | BPF_MEM: p.x = k < BPF_MEMWORDS ? p.mem[k] : Value::unknown(true); break;
       case BPF_ST:
         if (k < BPF_MEMWORDS) p.mem[k] = p.a;
         break;
@@ -106,19 +117,21 @@ class Follower {
   }
 
   uint32_t length() const { return static_cast<uint32_t>(packet_.bytes.size()); }
-
   static uint32_t sizeOf(uint16_t code) { return BPF_SIZE(code) == BPF_W ? 4 : BPF_SIZE(code) == BPF_H ? 2 : 1; }
 
   // False: past the packet's end, where bpf_filter() rejects the packet.
+  // (A real packet may be longer: the payload variants are separate templates.)
   bool load(Value& into, uint32_t k, uint32_t size) {
     if (k > length() || size > length() - k) return false;
-    into = valueAt(k, size);
+    // At a fixed offset past an IPv4 header, a packet with options has other bytes.
+    into = packet_.moved_from != PacketTemplate::kNone && k + size > packet_.moved_from ? Value::unknown(true)
+                                                                                        : valueAt(k, size);
     return true;
   }
 
   bool loadIndirect(Value& into, uint32_t k, uint32_t size, const Path& p) {
     if (p.x.kind != Value::kConst) {
-      into = Value{};  // somewhere unknown (or out of bounds: a rejection, which loses nothing)
+      into = Value::unknown(true);  // somewhere not known here
       return true;
     }
     const uint64_t at = uint64_t{p.x.v} + k;
@@ -128,17 +141,19 @@ class Follower {
   }
 
   Value valueAt(uint32_t at, uint32_t size) const {
-    bool unknown = false;
+    bool keyed = false, unkeyed = false;
     uint32_t v = 0;
     for (uint32_t i = 0; i < size; ++i) {
-      unknown = unknown || packet_.unknown[at + i];
+      keyed = keyed || packet_.kind[at + i] == PacketTemplate::kKeyed;
+      unkeyed = unkeyed || packet_.kind[at + i] == PacketTemplate::kUnkeyed;
       v = v << 8 | packet_.bytes[at + i];
     }
-    if (!unknown) return Value::constant(v);
-    if (size == 4)
-      for (uint8_t w = 0; w < 8; ++w)
-        if (packet_.word_offset[w] == at) return Value::addressWord(w, 0xffffffff);
-    return Value{};
+    if (unkeyed) return Value::unknown(true);
+    if (!keyed) return Value::constant(v);
+    for (uint8_t f = 0; f < kKeyFields; ++f)
+      if (packet_.field_offset[f] == at && packet_.field_size[f] == size)
+        return Value::keyField(f, size == 4 ? 0xffffffff : (1u << (8 * size)) - 1);
+    return Value::unknown(false);  // part of a field: known per flow, not a test here
   }
 
   Step jump(const bpf_insn& in, Path& p, std::vector<Path>& pending) {
@@ -158,44 +173,33 @@ class Follower {
       p.pc = t ? taken : not_taken;
       return Step::kNext;
     }
-    // An address word compared for equality with a constant: on the
-    // branch where it is equal, the path has passed an address test.
+    out_.unkeyed = out_.unkeyed || p.a.unkeyed || b.unkeyed;
+    // A key field compared for equality with a constant: on the branch
+    // where it is equal, the path has passed a test of the flow's key.
     Path equal = p;
     equal.pc = taken;
     if (BPF_OP(in.code) == BPF_JEQ) {
-      const Value* word = p.a.kind == Value::kWord && b.kind == Value::kConst ? &p.a
-                          : b.kind == Value::kWord && p.a.kind == Value::kConst ? &b
-                                                                                 : nullptr;
-      const uint32_t c = word == &p.a ? b.v : p.a.v;
-      if (word != nullptr) {
-        if ((c & ~word->v) != 0) {  // bits the mask clears: never equal
+      const Value* field = p.a.kind == Value::kField && b.kind == Value::kConst   ? &p.a
+                           : b.kind == Value::kField && p.a.kind == Value::kConst ? &b
+                                                                                  : nullptr;
+      if (field != nullptr) {
+        const uint32_t c = field == &p.a ? b.v : p.a.v;
+        if ((c & ~field->v) != 0) {  // bits the mask clears: never equal
           p.pc = not_taken;
           return Step::kNext;
         }
-        const AddressTest t{word->word, word->v, c};
-        if (!equal.tested || moreSelective(t, equal.test)) {
-          equal.test = t;
-          equal.tested = true;
-        }
+        equal.tests.push_back(FieldTest{field->field, field->v, c});
       }
     }
-    pending.push_back(equal);
+    pending.push_back(std::move(equal));
     p.pc = not_taken;
     return Step::kNext;
-  }
-
-  // A path keeps one of its tests: a whole word rather than part of one,
-  // and of an IPv6 address its last words rather than its first (a
-  // network's prefix is shared by many hosts).
-  static bool moreSelective(const AddressTest& t, const AddressTest& than) {
-    if ((t.mask == 0xffffffff) != (than.mask == 0xffffffff)) return t.mask == 0xffffffff;
-    return t.mask == 0xffffffff && t.word % 4 > than.word % 4;
   }
 
   Step alu(const bpf_insn& in, Path& p) {
     const uint32_t op = BPF_OP(in.code);
     if (op == BPF_NEG) {
-      p.a = p.a.kind == Value::kConst ? Value::constant(0u - p.a.v) : Value{};
+      p.a = p.a.kind == Value::kConst ? Value::constant(0u - p.a.v) : Value::unknown(p.a.unkeyed);
       ++p.pc;
       return Step::kNext;
     }
@@ -218,10 +222,10 @@ class Follower {
         default: p.pc = UINT32_MAX; return Step::kNext;
       }
       p.a = Value::constant(r);
-    } else if (op == BPF_AND && p.a.kind == Value::kWord && b.kind == Value::kConst) {
-      p.a.v &= b.v;  // a masked address word ('net')
+    } else if (op == BPF_AND && p.a.kind == Value::kField && b.kind == Value::kConst) {
+      p.a.v &= b.v;  // a masked field ('net')
     } else {
-      p.a = Value{};
+      p.a = Value::unknown(p.a.unkeyed || b.unkeyed);
     }
     ++p.pc;
     return Step::kNext;
@@ -229,31 +233,45 @@ class Follower {
 
   const bpf_program& program_;
   const PacketTemplate& packet_;
-  std::vector<AddressTest> tests_;
+  FilterPaths out_;
   uint64_t steps_ = 0;
 };
 
-uint32_t wordOf(const uint8_t* address, size_t word) {
-  return uint32_t{address[4 * word]} << 24 | uint32_t{address[4 * word + 1]} << 16 |
-         uint32_t{address[4 * word + 2]} << 8 | address[4 * word + 3];
+bool isAddress(uint8_t field) { return field < kSrcPort; }
+
+// Of two tests of whole bytes of an address, the one fewer flows pass: a
+// whole word rather than part of one, and of an IPv6 address its last words
+// rather than its first (a network's prefix is shared by many hosts).
+bool moreSelective(const FieldTest& t, const FieldTest& than) {
+  if ((t.mask == 0xffffffff) != (than.mask == 0xffffffff)) return t.mask == 0xffffffff;
+  return t.field % 4 > than.field % 4;
 }
 
 }  // namespace
 
-std::optional<std::vector<AddressTest>> addressTests(const bpf_program& program, const PacketTemplate& packet) {
-  if (program.bf_insns == nullptr || program.bf_len == 0 || packet.unknown.size() != packet.bytes.size())
+std::optional<FilterPaths> followFilter(const bpf_program& program, const PacketTemplate& packet) {
+  if (program.bf_insns == nullptr || program.bf_len == 0 || packet.kind.size() != packet.bytes.size())
     return std::nullopt;
   return Follower(program, packet).run();
 }
 
-bool passesOne(const std::vector<AddressTest>& tests, const uint8_t* src, const uint8_t* dst, bool v6) {
-  for (const AddressTest& t : tests) {
-    const bool of_src = t.word < 4;
-    const size_t word = t.word % 4;
-    if (!v6 && word != 0) continue;
-    if ((wordOf(of_src ? src : dst, word) & t.mask) == t.value) return true;
+bool passesAPath(const FilterPaths& paths, const KeyFields& key) {
+  return std::any_of(paths.accepting.begin(), paths.accepting.end(), [&](const std::vector<FieldTest>& tests) {
+    return std::all_of(tests.begin(), tests.end(),
+                       [&](const FieldTest& t) { return (key.value[t.field] & t.mask) == t.value; });
+  });
+}
+
+std::optional<std::vector<FieldTest>> addressTests(const FilterPaths& paths) {
+  std::vector<FieldTest> out;
+  for (const std::vector<FieldTest>& tests : paths.accepting) {
+    const FieldTest* best = nullptr;
+    for (const FieldTest& t : tests)
+      if (isAddress(t.field) && (t.mask >> 24) == 0xff && (best == nullptr || moreSelective(t, *best))) best = &t;
+    if (best == nullptr) return std::nullopt;
+    if (std::find(out.begin(), out.end(), *best) == out.end()) out.push_back(*best);
   }
-  return false;
+  return out;
 }
 
 }  // namespace flowfold::probe

@@ -421,6 +421,28 @@ class Extraction(TempDirTest):
                 self.assertTrue(want)
                 self.assertEqual(packets_of(out), want)
 
+    def test_filters_on_fields_no_index_holds_give_what_tcpdump_gives(self):
+        # TTL, TOS, flags, fragment offsets and lengths are in no flow key:
+        # a flow may have packets that match whatever its key says, so its
+        # blocks are read and the filter run on each packet.
+        data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcaps")
+        for name in ("ntop_nDPI-dns_fragmented.pcap", "OISF_suricata-verify-gre-sample.pcap",
+                     "zeek_zeek-mixed-vlan-mpls.pcap"):
+            source = os.path.join(data, name)
+            ring = self.path("ring-" + name)
+            os.makedirs(ring)
+            run_flowfold("-r", source, "--record", ring, "--text=/dev/null")
+            ttls = sorted(set(int(t) for t in re.findall(r"ttl (\d+)", subprocess.run(
+                ["tcpdump", "-r", source, "-nn", "-v"], capture_output=True, text=True).stdout)))
+            filters = ["ip[8] = %d" % t for t in ttls] + [
+                "ip[6:2] & 0x4000 != 0", "ip[6:2] & 0x1fff != 0", "ip[1] != 0", "len > 200", "udp and ip[8] < 64",
+                "ip[4:2] = 0", "vlan and ip[8] = %d" % ttls[-1]]
+            for bpf in filters:
+                with self.subTest(capture=name, filter=bpf):
+                    out = self.path("f-out-%d.pcap" % len(os.listdir(self.tmp)))
+                    run_flowfold("extract", "--ring", ring, "-w", out, bpf)
+                    self.assertEqual(packets_of(out), tcpdump_filtered(source, bpf))
+
     def test_a_time_range_gives_exactly_its_packets_in_order(self):
         source = records_of(self.pcap)
         lo, hi = source[len(source) // 3][0], source[2 * len(source) // 3][0]

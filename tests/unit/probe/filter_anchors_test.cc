@@ -1,6 +1,6 @@
-// addressTests() (filter_anchors.h) on filters compiled by libpcap, checked
+// followFilter() (filter_anchors.h) on filters compiled by libpcap, checked
 // against libpcap running the same filter: a packet the filter accepts
-// always passes one of the tests found.
+// always passes the tests of an accepting path.
 #include "flowfold/probe/filter_anchors.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -33,59 +34,92 @@ struct Filter {
   bool ok = false;
 };
 
-// An Ethernet frame (one 802.1Q tag or none) with an IPv4 or IPv6 header and
-// a UDP or TCP header (ports), no payload; the template marks its addresses,
-// ports and VLAN id unknown.
+// An Ethernet frame (one 802.1Q tag or none) with an IPv4 or IPv6 header, a
+// UDP or TCP header and a payload. Its template marks as flowfold's does:
+// the tag's and IP's types and the protocol fixed; addresses, ports and
+// VLAN id keyed; all else (TTL, TOS, flags, payload...) unkeyed.
 struct Frame {
   bool v6 = false, vlan = false;
   uint8_t protocol = 17;
   uint8_t src[16] = {}, dst[16] = {};
   uint16_t sport = 0, dport = 0, vlan_id = 0;
+  uint8_t ttl = 64, tos = 0, tcp_flags = 0x10;
+  bool dont_fragment = false;
+  std::vector<uint8_t> payload;
 
   std::vector<uint8_t> bytes(PacketTemplate* t = nullptr) const {
     std::vector<uint8_t> p(12, 0);
-    std::vector<size_t> unknown;
+    std::vector<std::pair<size_t, PacketTemplate::Byte>> marks;
+    std::vector<std::tuple<uint8_t, size_t, uint8_t>> fields;
     const auto put16 = [&](uint16_t v) {
       p.push_back(static_cast<uint8_t>(v >> 8));
       p.push_back(static_cast<uint8_t>(v));
     };
     if (vlan) {
+      marks.push_back({p.size(), PacketTemplate::kFixed}), marks.push_back({p.size() + 1, PacketTemplate::kFixed});
       put16(0x8100);
-      unknown.insert(unknown.end(), {p.size(), p.size() + 1});
+      fields.push_back({kOuterVlan, p.size(), 2});
       put16(vlan_id);
     }
+    marks.push_back({p.size(), PacketTemplate::kFixed}), marks.push_back({p.size() + 1, PacketTemplate::kFixed});
     put16(v6 ? 0x86dd : 0x0800);
-    const size_t ip = p.size(), l4_len = protocol == 6 ? 20 : 8;
-    size_t address = 0, length = v6 ? 16 : 4;
+    const size_t ip = p.size(), l4_len = protocol == 6 ? 20 : 8, length = v6 ? 16 : 4;
+    const size_t l4_total = l4_len + payload.size();
+    size_t address = 0;
     if (!v6) {
-      const uint8_t h[12] = {0x45, 0, 0, static_cast<uint8_t>(20 + l4_len), 0, 0, 0, 0, 64, protocol, 0, 0};
+      const uint8_t h[12] = {0x45, tos, static_cast<uint8_t>((20 + l4_total) >> 8), static_cast<uint8_t>(20 + l4_total),
+                             0x12, 0x34, static_cast<uint8_t>(dont_fragment ? 0x40 : 0), 0, ttl, protocol, 0, 0};
       p.insert(p.end(), h, h + 12);
+      marks.push_back({ip + 9, PacketTemplate::kFixed});
       address = ip + 12;
     } else {
-      const uint8_t h[8] = {0x60, 0, 0, 0, 0, static_cast<uint8_t>(l4_len), protocol, 64};
+      const uint8_t h[8] = {static_cast<uint8_t>(0x60 | tos >> 4), static_cast<uint8_t>(tos << 4), 0, 0,
+                            static_cast<uint8_t>(l4_total >> 8), static_cast<uint8_t>(l4_total), protocol, ttl};
       p.insert(p.end(), h, h + 8);
+      marks.push_back({ip + 6, PacketTemplate::kFixed});
       address = ip + 8;
     }
     p.insert(p.end(), src, src + length);
     p.insert(p.end(), dst, dst + length);
+    for (size_t w = 0; w < length / 4; ++w) {
+      fields.push_back({static_cast<uint8_t>(kSrcWord0 + w), address + 4 * w, 4});
+      fields.push_back({static_cast<uint8_t>(kDstWord0 + w), address + length + 4 * w, 4});
+    }
     const size_t l4 = p.size();
+    fields.push_back({kSrcPort, l4, 2});
+    fields.push_back({kDstPort, l4 + 2, 2});
     put16(sport);
     put16(dport);
     p.resize(l4 + l4_len, 0);
-    if (protocol == 6) p[l4 + 12] = 0x50;
-    else p[l4 + 5] = static_cast<uint8_t>(l4_len);
+    if (protocol == 6) p[l4 + 12] = 0x50, p[l4 + 13] = tcp_flags;
+    else p[l4 + 5] = static_cast<uint8_t>(l4_total);
+    p.insert(p.end(), payload.begin(), payload.end());
     if (t != nullptr) {
       t->bytes = p;
-      t->unknown.assign(p.size(), false);
-      for (size_t u : unknown) t->unknown[u] = true;
-      for (size_t i = 0; i < 2 * length; ++i) t->unknown[address + i] = true;
-      for (size_t i = 0; i < 4; ++i) t->unknown[l4 + i] = true;
-      for (size_t w = 0; w < length / 4; ++w) {
-        t->word_offset[w] = address + 4 * w;
-        t->word_offset[4 + w] = address + length + 4 * w;
+      t->bytes.resize(65535, 0);
+      t->kind.assign(t->bytes.size(), PacketTemplate::kUnkeyed);
+      for (const auto& [at, kind] : marks) t->kind[at] = kind;
+      for (const auto& [f, at, n] : fields) {
+        for (size_t i = 0; i < n; ++i) t->kind[at + i] = PacketTemplate::kKeyed;
+        t->field_offset[f] = at;
+        t->field_size[f] = n;
       }
+      if (!v6) t->header_length_byte = ip, t->moved_from = ip + 20;
     }
     return p;
+  }
+
+  KeyFields fields() const {
+    KeyFields f;
+    const auto word = [](const uint8_t* a) {
+      return uint32_t{a[0]} << 24 | uint32_t{a[1]} << 16 | uint32_t{a[2]} << 8 | a[3];
+    };
+    for (size_t w = 0; w < (v6 ? 4u : 1u); ++w) {
+      f.value[kSrcWord0 + w] = word(src + 4 * w);
+      f.value[kDstWord0 + w] = word(dst + 4 * w);
+    }
+    f.value[kSrcPort] = sport, f.value[kDstPort] = dport, f.value[kOuterVlan] = vlan ? vlan_id : 0;
+    return f;
   }
 };
 
@@ -94,65 +128,88 @@ void setV4(uint8_t* a, uint32_t v) {
   a[3] = static_cast<uint8_t>(v);
 }
 
-std::optional<std::vector<AddressTest>> testsOf(const std::string& filter, const Frame& shape) {
+std::optional<FilterPaths> pathsOf(const std::string& filter, const Frame& shape) {
   Filter f(filter);
   EXPECT_TRUE(f.ok) << filter;
   PacketTemplate t;
   shape.bytes(&t);
-  return addressTests(f.program, t);
+  return followFilter(f.program, t);
 }
 
 TEST(FilterAnchors, AHostFilterTestsBothAddressesOfIPv4) {
-  const auto tests = testsOf("host 10.1.2.3", Frame{});
+  const auto paths = pathsOf("host 10.1.2.3", Frame{});
+  ASSERT_TRUE(paths.has_value());
+  const auto tests = addressTests(*paths);
   ASSERT_TRUE(tests.has_value());
   ASSERT_EQ(tests->size(), 2u);
-  EXPECT_EQ((*tests)[0].mask, 0xffffffffu);
-  EXPECT_EQ((*tests)[0].value, 0x0a010203u);
-  EXPECT_EQ((*tests)[1].value, 0x0a010203u);
-  EXPECT_NE((*tests)[0].word, (*tests)[1].word);  // source (0) and destination (4)
-  EXPECT_EQ((*tests)[0].word % 4, 0);
-  EXPECT_EQ((*tests)[1].word % 4, 0);
+  for (const FieldTest& t : *tests) {
+    EXPECT_EQ(t.mask, 0xffffffffu);
+    EXPECT_EQ(t.value, 0x0a010203u);
+  }
+  EXPECT_NE((*tests)[0].field, (*tests)[1].field);  // the source's word and the destination's
+  EXPECT_FALSE(paths->unkeyed);
 }
 
-TEST(FilterAnchors, ANetTestsAMaskedWord) {
-  const auto tests = testsOf("src net 192.168.0.0/16 and udp", Frame{});
-  ASSERT_TRUE(tests.has_value());
-  ASSERT_EQ(tests->size(), 1u);
-  EXPECT_EQ((*tests)[0].word, 0);
-  EXPECT_EQ((*tests)[0].mask, 0xffff0000u);
-  EXPECT_EQ((*tests)[0].value, 0xc0a80000u);
+TEST(FilterAnchors, ANetTestsAMaskedWordAndAPortTestsThePort) {
+  const auto paths = pathsOf("src net 192.168.0.0/16 and udp dst port 53", Frame{});
+  ASSERT_TRUE(paths.has_value());
+  ASSERT_EQ(paths->accepting.size(), 1u);
+  const std::vector<FieldTest> want = {{kSrcWord0, 0xffff0000u, 0xc0a80000u}, {kDstPort, 0xffff, 53}};
+  EXPECT_EQ(paths->accepting[0], want);
+  EXPECT_TRUE(paths->unkeyed);  // libpcap's port test first checks that it is not a later fragment
 }
 
-TEST(FilterAnchors, APathThatAcceptsWithoutAnAddressGivesNone) {
-  for (const char* f : {"port 53", "not host 10.1.2.3", "host 10.1.2.3 or udp", "udp", "ip[8] = 64", "len > 10"})
-    EXPECT_FALSE(testsOf(f, Frame{}).has_value()) << f;
+TEST(FilterAnchors, AFilterOnFieldsNoKeyHoldsDependsOnThem) {
+  Frame tcp;
+  tcp.protocol = 6;
+  for (const char* f : {"ip[8] = 54", "ip[1] != 0", "tcp[tcpflags] & tcp-syn != 0", "len > 100", "ip[20:2] = 7"}) {
+    const auto paths = pathsOf(f, tcp);
+    ASSERT_TRUE(paths.has_value()) << f;
+    EXPECT_TRUE(paths->unkeyed) << f;
+  }
+  const auto ttl = pathsOf("ip[8] = 54", Frame{});
+  ASSERT_EQ(ttl->accepting.size(), 1u);
+  EXPECT_TRUE(ttl->accepting[0].empty());  // any flow may have such packets
+  EXPECT_FALSE(addressTests(*ttl).has_value());
+}
+
+TEST(FilterAnchors, APathThatAcceptsWithoutAnAddressGivesNoAddressTests) {
+  for (const char* f : {"port 53", "not host 10.1.2.3", "host 10.1.2.3 or udp", "udp"}) {
+    const auto paths = pathsOf(f, Frame{});
+    ASSERT_TRUE(paths.has_value()) << f;
+    EXPECT_FALSE(addressTests(*paths).has_value()) << f;
+  }
 }
 
 TEST(FilterAnchors, AFilterOfTheOtherFamilyAcceptsNothing) {
   Frame v6;
   v6.v6 = true;
-  const auto tests = testsOf("host 10.1.2.3 and port 53", v6);
-  ASSERT_TRUE(tests.has_value());
-  EXPECT_TRUE(tests->empty());
+  const auto paths = pathsOf("host 10.1.2.3 and port 53", v6);
+  ASSERT_TRUE(paths.has_value());
+  EXPECT_TRUE(paths->accepting.empty());
 }
 
 TEST(FilterAnchors, AnIPv6HostIsTestedByItsLastWord) {
   Frame v6;
   v6.v6 = true;
-  const auto tests = testsOf("host 2001:db8::1:2", v6);
+  const auto paths = pathsOf("host 2001:db8::1:2", v6);
+  ASSERT_TRUE(paths.has_value());
+  const auto tests = addressTests(*paths);
   ASSERT_TRUE(tests.has_value());
   ASSERT_EQ(tests->size(), 2u);
-  for (const AddressTest& t : *tests) {
-    EXPECT_EQ(t.word % 4, 3);
+  for (const FieldTest& t : *tests) {
+    EXPECT_EQ(t.field % 4, 3);
     EXPECT_EQ(t.value, 0x00010002u);
   }
 }
 
 // The property the extraction relies on, against libpcap itself: over
-// frames of every shape with addresses drawn from the filters' own constants
-// and from elsewhere, a frame the filter accepts passes one of the tests
-// (and these filters, which test an address on every path, give tests).
-TEST(FilterAnchors, EveryFrameAFilterAcceptsPassesATest) {
+// frames of every shape with addresses, ports and VLAN ids drawn from the
+// filters' own constants and from elsewhere, and random TTL, TOS, flags and
+// payloads, a frame the filter accepts passes the tests of an accepting
+// path; and when the verdict depends on no unkeyed byte, the frame with
+// those bytes as the template has them gets the same verdict.
+TEST(FilterAnchors, EveryFrameAFilterAcceptsPassesAPath) {
   const char* filters[] = {
       "host 10.1.2.3",
       "src host 10.1.2.3 and dst host 10.9.9.9",
@@ -170,6 +227,16 @@ TEST(FilterAnchors, EveryFrameAFilterAcceptsPassesATest) {
       "dst host 2001:db8::9 or src host 10.9.9.9",
       "ip src 10.1.2.3 and ip[8] = 64",
       "host 10.1.2.3 and len > 40",
+      "port 53",
+      "portrange 1000-1001",
+      "ip[8] = 54",
+      "ip[1] != 0 or ip6[1] != 0",
+      "ip[6:2] & 0x4000 != 0",
+      "tcp[tcpflags] & tcp-syn != 0",
+      "udp[8] = 0x55",
+      "ip[22:2] = 53",
+      "not host 10.1.2.3 and udp",
+      "vlan and port 1000",
   };
   const uint32_t v4_pool[] = {0x0a010203, 0x0a090909, 0x0a010303, 0x0a090001, 0x0b000001, 0xc0a80001};
   std::mt19937 rng(7);
@@ -184,14 +251,18 @@ TEST(FilterAnchors, EveryFrameAFilterAcceptsPassesATest) {
           shape.v6 = v6, shape.vlan = vlan, shape.protocol = protocol;
           PacketTemplate t;
           shape.bytes(&t);
-          const auto tests = addressTests(f.program, t);
-          // Each of these filters tests an address on every path that accepts.
-          EXPECT_TRUE(tests.has_value()) << text << " v6 " << v6 << " vlan " << vlan;
-          for (int i = 0; i < 400; ++i) {
+          const auto paths = followFilter(f.program, t);
+          ASSERT_TRUE(paths.has_value()) << text;
+          for (int i = 0; i < 600; ++i) {
             Frame fr = shape;
             fr.vlan_id = static_cast<uint16_t>(rng() % 2 ? 7 : rng() % 4096);
             fr.sport = static_cast<uint16_t>(rng() % 2 ? 53 : 1000 + rng() % 3);
             fr.dport = static_cast<uint16_t>(rng() % 2 ? 1000 : 53);
+            fr.ttl = static_cast<uint8_t>(rng() % 2 ? 64 : 54);
+            fr.tos = static_cast<uint8_t>(rng() % 4 == 0 ? 0x10 : 0);
+            fr.dont_fragment = rng() % 2;
+            fr.tcp_flags = static_cast<uint8_t>(rng() % 2 ? 0x02 : 0x10);
+            fr.payload.assign(rng() % 3 == 0 ? 0 : 1 + rng() % 200, static_cast<uint8_t>(rng() % 2 ? 0x55 : 0));
             for (uint8_t* a : {fr.src, fr.dst}) {
               if (!v6) {
                 setV4(a, v4_pool[rng() % std::size(v4_pool)]);
@@ -202,11 +273,16 @@ TEST(FilterAnchors, EveryFrameAFilterAcceptsPassesATest) {
                 if (rng() % 3 == 0) a[2] = 0x0e;
               }
             }
-            if (!f.accepts(fr.bytes())) continue;
-            ++accepted;
-            if (tests) {
-              EXPECT_TRUE(passesOne(*tests, fr.src, fr.dst, v6)) << text << " v6 " << v6 << " vlan " << vlan;
+            const bool accepts = f.accepts(fr.bytes());
+            if (!paths->unkeyed) {
+              Frame canonical = fr;  // the unkeyed bytes as the template has them
+              canonical.ttl = shape.ttl, canonical.tos = shape.tos, canonical.dont_fragment = shape.dont_fragment;
+              canonical.tcp_flags = shape.tcp_flags, canonical.payload.clear();
+              EXPECT_EQ(f.accepts(canonical.bytes()), accepts) << text << " v6 " << v6 << " vlan " << vlan;
             }
+            if (!accepts) continue;
+            ++accepted;
+            EXPECT_TRUE(passesAPath(*paths, fr.fields())) << text << " v6 " << v6 << " vlan " << vlan;
           }
         }
     EXPECT_GT(accepted, 0) << text << ": the frames drawn never match it, so nothing was checked";
