@@ -658,7 +658,7 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
 // `rebuilt` is the query's (made at its first segment: every segment of a
 // query has one link type), so a filter's address tests are found once.
 void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
-                    Totals& totals, uint32_t& linktype, std::optional<FlowPackets>& rebuilt) {
+                    Totals& totals, std::optional<uint32_t>& linktype, std::optional<FlowPackets>& rebuilt) {
   const int fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     logWarn("extract: cannot read segment %s: %s (skipped)", s.path.c_str(), std::strerror(errno));
@@ -672,9 +672,9 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
     return;
   }
   const uint32_t dlt = recorder::load32(header + 20);
-  if (linktype != 0 && linktype != dlt) {
+  if (linktype && *linktype != dlt) {
     ::close(fd);
-    throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(linktype) +
+    throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(*linktype) +
                                          " and " + std::to_string(dlt) +
                                          "), which one pcap file cannot: extract each interface's stream apart"};
   }
@@ -795,7 +795,7 @@ int runExtract(int argc, char** argv) {
     }
     std::vector<Packet> packets;
     Totals totals;
-    uint32_t linktype = 0;
+    std::optional<uint32_t> linktype;  // the segments' (DLT_NULL is 0)
     std::optional<FlowPackets> rebuilt;
     for (const SegmentFile& s : segments) {
       if (s.name.start_s * 1'000'000'000 > o.to_ns) continue;
@@ -812,7 +812,7 @@ int runExtract(int argc, char** argv) {
                                              ": no packet of it is in the ring (at the times asked, if --from/--to "
                                              "narrowed them): its segments may have been removed to keep the ring "
                                              "within its bounds; nothing written"};
-    writeOutput(o, packets, linktype == 0 ? DLT_EN10MB : linktype);
+    writeOutput(o, packets, linktype.value_or(DLT_EN10MB));
     if (totals.payload_filter)
       logInfo("extract: the filter looks at fields no index holds (payloads, lengths, TTL, flags...): the blocks "
               "of every flow it may match were read through");

@@ -443,6 +443,30 @@ class Extraction(TempDirTest):
                     run_flowfold("extract", "--ring", ring, "-w", out, bpf)
                     self.assertEqual(packets_of(out), tcpdump_filtered(source, bpf))
 
+    def test_a_loopback_capture_comes_out_with_its_own_link_type(self):
+        # DLT_NULL is link type 0: the output's header says so, and tcpdump
+        # reads the same packets from it as from the source.
+        def loopback(src, dst):
+            ip = struct.pack(">BBHHHBBH", 0x45, 0, 28, 0, 0, 64, 17, 0) + bytes(src) + bytes(dst)
+            return struct.pack("<I", 2) + ip + struct.pack(">HHHH", 1000, 53, 8, 0)  # AF_INET, host order
+
+        frames = [loopback([127, 0, 0, 1], [127, 0, 0, 2]), loopback([127, 0, 0, 3], [127, 0, 0, 1])]
+        source = self.path("null.pcap")
+        write_pcap_ns(source, [(10**18 + i * 10**6, struct.pack("<IIII", 0, 0, len(f), len(f)) + f)
+                               for i, f in enumerate(frames)], linktype=0)
+        ring = self.path("null-ring")
+        os.makedirs(ring)
+        run_flowfold("-r", source, "--record", ring, "--text=/dev/null")
+        for bpf in ("host 127.0.0.3", "udp"):
+            with self.subTest(filter=bpf):
+                out = self.path("null-out-%d.pcap" % len(os.listdir(self.tmp)))
+                run_flowfold("extract", "--ring", ring, "-w", out, bpf)
+                with open(out, "rb") as f:
+                    self.assertEqual(struct.unpack_from("<I", f.read(24), 20)[0], 0)
+                want = tcpdump_filtered(source, bpf)
+                self.assertTrue(want)
+                self.assertEqual(packets_of(out), want)
+
     def test_a_time_range_gives_exactly_its_packets_in_order(self):
         source = records_of(self.pcap)
         lo, hi = source[len(source) // 3][0], source[2 * len(source) // 3][0]
