@@ -486,6 +486,7 @@ class FlowPackets {
     build(k);
     probe::PacketTemplate t;
     t.bytes.assign(buf_, buf_ + payload_);
+    t.known_length = payload_;
     t.bytes.resize(65535, 0);
     t.kind.assign(t.bytes.size(), probe::PacketTemplate::kUnkeyed);
     const auto fixed = [&](size_t at, size_t n) {

@@ -84,6 +84,7 @@ class Follower {
       case BPF_LDX | BPF_W | BPF_LEN: p.x = Value::unknown(true); break;
       case BPF_LDX | BPF_MSH | BPF_B: {
         if (k >= length()) return Step::kReject;
+        if (k >= packet_.known_length) out_.unkeyed = true;
         if (k == packet_.header_length_byte) {  // the transport header, wherever options put it
           p.x = Value::constant((packet_.bytes[k] & 0xfu) << 2);
           break;
@@ -123,6 +124,7 @@ class Follower {
   // (A real packet may be longer: the payload variants are separate templates.)
   bool load(Value& into, uint32_t k, uint32_t size) {
     if (k > length() || size > length() - k) return false;
+    if (uint64_t{k} + size > packet_.known_length) out_.unkeyed = true;  // a shorter packet rejects here
     // At a fixed offset past an IPv4 header, a packet with options has other bytes.
     into = packet_.moved_from != PacketTemplate::kNone && k + size > packet_.moved_from ? Value::unknown(true)
                                                                                         : valueAt(k, size);
@@ -131,11 +133,13 @@ class Follower {
 
   bool loadIndirect(Value& into, uint32_t k, uint32_t size, const Path& p) {
     if (p.x.kind != Value::kConst) {
-      into = Value::unknown(true);  // somewhere not known here
+      into = Value::unknown(true);  // somewhere not known here, perhaps past a packet's end
+      out_.unkeyed = true;
       return true;
     }
     const uint64_t at = uint64_t{p.x.v} + k;
     if (at > length() || size > length() - at) return false;
+    if (at + size > packet_.known_length) out_.unkeyed = true;
     into = valueAt(static_cast<uint32_t>(at), size);
     return true;
   }
@@ -205,6 +209,13 @@ class Follower {
     }
     const Value b = BPF_SRC(in.code) == BPF_X ? p.x : Value::constant(in.k);
     if ((op == BPF_DIV || op == BPF_MOD) && b.kind == Value::kConst && b.v == 0) return Step::kReject;
+    if ((op == BPF_LSH || op == BPF_RSH) && BPF_SRC(in.code) == BPF_K && in.k >= 32) {
+      // Shifted by a constant of 32 or more: libpcap does it in C (the CPU
+      // masks the count); pcap_compile never writes one. Not known here.
+      p.a = Value::unknown(p.a.unkeyed);
+      ++p.pc;
+      return Step::kNext;
+    }
     if (p.a.kind == Value::kConst && b.kind == Value::kConst) {
       const uint32_t a = p.a.v, c = b.v;
       uint32_t r = 0;

@@ -16,6 +16,8 @@
 #                            tests/fuzz/seeds/fuzz_ring_files (an index and a
 #                            flow log of a recorded capture, after the target's
 #                            mode byte), so the queries of a whole index are reached
+#   fuzz_filter_paths        filters compiled by tcpdump -dd (when tcpdump is
+#                            there), for every kind of packet
 # Every file of tests/fuzz/seeds/TARGET is copied as it is.
 # Deterministic: the same tree gives the same seeds. Needs python3 only.
 set -euo pipefail
@@ -155,6 +157,27 @@ for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcach
     # Real header bytes: addresses, ports and lengths as they occur.
     for i, frame in enumerate(frames_for_slices[:40:4]):
         write(target, frame[:2048], "frame-%02d" % i)
+
+# ---- fuzz_filter_paths: filters people write, compiled by tcpdump -dd -------------
+# Input: a byte of packet kind, a byte of instruction count (1 + b % 64), then
+# per instruction u16 code (little-endian), jt, jf, u32 k (big-endian); then
+# the bytes the packets are drawn from.
+import shutil, subprocess
+FILTERS = ["host 10.1.2.3", "host 10.1.2.3 and port 53", "src net 10.0.0.0/8 and udp", "port 53", "ip[8] = 54",
+           "tcp[tcpflags] & tcp-syn != 0", "vlan and host 10.1.2.3", "host 2001:db8::1", "ip6 and udp port 53",
+           "not host 10.1.2.3", "len > 100", "icmp[icmptype] = icmp-echo", "ip proto 47", "portrange 1000-2000",
+           "host 10.1.2.3 or ip6 host 2001:db8::1", "udp[8:2] = 0x1234", "ip[6:2] & 0x1fff != 0"]
+if shutil.which("tcpdump"):
+    for i, text in enumerate(FILTERS):
+        compiled = subprocess.run(["tcpdump", "-y", "EN10MB", "-dd", text], capture_output=True, text=True)
+        insns = [tuple(int(x, 0) for x in line.strip(" {},").split(","))
+                 for line in compiled.stdout.splitlines() if line.strip()]
+        if compiled.returncode != 0 or not insns or len(insns) > 64:
+            continue
+        prog = b"".join(struct.pack("<HBB", c, jt, jf) + struct.pack(">I", k) for c, jt, jf, k in insns)
+        for shape in range(16):
+            write("fuzz_filter_paths", bytes([shape, len(insns) - 1]) + prog + bytes(rng.getrandbits(8) for _ in range(400)),
+                  "filter-%02d-%02d" % (i, shape))
 PY
 
 for d in "$here"/seeds/*/; do

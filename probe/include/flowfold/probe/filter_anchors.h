@@ -58,6 +58,9 @@ struct PacketTemplate {
   // libpcap's code for ports); and from where a load at a fixed offset reads
   // bytes whose place that length moves (no key field then, not known).
   size_t header_length_byte = kNone, moved_from = kNone;
+  // The length every packet of the class has at least (its headers): a
+  // load past it reads a byte of some packets and rejects others.
+  size_t known_length = 0;
   PacketTemplate() { std::fill_n(field_offset, kKeyFields, kNone); }
 };
 
