@@ -274,13 +274,44 @@ bool passesAPath(const FilterPaths& paths, const KeyFields& key) {
 }
 
 std::optional<std::vector<FieldTest>> addressTests(const FilterPaths& paths) {
-  std::vector<FieldTest> out;
+  // The tests of an address's leading whole bytes; one covers a path when
+  // the path passes a test of the same mask and value, of either address
+  // (what the index's coded keys are searched for is the value's bytes).
+  const auto usable = [](const FieldTest& t) { return isAddress(t.field) && (t.mask >> 24) == 0xff; };
+  const auto same = [](const FieldTest& a, const FieldTest& b) { return a.mask == b.mask && a.value == b.value; };
+  std::vector<FieldTest> candidates;
   for (const std::vector<FieldTest>& tests : paths.accepting) {
+    bool any = false;
+    for (const FieldTest& t : tests) {
+      if (!usable(t)) continue;
+      any = true;
+      if (std::none_of(candidates.begin(), candidates.end(), [&](const FieldTest& c) { return same(c, t); }))
+        candidates.push_back(t);
+    }
+    if (!any) return std::nullopt;
+  }
+  const auto covers = [&](const FieldTest& c, const std::vector<FieldTest>& tests) {
+    return std::any_of(tests.begin(), tests.end(), [&](const FieldTest& t) { return usable(t) && same(c, t); });
+  };
+  // Few tests, each looked for in every block: chosen greedily, each the
+  // one that covers the most paths left (of two, the more selective): for
+  // 'host A and host B' every path passes both, and A alone is enough.
+  std::vector<bool> covered(paths.accepting.size(), false);
+  std::vector<FieldTest> out;
+  for (size_t left = paths.accepting.size(); left > 0;) {
     const FieldTest* best = nullptr;
-    for (const FieldTest& t : tests)
-      if (isAddress(t.field) && (t.mask >> 24) == 0xff && (best == nullptr || moreSelective(t, *best))) best = &t;
-    if (best == nullptr) return std::nullopt;
-    if (std::find(out.begin(), out.end(), *best) == out.end()) out.push_back(*best);
+    size_t best_count = 0;
+    for (const FieldTest& c : candidates) {
+      size_t count = 0;
+      for (size_t i = 0; i < paths.accepting.size(); ++i) count += !covered[i] && covers(c, paths.accepting[i]);
+      if (count > best_count || (count == best_count && count > 0 && moreSelective(c, *best))) {
+        best = &c;
+        best_count = count;
+      }
+    }
+    for (size_t i = 0; i < paths.accepting.size(); ++i)
+      if (!covered[i] && covers(*best, paths.accepting[i])) covered[i] = true, --left;
+    out.push_back(*best);
   }
   return out;
 }

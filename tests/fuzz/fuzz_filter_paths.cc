@@ -3,7 +3,8 @@
 // VLAN tag, IPv4 or IPv6, UDP, TCP, ICMP or another protocol) -> followFilter().
 //
 // Checked, against libpcap's bpf_filter() on each packet: a packet the
-// program accepts has key fields that pass the tests of an accepting path;
+// program accepts has key fields that pass the tests of an accepting path,
+// and addresses that pass one of addressTests() when there are such;
 // and when the paths say the verdict depends on nothing but the key, the
 // packet with every other byte as the template has them (and no payload)
 // gets the same verdict. That is what `flowfold extract` relies on not to
@@ -165,11 +166,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bpf_program program{static_cast<u_int>(prog.size()), prog.data()};
   const auto paths = flowfold::probe::followFilter(program, kind.t);
   if (!paths) return 0;
+  const auto tests = flowfold::probe::addressTests(*paths);
   for (int i = 0; i < 8 && in.n > 0; ++i) {
     KeyFields f;
     const std::vector<uint8_t> p = kind.packet(in, constants, f);
     const bool verdict = accepts(prog, p);
     if (verdict) FUZZ_CHECK(flowfold::probe::passesAPath(*paths, f));
+    if (verdict && tests) {  // its addresses hold the bytes the index is searched for
+      bool holds = false;
+      for (const auto& t : *tests)
+        for (uint8_t w = 0; w < 8; ++w)
+          holds = holds || (kind.t.field_offset[w] != PacketTemplate::kNone && (f.value[w] & t.mask) == t.value);
+      FUZZ_CHECK(holds);
+    }
     if (!paths->unkeyed) {
       // The same key in the template's packet.
       std::vector<uint8_t> canonical(kind.t.bytes.begin(), kind.t.bytes.begin() + static_cast<long>(kind.t.known_length));

@@ -85,8 +85,9 @@ struct KeyFields {
 /// Whether the fields pass every test of one of the accepting paths.
 bool passesAPath(const FilterPaths& paths, const KeyFields& key);
 
-/// Per accepting path its most selective test of a whole address word (a
-/// filter naming hosts); nullopt when some accepting path tests none.
+/// Tests of an address's leading whole bytes such that every accepting
+/// path passes one of them (a filter naming hosts), few and selective;
+/// nullopt when some accepting path tests none.
 std::optional<std::vector<FieldTest>> addressTests(const FilterPaths& paths);
 
 }  // namespace flowfold::probe
