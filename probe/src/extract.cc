@@ -3,16 +3,17 @@
 //  1. Segments: those of the ring's directories whose time range (from the
 //     second of their first packet to the next segment of their stream)
 //     meets --from/--to.
-//  2. In each, with its index: the flows the filter can match. A flow's
-//     headers are rebuilt from its key and the filter is run on them, with
-//     payloads of zeros and of ones, short and long: a flow is a candidate
-//     when any of these matches (a filter on payload bytes or lengths makes
-//     every flow a candidate: the range is then scanned, and it is said so).
-//     A filter that tests an address on every path that accepts ('host',
-//     'net') is first reduced to those tests (filter_anchors.h): a flow
-//     whose addresses pass none is not a candidate, and a block whose new
-//     flows' coded keys hold none of the tested bytes is not decoded.
-//     Non-IP packets (no flow key) are always candidates.
+//  2. In each, with its index: the flows the filter can match. The filter's
+//     program is followed once per kind of packet (filter_anchors.h), with
+//     a flow's key fields as tests and every byte no key holds taken both
+//     ways: a flow is a candidate when its key passes the tests of a path
+//     that accepts, and, when the verdict depends on the key alone, the
+//     headers rebuilt from its key match (a filter on payloads, lengths,
+//     TTL... makes every flow a candidate that passes those tests: their
+//     blocks are read through, and it is said so). A filter that tests an
+//     address on every path ('host', 'net') also leaves undecoded the
+//     index blocks whose new flows' coded keys hold none of the tested
+//     bytes. Non-IP packets (no flow key) are always candidates.
 //  3. Only the blocks holding candidates (and the part of the segment no
 //     block covers yet) are read; each of their packets is then checked with
 //     the filter itself and the time range, as tcpdump -r would.
@@ -44,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/flowcache/wire.h"
 #include "flowfold/log.h"
 #include "flowfold/probe/decoder.h"
 #include "flowfold/probe/filter_anchors.h"
@@ -367,11 +369,14 @@ class FlowMatcher {
 // ---------------------------------------------------------------- narrowing by flow
 
 // Packets rebuilt from a flow key, to run the filter on: the headers
-// (Ethernet with its VLAN tags, or raw IP) of a packet of the flow, then a
-// payload of 0 or 1400 bytes of 0x00 or 0xff. One buffer, reused for every
-// flow (a query asks this of every flow of its segments: millions).
+// (Ethernet with its VLAN tags, or raw IP) of a packet of the flow, with no
+// payload. One buffer, reused for every flow (a query asks this of every
+// flow of its segments: millions); the filter's paths over each kind of
+// packet, found once a query.
 class FlowPackets {
  public:
+  using Needles = std::vector<std::vector<uint8_t>>;
+
   explicit FlowPackets(int dlt) : dlt_(dlt) {}
 
   // Whether the filter may match packets of flow `k`: its class's paths
@@ -398,17 +403,29 @@ class FlowPackets {
       return true;
     }
     build(k);
-    return runs(program, 0, 0);
+    return matches(program);
   }
 
   // Byte strings of which every key the filter may match holds one in its
   // coded form (key_coding.h keeps addresses as they are): the leading
   // whole bytes of an address test that each accepting path passes, and the
   // coded all-zero key (packets of no flow, ARP for one, are always asked).
-  // nullopt when a path of some class tests no address. Follows every class.
-  std::optional<std::vector<std::vector<uint8_t>>> addressNeedles(const bpf_program& program) {
+  // nullopt when a path of some class tests no address. Follows every
+  // class, once a query.
+  const std::optional<Needles>& addressNeedles(const bpf_program& program) {
+    if (!needles_found_) {
+      needles_found_ = true;
+      needles_ = findNeedles(program);
+    }
+    return needles_;
+  }
+
+ private:
+  static constexpr uint8_t kClassProtocols[] = {6, 17, 136, 1, 58};  // each with headers of its own; then all others
+
+  std::optional<Needles> findNeedles(const bpf_program& program) {
     if (!rebuildable()) return std::nullopt;
-    std::vector<std::vector<uint8_t>> out(1);
+    Needles out(1);
     recorder::putKey(out[0], FlowKey{});
     for (size_t c = 0; c <= std::size(kClassProtocols); ++c)
       for (const uint8_t version : {uint8_t{4}, uint8_t{6}})
@@ -434,9 +451,6 @@ class FlowPackets {
     return out;
   }
 
- private:
-  static constexpr size_t kPayload = 1400;
-  static constexpr uint8_t kClassProtocols[] = {6, 17, 136, 1, 58};  // each with headers of its own; then all others
 
   // A class of flows whose rebuilt packets differ only in their key fields
   // (addresses, ports or ICMP type and code, VLAN ids and, for the other
@@ -456,17 +470,13 @@ class FlowPackets {
   }
   bool rebuildable() const { return dlt_ == DLT_EN10MB || dlt_ == DLT_RAW || dlt_ == 228 || dlt_ == 229; }
 
-  static uint32_t bigEndian32(const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-  }
-
   // A key's fields as its rebuilt packet holds them (build()).
   static probe::KeyFields fieldsOf(const FlowKey& k) {
     probe::KeyFields f;
     const size_t words = k.ip_version == 6 ? 4 : 1;
     for (size_t w = 0; w < words; ++w) {
-      f.value[probe::kSrcWord0 + w] = bigEndian32(k.src_addr.data() + 4 * w);
-      f.value[probe::kDstWord0 + w] = bigEndian32(k.dst_addr.data() + 4 * w);
+      f.value[probe::kSrcWord0 + w] = flowfold::load32(k.src_addr.data() + 4 * w);  // big-endian
+      f.value[probe::kDstWord0 + w] = flowfold::load32(k.dst_addr.data() + 4 * w);
     }
     f.value[probe::kSrcPort] = k.src_port;
     f.value[probe::kDstPort] = k.dst_port;
@@ -485,8 +495,8 @@ class FlowPackets {
     shape.found = true;
     build(k);
     probe::PacketTemplate t;
-    t.bytes.assign(buf_, buf_ + payload_);
-    t.known_length = payload_;
+    t.bytes.assign(buf_, buf_ + length_);
+    t.known_length = length_;
     t.bytes.resize(65535, 0);
     t.kind.assign(t.bytes.size(), probe::PacketTemplate::kUnkeyed);
     const auto fixed = [&](size_t at, size_t n) {
@@ -532,8 +542,8 @@ class FlowPackets {
     buf_[at + 1] = static_cast<uint8_t>(v);
   }
 
-  // Writes the headers of `k` (lengths and fill bytes are set per variant).
-  bool build(const FlowKey& k) {
+  // Writes the headers of `k`, for a packet with no payload (rebuildable()).
+  void build(const FlowKey& k) {
     size_t at = 0;
     v6_ = k.ip_version == 6;
     if (dlt_ == DLT_EN10MB) {
@@ -551,8 +561,6 @@ class FlowPackets {
       }
       put16(at, v6_ ? 0x86dd : 0x0800);
       at += 2;
-    } else if (dlt_ != DLT_RAW && dlt_ != 228 /* IPv4 */ && dlt_ != 229 /* IPv6 */) {
-      return false;
     }
     ip_ = at;
     protocol_ = k.protocol;
@@ -584,37 +592,27 @@ class FlowPackets {
       std::memset(buf_ + at + 2, 0, 6);
       at += 8;
     }
-    payload_ = at;
-    return true;
-  }
-
-  // Sets the lengths and fill bytes of a variant.
-  void prepare(size_t payload, uint8_t fill) {
-    const size_t l4_length = payload_ - l4_ + payload;
+    length_ = at;
+    const size_t l4_length = length_ - l4_;
     if (!v6_) put16(ip_ + 2, static_cast<uint16_t>(20 + l4_length));
     else put16(ip_ + 4, static_cast<uint16_t>(l4_length));
-    if (protocol_ == 6) {
-      std::memset(buf_ + l4_ + 4, fill, 8);  // seq, ack
-      buf_[l4_ + 13] = fill;                 // flags
-    } else if (protocol_ == 17 || protocol_ == 136) {
-      put16(l4_ + 4, static_cast<uint16_t>(l4_length));
-    }
-    std::memset(buf_ + payload_, fill, payload);
+    if (protocol_ == 17 || protocol_ == 136) put16(l4_ + 4, static_cast<uint16_t>(l4_length));
   }
 
-  bool runs(const bpf_program& program, size_t payload, uint8_t fill) {
-    prepare(payload, fill);
+  bool matches(const bpf_program& program) const {
     pcap_pkthdr h{};
-    h.caplen = h.len = static_cast<uint32_t>(payload_ + payload);
+    h.caplen = h.len = static_cast<uint32_t>(length_);
     return pcap_offline_filter(&program, &h, buf_) != 0;
   }
 
   const int dlt_;
-  uint8_t buf_[14 + 8 + 40 + 20 + kPayload] = {};
+  uint8_t buf_[14 + 8 + 40 + 20] = {};
   bool v6_ = false;
   uint8_t protocol_ = 0;
-  size_t ip_ = 0, l4_ = 0, payload_ = 0;
+  size_t ip_ = 0, l4_ = 0, length_ = 0;
   Shape shapes_[(std::size(kClassProtocols) + 1) * 8];
+  bool needles_found_ = false;
+  std::optional<Needles> needles_;
 };
 
 // ---------------------------------------------------------------- reading
@@ -721,7 +719,9 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   const TimeSpan span{o.from_ns, o.to_ns};
   // A filter that tests addresses on every path: a block whose new flows'
   // coded keys hold none of the bytes it tests has none of its candidates.
-  const auto needles = program && !flows ? rebuilt->addressNeedles(*program) : std::nullopt;
+  static const std::optional<FlowPackets::Needles> kNoNeedles;
+  const std::optional<FlowPackets::Needles>& needles =
+      program && !flows ? rebuilt->addressNeedles(*program) : kNoNeedles;
   const auto keys_may_hold = [&](const uint8_t* keys, size_t n) {
     return std::any_of(needles->begin(), needles->end(),
                        [&](const std::vector<uint8_t>& b) { return ::memmem(keys, n, b.data(), b.size()) != nullptr; });

@@ -156,14 +156,13 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
   // Cut into index blocks of kIndexBlockBytes at record boundaries:
   // a query reads whole index blocks, so a flow's few packets cost a few
   // small reads, not a few whole writes.
-  const size_t block_bytes = kIndexBlockBytes;
   size_t start = 0, pos = 0, packets = 0, start_packet = 0;
   while (pos + kPcapRecordHeaderSize <= length) {
     const uint32_t caplen = get<uint32_t>(records + pos + 8);
     if (pos + kPcapRecordHeaderSize + caplen > length) break;
     pos += kPcapRecordHeaderSize + caplen;
     ++packets;
-    if (pos - start >= block_bytes) {
+    if (pos - start >= kIndexBlockBytes) {
       if (!indexBlock(records + start, pos - start, offset + start, tags ? tags + start_packet : nullptr, error))
         return false;
       start = pos;

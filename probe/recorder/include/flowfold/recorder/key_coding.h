@@ -57,7 +57,6 @@ class CodedReader {
   bool skipKey(const uint8_t*& start, size_t& n);
   bool done() const { return p_ == end_; }
   const uint8_t* position() const { return p_; }
-  size_t left() const { return static_cast<size_t>(end_ - p_); }
 
  private:
   const uint8_t* p_;
