@@ -636,17 +636,17 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
   totals.bytes_read += length;
   for (size_t pos = 0; pos + kPcapRecordHeaderSize <= data.size();) {
     const uint8_t* h = data.data() + pos;
-    const uint32_t caplen = recorder::load32(h + 8);
+    const uint32_t caplen = recorder::loadHost32(h + 8);
     if (pos + kPcapRecordHeaderSize + caplen > data.size()) break;
-    const uint64_t ts = uint64_t{recorder::load32(h)} * 1'000'000'000 + recorder::load32(h + 4);
+    const uint64_t ts = uint64_t{recorder::loadHost32(h)} * 1'000'000'000 + recorder::loadHost32(h + 4);
     // Every packet read goes through the matcher, in order: a later fragment
     // takes its ports from the first one.
-    bool keep = !flows || flows->packet(ts, h + kPcapRecordHeaderSize, caplen, recorder::load32(h + 12));
+    bool keep = !flows || flows->packet(ts, h + kPcapRecordHeaderSize, caplen, recorder::loadHost32(h + 12));
     keep = keep && ts >= o.from_ns && ts <= o.to_ns;
     if (keep && program) {
       pcap_pkthdr ph{};
       ph.caplen = caplen;
-      ph.len = recorder::load32(h + 12);
+      ph.len = recorder::loadHost32(h + 12);
       keep = pcap_offline_filter(program, &ph, h + kPcapRecordHeaderSize) != 0;
     }
     if (keep) out.push_back(Packet{ts, (sequence << 32) + out.size(), {h, h + kPcapRecordHeaderSize + caplen}});
@@ -656,101 +656,133 @@ void readRange(int fd, uint64_t offset, uint64_t length, const Options& o, const
 
 // `rebuilt` is the query's (made at its first segment: every segment of a
 // query has one link type), so a filter's address tests are found once.
-void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
-                    Totals& totals, std::optional<uint32_t>& linktype, std::optional<FlowPackets>& rebuilt) {
-  const int fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    logWarn("extract: cannot read segment %s: %s (skipped)", s.path.c_str(), std::strerror(errno));
-    return;
+// A segment file open for reading, with its link type.
+struct OpenSegment {
+  int fd = -1;
+  uint64_t size = 0;
+  uint32_t dlt = 0;
+  ~OpenSegment() {
+    if (fd >= 0) ::close(fd);
   }
-  uint8_t header[kPcapFileHeaderSize];
-  struct stat st {};
-  if (!readAt(fd, header, sizeof header, 0) || recorder::load32(header) != kPcapNanosecondMagic || ::fstat(fd, &st) != 0) {
-    logWarn("extract: %s is not a segment of a flowfold ring (skipped)", s.path.c_str());
-    ::close(fd);
-    return;
+  /// False (and a warning) when it cannot be read or is not a ring's segment.
+  bool open(const std::string& path) {
+    fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      logWarn("extract: cannot read segment %s: %s (skipped)", path.c_str(), std::strerror(errno));
+      return false;
+    }
+    uint8_t header[kPcapFileHeaderSize];
+    struct stat st {};
+    if (!readAt(fd, header, sizeof header, 0) || recorder::loadHost32(header) != kPcapNanosecondMagic ||
+        ::fstat(fd, &st) != 0) {
+      logWarn("extract: %s is not a segment of a flowfold ring (skipped)", path.c_str());
+      return false;
+    }
+    size = static_cast<uint64_t>(st.st_size);
+    dlt = recorder::loadHost32(header + 20);
+    return true;
   }
-  const uint32_t dlt = recorder::load32(header + 20);
-  if (linktype && *linktype != dlt) {
-    ::close(fd);
-    throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(*linktype) +
-                                         " and " + std::to_string(dlt) +
-                                         "), which one pcap file cannot: extract each interface's stream apart"};
-  }
-  linktype = dlt;
-  ++totals.segments;
-  std::optional<bpf_program> program;
-  pcap_t* dead = nullptr;
-  if (!o.filter.empty()) {
-    dead = pcap_open_dead_with_tstamp_precision(static_cast<int>(dlt), 262144, PCAP_TSTAMP_PRECISION_NANO);
-    program.emplace();
-    if (pcap_compile(dead, &*program, o.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-      const std::string msg = pcap_geterr(dead);
-      pcap_close(dead);
-      ::close(fd);
-      throw ExtractError{kExtractUsage, "extract: bad filter '" + o.filter + "': " + msg};
+};
+
+// The query's filter compiled for a link type (none when it has no filter).
+class CompiledFilter {
+ public:
+  CompiledFilter(const std::string& filter, uint32_t dlt) {
+    if (filter.empty()) return;
+    dead_ = pcap_open_dead_with_tstamp_precision(static_cast<int>(dlt), 262144, PCAP_TSTAMP_PRECISION_NANO);
+    if (pcap_compile(dead_, &program_, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+      const std::string msg = pcap_geterr(dead_);
+      pcap_close(dead_);
+      throw ExtractError{kExtractUsage, "extract: bad filter '" + filter + "': " + msg};
     }
   }
+  ~CompiledFilter() {
+    if (!dead_) return;
+    pcap_freecode(&program_);
+    pcap_close(dead_);
+  }
+  CompiledFilter(const CompiledFilter&) = delete;
+  CompiledFilter& operator=(const CompiledFilter&) = delete;
+  const bpf_program* get() const { return dead_ ? &program_ : nullptr; }
+
+ private:
+  pcap_t* dead_ = nullptr;
+  bpf_program program_{};
+};
+
+// The segment's index read for the query: which blocks of its time hold a
+// flow the query may want. False (and `error`) when the index cannot be read.
+bool findWantedBlocks(const std::string& index_path, const Options& o, const bpf_program* program,
+                      const FlowMatcher* flows, FlowPackets& rebuilt, Totals& totals, SegmentIndex& index,
+                      std::string& error) {
+  const TimeSpan span{o.from_ns, o.to_ns};  // only the index blocks of the time asked are read
+  // Flow ids alone name exact keys: the index is searched without decoding its keys.
+  if (flows && !program) return readSegmentIndex(index_path, index, error, std::span<const FlowKey>(flows->keys()), span);
+  // Otherwise each flow of the index is asked once, as it is read: whether
+  // the wanted flows' keys hold it, whether the filter may match its packets.
+  const auto candidate = [&](const FlowKey& key) {
+    if (flows && !flows->indexedFlow(key)) return false;
+    if (!program) return true;
+    bool unkeyed = false;
+    const bool may = rebuilt.mayMatch(*program, key, unkeyed);
+    if (unkeyed) totals.payload_filter = true;
+    return may;
+  };
+  // A filter that tests addresses on every path: a block whose new flows'
+  // coded keys hold none of the bytes it tests has none of its candidates.
+  static const std::optional<FlowPackets::Needles> kNoNeedles;
+  const std::optional<FlowPackets::Needles>& needles =
+      program && !flows ? rebuilt.addressNeedles(*program) : kNoNeedles;
+  const auto keys_may_hold = [&](const uint8_t* keys, size_t n) {
+    return std::any_of(needles->begin(), needles->end(),
+                       [&](const std::vector<uint8_t>& b) { return ::memmem(keys, n, b.data(), b.size()) != nullptr; });
+  };
+  return readSegmentIndex(index_path, index, error, candidate, span,
+                          needles ? std::function<bool(const uint8_t*, size_t)>(keys_may_hold) : nullptr);
+}
+
+void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
+                    Totals& totals, std::optional<uint32_t>& linktype, std::optional<FlowPackets>& rebuilt) {
+  OpenSegment segment;
+  if (!segment.open(s.path)) return;
+  if (linktype && *linktype != segment.dlt)
+    throw ExtractError{kExtractRing, "extract: the ring holds segments of two link types (" + std::to_string(*linktype) +
+                                         " and " + std::to_string(segment.dlt) +
+                                         "), which one pcap file cannot: extract each interface's stream apart"};
+  linktype = segment.dlt;
+  ++totals.segments;
+  const CompiledFilter filter(o.filter, segment.dlt);
+  const bpf_program* program = filter.get();
   std::optional<FlowMatcher> flows;
   if (!o.flow_ids.empty()) {
     std::vector<WantedFlow> here;
     for (const WantedFlow& w : wanted)
       if (w.inSegment(s.name.sequence)) here.push_back(w);
-    flows.emplace(static_cast<int>(dlt), std::move(here));
+    flows.emplace(static_cast<int>(segment.dlt), std::move(here));
   }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (!rebuilt) rebuilt.emplace(static_cast<int>(segment.dlt));
+  const FlowMatcher* matcher = flows ? &*flows : nullptr;
   SegmentIndex index;
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
-  // Each flow of the index is asked once, as it is read: whether the wanted
-  // flows' keys hold it, whether the filter may match its packets.
-  if (!rebuilt) rebuilt.emplace(static_cast<int>(dlt));
-  const auto candidate = [&](const FlowKey& key) {
-    if (flows && !flows->indexedFlow(key)) return false;
-    if (!program) return true;
-    bool unkeyed = false;
-    const bool may = rebuilt->mayMatch(*program, key, unkeyed);
-    if (unkeyed) totals.payload_filter = true;
-    return may;
-  };
-  // Flow ids alone name exact keys: the index is searched without decoding its keys.
-  const std::vector<FlowKey> exact = flows && !program ? flows->keys() : std::vector<FlowKey>{};
-  // Only the index blocks of the time asked are read (and those declaring their flows).
   const TimeSpan span{o.from_ns, o.to_ns};
-  // A filter that tests addresses on every path: a block whose new flows'
-  // coded keys hold none of the bytes it tests has none of its candidates.
-  static const std::optional<FlowPackets::Needles> kNoNeedles;
-  const std::optional<FlowPackets::Needles>& needles =
-      program && !flows ? rebuilt->addressNeedles(*program) : kNoNeedles;
-  const auto keys_may_hold = [&](const uint8_t* keys, size_t n) {
-    return std::any_of(needles->begin(), needles->end(),
-                       [&](const std::vector<uint8_t>& b) { return ::memmem(keys, n, b.data(), b.size()) != nullptr; });
-  };
-  const bool read = flows && !program
-                        ? readSegmentIndex(indexPathOf(s.path), index, error, std::span<const FlowKey>(exact), span)
-                        : readSegmentIndex(indexPathOf(s.path), index, error, candidate, span,
-                                           needles ? std::function<bool(const uint8_t*, size_t)>(keys_may_hold) : nullptr);
-  if (read) {
+  if (findWantedBlocks(indexPathOf(s.path), o, program, matcher, *rebuilt, totals, index, error)) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
       if (!span.meets(b.first_ts_ns, b.last_ts_ns) || !b.wanted) continue;
       ++totals.blocks_read;
-      readRange(fd, b.offset, b.length, o, program ? &*program : nullptr, flows ? &*flows : nullptr, s.name.sequence, out,
-                totals);
+      readRange(segment.fd, b.offset, b.length, o, program, flows ? &*flows : nullptr, s.name.sequence, out, totals);
     }
     indexed_end = std::max<uint64_t>(indexed_end, index.indexed_end);
   } else if (struct stat ist {}; ::lstat(indexPathOf(s.path).c_str(), &ist) == 0) {
     logWarn("extract: index of %s: %s; its segment is read through", s.path.c_str(), error.c_str());
   }
   // What no block covers (no index, or the last second of a segment being written).
-  if (indexed_end < size) {
-    totals.scanned_bytes += size - indexed_end;
-    readRange(fd, indexed_end, size - indexed_end, o, program ? &*program : nullptr, flows ? &*flows : nullptr,
+  if (indexed_end < segment.size) {
+    totals.scanned_bytes += segment.size - indexed_end;
+    readRange(segment.fd, indexed_end, segment.size - indexed_end, o, program, flows ? &*flows : nullptr,
               s.name.sequence, out, totals);
   }
-  if (program) pcap_freecode(&*program);
-  if (dead) pcap_close(dead);
-  ::close(fd);
 }
 
 void writeOutput(const Options& o, const std::vector<Packet>& packets, uint32_t linktype) {

@@ -170,9 +170,7 @@ template <FlowPipeline P>
 int readFileRecording(const Config& config, PcapFileSource& source, ExportStage& stage, P& pipeline,
                       recorder::SegmentRing* ring) {
   if (!ring) return readFile(config, source, stage, pipeline);
-  recorder::RecorderOptions options = config.recorder;
-  options.tunnels = config.tunnels;
-  recorder::Recorder rec(*ring, options, "file", static_cast<uint32_t>(source.datalink()), true);
+  recorder::Recorder rec(*ring, config.recorderOptions(), "file", static_cast<uint32_t>(source.datalink()), true);
   // A single pipeline tells the recorder each packet's flow (its index then
   // need not look keys up); workers fold in parallel, out of the reader's order.
   if constexpr (requires { pipeline.setFlowTags(nullptr); })
@@ -204,11 +202,7 @@ int runFile(const Config& config) {
   // decoupled.
   constexpr uint32_t kFileQueueBatches = 8;
   std::unique_ptr<recorder::SegmentRing> ring;
-  if (config.recorder.enabled()) {
-    recorder::RecorderOptions ring_options = config.recorder;
-    ring_options.tunnels = config.tunnels;
-    ring = std::make_unique<recorder::SegmentRing>(ring_options);
-  }
+  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
   ExportStage stage(makeExporters(config.exporters, config.local_networks),
                     std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()));
   PipelineOptions options;
@@ -496,9 +490,7 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
       const int worker = workers[c->name]++;
       const std::string stream = config.workers > 1 ? c->name + "." + std::to_string(worker) : c->name;
       c->ring = ring;
-      recorder::RecorderOptions options = config.recorder;
-      options.tunnels = config.tunnels;
-      c->recorder = std::make_unique<recorder::Recorder>(*ring, options, stream,
+      c->recorder = std::make_unique<recorder::Recorder>(*ring, config.recorderOptions(), stream,
                                                          static_cast<uint32_t>(c->source->datalink()), false);
     }
     PipelineOptions o;
@@ -619,7 +611,7 @@ int runLive(const Config& config, int argc, char** argv) {
   // the user flowfold runs as, and its files are that user's. Before the
   // stage, which writes its flow log.
   std::unique_ptr<recorder::SegmentRing> ring;
-  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorder);
+  if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
   ExportStage stage(makeExporters(config.exporters, config.local_networks), config.export_queue_batches,
                     permanentExporters(config, ring.get()));
   OnScopeExit end_pipelines_before_the_stage{[&] {

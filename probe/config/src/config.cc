@@ -671,6 +671,12 @@ uint32_t Config::maxFlowsPerCache() const {
   return std::max<uint32_t>(1, cache.max_flows / flowCacheCount());
 }
 
+recorder::RecorderOptions Config::recorderOptions() const {
+  recorder::RecorderOptions options = recorder;
+  options.tunnels = tunnels;
+  return options;
+}
+
 std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
   if (!c.read_file.empty() && !c.interfaces.empty())
     throw ConfigError("both a capture file and an interface are set: choose one input");

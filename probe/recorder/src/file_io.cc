@@ -6,33 +6,35 @@
 
 namespace flowfold::recorder {
 
-bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
+namespace {
+
+// Writes all n bytes through `write_some` (a write or a positioned write of
+// what is left), going on after EINTR and short writes.
+template <class WriteSome>
+bool writeLoop(const uint8_t* data, size_t n, std::string& error, WriteSome&& write_some) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t w = write_some(data + done, n - done, done);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       error = w < 0 ? std::strerror(errno) : "wrote nothing";
       return false;
     }
-    data += w;
-    n -= static_cast<size_t>(w);
+    done += static_cast<size_t>(w);
   }
   return true;
 }
 
+}  // namespace
+
+bool writeAll(int fd, const uint8_t* data, size_t n, std::string& error) {
+  return writeLoop(data, n, error, [fd](const uint8_t* p, size_t left, size_t) { return ::write(fd, p, left); });
+}
+
 bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string& error) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      error = w < 0 ? std::strerror(errno) : "wrote nothing";
-      return false;
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
-  }
-  return true;
+  return writeLoop(data, n, error, [fd, offset](const uint8_t* p, size_t left, size_t done) {
+    return ::pwrite(fd, p, left, static_cast<off_t>(offset + done));
+  });
 }
 
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {

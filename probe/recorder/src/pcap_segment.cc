@@ -47,13 +47,13 @@ RepairResult repairSegment(const std::string& path) {
   struct stat st {};
   uint8_t header[kPcapFileHeaderSize];
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !readAt(fd, header, sizeof header, 0) ||
-      load32(header) != kPcapNanosecondMagic) {
+      loadHost32(header) != kPcapNanosecondMagic) {
     ::close(fd);
     result.error = "not a pcap file with nanosecond timestamps";
     return result;
   }
   result.valid = true;
-  const uint32_t snaplen = load32(header + 16);
+  const uint32_t snaplen = loadHost32(header + 16);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   // Walks the record headers in blocks (one pread per record would be slow
   // on a 1 GiB segment).
@@ -68,8 +68,8 @@ RepairResult repairSegment(const std::string& path) {
       if (!readAt(fd, block.data(), block_len, block_start)) break;
     }
     const uint8_t* h = block.data() + (pos - block_start);
-    const uint32_t caplen = load32(h + 8);
-    if (caplen > snaplen || load32(h + 4) >= 1'000'000'000u) {
+    const uint32_t caplen = loadHost32(h + 8);
+    if (caplen > snaplen || loadHost32(h + 4) >= 1'000'000'000u) {
       damaged = true;
       break;
     }

@@ -26,13 +26,6 @@ void put(std::vector<uint8_t>& out, T v) {
   out.insert(out.end(), p, p + sizeof v);
 }
 
-template <class T>
-T get(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 }  // namespace
 
 std::string indexPathOf(const std::string& segment_path) {
@@ -158,7 +151,7 @@ bool IndexWriter::addBlock(const uint8_t* records, size_t length, uint64_t offse
   // small reads, not a few whole writes.
   size_t start = 0, pos = 0, packets = 0, start_packet = 0;
   while (pos + kPcapRecordHeaderSize <= length) {
-    const uint32_t caplen = get<uint32_t>(records + pos + 8);
+    const uint32_t caplen = loadHost<uint32_t>(records + pos + 8);
     if (pos + kPcapRecordHeaderSize + caplen > length) break;
     pos += kPcapRecordHeaderSize + caplen;
     ++packets;
@@ -185,8 +178,8 @@ bool IndexWriter::indexBlock(const uint8_t* records, size_t length, uint64_t off
   probe::DecodedPacket out{}, inner{};
   for (size_t pos = 0; pos + kPcapRecordHeaderSize <= length;) {
     const uint8_t* h = records + pos;
-    const uint64_t ts_ns = uint64_t{get<uint32_t>(h)} * 1'000'000'000 + get<uint32_t>(h + 4);
-    const uint32_t caplen = get<uint32_t>(h + 8), wirelen = get<uint32_t>(h + 12);
+    const uint64_t ts_ns = uint64_t{loadHost<uint32_t>(h)} * 1'000'000'000 + loadHost<uint32_t>(h + 4);
+    const uint32_t caplen = loadHost<uint32_t>(h + 8), wirelen = loadHost<uint32_t>(h + 12);
     if (pos + kPcapRecordHeaderSize + caplen > length) break;
     ++packets;
     // The earliest and the latest: a capture's clock may step back.
@@ -346,121 +339,148 @@ struct MappedBlock {
   const uint8_t* list = nullptr;    // its present list, once its keys are read
 };
 
-bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& wanted, TimeSpan span,
-               const KeysTest& may_hold) {
-  out = SegmentIndex{};
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return false;
-  }
-  // Mapped, not copied: a query reads the headers, then only the blocks it needs.
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+// An index file mapped read-only: a query reads the headers, then only the
+// blocks it needs.
+class MappedFile {
+ public:
+  bool open(const std::string& path, std::string& error) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      error = std::strerror(errno);
+      return false;
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      error = "not a regular file";
+      return false;
+    }
+    const auto size = static_cast<size_t>(st.st_size);
+    void* map = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
-    error = "not a regular file";
-    return false;
-  }
-  const auto size = static_cast<size_t>(st.st_size);
-  void* map = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) {
-    error = size == 0 ? "not a flowfold segment index" : std::strerror(errno);
-    return false;
-  }
-  struct Unmap {
-    void* p;
-    size_t n;
-    ~Unmap() { ::munmap(p, n); }
-  } unmap{map, size};
-  const std::span<const uint8_t> data(static_cast<const uint8_t*>(map), size);
-  if (data.size() < kIndexHeaderSize || std::memcmp(data.data(), kIndexMagic, sizeof kIndexMagic) != 0) {
-    error = "not a flowfold segment index";
-    return false;
-  }
-  out.linktype = get<uint32_t>(data.data() + 8);
-
-  // 1. The block headers, and the flow numbers each block declares.
-  std::vector<MappedBlock> blocks;
-  uint32_t flows = 0;
-  for (size_t pos = kIndexHeaderSize; pos + kBlockHeaderSize <= data.size();) {
-    const uint8_t* h = data.data() + pos;
-    if (get<uint32_t>(h) != kBlockMagic) {
-      error = "damaged block at offset " + std::to_string(pos);
+    if (map == MAP_FAILED) {
+      error = size == 0 ? "not a flowfold segment index" : std::strerror(errno);
       return false;
     }
-    const uint32_t payload = get<uint32_t>(h + 48);
-    if (payload > data.size() - pos - kBlockHeaderSize) break;  // the partial last block of a crash
-    const uint32_t keys = get<uint32_t>(h + 52);
-    // A key and a listed flow take a byte at least: counts the payload
-    // cannot hold are damage (and are never allocated for).
-    if (keys > payload || uint64_t{get<uint32_t>(h + 4)} + get<uint32_t>(h + 8) > payload) {
-      error = "damaged block at offset " + std::to_string(pos);
+    data_ = {static_cast<const uint8_t*>(map), size};
+    return true;
+  }
+  ~MappedFile() {
+    if (!data_.empty()) ::munmap(const_cast<uint8_t*>(data_.data()), data_.size());
+  }
+  std::span<const uint8_t> data() const { return data_; }
+
+ private:
+  std::span<const uint8_t> data_;
+};
+
+// Reads a mapped index into `out`: the block headers, then (for a query,
+// `wanted` set) the blocks of its time span and which of them hold a flow
+// it wants, or (no query) every block's flows and the segment's keys.
+class IndexReader {
+ public:
+  IndexReader(std::span<const uint8_t> data, SegmentIndex& out, std::string& error, const KeyTest& wanted,
+              const KeysTest& may_hold)
+      : data_(data), out_(out), error_(error), wanted_(wanted), may_hold_(may_hold) {}
+
+  bool read(TimeSpan span) {
+    if (data_.size() < kIndexHeaderSize || std::memcmp(data_.data(), kIndexMagic, sizeof kIndexMagic) != 0) {
+      error_ = "not a flowfold segment index";
       return false;
     }
-    blocks.push_back(MappedBlock{h, get<uint32_t>(h + 4), get<uint32_t>(h + 8), payload, keys, flows});
-    flows += blocks.back().fresh;
-    IndexBlock b;
-    b.packets = get<uint32_t>(h + 12);
-    b.offset = get<uint64_t>(h + 16);
-    b.length = get<uint64_t>(h + 24);
-    b.first_ts_ns = get<uint64_t>(h + 32);
-    b.last_ts_ns = get<uint64_t>(h + 40);
-    out.indexed_end = std::max(out.indexed_end, b.offset + b.length);
-    out.blocks.push_back(std::move(b));
-    pos += kBlockHeaderSize + payload;
+    out_.linktype = loadHost<uint32_t>(data_.data() + 8);
+    if (!readBlockHeaders()) return false;
+    flow_wanted_.assign(wanted_ ? flows_ : 0, -1);
+    // The blocks of the query's time: their own flows and the earlier flows
+    // they list. An earlier flow's key is in the block that declared it,
+    // which is read then (and only then) if it lies outside the time.
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      if (!wanted_ || span.meets(out_.blocks[i].first_ts_ns, out_.blocks[i].last_ts_ns))
+        if (!readBlockFlows(i)) return false;
+    return true;
   }
-  const auto damaged = [&](size_t i, const std::string& what) {
-    error = "block at offset " + std::to_string(blocks[i].header - data.data()) + " " + what;
-    return false;
-  };
 
-  // 2. A block's keys, read once: kept (no query) or asked whether the
-  // query wants them (-1: not asked yet).
-  std::vector<int8_t> flow_wanted(wanted ? flows : 0, -1);
-  const auto readKeys = [&](size_t i) {
-    MappedBlock& m = blocks[i];
+ private:
+  // The block headers, and the flow numbers each block declares.
+  bool readBlockHeaders() {
+    for (size_t pos = kIndexHeaderSize; pos + kBlockHeaderSize <= data_.size();) {
+      const uint8_t* h = data_.data() + pos;
+      if (loadHost<uint32_t>(h) != kBlockMagic) {
+        error_ = "damaged block at offset " + std::to_string(pos);
+        return false;
+      }
+      const uint32_t payload = loadHost<uint32_t>(h + 48);
+      if (payload > data_.size() - pos - kBlockHeaderSize) break;  // the partial last block of a crash
+      const uint32_t keys = loadHost<uint32_t>(h + 52);
+      // A key and a listed flow take a byte at least: counts the payload
+      // cannot hold are damage (and are never allocated for).
+      if (keys > payload || uint64_t{loadHost<uint32_t>(h + 4)} + loadHost<uint32_t>(h + 8) > payload) {
+        error_ = "damaged block at offset " + std::to_string(pos);
+        return false;
+      }
+      blocks_.push_back(MappedBlock{h, loadHost<uint32_t>(h + 4), loadHost<uint32_t>(h + 8), payload, keys, flows_});
+      flows_ += blocks_.back().fresh;
+      IndexBlock b;
+      b.packets = loadHost<uint32_t>(h + 12);
+      b.offset = loadHost<uint64_t>(h + 16);
+      b.length = loadHost<uint64_t>(h + 24);
+      b.first_ts_ns = loadHost<uint64_t>(h + 32);
+      b.last_ts_ns = loadHost<uint64_t>(h + 40);
+      out_.indexed_end = std::max(out_.indexed_end, b.offset + b.length);
+      out_.blocks.push_back(std::move(b));
+      pos += kBlockHeaderSize + payload;
+    }
+    return true;
+  }
+
+  bool damaged(size_t i, const std::string& what) {
+    error_ = "block at offset " + std::to_string(blocks_[i].header - data_.data()) + " " + what;
+    return false;
+  }
+
+  // A block's keys, read once: kept (no query) or asked whether the query
+  // wants them (flow_wanted_: -1 not asked yet).
+  bool readKeys(size_t i) {
+    MappedBlock& m = blocks_[i];
     const uint8_t* keys = m.header + kBlockHeaderSize;
-    if (wanted && may_hold && m.fresh != 0 && m.keys != 0 && !may_hold(keys, m.keys)) {
-      std::fill_n(flow_wanted.begin() + m.first_flow, m.fresh, int8_t{0});
+    if (wanted_ && may_hold_ && m.fresh != 0 && m.keys != 0 && !may_hold_(keys, m.keys)) {
+      std::fill_n(flow_wanted_.begin() + m.first_flow, m.fresh, int8_t{0});
       m.list = keys + m.keys;
       return true;
     }
     CodedReader in(keys, m.payload);
     for (uint32_t k = 0; k < m.fresh; ++k) {
-      if (!wanted) {
+      if (!wanted_) {
         FlowKey key;
         if (!in.key(key)) return damaged(i, "has a damaged key");
-        out.flows.push_back(key);
+        out_.flows.push_back(key);
       } else {
         bool w = false;
-        if (!wanted(in, w)) return damaged(i, "has a damaged key");
-        flow_wanted[m.first_flow + k] = w ? 1 : 0;
+        if (!wanted_(in, w)) return damaged(i, "has a damaged key");
+        flow_wanted_[m.first_flow + k] = w ? 1 : 0;
       }
     }
     m.list = in.position();
     if (m.keys != 0 && m.list != keys + m.keys) return damaged(i, "has keys of another size than its header says");
     return true;
-  };
-  // The block that declared flow `n`.
-  const auto declaring = [&](uint32_t n) {
-    const auto it = std::upper_bound(blocks.begin(), blocks.end(), n,
-                                     [](uint32_t v, const MappedBlock& m) { return v < m.first_flow; });
-    return static_cast<size_t>(std::prev(it) - blocks.begin());
-  };
+  }
 
-  // 3. The blocks of the query's time: their own flows and the earlier
-  // flows they list. An earlier flow's key is in the block that declared
-  // it, which is read then (and only then) if it lies outside the time.
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    IndexBlock& b = out.blocks[i];
-    if (wanted && !span.meets(b.first_ts_ns, b.last_ts_ns)) continue;
-    MappedBlock& m = blocks[i];
+  // The block that declared flow `n`.
+  size_t declaring(uint32_t n) const {
+    const auto it = std::upper_bound(blocks_.begin(), blocks_.end(), n,
+                                     [](uint32_t v, const MappedBlock& m) { return v < m.first_flow; });
+    return static_cast<size_t>(std::prev(it) - blocks_.begin());
+  }
+
+  // Block i's flows: listed in out_ (no query), or whether one is wanted.
+  bool readBlockFlows(size_t i) {
+    IndexBlock& b = out_.blocks[i];
+    MappedBlock& m = blocks_[i];
     if (m.list == nullptr && !readKeys(i)) return false;
-    if (wanted)
-      for (uint32_t k = 0; k < m.fresh && !b.wanted; ++k) b.wanted = flow_wanted[m.first_flow + k] == 1;
+    if (wanted_)
+      for (uint32_t k = 0; k < m.fresh && !b.wanted; ++k) b.wanted = flow_wanted_[m.first_flow + k] == 1;
     CodedReader in(m.list, static_cast<size_t>(m.header + kBlockHeaderSize + m.payload - m.list));
-    if (!wanted) b.flows.resize(m.present);
+    if (!wanted_) b.flows.resize(m.present);
     uint64_t number = 0;
     for (uint32_t k = 0; k < m.present; ++k) {
       uint64_t step = 0;
@@ -468,20 +488,37 @@ bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, c
       number += step;
       if (number >= m.first_flow)
         return damaged(i, "names flow " + std::to_string(number) + ", which no earlier block declared");
-      if (!wanted) {
+      if (!wanted_) {
         b.flows[k] = static_cast<uint32_t>(number);
         continue;
       }
       if (b.wanted) continue;
-      int8_t& w = flow_wanted[number];
+      int8_t& w = flow_wanted_[number];
       if (w < 0 && !readKeys(declaring(static_cast<uint32_t>(number)))) return false;
       b.wanted = w == 1;
     }
     if (!in.done()) return damaged(i, "has bytes past its flows");
-    if (!wanted)
+    if (!wanted_)
       for (uint32_t n = m.first_flow; n < m.first_flow + m.fresh; ++n) b.flows.push_back(n);
+    return true;
   }
-  return true;
+
+  const std::span<const uint8_t> data_;
+  SegmentIndex& out_;
+  std::string& error_;
+  const KeyTest& wanted_;
+  const KeysTest& may_hold_;
+  std::vector<MappedBlock> blocks_;
+  uint32_t flows_ = 0;
+  std::vector<int8_t> flow_wanted_;
+};
+
+bool readIndex(const std::string& path, SegmentIndex& out, std::string& error, const KeyTest& wanted, TimeSpan span,
+               const KeysTest& may_hold) {
+  out = SegmentIndex{};
+  MappedFile file;
+  if (!file.open(path, error)) return false;
+  return IndexReader(file.data(), out, error, wanted, may_hold).read(span);
 }
 
 }  // namespace

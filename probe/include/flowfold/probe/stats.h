@@ -9,6 +9,7 @@
 //   decoder:     FLOWFOLD_DECODER_SKIP_REASONS, FLOWFOLD_DECODER_INFO_COUNTERS (decoder.h)
 //   flow cache:  FLOWFOLD_FLOW_CACHE_COUNTERS (flow_cache.h)
 //   exporters:   FLOWFOLD_EXPORTER_COUNTERS (exporter.h)
+//   recorder:    FLOWFOLD_RECORDER_COUNTERS (recorder.h)
 //   the export queue's queue_dropped_records and the capture counters (pcap_stats)
 //   are single counters written out in stats.cc and metrics_families.cc.
 

@@ -126,6 +126,9 @@ struct Config {
   /// probe keeps at most max_flows (validateConfig refuses fewer flows than
   /// caches).
   uint32_t maxFlowsPerCache() const;
+  /// The recorder's options as a recorder takes them: with the decoder's
+  /// tunnel mode, so that its index keys the flows the cache keys.
+  recorder::RecorderOptions recorderOptions() const;
 };
 
 /// Parses a YAML configuration file. Throws ConfigError("FILE:LINE:COL: ...").

@@ -1,7 +1,8 @@
 #pragma once
 // The few file operations the ring's writers and readers share: whole
-// writes and reads that go on after EINTR and short transfers, and a
-// host-order 32-bit load (the ring's files are in host byte order).
+// writes and reads that go on after EINTR and short transfers, and
+// host-order loads (the ring's files are in host byte order; wire.h's
+// load16/load32 are the network's big-endian ones).
 
 #include <cstddef>
 #include <cstdint>
@@ -17,10 +18,12 @@ bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string
 /// Reads exactly n bytes at `offset`; false at the end of the file or on an error.
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset);
 
-inline uint32_t load32(const uint8_t* p) {
-  uint32_t v;
+template <class T>
+T loadHost(const uint8_t* p) {
+  T v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+inline uint32_t loadHost32(const uint8_t* p) { return loadHost<uint32_t>(p); }
 
 }  // namespace flowfold::recorder
