@@ -5,17 +5,26 @@ readers that share no code with flowfold: the Debian python3-ipfix reader
   - Folding each biflow's reverse half back into a flow of its own (the
     reverse key: ends swapped) gives flowgen's truth exactly, as the uniflow
     export of the same run does; records + biflows_paired = the cache's flows.
+  - Each half carries its own side's end reason (flowEndReason and
+    reverseFlowEndReason): unfolded, the biflows are the uniflow export of
+    the same run record for record, end reasons included.
+  - With local_networks (templates 262/263) flowDirection is the
+    initiator's, as the addresses say (computed here with ipaddress).
+  - Over UDP and TCP the collector gets the same as the file.
   - On real captures, where exactly one side of a TCP conversation sent a
     SYN without ACK (tshark says which), that side is the forward one."""
 
+import ipaddress
 import json
 import os
+import socket
 import struct
 import subprocess
+import threading
 import unittest
 
-from harness import (REPO, TempDirTest, add_flow, flowgen, need, read_truth, run_flowfold, stats_of,
-                     stats_sections)
+from harness import (REPO, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, need, read_truth,
+                     run_flowfold, stats_of, stats_sections)
 from test_collectors import write_udp_pcap
 
 # The Debian interpreter, where python3-ipfix is installed (the tests' own
@@ -38,7 +47,22 @@ with open(sys.argv[1], "rb") as f:
         print(json.dumps([r["protocolIdentifier"], str(src), r["sourceTransportPort"], str(dst),
                           r["destinationTransportPort"], r["vlanId"], r["packetDeltaCount"], r["octetDeltaCount"],
                           r["reversePacketDeltaCount"], r["reverseOctetDeltaCount"], r["tcpControlBits"],
-                          r["reverseTcpControlBits"], r["biflowDirection"], r["flowEndReason"]]))
+                          r["reverseTcpControlBits"], r["biflowDirection"], r["flowEndReason"],
+                          r["reverseFlowEndReason"], r.get("flowDirection")]))
+"""
+
+# The uniflow records of a file: key, packets, octets, flowEndReason.
+UNIFLOW_READER = r"""
+import json, sys
+import ipfix.ie, ipfix.reader
+ipfix.ie.use_iana_default()
+with open(sys.argv[1], "rb") as f:
+    for r in ipfix.reader.from_stream(f).namedict_iterator():
+        src = r.get("sourceIPv4Address", r.get("sourceIPv6Address"))
+        dst = r.get("destinationIPv4Address", r.get("destinationIPv6Address"))
+        print(json.dumps([r["protocolIdentifier"], str(src), r["sourceTransportPort"], str(dst),
+                          r["destinationTransportPort"], r["vlanId"], r["packetDeltaCount"], r["octetDeltaCount"],
+                          r["flowEndReason"]]))
 """
 
 # ICMP requests and their replies (type), both ways, for the reverse key.
@@ -60,6 +84,23 @@ def read_biflows(path):
         raise unittest.SkipTest("python3-ipfix is not installed (scripts/install-deps.sh installs it)")
     out = subprocess.run([DEBIAN_PYTHON, "-c", READER, path], capture_output=True, text=True, check=True).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+def read_uniflows(path):
+    out = subprocess.run([DEBIAN_PYTHON, "-c", UNIFLOW_READER, path], capture_output=True, text=True,
+                         check=True).stdout
+    return sorted(tuple(json.loads(line)) for line in out.splitlines())
+
+
+def unfold(biflows):
+    """The uniflow records the biflows stand for: (key..., packets, octets, end reason), sorted."""
+    records = []
+    for b in biflows:
+        key = tuple(b[:6])
+        records.append((*key, b[6], b[7], b[13]))
+        if b[8]:
+            records.append((*reverse_key(key), b[8], b[9], b[14]))
+    return sorted(records)
 
 
 def fold_back(biflows):
@@ -84,17 +125,19 @@ def ipfix_messages(path):
 
 
 class Biflows(TempDirTest):
-    def export(self, pcap, *extra, workers=1):
+    def export(self, pcap, *extra, workers=1, extra_args=(), local_networks=None):
         bi, uni = self.path("bi.ipfix"), self.path("uni.ipfix")
         for old in (bi, uni):  # flowfold appends to an IPFIX file
             if os.path.exists(old):
                 os.remove(old)
         config = self.path("biflow.yaml")
         with open(config, "w") as f:
+            if local_networks:
+                f.write("local_networks: [%s]\n" % ", ".join(local_networks))
             f.write("exporters:\n"
                     "  - type: ipfix\n    path: %s\n    biflow: true\n%s"
-                    "  - type: ipfix\n    path: %s\n" % (bi, "".join("    %s\n" % e for e in extra), uni))
-        proc = run_flowfold("-c", config, "-r", pcap, "--workers", str(workers))
+                    "  - type: ipfix\n    path: %s\n" % (bi, "".join("    %s\n" % e for e in extra if e), uni))
+        proc = run_flowfold("-c", config, "-r", pcap, "--workers", str(workers), *extra_args)
         return bi, uni, proc
 
     def test_folding_the_reverse_half_back_gives_flowgen_truth(self):
@@ -109,11 +152,111 @@ class Biflows(TempDirTest):
                 paired = sum(1 for b in biflows if b[8] > 0)
                 self.assertGreater(paired, len(biflows) // 4)  # flowgen's conversations have replies
                 self.assertTrue(all(b[12] == 1 for b in biflows))  # biflowDirection: initiator
+                # One-sided records have no reverse side: reverseFlowEndReason 0.
+                self.assertTrue(all(b[14] == 0 for b in biflows if b[8] == 0))
                 exporter = next(d for title, d in stats_sections(proc.stderr) if "bi.ipfix" in title)
                 self.assertEqual(exporter["records"], len(biflows))
                 self.assertEqual(exporter.get("biflows_paired", 0), paired)
                 # Every flow of the cache is in exactly one biflow.
                 self.assertEqual(len(biflows) + paired, stats_of(proc.stderr)["records"])
+
+    def test_each_side_keeps_its_end_reason_record_for_record_with_the_uniflow_export(self):
+        pcap, _ = flowgen("it-biflow", "-n", "60000", "-c", "800", "-d", "40", "-S", "128", "-s", "11",
+                          "-6", "0.3")
+        for extra in ([], ["-t", "tcp_end=0"]):  # with the tcp_end window (3 on both sides) and without
+            with self.subTest(extra=extra):
+                bi, uni, _ = self.export(pcap, extra_args=extra)
+                biflows = read_biflows(bi)
+                uniflows = read_uniflows(uni)
+                self.assertEqual(unfold(biflows), uniflows)
+                reasons = {b[13] for b in biflows} | {b[14] for b in biflows if b[8]}
+                self.assertIn(3, reasons)  # flowgen's TCP conversations end with FIN
+                self.assertGreater(len(reasons), 1)
+
+    def test_local_networks_give_the_initiators_direction_in_templates_262_and_263(self):
+        pcap, truth_path = flowgen("it-biflow", "-n", "60000", "-c", "800", "-d", "40", "-S", "128", "-s", "11",
+                                   "-6", "0.3")
+        truth = read_truth(truth_path)
+        biflows = read_biflows(self.export(pcap)[0])
+        # Local: the first half of the initiators' source addresses of each family, so
+        # that egress, ingress and no direction all occur.
+        sources = sorted({b[1] for b in biflows}, key=lambda a: (":" in a, ipaddress.ip_address(a)))
+        v4 = [a for a in sources if ":" not in a]
+        v6 = [a for a in sources if ":" in a]
+        local = [ipaddress.ip_network(v4[len(v4) // 2] + "/8", strict=False),
+                 ipaddress.ip_network(v6[len(v6) // 2] + "/16", strict=False)]
+        bi, _, _ = self.export(pcap, "", local_networks=[str(n) for n in local])
+        biflows = read_biflows(bi)
+        self.assertFlowsEqual(fold_back(biflows), truth)
+        counts = {}
+        for b in biflows:
+            is_local = [any(ipaddress.ip_address(a) in n for n in local) for a in (b[1], b[3])]
+            want = {(True, False): 1, (False, True): 0}.get(tuple(is_local))  # egress 1, ingress 0, else none
+            self.assertEqual(b[15], want, "biflow %s" % (b[:5],))
+            counts[want] = counts.get(want, 0) + 1
+        self.assertTrue(all(counts.get(d, 0) > 0 for d in (0, 1, None)), counts)
+
+    def test_a_collector_over_udp_or_tcp_gets_what_the_file_gets(self):
+        pcap, truth_path = flowgen("it-small", "-n", "20000", "-c", "500", "-d", "30", "-S", "128", "-s", "5")
+        truth = read_truth(truth_path)
+        for transport in ("udp", "tcp"):
+            with self.subTest(transport=transport):
+                received = bytearray()
+                if transport == "udp":
+                    port = free_udp_port()
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
+                    sock.bind(("127.0.0.1", port))
+                    sock.settimeout(3)
+
+                    def collect():
+                        try:
+                            while True:
+                                received.extend(sock.recv(65535))
+                        except socket.timeout:
+                            return
+                else:
+                    port = free_tcp_port()
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(("127.0.0.1", port))
+                    sock.listen(1)
+
+                    def collect():
+                        conn, _ = sock.accept()
+                        with conn:
+                            while True:
+                                chunk = conn.recv(1 << 20)
+                                if not chunk:
+                                    return
+                                received.extend(chunk)
+
+                t = threading.Thread(target=collect)
+                t.start()
+                config = self.path("net.yaml")
+                with open(config, "w") as f:
+                    f.write("exporters:\n  - type: ipfix\n    collector: 127.0.0.1:%d\n    transport: %s\n"
+                            "    biflow: true\n" % (port, transport))
+                proc = run_flowfold("-c", config, "-r", pcap)
+                t.join(timeout=60)
+                sock.close()
+                stream = self.path("net.ipfix")
+                with open(stream, "wb") as f:
+                    f.write(received)
+                biflows = read_biflows(stream)
+                self.assertFlowsEqual(fold_back(biflows), truth)
+                exporter = next(d for title, d in stats_sections(proc.stderr) if "127.0.0.1" in title)
+                self.assertEqual(len(biflows), exporter["records"])
+
+    def test_netflow9_refuses_biflow(self):
+        config = self.path("v9.yaml")
+        with open(config, "w") as f:
+            f.write("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    biflow: true\n")
+        proc = run_flowfold("-c", config, "-r", os.path.join(IN_REPO_PCAPS, "the-tcpdump-group_tcpdump-tcp-handshake-nano.pcap"),
+                            check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("v9.yaml:4:13", proc.stderr)
+        self.assertIn("'biflow' is not a setting of a netflow9 exporter", proc.stderr)
 
     def test_the_syn_sender_is_the_initiator_in_real_captures(self):
         need("tshark")

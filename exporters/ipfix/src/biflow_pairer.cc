@@ -62,18 +62,13 @@ Biflow pairRecords(const FlowRecord& a, const FlowRecord& b, const FlowKey* know
   f.initiator = a_first ? a : b;
   f.responder = a_first ? b : a;
   f.paired = true;
-  if (a.end_reason == FlowEndReason::kEndOfFlow || b.end_reason == FlowEndReason::kEndOfFlow) {
-    f.reason = FlowEndReason::kEndOfFlow;
-  } else {
-    f.reason = (b.last_ms >= a.last_ms ? b : a).end_reason;
-  }
   return f;
 }
 
-Biflow oneSided(const FlowRecord& r) {
+Biflow oneSided(const FlowRecord& r, bool responds) {
   Biflow f;
   f.initiator = r;
-  f.reason = r.end_reason;
+  if (responds) f.direction = BiflowDirection::kReverseInitiator;
   return f;
 }
 
@@ -130,10 +125,13 @@ void BiflowPairer::addOne(const FlowRecord& r, const KeyHashes& h, uint64_t now_
   // new connection on the same ports) before any reverse: the first goes out
   // alone, the new one waits.
   if (const size_t pos = find(r.key, hash); pos != kNone) {
-    out.push_back(oneSided(ring_[slots_[pos].index1 - 1].record));
+    const Waiting& w = ring_[slots_[pos].index1 - 1];
+    out.push_back(oneSided(w.record, w.responds));
     eraseAt(pos);
   }
-  insert(r, hash, now_ms);
+  // Whether the conversation's earlier biflow was started by the other side
+  // (its line was fetched ahead with the slots'): said if this goes out alone.
+  insert(r, hash, knownInitiator(hash, reverse_hash) == 2, now_ms);
 }
 
 size_t BiflowPairer::find(const FlowKey& key, uint64_t hash) const {
@@ -153,11 +151,11 @@ size_t BiflowPairer::slotOf(uint32_t index) const {
     if (slots_[pos].index1 == index + 1) return pos;
 }
 
-void BiflowPairer::insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms) {
+void BiflowPairer::insert(const FlowRecord& r, uint64_t hash, bool responds, uint64_t now_ms) {
   if (tail_ - head_ == ring_.size()) growRing();
   while ((count_ + 1) * 2 > slots_.size()) growTable();
   const auto index = static_cast<uint32_t>(tail_++ & (ring_.size() - 1));
-  ring_[index] = Waiting{r, now_ms, static_cast<uint32_t>(hash), true};
+  ring_[index] = Waiting{r, now_ms, static_cast<uint32_t>(hash), true, responds};
   placeSlot(static_cast<uint32_t>(hash), index);
   ++count_;
 }
@@ -229,7 +227,7 @@ void BiflowPairer::releaseOldest(uint64_t until_ms, std::vector<Biflow>& out) {
     const Waiting& w = ring_[index];
     if (!w.alive) continue;  // paired or replaced
     if (w.since_ms >= until_ms && count_ <= max_waiting_) return;
-    out.push_back(oneSided(w.record));
+    out.push_back(oneSided(w.record, w.responds));
     eraseAt(slotOf(index));
   }
 }
@@ -238,7 +236,7 @@ void BiflowPairer::flushAll(std::vector<Biflow>& out) {
   for (; head_ != tail_; ++head_) {
     const auto index = static_cast<uint32_t>(head_ & (ring_.size() - 1));
     if (!ring_[index].alive) continue;
-    out.push_back(oneSided(ring_[index].record));
+    out.push_back(oneSided(ring_[index].record, ring_[index].responds));
     eraseAt(slotOf(index));
   }
 }

@@ -17,23 +17,26 @@
 // has no SYN, and its two sides' first packets are a round trip apart in
 // either order); else the one whose first packet came first; at the same
 // millisecond (SYN and SYN-ACK on a LAN), the side with the higher source
-// port (the client's ephemeral port). The biflow's flowEndReason: end of flow
-// (3) when either side saw its TCP connection end; else the reason of the
-// side that ended last.
+// port (the client's ephemeral port). A record heard one way only is
+// forward; its biflowDirection says whether it is the initiator's (1: its
+// conversation's earlier biflow is not remembered as started by the other
+// side) or not (2). Each side keeps its own end reason (flowEndReason and
+// reverseFlowEndReason).
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "flowfold/flowcache/flow_record.h"
+#include "ipfix_biflow.h"
 
 namespace flowfold::ipfix {
 
 struct Biflow {
-  FlowRecord initiator;
+  FlowRecord initiator;  // one-sided: the record, whichever side it is
   FlowRecord responder;  // meaningful when paired
   bool paired = false;
-  FlowEndReason reason = FlowEndReason::kForcedEnd;
+  BiflowDirection direction = BiflowDirection::kInitiator;
 };
 
 /// The key of the other direction: addresses and ports swapped; an ICMP echo
@@ -43,8 +46,9 @@ FlowKey reverseKey(const FlowKey& key);
 /// The biflow of two records of reverse keys (initiator chosen as above);
 /// `known_initiator`: the key of the side that initiated earlier, if known.
 Biflow pairRecords(const FlowRecord& a, const FlowRecord& b, const FlowKey* known_initiator = nullptr);
-/// The biflow of a record heard in one direction only.
-Biflow oneSided(const FlowRecord& r);
+/// The biflow of a record heard in one direction only; `responds`: its
+/// conversation is known to have been started by the other side.
+Biflow oneSided(const FlowRecord& r, bool responds = false);
 
 class BiflowPairer {
  public:
@@ -73,6 +77,7 @@ class BiflowPairer {
     uint64_t since_ms;
     uint32_t hash_lo;  // low 32 bits of hashFlowKey(record.key)
     bool alive;        // false: paired or sent (a hole in the ring)
+    bool responds;     // the other side initiated the conversation (remembered when it came)
   };
   struct Slot {
     uint32_t hash_lo;  // low 32 bits of the key's hash
@@ -93,7 +98,7 @@ class BiflowPairer {
   size_t find(const FlowKey& key, uint64_t hash) const;
   /// The slot holding ring index `index`.
   size_t slotOf(uint32_t index) const;
-  void insert(const FlowRecord& r, uint64_t hash, uint64_t now_ms);
+  void insert(const FlowRecord& r, uint64_t hash, bool responds, uint64_t now_ms);
   /// The record in slot `pos` stops waiting (paired or sent).
   void eraseAt(size_t pos);
   void placeSlot(uint32_t hash_lo, uint32_t index);

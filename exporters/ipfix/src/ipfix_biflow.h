@@ -4,9 +4,11 @@
 // interface) and the flow fields are the initiator's, as in a uniflow record
 // (templates 256/257); the responder's per-direction fields follow as
 // reverse information elements (the same element ids with the enterprise bit
-// and RFC 5103's reverse PEN 29305), then biflowDirection (239). flowEndReason
-// is the conversation's (see biflow_pairer.h). With local_networks, the
-// initiator's flowDirection is appended (templates 262/263).
+// and RFC 5103's reverse PEN 29305), then biflowDirection (239). Each side
+// keeps its own end reason: flowEndReason is the initiator's,
+// reverseFlowEndReason the responder's (RFC 5103 section 6.1 leaves
+// flowEndReason reversible). With local_networks, the initiator's
+// flowDirection is appended (templates 262/263).
 
 #include "ipfix_direction.h"
 #include "ipfix_fields.h"
@@ -31,14 +33,17 @@ inline constexpr uint32_t kReversePen = 29305;
   X(mpls_3,     Octets3,  "reverseMplsLabelStackSection3",    72)                \
   X(tos,        uint8_t,  "reverseIpClassOfService",          5)                 \
   X(min_ttl,    uint8_t,  "reverseMinimumTTL",                52)                \
-  X(max_ttl,    uint8_t,  "reverseMaximumTTL",                53)
+  X(max_ttl,    uint8_t,  "reverseMaximumTTL",                53)                \
+  X(end_reason, uint8_t,  "reverseFlowEndReason",             136)
 // clang-format on
 
 #define FLOWFOLD_IPFIX_MEMBER(member, type, name, id) type member;
 #define FLOWFOLD_IPFIX_REVERSE_SPEC(member, type, name, id) FieldSpec{name, id, sizeof(type), kReversePen},
 #define FLOWFOLD_IPFIX_COPY_TO_NETWORK(member, type, name, id) out.member = toNetwork(in.member);
 
-/// RFC 5103 biflowDirection: 1 = the forward fields are the initiator's.
+/// RFC 5103 biflowDirection: 1 = the forward fields are the initiator's;
+/// 2 = the reverse ones would be (a record heard one way only, from the
+/// side that did not initiate).
 enum class BiflowDirection : uint8_t { kArbitrary = 0, kInitiator = 1, kReverseInitiator = 2, kPerimeter = 3 };
 
 #pragma pack(push, 1)
@@ -96,7 +101,7 @@ inline void copyToNetworkOrder(const BiflowFields& in, BiflowFields& out) { out 
 static_assert(sizeof(ReverseFields) == totalLength(kReverseFields));
 static_assert(sizeof(Ipv4BiflowRecord) == sizeof(Ipv4Record) + sizeof(ReverseFields) + 1);
 static_assert(sizeof(Ipv6BiflowDirectionRecord) == sizeof(Ipv6Record) + sizeof(ReverseFields) + 2);
-static_assert(sizeof(Ipv4BiflowRecord) == 160 && sizeof(Ipv6BiflowRecord) == 184,
+static_assert(sizeof(Ipv4BiflowRecord) == 161 && sizeof(Ipv6BiflowRecord) == 185,
               "biflow record sizes changed: update the README (Templates) and the tests");
 
 /// The reverse fields of the responder's flow; all 0 for a conversation
@@ -121,12 +126,13 @@ inline void writeReverseFields(const FlowRecord* r, ReverseFields& out) {
   out.tos = r->tos;
   out.min_ttl = r->min_ttl;
   out.max_ttl = r->max_ttl;
+  out.end_reason = static_cast<uint8_t>(r->end_reason);
 }
 
-/// One conversation: `initiator`'s record forward, `responder`'s (or none)
-/// reversed, flowEndReason `reason`.
+/// One conversation: `initiator`'s record forward (its flowEndReason too),
+/// `responder`'s (or none) reversed.
 template <Order order = Order::kHost, class Record>
-inline void writeBiflowRecord(const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+inline void writeBiflowRecord(const FlowRecord& initiator, const FlowRecord* responder, BiflowDirection biflow,
                               FlowDirection direction, Record& out) {
   if constexpr (requires { out.ip.src_addr[15]; }) {
     writeIpv6Fields<order>(initiator.key, out.ip);
@@ -134,9 +140,8 @@ inline void writeBiflowRecord(const FlowRecord& initiator, const FlowRecord* res
     writeIpv4Fields<order>(initiator.key, out.ip);
   }
   writeFlowFields<order>(initiator, out.flow);
-  out.flow.end_reason = static_cast<uint8_t>(reason);
   writeReverseFields<order>(responder, out.rev);
-  out.bi.biflow_direction = static_cast<uint8_t>(BiflowDirection::kInitiator);
+  out.bi.biflow_direction = static_cast<uint8_t>(biflow);
   if constexpr (requires { out.dir; }) out.dir.direction = static_cast<uint8_t>(direction);
 }
 

@@ -74,16 +74,16 @@ class MessageEncoder {
   virtual bool append(const Ipv4BiflowDirectionRecord& record) = 0;
   virtual bool append(const Ipv6BiflowDirectionRecord& record) = 0;
   /// One conversation (ipfix_biflow.h): the initiator's record forward, the
-  /// responder's reversed (nullptr: heard one way only), with the
-  /// conversation's end reason and the initiator's direction.
-  bool appendBiflow(const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+  /// responder's reversed (nullptr: heard one way only), with its
+  /// biflowDirection and the initiator's flowDirection.
+  bool appendBiflow(const FlowRecord& initiator, const FlowRecord* responder, BiflowDirection biflow,
                     FlowDirection direction) {
     const bool v6 = initiator.key.ip_version == 6;
     if (direction == FlowDirection::kNone)
-      return v6 ? appendBiflowPacked<Ipv6BiflowRecord>(initiator, responder, reason, direction)
-                : appendBiflowPacked<Ipv4BiflowRecord>(initiator, responder, reason, direction);
-    return v6 ? appendBiflowPacked<Ipv6BiflowDirectionRecord>(initiator, responder, reason, direction)
-              : appendBiflowPacked<Ipv4BiflowDirectionRecord>(initiator, responder, reason, direction);
+      return v6 ? appendBiflowPacked<Ipv6BiflowRecord>(initiator, responder, biflow, direction)
+                : appendBiflowPacked<Ipv4BiflowRecord>(initiator, responder, biflow, direction);
+    return v6 ? appendBiflowPacked<Ipv6BiflowDirectionRecord>(initiator, responder, biflow, direction)
+              : appendBiflowPacked<Ipv4BiflowDirectionRecord>(initiator, responder, biflow, direction);
   }
 
   /// Data records in the open message.
@@ -106,10 +106,10 @@ class MessageEncoder {
     return append(record);
   }
   template <class Record>
-  bool appendBiflowPacked(const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
+  bool appendBiflowPacked(const FlowRecord& initiator, const FlowRecord* responder, BiflowDirection biflow,
                           FlowDirection direction) {
     Record record;
-    writeBiflowRecord(initiator, responder, reason, direction, record);
+    writeBiflowRecord(initiator, responder, biflow, direction, record);
     return append(record);
   }
   template <class Record>

@@ -19,8 +19,8 @@ namespace {
 
 using namespace ipfix;
 
-constexpr size_t kMinMtu = 256;               // the template message is 204 bytes
-constexpr size_t kMinMtuWithDirection = 512;  // 404 bytes with templates 258 and 259
+constexpr size_t kMinMtu = 256;               // the template message is 236 bytes
+constexpr size_t kMinMtuWithDirection = 512;  // 460 bytes with templates 258 and 259
 constexpr size_t kMaxUdpMessage = 65507;      // largest UDP payload over IPv4
 constexpr size_t kStreamMessageSize = 65000;  // TCP and file: big messages, few writes
 // Biflow: most records waiting for their reverse direction (about 100 MB);
@@ -174,7 +174,7 @@ class IpfixExporter final : public Exporter {
 
   void appendBiflow(const Biflow& b, FlowDirection direction) {
     const FlowRecord* responder = b.paired ? &b.responder : nullptr;
-    appendWithRoom([&] { return encoder_->appendBiflow(b.initiator, responder, b.reason, direction); });
+    appendWithRoom([&] { return encoder_->appendBiflow(b.initiator, responder, b.direction, direction); });
     if (b.paired) mutableCounters().biflows_paired.fetch_add(1, std::memory_order_relaxed);
   }
 

@@ -105,17 +105,49 @@ TEST(BiflowPairer, TheNextIntervalOfAConnectionKeepsItsInitiator) {
   EXPECT_EQ(pairRecords(later, back(client, 60'010, 0x10)).initiator.key, back(client, 0).key);
 }
 
-TEST(BiflowPairer, EndReasonIsTheConnectionsEndElseTheLastSidesReason) {
-  FlowRecord a = flow(6, 40000, 443, 100);
-  FlowRecord b = back(a, 110);
+TEST(BiflowPairer, EachSideKeepsItsOwnEndReason) {
+  FlowRecord a = flow(6, 40000, 443, 100, 0x02);
+  FlowRecord b = back(a, 110, 0x12);
   a.end_reason = FlowEndReason::kEndOfFlow;
   b.end_reason = FlowEndReason::kIdleTimeout;
-  EXPECT_EQ(pairRecords(a, b).reason, FlowEndReason::kEndOfFlow);
-  a.end_reason = FlowEndReason::kActiveTimeout;
-  b.last_ms = a.last_ms + 5;
-  EXPECT_EQ(pairRecords(a, b).reason, FlowEndReason::kIdleTimeout);  // b ended last
-  b.last_ms = a.last_ms - 5;
-  EXPECT_EQ(pairRecords(a, b).reason, FlowEndReason::kActiveTimeout);
+  const Biflow f = pairRecords(b, a);
+  EXPECT_EQ(f.initiator.end_reason, FlowEndReason::kEndOfFlow);  // a sent the only SYN
+  EXPECT_EQ(f.responder.end_reason, FlowEndReason::kIdleTimeout);
+  EXPECT_EQ(f.direction, BiflowDirection::kInitiator);
+  // On the wire: flowEndReason the initiator's, reverseFlowEndReason the responder's.
+  Ipv4BiflowRecord r{};
+  writeBiflowRecord(f.initiator, &f.responder, f.direction, FlowDirection::kNone, r);
+  EXPECT_EQ(r.flow.end_reason, 3);
+  EXPECT_EQ(r.rev.end_reason, 1);
+  EXPECT_EQ(r.bi.biflow_direction, 1);
+  writeBiflowRecord(f.initiator, nullptr, f.direction, FlowDirection::kNone, r);
+  EXPECT_EQ(r.rev.end_reason, 0);  // heard one way only: no reverse side
+}
+
+TEST(BiflowPairer, AOneSidedRecordOfTheSideThatDidNotInitiateSaysSo) {
+  BiflowPairer pairer(5'000, 100);
+  std::vector<Biflow> out;
+  FlowRecord client = flow(6, 40000, 443, 100, 0x02 | 0x10);
+  client.end_reason = FlowEndReason::kActiveTimeout;
+  pairer.add(std::vector<FlowRecord>{client, back(client, 101, 0x12 | 0x10)}, 60'000, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].initiator.key, client.key);
+  // The next interval: only the server sends (the client is silent).
+  out.clear();
+  pairer.add(std::vector<FlowRecord>{back(client, 60'010, 0x10)}, 120'000, out);
+  pairer.flushAll(out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].paired);
+  EXPECT_EQ(out[0].initiator.key, back(client, 0).key);
+  EXPECT_EQ(out[0].direction, BiflowDirection::kReverseInitiator);
+  // And only the client, in the interval after: its own side, direction 1.
+  out.clear();
+  FlowRecord later = client;
+  later.first_ms = 180'010;
+  pairer.add(std::vector<FlowRecord>{later}, 240'000, out);
+  pairer.flushAll(out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].direction, BiflowDirection::kInitiator);
 }
 
 TEST(BiflowPairer, RecordsWaitForTheirReverseUpToTheWaitThenGoAlone) {
@@ -138,7 +170,7 @@ TEST(BiflowPairer, RecordsWaitForTheirReverseUpToTheWaitThenGoAlone) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_FALSE(out[0].paired);
   EXPECT_EQ(out[0].initiator.key, lonely.key);
-  EXPECT_EQ(out[0].reason, lonely.end_reason);
+  EXPECT_EQ(out[0].direction, BiflowDirection::kInitiator);  // nothing remembered: its own first packet
   EXPECT_EQ(pairer.waiting(), 0u);
 }
 

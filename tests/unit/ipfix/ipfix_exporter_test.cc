@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <mutex>
 #include <ostream>
@@ -1297,6 +1298,7 @@ std::map<uint16_t, Bytes> expectedReverseFields(const FlowRecord* r) {
   f[0x8000 | 5] = {r ? r->tos : zero.tos};
   f[0x8000 | 52] = {r ? r->min_ttl : uint8_t{0}};
   f[0x8000 | 53] = {r ? r->max_ttl : uint8_t{0}};
+  f[0x8000 | 136] = {r ? static_cast<uint8_t>(r->end_reason) : uint8_t{0}};  // reverseFlowEndReason
   return f;
 }
 
@@ -1345,7 +1347,7 @@ TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElemen
     const std::vector<std::pair<uint16_t, uint16_t>> tail = {
         {0x8000 | 1, 8}, {0x8000 | 2, 8}, {0x8000 | 152, 8}, {0x8000 | 153, 8}, {0x8000 | 148, 8}, {0x8000 | 6, 2},
         {0x8000 | 56, 6}, {0x8000 | 80, 6}, {0x8000 | 70, 3}, {0x8000 | 71, 3}, {0x8000 | 72, 3},
-        {0x8000 | 5, 1}, {0x8000 | 52, 1}, {0x8000 | 53, 1}, {239, 1}};
+        {0x8000 | 5, 1}, {0x8000 | 52, 1}, {0x8000 | 53, 1}, {0x8000 | 136, 1}, {239, 1}};
     for (size_t i = 0; i < 2; ++i) {
       auto want = plain[0].templates[i].fields;
       want.insert(want.end(), tail.begin(), tail.end());
@@ -1358,20 +1360,20 @@ TEST_P(IpfixEncoderTest, BiflowSendsEachConversationAsOneRecordWithReverseElemen
   ASSERT_EQ(data.size(), 3u);
   std::map<uint64_t, const DataRecord*> by_octets;  // the initiator's octets
   for (const DataRecord& d : data) by_octets[d.number(1)] = &d;
-  const auto expect = [&](const FlowRecord& initiator, const FlowRecord* responder, FlowEndReason reason,
-                          uint16_t tid) {
+  // Each side's own end reason: flowEndReason the initiator's (in
+  // expectedFields), reverseFlowEndReason the responder's.
+  const auto expect = [&](const FlowRecord& initiator, const FlowRecord* responder, uint16_t tid) {
     ASSERT_TRUE(by_octets.count(initiator.octets)) << initiator.octets;
     const DataRecord& d = *by_octets[initiator.octets];
     EXPECT_EQ(d.template_id, tid);
     std::map<uint16_t, Bytes> want = expectedFields(initiator);
-    want[136] = {static_cast<uint8_t>(reason)};
     want.merge(expectedReverseFields(responder));
     want[239] = {1};  // biflowDirection: initiator
     EXPECT_EQ(d.fields, want) << "biflow of octets " << initiator.octets;
   };
-  expect(client, &server, FlowEndReason::kEndOfFlow, 260);  // the server saw the end of the connection
-  expect(ping, &pong, ping.end_reason, 260);                 // the request ended last
-  expect(query, nullptr, query.end_reason, 261);
+  expect(client, &server, 260);
+  expect(ping, &pong, 260);
+  expect(query, nullptr, 261);
   std::filesystem::remove(path);
 }
 
@@ -1408,6 +1410,54 @@ TEST(IpfixExporter, EncodersWriteIdenticalBiflowBytes) {
   EXPECT_FALSE(decodeStream(files[2]).empty());
 }
 
+TEST_P(IpfixEncoderTest, BiflowWithLocalNetworksAddsTheInitiatorsFlowDirectionIn262And263) {
+  const std::string path = tempPath("biflow-direction.ipfix");
+  FlowRecord client = tcp4();  // 10.1.2.3 -> 192.0.2.9: from the local 10/8 out, egress
+  client.tcp_flags = 0x02 | 0x10;
+  FlowRecord server = replyTo(client, 90'000, client.first_ms + 3, 0x12 | 0x10);
+  FlowRecord out6 = udp6();  // 2001:db8::1 -> 2001:4860::8888: egress, heard one way only
+  out6.key.dst_addr = {0x20, 0x01, 0x48, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x88};
+  const FlowRecord ping = icmp4();  // 172.16.0.1 -> 8.8.8.8: neither is local, no direction
+  {
+    IpfixOptions o = fileOptions(path, GetParam());
+    o.biflow = true;
+    o.local_networks = testLocalNetworks();
+    auto exporter = makeIpfixExporter(o);
+    exporter->exportBatch(std::vector<FlowRecord>{server, out6, ping, client}, kNowMs);
+    exporter->flush(kNowMs + 100);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_GE(messages.size(), 2u);
+  ASSERT_EQ(messages[0].templates.size(), 4u);
+  std::map<uint16_t, std::vector<std::pair<uint16_t, uint16_t>>> templates;
+  for (const auto& t : messages[0].templates) templates[t.id] = t.fields;
+  ASSERT_EQ(templates.size(), 4u);
+  for (const uint16_t id : {260, 261}) {  // 262/263: 260/261 with flowDirection 61 appended
+    auto want = templates.at(id);
+    want.push_back({61, 1});
+    EXPECT_EQ(templates.at(id + 2), want) << "template " << id + 2;
+  }
+  std::map<uint64_t, const DataRecord*> by_octets;
+  for (const Message& m : messages)
+    for (const DataRecord& d : m.records) by_octets[d.number(1)] = &d;
+  ASSERT_EQ(by_octets.size(), 3u);
+  const auto expect = [&](const FlowRecord& initiator, const FlowRecord* responder, uint16_t tid,
+                          std::optional<uint8_t> direction) {
+    ASSERT_TRUE(by_octets.count(initiator.octets)) << initiator.octets;
+    const DataRecord& d = *by_octets[initiator.octets];
+    EXPECT_EQ(d.template_id, tid);
+    std::map<uint16_t, Bytes> want = expectedFields(initiator);
+    want.merge(expectedReverseFields(responder));
+    want[239] = {1};
+    if (direction) want[61] = {*direction};
+    EXPECT_EQ(d.fields, want) << "biflow of octets " << initiator.octets;
+  };
+  expect(client, &server, 262, 1);  // egress (RFC 5102 flowDirection: 1)
+  expect(out6, nullptr, 263, 1);
+  expect(ping, nullptr, 260, std::nullopt);
+  std::filesystem::remove(path);
+}
+
 TEST(IpfixExporter, BiflowHalfLeavesWhenItsWaitIsOverEvenWithoutMoreRecords) {
   const std::string path = tempPath("biflow-tick.ipfix");
   IpfixOptions o = fileOptions(path, Encoder::kDirect);
@@ -1433,10 +1483,10 @@ TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
   IpfixOptions o = udpOptions("4739", Encoder::kDirect);
   o.biflow = true;
   // The template message: headers (16 + 4), then per template 4 + 4 per
-  // element + 4 per reverse element's PEN: 41 elements, 14 of them reverse
-  // (468 bytes, as README.md says).
-  const size_t templates = 16 + 4 + 2 * (4 + 4 * 41 + 4 * 14);
-  static_assert(templates == 468);
+  // element + 4 per reverse element's PEN: 42 elements, 15 of them reverse
+  // (484 bytes, as README.md says).
+  const size_t templates = 16 + 4 + 2 * (4 + 4 * 42 + 4 * 15);
+  static_assert(templates == 484);
   o.mtu = templates - 1;
   EXPECT_THROW(makeIpfixExporter(o), std::invalid_argument);
   o.mtu = templates;
