@@ -268,7 +268,9 @@ std::vector<WantedFlow> lookUpFlowIds(const std::vector<std::string>& rings, con
   size_t logs = 0;
   std::vector<uint64_t> sorted_ids(ids.begin(), ids.end());
   std::sort(sorted_ids.begin(), sorted_ids.end());
-  for (const std::string& path : flowLogPaths(rings)) {
+  const std::vector<std::string> paths = flowLogPaths(rings);
+  prefetchFlowLogs(paths);
+  for (const std::string& path : paths) {
     FlowLog log;
     std::string error;
     if (!readFlowLog(path, log, error, sorted_ids)) {
