@@ -49,6 +49,7 @@
 #include "flowfold/log.h"
 #include "flowfold/probe/decoder.h"
 #include "flowfold/probe/filter_anchors.h"
+#include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/key_coding.h"
@@ -627,6 +628,7 @@ struct Packet {
 
 struct Totals {
   uint64_t segments = 0, blocks = 0, blocks_read = 0, bytes_read = 0, scanned_bytes = 0;
+  uint64_t segments_passed = 0;  // closed segments their address filter showed to hold none of the addresses
   bool payload_filter = false;
 };
 
@@ -743,6 +745,30 @@ bool findWantedBlocks(const std::string& index_path, const Options& o, const bpf
                           needles ? std::function<bool(const uint8_t*, size_t)>(keys_may_hold) : nullptr);
 }
 
+// Whether a closed segment's address filter (address_filter.h) shows that
+// no flow of it can match: every accepting path tests a whole address word
+// (the needles), none of which the segment holds, and it has no packets of
+// no flow (ARP and the like, which the filter may match whatever their
+// addresses). `indexed_end` is then what its index covers.
+bool segmentHoldsNone(const std::string& segment_path, const std::optional<FlowPackets::Needles>& needles,
+                      uint64_t& indexed_end, Totals& totals) {
+  if (!needles) return false;
+  std::vector<uint32_t> words;
+  for (const std::vector<uint8_t>& n : *needles) {
+    if (n.size() != 4) {
+      if (n.size() > 4) continue;  // the coded all-zero key: the filter's flag says
+      return false;                // a test of an address's leading bytes alone (a net): no word stands for it
+    }
+    words.push_back(recorder::addressWord(n.data()));
+  }
+  const auto answer = recorder::askAddressFilter(recorder::addressFilterPathOf(segment_path), words);
+  if (!answer || answer->may_hold_one || answer->non_ip_keys) return false;
+  indexed_end = answer->indexed_end;
+  totals.blocks += answer->index_blocks;
+  ++totals.segments_passed;
+  return true;
+}
+
 void extractSegment(const SegmentFile& s, const Options& o, const std::vector<WantedFlow>& wanted, std::vector<Packet>& out,
                     Totals& totals, std::optional<uint32_t>& linktype, std::optional<FlowPackets>& rebuilt) {
   OpenSegment segment;
@@ -768,7 +794,9 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
   const TimeSpan span{o.from_ns, o.to_ns};
-  if (findWantedBlocks(indexPathOf(s.path), o, program, matcher, *rebuilt, totals, index, error)) {
+  if (program && !flows && segmentHoldsNone(s.path, rebuilt->addressNeedles(*program), indexed_end, totals)) {
+    // Nothing of it to read (but what its index does not cover, below).
+  } else if (findWantedBlocks(indexPathOf(s.path), o, program, matcher, *rebuilt, totals, index, error)) {
     for (const IndexBlock& b : index.blocks) {
       ++totals.blocks;
       if (!span.meets(b.first_ts_ns, b.last_ts_ns) || !b.wanted) continue;
@@ -853,10 +881,11 @@ int runExtract(int argc, char** argv) {
               "of every flow it may match were read through");
     if (o.verbose || totals.scanned_bytes != 0 || packets.empty())
       logInfo("extract: %zu packets from %llu segments (%llu of %llu indexed blocks read, %llu bytes read, %llu of them "
-              "not indexed)",
+              "not indexed; %llu segments passed over by their address filter)",
               packets.size(), static_cast<unsigned long long>(totals.segments),
               static_cast<unsigned long long>(totals.blocks_read), static_cast<unsigned long long>(totals.blocks),
-              static_cast<unsigned long long>(totals.bytes_read), static_cast<unsigned long long>(totals.scanned_bytes));
+              static_cast<unsigned long long>(totals.bytes_read), static_cast<unsigned long long>(totals.scanned_bytes),
+              static_cast<unsigned long long>(totals.segments_passed));
     return kExtractOk;
   } catch (const ExtractError& e) {
     if (e.status == kExtractOk) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
@@ -74,6 +75,32 @@ void checkQueries(const std::string& path, const flowfold::recorder::SegmentInde
 }
 
 }  // namespace
+
+// The address filter of an index's keys (address_filter.h) holds every
+// address word of every key, read back from its file.
+void checkAddressFilter(const flowfold::recorder::SegmentIndex& index) {
+  using namespace flowfold::recorder;
+  const std::string path = scratch("keys.adf");
+  std::filesystem::remove(path);
+  std::string error;
+  FUZZ_CHECK(AddressFilterBuilder(index.flows).write(path, index.indexed_end, index.blocks.size(), error));
+  bool non_ip = false;
+  for (size_t i = 0; i < index.flows.size() && i < 64; ++i) {
+    const flowfold::FlowKey& k = index.flows[i];
+    if (k.ip_version != 4 && k.ip_version != 6) {
+      non_ip = true;
+      continue;
+    }
+    for (size_t w = 0; w < (k.ip_version == 4 ? 4u : 16u); w += 4) {
+      const uint32_t words[] = {addressWord(k.src_addr.data() + w), addressWord(k.dst_addr.data() + w)};
+      for (const uint32_t word : words) {
+        const auto answer = askAddressFilter(path, std::span(&word, 1));
+        FUZZ_CHECK(answer && answer->may_hold_one && answer->indexed_end == index.indexed_end);
+      }
+    }
+  }
+  if (non_ip) FUZZ_CHECK(askAddressFilter(path, {})->non_ip_keys);
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace flowfold::recorder;
@@ -139,9 +166,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(b.offset + b.length <= index.indexed_end || b.offset + b.length < b.offset);
       }
       if (!index.flows.empty()) checkQueries(path, index, data, size);
+      checkAddressFilter(index);
     } else {
       FUZZ_CHECK(!error.empty());
     }
+    // The same bytes as a segment's address filter: asked without a crash.
+    const std::string adf = scratch("x.adf");
+    writeFile(adf, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    const uint32_t words[] = {0, size > 4 ? addressWord(data + 1) : 1u};
+    (void)askAddressFilter(adf, words);
     return 0;
   }
   std::string bytes(kPcapFileHeaderSize, '\0');

@@ -653,6 +653,36 @@ class FlowIdExtraction(TempDirTest):
                 visited = int(re.search(r"from (\d+) segments", proc.stderr).group(1))
                 self.assertLess(visited, len(segments(self.ring)))
 
+    def test_address_filters_pass_over_the_segments_without_the_addresses(self):
+        # Every closed segment has its address filter; the open one, none
+        # (a file run closes its last segment too).
+        segs = segments(self.ring)
+        filters = glob.glob(os.path.join(self.ring, "*.adf"))
+        self.assertEqual(len(filters), len(segs))
+        # A 5-tuple of one flow, an address no flow has, and a net (no whole
+        # address word: the filters cannot answer and every index is read):
+        # the packets tcpdump finds in the source, in order.
+        ids = self.unambiguous(self.records)
+        r = self.records[ids[len(ids) // 2]][0]
+        five = "host %s and host %s and port %d and port %d" % (r["src"], r["dst"], r["src_port"], r["dst_port"])
+        for bpf, passed_some in ((five, True), ("host 192.0.2.1 and port 9", True), ("net 10.100.0.0/16", False)):
+            with self.subTest(filter=bpf):
+                out, proc = self.extract(bpf)
+                self.assertEqual(packets_of(out), tcpdump_filtered(self.pcap, bpf))
+                passed = int(re.search(r"(\d+) segments passed over by their address filter", proc.stderr).group(1))
+                if passed_some:
+                    self.assertGreater(passed, len(segs) // 2, proc.stderr)
+                else:
+                    self.assertEqual(passed, 0, proc.stderr)
+        # A damaged filter is not used: the segment's index answers.
+        with open(sorted(filters)[0], "r+b") as f:
+            f.truncate(100)
+        out, proc = self.extract("host 192.0.2.1 and port 9")
+        passed = int(re.search(r"(\d+) segments passed over", proc.stderr).group(1))
+        self.assertEqual(passed, len(segs) - 1)
+        # A segment removed from the ring takes its filter with it (the ring's bounds).
+        self.assertTrue(all(os.path.exists(f[:-4] + ".pcap") for f in filters))
+
     def test_several_ids_and_a_filter_combine(self):
         ids = self.unambiguous(self.records)[:3]
         out, _ = self.extract("--flow-id", "%d,%d" % (ids[0], ids[1]), "--flow-id", str(ids[2]))
@@ -728,6 +758,36 @@ class FlowIdExtraction(TempDirTest):
         _, proc = self.extract("--flow-id", str(first_ids[0]), check=False)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("is not in the ring", proc.stderr)
+
+
+class TunnelledRings(TempDirTest):
+    """A filter sees a tunnelled packet's outer headers, as tcpdump does,
+    whatever keys the flows got (--tunnels outer, inner or both): a ring
+    recorded with `inner` indexes the outer keys too, or a filter on the
+    outer addresses would find nothing."""
+
+    def test_filters_on_outer_headers_give_what_tcpdump_gives_in_every_tunnel_mode(self):
+        need("tcpdump", "tshark")
+        data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcaps")
+        checked = 0
+        for name in ("OISF_suricata-verify-gre-sample.pcap", "OISF_suricata-verify-vxlan.pcap",
+                     "the-tcpdump-group_tcpdump-geneve.pcap", "ntop_nDPI-6in4tunnel.pcap"):
+            pcap = os.path.join(data, name)
+            fields = subprocess.run(["tshark", "-r", pcap, "-c", "1", "-T", "fields", "-e", "ip.src", "-e", "ipv6.src"],
+                                    capture_output=True, text=True, check=True).stdout.strip().split("\t")
+            outer = next(f for f in fields if f).split(",")[0]  # tshark lists the outer address first
+            for mode in ("outer", "inner", "both"):
+                ring = self.path("ring-%s-%s" % (mode, name))
+                os.makedirs(ring)
+                run_flowfold("-r", pcap, "--tunnels", mode, "--record", ring, "--ipfix-file", "/dev/null")
+                for bpf in ("host " + outer, "host %s and not tcp" % outer, "host 192.0.2.99"):
+                    with self.subTest(capture=name, mode=mode, filter=bpf):
+                        out = self.path("out-%d.pcap" % len(os.listdir(self.tmp)))
+                        run_flowfold("extract", "--ring", ring, "-w", out, bpf)
+                        want = tcpdump_filtered(pcap, bpf)
+                        self.assertEqual(packets_of(out), want)
+                        checked += len(want)
+        self.assertGreater(checked, 100)
 
 
 class LiveRecording(TempDirTest):

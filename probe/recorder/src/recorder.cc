@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "flowfold/log.h"
+#include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/pcap_segment.h"
 
@@ -200,7 +201,18 @@ void Recorder::openSegment(uint64_t first_ts_ns) {
 void Recorder::closeSegment() {
   if (!out_) return;
   out_.reset();
-  ring_.closed(segment_, segment_bytes_ + index_.bytes());
+  // A segment indexed whole gets its address filter (address_filter.h);
+  // without one, queries read its index, as for the segment being written.
+  uint64_t filter_bytes = 0;
+  if (index_.isOpen()) {
+    std::string error;
+    filter_bytes = index_.writeAddressFilter(addressFilterPathOf(segment_.path), segment_bytes_, error);
+    if (filter_bytes == 0 && !filter_warned_) {
+      filter_warned_ = true;
+      logWarn("recorder: %s; queries read this segment's index instead", error.c_str());
+    }
+  }
+  ring_.closed(segment_, segment_bytes_ + index_.bytes() + filter_bytes);
   index_.close();
 }
 

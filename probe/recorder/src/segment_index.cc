@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/flow_tags.h"
 #include "flowfold/recorder/key_coding.h"
@@ -35,8 +36,21 @@ std::string indexPathOf(const std::string& segment_path) {
   return segment_path + ".idx";
 }
 
+namespace {
+
+// The keys a segment's index holds: its flows' (for --flow-id), and the
+// keys of the headers a filter sees. With `tunnels: inner` those differ (a
+// filter reads the outer headers, as tcpdump does), so both are indexed.
+probe::TunnelMode indexedTunnels(probe::TunnelMode flows) {
+  return flows == probe::TunnelMode::kInner ? probe::TunnelMode::kBoth : flows;
+}
+
+}  // namespace
+
 IndexWriter::IndexWriter(uint32_t linktype, probe::TunnelMode tunnels)
-    : linktype_(linktype), decoder_(static_cast<int>(linktype), {}, tunnels), both_(tunnels == probe::TunnelMode::kBoth) {}
+    : linktype_(linktype),
+      decoder_(static_cast<int>(linktype), {}, indexedTunnels(tunnels)),
+      both_(indexedTunnels(tunnels) == probe::TunnelMode::kBoth) {}
 
 IndexWriter::~IndexWriter() { close(); }
 
@@ -63,6 +77,11 @@ bool IndexWriter::open(const std::string& path, std::string& error) {
   }
   bytes_ = header.size();
   return true;
+}
+
+uint64_t IndexWriter::writeAddressFilter(const std::string& path, uint64_t indexed_end, std::string& error) const {
+  const AddressFilterBuilder filter(keys_);
+  return filter.write(path, indexed_end, block_, error) ? filter.fileBytes() : 0;
 }
 
 void IndexWriter::close() {

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "flowfold/log.h"
+#include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/flow_log.h"
 #include "flowfold/recorder/pcap_segment.h"
 #include "flowfold/recorder/segment_index.h"
@@ -106,7 +107,8 @@ SegmentRing::SegmentRing(const RecorderOptions& options) : options_(options) {
       struct stat st {};
       if (::lstat(s.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // a link or a directory: not ours
       s.bytes = static_cast<uint64_t>(st.st_size);
-      if (::lstat(indexPathOf(s.path).c_str(), &st) == 0 && S_ISREG(st.st_mode)) s.bytes += static_cast<uint64_t>(st.st_size);
+      for (const std::string& beside : {indexPathOf(s.path), addressFilterPathOf(s.path)})
+        if (::lstat(beside.c_str(), &st) == 0 && S_ISREG(st.st_mode)) s.bytes += static_cast<uint64_t>(st.st_size);
       segments_.push_back(s);
     }
     ::closedir(listing);
@@ -171,7 +173,9 @@ bool SegmentRing::belowMinFree(size_t directory) const {
 
 void SegmentRing::removeOldest(size_t index) {
   const Segment s = segments_[index];
-  ::unlink(indexPathOf(s.path).c_str());  // the index first: an index without its segment is never left
+  // Its filter and index first: neither is ever left without its segment.
+  ::unlink(addressFilterPathOf(s.path).c_str());
+  ::unlink(indexPathOf(s.path).c_str());
   if (::unlink(s.path.c_str()) != 0 && errno != ENOENT) {
     logWarn("recorder: cannot remove segment %s: %s", s.path.c_str(), std::strerror(errno));
   } else {

@@ -140,6 +140,7 @@ class Recorder {
   uint64_t segment_bytes_ = 0;
   IndexWriter index_;
   bool index_warned_ = false;
+  bool filter_warned_ = false;
   void indexFailed(const std::string& error);
 
   std::atomic<bool> failed_{false};

@@ -111,6 +111,9 @@ class IndexWriter {
   bool commitBlock(std::string& error);
   void close();
   bool isOpen() const { return fd_ >= 0; }
+  /// Writes the address filter of the segment's flows (address_filter.h);
+  /// its size in bytes, or 0 and `error`.
+  uint64_t writeAddressFilter(const std::string& path, uint64_t indexed_end, std::string& error) const;
   uint64_t bytes() const { return bytes_; }
 
  private:

@@ -1,0 +1,156 @@
+#include "flowfold/recorder/address_filter.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "flowfold/recorder/file_io.h"
+
+namespace flowfold::recorder {
+
+namespace {
+
+constexpr uint32_t kWordsPerLine = kAddressFilterLineBytes / 8;
+constexpr uint64_t kBitsPerWord = 8;  // about 3 % of absent words taken for present, with 3 bits a word
+
+// A word's line (low bits) and its 3 bits in the line (9 bits each, high bits).
+uint64_t mix(uint32_t word) {
+  uint64_t h = uint64_t{word} * 0x9E3779B97F4A7C15ull;
+  h ^= h >> 29;
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 32;
+  return h;
+}
+
+template <class Visit>
+void forEachBit(uint32_t word, uint32_t lines, Visit&& visit) {
+  const uint64_t h = mix(word);
+  const size_t line = static_cast<size_t>(h & (lines - 1)) * kWordsPerLine;
+  for (int i = 0; i < 3; ++i) {
+    const auto bit = static_cast<uint32_t>(h >> (37 + 9 * i)) & 511;
+    visit(line + bit / 64, uint64_t{1} << (bit % 64));
+  }
+}
+
+bool lookUp(const std::vector<uint64_t>& bits, uint32_t lines, uint32_t word) {
+  bool all = true;
+  forEachBit(word, lines, [&](size_t w, uint64_t b) { all = all && (bits[w] & b) != 0; });
+  return all;
+}
+
+// The same test on the word's own line alone.
+bool lookUpInLine(const std::vector<uint64_t>& line, uint32_t word) {
+  bool all = true;
+  forEachBit(word, 1, [&](size_t w, uint64_t b) { all = all && (line[w] & b) != 0; });
+  return all;
+}
+
+size_t wordsOf(const FlowKey& k) { return k.ip_version == 4 ? 2 : k.ip_version == 6 ? 8 : 0; }
+
+}  // namespace
+
+std::string addressFilterPathOf(const std::string& segment_path) {
+  const std::string suffix = ".pcap";
+  if (segment_path.size() > suffix.size() && segment_path.compare(segment_path.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return segment_path.substr(0, segment_path.size() - suffix.size()) + ".adf";
+  return segment_path + ".adf";
+}
+
+uint32_t addressWord(const uint8_t* bytes) { return loadHost<uint32_t>(bytes); }
+
+AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
+  uint64_t words = 0;
+  for (const FlowKey& k : keys) words += wordsOf(k);
+  const uint64_t lines = std::max<uint64_t>(1, (words * kBitsPerWord + 511) / 512);
+  lines_ = static_cast<uint32_t>(std::bit_ceil(std::min<uint64_t>(lines, uint64_t{1} << 31)));
+  bits_.assign(size_t{lines_} * kWordsPerLine, 0);
+  for (const FlowKey& k : keys) {
+    if (k.ip_version != 4 && k.ip_version != 6) {
+      flags_ |= kAddressFilterNonIpKeys;
+      continue;
+    }
+    const size_t n = k.ip_version == 4 ? 4 : 16;
+    for (size_t i = 0; i < n; i += 4) {
+      add(addressWord(k.src_addr.data() + i));
+      add(addressWord(k.dst_addr.data() + i));
+    }
+  }
+}
+
+void AddressFilterBuilder::add(uint32_t word) {
+  forEachBit(word, lines_, [&](size_t w, uint64_t b) { bits_[w] |= b; });
+  ++words_;
+}
+
+bool AddressFilterBuilder::mayHold(uint32_t word) const { return lookUp(bits_, lines_, word); }
+
+bool AddressFilterBuilder::write(const std::string& path, uint64_t indexed_end, uint64_t index_blocks,
+                                 std::string& error) const {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    error = "cannot create " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  uint8_t header[kAddressFilterHeaderSize] = {};
+  std::memcpy(header, kAddressFilterMagic, sizeof kAddressFilterMagic);
+  std::memcpy(header + 8, &lines_, 4);
+  std::memcpy(header + 12, &flags_, 4);
+  std::memcpy(header + 16, &words_, 8);
+  std::memcpy(header + 24, &indexed_end, 8);
+  std::memcpy(header + 32, &index_blocks, 8);
+  const bool ok = writeAll(fd, header, sizeof header, error) &&
+                  writeAll(fd, reinterpret_cast<const uint8_t*>(bits_.data()), bits_.size() * 8, error) &&
+                  writeAll(fd, reinterpret_cast<const uint8_t*>(kAddressFilterTrailer), sizeof kAddressFilterTrailer,
+                           error);
+  ::close(fd);
+  if (!ok) {
+    error = "cannot write " + path + ": " + error;
+    ::unlink(path.c_str());
+  }
+  return ok;
+}
+
+std::optional<AddressFilterAnswer> askAddressFilter(const std::string& path, std::span<const uint32_t> words) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  uint8_t header[kAddressFilterHeaderSize];
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !readAt(fd, header, sizeof header, 0) ||
+      std::memcmp(header, kAddressFilterMagic, sizeof kAddressFilterMagic) != 0)
+    return std::nullopt;
+  AddressFilterAnswer answer;
+  const uint32_t lines = loadHost<uint32_t>(header + 8);
+  const uint32_t flags = loadHost<uint32_t>(header + 12);
+  answer.indexed_end = loadHost<uint64_t>(header + 24);
+  answer.index_blocks = loadHost<uint64_t>(header + 32);
+  answer.non_ip_keys = (flags & kAddressFilterNonIpKeys) != 0;
+  const uint64_t body = uint64_t{lines} * kAddressFilterLineBytes;
+  uint8_t trailer[sizeof kAddressFilterTrailer];
+  if (lines == 0 || !std::has_single_bit(lines) ||
+      static_cast<uint64_t>(st.st_size) != kAddressFilterHeaderSize + body + sizeof trailer ||
+      !readAt(fd, trailer, sizeof trailer, kAddressFilterHeaderSize + body) ||
+      std::memcmp(trailer, kAddressFilterTrailer, sizeof trailer) != 0)
+    return std::nullopt;
+  std::vector<uint64_t> line(kWordsPerLine);
+  for (const uint32_t word : words) {
+    const uint64_t at = (mix(word) & (lines - 1)) * kAddressFilterLineBytes;
+    if (!readAt(fd, reinterpret_cast<uint8_t*>(line.data()), kAddressFilterLineBytes, kAddressFilterHeaderSize + at))
+      return std::nullopt;
+    // The line read stands at index 0 of a one-line filter.
+    if (lookUpInLine(line, word)) {
+      answer.may_hold_one = true;
+      break;
+    }
+  }
+  return answer;
+}
+
+}  // namespace flowfold::recorder
