@@ -26,14 +26,22 @@ uint64_t mix(uint32_t word) {
   return h;
 }
 
+// The line of a hash: its low 32 bits scaled to [0, lines) (any number of
+// lines, not only powers of two).
+size_t lineOf(uint64_t h, uint32_t lines) { return static_cast<size_t>((h & 0xFFFFFFFFu) * lines >> 32); }
+
 template <class Visit>
-void forEachBit(uint32_t word, uint32_t lines, Visit&& visit) {
-  const uint64_t h = mix(word);
-  const size_t line = static_cast<size_t>(h & (lines - 1)) * kWordsPerLine;
+void forEachBitOf(uint64_t h, uint32_t lines, Visit&& visit) {
+  const size_t line = lineOf(h, lines) * kWordsPerLine;
   for (int i = 0; i < 3; ++i) {
     const auto bit = static_cast<uint32_t>(h >> (37 + 9 * i)) & 511;
     visit(line + bit / 64, uint64_t{1} << (bit % 64));
   }
+}
+
+template <class Visit>
+void forEachBit(uint32_t word, uint32_t lines, Visit&& visit) {
+  forEachBitOf(mix(word), lines, visit);
 }
 
 bool lookUp(const std::vector<uint64_t>& bits, uint32_t lines, uint32_t word) {
@@ -66,8 +74,21 @@ AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
   uint64_t words = 0;
   for (const FlowKey& k : keys) words += wordsOf(k);
   const uint64_t lines = std::max<uint64_t>(1, (words * kBitsPerWord + 511) / 512);
-  lines_ = static_cast<uint32_t>(std::bit_ceil(std::min<uint64_t>(lines, uint64_t{1} << 31)));
+  lines_ = static_cast<uint32_t>(std::min<uint64_t>(lines, UINT32_MAX));
   bits_.assign(size_t{lines_} * kWordsPerLine, 0);
+  // The words land on random lines of a filter of megabytes: their hashes
+  // are taken a batch at a time and each line fetched a few words ahead.
+  constexpr size_t kBatch = 4096, kAhead = 16;
+  std::vector<uint64_t> hashes;
+  hashes.reserve(kBatch + 8);
+  const auto setBatch = [&] {
+    for (size_t i = 0; i < hashes.size(); ++i) {
+      if (i + kAhead < hashes.size()) __builtin_prefetch(&bits_[lineOf(hashes[i + kAhead], lines_) * kWordsPerLine]);
+      setBits(hashes[i]);
+    }
+    words_ += hashes.size();
+    hashes.clear();
+  };
   for (const FlowKey& k : keys) {
     if (k.ip_version != 4 && k.ip_version != 6) {
       flags_ |= kAddressFilterNonIpKeys;
@@ -75,10 +96,16 @@ AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
     }
     const size_t n = k.ip_version == 4 ? 4 : 16;
     for (size_t i = 0; i < n; i += 4) {
-      add(addressWord(k.src_addr.data() + i));
-      add(addressWord(k.dst_addr.data() + i));
+      hashes.push_back(mix(addressWord(k.src_addr.data() + i)));
+      hashes.push_back(mix(addressWord(k.dst_addr.data() + i)));
     }
+    if (hashes.size() >= kBatch) setBatch();
   }
+  setBatch();
+}
+
+void AddressFilterBuilder::setBits(uint64_t hash) {
+  forEachBitOf(hash, lines_, [&](size_t w, uint64_t b) { bits_[w] |= b; });
 }
 
 void AddressFilterBuilder::add(uint32_t word) {
@@ -134,14 +161,14 @@ std::optional<AddressFilterAnswer> askAddressFilter(const std::string& path, std
   answer.non_ip_keys = (flags & kAddressFilterNonIpKeys) != 0;
   const uint64_t body = uint64_t{lines} * kAddressFilterLineBytes;
   uint8_t trailer[sizeof kAddressFilterTrailer];
-  if (lines == 0 || !std::has_single_bit(lines) ||
+  if (lines == 0 ||
       static_cast<uint64_t>(st.st_size) != kAddressFilterHeaderSize + body + sizeof trailer ||
       !readAt(fd, trailer, sizeof trailer, kAddressFilterHeaderSize + body) ||
       std::memcmp(trailer, kAddressFilterTrailer, sizeof trailer) != 0)
     return std::nullopt;
   std::vector<uint64_t> line(kWordsPerLine);
   for (const uint32_t word : words) {
-    const uint64_t at = (mix(word) & (lines - 1)) * kAddressFilterLineBytes;
+    const uint64_t at = uint64_t{lineOf(mix(word), lines)} * kAddressFilterLineBytes;
     if (!readAt(fd, reinterpret_cast<uint8_t*>(line.data()), kAddressFilterLineBytes, kAddressFilterHeaderSize + at))
       return std::nullopt;
     // The line read stands at index 0 of a one-line filter.

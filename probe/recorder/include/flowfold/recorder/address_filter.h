@@ -11,7 +11,7 @@
 // order, x86-64): a 40-byte header ("FFADF001", u32 lines, u32 flags,
 // u64 words inserted, u64 the segment bytes its index covers, u64 the
 // index's blocks), then `lines`
-// lines of 64 bytes (a power of two), then the 8-byte trailer "FFADFEND",
+// lines of 64 bytes, then the 8-byte trailer "FFADFEND",
 // written last: a file cut short has none and is not used.
 // A word sets 3 bits of one line (a blocked Bloom filter: a lookup reads
 // one line). About 8 bits per word: a word not in the segment is taken for
@@ -57,6 +57,8 @@ class AddressFilterBuilder {
   }
 
  private:
+  void setBits(uint64_t hash);
+
   std::vector<uint64_t> bits_;  // lines * 8 words
   uint32_t lines_ = 1;
   uint32_t flags_ = 0;
