@@ -423,8 +423,43 @@ class FlowPackets {
     return needles_;
   }
 
+  // The whole address words each accepting path of every class tests: a
+  // path is possible in a segment only if all of its words are there.
+  // nullopt when some path tests none (or the paths are not known): then no
+  // segment can be passed over by its address filter.
+  using PathWords = std::vector<std::vector<uint32_t>>;
+  const std::optional<PathWords>& pathWords(const bpf_program& program) {
+    if (!path_words_found_) {
+      path_words_found_ = true;
+      if (addressNeedles(program)) path_words_ = findPathWords();  // every class's paths are known then
+    }
+    return path_words_;
+  }
+
  private:
   static constexpr uint8_t kClassProtocols[] = {6, 17, 136, 1, 58};  // each with headers of its own; then all others
+
+  std::optional<PathWords> findPathWords() const {
+    PathWords out;
+    for (const Shape& shape : shapes_) {
+      if (!shape.found) continue;
+      if (!shape.paths) return std::nullopt;
+      for (const std::vector<probe::FieldTest>& path : shape.paths->accepting) {
+        std::vector<uint32_t> words;
+        for (const probe::FieldTest& t : path) {
+          if (t.field >= probe::kSrcPort || t.mask != 0xFFFFFFFF) continue;
+          const uint8_t bytes[4] = {static_cast<uint8_t>(t.value >> 24), static_cast<uint8_t>(t.value >> 16),
+                                    static_cast<uint8_t>(t.value >> 8), static_cast<uint8_t>(t.value)};
+          words.push_back(recorder::addressWord(bytes));
+        }
+        if (words.empty()) return std::nullopt;
+        std::sort(words.begin(), words.end());
+        words.erase(std::unique(words.begin(), words.end()), words.end());
+        if (std::find(out.begin(), out.end(), words) == out.end()) out.push_back(std::move(words));
+      }
+    }
+    return out;
+  }
 
   std::optional<Needles> findNeedles(const bpf_program& program) {
     if (!rebuildable()) return std::nullopt;
@@ -616,6 +651,8 @@ class FlowPackets {
   Shape shapes_[(std::size(kClassProtocols) + 1) * 8];
   bool needles_found_ = false;
   std::optional<Needles> needles_;
+  bool path_words_found_ = false;
+  std::optional<PathWords> path_words_;
 };
 
 // ---------------------------------------------------------------- reading
@@ -746,23 +783,25 @@ bool findWantedBlocks(const std::string& index_path, const Options& o, const bpf
 }
 
 // Whether a closed segment's address filter (address_filter.h) shows that
-// no flow of it can match: every accepting path tests a whole address word
-// (the needles), none of which the segment holds, and it has no packets of
-// no flow (ARP and the like, which the filter may match whatever their
-// addresses). `indexed_end` is then what its index covers.
-bool segmentHoldsNone(const std::string& segment_path, const std::optional<FlowPackets::Needles>& needles,
+// no flow of it can match: each accepting path of the filter tests whole
+// address words, and for every path one of its words is not in the
+// segment; nor has it packets of no flow (ARP and the like, which the
+// filter may match whatever their addresses). `indexed_end` is then what
+// its index covers.
+bool segmentHoldsNone(const std::string& segment_path, const std::optional<FlowPackets::PathWords>& paths,
                       uint64_t& indexed_end, Totals& totals) {
-  if (!needles) return false;
+  if (!paths) return false;
   std::vector<uint32_t> words;
-  for (const std::vector<uint8_t>& n : *needles) {
-    if (n.size() != 4) {
-      if (n.size() > 4) continue;  // the coded all-zero key: the filter's flag says
-      return false;                // a test of an address's leading bytes alone (a net): no word stands for it
-    }
-    words.push_back(recorder::addressWord(n.data()));
-  }
+  for (const std::vector<uint32_t>& p : *paths) words.insert(words.end(), p.begin(), p.end());
+  std::sort(words.begin(), words.end());
+  words.erase(std::unique(words.begin(), words.end()), words.end());
   const auto answer = recorder::askAddressFilter(recorder::addressFilterPathOf(segment_path), words);
-  if (!answer || answer->may_hold_one || answer->non_ip_keys) return false;
+  if (!answer || answer->non_ip_keys) return false;
+  const auto held = [&](uint32_t w) {
+    return answer->held[static_cast<size_t>(std::lower_bound(words.begin(), words.end(), w) - words.begin())];
+  };
+  for (const std::vector<uint32_t>& p : *paths)
+    if (std::all_of(p.begin(), p.end(), held)) return false;  // this path may be taken here
   indexed_end = answer->indexed_end;
   totals.blocks += answer->index_blocks;
   ++totals.segments_passed;
@@ -794,7 +833,7 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
   const TimeSpan span{o.from_ns, o.to_ns};
-  if (program && !flows && segmentHoldsNone(s.path, rebuilt->addressNeedles(*program), indexed_end, totals)) {
+  if (program && !flows && segmentHoldsNone(s.path, rebuilt->pathWords(*program), indexed_end, totals)) {
     // Nothing of it to read (but what its index does not cover, below).
   } else if (findWantedBlocks(indexPathOf(s.path), o, program, matcher, *rebuilt, totals, index, error)) {
     for (const IndexBlock& b : index.blocks) {

@@ -172,10 +172,8 @@ std::optional<AddressFilterAnswer> askAddressFilter(const std::string& path, std
     if (!readAt(fd, reinterpret_cast<uint8_t*>(line.data()), kAddressFilterLineBytes, kAddressFilterHeaderSize + at))
       return std::nullopt;
     // The line read stands at index 0 of a one-line filter.
-    if (lookUpInLine(line, word)) {
-      answer.may_hold_one = true;
-      break;
-    }
+    answer.held.push_back(lookUpInLine(line, word));
+    answer.may_hold_one = answer.may_hold_one || answer.held.back();
   }
   return answer;
 }

@@ -87,6 +87,7 @@ TEST(AddressFilter, TheFileAnswersAsTheFilterDoesAndACutFileIsNotUsed) {
   auto b = askAddressFilter(path, one);
   ASSERT_TRUE(b.has_value());
   EXPECT_TRUE(b->may_hold_one);
+  EXPECT_EQ(b->held, (std::vector<bool>{false, true}));  // per word asked
   // Keys that are no IP flow's (the all-zero key of ARP): said, since no word stands for them.
   const std::string other = addressFilterPathOf((dir / "other.pcap").string());
   ASSERT_TRUE(AddressFilterBuilder(std::vector<FlowKey>{FlowKey{}, keys[0]}).write(other, 0, 0, error)) << error;

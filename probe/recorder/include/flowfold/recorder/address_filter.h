@@ -67,14 +67,15 @@ class AddressFilterBuilder {
 
 /// What a segment's filter says of some words.
 struct AddressFilterAnswer {
-  bool may_hold_one = false;  // one of the words may be in the segment
+  std::vector<bool> held;     // per word asked: it may be in the segment
+  bool may_hold_one = false;  // one of the words may be
   bool non_ip_keys = false;   // the index holds keys no word stands for
   uint64_t indexed_end = 0;   // the segment bytes its index covers
   uint64_t index_blocks = 0;  // in that index
 };
 
-/// Asks a segment's filter about `words`, reading its header, trailer and
-/// one line per word; nullopt when the file is missing, cut short or not
+/// Asks a segment's filter about each of `words`, reading its header,
+/// trailer and one line per word; nullopt when the file is missing, cut short or not
 /// one (the segment is then searched through its index).
 std::optional<AddressFilterAnswer> askAddressFilter(const std::string& path, std::span<const uint32_t> words);
 
