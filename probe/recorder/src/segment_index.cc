@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -251,9 +252,33 @@ bool IndexWriter::indexBlock(const uint8_t* records, size_t length, uint64_t off
   return writeBlock(fresh, present, packets, offset, length, first_ns, last_ns, error);
 }
 
+// The block's earlier flows (distinct numbers) in ascending order: marked in
+// a bitmap over their range and read back in order, when the range is not
+// much sparser than the list; std::sort of the ~1,500 numbers of a block
+// was the recorder thread's second cost (bench/PROFILE.md).
+void IndexWriter::sortPresent(std::vector<uint32_t>& present) {
+  if (present.size() < 64) {
+    std::sort(present.begin(), present.end());
+    return;
+  }
+  const auto [lo, hi] = std::minmax_element(present.begin(), present.end());
+  const uint32_t first_word = *lo / 64;
+  const size_t words = *hi / 64 - first_word + 1;
+  if (words > present.size() * 8) {
+    std::sort(present.begin(), present.end());
+    return;
+  }
+  present_bits_.assign(words, 0);
+  for (const uint32_t n : present) present_bits_[n / 64 - first_word] |= uint64_t{1} << (n % 64);
+  present.clear();
+  for (size_t w = 0; w < words; ++w)
+    for (uint64_t b = present_bits_[w]; b != 0; b &= b - 1)
+      present.push_back(static_cast<uint32_t>((first_word + w) * 64 + static_cast<unsigned>(std::countr_zero(b))));
+}
+
 bool IndexWriter::writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets,
                              uint64_t offset, uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error) {
-  std::sort(present.begin(), present.end());
+  sortPresent(present);
   const size_t at = buf_.size();
   put<uint32_t>(buf_, kBlockMagic);
   put<uint32_t>(buf_, static_cast<uint32_t>(fresh.size()));

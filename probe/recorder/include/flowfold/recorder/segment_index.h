@@ -123,6 +123,7 @@ class IndexWriter {
   bool writeBlock(const std::vector<FlowKey>& fresh, std::vector<uint32_t>& present, uint32_t packets, uint64_t offset,
                   uint64_t length, uint64_t first_ns, uint64_t last_ns, std::string& error);
   uint32_t numberOf(const FlowKey& key, uint64_t hash, bool& added);
+  void sortPresent(std::vector<uint32_t>& present);
   void growTable();
 
   const uint32_t linktype_;
@@ -154,6 +155,7 @@ class IndexWriter {
   bool block_ready_ = false;  // buf_ holds a block addBlock() built, not yet written
   std::vector<FlowKey> block_keys_;     // the block's packets' keys, in order (reused)
   std::vector<uint64_t> block_hashes_;  // and their hashes
+  std::vector<uint64_t> present_bits_;  // sortPresent()'s bitmap (reused)
 };
 
 }  // namespace flowfold::recorder
