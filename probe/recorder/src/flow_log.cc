@@ -397,14 +397,13 @@ bool FlowLogWriter::writeDirectory(std::string& error) {
 // One write of blocks; a block never spans two files.
 bool FlowLogWriter::write(std::string& error) {
   // In id order: the ids differ by little from one entry to the next.
-  // (An order of positions is sorted, not the 72-byte entries themselves.)
+  // (Pairs of id and position are sorted, side by side, not the 72-byte
+  // entries themselves nor positions that must be followed to their id.)
   order_.resize(held_.size());
-  for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
-  std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
-    return held_[a].flow_id != held_[b].flow_id ? held_[a].flow_id < held_[b].flow_id : a < b;
-  });
+  for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = {held_[i].flow_id, i};
+  std::sort(order_.begin(), order_.end());
   sorted_.clear();
-  for (uint32_t i : order_) sorted_.push_back(held_[i]);
+  for (const auto& [id, i] : order_) sorted_.push_back(held_[i]);
   // Small blocks of neighbouring ids: a reader looking for an id decodes
   // only the blocks whose id range holds it, and a block of a few hundred
   // sorted ids spans a narrow range.

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -143,7 +144,7 @@ class FlowLogWriter {
   uint64_t file_bytes_ = 0;
   uint64_t last_write_ms_ = 0;
   std::vector<FlowLogEntry> held_;  // entries not written yet
-  std::vector<uint32_t> order_;       // held_ in id order (reused)
+  std::vector<std::pair<uint64_t, uint32_t>> order_;  // (flow id, position in held_), sorted (reused)
   std::vector<FlowLogEntry> sorted_;
   std::vector<uint8_t> buf_;
   std::vector<FlowLogDirectoryEntry> directory_;  // the open file's blocks
