@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "flowfold/flowcache/wire.h"
 #include "flowfold/recorder/address_filter.h"
 #include "flowfold/recorder/file_io.h"
 #include "flowfold/recorder/flow_tags.h"
@@ -47,6 +48,35 @@ probe::TunnelMode indexedTunnels(probe::TunnelMode flows) {
 }
 
 }  // namespace
+
+// Whether a frame lies as the packet `flowfold extract` rebuilds from its
+// key to ask a filter about the key's flow (FlowPackets::build in
+// probe/src/extract.cc): Ethernet, the key's VLAN tags, IPv4 or IPv6 (or
+// the IP packet alone, for the raw IP link types), the key's protocol in
+// the IP header's own protocol / next header field. A frame that lies
+// otherwise (PPPoE, MPLS, a tag the key does not keep, IPv6 extension
+// headers) is matched by a filter on other bytes than its rebuilt packet
+// holds: it is also indexed under the all-zero key, whose blocks every
+// filter query reads (and runs the filter on), so that no verdict on the
+// rebuilt packet sets it aside.
+bool laidOutAsRebuilt(uint32_t linktype, const uint8_t* frame, uint32_t caplen, const FlowKey& k) {
+  size_t at = 0;
+  if (linktype == 1) {  // DLT_EN10MB
+    at = 12;
+    const int tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
+    for (int i = 0; i < tags; ++i, at += 4) {
+      if (at + 2 > caplen) return false;
+      const uint16_t type = load16(frame + at);
+      if (type != 0x8100 && type != 0x88a8 && type != 0x9100) return false;
+    }
+    if (at + 2 > caplen || load16(frame + at) != (k.ip_version == 6 ? 0x86dd : 0x0800)) return false;
+    at += 2;
+  } else if (linktype != 12 && linktype != 101 && linktype != 228 && linktype != 229) {  // the raw IP link types
+    return true;  // extract does not rebuild these: it reads every flow's blocks
+  }
+  const size_t protocol_at = at + (k.ip_version == 6 ? 6 : 9);
+  return protocol_at < caplen && frame[protocol_at] == k.protocol;
+}
 
 IndexWriter::IndexWriter(uint32_t linktype, probe::TunnelMode tunnels)
     : linktype_(linktype),
@@ -210,6 +240,7 @@ bool IndexWriter::indexBlock(const uint8_t* records, size_t length, uint64_t off
                                     both_ ? &inner : nullptr) == probe::DecodeStatus::kOk;
     block_keys_.push_back(ok ? out.key : FlowKey{});
     if (ok && both_ && inner.tunnel_depth != 0) block_keys_.push_back(inner.key);
+    if (ok && !laidOutAsRebuilt(linktype_, h + kPcapRecordHeaderSize, caplen, out.key)) block_keys_.push_back(FlowKey{});
     pos += kPcapRecordHeaderSize + caplen;
   }
   if (packets == 0) first_ns = 0;
