@@ -458,6 +458,10 @@ class FlowPackets {
         if (std::find(out.begin(), out.end(), words) == out.end()) out.push_back(std::move(words));
       }
     }
+    // No rebuilt packet can match (`arp`, `mpls`, `pppoes`): what matches is
+    // in the frames of no flow, or laid out otherwise, which the index lists
+    // under the all-zero key; the filters are not asked.
+    if (out.empty()) return std::nullopt;
     return out;
   }
 
@@ -788,15 +792,17 @@ bool findWantedBlocks(const std::string& index_path, const Options& o, const bpf
 // segment; nor has it packets of no flow (ARP and the like, which the
 // filter may match whatever their addresses). `indexed_end` is then what
 // its index covers.
-bool segmentHoldsNone(const std::string& segment_path, const std::optional<FlowPackets::PathWords>& paths,
-                      uint64_t& indexed_end, Totals& totals) {
+bool segmentHoldsNone(const std::string& segment_path, uint64_t segment_size,
+                      const std::optional<FlowPackets::PathWords>& paths, uint64_t& indexed_end, Totals& totals) {
   if (!paths) return false;
   std::vector<uint32_t> words;
   for (const std::vector<uint32_t>& p : *paths) words.insert(words.end(), p.begin(), p.end());
   std::sort(words.begin(), words.end());
   words.erase(std::unique(words.begin(), words.end()), words.end());
   const auto answer = recorder::askAddressFilter(recorder::addressFilterPathOf(segment_path), words);
-  if (!answer || answer->non_ip_keys) return false;
+  // A filter that says it covers more than the segment holds is not its (a
+  // file left over from another segment of the same name): not used.
+  if (!answer || answer->non_ip_keys || answer->indexed_end > segment_size) return false;
   const auto held = [&](uint32_t w) {
     return answer->held[static_cast<size_t>(std::lower_bound(words.begin(), words.end(), w) - words.begin())];
   };
@@ -833,7 +839,7 @@ void extractSegment(const SegmentFile& s, const Options& o, const std::vector<Wa
   std::string error;
   uint64_t indexed_end = kPcapFileHeaderSize;
   const TimeSpan span{o.from_ns, o.to_ns};
-  if (program && !flows && segmentHoldsNone(s.path, rebuilt->pathWords(*program), indexed_end, totals)) {
+  if (program && !flows && segmentHoldsNone(s.path, segment.size, rebuilt->pathWords(*program), indexed_end, totals)) {
     // Nothing of it to read (but what its index does not cover, below).
   } else if (findWantedBlocks(indexPathOf(s.path), o, program, matcher, *rebuilt, totals, index, error)) {
     for (const IndexBlock& b : index.blocks) {

@@ -811,6 +811,18 @@ class FramesLaidOutOtherwise(TempDirTest):
                               "OISF_suricata-verify", "tests", "bug-4810", "pppoe-session-http.pcap")
         if os.path.exists(shared):
             captures.append(shared)
+        # QinQ with 0x8100 as the outer tag's type (the rebuilt packet has 0x88a8), built here.
+        qinq = self.path("qinq-8100-8100.pcap")
+        frames = []
+        for i in range(40):
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, i, 0, 64, 17, 0, bytes([10, 0, 0, 1 + i % 3]),
+                             bytes([10, 0, 0, 9])) + struct.pack("!HHHH", 1000 + i % 5, 53, 8, 0)
+            frames.append(bytes(12) + struct.pack("!HHHH", 0x8100, 100, 0x8100, 200) + b"\x08\x00" + ip)
+        with open(qinq, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            for i, frame in enumerate(frames):
+                f.write(struct.pack("<IIII", 1700000000 + i, 0, len(frame), len(frame)) + frame)
+        captures.append(qinq)
         for pcap in captures:
             name = os.path.basename(pcap)
             fields = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "ipv6.src"],
@@ -823,7 +835,7 @@ class FramesLaidOutOtherwise(TempDirTest):
                 f.write("recorder:\n  directory: %s\n  segment_size: 64k\n" % ring)
             run_flowfold("-r", pcap, "-c", conf, "--ipfix-file", "/dev/null")
             for bpf in ("not host " + address, "host " + address, "ip6[6] == 0", "ip6[6] == 43", "mpls", "pppoes",
-                        "vlan", "not tcp", "ip[9] == 6"):
+                        "vlan", "not tcp", "ip[9] == 6", "ether[12:2] = 0x8100 and vlan and vlan and host " + address):
                 with self.subTest(capture=name, filter=bpf):
                     out = self.path("out-%d.pcap" % len(os.listdir(self.tmp)))
                     run_flowfold("extract", "--ring", ring, "-w", out, bpf)

@@ -7,7 +7,7 @@
 // and RFC 5103's reverse PEN 29305), then biflowDirection (239). Each side
 // keeps its own end reason: flowEndReason is the initiator's,
 // reverseFlowEndReason the responder's (RFC 5103 section 6.1 leaves
-// flowEndReason reversible). With local_networks, the initiator's
+// flowEndReason reversible). With local_networks, the forward side's
 // flowDirection is appended (templates 262/263).
 
 #include "ipfix_direction.h"

@@ -75,7 +75,7 @@ class MessageEncoder {
   virtual bool append(const Ipv6BiflowDirectionRecord& record) = 0;
   /// One conversation (ipfix_biflow.h): the initiator's record forward, the
   /// responder's reversed (nullptr: heard one way only), with its
-  /// biflowDirection and the initiator's flowDirection.
+  /// biflowDirection and the forward side's flowDirection.
   bool appendBiflow(const FlowRecord& initiator, const FlowRecord* responder, BiflowDirection biflow,
                     FlowDirection direction) {
     const bool v6 = initiator.key.ip_version == 6;

@@ -51,7 +51,8 @@ probe::TunnelMode indexedTunnels(probe::TunnelMode flows) {
 
 // Whether a frame lies as the packet `flowfold extract` rebuilds from its
 // key to ask a filter about the key's flow (FlowPackets::build in
-// probe/src/extract.cc): Ethernet, the key's VLAN tags, IPv4 or IPv6 (or
+// probe/src/extract.cc): Ethernet, the key's VLAN tags (0x8100, or 0x88a8
+// then 0x8100 for two, as build() writes them), IPv4 or IPv6 (or
 // the IP packet alone, for the raw IP link types), the key's protocol in
 // the IP header's own protocol / next header field. A frame that lies
 // otherwise (PPPoE, MPLS, a tag the key does not keep, IPv6 extension
@@ -65,9 +66,9 @@ bool laidOutAsRebuilt(uint32_t linktype, const uint8_t* frame, uint32_t caplen, 
     at = 12;
     const int tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
     for (int i = 0; i < tags; ++i, at += 4) {
-      if (at + 2 > caplen) return false;
-      const uint16_t type = load16(frame + at);
-      if (type != 0x8100 && type != 0x88a8 && type != 0x9100) return false;
+      // A filter may test the tag types' bytes themselves (ether[12:2]).
+      const uint16_t type = tags == 2 && i == 0 ? 0x88a8 : 0x8100;
+      if (at + 2 > caplen || load16(frame + at) != type) return false;
     }
     if (at + 2 > caplen || load16(frame + at) != (k.ip_version == 6 ? 0x86dd : 0x0800)) return false;
     at += 2;
