@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -54,6 +55,40 @@ def free_tcp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class TcpCollector:
+    """A TCP collector on loopback that keeps every byte of one connection:
+    `with TcpCollector() as c:` run the exporter to 127.0.0.1:c.port, then
+    c.received (after the block: the connection has ended, or 60 s passed)."""
+
+    def __enter__(self):
+        self.port = free_tcp_port()
+        self.received = bytearray()
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", self.port))
+        self.server.listen(1)
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+        return self
+
+    def _collect(self):
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        with conn:
+            while True:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    return
+                self.received.extend(chunk)
+
+    def __exit__(self, *exc):
+        self.thread.join(timeout=60)
+        self.server.close()
+        return False
 
 
 # ---------------------------------------------------------------- flowgen

@@ -20,10 +20,9 @@ import os
 import socket
 import struct
 import subprocess
-import threading
 import unittest
 
-from harness import (REPO, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, need, read_truth,
+from harness import (REPO, TcpCollector, TempDirTest, add_flow, flowgen, free_udp_port, need, read_truth,
                      run_flowfold, stats_of, stats_sections)
 from test_collectors import write_udp_pcap
 
@@ -201,45 +200,29 @@ class Biflows(TempDirTest):
         truth = read_truth(truth_path)
         for transport in ("udp", "tcp"):
             with self.subTest(transport=transport):
-                received = bytearray()
+                config = self.path("net.yaml")
+                write_config = lambda port: open(config, "w").write(
+                    "exporters:\n  - type: ipfix\n    collector: 127.0.0.1:%d\n    transport: %s\n"
+                    "    biflow: true\n" % (port, transport))
                 if transport == "udp":
+                    received = bytearray()
                     port = free_udp_port()
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
-                    sock.bind(("127.0.0.1", port))
-                    sock.settimeout(3)
-
-                    def collect():
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
+                        sock.bind(("127.0.0.1", port))
+                        write_config(port)
+                        proc = run_flowfold("-c", config, "-r", pcap)
+                        sock.settimeout(1)
                         try:
-                            while True:
+                            while True:  # every datagram is in the socket's buffer by now
                                 received.extend(sock.recv(65535))
                         except socket.timeout:
-                            return
+                            pass
                 else:
-                    port = free_tcp_port()
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind(("127.0.0.1", port))
-                    sock.listen(1)
-
-                    def collect():
-                        conn, _ = sock.accept()
-                        with conn:
-                            while True:
-                                chunk = conn.recv(1 << 20)
-                                if not chunk:
-                                    return
-                                received.extend(chunk)
-
-                t = threading.Thread(target=collect)
-                t.start()
-                config = self.path("net.yaml")
-                with open(config, "w") as f:
-                    f.write("exporters:\n  - type: ipfix\n    collector: 127.0.0.1:%d\n    transport: %s\n"
-                            "    biflow: true\n" % (port, transport))
-                proc = run_flowfold("-c", config, "-r", pcap)
-                t.join(timeout=60)
-                sock.close()
+                    with TcpCollector() as collector:
+                        write_config(collector.port)
+                        proc = run_flowfold("-c", config, "-r", pcap)
+                    received = collector.received
                 stream = self.path("net.ipfix")
                 with open(stream, "wb") as f:
                     f.write(received)

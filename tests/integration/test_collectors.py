@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import (Nfcapd, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
+from harness import (Nfcapd, TcpCollector, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
                      norm_addr, parse_ipfix_stream, raise_socket_buffer_limit, read_truth, run_flowfold, stats_of,
                      totals, udp_rcvbuf_errors, udp_socket_state, wait_for, FLOWFOLD)
 from netns import VethPair, require_netns
@@ -143,28 +143,9 @@ class CollectorConservation(TempDirTest):
         self.assertEqual(full.stdout.count("--- data record"), len(records))
 
     def test_ipfix_over_tcp_delivers_exactly_the_truth(self):
-        port = free_tcp_port()
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", port))
-        server.listen(1)
-        received = bytearray()
-
-        def collect():
-            conn, _ = server.accept()
-            with conn:
-                while True:
-                    chunk = conn.recv(1 << 20)
-                    if not chunk:
-                        return
-                    received.extend(chunk)
-
-        t = threading.Thread(target=collect)
-        t.start()
-        run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % port, "-P", "tcp")
-        t.join(timeout=60)
-        server.close()
-        records, _ = parse_ipfix_stream(bytes(received))
+        with TcpCollector() as collector:
+            run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % collector.port, "-P", "tcp")
+        records, _ = parse_ipfix_stream(bytes(collector.received))
         self.assertFlowsEqual(ipfix_flows(records), self.truth)
 
 

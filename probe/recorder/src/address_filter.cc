@@ -61,12 +61,7 @@ size_t wordsOf(const FlowKey& k) { return k.ip_version == 4 ? 2 : k.ip_version =
 
 }  // namespace
 
-std::string addressFilterPathOf(const std::string& segment_path) {
-  const std::string suffix = ".pcap";
-  if (segment_path.size() > suffix.size() && segment_path.compare(segment_path.size() - suffix.size(), suffix.size(), suffix) == 0)
-    return segment_path.substr(0, segment_path.size() - suffix.size()) + ".adf";
-  return segment_path + ".adf";
-}
+std::string addressFilterPathOf(const std::string& segment_path) { return besideSegment(segment_path, ".adf"); }
 
 uint32_t addressWord(const uint8_t* bytes) { return loadHost<uint32_t>(bytes); }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string_view>
 
 namespace flowfold::recorder {
 
@@ -35,6 +36,14 @@ bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string
   return writeLoop(data, n, error, [fd, offset](const uint8_t* p, size_t left, size_t done) {
     return ::pwrite(fd, p, left, static_cast<off_t>(offset + done));
   });
+}
+
+std::string besideSegment(const std::string& segment_path, const char* suffix) {
+  constexpr std::string_view kPcap = ".pcap";
+  const std::string_view path = segment_path;
+  return std::string(path.ends_with(kPcap) && path.size() > kPcap.size() ? path.substr(0, path.size() - kPcap.size())
+                                                                          : path) +
+         suffix;
 }
 
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset) {

@@ -31,12 +31,7 @@ void put(std::vector<uint8_t>& out, T v) {
 
 }  // namespace
 
-std::string indexPathOf(const std::string& segment_path) {
-  const std::string suffix = ".pcap";
-  if (segment_path.size() > suffix.size() && segment_path.compare(segment_path.size() - suffix.size(), suffix.size(), suffix) == 0)
-    return segment_path.substr(0, segment_path.size() - suffix.size()) + ".idx";
-  return segment_path + ".idx";
-}
+std::string indexPathOf(const std::string& segment_path) { return besideSegment(segment_path, ".idx"); }
 
 namespace {
 

@@ -18,6 +18,9 @@ bool writeAt(int fd, const uint8_t* data, size_t n, uint64_t offset, std::string
 /// Reads exactly n bytes at `offset`; false at the end of the file or on an error.
 bool readAt(int fd, uint8_t* out, size_t n, uint64_t offset);
 
+/// A file beside a segment: "…/flowfold-…-START.pcap" -> "…/flowfold-…-START" + suffix.
+std::string besideSegment(const std::string& segment_path, const char* suffix);
+
 template <class T>
 T loadHost(const uint8_t* p) {
   T v;
