@@ -510,7 +510,7 @@ class FlowPackets {
   static size_t shapeOf(const FlowKey& k) {
     return ((protocolClass(k.protocol) * 2 + (k.ip_version == 6)) * 2 + (k.vlan_id != 0)) * 2 + (k.inner_vlan_id != 0);
   }
-  bool rebuildable() const { return dlt_ == DLT_EN10MB || dlt_ == DLT_RAW || dlt_ == 228 || dlt_ == 229; }
+  bool rebuildable() const { return recorder::rebuiltLinkType(static_cast<uint32_t>(dlt_)); }
 
   // A key's fields as its rebuilt packet holds them (build()).
   static probe::KeyFields fieldsOf(const FlowKey& k) {

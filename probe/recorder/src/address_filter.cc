@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -39,25 +38,16 @@ void forEachBitOf(uint64_t h, uint32_t lines, Visit&& visit) {
   }
 }
 
-template <class Visit>
-void forEachBit(uint32_t word, uint32_t lines, Visit&& visit) {
-  forEachBitOf(mix(word), lines, visit);
-}
-
+// Whether the filter's `bits` hold `word` (a read line alone: lines = 1).
 bool lookUp(const std::vector<uint64_t>& bits, uint32_t lines, uint32_t word) {
   bool all = true;
-  forEachBit(word, lines, [&](size_t w, uint64_t b) { all = all && (bits[w] & b) != 0; });
+  forEachBitOf(mix(word), lines, [&](size_t w, uint64_t b) { all = all && (bits[w] & b) != 0; });
   return all;
 }
 
-// The same test on the word's own line alone.
-bool lookUpInLine(const std::vector<uint64_t>& line, uint32_t word) {
-  bool all = true;
-  forEachBit(word, 1, [&](size_t w, uint64_t b) { all = all && (line[w] & b) != 0; });
-  return all;
-}
-
-size_t wordsOf(const FlowKey& k) { return k.ip_version == 4 ? 2 : k.ip_version == 6 ? 8 : 0; }
+// The bytes of each of a key's addresses the filter holds: 4 (IPv4), 16
+// (IPv6), 0 for a key that is no IP flow's.
+size_t addressBytes(const FlowKey& k) { return k.ip_version == 4 ? 4 : k.ip_version == 6 ? 16 : 0; }
 
 }  // namespace
 
@@ -67,7 +57,7 @@ uint32_t addressWord(const uint8_t* bytes) { return loadHost<uint32_t>(bytes); }
 
 AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
   uint64_t words = 0;
-  for (const FlowKey& k : keys) words += wordsOf(k);
+  for (const FlowKey& k : keys) words += 2 * addressBytes(k) / 4;
   const uint64_t lines = std::max<uint64_t>(1, (words * kBitsPerWord + 511) / 512);
   lines_ = static_cast<uint32_t>(std::min<uint64_t>(lines, UINT32_MAX));
   bits_.assign(size_t{lines_} * kWordsPerLine, 0);
@@ -85,11 +75,8 @@ AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
     hashes.clear();
   };
   for (const FlowKey& k : keys) {
-    if (k.ip_version != 4 && k.ip_version != 6) {
-      flags_ |= kAddressFilterNonIpKeys;
-      continue;
-    }
-    const size_t n = k.ip_version == 4 ? 4 : 16;
+    const size_t n = addressBytes(k);
+    if (n == 0) flags_ |= kAddressFilterNonIpKeys;
     for (size_t i = 0; i < n; i += 4) {
       hashes.push_back(mix(addressWord(k.src_addr.data() + i)));
       hashes.push_back(mix(addressWord(k.dst_addr.data() + i)));
@@ -101,11 +88,6 @@ AddressFilterBuilder::AddressFilterBuilder(std::span<const FlowKey> keys) {
 
 void AddressFilterBuilder::setBits(uint64_t hash) {
   forEachBitOf(hash, lines_, [&](size_t w, uint64_t b) { bits_[w] |= b; });
-}
-
-void AddressFilterBuilder::add(uint32_t word) {
-  forEachBit(word, lines_, [&](size_t w, uint64_t b) { bits_[w] |= b; });
-  ++words_;
 }
 
 bool AddressFilterBuilder::mayHold(uint32_t word) const { return lookUp(bits_, lines_, word); }
@@ -167,7 +149,7 @@ std::optional<AddressFilterAnswer> askAddressFilter(const std::string& path, std
     if (!readAt(fd, reinterpret_cast<uint8_t*>(line.data()), kAddressFilterLineBytes, kAddressFilterHeaderSize + at))
       return std::nullopt;
     // The line read stands at index 0 of a one-line filter.
-    answer.held.push_back(lookUpInLine(line, word));
+    answer.held.push_back(lookUp(line, 1, word));
     answer.may_hold_one = answer.may_hold_one || answer.held.back();
   }
   return answer;

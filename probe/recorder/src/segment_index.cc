@@ -57,7 +57,8 @@ probe::TunnelMode indexedTunnels(probe::TunnelMode flows) {
 // rebuilt packet sets it aside.
 bool laidOutAsRebuilt(uint32_t linktype, const uint8_t* frame, uint32_t caplen, const FlowKey& k) {
   size_t at = 0;
-  if (linktype == 1) {  // DLT_EN10MB
+  if (!rebuiltLinkType(linktype)) return true;  // every flow's blocks are read
+  if (linktype == DLT_EN10MB) {
     at = 12;
     const int tags = (k.vlan_id != 0) + (k.inner_vlan_id != 0);
     for (int i = 0; i < tags; ++i, at += 4) {
@@ -67,8 +68,6 @@ bool laidOutAsRebuilt(uint32_t linktype, const uint8_t* frame, uint32_t caplen, 
     }
     if (at + 2 > caplen || load16(frame + at) != (k.ip_version == 6 ? 0x86dd : 0x0800)) return false;
     at += 2;
-  } else if (linktype != 12 && linktype != 101 && linktype != 228 && linktype != 229) {  // the raw IP link types
-    return true;  // extract does not rebuild these: it reads every flow's blocks
   }
   const size_t protocol_at = at + (k.ip_version == 6 ? 6 : 9);
   return protocol_at < caplen && frame[protocol_at] == k.protocol;

@@ -47,7 +47,6 @@ class AddressFilterBuilder {
  public:
   /// Sized for these keys (8 bits a word, at least one line).
   explicit AddressFilterBuilder(std::span<const FlowKey> keys);
-  void add(uint32_t word);
   bool mayHold(uint32_t word) const;
   /// Writes the file (created, never through a link or over a file);
   /// false and `error` otherwise (a partial file is removed).

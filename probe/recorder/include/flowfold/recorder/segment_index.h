@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include <pcap/dlt.h>
+
 #include "flowfold/flowcache/flow_key.h"
 #include "flowfold/probe/decoder.h"
 
@@ -40,6 +42,13 @@ inline constexpr char kIndexMagic[8] = {'F', 'F', 'I', 'D', 'X', '0', '0', '2'};
 inline constexpr uint32_t kBlockMagic = 0x324b4c42;  // "BLK2"
 inline constexpr size_t kIndexHeaderSize = 16;
 inline constexpr size_t kBlockHeaderSize = 56;
+
+/// The link types whose frames `flowfold extract` rebuilds from a flow's key
+/// to ask a filter about the flow (Ethernet and raw IP); for the others it
+/// reads every flow's blocks.
+inline bool rebuiltLinkType(uint32_t dlt) {
+  return dlt == DLT_EN10MB || dlt == DLT_RAW || dlt == DLT_IPV4 || dlt == DLT_IPV6;
+}
 
 /// "…/flowfold-…-START.pcap" -> "…/flowfold-…-START.idx".
 std::string indexPathOf(const std::string& segment_path);
