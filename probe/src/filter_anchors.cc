@@ -41,7 +41,9 @@ class Follower {
       Path p = std::move(pending.back());
       pending.pop_back();
       for (;;) {
-        if (++steps_ > kMaxSteps || p.pc >= program_.bf_len || out_.accepting.size() > kMaxPaths) return std::nullopt;
+        if (++steps_ > kMaxSteps || p.pc >= program_.bf_len || out_.accepting.size() > kMaxPaths ||
+            pending.size() > kMaxPaths)
+          return std::nullopt;
         const Step s = step(program_.bf_insns[p.pc], p, pending);
         if (s == Step::kNext) continue;
         if (s == Step::kAccept) {
@@ -106,7 +108,16 @@ class Follower {
         break;
       case BPF_MISC | BPF_TAX: p.x = p.a; break;
       case BPF_MISC | BPF_TXA: p.a = p.x; break;
-      case BPF_JMP | BPF_JA: p.pc += k; break;
+      case BPF_JMP | BPF_JA:
+        // Forward only, within the program: bpf_validate() lets a k that
+        // wraps around through, and a path would then loop (and split at
+        // each test) until the step bound; such a program is not followed.
+        if (k >= program_.bf_len - p.pc - 1) {
+          p.pc = UINT32_MAX;
+          return Step::kNext;
+        }
+        p.pc += k;
+        break;
       default:
         if (BPF_CLASS(in.code) == BPF_JMP) return jump(in, p, pending);
         if (BPF_CLASS(in.code) == BPF_ALU) return alu(in, p);
