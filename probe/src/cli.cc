@@ -34,6 +34,8 @@ enum LongOnly {
   kOptLocalNetworks,
   kOptRecord,
   kOptRecordSize,
+  kOptSampling,
+  kOptSamplingMode,
 };
 
 // How the user wrote option `c` (getopt's return value or optopt): "-r" or
@@ -175,6 +177,11 @@ Flow cache:
   --idle-timeout D     same as -t idle=D
   --tcp-end-timeout D  same as -t tcp_end=D
   --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
+  --sampling N         meter one packet in N (default 1: every packet); records
+                       keep the raw counts, the rate goes to the collectors in
+                       options data (see flowfold.yaml(5) "sampling")
+  --sampling-mode M    count (default: the 1st packet of every N) or random
+                       (each packet with probability 1/N)
 
 Direction:
   --local-networks CIDR[,CIDR...]  the monitored networks (IPv4 and IPv6, repeatable);
@@ -228,6 +235,8 @@ const option kLong[] = {
     {"local-networks", required_argument, nullptr, kOptLocalNetworks},
     {"record", required_argument, nullptr, kOptRecord},
     {"record-size", required_argument, nullptr, kOptRecordSize},
+    {"sampling", required_argument, nullptr, kOptSampling},
+    {"sampling-mode", required_argument, nullptr, kOptSamplingMode},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
 };

@@ -214,6 +214,7 @@ int runFile(const Config& config) {
   options.export_batch = config.export_batch;
   options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
   options.tunnels = config.tunnels;
+  options.sampling = config.sampling;
   options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
@@ -506,6 +507,7 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
     o.stop_timeout_ms = config.stop_timeout_ms;
     o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
     o.tunnels = config.tunnels;
+    o.sampling = config.sampling;
     c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
     if (c->recorder && c->pipeline->acceptsFlowTags()) c->pipeline->setFlowTags(c->recorder->enableFlowTags());
   }

@@ -51,6 +51,10 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
   auto packets = counter("flowfold_packets_total", "Packets read by the decoder.");
   add(packets, p.decode.packets);
   out.push_back(std::move(packets));
+  auto sampled_out = counter("flowfold_packets_sampled_out_total",
+                             "Packets the sampler passed over (sampling: N; never decoded, in no flow).");
+  add(sampled_out, p.sampled_out);
+  out.push_back(std::move(sampled_out));
   auto decoded = counter("flowfold_packets_decoded_total", "Packets decoded and accounted into flows.");
   add(decoded, p.decode.decoded);
   out.push_back(std::move(decoded));

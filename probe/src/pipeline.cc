@@ -17,6 +17,8 @@ FlowFolder::~FlowFolder() {
 Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& export_stage)
     : decoder_(datalink, {}, options.tunnels),
       both_(options.tunnels == probe::TunnelMode::kBoth),
+      sampling_(options.sampling.enabled()),
+      sampler_(options.sampling),
       ingress_if_(options.ingress_if),
       folder_(options, export_stage) {}
 
@@ -84,7 +86,7 @@ void FlowFolder::keepBacklog(ExportBatch& batch) {
   }
 }
 
-void FlowFolder::finish(const probe::DecodeCounters& decode) {
+void FlowFolder::finish(const probe::DecodeCounters& decode, uint64_t sampled_out) {
   if (finished_) return;
   finished_ = true;
   backlog_ = false;  // what waits is handed over first, now waiting for room
@@ -96,12 +98,13 @@ void FlowFolder::finish(const probe::DecodeCounters& decode) {
   }
   cache_.flushAll(options_.export_batch, [this] { handOff(false); });
   handOff(true);
-  publishStats(decode);
+  publishStats(decode, sampled_out);
 }
 
-void FlowFolder::publishStats(const probe::DecodeCounters& decode) {
+void FlowFolder::publishStats(const probe::DecodeCounters& decode, uint64_t sampled_out) {
   std::lock_guard lock(stats_mu_);
   published_.decode = decode;
+  published_.sampled_out = sampled_out;
   published_.cache = cache_.counters();
   published_.now_ms = now_ms_;
   published_.cpu_ns = threadCpuNs();  // publishStats() runs on the packet thread

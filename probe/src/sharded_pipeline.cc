@@ -15,7 +15,9 @@ constexpr uint64_t kTickMs = 100;
 ShardedPipeline::ShardedPipeline(const PipelineOptions& options, int datalink, ExportStage& stage, unsigned workers)
     : options_(options),
       decoder_(datalink, {}, options.tunnels),
-      both_(options.tunnels == probe::TunnelMode::kBoth) {
+      both_(options.tunnels == probe::TunnelMode::kBoth),
+      sampling_(options.sampling.enabled()),
+      sampler_(options.sampling) {
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>(kRingCapacity);
@@ -42,6 +44,7 @@ void ShardedPipeline::onPacket(const uint8_t* data, uint32_t caplen, uint32_t wi
     next_tick_ms_ = ts_ms + kTickMs;
   }
   if (ts_ms > now_ms_) now_ms_ = ts_ms;
+  if (sampling_ && !sampler_.select()) return;
   probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
   if (decoder_.decode(data, caplen, wirelen, ts_ms, scratch_, inner) != probe::DecodeStatus::kOk) return;
   route(scratch_, ts_ms);
@@ -115,6 +118,7 @@ void ShardedPipeline::finish() {
 void ShardedPipeline::publishStats() {
   std::lock_guard lock(stats_mu_);
   published_decode_ = decoder_.counters();
+  published_sampled_out_ = sampler_.passedOver();
   published_reader_cpu_ns_ = threadCpuNs();  // the reader thread calls publishStats()
 }
 
@@ -123,6 +127,7 @@ PipelineStats ShardedPipeline::stats() const {
   for (const auto& w : workers_) addStats(total, w->folder->stats());
   std::lock_guard lock(stats_mu_);
   total.decode = published_decode_;  // the workers decode nothing themselves
+  total.sampled_out = published_sampled_out_;
   total.cpu_ns += published_reader_cpu_ns_;
   return total;
 }

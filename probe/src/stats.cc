@@ -16,6 +16,7 @@ void addStats(PipelineStats& a, const PipelineStats& b) {
   for (const auto& c : kFlowCacheCounters) a.cache.*c.value += b.cache.*c.value;
   if (b.now_ms > a.now_ms) a.now_ms = b.now_ms;
   a.cpu_ns += b.cpu_ns;
+  a.sampled_out += b.sampled_out;
   a.recording = a.recording || b.recording;
 #define FLOWFOLD_ADD_RECORDER(name, help) a.recorder.name += b.recorder.name;
   FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_ADD_RECORDER)
@@ -38,6 +39,7 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
     add("interface_dropped", cap.interface_dropped);
   }
   const auto& d = p.decode;
+  add("sampled_out", p.sampled_out);  // sampling: packets read = sampled_out + packets
   add("packets", d.packets, true);
   add("decoded", d.decoded, true);
   add("skipped", d.skipped(), true);

@@ -333,10 +333,15 @@ def nfdump_flows(directory):
 
 # ---------------------------------------------------------------- an independent IPFIX reader
 
-def parse_ipfix_stream(data):
+def parse_ipfix_stream(data, options=None):
     """Decodes IPFIX messages (RFC 7011) back to back, without libfixbuf.
 
-    Returns (records, messages): records are dicts of element id -> raw bytes.
+    Returns (records, messages): records are dicts of element id -> raw bytes
+    (flow records: those of templates, set 2). Options records (templates of
+    set 3, RFC 7011 section 3.4.2.2) go to `options` when a list is given,
+    each a dict with "template" (its id) and "scope" (how many of its first
+    fields are scope fields) besides the element ids. A template withdrawal
+    (a template record with no fields) forgets the template.
     """
     templates, records, messages, off = {}, [], [], 0
     while off < len(data):
@@ -345,17 +350,26 @@ def parse_ipfix_stream(data):
         version, length, export_time, seq, domain = struct.unpack_from("!HHIII", data, off)
         if version != 10 or length < 16 or off + length > len(data):
             raise AssertionError("bad IPFIX message header at offset %d" % off)
-        messages.append({"length": length, "sequence": seq, "domain": domain, "export_time": export_time})
+        messages.append({"length": length, "sequence": seq, "domain": domain, "export_time": export_time,
+                         "data_records": 0, "withdrawn": []})
         pos, end = off + 16, off + length
         while pos < end:
             set_id, set_len = struct.unpack_from("!HH", data, pos)
             if set_len < 4 or pos + set_len > end:
                 raise AssertionError("bad set length at offset %d" % pos)
             body, body_end = pos + 4, pos + set_len
-            if set_id == 2:
+            if set_id in (2, 3):
                 while body + 4 <= body_end:
                     tid, count = struct.unpack_from("!HH", data, body)
                     body += 4
+                    if count == 0:  # withdrawal (RFC 7011 section 8.1)
+                        templates.pop((domain, tid), None)
+                        messages[-1]["withdrawn"].append(tid)
+                        continue
+                    scope = 0
+                    if set_id == 3:
+                        scope, = struct.unpack_from("!H", data, body)
+                        body += 2
                     fields = []
                     for _ in range(count):
                         eid, flen = struct.unpack_from("!HH", data, body)
@@ -363,18 +377,23 @@ def parse_ipfix_stream(data):
                         if eid & 0x8000:
                             body += 4  # enterprise number
                         fields.append((eid & 0x7FFF, flen))
-                    templates[(domain, tid)] = fields
+                    templates[(domain, tid)] = (fields, set_id == 3, scope)
             elif set_id >= 256:
-                fields = templates.get((domain, set_id))
-                if fields is None:
+                if (domain, set_id) not in templates:
                     raise AssertionError("data set %d before its template" % set_id)
+                fields, is_options, scope = templates[(domain, set_id)]
                 size = sum(f[1] for f in fields)
                 while body + size <= body_end:
                     rec = {}
                     for eid, flen in fields:
                         rec[eid] = data[body:body + flen]
                         body += flen
-                    records.append(rec)
+                    messages[-1]["data_records"] += 1
+                    if not is_options:
+                        records.append(rec)
+                    elif options is not None:
+                        rec["template"], rec["scope"] = set_id, scope
+                        options.append(rec)
             pos = body_end
         off = end
     return records, messages

@@ -11,6 +11,7 @@ namespace {
 using namespace value_spec;
 
 constexpr std::string_view kTunnelModes[] = {"outer", "inner", "both"};
+constexpr std::string_view kSamplingModes[] = {"count", "random"};
 constexpr std::string_view kLogLevels[] = {"error", "warn", "info", "debug"};
 
 template <class T>
@@ -39,6 +40,10 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.workers = narrow<uint32_t>(v); }},
     {"cache", "stop_timeout", "", duration(1, 3'600'000),
      [](Config& c, const SettingValue& v) { c.stop_timeout_ms = v.number; }},
+    {"", "sampling", "--sampling", whole(1, 1u << 30),
+     [](Config& c, const SettingValue& v) { c.sampling.interval = narrow<uint32_t>(v); }},
+    {"", "sampling_mode", "--sampling-mode", choice(kSamplingModes, "sampling mode"),
+     [](Config& c, const SettingValue& v) { parseSamplingMode(v.text, c.sampling.mode); }},
     {"decoder", "tunnels", "--tunnels", choice(kTunnelModes, "tunnels mode"),
      [](Config& c, const SettingValue& v) { probe::parseTunnelMode(v.text, c.tunnels); }},
     {"recorder", "max_size", "--record-size", bytes(1 << 20, uint64_t{1} << 60),

@@ -79,17 +79,20 @@ TEST(Settings, TheFileAndTheCommandLineGiveTheSameConfig) {
 }
 
 // One range for both: the bound the file refuses, the command line refuses.
+// The YAML that sets one key of the table: in its section, or at the top level.
+std::string yamlSetting(const Setting<Config>& s, const std::string& value) {
+  if (s.section.empty()) return std::string(s.key) + ": " + value + "\n";
+  return std::string(s.section) + ":\n  " + std::string(s.key) + ": " + value + "\n";
+}
+
 TEST(Settings, TheFileAndTheCommandLineRefuseTheSameValues) {
   for (const auto& s : probeSettings()) {
     if (s.option.empty() || s.value.kind != ValueSpec::Kind::kWhole) continue;
     const std::string over = std::to_string(s.value.max + 1);
-    EXPECT_THROW(parseConfig(std::string(s.section) + ":\n  " + std::string(s.key) + ": " + over + "\n", "t"),
-                 ConfigError)
-        << s.key;
+    EXPECT_THROW(parseConfig(yamlSetting(s, over), "t"), ConfigError) << s.key;
     EXPECT_THROW(fromCommandLine({"-r", "x", "--text", std::string(s.option), over}), ConfigError) << s.option;
     const std::string top = std::to_string(s.value.max);
-    EXPECT_NO_THROW(parseConfig(std::string(s.section) + ":\n  " + std::string(s.key) + ": " + top + "\n", "t"))
-        << s.key;
+    EXPECT_NO_THROW(parseConfig(yamlSetting(s, top), "t")) << s.key;
     EXPECT_NO_THROW(fromCommandLine({"-r", "x", "--text", std::string(s.option), top})) << s.option;
   }
 }

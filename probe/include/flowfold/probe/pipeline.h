@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/flowcache/sampler.h"
 #include "flowfold/probe/decoder.h"
 #include "flowfold/recorder/recorder.h"
 #include "flowfold/probe/export_stage.h"
@@ -50,6 +51,8 @@ struct PipelineOptions {
   /// batch's time: from a capture file, whose batches fill slowly in packet
   /// time, records would otherwise land in a later interval's file.
   uint64_t handoff_boundary_ms = 0;
+  /// Packet sampling 1:N before the decoder and the cache (sampler.h).
+  SamplingOptions sampling;
 };
 
 /// Counters of one pipeline, copied out by publishStats() so that other
@@ -64,6 +67,9 @@ struct PipelineStats {
   /// The packet recorder's counters, when recording (recording_sink.h).
   bool recording = false;
   recorder::RecorderCounters recorder;
+  /// Sampling: packets the sampler passed over (never decoded, in no flow).
+  /// Packets read = decode.packets + sampled_out.
+  uint64_t sampled_out = 0;
 };
 
 /// The folding half of a pipeline: decoded packets -> flow cache -> the
@@ -134,10 +140,11 @@ class FlowFolder {
   /// to the export stage (forced end) with a request to flush, and the
   /// counters are published with `decode` (those of whatever decoded the
   /// packets; none for a worker). Idempotent.
-  void finish(const probe::DecodeCounters& decode = {});
+  void finish(const probe::DecodeCounters& decode = {}, uint64_t sampled_out = 0);
 
-  /// Copies the counters for other threads, with `decode` as above.
-  void publishStats(const probe::DecodeCounters& decode = {});
+  /// Copies the counters for other threads, with `decode` and `sampled_out`
+  /// as above (those of whatever decoded and sampled the packets).
+  void publishStats(const probe::DecodeCounters& decode = {}, uint64_t sampled_out = 0);
   /// The last published counters (any thread).
   PipelineStats stats() const;
 
@@ -233,6 +240,9 @@ class Pipeline {
   /// One captured frame (packet thread), decoded at once into the folder's
   /// ring (see FlowFolder), folded into the cache a few frames later.
   [[gnu::always_inline]] void onPacket(const uint8_t* data, uint32_t caplen, uint32_t wirelen, uint64_t ts_ms) {
+    if (sampling_) [[unlikely]] {
+      if (!sampler_.select()) return;
+    }
     probe::DecodedPacket& info = folder_.nextSlot();
     // Tunnel mode `both`: a decapsulated packet also updates its inner flow.
     probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
@@ -251,11 +261,12 @@ class Pipeline {
   /// (flow_tags.h). False (nothing set) in tunnel mode `both`, where a frame
   /// can make two flows.
   bool setFlowTags(recorder::FlowTags* tags) {
-    if (both_) return false;
+    if (!acceptsFlowTags()) return false;
     folder_.setFlowTags(tags);
     return true;
   }
-  bool acceptsFlowTags() const { return !both_; }
+  /// Not with sampling either: a frame passed over is folded nowhere.
+  bool acceptsFlowTags() const { return !both_ && !sampling_; }
   /// The capture's read burst ended: fold what is pending.
   void onBurstEnd() { foldPending(); }
 
@@ -269,10 +280,10 @@ class Pipeline {
 
   /// End of input or shutdown: every flow goes to the export stage (forced
   /// end) with a request to flush. Idempotent. The packet thread calls it.
-  void finish() { folder_.finish(decoder_.counters()); }
+  void finish() { folder_.finish(decoder_.counters(), sampler_.passedOver()); }
 
   /// Copies the counters for other threads (packet thread, between reads).
-  void publishStats() { folder_.publishStats(decoder_.counters()); }
+  void publishStats() { folder_.publishStats(decoder_.counters(), sampler_.passedOver()); }
   /// The last published counters (any thread).
   PipelineStats stats() const { return folder_.stats(); }
 
@@ -285,6 +296,8 @@ class Pipeline {
  private:
   probe::Decoder decoder_;
   bool both_;
+  bool sampling_;
+  Sampler sampler_;
   uint16_t ingress_if_;
   probe::DecodedPacket inner_;  // mode both: the second flow of the packet being decoded
   FlowFolder folder_;

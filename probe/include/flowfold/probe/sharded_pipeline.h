@@ -68,12 +68,15 @@ class ShardedPipeline {
   probe::DecodedPacket scratch_;
   probe::DecodedPacket inner_;  // tunnel mode both: the packet's second flow
   bool both_;
+  bool sampling_;
+  Sampler sampler_;  // before the routing: one count over the whole capture
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t now_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   bool finished_ = false;
   mutable std::mutex stats_mu_;
   probe::DecodeCounters published_decode_;
+  uint64_t published_sampled_out_ = 0;
   uint64_t published_reader_cpu_ns_ = 0;
 };
 

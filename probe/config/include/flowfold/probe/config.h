@@ -12,12 +12,14 @@
 #include <vector>
 
 #include "flowfold/exporters/ipfix_options.h"
+#include "flowfold/flowcache/sampler.h"
 #include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/mysql_exporter.h"
 #include "flowfold/exporters/netflow9_options.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/exporters/text_options.h"
 #include "flowfold/flowcache/flow_cache.h"
+#include "flowfold/flowcache/sampler.h"
 #include "flowfold/recorder/recorder_options.h"
 #include "flowfold/probe/decoder.h"
 
@@ -80,6 +82,10 @@ struct Config {
   probe::TunnelMode tunnels = probe::TunnelMode::kOuter;
 
   FlowCacheOptions cache;
+  // Packet sampling (`sampling: N`, `sampling_mode`): one packet in N goes on
+  // to the decoder and the cache (sampler.h); the rate goes to the collectors
+  // in options data.
+  SamplingOptions sampling;
   // Flow-cache workers. File: one reader routes packets to N workers by a
   // symmetric flow hash. Live: N captures per interface in a PACKET_FANOUT
   // group (the kernel's symmetric flow hash). 1 = one thread does it all.
