@@ -28,10 +28,11 @@ void accumulate(ExporterStats& into, const ExporterStats& s) {
 }  // namespace
 
 ExportStage::ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches,
-                         std::vector<std::unique_ptr<Exporter>> permanent)
-    : queue_(queue_batches), exporters_(std::move(exporters)), permanent_(std::move(permanent)) {
+                         std::vector<std::unique_ptr<Exporter>> permanent, const MeteringSource* metering)
+    : queue_(queue_batches), exporters_(std::move(exporters)), permanent_(std::move(permanent)), metering_(metering) {
   for (const auto& e : exporters_) current_.push_back(e.get());
   for (const auto& e : permanent_) current_.push_back(e.get());
+  for (const auto& e : exporters_) e->setMeteringSource(metering_);
   thread_ = std::thread([this] { run(); });
   // For top -H, perf and /proc/PID/task; named here, so it is as soon as the stage exists.
   pthread_setname_np(thread_.native_handle(), "ff-export");
@@ -73,13 +74,19 @@ void ExportStage::run() {
     last_now = std::max(last_now, batch.now_ms);
     for (auto& e : exporters_) e->exportBatch(batch.records, batch.now_ms);
     for (auto& e : permanent_) e->exportBatch(batch.records, batch.now_ms);
-    if (batch.flush || batch.replace) {
+    if (batch.replace) {
+      // The replaced exporters end their sessions (final statistics, TCP
+      // withdrawals); the permanent ones only flush.
+      for (auto& e : exporters_) e->close(batch.now_ms);
+      for (auto& e : permanent_) e->flush(batch.now_ms);
+    } else if (batch.flush) {
       for (auto& e : exporters_) e->flush(batch.now_ms);
       for (auto& e : permanent_) e->flush(batch.now_ms);
     }
     if (batch.replace) {
       retire(exporters_);
       exporters_ = std::move(batch.replacement);
+      for (const auto& e : exporters_) e->setMeteringSource(metering_);
       std::lock_guard lock(stats_mu_);
       for (const auto& e : exporters_) current_.push_back(e.get());
       for (const auto& e : permanent_) current_.push_back(e.get());
@@ -87,8 +94,8 @@ void ExportStage::run() {
     queue_.recycle(std::move(batch.records));
     cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
   }
-  for (auto& e : exporters_) e->flush(last_now);
-  for (auto& e : permanent_) e->flush(last_now);
+  for (auto& e : exporters_) e->close(last_now);
+  for (auto& e : permanent_) e->close(last_now);
   cpu_ns_.store(threadCpuNs(), std::memory_order_relaxed);
 }
 

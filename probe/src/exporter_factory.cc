@@ -14,11 +14,13 @@ namespace flowfold {
 namespace {
 
 // The exporter's own options, as configured, with the probe's monitored
-// networks.
-std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& local_networks) {
+// networks and its sampling.
+std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& local_networks,
+                                  const SamplingOptions& sampling) {
   return std::visit(
       [&](auto options) -> std::unique_ptr<Exporter> {
         options.local_networks = local_networks;
+        if constexpr (requires { options.sampling; }) options.sampling = sampling;
         using Options = decltype(options);
         if constexpr (std::is_same_v<Options, IpfixOptions>) return makeIpfixExporter(options);
         else if constexpr (std::is_same_v<Options, NetflowV9Options>) return makeNetflowV9Exporter(options);
@@ -31,11 +33,12 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& 
 }  // namespace
 
 std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
-                                                     const LocalNetworks& local_networks) {
+                                                     const LocalNetworks& local_networks,
+                                                     const SamplingOptions& sampling) {
   std::vector<std::unique_ptr<Exporter>> out;
   for (const auto& c : configs) {
     try {
-      out.push_back(makeOne(c, local_networks));
+      out.push_back(makeOne(c, local_networks, sampling));
     } catch (const std::exception& e) {
       throw std::runtime_error("exporter " + c.describe() + " (" + c.origin + "): " + e.what());
     }

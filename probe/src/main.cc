@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <map>
 #include <numeric>
@@ -153,6 +154,50 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, P
   return exportLossStatus(stage);
 }
 
+/// Runs `f` when the scope ends, however it ends.
+template <class F>
+struct OnScopeExit {
+  F f;
+  ~OnScopeExit() { f(); }
+};
+template <class F>
+OnScopeExit(F) -> OnScopeExit<F>;
+
+/// The metering counters the exporters' options records report
+/// (metering.h), read from the run's pipelines and captures once they exist
+/// (before, and after they are gone: zeros).
+class RunMetering final : public MeteringSource {
+ public:
+  using Reader = std::function<MeteringStatistics()>;
+  explicit RunMetering(SamplingOptions sampling) : sampling_(sampling) {}
+  void setReader(Reader reader) {
+    std::lock_guard lock(mu_);
+    reader_ = std::move(reader);
+  }
+  MeteringStatistics statistics() const override {
+    std::lock_guard lock(mu_);
+    return reader_ ? reader_() : MeteringStatistics{};
+  }
+  SamplingOptions sampling() const override { return sampling_; }
+
+ private:
+  const SamplingOptions sampling_;
+  mutable std::mutex mu_;
+  Reader reader_;
+};
+
+/// The stats line's counters in the options records' terms (metering.h).
+MeteringStatistics meteringOf(const PipelineStats& p, const std::vector<CaptureStats>& captures,
+                              uint64_t queue_dropped) {
+  MeteringStatistics m;
+  m.packets_selected = p.decode.packets;
+  m.packets_observed = p.decode.packets + p.sampled_out;
+  for (const CaptureStats& c : captures) m.capture_dropped += c.capture_dropped + c.interface_dropped;
+  m.packets_ignored = p.decode.skipped() + m.capture_dropped;
+  m.records_not_exported = queue_dropped;
+  return m;
+}
+
 /// The boundaries every rotating file exporter cuts its files at are
 /// multiples of their intervals' greatest common divisor (intervals are
 /// aligned to the epoch); 0 when none rotates.
@@ -203,8 +248,15 @@ int runFile(const Config& config) {
   constexpr uint32_t kFileQueueBatches = 8;
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
-  ExportStage stage(makeExporters(config.exporters, config.local_networks),
-                    std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()));
+  RunMetering metering(config.sampling);
+  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling),
+                    std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()),
+                    &metering);
+  // Each pipeline below is forgotten before it goes: the stage's exporters
+  // may still read the metering counters until the stage is gone.
+  auto read_metering = [&](const auto& pipeline) {
+    metering.setReader([&] { return meteringOf(pipeline.stats(), {}, stage.queue().droppedRecords()); });
+  };
   PipelineOptions options;
   options.cache = config.cache;
   // A file's flows are numbered from 1, so that a run is reproducible; into
@@ -218,11 +270,15 @@ int runFile(const Config& config) {
   options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
+    read_metering(pipeline);
+    OnScopeExit forget{[&] { metering.setReader(nullptr); }};
     return readFileRecording(config, source, stage, pipeline, ring.get());
   }
   // The flow bound is for the whole probe: each worker holds its share.
   options.cache.max_flows = config.maxFlowsPerCache();
   ShardedPipeline pipeline(options, dlt, stage, config.workers);
+  read_metering(pipeline);
+  OnScopeExit forget{[&] { metering.setReader(nullptr); }};
   return readFileRecording(config, source, stage, pipeline, ring.get());
 }
 
@@ -314,14 +370,6 @@ void captureLoop(LiveCapture& cap, const std::atomic<bool>& stop) {
 
 using LiveCaptures = std::vector<std::unique_ptr<LiveCapture>>;
 
-/// Runs `f` when the scope ends, however it ends.
-template <class F>
-struct OnScopeExit {
-  F f;
-  ~OnScopeExit() { f(); }
-};
-template <class F>
-OnScopeExit(F) -> OnScopeExit<F>;
 
 /// The capture threads start before any other, so that they alone inherit
 /// CAP_NET_RAW for reopening a capture (capabilities are per thread and
@@ -546,13 +594,18 @@ void feedWatchdogIfTurning(ServiceNotifier& systemd, const LiveCaptures& caps) {
 
 /// SIGHUP: the command line and configuration read again, new exporters in
 /// place of the running ones; the flow cache is kept. A failure keeps them.
-void reloadExporters(int argc, char** argv, ExportStage& stage) {
+/// The pipelines keep the sampling they started with: the new exporters
+/// announce that one, and a changed `sampling` is said to need a restart.
+void reloadExporters(int argc, char** argv, ExportStage& stage, const SamplingOptions& sampling) {
   try {
     CommandLine cl;
     const Config fresh = parseCommandLine(argc, argv, cl);
     // What a start would refuse, a reload refuses too (before any exporter is made).
     for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
-    stage.replaceExporters(makeExporters(fresh.exporters, fresh.local_networks), systemNowMs());
+    if (fresh.sampling.interval != sampling.interval || fresh.sampling.mode != sampling.mode)
+      logWarn("sampling is read at start only: still 1:%u %s until a restart", sampling.interval,
+              samplingModeName(sampling.mode));
+    stage.replaceExporters(makeExporters(fresh.exporters, fresh.local_networks, sampling), systemNowMs());
     logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
             fresh.exporters.size() == 1 ? "" : "s");
   } catch (const std::exception& e) {
@@ -581,7 +634,7 @@ void superviseUntilStopped(const Config& config, const LiveCaptures& caps, Expor
     if (g_reload) {
       g_reload = 0;
       systemd.reloading();
-      reloadExporters(argc, argv, stage);
+      reloadExporters(argc, argv, stage, config.sampling);
       systemd.ready(ready_status);
     }
   }
@@ -614,10 +667,12 @@ int runLive(const Config& config, int argc, char** argv) {
   // stage, which writes its flow log.
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
-  ExportStage stage(makeExporters(config.exporters, config.local_networks), config.export_queue_batches,
-                    permanentExporters(config, ring.get()));
+  RunMetering metering(config.sampling);
+  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling), config.export_queue_batches,
+                    permanentExporters(config, ring.get()), &metering);
   OnScopeExit end_pipelines_before_the_stage{[&] {
     end_capture_threads();
+    metering.setReader(nullptr);
     for (auto& c : caps) c->pipeline.reset();
   }};
   OnScopeExit end_recorders_before_the_ring{[&] {
@@ -628,6 +683,7 @@ int runLive(const Config& config, int argc, char** argv) {
     }
   }};
   makePipelines(config, caps, stage, ring.get());
+  metering.setReader([&] { return meteringOf(totalStats(caps), captureStats(caps), stage.queue().droppedRecords()); });
   std::unique_ptr<MetricsServer> metrics = startMetrics(config, caps, stage);
 
   installSignalHandlers();

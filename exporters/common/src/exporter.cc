@@ -26,6 +26,14 @@ void Exporter::flush(uint64_t now_ms) {
   }
 }
 
+void Exporter::close(uint64_t now_ms) {
+  try {
+    doClose(now_ms);
+  } catch (const std::exception& e) {
+    reportFailure("close", 0, e);
+  }
+}
+
 void Exporter::reportFailure(const char* what, size_t records, const std::exception& e) {
   counters_.errors.fetch_add(1, std::memory_order_relaxed);
   counters_.dropped.fetch_add(records, std::memory_order_relaxed);

@@ -32,9 +32,9 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   friend class PackedRecordEncoder<DirectEncoder>;  // calls appendRecord()
 
  public:
-  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
+  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling)
       : domain_(observation_domain), max_message_(max_message), templates_(templateLayouts(with_direction, biflow)),
-        buf_(max_message) {}
+        sampling_(sampling), buf_(max_message) {}
 
   void setExportTime(uint32_t seconds) override { export_time_ = seconds; }
 
@@ -71,7 +71,16 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
     startMessage();
     openSet(kTemplateSetId);
     for (const TemplateLayout& t : templates_) writeTemplate(t);
+    closeSet();
+    used_ += writeOptionsTemplateSets(buf_.data() + used_, sampling_);
     return finish();
+  }
+
+  std::span<const uint8_t> encodeOptions(const OptionsValues& values) override {
+    if (used_ != 0) throw std::logic_error("IPFIX: encodeOptions() with an open message");
+    const size_t size = writeOptionsMessage(buf_.data(), values, exportTime(), sequence_);
+    sequence_ += static_cast<uint32_t>(optionsRecordCount(values.sampling));
+    return {buf_.data(), size};
   }
 
  private:
@@ -79,11 +88,15 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
     uint8_t* p = buf_.data();
     put16(p, kIpfixVersion);
     put16(p + 2, 0);  // length, set by finish()
-    // As libfixbuf does: no pipeline time yet means the wall clock.
-    put32(p + 4, export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr)));
+    put32(p + 4, exportTime());
     put32(p + 8, sequence_);
     put32(p + 12, domain_);
     used_ = kMessageHeaderSize;
+  }
+
+  // As libfixbuf does: no pipeline time yet means the wall clock.
+  uint32_t exportTime() const {
+    return export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
   }
 
   void openSet(uint16_t set_id) {
@@ -173,6 +186,7 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   const uint32_t domain_;
   const size_t max_message_;
   const std::vector<TemplateLayout> templates_;
+  const bool sampling_;
   std::vector<uint8_t> buf_;
   uint32_t export_time_ = 0;
   uint32_t sequence_ = 0;  // data records in earlier messages
@@ -185,8 +199,8 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
 }  // namespace
 
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction, bool biflow) {
-  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction, biflow);
+                                                  bool with_direction, bool biflow, bool sampling) {
+  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction, biflow, sampling);
 }
 
 }  // namespace flowfold::ipfix

@@ -5,6 +5,14 @@
 // has a fixed 1420-byte message size and swallows send errors.
 
 #include <fixbuf/public.h>
+// fbSessionGetSequence/fbSessionSetSequence: options messages are written
+// by hand (ipfix_options_records.h) in libfixbuf's sequence. The header has
+// no extern "C" of its own.
+extern "C" {
+#include <fixbuf/private.h>
+}
+
+#include <ctime>
 
 #include <span>
 #include <stdexcept>
@@ -91,9 +99,9 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
   friend class PackedRecordEncoder<FixbufEncoder>;  // calls appendRecord()
 
  public:
-  FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow)
-      : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), out_(max_message),
-        model_(fbInfoModelAlloc()) {
+  FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling)
+      : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), sampling_(sampling),
+        out_(max_message), options_out_(max_message), model_(fbInfoModelAlloc()) {
     addReverseFlowId(model_.get());
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
     // The domain scopes external templates and sequence numbers: set it first.
@@ -106,7 +114,10 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
     fBufSetAutomaticMode(fbuf_.get(), FALSE);
   }
 
-  void setExportTime(uint32_t seconds) override { fBufSetExportTime(fbuf_.get(), seconds); }
+  void setExportTime(uint32_t seconds) override {
+    fBufSetExportTime(fbuf_.get(), seconds);
+    export_time_ = seconds;
+  }
 
 
   size_t pendingRecords() const override { return msg_records_; }
@@ -144,7 +155,24 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
     }
     msg_bytes_ = kMessageHeaderSize + kSetHeaderSize + templates_size_;
     open_set_ = kTemplateSetId;
-    return finish();
+    const std::span<const uint8_t> data_templates = finish();
+    // The options templates follow in the same message, each in a set of
+    // its own, which libfixbuf does not write: appended, the length mended.
+    size_t size = data_templates.size();
+    size += writeOptionsTemplateSets(out_.data() + size, sampling_);
+    out_[2] = static_cast<uint8_t>(size >> 8);
+    out_[3] = static_cast<uint8_t>(size);
+    return {out_.data(), size};
+  }
+
+  std::span<const uint8_t> encodeOptions(const OptionsValues& values) override {
+    if (msg_bytes_ != 0) throw std::logic_error("IPFIX: encodeOptions() with an open message");
+    fbSession_t* session = fBufGetSession(fbuf_.get());
+    const uint32_t sequence = fbSessionGetSequence(session);
+    const uint32_t export_time = export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
+    const size_t size = writeOptionsMessage(options_out_.data(), values, export_time, sequence);
+    fbSessionSetSequence(session, sequence + static_cast<uint32_t>(optionsRecordCount(values.sampling)));
+    return {options_out_.data(), size};
   }
 
  private:
@@ -202,8 +230,11 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
 
   const size_t max_message_;
   const std::vector<TemplateLayout> templates_;
+  const bool sampling_;
+  uint32_t export_time_ = 0;
   // Declared before fbuf_: both must outlive it.
   std::vector<uint8_t> out_;
+  std::vector<uint8_t> options_out_;
   std::unique_ptr<fbInfoModel_t, InfoModelDeleter> model_;
   std::unique_ptr<fBuf_t, BufferDeleter> fbuf_;
   fbExporter_t* exporter_ = nullptr;  // owned by fbuf_
@@ -220,8 +251,8 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
 }  // namespace
 
 std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction, bool biflow) {
-  return std::make_unique<FixbufEncoder>(observation_domain, max_message, with_direction, biflow);
+                                                  bool with_direction, bool biflow, bool sampling) {
+  return std::make_unique<FixbufEncoder>(observation_domain, max_message, with_direction, biflow, sampling);
 }
 
 }  // namespace flowfold::ipfix

@@ -18,6 +18,7 @@
 #include "ipfix_biflow.h"
 #include "ipfix_direction.h"
 #include "ipfix_fields.h"
+#include "ipfix_options_records.h"
 
 namespace flowfold::ipfix {
 
@@ -94,9 +95,15 @@ class MessageEncoder {
   virtual std::span<const uint8_t> finish() = 0;
 
   /// Returns a complete message holding the templates, in the order of
-  /// templateLayouts().
+  /// templateLayouts(), then the options templates (ipfix_options_records.h),
+  /// each in a set of its own.
   /// Requires no open message: finish() first.
   virtual std::span<const uint8_t> encodeTemplates() = 0;
+
+  /// Returns a complete message of options records with these values (one
+  /// per options template), numbered in the same sequence as the data
+  /// records (RFC 7011 counts every data record). Requires no open message.
+  virtual std::span<const uint8_t> encodeOptions(const OptionsValues& values) = 0;
 
  private:
   template <class Record>
@@ -146,10 +153,13 @@ class PackedRecordEncoder : public MessageEncoder {
 
 /// max_message: largest message in bytes, 256..65535. with_direction: also
 /// the templates with flowDirection. biflow: the biflow templates instead of
-/// the uniflow ones (templateLayouts()).
+/// the uniflow ones (templateLayouts()). sampling: also the sampling options
+/// templates.
 std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction = false, bool biflow = false);
+                                                  bool with_direction = false, bool biflow = false,
+                                                  bool sampling = false);
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction = false, bool biflow = false);
+                                                  bool with_direction = false, bool biflow = false,
+                                                  bool sampling = false);
 
 }  // namespace flowfold::ipfix

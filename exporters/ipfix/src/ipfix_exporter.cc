@@ -11,6 +11,7 @@
 #include "biflow_pairer.h"
 #include "ipfix_encoder.h"
 #include "ipfix_fields.h"
+#include "ipfix_options_records.h"
 #include "ipfix_transport.h"
 
 namespace flowfold {
@@ -19,8 +20,8 @@ namespace {
 
 using namespace ipfix;
 
-constexpr size_t kMinMtu = 256;               // the template message is 236 bytes
-constexpr size_t kMinMtuWithDirection = 512;  // 460 bytes with templates 258 and 259
+constexpr size_t kMinMtu = 256;               // the template message is 296 bytes (checked below)
+constexpr size_t kMinMtuWithDirection = 512;  // 520 bytes with templates 258 and 259 (checked below)
 constexpr size_t kMaxUdpMessage = 65507;      // largest UDP payload over IPv4
 constexpr size_t kStreamMessageSize = 65000;  // TCP and file: big messages, few writes
 // Biflow: most records waiting for their reverse direction (about 100 MB);
@@ -38,6 +39,9 @@ class IpfixExporter final : public Exporter {
         per_session_templates_(transport->sendsTemplatesPerSession()),
         refresh_ms_(udp_ ? options.template_refresh_ms : 0),
         refresh_messages_(udp_ ? options.template_refresh_packets : 0),
+        options_interval_ms_(options.options_interval_ms),
+        observation_domain_(options.observation_domain),
+        sampling_(options.sampling),
         transport_(std::move(transport)),
         encoder_(std::move(encoder)),
         local_networks_(options.local_networks) {
@@ -61,6 +65,7 @@ class IpfixExporter final : public Exporter {
     // Nothing calls us between batches, so a partial message is sent now
     // rather than held for an unknown time.
     emitMessage();
+    sendOptionsIfDue();
     transport_->push();
     syncTransportCounters();
     if (other > 0) {
@@ -77,11 +82,20 @@ class IpfixExporter final : public Exporter {
   // Biflow: records whose wait for their reverse is over go out, also when
   // no record comes (a quiet link).
   void doTick(uint64_t now_ms) override {
-    if (!pairer_) return;
+    if (!pairer_) {
+      // Only periodic options records can be due without a record.
+      if (!meteringSource() || !templates_sent_ || options_interval_ms_ == 0) return;
+      beginCall(now_ms);
+      sendOptionsIfDue();
+      transport_->push();
+      syncTransportCounters();
+      return;
+    }
     beginCall(now_ms);
     pairer_->add({}, now_ms, biflows_);
     appendBiflowsInTemplateOrder();
     emitMessage();
+    sendOptionsIfDue();
     transport_->push();
     syncTransportCounters();
   }
@@ -89,12 +103,23 @@ class IpfixExporter final : public Exporter {
   void doFlush(uint64_t now_ms) override {
     beginCall(now_ms);
     // Even without flows a file (or session) starts with the templates.
-    if (!templates_sent_) sendTemplates();
+    if (!templates_sent_) sendTemplatesAndOptions();
     if (pairer_) {
       pairer_->flushAll(biflows_);
       appendBiflowsInTemplateOrder();
     }
     emitMessage();
+    sendOptionsIfDue();
+    transport_->flush();
+    syncTransportCounters();
+  }
+
+  // The end: everything flushed, then the final options records, whose
+  // counts are those of the stats line at the end (less this last message).
+  void doClose(uint64_t now_ms) override {
+    doFlush(now_ms);
+    if (!meteringSource()) return;
+    sendOptions();
     transport_->flush();
     syncTransportCounters();
   }
@@ -102,6 +127,11 @@ class IpfixExporter final : public Exporter {
  private:
   void beginCall(uint64_t now_ms) {
     now_ms_ = now_ms;
+    if (!called_) {
+      called_ = true;
+      first_call_ms_ = now_ms;
+      last_options_ms_ = now_ms;
+    }
     encoder_->setExportTime(static_cast<uint32_t>(now_ms / 1000));
     // Every message went out at the end of the last call: a new file (a
     // rotation) starts clean, with the templates.
@@ -110,8 +140,58 @@ class IpfixExporter final : public Exporter {
       templates_due_ = true;
     } else if (refresh_ms_ != 0) {
       if (now_ms < last_templates_ms_) last_templates_ms_ = now_ms;  // clock stepped back
-      if (now_ms - last_templates_ms_ >= refresh_ms_) templates_due_ = true;
+      if (now_ms - last_templates_ms_ >= refresh_ms_) {
+        templates_due_ = true;
+        // With sampling, the rate goes with each refresh by time.
+        if (sampling_.enabled()) options_due_ = true;
+      }
     }
+  }
+
+  // Options records (ipfix_options_records.h) that are due: after the
+  // templates of a new session or of a refresh by time (with sampling), and
+  // every options_interval.
+  void sendOptionsIfDue() {
+    if (!meteringSource()) return;
+    if (options_interval_ms_ != 0 && templates_sent_) {
+      if (now_ms_ < last_options_ms_) last_options_ms_ = now_ms_;  // clock stepped back
+      if (now_ms_ - last_options_ms_ >= options_interval_ms_) options_due_ = true;
+    }
+    if (options_due_) sendOptions();
+  }
+
+  // One options message with the counts as of now: every message before it
+  // delivered (UDP counts at push()) and counted.
+  void sendOptions() {
+    emitMessage();
+    if (!templates_sent_ || templates_due_) sendTemplates();
+    if (!templates_sent_) return;  // lost with them: tried again next call
+    transport_->push();
+    syncTransportCounters();
+    send(encoder_->encodeOptions(optionsValues()), 0);
+    options_due_ = false;
+    last_options_ms_ = now_ms_;
+  }
+
+  OptionsValues optionsValues() const {
+    const MeteringStatistics m = meteringSource()->statistics();
+    const ExporterCounters& c = counters();
+    OptionsValues v;
+    v.observation_domain = observation_domain_;
+    v.system_init_ms = first_call_ms_;
+    v.observation_ms = now_ms_;
+    v.messages = c.messages.load(std::memory_order_relaxed);
+    v.flow_records = c.records.load(std::memory_order_relaxed);
+    v.octets = c.bytes.load(std::memory_order_relaxed);
+    v.ignored_packets = m.packets_ignored;
+    v.exporting_process = observation_domain_;  // one exporting process per domain
+    v.not_sent_flows = c.dropped.load(std::memory_order_relaxed) + m.records_not_exported;
+    v.sampling = sampling_.enabled();
+    v.random = sampling_.mode == SamplingMode::kRandom;
+    v.interval = sampling_.interval;
+    v.packets_observed = m.packets_observed;
+    v.packets_selected = m.packets_selected;
+    return v;
   }
 
   // Records go out grouped by template, IPv4 before IPv6 and, with
@@ -202,16 +282,25 @@ class IpfixExporter final : public Exporter {
   // starts the next one.
   template <class TryAppend>
   void appendWithRoom(TryAppend&& tryAppend) {
-    if (templates_due_) sendTemplates();
+    if (templates_due_) sendTemplatesAndOptions();
     if (tryAppend()) return;
     emitMessage();
-    if (templates_due_) sendTemplates();  // that message may have completed a refresh interval
+    if (templates_due_) sendTemplatesAndOptions();  // that message may have completed a refresh interval
     if (!tryAppend()) throw std::logic_error("IPFIX: record larger than a message");
+  }
+
+  // The options records of a new session go right after its templates,
+  // before any flow record: nfdump 1.7.1 then takes the sequence number the
+  // first flow message carries without counting a failure.
+  void sendTemplatesAndOptions() {
+    sendTemplates();
+    if (options_due_ && meteringSource()) sendOptions();
   }
 
 
   void sendTemplates() {
     emitMessage();
+    if (!templates_sent_) options_due_ = true;  // a new session: the options follow the templates
     if (per_session_templates_) {  // TCP: the transport starts every connection with them
       const std::span<const uint8_t> t = encoder_->encodeTemplates();
       transport_->setSessionStart(t.data(), t.size());
@@ -312,6 +401,9 @@ class IpfixExporter final : public Exporter {
   MessageTransport::Delivered seen_delivered_;
   const uint64_t refresh_ms_;        // 0: no refresh by time
   const uint32_t refresh_messages_;  // 0: no refresh by count
+  const uint64_t options_interval_ms_;  // 0: options only at a session's start and at the end
+  const uint32_t observation_domain_;
+  const SamplingOptions sampling_;
   std::unique_ptr<MessageTransport> transport_;
   std::unique_ptr<MessageEncoder> encoder_;
   std::vector<const FlowRecord*> v6_;  // reused between batches
@@ -330,6 +422,10 @@ class IpfixExporter final : public Exporter {
   uint64_t now_ms_ = 0;
   uint64_t last_templates_ms_ = 0;
   uint32_t data_messages_since_templates_ = 0;
+  bool called_ = false;
+  uint64_t first_call_ms_ = 0;  // systemInitTimeMilliseconds of the options records
+  bool options_due_ = false;
+  uint64_t last_options_ms_ = 0;
 };
 
 }  // namespace
@@ -343,6 +439,7 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
     // The template message must fit in one datagram.
     size_t templates = 20;  // message and set headers
     for (const TemplateLayout& t : templateLayouts(with_direction, options.biflow)) templates += templateRecordSize(t);
+    templates += optionsTemplateSetsSize(options.sampling.enabled());
     const size_t min_mtu = std::max(with_direction ? kMinMtuWithDirection : kMinMtu, templates);
     if (mtu < min_mtu || mtu > kMaxUdpMessage) {
       throw std::invalid_argument("IPFIX: mtu " + std::to_string(mtu) + " out of range " +
@@ -365,8 +462,10 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   }
   std::unique_ptr<MessageEncoder> encoder =
       options.encoder == IpfixOptions::Encoder::kDirect
-          ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow)
-          : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow);
+          ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow,
+                              options.sampling.enabled())
+          : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow,
+                              options.sampling.enabled());
   return std::make_unique<IpfixExporter>(options, std::move(transport), std::move(encoder));
 }
 

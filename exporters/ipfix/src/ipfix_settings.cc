@@ -30,6 +30,8 @@ const Setting<IpfixOptions> kIpfixSettings[] = {
     {"", "biflow", "", kBoolean, [](IpfixOptions& o, const SettingValue& v) { o.biflow = v.boolean; }},
     {"", "biflow_wait", "", duration(0, 3'600'000),
      [](IpfixOptions& o, const SettingValue& v) { o.biflow_wait_ms = v.number; }},
+    {"", "options_interval", "", shared::kOptionsInterval,
+     [](IpfixOptions& o, const SettingValue& v) { o.options_interval_ms = v.number; }},
     {"", "rotate", "", shared::kRotate,
      [](IpfixOptions& o, const SettingValue& v) { o.rotation.interval_ms = v.number; }},
     {"", "max_files", "", shared::kMaxFiles,

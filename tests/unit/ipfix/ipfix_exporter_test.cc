@@ -228,9 +228,11 @@ void expectRecordsMatch(const std::vector<FlowRecord>& sent, const std::vector<M
   }
 }
 
+// Templates only: the data templates (set 2), then the options templates
+// (set 3, one set each).
 bool isTemplateMessage(const Message& m) {
-  return !m.set_ids.empty() && std::all_of(m.set_ids.begin(), m.set_ids.end(),
-                                           [](uint16_t id) { return id == 2; });
+  return !m.set_ids.empty() && m.set_ids.front() == 2 &&
+         std::all_of(m.set_ids.begin(), m.set_ids.end(), [](uint16_t id) { return id == 2 || id == 3; });
 }
 
 // Sequence number = data records in all earlier messages of the session.
@@ -892,7 +894,7 @@ TEST(IpfixExporter, IpfixDumpReadsTheExportedFile) {
   }
   const CommandResult dump = run("TZ=UTC ipfixDump --in " + path);
   ASSERT_EQ(dump.status, 0) << dump.output;
-  EXPECT_NE(dump.output.find("2 Messages, 4 Data Records, 2 Template Records"), std::string::npos)
+  EXPECT_NE(dump.output.find("2 Messages, 4 Data Records, 4 Template Records"), std::string::npos)
       << dump.output;
   for (const char* expected :
        {"sourceIPv4Address : 10.1.2.3", "destinationIPv4Address : 192.0.2.9",
@@ -1229,7 +1231,7 @@ TEST(IpfixExporter, IpfixDumpAndTsharkReadFlowDirection) {
     }
     const CommandResult dump = run("TZ=UTC ipfixDump --in " + path);
     ASSERT_EQ(dump.status, 0) << dump.output;
-    EXPECT_NE(dump.output.find("7 Data Records, 4 Template Records"), std::string::npos) << dump.output;
+    EXPECT_NE(dump.output.find("7 Data Records, 6 Template Records"), std::string::npos) << dump.output;
     EXPECT_NE(dump.output.find("flowDirection : 1"), std::string::npos) << dump.output;
     EXPECT_NE(dump.output.find("flowDirection : 0"), std::string::npos) << dump.output;
     EXPECT_EQ(dump.output.find("arning"), std::string::npos) << dump.output;
@@ -1483,10 +1485,12 @@ TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
   IpfixOptions o = udpOptions("4739", Encoder::kDirect);
   o.biflow = true;
   // The template message: headers (16 + 4), then per template 4 + 4 per
-  // element + 4 per reverse element's PEN: 42 elements, 15 of them reverse
-  // (484 bytes, as README.md says).
-  const size_t templates = 16 + 4 + 2 * (4 + 4 * 42 + 4 * 15);
-  static_assert(templates == 484);
+  // element + 4 per reverse element's PEN: 42 elements, 15 of them reverse;
+  // then the options templates 264 (7 elements) and 265 (3), each in a set
+  // of its own: set header 4, template header 6, 4 per element (544 bytes,
+  // as README.md says).
+  const size_t templates = 16 + 4 + 2 * (4 + 4 * 42 + 4 * 15) + (4 + 6 + 4 * 7) + (4 + 6 + 4 * 3);
+  static_assert(templates == 544);
   o.mtu = templates - 1;
   EXPECT_THROW(makeIpfixExporter(o), std::invalid_argument);
   o.mtu = templates;

@@ -22,6 +22,7 @@ inline uint64_t readBig(const uint8_t* p, size_t n) {
 
 struct TemplateRecord {
   uint16_t id = 0;
+  uint16_t scope = 0;  // options templates (set 3): how many of the first fields are scope fields
   std::vector<std::pair<uint16_t, uint16_t>> fields;  // (element id, length); reverse (PEN 29305): id | 0x8000
 };
 
@@ -44,6 +45,9 @@ struct Message {
   std::vector<uint16_t> set_ids;  // in order
   std::vector<TemplateRecord> templates;
   std::vector<DataRecord> records;
+  std::vector<TemplateRecord> options_templates;  // set 3
+  std::vector<DataRecord> options;                // records of options templates
+  std::vector<uint16_t> withdrawn;                // template ids withdrawn (field count 0)
 };
 
 /// Keeps the templates of one transport session across messages.
@@ -74,8 +78,8 @@ class Decoder {
       out.set_ids.push_back(set_id);
       const std::span<const uint8_t> body = bytes.subspan(pos + 4, set_len - 4u);
       bool ok = false;
-      if (set_id == 2) {
-        ok = decodeTemplates(body, out);
+      if (set_id == 2 || set_id == 3) {
+        ok = decodeTemplates(body, out, set_id == 3);
       } else if (set_id >= 256) {
         ok = decodeData(set_id, body, out);
       } else {
@@ -110,15 +114,30 @@ class Decoder {
     return false;
   }
 
-  bool decodeTemplates(std::span<const uint8_t> body, Message& out) {
+  bool decodeTemplates(std::span<const uint8_t> body, Message& out, bool options) {
     size_t pos = 0;
     while (body.size() - pos >= 4) {
       TemplateRecord t;
       t.id = static_cast<uint16_t>(readBig(body.data() + pos, 2));
       const size_t count = readBig(body.data() + pos + 2, 2);
       pos += 4;
+      if (count == 0) {  // withdrawal (RFC 7011 section 8.1): 2 or 3 withdraws every template of the set's kind
+        if (t.id != (options ? 3 : 2) && t.id < 256) return fail("withdrawal of template id " + std::to_string(t.id));
+        if (t.id < 256) {
+          std::erase_if(templates_, [&](const auto& kv) { return (kv.second.scope != 0) == options; });
+        } else if (templates_.erase(t.id) == 0) {
+          return fail("withdrawal of unknown template " + std::to_string(t.id));
+        }
+        out.withdrawn.push_back(t.id);
+        continue;
+      }
       if (t.id < 256) return fail("template id " + std::to_string(t.id));
-      if (count == 0) return fail("template withdrawal not expected");
+      if (options) {
+        if (body.size() - pos < 2) return fail("truncated options template record");
+        t.scope = static_cast<uint16_t>(readBig(body.data() + pos, 2));
+        pos += 2;
+        if (t.scope == 0 || t.scope > count) return fail("options template scope count " + std::to_string(t.scope));
+      }
       for (size_t i = 0; i < count; ++i) {
         if (body.size() - pos < 4) return fail("truncated template record");
         const uint16_t id = static_cast<uint16_t>(readBig(body.data() + pos, 2));
@@ -135,7 +154,7 @@ class Decoder {
         t.fields.emplace_back(id, len);
       }
       templates_[t.id] = t;
-      out.templates.push_back(std::move(t));
+      (options ? out.options_templates : out.templates).push_back(std::move(t));
     }
     if (pos != body.size()) return fail("padding after template records");
     return true;
@@ -158,7 +177,7 @@ class Decoder {
         r.fields[id].assign(body.data() + off, body.data() + off + len);
         off += len;
       }
-      out.records.push_back(std::move(r));
+      (it->second.scope != 0 ? out.options : out.records).push_back(std::move(r));
     }
     return true;
   }

@@ -27,9 +27,11 @@ struct ExporterStats {
 class ExportStage {
  public:
   /// `permanent` exporters (the ring's flow log) get every batch too and
-  /// stay when replaceExporters() swaps the configured ones.
+  /// stay when replaceExporters() swaps the configured ones. `metering`:
+  /// where every exporter reads the metering process's counters for its
+  /// options records (Exporter::setMeteringSource); it must outlive the stage.
   ExportStage(std::vector<std::unique_ptr<Exporter>> exporters, size_t queue_batches,
-              std::vector<std::unique_ptr<Exporter>> permanent = {});
+              std::vector<std::unique_ptr<Exporter>> permanent = {}, const MeteringSource* metering = nullptr);
   ~ExportStage();
   ExportStage(const ExportStage&) = delete;
   ExportStage& operator=(const ExportStage&) = delete;
@@ -58,6 +60,7 @@ class ExportStage {
   ExportQueue queue_;
   std::vector<std::unique_ptr<Exporter>> exporters_;  // export thread only
   std::vector<std::unique_ptr<Exporter>> permanent_;  // export thread only
+  const MeteringSource* metering_;
   mutable std::mutex stats_mu_;
   std::vector<const Exporter*> current_;        // for exporterStats(), under stats_mu_
   std::vector<ExporterStats> retired_;          // totals of replaced exporters, by name

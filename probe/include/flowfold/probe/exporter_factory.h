@@ -11,7 +11,9 @@ namespace flowfold {
 /// Builds the configured exporters. Throws std::runtime_error naming the
 /// exporter when one cannot start (unresolvable collector, TCP refused, ...).
 /// local_networks: set, every exporter exports each flow's direction.
+/// sampling: the rate the IPFIX and NetFlow v9 exporters announce.
 std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
-                                                     const LocalNetworks& local_networks = {});
+                                                     const LocalNetworks& local_networks = {},
+                                                     const SamplingOptions& sampling = {});
 
 }  // namespace flowfold

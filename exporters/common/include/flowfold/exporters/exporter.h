@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "flowfold/exporters/metering.h"
 #include "flowfold/flowcache/flow_record.h"
 #include "flowfold/log.h"
 
@@ -64,6 +65,16 @@ class Exporter {
   /// Sends whatever is buffered. Called at end of input and on shutdown.
   void flush(uint64_t now_ms);
 
+  /// The exporter's last call (the end of the run, or its replacement on a
+  /// reload): everything it holds goes out, with its final statistics (IPFIX
+  /// and NetFlow v9 options records) and, over TCP, the templates withdrawn.
+  void close(uint64_t now_ms);
+
+  /// Where the metering process's counters are read for options records
+  /// (nullptr: none, e.g. in unit tests). Set before the first batch; it
+  /// must outlive the exporter.
+  void setMeteringSource(const MeteringSource* source) { metering_ = source; }
+
   const std::string& name() const { return name_; }
   const ExporterCounters& counters() const { return counters_; }
 
@@ -71,14 +82,17 @@ class Exporter {
   virtual void doExport(std::span<const FlowRecord> records, uint64_t now_ms) = 0;
   virtual void doFlush(uint64_t /*now_ms*/) {}
   virtual void doTick(uint64_t /*now_ms*/) {}
+  virtual void doClose(uint64_t now_ms) { doFlush(now_ms); }
 
   ExporterCounters& mutableCounters() { return counters_; }
+  const MeteringSource* meteringSource() const { return metering_; }
 
  private:
   void reportFailure(const char* what, size_t records, const std::exception& e);
 
   std::string name_;
   ExporterCounters counters_;
+  const MeteringSource* metering_ = nullptr;
   uint64_t failures_ = 0;
   LogRateLimiter failure_log_;
 };

@@ -95,6 +95,8 @@ inline constexpr ValueSpec kObservationDomain = value_spec::whole(0, UINT32_MAX)
 inline constexpr ValueSpec kMtu = value_spec::whole(256, 65'000);
 inline constexpr ValueSpec kTemplateRefresh = value_spec::duration(1'000, value_spec::kDayMs);
 inline constexpr ValueSpec kTemplateRefreshPackets = value_spec::whole(1, 1'000'000);
+// 0: options records only at the start of a session and at the end.
+inline constexpr ValueSpec kOptionsInterval = value_spec::duration(0, value_spec::kDayMs);
 inline constexpr ValueSpec kRateLimit = value_spec::whole(0, 100'000'000);
 // File outputs (rotating_output.h); checked together by the file's reader.
 inline constexpr ValueSpec kRotate = value_spec::duration(1'000, value_spec::kDayMs, 1'000);

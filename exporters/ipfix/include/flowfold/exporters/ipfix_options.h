@@ -12,6 +12,7 @@
 #include "flowfold/exporters/local_networks.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/exporters/setting.h"
+#include "flowfold/flowcache/sampler.h"
 
 namespace flowfold {
 
@@ -71,6 +72,16 @@ struct IpfixOptions {
   /// How long (export time) a record waits for its reverse direction before
   /// it goes out as a one-sided biflow (biflow_pairer.h).
   uint64_t biflow_wait_ms = 5'000;
+  /// Options records (RFC 7011 section 4; ipfix_options_records.h): the
+  /// exporter's and the metering process's statistics, and with sampling its
+  /// rate. They go out after the templates of each new session (file, TCP
+  /// connection, UDP start), at the end, every this much pipeline time when
+  /// not 0, and with sampling also with each refresh of the templates by time
+  /// (a collector that restarted needs the rate to read the data).
+  uint64_t options_interval_ms = 0;
+  /// The run's packet sampling (`sampling:`, not an exporter key): the rate
+  /// the options records announce.
+  SamplingOptions sampling;
 };
 
 /// The settings an IPFIX exporter has, besides `collector` and `transport`
