@@ -123,6 +123,8 @@ int readFile(const Config& config, PcapFileSource& source, ExportStage& stage, P
   PcapFileSource::Result r = PcapFileSource::Result::kMore;
   while (!g_stop && (r = source.dispatch(pipeline, 4096)) == PcapFileSource::Result::kMore) {
     progress.update(source.bytesRead(), source.packetsRead());
+    // For the exporters' options records, which read the published counters.
+    pipeline.publishStats();
     if (g_dump_stats) {
       g_dump_stats = 0;
       pipeline.publishStats();

@@ -41,6 +41,8 @@ ipfix.ie.use_iana_default()
 ipfix.ie.use_5103_default()
 with open(sys.argv[1], "rb") as f:
     for r in ipfix.reader.from_stream(f).namedict_iterator():
+        if "protocolIdentifier" not in r:
+            continue  # an options record (the exporter's statistics)
         src = r.get("sourceIPv4Address", r.get("sourceIPv6Address"))
         dst = r.get("destinationIPv4Address", r.get("destinationIPv6Address"))
         print(json.dumps([r["protocolIdentifier"], str(src), r["sourceTransportPort"], str(dst),
@@ -57,6 +59,8 @@ import ipfix.ie, ipfix.reader
 ipfix.ie.use_iana_default()
 with open(sys.argv[1], "rb") as f:
     for r in ipfix.reader.from_stream(f).namedict_iterator():
+        if "protocolIdentifier" not in r:
+            continue  # an options record (the exporter's statistics)
         src = r.get("sourceIPv4Address", r.get("sourceIPv6Address"))
         dst = r.get("destinationIPv4Address", r.get("destinationIPv6Address"))
         print(json.dumps([r["protocolIdentifier"], str(src), r["sourceTransportPort"], str(dst),

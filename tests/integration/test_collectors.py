@@ -130,17 +130,20 @@ class CollectorConservation(TempDirTest):
     def test_ipfix_file_reads_back_exactly_and_ipfixdump_accepts_it(self):
         out = self.path("flows.ipfix")
         proc = run_flowfold("-r", self.pcap, "--ipfix-file", out, "--observation-domain", "42")
+        options = []
         with open(out, "rb") as f:
-            records, messages = parse_ipfix_stream(f.read())
+            records, messages = parse_ipfix_stream(f.read(), options)
         self.assertFlowsEqual(ipfix_flows(records), self.truth)
         self.assertEqual(len(records), stats_of(proc.stderr)["records"])
         self.assertTrue(all(m["domain"] == 42 for m in messages))
+        # The exporter's statistics (264, 265) after the templates and at the end.
+        self.assertEqual([o["template"] for o in options], [264, 265, 264, 265])
         need("ipfixDump")
         dump = subprocess.run(["ipfixDump", "--stats", "-i", out], capture_output=True, text=True)
         self.assertEqual(dump.returncode, 0, dump.stderr)
         full = subprocess.run(["ipfixDump", "-i", out], capture_output=True, text=True)
         self.assertEqual(full.returncode, 0, full.stderr)
-        self.assertEqual(full.stdout.count("--- data record"), len(records))
+        self.assertEqual(full.stdout.count("--- data record"), len(records) + len(options))
 
     def test_ipfix_over_tcp_delivers_exactly_the_truth(self):
         with TcpCollector() as collector:

@@ -34,14 +34,21 @@ def exporter_section(stderr, name):
     raise AssertionError("no exporter %r in the stats line:\n%s" % (name, stderr))
 
 
+# The exporter's options records (its statistics, the sampling rate).
+OPTIONS_TEMPLATES = (264, 265, 266, 267)
+
+
 def ipfix_dump_totals(path_or_stdin, data=None):
-    """(messages, data records) as ipfixDump reports them for a file or bytes on its stdin."""
+    """(messages, flow records) as ipfixDump reports them for a file or bytes
+    on its stdin: its data records less those of the options templates."""
     args = ["ipfixDump", "--in", path_or_stdin]
     proc = subprocess.run(args, input=data, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     m = re.search(rb"File Stats: (\d+) Messages, (\d+) Data Records", proc.stdout)
     assert m, proc.stdout[-500:]
-    return int(m.group(1)), int(m.group(2))
+    options = sum(len(re.findall(rb"--- data record \d+ ---\nheader:\n\tcount: \d+\s+tid:\s+%d " % t, proc.stdout))
+                  for t in OPTIONS_TEMPLATES)
+    return int(m.group(1)), int(m.group(2)) - options
 
 
 def slurp(path, mode="rb"):
@@ -118,8 +125,11 @@ class FileOutputs(TempDirTest):
         run_flowfold("-r", self.pcap, "--ipfix-file", out)
         with open(out, "rb") as f:
             first_run = f.read()
-        first_message_length = int.from_bytes(first_run[2:4], "big")
-        torn = first_run[first_message_length:first_message_length + 100]  # a data message, cut at 100 bytes
+        # After the templates and the options records: a flow message, cut at 100 bytes.
+        first_message_length = 0
+        for _ in range(2):
+            first_message_length += int.from_bytes(first_run[first_message_length + 2:first_message_length + 4], "big")
+        torn = first_run[first_message_length:first_message_length + 100]
         self.assertEqual(torn[:2], b"\x00\x0a")
         with open(out, "ab") as f:
             f.write(torn)
@@ -178,8 +188,13 @@ class FileOutputs(TempDirTest):
             data = f.read()
         self.assertTrue(data.startswith(written), "the reload destroyed what was written before it")
         self.assertEqual(records_by_source_port(), {40011: 5, 40012: 7})
-        # The stream after the reload starts with its own templates.
-        after, _ = parse_ipfix_stream(data[len(written):])
+        # The old exporter's last message (its final statistics, options
+        # records in its own stream), then the new stream with its own templates.
+        rest = data[len(written):]
+        last_of_old = int.from_bytes(rest[2:4], "big")
+        self.assertEqual({int.from_bytes(rest[16 + 0:18], "big")}, {264})  # the first set: statistics
+        after, messages = parse_ipfix_stream(rest[last_of_old:])
+        self.assertEqual(messages[0]["sequence"], 0)
         self.assertEqual([int.from_bytes(r[7], "big") for r in after], [40012])
         self.assertEqual(ipfix_dump_totals(out)[1], 2)
 
@@ -275,8 +290,7 @@ class FileOutputs(TempDirTest):
                                   capture_output=True, timeout=600)
         self.assertEqual(pipeline.returncode, 0, pipeline.stderr)
         self.assertIn(b"Data Records", pipeline.stdout)
-        m = re.search(rb"File Stats: \d+ Messages, (\d+) Data Records", pipeline.stdout)
-        self.assertEqual(int(m.group(1)), len(records))
+        self.assertEqual(ipfix_dump_totals("-", proc.stdout)[1], len(records))
 
     # ------------------------------------------------------------ symbolic links and modes
 

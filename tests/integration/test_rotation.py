@@ -105,10 +105,15 @@ class Rotation(TempDirTest):
         for path in self.files("ipfix"):
             start = start_of(path)
             messages, data_records, templates = ipfix_dump_ok(path)
-            self.assertEqual(templates, 2, path)  # IPv4 and IPv6: every file starts with them
+            # IPv4 and IPv6, and the options templates of the statistics
+            # (264, 265): every file starts with them.
+            self.assertEqual(templates, 4, path)
+            options = []
             with open(path, "rb") as f:
-                records, headers = parse_ipfix_stream(f.read())  # fails if data came before templates
-            self.assertEqual(len(records), data_records)
+                records, headers = parse_ipfix_stream(f.read(), options)  # fails if data came before templates
+            # Each file has the exporter's statistics after its templates.
+            self.assertEqual([o["template"] for o in options[:2]], [264, 265], path)
+            self.assertEqual(len(records) + len(options), data_records)
             self.assertEqual(len(headers), messages)
             for h in headers:  # exported within the file's interval
                 self.assertTrue(start <= h["export_time"] < start + INTERVAL_S, (path, h))
@@ -186,7 +191,7 @@ class Rotation(TempDirTest):
             with open(path, "rb") as f:
                 data = f.read()
             self.assertTrue(data.startswith(first[path]), path)
-            self.assertEqual(ipfix_dump_ok(path)[2], 4, path)  # two streams, each with its templates
+            self.assertEqual(ipfix_dump_ok(path)[2], 8, path)  # two streams, each with its 4 templates (2 options)
             records += parse_ipfix_stream(data)[0]
         self.assertFlowsEqual(ipfix_flows(records), twice)
 

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "flowfold/exporters/template_ids.h"
 #include "flowfold/flowcache/wire.h"
@@ -341,6 +342,94 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
     ++state.sequence;
   }
   return i;
+}
+
+namespace {
+
+constexpr uint16_t kOptionsTemplateFlowSetId = 1;
+constexpr uint16_t kScopeSystem = 1;
+constexpr uint16_t kSamplingInterval = 34;   // SAMPLING_INTERVAL
+constexpr uint16_t kSamplingAlgorithm = 35;  // SAMPLING_ALGORITHM
+constexpr uint16_t kTotalBytesExp = 40;      // TOTAL_BYTES_EXP
+constexpr uint16_t kTotalPktsExp = 41;       // TOTAL_PKTS_EXP
+constexpr uint16_t kTotalFlowsExp = 42;      // TOTAL_FLOWS_EXP
+
+struct OptionsTemplate {
+  uint16_t id;
+  std::vector<TemplateField> options;  // after the one scope field, System (4 octets: the source id)
+};
+
+std::vector<OptionsTemplate> optionsTemplates(bool sampling) {
+  std::vector<OptionsTemplate> t;
+  t.push_back({kStatisticsOptionsTemplateId, {{kTotalBytesExp, 8}, {kTotalPktsExp, 8}, {kTotalFlowsExp, 8}}});
+  if (sampling) {
+    t.back().options.push_back({kSamplingInterval, 4});
+    t.push_back({kSamplingOptionsTemplateId, {{kSamplingInterval, 4}, {kSamplingAlgorithm, 1}}});
+  }
+  return t;
+}
+
+uint8_t* padTo4(uint8_t* set_start, uint8_t* p) {
+  const size_t len = static_cast<size_t>(p - set_start);
+  const size_t padded = align4(len);
+  std::memset(p, 0, padded - len);
+  put16(set_start + 2, static_cast<uint16_t>(padded));
+  return set_start + padded;
+}
+
+}  // namespace
+
+void encodeOptions(const EncoderConfig& config, EncoderState& state, const OptionsValues& values, uint64_t now_ms,
+                   EncodedDatagrams& out) {
+  out.clear();
+  const uint64_t boot_ms = config.boot_ms - config.boot_ms % 1000;
+  const uint64_t unix_secs = now_ms / 1000;
+  const std::vector<OptionsTemplate> templates = optionsTemplates(values.sampling);
+  out.bytes.resize(512);  // header 20, templates at most 60, records at most 56
+  uint8_t* const base = out.bytes.data();
+  uint8_t* p = base;
+  p = put16(p, kVersion);
+  p = put16(p, static_cast<uint16_t>(2 * templates.size()));  // each template and its one record
+  p = put32(p, relativeMs(unix_secs * 1000, boot_ms));
+  p = put32(p, static_cast<uint32_t>(unix_secs));
+  p = put32(p, state.sequence);
+  p = put32(p, config.source_id);
+  uint8_t* set = p;
+  p = put16(p, kOptionsTemplateFlowSetId);
+  p = put16(p, 0);
+  for (const OptionsTemplate& t : templates) {
+    p = put16(p, t.id);
+    p = put16(p, 4);  // option scope length: one scope field
+    p = put16(p, static_cast<uint16_t>(4 * t.options.size()));
+    p = put16(p, kScopeSystem);
+    p = put16(p, 4);
+    for (const TemplateField& f : t.options) {
+      p = put16(p, f.type);
+      p = put16(p, f.length);
+    }
+  }
+  p = padTo4(set, p);
+  for (const OptionsTemplate& t : templates) {
+    set = p;
+    p = put16(p, t.id);
+    p = put16(p, 0);
+    p = put32(p, config.source_id);
+    for (const TemplateField& f : t.options) {
+      switch (f.type) {
+        case kTotalBytesExp: p = put64(p, values.bytes); break;
+        case kTotalPktsExp: p = put64(p, values.datagrams); break;
+        case kTotalFlowsExp: p = put64(p, values.flows); break;
+        case kSamplingInterval: p = put32(p, values.interval); break;
+        case kSamplingAlgorithm: p = put8(p, values.random ? 2 : 1); break;
+      }
+    }
+    p = padTo4(set, p);
+  }
+  EncodedDatagrams::Entry entry;
+  entry.size = static_cast<size_t>(p - base);
+  out.bytes.resize(entry.size);
+  out.entries.push_back(entry);
+  ++state.sequence;
 }
 
 }  // namespace flowfold::netflow9

@@ -17,6 +17,8 @@ const Setting<NetflowV9Options> kNetflow9Settings[] = {
      [](NetflowV9Options& o, const SettingValue& v) { o.template_refresh_packets = static_cast<uint32_t>(v.number); }},
     {"", "rate_limit", "--export-rate", shared::kRateLimit,
      [](NetflowV9Options& o, const SettingValue& v) { o.max_datagrams_per_second = v.number; }},
+    {"", "options_interval", "", shared::kOptionsInterval,
+     [](NetflowV9Options& o, const SettingValue& v) { o.options_interval_ms = v.number; }},
 };
 // clang-format on
 

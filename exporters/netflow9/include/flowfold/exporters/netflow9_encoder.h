@@ -208,4 +208,31 @@ size_t encode(const EncoderConfig& config, EncoderState& state,
               std::span<const FlowRecord> records, uint64_t now_ms, EncodedDatagrams& out,
               size_t max_datagrams = SIZE_MAX);
 
+/// What an options datagram reports (RFC 3954 section 6.1, scope System):
+/// template 264, TOTAL_BYTES_EXP (40), TOTAL_PKTS_EXP (41: datagrams) and
+/// TOTAL_FLOWS_EXP (42), the exporter's counts before this datagram, and with
+/// sampling SAMPLING_INTERVAL (34); with sampling also template 266,
+/// SAMPLING_INTERVAL and SAMPLING_ALGORITHM (35: 1 deterministic, 2 random).
+/// Two templates because nfdump 1.7.1 takes no sampler from a template that
+/// has SAMPLING_ALGORITHM, and applies 34 alone to every flow; nfacctd reads
+/// either. Each options datagram carries the options templates before their
+/// records, so a collector that restarts decodes the next one.
+struct OptionsValues {
+  uint64_t bytes = 0;
+  uint64_t datagrams = 0;
+  uint64_t flows = 0;
+  bool sampling = false;
+  bool random = false;
+  uint32_t interval = 1;
+};
+
+inline constexpr uint16_t kStatisticsOptionsTemplateId = 264;
+inline constexpr uint16_t kSamplingOptionsTemplateId = 266;
+
+/// Encodes one options datagram into out (cleared first), numbered in
+/// state's sequence (which it advances) with the header's times as encode()
+/// writes them for now_ms.
+void encodeOptions(const EncoderConfig& config, EncoderState& state, const OptionsValues& values, uint64_t now_ms,
+                   EncodedDatagrams& out);
+
 }  // namespace flowfold::netflow9

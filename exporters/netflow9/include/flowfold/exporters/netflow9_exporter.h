@@ -31,6 +31,8 @@ class NetflowV9Exporter : public Exporter {
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t now_ms) override;
   void doFlush(uint64_t now_ms) override;
+  void doTick(uint64_t now_ms) override;
+  void doClose(uint64_t now_ms) override;
 
  private:
   netflow9::EncoderConfig config_;
@@ -40,6 +42,18 @@ class NetflowV9Exporter : public Exporter {
   std::vector<std::span<const uint8_t>> datagrams_;  // the batch being sent (views of scratch_)
   std::vector<int> errors_;                           // errno per datagram of that batch, 0 = sent
   std::unique_ptr<netflow9::UdpTransport> transport_;
+  // Options datagrams (netflow9_encoder.h OptionsValues).
+  void resolveBoot(uint64_t now_ms);
+  bool optionsDue(uint64_t now_ms) const;
+  void sendOptions(uint64_t now_ms);
+  /// Counts one datagram sent (or lost) with its records; a loss also makes
+  /// the templates and options go out again.
+  void countDatagram(std::span<const uint8_t> datagram, size_t records, int error);
+  uint64_t options_interval_ms_ = 0;
+  uint64_t options_refresh_ms_ = 0;  // with sampling: template_refresh_ms
+  SamplingOptions sampling_;
+  bool options_sent_ = false;
+  uint64_t last_options_ms_ = 0;
   uint64_t send_failures_ = 0;                        // failed datagrams, for the warning
   LogRateLimiter send_failure_log_;                   // at most 5 warnings a minute
 };

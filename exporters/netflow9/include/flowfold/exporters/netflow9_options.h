@@ -8,6 +8,7 @@
 #include <string>
 
 #include "flowfold/exporters/local_networks.h"
+#include "flowfold/flowcache/sampler.h"
 #include "flowfold/exporters/setting.h"
 
 namespace flowfold {
@@ -28,6 +29,13 @@ struct NetflowV9Options {
   /// Set: flows with a direction carry DIRECTION (61) in templates 258/259
   /// (local_networks.h). Empty: templates 256 and 257 only, as without it.
   LocalNetworks local_networks;
+  /// Options datagrams (netflow9_encoder.h OptionsValues): before the first
+  /// flows, at the end, every this much pipeline time when not 0, and with
+  /// sampling also every template_refresh_ms (a collector that restarted
+  /// needs the rate).
+  uint64_t options_interval_ms = 0;
+  /// The run's packet sampling (`sampling:`): the rate the options announce.
+  SamplingOptions sampling;
 };
 
 /// The settings a NetFlow v9 exporter has, besides `collector`.
