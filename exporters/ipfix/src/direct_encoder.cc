@@ -83,6 +83,14 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
     return {buf_.data(), size};
   }
 
+  std::span<const uint8_t> encodeWithdrawals() override {
+    if (used_ != 0) throw std::logic_error("IPFIX: encodeWithdrawals() with an open message");
+    std::vector<uint16_t> ids;
+    for (const TemplateLayout& t : templates_) ids.push_back(t.id);
+    const size_t size = writeWithdrawalMessage(buf_.data(), ids, sampling_, domain_, exportTime(), sequence_);
+    return {buf_.data(), size};
+  }
+
  private:
   void startMessage() {
     uint8_t* p = buf_.data();

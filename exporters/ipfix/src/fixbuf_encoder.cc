@@ -100,7 +100,8 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
 
  public:
   FixbufEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling)
-      : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), sampling_(sampling),
+      : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), domain_(observation_domain),
+        sampling_(sampling),
         out_(max_message), options_out_(max_message), model_(fbInfoModelAlloc()) {
     addReverseFlowId(model_.get());
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
@@ -175,6 +176,16 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
     return {options_out_.data(), size};
   }
 
+  std::span<const uint8_t> encodeWithdrawals() override {
+    if (msg_bytes_ != 0) throw std::logic_error("IPFIX: encodeWithdrawals() with an open message");
+    std::vector<uint16_t> ids;
+    for (const TemplateLayout& t : templates_) ids.push_back(t.id);
+    const uint32_t sequence = fbSessionGetSequence(fBufGetSession(fbuf_.get()));
+    const uint32_t export_time = export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
+    const size_t size = writeWithdrawalMessage(options_out_.data(), ids, sampling_, domain_, export_time, sequence);
+    return {options_out_.data(), size};
+  }
+
  private:
   void addTemplatePair(fbSession_t* session, const TemplateLayout& t) {
     // Internal and external templates are identical (explicit lengths, as
@@ -230,6 +241,7 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
 
   const size_t max_message_;
   const std::vector<TemplateLayout> templates_;
+  const uint32_t domain_;
   const bool sampling_;
   uint32_t export_time_ = 0;
   // Declared before fbuf_: both must outlive it.

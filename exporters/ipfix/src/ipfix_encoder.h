@@ -105,6 +105,10 @@ class MessageEncoder {
   /// records (RFC 7011 counts every data record). Requires no open message.
   virtual std::span<const uint8_t> encodeOptions(const OptionsValues& values) = 0;
 
+  /// Returns a message withdrawing every template announced (RFC 7011
+  /// section 8.1), for the end of a TCP session. Requires no open message.
+  virtual std::span<const uint8_t> encodeWithdrawals() = 0;
+
  private:
   template <class Record>
   bool appendPacked(const FlowRecord& flow) {

@@ -118,8 +118,10 @@ class IpfixExporter final : public Exporter {
   // counts are those of the stats line at the end (less this last message).
   void doClose(uint64_t now_ms) override {
     doFlush(now_ms);
-    if (!meteringSource()) return;
-    sendOptions();
+    if (meteringSource()) sendOptions();
+    // A TCP session that ends cleanly withdraws its templates (RFC 7011
+    // section 8.1): the collector may forget them. UDP and files do not.
+    if (per_session_templates_ && templates_sent_) send(encoder_->encodeWithdrawals(), 0);
     transport_->flush();
     syncTransportCounters();
   }

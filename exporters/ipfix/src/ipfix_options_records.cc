@@ -173,4 +173,33 @@ size_t writeOptionsMessage(uint8_t* out, const OptionsValues& v, uint32_t export
   return size;
 }
 
+size_t withdrawalMessageSize(std::span<const uint16_t> data_templates, bool sampling) {
+  return kMessageHeaderSize + 2 * kSetHeaderSize + 4 * (data_templates.size() + optionsTemplateCount(sampling));
+}
+
+size_t writeWithdrawalMessage(uint8_t* out, std::span<const uint16_t> data_templates, bool sampling,
+                              uint32_t observation_domain, uint32_t export_time, uint32_t sequence) {
+  const size_t size = withdrawalMessageSize(data_templates, sampling);
+  Writer w{out};
+  w.u16(kIpfixVersion);
+  w.u16(static_cast<uint16_t>(size));
+  w.u32(export_time);
+  w.u32(sequence);
+  w.u32(observation_domain);
+  w.u16(2);
+  w.u16(static_cast<uint16_t>(kSetHeaderSize + 4 * data_templates.size()));
+  for (const uint16_t id : data_templates) {
+    w.u16(id);
+    w.u16(0);
+  }
+  const std::vector<OptionsTemplate> options = templates(sampling);
+  w.u16(kOptionsTemplateSetId);
+  w.u16(static_cast<uint16_t>(kSetHeaderSize + 4 * options.size()));
+  for (const OptionsTemplate& t : options) {
+    w.u16(t.id);
+    w.u16(0);
+  }
+  return size;
+}
+
 }  // namespace flowfold::ipfix

@@ -78,4 +78,13 @@ size_t optionsMessageSize(bool sampling);
 /// data set per template. Returns the octets written.
 size_t writeOptionsMessage(uint8_t* out, const OptionsValues& v, uint32_t export_time, uint32_t sequence);
 
+/// Octets of the message that withdraws these data templates and the
+/// options templates (RFC 7011 section 8.1).
+size_t withdrawalMessageSize(std::span<const uint16_t> data_templates, bool sampling);
+/// Writes it at `out`: a set 2 with a withdrawal record (the template id,
+/// field count 0) for each data template, a set 3 with one for each options
+/// template. Returns the octets written.
+size_t writeWithdrawalMessage(uint8_t* out, std::span<const uint16_t> data_templates, bool sampling,
+                              uint32_t observation_domain, uint32_t export_time, uint32_t sequence);
+
 }  // namespace flowfold::ipfix
