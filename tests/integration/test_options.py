@@ -182,6 +182,64 @@ class IpfixStatistics(TempDirTest):
         self.assertEqual(final[41], exporter["messages"] - 2)  # before the final report and the withdrawal
 
 
+class WhenOptionsGoOut(TempDirTest):
+    """Pipeline time decides: a file run of flowgen's 120 s of traffic."""
+
+    def setUp(self):
+        super().setUp()
+        self.pcap, _ = flowgen("sampling", *PROFILE)
+
+    def test_options_interval_adds_periodic_reports_that_nfdump_counts_as_sequence_failures(self):
+        config = self.path("periodic.yaml")
+        nfcapd = Nfcapd(self.tmp)
+        with open(config, "w") as f:
+            f.write("exporters:\n  - type: ipfix\n    collector: %s\n    options_interval: 30\n"
+                    "  - type: ipfix\n    path: %s\n    options_interval: 30\n" % (nfcapd.address, self.path("f.ipfix")))
+        run_flowfold("-c", config, "-r", self.pcap)
+        log = nfcapd.stop()
+        with open(self.path("f.ipfix"), "rb") as f:
+            records, messages, opts = options_of(f.read())
+        times = [o[323] for o in opts[264]]
+        self.assertEqual(times, sorted(times))
+        # After the templates, then at least every 30 s of the capture's
+        # time (checked when a batch or a tick comes), then at the end.
+        periodic = opts[264][1:-1]
+        self.assertGreaterEqual(len(periodic), 3)
+        for before, after in zip(times, times[1:-1]):
+            self.assertGreaterEqual(after - before, 30_000)
+        # nfdump counts one sequence failure for each periodic report (it
+        # advances its expected number by flow records only), none for the
+        # first and the last: the README says so.
+        self.assertEqual(nfcapd.sequence_errors(), len(periodic), log)
+
+    def test_with_sampling_the_rate_follows_each_refresh_of_the_templates_by_time(self):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sink.bind(("127.0.0.1", 0))
+        config = self.path("refresh.yaml")
+        with open(config, "w") as f:
+            f.write("sampling: 4\nexporters:\n  - type: ipfix\n    collector: 127.0.0.1:%d\n"
+                    "    template_refresh: 20\n    template_refresh_packets: 1000000\n" % sink.getsockname()[1])
+        proc = run_flowfold("-c", config, "-r", self.pcap)
+        messages = exporter_section(proc.stderr, "127.0.0.1")["messages"]
+        sink.settimeout(10)
+        stream = b"".join(sink.recv(65535) for _ in range(messages))
+        sink.close()
+        records, headers, opts = options_of(stream)
+        template_messages = [i for i, m in enumerate(headers) if m["data_records"] == 0]
+        # 120 s of traffic, refreshed after 20 s (checked when a batch comes).
+        self.assertGreaterEqual(len(template_messages), 3)
+        sent = [headers[i]["export_time"] for i in template_messages]
+        for before, after in zip(sent, sent[1:]):
+            self.assertGreaterEqual(after - before, 20)
+        # Each template message is followed at once by the options records.
+        for i in template_messages:
+            self.assertEqual(headers[i + 1]["data_records"], 4, i)  # 264, 265, 266, 267
+        self.assertEqual(len(opts[266]), len(template_messages) + 1)  # and the final report
+        self.assertEqual({o[306] for o in opts[266]}, {3})
+        self.assertEqual({(o[305], o[306]) for o in opts[267]}, {(1, 3)})
+
+
 class SamplingAtCollectors(TempDirTest):
     """--sampling 10 (count): nfdump and nfacctd scale the records by the
     rate they read from the options, so what they report is ten times the

@@ -117,6 +117,7 @@ class IpfixExporter final : public Exporter {
   // The end: everything flushed, then the final options records, whose
   // counts are those of the stats line at the end (less this last message).
   void doClose(uint64_t now_ms) override {
+    closing_ = true;  // the final report below stands for any periodic one due now
     doFlush(now_ms);
     if (meteringSource()) sendOptions();
     // A TCP session that ends cleanly withdraws its templates (RFC 7011
@@ -154,7 +155,7 @@ class IpfixExporter final : public Exporter {
   // templates of a new session or of a refresh by time (with sampling), and
   // every options_interval.
   void sendOptionsIfDue() {
-    if (!meteringSource()) return;
+    if (!meteringSource() || closing_) return;
     if (options_interval_ms_ != 0 && templates_sent_) {
       if (now_ms_ < last_options_ms_) last_options_ms_ = now_ms_;  // clock stepped back
       if (now_ms_ - last_options_ms_ >= options_interval_ms_) options_due_ = true;
@@ -427,6 +428,7 @@ class IpfixExporter final : public Exporter {
   bool called_ = false;
   uint64_t first_call_ms_ = 0;  // systemInitTimeMilliseconds of the options records
   bool options_due_ = false;
+  bool closing_ = false;
   uint64_t last_options_ms_ = 0;
 };
 

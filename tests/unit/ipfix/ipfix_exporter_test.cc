@@ -1499,3 +1499,134 @@ TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
 
 }  // namespace
 }  // namespace flowfold
+
+namespace flowfold {
+namespace {
+
+// Metering counters as a test sets them.
+class FixedMetering final : public MeteringSource {
+ public:
+  MeteringStatistics values;
+  SamplingOptions rate;
+  MeteringStatistics statistics() const override { return values; }
+  SamplingOptions sampling() const override { return rate; }
+};
+
+FixedMetering sampledMetering() {
+  FixedMetering m;
+  m.values.packets_observed = 1000;
+  m.values.packets_selected = 100;
+  m.values.packets_ignored = 7;
+  m.values.records_not_exported = 3;
+  m.rate = {10, SamplingMode::kRandom};
+  return m;
+}
+
+// The options records of a stream by template: each record's elements.
+std::map<uint16_t, std::vector<ipfix_test::DataRecord>> optionsByTemplate(const std::vector<Message>& messages) {
+  std::map<uint16_t, std::vector<ipfix_test::DataRecord>> out;
+  for (const Message& m : messages)
+    for (const auto& r : m.options) out[r.template_id].push_back(r);
+  return out;
+}
+
+TEST_P(IpfixEncoderTest, OptionsFollowTheTemplatesAndCloseReportsTheFinalCounts) {
+  const std::string path = tempPath("options.ipfix");
+  const FixedMetering metering = sampledMetering();
+  IpfixOptions options = fileOptions(path, GetParam());
+  options.sampling = metering.rate;
+  options.observation_domain = 9;
+  const std::vector<FlowRecord> records = manyRecords(3000);
+  uint64_t messages_before_close = 0, bytes_before_close = 0;
+  {
+    auto exporter = makeIpfixExporter(options);
+    exporter->setMeteringSource(&metering);
+    exportInBatches(*exporter, records, 1000);
+    exporter->flush(kNowMs + 1000);
+    messages_before_close = exporter->counters().messages.load();
+    bytes_before_close = exporter->counters().bytes.load();
+    exporter->close(kNowMs + 2000);
+    EXPECT_EQ(exporter->counters().messages.load(), messages_before_close + 1);
+  }
+  const std::vector<Message> messages = decodeStream(readFile(path));
+  ASSERT_GE(messages.size(), 4u);
+  ASSERT_TRUE(isTemplateMessage(messages[0]));
+  ASSERT_EQ(messages[0].options_templates.size(), 4u);  // 264, 265 and, with sampling, 266, 267
+  for (const auto& t : messages[0].options_templates) EXPECT_EQ(t.scope, 1u) << t.id;
+  // Right after the templates, before any flow record.
+  EXPECT_TRUE(messages[1].records.empty());
+  EXPECT_EQ(messages[1].options.size(), 4u);
+  auto opts = optionsByTemplate(messages);
+  ASSERT_EQ(opts[264].size(), 2u);
+  const auto& final = opts[264].back();
+  EXPECT_EQ(final.number(149), 9u);
+  EXPECT_EQ(final.number(41), messages_before_close);
+  EXPECT_EQ(final.number(40), bytes_before_close);
+  EXPECT_EQ(final.number(42), records.size());
+  EXPECT_EQ(final.number(164), 7u);
+  EXPECT_EQ(final.number(160), kNowMs);  // the exporter's first call
+  EXPECT_EQ(final.number(323), kNowMs + 2000);
+  EXPECT_EQ(opts[265].back().number(166), 3u);  // the queue's losses, the exporter lost none
+  const auto& selector = opts[266].back();
+  EXPECT_EQ(selector.number(304), 4u);  // uniform probabilistic
+  EXPECT_EQ(selector.number(305), 1u);
+  EXPECT_EQ(selector.number(306), 9u);
+  EXPECT_EQ(selector.number(34), 10u);
+  EXPECT_EQ(selector.number(35), 2u);  // random
+  EXPECT_EQ(selector.number(318), 1000u);
+  EXPECT_EQ(selector.number(319), 100u);
+  EXPECT_EQ(opts[267].back().number(306), 9u);
+  // Options records are data records: they count in the sequence numbers.
+  uint32_t before = 0;
+  for (const Message& m : messages) {
+    EXPECT_EQ(m.sequence, before);
+    before += static_cast<uint32_t>(m.records.size() + m.options.size());
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(IpfixExporter, EncodersWriteIdenticalOptionsAndWithdrawals) {
+  const FixedMetering metering = sampledMetering();
+  std::vector<Bytes> streams;
+  for (const Encoder encoder : {Encoder::kLibfixbuf, Encoder::kDirect}) {
+    TcpCollector collector;
+    IpfixOptions options;
+    options.transport = IpfixOptions::Transport::kTcp;
+    options.host = "127.0.0.1";
+    options.port = collector.port();
+    options.encoder = encoder;
+    options.sampling = metering.rate;
+    options.options_interval_ms = 500;
+    const std::vector<FlowRecord> records = manyRecords(900);
+    {
+      auto exporter = makeIpfixExporter(options);
+      exporter->setMeteringSource(&metering);
+      for (size_t i = 0; i < 3; ++i)  // a second apart: a periodic report after the second and third
+        exporter->exportBatch(std::span<const FlowRecord>(records.data() + 300 * i, 300), kNowMs + 1000 * i);
+      exporter->close(kNowMs + 5000);
+    }
+    streams.push_back(collector.streamAfterClose());
+  }
+  EXPECT_TRUE(streams[0] == streams[1]);
+  const std::vector<Message> messages = decodeStream(streams[1]);
+  ASSERT_FALSE(messages.empty());
+  // A TCP session ends with every template withdrawn (RFC 7011 section 8.1).
+  std::vector<uint16_t> withdrawn = messages.back().withdrawn;
+  std::sort(withdrawn.begin(), withdrawn.end());
+  EXPECT_EQ(withdrawn, (std::vector<uint16_t>{256, 257, 264, 265, 266, 267}));
+  EXPECT_EQ(optionsByTemplate(messages)[264].size(), 4u);  // start, two periodic, end
+}
+
+TEST(IpfixExporter, WithoutAMeteringSourceNoOptionsRecordsGoOut) {
+  const std::string path = tempPath("no-options.ipfix");
+  {
+    auto exporter = makeIpfixExporter(fileOptions(path, Encoder::kDirect));
+    exportInBatches(*exporter, manyRecords(100), 100);
+    exporter->close(kNowMs + 1000);
+  }
+  for (const Message& m : decodeStream(readFile(path))) EXPECT_TRUE(m.options.empty());
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace flowfold

@@ -818,5 +818,47 @@ TEST(Netflow9Encoder, TsharkDecodesDirection) {
   if (!HasFailure()) std::remove(path.c_str());
 }
 
+TEST(Netflow9Encoder, OptionsDatagramCarriesItsTemplatesThenTheCountsAndTheRate) {
+  EncoderConfig cfg;
+  cfg.source_id = 77;
+  cfg.boot_ms = kBoot;
+  EncoderState st;
+  st.sequence = 5;
+  OptionsValues v;
+  v.bytes = 123456;
+  v.datagrams = 42;
+  v.flows = 900;
+  v.sampling = true;
+  v.random = true;
+  v.interval = 100;
+  EncodedDatagrams out;
+  encodeOptions(cfg, st, v, kBoot + 10'000, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(st.sequence, 6u);  // one export packet more
+  v9test::Parser parser;
+  const auto d = parser.parse(out.datagram(0));
+  EXPECT_EQ(d.sequence, 5u);
+  EXPECT_EQ(d.source_id, 77u);
+  EXPECT_EQ(d.template_records, 2);
+  ASSERT_EQ(d.records.size(), 2u);
+  const auto& stats = d.records[0];
+  EXPECT_EQ(stats.template_id, kStatisticsOptionsTemplateId);
+  EXPECT_EQ(stats.num(v9test::Parser::kScope | 1), 77u);  // scope System: the source id
+  EXPECT_EQ(stats.num(40), 123456u);
+  EXPECT_EQ(stats.num(41), 42u);
+  EXPECT_EQ(stats.num(42), 900u);
+  EXPECT_EQ(stats.num(34), 100u);
+  const auto& rate = d.records[1];
+  EXPECT_EQ(rate.template_id, kSamplingOptionsTemplateId);
+  EXPECT_EQ(rate.num(34), 100u);
+  EXPECT_EQ(rate.num(35), 2u);  // random
+  // Without sampling: the statistics alone.
+  v.sampling = false;
+  encodeOptions(cfg, st, v, kBoot + 11'000, out);
+  const auto plain = parser.parse(out.datagram(0));
+  ASSERT_EQ(plain.records.size(), 1u);
+  EXPECT_EQ(plain.records[0].fields.count(34), 0u);
+}
+
 }  // namespace
 }  // namespace flowfold::netflow9

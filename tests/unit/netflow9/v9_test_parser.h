@@ -84,6 +84,8 @@ class Parser {
       const size_t body_len = len - 4u;
       if (set_id == 0) {
         parseTemplates(body, body_len, out);
+      } else if (set_id == 1) {
+        parseOptionsTemplates(body, body_len, out);
       } else if (set_id >= 256) {
         parseData(set_id, body, body_len, out);
       } else {
@@ -97,7 +99,34 @@ class Parser {
 
   const std::map<uint16_t, Template>& templates() const { return templates_; }
 
+ /// Scope fields of options templates are kept as kScope | scope type
+  /// (1 System, 2 Interface, ...), apart from the field types.
+  static constexpr uint16_t kScope = 0xF000;
+
  private:
+  // RFC 3954 section 6.1: id, scope length and option length in bytes, the
+  // scope fields, the option fields; the FlowSet padded to 4 bytes.
+  void parseOptionsTemplates(const uint8_t* p, size_t n, Datagram& out) {
+    size_t pos = 0;
+    while (n - pos >= 6 + 4) {
+      const uint16_t id = static_cast<uint16_t>(readBE(p + pos, 2));
+      const size_t scope_len = readBE(p + pos + 2, 2), option_len = readBE(p + pos + 4, 2);
+      pos += 6;
+      if (scope_len % 4 != 0 || option_len % 4 != 0 || n - pos < scope_len + option_len) {
+        ADD_FAILURE() << "options template " << id << " malformed";
+        return;
+      }
+      Template t;
+      for (size_t i = 0; i < scope_len; i += 4, pos += 4)
+        t.emplace_back(static_cast<uint16_t>(kScope | readBE(p + pos, 2)), static_cast<uint16_t>(readBE(p + pos + 2, 2)));
+      for (size_t i = 0; i < option_len; i += 4, pos += 4)
+        t.emplace_back(static_cast<uint16_t>(readBE(p + pos, 2)), static_cast<uint16_t>(readBE(p + pos + 2, 2)));
+      templates_[id] = t;
+      ++out.template_records;
+    }
+    EXPECT_LT(n - pos, 4u) << "more than padding after the options templates";
+  }
+
   void parseTemplates(const uint8_t* p, size_t n, Datagram& out) {
     size_t pos = 0;
     while (n - pos >= 4) {

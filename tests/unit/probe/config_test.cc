@@ -447,10 +447,10 @@ TEST(Config, EachKindOfExporterTakesOnlyItsOwnKeys) {
             "max_age)");
   EXPECT_EQ(err("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    encoder: direct\n"),
             "t.yaml:4:14: 'encoder' is not a setting of a netflow9 exporter (its settings: type, collector, "
-            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit)");
+            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit, options_interval)");
   EXPECT_EQ(err("exporters:\n  - type: netflow9\n    collector: 127.0.0.1:2055\n    rotate: 5m\n"),
             "t.yaml:4:13: 'rotate' is not a setting of a netflow9 exporter (its settings: type, collector, "
-            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit)");
+            "observation_domain, mtu, template_refresh, template_refresh_packets, rate_limit, options_interval)");
   EXPECT_EQ(err("exporters:\n  - type: json\n    transport: tcp\n"),
             "t.yaml:3:16: 'transport' is not a setting of a json exporter (its settings: type, path, rotate, "
             "max_files, max_age)");
