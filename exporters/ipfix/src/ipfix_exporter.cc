@@ -165,7 +165,7 @@ class IpfixExporter final : public Exporter {
 
   // One options message with the counts as of now: every message before it
   // delivered (UDP counts at push()) and counted.
-  void sendOptions() {
+  [[gnu::noinline]] void sendOptions() {
     emitMessage();
     if (!templates_sent_ || templates_due_) sendTemplates();
     if (!templates_sent_) return;  // lost with them: tried again next call
@@ -295,7 +295,9 @@ class IpfixExporter final : public Exporter {
   // The options records of a new session go right after its templates,
   // before any flow record: nfdump 1.7.1 then takes the sequence number the
   // first flow message carries without counting a failure.
-  void sendTemplatesAndOptions() {
+  // Out of line: appendWithRoom() runs per record and must stay small
+  // enough to be inlined into it (bench/PROFILE.md, issue 21).
+  [[gnu::noinline]] void sendTemplatesAndOptions() {
     sendTemplates();
     if (options_due_ && meteringSource()) sendOptions();
   }
