@@ -17,7 +17,7 @@ import time
 import unittest
 
 from harness import (FLOWFOLD, TempDirTest, check_counters_documented, flowgen, free_tcp_port, free_udp_port, need,
-                     nfdump_flows, norm_addr, raise_socket_buffer_limit, read_truth, wait_for)
+                     nfdump_flows, norm_addr, raise_socket_buffer_limit, read_truth, stats_of, wait_for)
 from netns import VethPair, require_netns
 
 UDP_PORT = 9999
@@ -172,6 +172,21 @@ class LiveCaptureTest(TempDirTest):
         # Every TCP payload byte crossed: IP bytes = payload + 40 bytes of headers per segment at least.
         self.assertGreaterEqual(syn["bytes"], 100000 + 40 * syn["packets"])
         self.assertEqual(syn["in"], {self.ifindex_b()})
+
+    def test_sampled_live_capture_meters_every_nth_packet_and_nfdump_scales_it_back(self):
+        # Only the test's datagrams are captured (the BPF filter), so the
+        # count selector takes datagrams 1, 6, 11, ... of the 100 sent.
+        nfc, nfport, nfdir = self.start_nfcapd()
+        ff = self.start_flowfold("-n", "127.0.0.1:%d" % nfport, "-v", "10", "--sampling", "5",
+                                 "udp port %d" % UDP_PORT)
+        self.send_udp(100, source_port=40005)
+        self.stop(ff)
+        self.stop_nfcapd(nfc, nfport)
+        stats = stats_of(self.log())
+        self.assertEqual((stats["packets"], stats["sampled_out"]), (20, 80))
+        udp = self.nfdump(nfdir)[(17, self.pair.addr_a, "40005", self.pair.addr_b, str(UDP_PORT))]
+        # nfcapd applied the rate of the options records: 5 x the 20 metered.
+        self.assertEqual((udp["packets"], udp["bytes"]), (100, 100 * IP_LEN))
 
     def test_two_workers_share_the_interface_and_count_every_packet(self):
         out = self.path("flows.json")
