@@ -93,6 +93,7 @@ struct Message {
   uint16_t version = 0, length = 0;
   uint32_t export_time = 0, sequence = 0, domain = 0;
   int template_records = 0;
+  int options_templates = 0;
   uint16_t last_set = 0;
   std::vector<std::pair<uint16_t, Fields>> records;  // (template id, fields)
 };
@@ -120,8 +121,10 @@ class Reader {
       const uint8_t* body = &m[pos + 4];
       if (set_id == 2) {
         templates(body, len - 4, out);
+      } else if (set_id == 3) {
+        optionsTemplate(body, len - 4, out);
       } else {
-        FUZZ_CHECK(set_id >= 256);  // no options templates (3) or reserved ids
+        FUZZ_CHECK(set_id >= 256);  // no reserved ids
         data(set_id, body, len - 4, out);
       }
       out.last_set = set_id;
@@ -151,6 +154,22 @@ class Reader {
       ++out.template_records;
     }
     FUZZ_CHECK(pos == n);
+  }
+
+  // One options template a set (nfdump and nfacctd read no more), its one
+  // scope field first.
+  void optionsTemplate(const uint8_t* p, size_t n, Message& out) {
+    FUZZ_CHECK(n >= 6);
+    const auto id = static_cast<uint16_t>(fuzz::readBE(p, 2));
+    const auto count = static_cast<size_t>(fuzz::readBE(p + 2, 2));
+    const auto scope = static_cast<size_t>(fuzz::readBE(p + 4, 2));
+    FUZZ_CHECK(id >= 256 && count > 0 && scope == 1 && n == 6 + 4 * count);
+    Template t;
+    for (size_t i = 0; i < count; ++i)
+      t.emplace_back(static_cast<uint16_t>(fuzz::readBE(p + 6 + 4 * i, 2)),
+                     static_cast<uint16_t>(fuzz::readBE(p + 8 + 4 * i, 2)));
+    templates_[id] = std::move(t);
+    ++out.options_templates;
   }
 
   void data(uint16_t id, const uint8_t* p, size_t n, Message& out) {
@@ -224,6 +243,7 @@ class Harness {
     if (fixbuf_) compareBytes(bytes, fixbuf_->encodeTemplates());
     const Message m = check(bytes);
     FUZZ_CHECK_EQ(m.template_records, 2);
+    FUZZ_CHECK_EQ(m.options_templates, 2);  // the statistics, 264 and 265
     FUZZ_CHECK(m.records.empty());
     for (const auto& [id, want] : {std::pair{uint16_t{256}, &v4_template_}, std::pair{uint16_t{257}, &v6_template_}}) {
       const auto it = reader_.learned().find(id);
@@ -273,6 +293,34 @@ class Harness {
     records_sent_ += static_cast<uint32_t>(pending_.size());
     pending_.clear();
     FUZZ_CHECK_EQ(direct_->pendingRecords(), size_t{0});
+  }
+
+  // An options message between two flow messages: both encoders write the
+  // same bytes, numbered in the same sequence, which it advances by its
+  // records (one per options template); the values read back.
+  void options(FuzzedDataProvider& in) {
+    if (!templates_sent_) templates();
+    finish();
+    ipfix::OptionsValues v;
+    v.observation_domain = domain_;
+    v.system_init_ms = in.ConsumeIntegral<uint64_t>();
+    v.observation_ms = in.ConsumeIntegral<uint64_t>();
+    v.messages = in.ConsumeIntegral<uint64_t>();
+    v.flow_records = in.ConsumeIntegral<uint64_t>();
+    v.octets = in.ConsumeIntegral<uint64_t>();
+    v.ignored_packets = in.ConsumeIntegral<uint64_t>();
+    v.not_sent_flows = in.ConsumeIntegral<uint64_t>();
+    message_time_ = export_time_;
+    const auto bytes = direct_->encodeOptions(v);
+    if (fixbuf_) compareBytes(bytes, fixbuf_->encodeOptions(v));
+    const Message m = check(bytes);
+    FUZZ_CHECK_EQ(m.records.size(), size_t{2});  // 264 and 265 (no sampling here)
+    const Fields& stats = m.records[0].second;
+    FUZZ_CHECK_EQ(m.records[0].first, 264);
+    FUZZ_CHECK_EQ(fuzz::readBE(stats.at(42).data(), 8), v.flow_records);
+    FUZZ_CHECK_EQ(fuzz::readBE(stats.at(164).data(), 8), v.ignored_packets);
+    FUZZ_CHECK_EQ(fuzz::readBE(m.records[1].second.at(166).data(), 8), v.not_sent_flows);
+    records_sent_ += 2;
   }
 
  private:
@@ -338,8 +386,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t flags = in.ConsumeIntegral<uint8_t>();
   const bool compare = (flags & 1) != 0;
   const uint32_t domain = in.ConsumeIntegral<uint32_t>();
-  const size_t max_message = (flags & 6) == 0 ? in.ConsumeIntegralInRange<size_t>(256, 65535)
-                                              : in.ConsumeIntegralInRange<size_t>(256, 1500);
+  // From the smallest message that holds the templates (the exporter's own
+  // lower bound).
+  const size_t smallest = ipfix::templateMessageSize(false, false, false);
+  const size_t max_message = (flags & 6) == 0 ? in.ConsumeIntegralInRange<size_t>(smallest, 65535)
+                                              : in.ConsumeIntegralInRange<size_t>(smallest, 1500);
   Harness h(domain, max_message, compare);
   // Export time 0 would mean the wall clock (not reproducible): start at 1.
   h.setExportTime(in.ConsumeIntegralInRange<uint32_t>(1, UINT32_MAX));
@@ -349,8 +400,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       h.append(makeRecord(in, (kind & 1) != 0));
     } else if (kind < 230) {
       h.finish();
-    } else if (kind < 245) {
+    } else if (kind < 240) {
       h.setExportTime(in.ConsumeIntegralInRange<uint32_t>(1, UINT32_MAX));
+    } else if (kind < 248) {
+      h.options(in);
     } else {
       h.templates();
     }

@@ -331,6 +331,27 @@ def nfdump_flows(directory):
     return flows, records
 
 
+def nfacctd_csv_totals(directory, prefix=""):
+    """What nfacctd's print plugin wrote (CSV files in directory whose names
+    start with prefix), summed per (protocol, VLAN): `aggregate: proto, vlan`."""
+    flows = {}
+    for name in sorted(os.listdir(directory)):
+        if not (name.startswith(prefix) and name.endswith(".csv")):
+            continue
+        with open(os.path.join(directory, name)) as f:
+            header = None
+            for line in f:
+                cols = line.strip().split(",")
+                if "PACKETS" in cols:  # the header line
+                    header = cols
+                    continue
+                if header is None or len(cols) != len(header):
+                    continue
+                row = dict(zip(header, cols))
+                add_flow(flows, (int(row["PROTOCOL"]), int(row["VLAN"])), int(row["PACKETS"]), int(row["BYTES"]))
+    return flows
+
+
 # ---------------------------------------------------------------- an independent IPFIX reader
 
 def parse_ipfix_stream(data, options=None):

@@ -9,8 +9,8 @@ import threading
 import time
 import unittest
 
-from harness import (Nfcapd, TcpCollector, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, ipfix_flows, need,
-                     norm_addr, parse_ipfix_stream, raise_socket_buffer_limit, read_truth, run_flowfold, stats_of,
+from harness import (Nfcapd, TcpCollector, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, ipfix_flows,
+                     need, nfacctd_csv_totals, norm_addr, parse_ipfix_stream, raise_socket_buffer_limit, read_truth, run_flowfold, stats_of,
                      totals, udp_rcvbuf_errors, udp_socket_state, wait_for, FLOWFOLD)
 from netns import VethPair, require_netns
 
@@ -192,22 +192,7 @@ class PmacctCollector(TempDirTest):
 
     def received(self):
         """What nfacctd printed, summed per (protocol, VLAN)."""
-        flows = {}
-        for name in sorted(os.listdir(self.tmp)):
-            if not (name.startswith("nfacctd-") and name.endswith(".csv")):
-                continue
-            with open(self.path(name)) as f:
-                header = None
-                for line in f:
-                    cols = line.strip().split(",")
-                    if "PACKETS" in cols:  # the header line
-                        header = cols
-                        continue
-                    if header is None or len(cols) != len(header):
-                        continue
-                    row = dict(zip(header, cols))
-                    add_flow(flows, (int(row["PROTOCOL"]), int(row["VLAN"])), int(row["PACKETS"]), int(row["BYTES"]))
-        return flows
+        return nfacctd_csv_totals(self.tmp, "nfacctd-")
 
     def test_nfacctd_on_loopback_receives_every_flow_with_the_automatic_datagram_size(self):
         port = free_udp_port()

@@ -18,9 +18,8 @@ import threading
 import time
 import unittest
 
-from harness import (Nfcapd, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, need,
-                     parse_ipfix_stream, read_truth, run_flowfold, stats_of, stats_sections, udp_socket_state,
-                     wait_for)
+from harness import (Nfcapd, TempDirTest, add_flow, flowgen, free_tcp_port, free_udp_port, need, nfacctd_csv_totals,
+                     parse_ipfix_stream, run_flowfold, stats_of, stats_sections, udp_socket_state, wait_for)
 from test_biflow import DEBIAN_PYTHON
 from test_collectors import write_udp_pcap
 from test_sampling import PROFILE, sum_per_key, tshark_packets
@@ -298,7 +297,7 @@ class SamplingAtCollectors(TempDirTest):
                     run_flowfold("-r", self.pcap, "-n", "127.0.0.1:%d" % port, "-v", version,
                                  "--sampling", str(self.N), "--export-rate", "400")
                     try:
-                        wait_for(lambda: self.nfacctd_totals(outdir) == want or nfacctd.poll() is not None,
+                        wait_for(lambda: nfacctd_csv_totals(outdir) == want or nfacctd.poll() is not None,
                                  "nfacctd to print every renormalized packet", limit=30, interval=0.5)
                     except AssertionError:
                         pass  # the comparison below says what differs
@@ -306,24 +305,7 @@ class SamplingAtCollectors(TempDirTest):
                     os.killpg(nfacctd.pid, signal.SIGKILL)
                     nfacctd.wait(timeout=30)
                     log.close()
-                self.assertFlowsEqual(self.nfacctd_totals(outdir), want)
-
-    @staticmethod
-    def nfacctd_totals(outdir):
-        flows = {}
-        for name in sorted(os.listdir(outdir)):
-            with open(os.path.join(outdir, name)) as f:
-                header = None
-                for line in f:
-                    cols = line.strip().split(",")
-                    if "PACKETS" in cols:
-                        header = cols
-                        continue
-                    if header is None or len(cols) != len(header):
-                        continue
-                    row = dict(zip(header, cols))
-                    add_flow(flows, (int(row["PROTOCOL"]), int(row["VLAN"])), int(row["PACKETS"]), int(row["BYTES"]))
-        return flows
+                self.assertFlowsEqual(nfacctd_csv_totals(outdir), want)
 
     def test_tshark_dissects_the_options_of_both_protocols(self):
         need("tshark")

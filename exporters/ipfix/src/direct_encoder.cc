@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ipfix_encoder.h"
@@ -14,10 +15,6 @@ namespace flowfold::ipfix {
 
 namespace {
 
-constexpr size_t kMessageHeaderSize = 16;
-constexpr size_t kSetHeaderSize = 4;
-constexpr uint16_t kIpfixVersion = 10;
-constexpr uint16_t kTemplateSetId = 2;
 
 void put16(uint8_t* p, uint16_t v) {
   v = toNetwork(v);
@@ -34,7 +31,10 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
  public:
   DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling)
       : domain_(observation_domain), max_message_(max_message), templates_(templateLayouts(with_direction, biflow)),
-        sampling_(sampling), buf_(max_message) {}
+        sampling_(sampling), buf_(max_message) {
+    if (max_message < templateMessageSize(with_direction, biflow, sampling))
+      throw std::invalid_argument("IPFIX: a message of " + std::to_string(max_message) + " bytes cannot hold the templates");
+  }
 
   void setExportTime(uint32_t seconds) override { export_time_ = seconds; }
 

@@ -26,9 +26,6 @@ namespace flowfold::ipfix {
 
 namespace {
 
-constexpr size_t kMessageHeaderSize = 16;
-constexpr size_t kSetHeaderSize = 4;
-constexpr uint16_t kTemplateSetId = 2;
 
 [[noreturn]] void throwFixbuf(const char* what, GError* err) {
   std::string message = std::string("IPFIX: libfixbuf ") + what + " failed: " +
@@ -103,6 +100,8 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
       : max_message_(max_message), templates_(templateLayouts(with_direction, biflow)), domain_(observation_domain),
         sampling_(sampling),
         out_(max_message), options_out_(max_message), model_(fbInfoModelAlloc()) {
+    if (max_message < templateMessageSize(with_direction, biflow, sampling))
+      throw std::invalid_argument("IPFIX: a message of " + std::to_string(max_message) + " bytes cannot hold the templates");
     addReverseFlowId(model_.get());
     std::unique_ptr<fbSession_t, SessionDeleter> session(fbSessionAlloc(model_.get()));
     // The domain scopes external templates and sequence numbers: set it first.

@@ -39,6 +39,11 @@ std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow);
 /// enterprise-specific field (its PEN).
 size_t templateRecordSize(const TemplateLayout& t);
 
+/// Octets of the message encodeTemplates() returns: the smallest
+/// max_message an encoder takes (its constructor throws std::invalid_argument
+/// below it).
+size_t templateMessageSize(bool with_direction, bool biflow, bool sampling);
+
 class MessageEncoder {
  public:
   virtual ~MessageEncoder() = default;

@@ -443,9 +443,7 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
     const size_t mtu = options.mtu != 0 ? options.mtu : automaticDatagramBytes(options.host);
     const bool with_direction = !options.local_networks.empty();
     // The template message must fit in one datagram.
-    size_t templates = 20;  // message and set headers
-    for (const TemplateLayout& t : templateLayouts(with_direction, options.biflow)) templates += templateRecordSize(t);
-    templates += optionsTemplateSetsSize(options.sampling.enabled());
+    const size_t templates = templateMessageSize(with_direction, options.biflow, options.sampling.enabled());
     const size_t min_mtu = std::max(with_direction ? kMinMtuWithDirection : kMinMtu, templates);
     if (mtu < min_mtu || mtu > kMaxUdpMessage) {
       throw std::invalid_argument("IPFIX: mtu " + std::to_string(mtu) + " out of range " +

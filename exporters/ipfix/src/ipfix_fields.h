@@ -68,6 +68,13 @@ using Octets16 = std::array<uint8_t, 16>;
 #define FLOWFOLD_IPFIX_MEMBER(member, type, name, id) type member;
 #define FLOWFOLD_IPFIX_SPEC(member, type, name, id) FieldSpec{name, id, sizeof(type)},
 
+// RFC 7011 message framing, for every writer of messages.
+inline constexpr uint16_t kIpfixVersion = 10;
+inline constexpr size_t kMessageHeaderSize = 16;
+inline constexpr size_t kSetHeaderSize = 4;
+inline constexpr uint16_t kTemplateSetId = 2;
+inline constexpr uint16_t kOptionsTemplateSetId = 3;
+
 struct FieldSpec {
   const char* name;  // IANA name, as libfixbuf's information model knows it
   uint16_t id;       // IANA element id

@@ -7,10 +7,6 @@ namespace flowfold::ipfix {
 
 namespace {
 
-constexpr uint16_t kIpfixVersion = 10;
-constexpr uint16_t kOptionsTemplateSetId = 3;
-constexpr size_t kMessageHeaderSize = 16;
-constexpr size_t kSetHeaderSize = 4;
 
 struct Element {
   uint16_t id;

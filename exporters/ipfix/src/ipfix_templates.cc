@@ -29,4 +29,10 @@ size_t templateRecordSize(const TemplateLayout& t) {
   return size;
 }
 
+size_t templateMessageSize(bool with_direction, bool biflow, bool sampling) {
+  size_t size = kMessageHeaderSize + kSetHeaderSize;
+  for (const TemplateLayout& t : templateLayouts(with_direction, biflow)) size += templateRecordSize(t);
+  return size + optionsTemplateSetsSize(sampling);
+}
+
 }  // namespace flowfold::ipfix
