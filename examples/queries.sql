@@ -6,8 +6,10 @@
 -- Times in the table are UTC (DATETIME(3)); the session is set to UTC so
 -- NOW() and UTC_TIMESTAMP() agree. Every query works on a time range
 -- [@from, @to) of first_time, which the time index (idx_first_time) or the
--- daily partitions serve. Addresses are stored as 4 or 16 bytes:
--- INET6_NTOA() prints them, INET6_ATON('10.0.0.1') finds them.
+-- daily partitions serve. Addresses are stored as 4 or 16 bytes (src_ip,
+-- dest_ip: compact, one column for IPv4 and IPv6) and read as text in the
+-- generated columns src_addr and dest_addr: WHERE src_addr = '10.0.0.1'
+-- finds a host, through the per-host indexes when configured.
 -- Each query is introduced by a "-- name:" line (tests/integration/test_mysql.py
 -- runs this file and checks each answer against the raw rows).
 
@@ -33,15 +35,16 @@ GROUP BY day, host
 ORDER BY day, SUM(bytes_out) + SUM(bytes_in) DESC, host;
 
 -- name: host_hourly
--- One host's traffic per hour, both directions (index src_ip / dest_ip make this
--- cheap on big tables; without them it scans the time range).
+-- One host's traffic per hour, both directions (indexes src_ip and dest_ip, on
+-- src_addr and dest_addr, make this cheap on big tables; without them it scans
+-- the time range).
 SELECT DATE_FORMAT(first_time, '%Y-%m-%d %H:00') AS hour,
-       SUM(IF(src_ip = INET6_ATON(@host), bytes, 0)) AS bytes_sent,
-       SUM(IF(dest_ip = INET6_ATON(@host), bytes, 0)) AS bytes_received,
+       SUM(IF(src_addr = @host, bytes, 0)) AS bytes_sent,
+       SUM(IF(dest_addr = @host, bytes, 0)) AS bytes_received,
        COUNT(*) AS flows
 FROM flows
 WHERE first_time >= @from AND first_time < @to
-  AND (src_ip = INET6_ATON(@host) OR dest_ip = INET6_ATON(@host))
+  AND (src_addr = @host OR dest_addr = @host)
 GROUP BY hour
 ORDER BY hour;
 

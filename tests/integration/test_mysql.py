@@ -135,6 +135,91 @@ class FlowfoldToMysql(MysqlTest):
         self.assertEqual(got, want)
         self.assertEqual(self.db.scalar("SELECT COUNT(*) FROM %s.flows WHERE flow_id IS NULL" % self.database), "0")
 
+    def per_host(self, host):
+        """flowgen's truth for one host: (flows, packets, bytes) sent and received."""
+        sent = [v for k, v in self.truth.items() if k[1] == host]
+        received = [v for k, v in self.truth.items() if k[3] == host]
+        return (sum(v[0] for v in sent), sum(v[1] for v in sent)), (sum(v[0] for v in received),
+                                                                     sum(v[1] for v in received))
+
+    def busiest_hosts(self):
+        """The IPv4 and the IPv6 address that send the most packets in the capture."""
+        totals = {}
+        for key, (packets, _) in self.truth.items():
+            totals[key[1]] = totals.get(key[1], 0) + packets
+        by_packets = sorted(totals, key=totals.get, reverse=True)
+        return (next(h for h in by_packets if ":" not in h), next(h for h in by_packets if ":" in h))
+
+    def test_addresses_compare_as_text_through_an_index(self):
+        # What a user types, for IPv4 and IPv6 alike: the text form, on the
+        # table (src_addr) and on its view (src_ip), and the index serves it.
+        self.flowfold(self.pcap, self.dsn(indexes="time,src_ip,dest_ip"))
+        for host in self.busiest_hosts():
+            (sent_packets, sent_bytes), (recv_packets, recv_bytes) = self.per_host(host)
+            self.assertGreater(sent_packets, 0)
+            for table, column in (("flows", "src_addr"), ("flows_view", "src_ip")):
+                got = self.db.query("SELECT SUM(packets), SUM(bytes) FROM %s.%s WHERE %s = '%s'" %
+                                    (self.database, table, column, host))[0]
+                self.assertEqual((int(got[0]), int(got[1])), (sent_packets, sent_bytes), (table, host))
+            got = self.db.query("SELECT SUM(packets), SUM(bytes) FROM %s.flows_view WHERE dest_ip = '%s'" %
+                                (self.database, host))[0]
+            self.assertEqual((int(got[0] or 0), int(got[1] or 0)), (recv_packets, recv_bytes), host)
+            for table, column, index in (("flows", "src_addr", "idx_src_addr_time"),
+                                         ("flows_view", "src_ip", "idx_src_addr_time"),
+                                         ("flows_view", "dest_ip", "idx_dest_addr_time")):
+                plan = self.db.query("EXPLAIN SELECT SUM(bytes) FROM %s.%s WHERE %s = '%s'" %
+                                     (self.database, table, column, host))
+                self.assertIn(index, [row[5] for row in plan], (table, column, plan))  # EXPLAIN's `key`
+
+    def test_the_compat_view_answers_the_seed_scripts_queries(self):
+        self.flowfold(self.pcap, self.dsn(compat_view="ipacct"))
+        host, _ = self.busiest_hosts()
+        (sent_packets, sent_bytes), _ = self.per_host(host)
+        rows = self.db.query("SELECT src_ip, src_port, src_mac, dest_ip, dest_port, dest_mac, protocol, length, flags, "
+                             "timestamp FROM %s.ipacct WHERE src_ip = '%s'" % (self.database, host))
+        self.assertEqual(sum(int(r[7]) for r in rows), sent_bytes)  # length: the bytes
+        self.assertTrue(all(re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", r[2]) for r in rows), rows[:3])
+        first = self.db.scalar("SELECT MIN(first_time) FROM %s.flows WHERE src_addr = '%s'" % (self.database, host))
+        self.assertEqual(min(r[9] for r in rows), first)  # timestamp: the flow's first time
+        total = self.db.query("SELECT COUNT(*), SUM(length) FROM %s.ipacct" % self.database)[0]
+        self.assertEqual(int(total[1]), sum(v[1] for v in self.truth.values()))
+        self.assertEqual(int(total[0]), self.count())
+
+    def test_a_table_made_before_the_text_addresses_gets_them(self):
+        # The schema of the version before: no src_addr/dest_addr, the per-host
+        # index on the binary column. The sink adds the columns and the index
+        # on them; the rows already there read as text at once.
+        self.db.sql("CREATE TABLE flows (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, first_time DATETIME(3) NOT NULL, "
+                    "last_time DATETIME(3) NOT NULL, ip_version TINYINT UNSIGNED NOT NULL, protocol TINYINT UNSIGNED "
+                    "NOT NULL, src_ip VARBINARY(16) NOT NULL, src_port SMALLINT UNSIGNED NOT NULL, dest_ip "
+                    "VARBINARY(16) NOT NULL, dest_port SMALLINT UNSIGNED NOT NULL, packets BIGINT UNSIGNED NOT NULL, "
+                    "bytes BIGINT UNSIGNED NOT NULL, flags TINYINT UNSIGNED NOT NULL, tos TINYINT UNSIGNED NOT NULL, "
+                    "min_ttl TINYINT UNSIGNED NOT NULL, max_ttl TINYINT UNSIGNED NOT NULL, vlan SMALLINT UNSIGNED NOT "
+                    "NULL, inner_vlan SMALLINT UNSIGNED NOT NULL, mpls_label MEDIUMINT UNSIGNED NOT NULL, src_mac "
+                    "BINARY(6) NOT NULL, dest_mac BINARY(6) NOT NULL, ingress_if INT UNSIGNED NOT NULL, exporter_id "
+                    "INT UNSIGNED NOT NULL, end_reason TINYINT UNSIGNED NOT NULL, direction TINYINT UNSIGNED NULL, "
+                    "flow_id BIGINT UNSIGNED NULL, PRIMARY KEY (id), KEY idx_first_time (first_time), "
+                    "KEY idx_src_ip_time (src_ip, first_time)) ENGINE=InnoDB", self.database)
+        self.db.sql("INSERT INTO flows (first_time, last_time, ip_version, protocol, src_ip, src_port, dest_ip, "
+                    "dest_port, packets, bytes, flags, tos, min_ttl, max_ttl, vlan, inner_vlan, mpls_label, src_mac, "
+                    "dest_mac, ingress_if, exporter_id, end_reason) VALUES ('2025-01-01 00:00:00', '2025-01-01 "
+                    "00:00:01', 4, 17, INET6_ATON('192.0.2.9'), 5, INET6_ATON('192.0.2.10'), 53, 3, 300, 0, 0, 64, 64, "
+                    "0, 0, 0, 0x000000000000, 0x000000000000, 0, 0, 1)", self.database)
+        # Without create_table the rows still go in, and a warning says what to run.
+        proc = self.flowfold(self.empty, self.dsn(create_table="false"))
+        self.assertIn("ALTER TABLE `flows` ADD COLUMN `src_addr`", proc.stderr)
+        proc = self.flowfold(self.pcap, self.dsn(indexes="time,src_ip"))
+        self.assertIn("added the text address columns", proc.stderr)
+        self.assertEqual(self.db.query("SELECT packets, bytes FROM %s.flows WHERE src_addr = '192.0.2.9'" %
+                                       self.database), [["3", "300"]])
+        host, _ = self.busiest_hosts()
+        (sent_packets, _), _ = self.per_host(host)
+        self.assertEqual(int(self.db.scalar("SELECT SUM(packets) FROM %s.flows_view WHERE src_ip = '%s'" %
+                                            (self.database, host))), sent_packets)
+        plan = self.db.query("EXPLAIN SELECT * FROM %s.flows WHERE src_addr = '%s'" % (self.database, host))
+        self.assertIn("idx_src_addr_time", [row[5] for row in plan])
+        self.assertFlowsEqual({k: v for k, v in self.flows_in_db().items() if k[1] != "192.0.2.9"}, self.truth)
+
     def test_server_stopped_mid_run_then_restarted_gets_every_flow_once(self):
         proc = subprocess.Popen([FLOWFOLD, "-r", self.pcap, "--mysql", self.dsn(batch_size="500")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

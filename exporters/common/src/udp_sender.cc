@@ -34,6 +34,15 @@ bool isNetworkRefusal(int err) {
 
 }  // namespace
 
+bool connectedToItself(int fd) {
+  sockaddr_storage self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+    return false;
+  return self_len == peer_len && std::memcmp(&self, &peer, self_len) == 0;
+}
+
 UdpSender::UdpSender(int fd, std::string name, uint64_t max_datagrams_per_second)
     : fd_(fd),
       name_(std::move(name)),

@@ -59,9 +59,15 @@ class UdpTransport final : public MessageTransport {
       }
       // Connected, so the kernel reports an ICMP port unreachable (the
       // collector is down) on a later send: counted, instead of invisible.
-      if (::connect(fd_, a->ai_addr, a->ai_addrlen) != 0) {
+      int rc = ::connect(fd_, a->ai_addr, a->ai_addrlen);
+      for (int retry = 0; rc == 0 && retry < 8 && connectedToItself(fd_); ++retry) {
+        ::close(fd_);  // it drew the collector's own port: draw another
+        fd_ = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        rc = fd_ < 0 ? -1 : ::connect(fd_, a->ai_addr, a->ai_addrlen);
+      }
+      if (rc != 0) {
         last_errno = errno;
-        ::close(fd_);
+        if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
         continue;
       }

@@ -134,6 +134,7 @@ const OptionEntry kOptions[] = {
     {"password_file", [](MysqlOptions& o, std::string_view, const std::string& v) { o.password_file = v; }},
     {"database", [](MysqlOptions& o, std::string_view, const std::string& v) { o.database = v; }},
     {"table", [](MysqlOptions& o, std::string_view, const std::string& v) { o.table = v; }},
+    {"compat_view", [](MysqlOptions& o, std::string_view, const std::string& v) { o.compat_view = v; }},
     {"tls",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
        if (v == "off" || v == "false" || v == "no") o.tls = MysqlOptions::Tls::kOff;
@@ -346,6 +347,13 @@ void validateMysqlOptions(const MysqlOptions& o) {
   if (!isIdentifier(o.table, 59))
     fail("table name '" + o.table + "' is not a plain identifier (letters, digits, _; at most 59; not all digits)");
   if (o.table == "flowfold_batches") fail("table name flowfold_batches is reserved for the sink's own bookkeeping");
+  if (!o.compat_view.empty()) {
+    if (!isIdentifier(o.compat_view, 64))
+      fail("compat_view name '" + o.compat_view +
+           "' is not a plain identifier (letters, digits, _; at most 64; not all digits)");
+    if (o.compat_view == o.table || o.compat_view == o.table + "_view" || o.compat_view == "flowfold_batches")
+      fail("compat_view '" + o.compat_view + "' would replace a table or view of the sink's own");
+  }
   if (o.user.empty() || o.user.size() > 128) fail("user name must be 1..128 characters");
   if (o.socket.empty() && o.host.empty()) fail("needs a host or a socket");
   if (o.batch_size < 1 || o.batch_size > 1'000'000) fail("batch_size must be 1..1000000");

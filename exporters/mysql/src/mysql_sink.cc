@@ -261,9 +261,13 @@ bool Sink::connect() {
       logInfo("%s: added the column `flow_id` to %s", name_.c_str(), options_.table.c_str());
     }
   }
+  if (!ensureTextAddresses()) return fail("cannot add the text address columns or their indexes to " + options_.table);
   if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction)))
     logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
             options_.table.c_str(), conn_.error().c_str());
+  if (options_.create_table && !options_.compat_view.empty() && !conn_.exec(createCompatViewSql(options_)))
+    logWarn("%s: cannot create the view %s (%s); the flow table works without it", name_.c_str(),
+            options_.compat_view.c_str(), conn_.error().c_str());
   // Where does this spool stand? Everything up to the last committed batch
   // is in the database, whatever happened to the previous connection.
   std::vector<std::vector<std::optional<std::string>>> rows;
@@ -302,6 +306,54 @@ bool Sink::connect() {
     std::lock_guard lock(stats_mu_);
     stats_.connected = true;
     stats_.last_error.clear();
+  }
+  return true;
+}
+
+bool Sink::hasColumn(const std::string& column, bool& has) {
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
+                       options_.table + "' AND `COLUMN_NAME` = '" + column + "'",
+                   rows))
+    return false;
+  has = !rows.empty();
+  return true;
+}
+
+bool Sink::hasIndex(const std::string& index, bool& has) {
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  if (!conn_.query("SELECT 1 FROM information_schema.`STATISTICS` WHERE `TABLE_SCHEMA` = DATABASE() AND "
+                   "`TABLE_NAME` = '" + options_.table + "' AND `INDEX_NAME` = '" + index + "' LIMIT 1",
+                   rows))
+    return false;
+  has = !rows.empty();
+  return true;
+}
+
+bool Sink::ensureTextAddresses() {
+  bool has = false;
+  if (!hasColumn("src_addr", has)) return false;
+  if (!has) {
+    if (!options_.create_table) {
+      if (!text_address_warned_)
+        logWarn("%s: table %s has no text address columns (src_addr, dest_addr): rows are written, but "
+                "WHERE src_addr = '10.1.2.3' needs them: run %s",
+                name_.c_str(), options_.table.c_str(), addAddressColumnsSql(options_.table).c_str());
+      text_address_warned_ = true;
+      return true;
+    }
+    if (!conn_.exec(addAddressColumnsSql(options_.table))) return false;
+    logInfo("%s: added the text address columns src_addr and dest_addr to %s (generated, not stored)", name_.c_str(),
+            options_.table.c_str());
+  }
+  if (!options_.create_table) return true;
+  for (const MysqlOptions::Index index : options_.indexes) {
+    if (index == MysqlOptions::Index::kTime) continue;
+    if (!hasIndex(hostIndexName(index), has)) return false;
+    if (has) continue;
+    logInfo("%s: adding the index %s to %s (it reads every row once: a large table takes a while)", name_.c_str(),
+            hostIndexName(index), options_.table.c_str());
+    if (!conn_.exec(addHostIndexSql(options_.table, index))) return false;
   }
   return true;
 }

@@ -47,6 +47,14 @@ class Sink {
   void run();
   bool openDeferredSpool();
   bool connect();
+  /// The text address columns (src_addr, dest_addr) and the per-host
+  /// indexes on them: added to a table made before them when create_table
+  /// is set, else said once with the ALTER to run (rows are written either
+  /// way: only queries need them). False: a statement failed.
+  bool ensureTextAddresses();
+  /// True when the flow table has this column / this index.
+  bool hasColumn(const std::string& column, bool& has);
+  bool hasIndex(const std::string& index, bool& has);
   bool waitForWork();
   bool drain(bool force_partial);
   bool writeBatch(const SpoolBatch& batch);
@@ -89,6 +97,7 @@ class Sink {
   bool ever_connected_ = false;
   bool use_insert_ = false;      // kInsert, or kAuto after the server refused LOAD DATA LOCAL
   bool partition_warned_ = false;
+  bool text_address_warned_ = false;  // said once: the table lacks src_addr (create_table: false)
   uint64_t pruned_below_ = 0;    // flowfold_batches rows of segments before this are deleted
   SpoolPosition replay_mark_;    // records before it waited out an outage / a restart
   bool replaying_ = false;

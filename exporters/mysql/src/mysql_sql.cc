@@ -177,6 +177,44 @@ std::string addFlowIdColumnSql(const std::string& table) {
   return "ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + kFlowIdColumnSql;
 }
 
+namespace {
+
+const char* const kAddressColumnsSql[] = {
+    "`src_addr` VARCHAR(39) CHARACTER SET ascii AS (INET6_NTOA(`src_ip`)) VIRTUAL COMMENT 'src_ip as text, "
+    "computed when read: WHERE src_addr = ''10.1.2.3'' (or ''2001:db8::1'')'",
+    "`dest_addr` VARCHAR(39) CHARACTER SET ascii AS (INET6_NTOA(`dest_ip`)) VIRTUAL COMMENT 'dest_ip as text'",
+};
+
+std::string hostIndexColumns(MysqlOptions::Index index) {
+  return index == MysqlOptions::Index::kSrcHost ? "(`src_addr`, `first_time`)" : "(`dest_addr`, `first_time`)";
+}
+
+}  // namespace
+
+std::string addAddressColumnsSql(const std::string& table) {
+  return "ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + kAddressColumnsSql[0] + ", ADD COLUMN " +
+         kAddressColumnsSql[1];
+}
+
+const char* hostIndexName(MysqlOptions::Index index) {
+  return index == MysqlOptions::Index::kSrcHost ? "idx_src_addr_time" : "idx_dest_addr_time";
+}
+
+std::string addHostIndexSql(const std::string& table, MysqlOptions::Index index) {
+  return "ALTER TABLE " + quoteIdent(table) + " ADD KEY " + quoteIdent(hostIndexName(index)) + " " +
+         hostIndexColumns(index);
+}
+
+std::string createCompatViewSql(const MysqlOptions& o) {
+  return "CREATE OR REPLACE VIEW " + quoteIdent(o.compat_view) +
+         " AS SELECT `src_addr` AS `src_ip`, `src_port`, " + macText("src_mac") +
+         " AS `src_mac`,\n"
+         "  `dest_addr` AS `dest_ip`, `dest_port`, " + macText("dest_mac") +
+         " AS `dest_mac`, `protocol`,\n"
+         "  `bytes` AS `length`, `packets`, `flags`, `first_time` AS `timestamp`, `last_time`\n"
+         "FROM " + quoteIdent(o.table);
+}
+
 std::string createTableSql(const MysqlOptions& o, int64_t today) {
   const bool daily = o.partitioning == MysqlOptions::Partitioning::kDaily;
   std::string s = "CREATE TABLE IF NOT EXISTS " + quoteIdent(o.table) +
@@ -208,13 +246,17 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
   s += std::string("  ") + kDirectionColumnSql + ",\n";
   // After `direction`: where ALTER TABLE puts it in a table made before it.
   s += std::string("  ") + kFlowIdColumnSql + ",\n";
+  // Then the addresses as text, likewise.
+  for (const char* c : kAddressColumnsSql) s += std::string("  ") + c + ",\n";
   // A partitioned table needs the partitioning column in every unique key.
   s += daily ? "  PRIMARY KEY (`id`, `first_time`)" : "  PRIMARY KEY (`id`)";
   for (auto idx : o.indexes) {
     switch (idx) {
       case MysqlOptions::Index::kTime: s += ",\n  KEY `idx_first_time` (`first_time`)"; break;
-      case MysqlOptions::Index::kSrcHost: s += ",\n  KEY `idx_src_ip_time` (`src_ip`, `first_time`)"; break;
-      case MysqlOptions::Index::kDestHost: s += ",\n  KEY `idx_dest_ip_time` (`dest_ip`, `first_time`)"; break;
+      case MysqlOptions::Index::kSrcHost:
+      case MysqlOptions::Index::kDestHost:
+        s += ",\n  KEY " + quoteIdent(hostIndexName(idx)) + " " + hostIndexColumns(idx);
+        break;
     }
   }
   s += "\n) ENGINE=InnoDB COMMENT='flowfold flow records'";
@@ -232,7 +274,7 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
 std::string createViewSql(const MysqlOptions& o, bool with_direction, bool with_flow_id) {
   return "CREATE OR REPLACE VIEW " + quoteIdent(o.table + "_view") +
          " AS SELECT `id`, `first_time`, `last_time`, `ip_version`, `protocol`,\n"
-         "  INET6_NTOA(`src_ip`) AS `src_ip`, `src_port`, INET6_NTOA(`dest_ip`) AS `dest_ip`, `dest_port`,\n"
+         "  `src_addr` AS `src_ip`, `src_port`, `dest_addr` AS `dest_ip`, `dest_port`,\n"
          "  IF(`protocol` IN (1, 58), CONCAT(`dest_port` >> 8, '.', `dest_port` & 255), NULL) AS `icmp_type_code`,\n"
          "  `packets`, `bytes`, `flags`,\n"
          "  CONCAT(IF(`flags` & 128, 'C', '.'), IF(`flags` & 64, 'E', '.'), IF(`flags` & 32, 'U', '.'),\n"

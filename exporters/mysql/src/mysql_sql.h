@@ -23,6 +23,16 @@ std::string addDirectionColumnSql(const std::string& table);
 /// The `flow_id` column's, likewise (every row writes it).
 extern const char* const kFlowIdColumnSql;
 std::string addFlowIdColumnSql(const std::string& table);
+/// The addresses as text (generated, not stored: INET6_NTOA of src_ip and
+/// dest_ip), which an index on them lets `WHERE src_addr = '10.1.2.3'` find
+/// fast; a table made before them gets them with this ALTER.
+std::string addAddressColumnsSql(const std::string& table);
+/// The per-host index of `index` (kSrcHost or kDestHost): its name, and the
+/// ALTER that adds it to a table made without it.
+const char* hostIndexName(MysqlOptions::Index index);
+std::string addHostIndexSql(const std::string& table, MysqlOptions::Index index);
+/// The view named compat_view (MysqlOptions::compat_view).
+std::string createCompatViewSql(const MysqlOptions& o);
 
 std::string createTableSql(const MysqlOptions& o, int64_t today);
 /// with_direction: the view shows `direction` as text (the table has the

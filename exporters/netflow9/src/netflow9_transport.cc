@@ -52,6 +52,11 @@ UdpTransport::UdpTransport(const std::string& host, const std::string& port,
   remote_ = formatEndpoint(endpoint);
   impl_->socket.open(endpoint.protocol(), ec);
   if (!ec) impl_->socket.connect(endpoint, ec);
+  for (int retry = 0; !ec && retry < 8 && connectedToItself(impl_->socket.native_handle()); ++retry) {
+    impl_->socket.close(ec);  // it drew the collector's own port: draw another
+    impl_->socket.open(endpoint.protocol(), ec);
+    if (!ec) impl_->socket.connect(endpoint, ec);
+  }
   if (ec) {
     throw std::runtime_error("netflow9: cannot open UDP socket to " + remote_ + ": " +
                              ec.message());

@@ -156,6 +156,29 @@ const std::vector<size_t> kMixedSizes = [] {
   return s;
 }();
 
+// A socket connected to its own address and port (what connecting to a
+// closed loopback port can draw) is told from one connected to a peer.
+TEST(UdpSender, TellsASocketConnectedToItself) {
+  const int self = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(self, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(self, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(self, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ASSERT_EQ(::connect(self, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_TRUE(connectedToItself(self));
+  const int other = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(::connect(other, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);  // to self's port, from another
+  EXPECT_FALSE(connectedToItself(other));
+  const int unconnected = ::socket(AF_INET, SOCK_DGRAM, 0);
+  EXPECT_FALSE(connectedToItself(unconnected));
+  ::close(self);
+  ::close(other);
+  ::close(unconnected);
+}
+
 TEST(UdpSender, DeliversEveryDatagramWholeAndInOrder) {
   Receiver rx;
   ConnectedSocket tx(rx.port());

@@ -269,6 +269,9 @@ TEST_F(MysqlDb, ViewShowsReadableAddressesMacsFlagsAndReasons) {
   // The stored address lengths: INET6_ATON of the text gives the stored bytes back.
   EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".flows WHERE src_ip = INET6_ATON('10.0.9.10')")[0][0], "1");
   EXPECT_EQ(*sql("SELECT LENGTH(src_ip) FROM " + db_ + ".flows ORDER BY id")[1][0], "16");
+  // And as text, both families: what a user types.
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".flows WHERE src_addr = '10.0.9.10'")[0][0], "1");
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".flows WHERE dest_addr = '2001:db8::a'")[0][0], "1");
 }
 
 TEST_F(MysqlDb, FallsBackToInsertWhenTheServerRefusesLocalInfile) {

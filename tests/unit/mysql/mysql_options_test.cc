@@ -156,6 +156,22 @@ TEST(MysqlValidate, RejectsNonIdentifiersAsDatabaseOrTableNames) {
   EXPECT_NE(validate("d", "flowfold_batches").find("reserved"), std::string::npos);
 }
 
+TEST(MysqlValidate, CompatViewIsAPlainIdentifierOfItsOwn) {
+  auto validate = [](const std::string& view) {
+    MysqlOptions o;
+    o.compat_view = view;
+    return errorOf([&] { validateMysqlOptions(o); });
+  };
+  EXPECT_EQ(validate("ipacct"), "(no exception)");
+  EXPECT_EQ(validate(""), "(no exception)");  // none
+  EXPECT_NE(validate("ip acct").find("compat_view name"), std::string::npos);
+  for (const char* taken : {"flows", "flows_view", "flowfold_batches"})
+    EXPECT_NE(validate(taken).find("would replace"), std::string::npos) << taken;
+  MysqlOptions o;
+  setMysqlOption(o, "compat_view", "ipacct");
+  EXPECT_EQ(o.compat_view, "ipacct");
+}
+
 TEST(MysqlValidate, RejectsInconsistentSettings) {
   MysqlOptions o;
   o.retention_days = 7;
@@ -334,8 +350,10 @@ TEST(MysqlSchema, DocumentedDdlHasTheSeedColumnNamesAndIndexes) {
   for (const char* col : {"`src_ip` VARBINARY(16)", "`dest_ip` VARBINARY(16)", "`src_port`", "`dest_port`",
                           "`src_mac`", "`dest_mac`", "`protocol`", "`flags`", "`packets`", "`bytes`",
                           "`first_time` DATETIME(3)", "`last_time` DATETIME(3)", "`exporter_id`", "`ingress_if`",
-                          "KEY `idx_first_time` (`first_time`)", "KEY `idx_src_ip_time` (`src_ip`, `first_time`)",
-                          "CREATE OR REPLACE VIEW `flows_view`", "INET6_NTOA(`src_ip`)",
+                          "KEY `idx_first_time` (`first_time`)", "KEY `idx_src_addr_time` (`src_addr`, `first_time`)",
+                          "`src_addr` VARCHAR(39) CHARACTER SET ascii AS (INET6_NTOA(`src_ip`)) VIRTUAL",
+                          "`dest_addr` VARCHAR(39) CHARACTER SET ascii AS (INET6_NTOA(`dest_ip`)) VIRTUAL",
+                          "CREATE OR REPLACE VIEW `flows_view`", "`src_addr` AS `src_ip`",
                           "PRIMARY KEY (`spool_id`, `segment`, `first_record`)"})
     EXPECT_NE(ddl.find(col), std::string::npos) << col;
   EXPECT_EQ(ddl.find("PARTITION BY"), std::string::npos);

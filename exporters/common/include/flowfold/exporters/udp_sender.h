@@ -33,6 +33,13 @@
 
 namespace flowfold {
 
+/// True when a connected UDP socket's own address is its peer's: connecting
+/// to a loopback port nothing is bound to can draw that very port as the
+/// socket's ephemeral one, and the socket then sends to itself, so the local
+/// collector check sees a listener and every datagram "succeeds". Connect a
+/// new socket instead (the kernel draws another port).
+bool connectedToItself(int fd);
+
 class UdpSender {
  public:
   /// fd: a connected UDP socket, not owned. name: the collector, for the one

@@ -72,8 +72,11 @@ struct MysqlOptions {
   /// run. Empty: the column is not written (tables older than it work).
   LocalNetworks local_networks;
   /// Secondary indexes created with the table. kTime: (first_time) for any
-  /// time range; kSrcHost / kDestHost: (src_ip|dest_ip, first_time) for
-  /// per-host questions. Each costs insert rate; see exporters/mysql/README.md.
+  /// time range; kSrcHost / kDestHost: (src_addr|dest_addr, first_time) for
+  /// per-host questions, on the addresses as text (the generated columns
+  /// src_addr and dest_addr, INET6_NTOA of src_ip and dest_ip), so that
+  /// WHERE src_addr = '10.1.2.3' finds its rows through the index. Each costs
+  /// insert rate; see exporters/mysql/README.md.
   enum class Index { kTime, kSrcHost, kDestHost };
   std::vector<Index> indexes = {Index::kTime};
   /// kDaily: the table is RANGE-partitioned by UTC day of first_time; the
@@ -82,6 +85,11 @@ struct MysqlOptions {
   enum class Partitioning { kNone, kDaily };
   Partitioning partitioning = Partitioning::kNone;
   uint32_t retention_days = 0;
+  /// Not empty: a view of this name with the columns of the per-packet IP
+  /// accounting table flowfold's users came from (`ipacct`: src_ip, src_port,
+  /// src_mac, dest_ip, dest_port, dest_mac, protocol, length, flags,
+  /// timestamp), over the flow table, so that their old reports keep running.
+  std::string compat_view;
   /// Written to every row's exporter_id (IPFIX observation domain).
   uint32_t observation_domain = 0;
 
