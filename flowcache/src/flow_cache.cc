@@ -283,6 +283,14 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
     startInterval(e, p, ts_ms);
+  } else if (options_.split_interval_ms != 0 && crossesSplit(e, ts_ms)) [[unlikely]] {
+    // The record so far stays in its interval; this packet starts the next.
+    ++counters_.ended_active;
+    emit(e, FlowEndReason::kActiveTimeout);
+    e.packets = 0;
+    e.octets = 0;
+    e.interval_start_ms = ts_ms;
+    startInterval(e, p, ts_ms);
   } else {
     const uint64_t last = std::max(e.lastMs(), ts_ms);
     const uint64_t first = std::min(e.firstMs(), ts_ms);
@@ -360,6 +368,14 @@ void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason) 
 }
 
 // ---------------------------------------------------------------- timer wheel
+
+bool FlowCache::crossesSplit(const Entry& e, uint64_t ts_ms) {
+  if (ts_ms < split_start_ms_ || ts_ms >= split_end_ms_) {  // a division only when the interval changes
+    split_start_ms_ = ts_ms - ts_ms % options_.split_interval_ms;
+    split_end_ms_ = split_start_ms_ + options_.split_interval_ms;
+  }
+  return e.firstMs() < split_start_ms_;
+}
 
 uint64_t FlowCache::deadlineOf(const Entry& e) const {
   return std::min(e.lastMs() + idleTimeoutOf(e), e.interval_start_ms + options_.active_timeout_ms);

@@ -36,6 +36,7 @@ enum LongOnly {
   kOptRecordSize,
   kOptSampling,
   kOptSamplingMode,
+  kOptSplitInterval,
 };
 
 // How the user wrote option `c` (getopt's return value or optopt): "-r" or
@@ -176,6 +177,9 @@ Flow cache:
   --active-timeout D   same as -t active=D
   --idle-timeout D     same as -t idle=D
   --tcp-end-timeout D  same as -t tcp_end=D
+  --split-interval D   no record spans a multiple of D (e.g. 1m, UTC-aligned): a
+                       flow across a boundary is reported up to it (flowEndReason 2)
+                       and continues in a new record; 0 (default) = off
   --workers N          flow-cache threads, sharded by a symmetric flow hash (default 1)
   --sampling N         meter one packet in N (default 1: every packet); records
                        keep the raw counts, the rate goes to the collectors in
@@ -237,6 +241,7 @@ const option kLong[] = {
     {"record-size", required_argument, nullptr, kOptRecordSize},
     {"sampling", required_argument, nullptr, kOptSampling},
     {"sampling-mode", required_argument, nullptr, kOptSamplingMode},
+    {"split-interval", required_argument, nullptr, kOptSplitInterval},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
 };

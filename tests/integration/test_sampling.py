@@ -20,7 +20,7 @@ PROFILE = ("-n", "200000", "-c", "5000", "-d", "120", "-S", "128", "-s", "11")
 # Random sampling's totals: more packets, so that the bound says something at 1:1000.
 RANDOM_PROFILE = ("-n", "600000", "-c", "20000", "-d", "300", "-S", "128", "-s", "12")
 
-FIELDS = ["vlan.id", "ip.proto", "ipv6.nxt", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport",
+FIELDS = ["frame.time_epoch", "vlan.id", "ip.proto", "ipv6.nxt", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport",
           "udp.srcport", "tcp.dstport", "udp.dstport", "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code",
           "ip.len", "ipv6.plen"]
 
@@ -28,7 +28,9 @@ _packets_cache = {}
 
 
 def tshark_packets(pcap):
-    """[(key, ip_bytes)] of every packet of a flowgen capture, in order, keyed as flowgen's truth."""
+    """[(key, ip_bytes, time in ms)] of every packet of a flowgen capture, in
+    order, keyed as flowgen's truth (the time cut to the millisecond, as
+    flowfold's clock)."""
     if pcap in _packets_cache:
         return _packets_cache[pcap]
     need("tshark")
@@ -48,14 +50,16 @@ def tshark_packets(pcap):
             sport, dport = int(first("tcp.srcport", "udp.srcport")), int(first("tcp.dstport", "udp.dstport"))
         vlan = int(first("vlan.id") or 0)
         size = int(c["ip.len"]) if c.get("ip.len") else 40 + int(c["ipv6.plen"])
-        packets.append(((proto, src, sport, dst, dport, vlan), size))
+        seconds, _, fraction = c["frame.time_epoch"].partition(".")
+        ts_ms = int(seconds) * 1000 + int((fraction + "000")[:3])
+        packets.append(((proto, src, sport, dst, dport, vlan), size, ts_ms))
     _packets_cache[pcap] = packets
     return packets
 
 
 def sum_per_key(packets):
     flows = {}
-    for key, size in packets:
+    for key, size, _ in packets:
         add_flow(flows, key, 1, size)
     return flows
 
@@ -102,8 +106,8 @@ class SamplingTest(TempDirTest):
         pcap, _ = flowgen("sampling-random", *RANDOM_PROFILE)
         packets = tshark_packets(pcap)
         total_packets = len(packets)
-        total_bytes = sum(size for _, size in packets)
-        sum_sq = sum(size * size for _, size in packets)
+        total_bytes = sum(size for _, size, _ in packets)
+        sum_sq = sum(size * size for _, size, _ in packets)
         truth = sum_per_key(packets)
         runs = []
         for n in (10, 100, 1000):

@@ -36,6 +36,8 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.cache.idle_timeout_ms = v.number; }},
     {"cache", "tcp_end_timeout", "--tcp-end-timeout", duration(0, 7 * kDayMs),
      [](Config& c, const SettingValue& v) { c.cache.tcp_end_timeout_ms = v.number; }},
+    {"cache", "split_interval", "--split-interval", duration(0, kDayMs),
+     [](Config& c, const SettingValue& v) { c.cache.split_interval_ms = v.number; }},
     {"cache", "workers", "--workers", whole(1, 64),
      [](Config& c, const SettingValue& v) { c.workers = narrow<uint32_t>(v); }},
     {"cache", "stop_timeout", "", duration(1, 3'600'000),

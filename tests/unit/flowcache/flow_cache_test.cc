@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <random>
@@ -146,6 +147,47 @@ TEST(FlowCache, ExportsDeltaOnActiveTimeoutAndKeepsTheFlow) {
   EXPECT_EQ(second[0].packets, 9u);
   EXPECT_EQ(second[0].first_ms, 61'000u);
   EXPECT_EQ(second[0].end_reason, FlowEndReason::kForcedEnd);
+}
+
+// split_interval: a flow sending across minute boundaries is reported up to
+// each boundary; every record lies in one minute and the counts add up.
+TEST(FlowCache, SplitIntervalEndsRecordsAtEachBoundary) {
+  FlowCacheOptions o = opts(300'000, 15'000);
+  o.split_interval_ms = 60'000;
+  FlowCache cache(o);
+  const auto k = udpKey(1, 1);
+  const auto quiet = udpKey(2, 2);  // one packet a minute apart: idle timeout 90 s below
+  std::vector<FlowRecord> out;
+  cache.update(packet(quiet, 59'990, 50));
+  for (uint64_t t = 50'000; t < 185'000; t += 500) {  // 270 packets over three minute boundaries
+    cache.update(packet(k, t, 10));
+    cache.expire(t);
+    for (auto& r : take(cache)) out.push_back(r);
+  }
+  cache.flushAll();
+  for (auto& r : take(cache)) out.push_back(r);
+  std::map<uint64_t, uint64_t> per_minute;  // of k's records
+  for (const FlowRecord& r : out) {
+    EXPECT_EQ(r.first_ms / 60'000, r.last_ms / 60'000) << r.first_ms << " " << r.last_ms;
+    if (r.key == k) per_minute[r.first_ms / 60'000] += r.packets;
+  }
+  // [50 s, 60 s): 20 packets; minutes 1 and 2: 120 each; [180 s, 185 s): 10.
+  EXPECT_EQ(per_minute, (std::map<uint64_t, uint64_t>{{0, 20}, {1, 120}, {2, 120}, {3, 10}}));
+  const auto split = std::count_if(out.begin(), out.end(), [&](const FlowRecord& r) {
+    return r.key == k && r.end_reason == FlowEndReason::kActiveTimeout;
+  });
+  EXPECT_EQ(split, 3);  // one at each boundary, then the flush
+  EXPECT_EQ(cache.counters().ended_active, 3u);
+}
+
+TEST(FlowCache, SplitIntervalOffKeepsOneRecordAcrossBoundaries) {
+  FlowCache cache(opts(300'000, 15'000));
+  const auto k = udpKey(1, 1);
+  for (uint64_t t = 50'000; t < 185'000; t += 500) cache.update(packet(k, t, 10));
+  cache.flushAll();
+  const auto out = take(cache);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].packets, 270u);
 }
 
 TEST(FlowCache, IdleAfterActiveExportWithoutNewPacketsEmitsNothingMore) {

@@ -60,6 +60,13 @@ struct FlowCacheOptions {
   uint64_t flow_id_base = 1;
   uint64_t flow_id_stride = 1;
   uint64_t flow_id_offset = 0;
+  /// Not 0: no record spans a multiple of this (packet time since the
+  /// epoch, so UTC-aligned). The first packet of a flow after a boundary
+  /// ends the flow's record there, as an active timeout does (flowEndReason
+  /// 2), and starts the next: every record's packets lie in one interval, so
+  /// per-interval sums (per-minute graphs, accounting) are exact instead of
+  /// counting a long flow's bytes at its start.
+  uint64_t split_interval_ms = 0;
 };
 
 // The flow cache's counters, one line each: X(name, shown, help). The name
@@ -303,6 +310,9 @@ class FlowCache {
 
   // timer wheel
   uint64_t deadlineOf(const Entry& e) const;
+  /// split_interval_ms: true when the packet at ts_ms is in a later interval
+  /// than the first packet of the flow's current record.
+  bool crossesSplit(const Entry& e, uint64_t ts_ms);
   /// Files `flow` in the wheel bucket of `deadline_ms`, where reviewEntry()
   /// examines it when that bucket comes due.
   void scheduleReview(Filed flow, uint64_t deadline_ms);
@@ -350,6 +360,8 @@ class FlowCache {
   unsigned tick_shift_ = 0;     // a tick lasts 2^tick_shift_ ms
   uint64_t tickOf(uint64_t ms) const { return ms >> tick_shift_; }
   uint64_t next_tick_ = 0;      // the next tick (tickOf(time)) to process
+  // split_interval_ms: the interval the last packet fell in, [start, end).
+  uint64_t split_start_ms_ = 0, split_end_ms_ = 0;
   bool wheel_started_ = false;
   std::vector<Filed> due_;      // a bucket taken off the wheel, being reviewed
   size_t due_pos_ = 0;          // how far an interrupted expire() got in due_
