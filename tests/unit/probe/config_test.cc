@@ -68,7 +68,8 @@ TEST(Config, ReadsEveryExporterKind) {
 
 TEST(Config, ErrorsNameFileLineAndColumn) {
   EXPECT_EQ(errorOf("cache:\n  bogus: 1\n"),
-            "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows, stop_timeout, tcp_end_timeout, workers)");
+            "t.yaml:2:3: unknown key 'bogus' in cache (known: active_timeout, idle_timeout, max_flows, split_interval, stop_timeout, "
+            "tcp_end_timeout, workers)");
   EXPECT_EQ(errorOf("cache:\n  max_flows: -3\n"), "t.yaml:2:14: 'max_flows' must be a whole number, not '-3'");
   EXPECT_EQ(errorOf("cache:\n  idle_timeout: 5 years\n"),
             "t.yaml:2:17: 'idle_timeout' has an unknown unit ' years' (use ms, s, m, h or d)");
