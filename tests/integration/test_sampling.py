@@ -12,8 +12,8 @@ import math
 import subprocess
 import unittest
 
-from harness import (TempDirTest, add_flow, flowgen, ipfix_flows, need, norm_addr, parse_ipfix_stream,
-                     read_truth, run_flowfold, stats_of)
+from harness import (TempDirTest, add_flow, check_counters_documented, flowgen, ipfix_flows, need, norm_addr,
+                     parse_ipfix_stream, read_truth, run_flowfold, stats_of)
 
 # test_direction's profile: flows of every length, a quarter IPv6, a fifth tagged.
 PROFILE = ("-n", "200000", "-c", "5000", "-d", "120", "-S", "128", "-s", "11")
@@ -70,6 +70,7 @@ class SamplingTest(TempDirTest):
         self.runs = getattr(self, "runs", 0) + 1
         out = self.path("out-%d.ipfix" % self.runs)  # --ipfix-file appends
         proc = run_flowfold("-r", pcap, "--ipfix-file", out, *args)
+        check_counters_documented(self, proc.stderr)  # sampled_out= as the README names it
         with open(out, "rb") as f:
             records, _ = parse_ipfix_stream(f.read())
         return ipfix_flows(records), stats_of(proc.stderr)
