@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <algorithm>
@@ -34,6 +35,12 @@ std::string scratch(const char* name) {
   static const std::string dir = [] {
     const auto d = std::filesystem::temp_directory_path() / ("fuzz-ring-" + std::to_string(getpid()));
     std::filesystem::create_directories(d);
+    // Gone when the fuzzer exits (not after a crash: the input is then kept
+    // by libFuzzer, the directory helps read it).
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("fuzz-ring-" + std::to_string(getpid())), ec);
+    });
     return d.string();
   }();
   return dir + "/" + name;
