@@ -439,8 +439,13 @@ class TempDirTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="flowfold-it-")
+        # A cleanup, not tearDown(): cleanups run last-registered first, so
+        # what a test registers later (unmounting a tmpfs inside the
+        # directory, stopping a process writing there) is undone before the
+        # directory goes.
+        self.addCleanup(self._remove_tmp)
 
-    def tearDown(self):
+    def _remove_tmp(self):
         if not os.environ.get("FLOWFOLD_KEEP_TEST_DIRS"):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
