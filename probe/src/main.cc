@@ -176,7 +176,6 @@ OnScopeExit(F) -> OnScopeExit<F>;
 class RunMetering final : public MeteringSource {
  public:
   using Reader = std::function<MeteringStatistics()>;
-  explicit RunMetering(SamplingOptions sampling) : sampling_(sampling) {}
   void setReader(Reader reader) {
     std::lock_guard lock(mu_);
     reader_ = std::move(reader);
@@ -185,10 +184,7 @@ class RunMetering final : public MeteringSource {
     std::lock_guard lock(mu_);
     return reader_ ? reader_() : MeteringStatistics{};
   }
-  SamplingOptions sampling() const override { return sampling_; }
-
  private:
-  const SamplingOptions sampling_;
   mutable std::mutex mu_;
   Reader reader_;
 };
@@ -199,8 +195,8 @@ MeteringStatistics meteringOf(const PipelineStats& p, const std::vector<CaptureS
   MeteringStatistics m;
   m.packets_selected = p.decode.packets;
   m.packets_observed = p.decode.packets + p.sampled_out;
-  for (const CaptureStats& c : captures) m.capture_dropped += c.capture_dropped + c.interface_dropped;
-  m.packets_ignored = p.decode.skipped() + m.capture_dropped;
+  m.packets_ignored = p.decode.skipped();
+  for (const CaptureStats& c : captures) m.packets_ignored += c.capture_dropped + c.interface_dropped;
   m.records_not_exported = queue_dropped;
   return m;
 }
@@ -255,7 +251,7 @@ int runFile(const Config& config) {
   constexpr uint32_t kFileQueueBatches = 8;
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
-  RunMetering metering(config.sampling);
+  RunMetering metering;
   ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling),
                     std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()),
                     &metering);
@@ -674,7 +670,7 @@ int runLive(const Config& config, int argc, char** argv) {
   // stage, which writes its flow log.
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
-  RunMetering metering(config.sampling);
+  RunMetering metering;
   ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling), config.export_queue_batches,
                     permanentExporters(config, ring.get()), &metering);
   OnScopeExit end_pipelines_before_the_stage{[&] {

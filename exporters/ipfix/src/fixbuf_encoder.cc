@@ -169,8 +169,7 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
     if (msg_bytes_ != 0) throw std::logic_error("IPFIX: encodeOptions() with an open message");
     fbSession_t* session = fBufGetSession(fbuf_.get());
     const uint32_t sequence = fbSessionGetSequence(session);
-    const uint32_t export_time = export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
-    const size_t size = writeOptionsMessage(options_out_.data(), values, export_time, sequence);
+    const size_t size = writeOptionsMessage(options_out_.data(), values, exportTime(), sequence);
     fbSessionSetSequence(session, sequence + static_cast<uint32_t>(optionsRecordCount(values.sampling)));
     return {options_out_.data(), size};
   }
@@ -180,12 +179,17 @@ class FixbufEncoder final : public PackedRecordEncoder<FixbufEncoder> {
     std::vector<uint16_t> ids;
     for (const TemplateLayout& t : templates_) ids.push_back(t.id);
     const uint32_t sequence = fbSessionGetSequence(fBufGetSession(fbuf_.get()));
-    const uint32_t export_time = export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
-    const size_t size = writeWithdrawalMessage(options_out_.data(), ids, sampling_, domain_, export_time, sequence);
+    const size_t size = writeWithdrawalMessage(options_out_.data(), ids, sampling_, domain_, exportTime(), sequence);
     return {options_out_.data(), size};
   }
 
  private:
+  // The header's export time, as libfixbuf writes it: the pipeline time
+  // set, or the wall clock before there is one.
+  uint32_t exportTime() const {
+    return export_time_ != 0 ? export_time_ : static_cast<uint32_t>(std::time(nullptr));
+  }
+
   void addTemplatePair(fbSession_t* session, const TemplateLayout& t) {
     // Internal and external templates are identical (explicit lengths, as
     // libfixbuf requires for internal ones); each needs its own object.

@@ -81,20 +81,15 @@ class IpfixExporter final : public Exporter {
 
   // Biflow: records whose wait for their reverse is over go out, also when
   // no record comes (a quiet link).
+  // Without biflow only periodic options records can be due.
   void doTick(uint64_t now_ms) override {
-    if (!pairer_) {
-      // Only periodic options records can be due without a record.
-      if (!meteringSource() || !templates_sent_ || options_interval_ms_ == 0) return;
-      beginCall(now_ms);
-      sendOptionsIfDue();
-      transport_->push();
-      syncTransportCounters();
-      return;
-    }
+    if (!pairer_ && (!meteringSource() || !templates_sent_ || options_interval_ms_ == 0)) return;
     beginCall(now_ms);
-    pairer_->add({}, now_ms, biflows_);
-    appendBiflowsInTemplateOrder();
-    emitMessage();
+    if (pairer_) {
+      pairer_->add({}, now_ms, biflows_);
+      appendBiflowsInTemplateOrder();
+      emitMessage();
+    }
     sendOptionsIfDue();
     transport_->push();
     syncTransportCounters();

@@ -1503,13 +1503,13 @@ TEST(IpfixExporter, BiflowNeedsAnMtuForItsTemplates) {
 namespace flowfold {
 namespace {
 
-// Metering counters as a test sets them.
+// Metering counters as a test sets them, and the sampling the exporter is
+// given with them.
 class FixedMetering final : public MeteringSource {
  public:
   MeteringStatistics values;
   SamplingOptions rate;
   MeteringStatistics statistics() const override { return values; }
-  SamplingOptions sampling() const override { return rate; }
 };
 
 FixedMetering sampledMetering() {

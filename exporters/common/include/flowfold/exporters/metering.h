@@ -6,8 +6,6 @@
 
 #include <cstdint>
 
-#include "flowfold/flowcache/sampler.h"
-
 namespace flowfold {
 
 struct MeteringStatistics {
@@ -21,8 +19,6 @@ struct MeteringStatistics {
   /// (ignoredPacketTotalCount): `skipped` (not decodable) plus the capture's
   /// drops (`capture_dropped` + `interface_dropped`).
   uint64_t packets_ignored = 0;
-  /// Of those, the capture's drops alone.
-  uint64_t capture_dropped = 0;
   /// Records lost before they reached any exporter (`queue_dropped_records`):
   /// part of every exporter's notSentFlowTotalCount.
   uint64_t records_not_exported = 0;
@@ -32,9 +28,8 @@ class MeteringSource {
  public:
   virtual ~MeteringSource() = default;
   /// Any thread; the counters as last published by the packet threads.
+  /// (The sampling rate is each exporter's option, fixed when it is made.)
   virtual MeteringStatistics statistics() const = 0;
-  /// The run's packet sampling (sampler.h).
-  virtual SamplingOptions sampling() const = 0;
 };
 
 }  // namespace flowfold
