@@ -120,6 +120,9 @@ void NetflowV9Exporter::doTick(uint64_t now_ms) {
   sendOptions(now_ms);
 }
 
+// The final options datagram reports the counts after the first flush
+// (which settles the collector's refusals of what went before); the second
+// flush settles its own.
 void NetflowV9Exporter::doClose(uint64_t now_ms) {
   doFlush(now_ms);
   if (!meteringSource()) return;
