@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "flowfold/log.h"
 #include "flowfold/probe/settings.h"
 
 namespace flowfold {
@@ -423,6 +424,9 @@ Config parseCommandLine(int argc, char** argv, CommandLine& cl) {
   applyInput(argc, argv, s, config);
   for (const auto& [setting, value] : s.probe) setting->apply(config, value);
   applyExporters(s, config);
+  std::vector<std::string> notes;
+  splitAtAccountingIntervals(config, &notes);
+  for (const std::string& note : notes) logInfo("%s", note.c_str());
   return config;
 }
 

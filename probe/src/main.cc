@@ -599,10 +599,13 @@ void feedWatchdogIfTurning(ServiceNotifier& systemd, const LiveCaptures& caps) {
 /// place of the running ones; the flow cache is kept. A failure keeps them.
 /// The pipelines keep the sampling they started with: the new exporters
 /// announce that one, and a changed `sampling` is said to need a restart.
-void reloadExporters(int argc, char** argv, ExportStage& stage, const SamplingOptions& sampling) {
+void reloadExporters(int argc, char** argv, ExportStage& stage, const SamplingOptions& sampling,
+                     uint64_t split_interval_ms) {
   try {
     CommandLine cl;
     const Config fresh = parseCommandLine(argc, argv, cl);
+    if (const std::string mismatch = accountingSplitMismatch(fresh, split_interval_ms); !mismatch.empty())
+      throw ConfigError(mismatch);
     // What a start would refuse, a reload refuses too (before any exporter is made).
     for (const std::string& warning : validateConfig(fresh)) logWarn("%s", warning.c_str());
     if (fresh.sampling.interval != sampling.interval || fresh.sampling.mode != sampling.mode)
@@ -637,7 +640,7 @@ void superviseUntilStopped(const Config& config, const LiveCaptures& caps, Expor
     if (g_reload) {
       g_reload = 0;
       systemd.reloading();
-      reloadExporters(argc, argv, stage, config.sampling);
+      reloadExporters(argc, argv, stage, config.sampling, config.cache.split_interval_ms);
       systemd.ready(ready_status);
     }
   }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "flowfold/log.h"
+#include "accounting.h"
 #include "mysql_internal.h"
 #include "mysql_sink.h"
 #include "mysql_sql.h"
@@ -115,8 +116,10 @@ std::optional<MysqlSinkStats> mysqlSinkStats(const Exporter& exporter) {
 }
 
 std::string mysqlSchemaSql(const MysqlOptions& options) {
-  return mysql::createTableSql(options, mysql::utcToday()) + ";\n\n" + mysql::createViewSql(options) + ";\n\n" +
-         mysql::createBatchesSql() + ";\n";
+  std::string sql = mysql::createTableSql(options, mysql::utcToday()) + ";\n\n" + mysql::createViewSql(options) +
+                    ";\n\n" + mysql::createBatchesSql() + ";\n";
+  for (const std::string& table : mysql::createAccountingTablesSql(options)) sql += "\n" + table + ";\n";
+  return sql;
 }
 
 }  // namespace flowfold

@@ -2,6 +2,7 @@
 // Pieces of the MySQL sink shared between its source files.
 
 #include <string>
+#include <string_view>
 
 #include "flowfold/exporters/mysql_exporter.h"
 
@@ -15,5 +16,8 @@ namespace flowfold {
 /// $FLOWFOLD_MYSQL_PASSWORD, else none.
 std::string resolveMysqlPassword(const MysqlOptions& options);
 inline constexpr const char* kMysqlPasswordCredential = "mysql-password";
+
+/// The longest name suffix of the accounting tables (<table>_acct_host_daily).
+inline constexpr std::string_view kLongestAccountingSuffix = "_acct_host_daily";
 
 }  // namespace flowfold

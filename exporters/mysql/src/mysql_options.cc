@@ -88,6 +88,24 @@ std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::stri
   return out;
 }
 
+// accounting_by: "host,host_pair,service" (any of them, at least one).
+void accountingBy(MysqlOptions::Accounting& a, std::string_view key, const std::string& text) {
+  a.by_host = a.by_host_pair = a.by_service = false;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item == "host") a.by_host = true;
+    else if (item == "host_pair") a.by_host_pair = true;
+    else if (item == "service") a.by_service = true;
+    else bad(key, "unknown table '" + item + "' (host, host_pair, service)");
+    pos = comma + 1;
+  }
+}
+
 int hexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -182,6 +200,23 @@ const OptionEntry kOptions[] = {
     {"retention_days",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
        o.retention_days = static_cast<uint32_t>(unsignedValue(k, v, 0, 36500));
+     }},
+    {"accounting_interval",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       if (v == "off" || v == "0") {
+         o.accounting.interval_ms = 0;
+         return;
+       }
+       const uint64_t ms = durationMs(k, v, 1000, 86'400'000, 1000);
+       // Intervals tile the UTC day, so that the daily table sums whole intervals.
+       if (86'400'000 % ms != 0) bad(k, v + " does not divide a day (1m, 5m, 10m, 15m, 30m, 1h, ... do)");
+       o.accounting.interval_ms = ms;
+     }},
+    {"accounting_by",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) { accountingBy(o.accounting, k, v); }},
+    {"accounting_retention_days",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.accounting.retention_days = static_cast<uint32_t>(unsignedValue(k, v, 0, 36500));
      }},
     {"observation_domain",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
@@ -354,6 +389,12 @@ void validateMysqlOptions(const MysqlOptions& o) {
     if (o.compat_view == o.table || o.compat_view == o.table + "_view" || o.compat_view == "flowfold_batches")
       fail("compat_view '" + o.compat_view + "' would replace a table or view of the sink's own");
   }
+  if (o.accounting.enabled() && o.table.size() > 64 - kLongestAccountingSuffix.size())
+    fail("table name '" + o.table + "' leaves no room for the accounting tables' names (" + o.table +
+         std::string(kLongestAccountingSuffix) + "): at most " +
+         std::to_string(64 - kLongestAccountingSuffix.size()) + " characters with accounting");
+  if (!o.accounting.enabled() && o.accounting.retention_days > 0)
+    fail("accounting retention_days is set but accounting has no interval");
   if (o.user.empty() || o.user.size() > 128) fail("user name must be 1..128 characters");
   if (o.socket.empty() && o.host.empty()) fail("needs a host or a socket");
   if (o.batch_size < 1 || o.batch_size > 1'000'000) fail("batch_size must be 1..1000000");

@@ -47,6 +47,7 @@ Sink::Sink(const MysqlOptions& options, std::string password, std::string name, 
       counters_(counters),
       local_networks_(options_.local_networks.empty() ? nullptr : &options_.local_networks),
       with_direction_(local_networks_ != nullptr),
+      accounting_(options_.accounting, local_networks_),
       spool_(std::move(spool)),
       use_insert_(options.method == MysqlOptions::Method::kInsert) {
   if (spool_) {
@@ -149,7 +150,7 @@ void Sink::run() {
         continue;
       }
       backoff_ms_ = 0;  // only a working connection resets the backoff, not a mere login
-      maintainPartitions();
+      maintain();
       std::lock_guard lock(mu_);
       if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0) flush_done_ = flush_requested_;
       waiters_.notify_all();
@@ -262,6 +263,12 @@ bool Sink::connect() {
     }
   }
   if (!ensureTextAddresses()) return fail("cannot add the text address columns or their indexes to " + options_.table);
+  if (!ensureAccountingTables()) {
+    conn_.close();
+    std::lock_guard lock(stats_mu_);
+    ++stats_.connect_failures;
+    return false;
+  }
   if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction)))
     logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
             options_.table.c_str(), conn_.error().c_str());
@@ -358,10 +365,38 @@ bool Sink::ensureTextAddresses() {
   return true;
 }
 
+bool Sink::ensureAccountingTables() {
+  if (!options_.accounting.enabled()) return true;
+  if (options_.create_table) {
+    for (const std::string& sql : createAccountingTablesSql(options_))
+      if (!conn_.exec(sql)) {
+        failure("cannot create the accounting tables", conn_.errnum(), conn_.error());
+        return false;
+      }
+    return true;
+  }
+  std::string missing;
+  for (const std::string& t : accountingTables(options_)) {
+    std::vector<std::vector<std::optional<std::string>>> rows;
+    if (!conn_.query("SELECT 1 FROM information_schema.`TABLES` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
+                         t + "'",
+                     rows)) {
+      failure("cannot list the tables", conn_.errnum(), conn_.error());
+      return false;
+    }
+    if (rows.empty()) missing += (missing.empty() ? "" : ", ") + t;
+  }
+  if (missing.empty()) return true;
+  failure("accounting is on but create_table is off and the tables " + missing +
+              " are missing: create them (their DDL is in exporters/mysql/README.md), or set create_table",
+          0, "");
+  return false;
+}
+
 bool Sink::waitForWork() {
   std::unique_lock lock(mu_);
   Clock::time_point deadline = last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
-  if (options_.partitioning == MysqlOptions::Partitioning::kDaily) deadline = std::min(deadline, next_maintenance_);
+  if (hasMaintenance()) deadline = std::min(deadline, next_maintenance_);
   cv_.wait_until(lock, deadline, [&] {
     return stop_ || flush_requested_ > flush_done_ || spool_->pendingRecords() >= options_.batch_size;
   });
@@ -456,8 +491,13 @@ bool Sink::writeBatch(const SpoolBatch& b) {
                       std::to_string(b.flows.size()) + " (rolled back)",
                   true);
     }
+    if (!writeAccounting(b)) return fail("cannot update the accounting tables", true);
     if (!conn_.exec("COMMIT")) return fail("COMMIT failed", false);
     account(b, bytes);
+    if (options_.accounting.enabled()) {
+      std::lock_guard lock(stats_mu_);
+      stats_.accounting_rows += accounting_.rows();
+    }
     return true;
   }
   return false;
@@ -487,6 +527,15 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     if (!conn_.exec(sql_)) return false;
     rows += conn_.affectedRows();
   }
+  return true;
+}
+
+bool Sink::writeAccounting(const SpoolBatch& b) {
+  if (!options_.accounting.enabled()) return true;
+  accounting_.clear();
+  for (const auto& f : b.flows) accounting_.add(f.record);
+  for (const std::string& sql : accounting_.upserts(options_.table))
+    if (!conn_.exec(sql)) return false;
   return true;
 }
 
@@ -557,11 +606,48 @@ void Sink::backoff() {
   cv_.wait_for(lock, std::chrono::milliseconds(wait), [&] { return stop_ || flush_requested_ > seen; });
 }
 
+bool Sink::hasMaintenance() const {
+  return options_.partitioning == MysqlOptions::Partitioning::kDaily || options_.accounting.retention_days > 0;
+}
+
+void Sink::maintain() {
+  if (!hasMaintenance() || Clock::now() < next_maintenance_) return;
+  next_maintenance_ = Clock::now() + kMaintenanceInterval;
+  conn_.exec("SET SESSION lock_wait_timeout = 30");  // never wait forever behind a long report query
+  if (options_.partitioning == MysqlOptions::Partitioning::kDaily) maintainPartitions();
+  if (options_.accounting.retention_days > 0) expireAccounting();
+}
+
+// Accounting rows are few (per host, not per flow) and kept longer than the
+// flows, so they are not partitioned: old rows go by primary-key range, in
+// slices that never hold locks long against the upserts of this sink.
+void Sink::expireAccounting() {
+  constexpr uint64_t kSlice = 10'000;
+  const int64_t first_kept = utcToday() - static_cast<int64_t>(options_.accounting.retention_days);
+  const std::string cutoff = "'" + dayDate(first_kept) + "'";
+  uint64_t deleted = 0;
+  for (const std::string& table : accountingTables(options_)) {
+    const std::string column = table == accountingHostDailyTable(options_.table) ? "`day`" : "`interval_start`";
+    for (;;) {
+      if (!conn_.exec("DELETE FROM `" + table + "` WHERE " + column + " < " + cutoff + " ORDER BY " + column +
+                      " LIMIT " + std::to_string(kSlice))) {
+        logWarn("%s: cannot expire old accounting rows of %s: %s", name_.c_str(), table.c_str(),
+                conn_.error().c_str());
+        break;
+      }
+      const uint64_t n = conn_.affectedRows();
+      deleted += n;
+      if (n < kSlice) break;
+    }
+  }
+  if (deleted > 0)
+    logInfo("%s: deleted %" PRIu64 " accounting rows before %s (accounting retention %u days)", name_.c_str(),
+            deleted, dayDate(first_kept).c_str(), options_.accounting.retention_days);
+}
+
 // Daily partitions: keep kPartitionDaysAhead days ready (so pmax stays empty
 // and REORGANIZE is cheap) and drop days past the retention.
 void Sink::maintainPartitions() {
-  if (options_.partitioning != MysqlOptions::Partitioning::kDaily || Clock::now() < next_maintenance_) return;
-  next_maintenance_ = Clock::now() + kMaintenanceInterval;
   std::vector<std::vector<std::optional<std::string>>> rows;
   if (!conn_.query("SELECT `PARTITION_NAME` FROM information_schema.`PARTITIONS` WHERE `TABLE_SCHEMA` = DATABASE() "
                    "AND `TABLE_NAME` = '" + options_.table + "'",
@@ -586,7 +672,6 @@ void Sink::maintainPartitions() {
     partition_warned_ = true;
     return;
   }
-  conn_.exec("SET SESSION lock_wait_timeout = 30");  // never wait forever behind a long report query
   const int64_t today = utcToday();
   const int64_t from = std::max(*days.rbegin() + 1, today), to = today + kPartitionDaysAhead;
   if (from <= to) {

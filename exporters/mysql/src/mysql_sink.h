@@ -15,6 +15,7 @@
 
 #include "flowfold/exporters/exporter.h"
 #include "flowfold/exporters/mysql_exporter.h"
+#include "accounting.h"
 #include "mysql_connection.h"
 #include "spool.h"
 
@@ -55,11 +56,21 @@ class Sink {
   /// True when the flow table has this column / this index.
   bool hasColumn(const std::string& column, bool& has);
   bool hasIndex(const std::string& index, bool& has);
+  /// The accounting tables: created with create_table, else required (the
+  /// sink says which are missing and where their DDL is). False: not ready.
+  bool ensureAccountingTables();
+  /// The accounting upserts of batch `b` (accounting on), run in its transaction.
+  bool writeAccounting(const SpoolBatch& b);
+  /// Hourly: accounting rows older than accounting.retention_days.
+  void expireAccounting();
   bool waitForWork();
   bool drain(bool force_partial);
   bool writeBatch(const SpoolBatch& batch);
   bool writeRows(const SpoolBatch& batch, bool load_data, uint64_t& rows, uint64_t& bytes);
   void account(const SpoolBatch& batch, uint64_t bytes);
+  /// Hourly upkeep (partitions, retention), when any is configured.
+  bool hasMaintenance() const;
+  void maintain();
   void maintainPartitions();
   void pruneBatchRows();
   void failure(const std::string& what, unsigned errnum, const std::string& message);
@@ -78,6 +89,7 @@ class Sink {
   const bool with_direction_;
 
   Connection conn_;
+  AccountingBatch accounting_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;        // wakes the sink thread

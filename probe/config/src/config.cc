@@ -22,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -130,20 +131,56 @@ void readMap(const std::string& name, const YAML::Node& node, const std::string&
   }
 }
 
+// One setting of a mysql exporter, with the places of its key and value.
+struct MysqlSetting {
+  std::string key, value;
+  YAML::Mark key_mark, value_mark;
+};
+
+[[noreturn]] void failAt(const std::string& name, const YAML::Mark& mark, const std::string& what) {
+  throw ConfigError(where(name, mark) + ": " + what);
+}
+
+// `accounting:` under a mysql exporter: interval, by (a list or a comma
+// list), retention_days, which are the sink's keys accounting_*.
+void readMysqlAccounting(const std::string& name, const YAML::Node& node, std::vector<MysqlSetting>& settings) {
+  const std::string what = "'accounting' of a mysql exporter";
+  if (!node.IsMap()) fail(name, node, what + " must be a mapping (interval, by, retention_days)");
+  DuplicateKeys seen(name, what);
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = keyName(name, it->first, what);
+    seen.check(key, it->first);
+    if (key != "interval" && key != "by" && key != "retention_days")
+      fail(name, it->first, "unknown key '" + key + "' in " + what + " (known: interval, by, retention_days)");
+    std::string value;
+    if (key == "by" && it->second.IsSequence()) {
+      for (const YAML::Node& item : it->second) value += (value.empty() ? "" : ",") + scalar(name, item, "by");
+      if (value.empty()) fail(name, it->second, "'by' is empty: name host, host_pair or service");
+    } else {
+      value = scalar(name, it->second, key);
+    }
+    settings.push_back(MysqlSetting{"accounting_" + key, value, it->first.Mark(), it->second.Mark()});
+  }
+}
+
 // A MySQL sink's keys are the sink's own (setMysqlOption()): `dsn` first,
 // whatever its place, then the others in order; each value is checked here
 // so that a mistake is reported at its line and column.
 ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node, ExporterConfig e) {
   MysqlOptions& o = e.as<MysqlOptions>();
   DuplicateKeys seen(name, "a mysql exporter");
-  std::vector<std::pair<YAML::Node, YAML::Node>> settings;
+  std::vector<MysqlSetting> settings;
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = keyName(name, it->first, "a mysql exporter");
     seen.check(key, it->first);
     if (key == "type") continue;
+    if (key == "accounting") {
+      readMysqlAccounting(name, it->second, settings);
+      continue;
+    }
     const std::string value = scalar(name, it->second, key);
     if (key != "dsn") {
-      settings.emplace_back(it->first, it->second);
+      settings.push_back(MysqlSetting{key, value, it->first.Mark(), it->second.Mark()});
       continue;
     }
     try {
@@ -153,17 +190,17 @@ ExporterConfig readMysqlExporter(const std::string& name, const YAML::Node& node
     }
   }
   const auto& keys = mysqlOptionKeys();
-  for (const auto& [key_node, value_node] : settings) {
-    const std::string key = key_node.Scalar();
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-      std::string known;
-      for (const auto& k : keys) known += (known.empty() ? "" : ", ") + std::string(k);
-      fail(name, key_node, "unknown key '" + key + "' in a mysql exporter (known: " + known + ")");
+  for (const MysqlSetting& setting : settings) {
+    if (std::find(keys.begin(), keys.end(), setting.key) == keys.end()) {
+      std::string known = "accounting";
+      for (const auto& k : keys)
+        if (k.rfind("accounting_", 0) != 0) known += ", " + std::string(k);
+      failAt(name, setting.key_mark, "unknown key '" + setting.key + "' in a mysql exporter (known: " + known + ")");
     }
     try {
-      setMysqlOption(o, key, value_node.Scalar());
+      setMysqlOption(o, setting.key, setting.value);
     } catch (const std::invalid_argument& ex) {
-      fail(name, value_node, ex.what());
+      failAt(name, setting.value_mark, ex.what());
     }
   }
   try {
@@ -657,6 +694,57 @@ void checkRecorder(const Config& c) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string durationText(uint64_t ms) {
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// The accounting interval of each mysql exporter that has one.
+std::vector<std::pair<const ExporterConfig*, uint64_t>> accountingIntervals(const Config& c) {
+  std::vector<std::pair<const ExporterConfig*, uint64_t>> out;
+  for (const ExporterConfig& e : c.exporters)
+    if (const auto* m = std::get_if<MysqlOptions>(&e.options); m && m->accounting.enabled())
+      out.emplace_back(&e, m->accounting.interval_ms);
+  return out;
+}
+
+}  // namespace
+
+void splitAtAccountingIntervals(Config& c, std::vector<std::string>* notes) {
+  const auto intervals = accountingIntervals(c);
+  if (intervals.empty()) return;
+  if (c.cache.split_interval_ms == 0) {
+    uint64_t split = 0;
+    for (const auto& [e, ms] : intervals) split = std::gcd(split, ms);
+    c.cache.split_interval_ms = split;
+    if (notes)
+      notes->push_back("cache.split_interval set to " + durationText(split) +
+                       " for the MySQL accounting tables: no flow record spans an accounting interval");
+    return;
+  }
+  for (const auto& [e, ms] : intervals)
+    if (ms % c.cache.split_interval_ms != 0)
+      throw ConfigError(e->origin + ": the accounting interval " + durationText(ms) +
+                        " is not a multiple of cache.split_interval (" + durationText(c.cache.split_interval_ms) +
+                        "): records would span its boundaries and miscount them; leave split_interval unset (the "
+                        "accounting interval sets it) or make it divide the interval");
+}
+
+std::string accountingSplitMismatch(const Config& fresh, uint64_t running_split_ms) {
+  for (const auto& [e, ms] : accountingIntervals(fresh))
+    if (running_split_ms == 0 || ms % running_split_ms != 0)
+      return e->origin + ": the accounting interval " + durationText(ms) + " needs the flow cache to split records " +
+             "at its boundaries, and the running cache " +
+             (running_split_ms == 0 ? std::string("does not split them")
+                                    : "splits at " + durationText(running_split_ms)) +
+             ": that is set at start; restart flowfold";
+  return {};
+}
 
 bool runningAsRoot() { return geteuid() == 0; }
 

@@ -90,6 +90,29 @@ struct MysqlOptions {
   /// src_mac, dest_ip, dest_port, dest_mac, protocol, length, flags,
   /// timestamp), over the flow table, so that their old reports keep running.
   std::string compat_view;
+  /// Per-host accounting tables, aggregated by the sink and written in the
+  /// same transaction as the flow rows of each batch (exactly once with
+  /// them). interval_ms 0: off. The counts of an interval are those of the
+  /// packets seen in it: the flow cache splits records at the interval's
+  /// boundaries (cache.split_interval, set to the interval when unset), so a
+  /// record lies in one interval. Tables (prefix: `table`):
+  ///   <table>_acct_host        (interval_start, host, direction in|out)
+  ///   <table>_acct_host_daily  (day, host, direction): the same, per UTC day
+  ///   <table>_acct_pair        (interval_start, src_host, dest_host)
+  ///   <table>_acct_service     (interval_start, protocol, port)
+  /// each with packets, bytes, flows. With local_networks, host rows are of
+  /// local addresses only (in: the host received, out: it sent); without,
+  /// of every address (as source: out, as destination: in).
+  struct Accounting {
+    uint64_t interval_ms = 0;  // divides a day; whole seconds
+    bool by_host = true;       // <table>_acct_host and _acct_host_daily
+    bool by_host_pair = false;
+    bool by_service = false;
+    /// Rows older than this many days are deleted (hourly); 0: kept.
+    uint32_t retention_days = 0;
+    bool enabled() const { return interval_ms != 0; }
+  };
+  Accounting accounting;
   /// Written to every row's exporter_id (IPFIX observation domain).
   uint32_t observation_domain = 0;
 
@@ -126,7 +149,10 @@ MysqlOptions parseMysqlDsn(const std::string& dsn);
 ///   create_table (true|false), indexes (comma list of time, src_ip, dest_ip;
 ///   or none), partition (none|daily), retention_days, observation_domain,
 ///   spool_dir, spool_max (bytes: 1073741824, 512M, 1G, 64k), spool_full
-///   (drop_oldest|drop_newest), retry_max, shutdown_timeout (durations).
+///   (drop_oldest|drop_newest), retry_max, shutdown_timeout (durations),
+///   accounting_interval (duration, 0 = off), accounting_by (comma list of
+///   host, host_pair, service), accounting_retention_days (YAML: the map
+///   `accounting:` with interval, by, retention_days).
 /// Durations are seconds ("15") or carry a unit (500ms, 15s, 2m, 1h, 1d);
 /// booleans are true, yes, on, 1 or false, no, off, 0 (option_values.h).
 /// Throws std::invalid_argument ("mysql option batch_size: ...").
@@ -180,6 +206,7 @@ struct MysqlSinkStats {
   uint64_t segments_quarantined = 0;  // damaged or foreign spool segment files renamed *.bad, not replayed
   uint64_t connect_failures = 0;
   uint64_t batch_failures = 0;
+  uint64_t accounting_rows = 0;     // accounting-table rows upserted (one per key and batch)
   std::string last_error;           // empty while healthy
 };
 

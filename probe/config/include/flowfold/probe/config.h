@@ -148,6 +148,16 @@ void parseHostPort(const std::string& text, std::string& host, std::string& port
 /// geteuid() == 0.
 bool runningAsRoot();
 
+/// MySQL accounting counts each interval's packets exactly only when no
+/// record spans an interval boundary: sets cache.split_interval, when unset,
+/// to the greatest common divisor of the accounting intervals (and says so,
+/// through `notes`); throws ConfigError when a set one does not divide each.
+void splitAtAccountingIntervals(Config& config, std::vector<std::string>* notes = nullptr);
+
+/// Empty, or why a flow cache that splits at `running_split_ms` (kept across
+/// a reload) cannot serve the accounting intervals of `fresh`.
+std::string accountingSplitMismatch(const Config& fresh, uint64_t running_split_ms);
+
 /// Checks cross-field rules and what a run would otherwise refuse only after
 /// opening its capture: exporters present, one kind of input, max_flows
 /// against the flow caches, `user:`/`group:` exist and are not root, a live
