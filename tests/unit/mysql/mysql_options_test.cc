@@ -409,3 +409,39 @@ TEST(MysqlOption, DurationsAreDecimalAndTimeoutsWholeSeconds) {
 
 }  // namespace
 }  // namespace flowfold
+
+namespace flowfold {
+namespace {
+
+TEST(MysqlOption, AccountingTakesAnIntervalThatTilesTheDayAndATableList) {
+  MysqlOptions o = parseMysqlDsn("mysql://u@h/d?accounting_interval=5m&accounting_by=host_pair,service");
+  EXPECT_EQ(o.accounting.interval_ms, 300'000u);
+  EXPECT_FALSE(o.accounting.by_host);
+  EXPECT_TRUE(o.accounting.by_host_pair);
+  EXPECT_TRUE(o.accounting.by_service);
+  setMysqlOption(o, "accounting_interval", "1h");
+  EXPECT_EQ(o.accounting.interval_ms, 3'600'000u);
+  setMysqlOption(o, "accounting_interval", "off");
+  EXPECT_FALSE(o.accounting.enabled());
+  // 7 minutes do not divide a day: the last interval of each day would be short.
+  EXPECT_NE(errorOf([&] { setMysqlOption(o, "accounting_interval", "7m"); }).find("does not divide a day"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { setMysqlOption(o, "accounting_interval", "1500ms"); }).find("accounting_interval"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { setMysqlOption(o, "accounting_by", "host,port"); }).find("unknown table 'port'"),
+            std::string::npos);
+}
+
+TEST(MysqlOption, AccountingRetentionNeedsAccountingAndTheTableNameRoomForItsTables) {
+  MysqlOptions o = parseMysqlDsn("mysql://u@h/d?accounting_retention_days=400");
+  EXPECT_NE(errorOf([&] { validateMysqlOptions(o); }).find("accounting has no interval"), std::string::npos);
+  setMysqlOption(o, "accounting_interval", "1h");
+  EXPECT_NO_THROW(validateMysqlOptions(o));
+  o.table = std::string(49, 't');  // + "_acct_host_daily" = 65 characters
+  EXPECT_NE(errorOf([&] { validateMysqlOptions(o); }).find("at most 48 characters with accounting"), std::string::npos);
+  o.table.pop_back();
+  EXPECT_NO_THROW(validateMysqlOptions(o));
+}
+
+}  // namespace
+}  // namespace flowfold

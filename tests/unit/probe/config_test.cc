@@ -530,5 +530,60 @@ TEST(Config, RecorderNeedsRoomForTwoSegments) {
   EXPECT_NO_THROW(validateConfig(c, false));
 }
 
+TEST(Config, MysqlAccountingIsAMappingWithItsOwnPlaces) {
+  const Config c = parseConfig(
+      "exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 5m\n"
+      "      by: [host, service]\n      retention_days: 400\n",
+      "t.yaml");
+  const auto& a = c.exporters[0].as<MysqlOptions>().accounting;
+  EXPECT_EQ(a.interval_ms, 300'000u);
+  EXPECT_TRUE(a.by_host);
+  EXPECT_FALSE(a.by_host_pair);
+  EXPECT_TRUE(a.by_service);
+  EXPECT_EQ(a.retention_days, 400u);
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 7m\n"),
+            "t.yaml:5:17: mysql option accounting_interval: 7m does not divide a day (1m, 5m, 10m, 15m, 30m, 1h, "
+            "... do)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      every: 5m\n"),
+            "t.yaml:5:7: unknown key 'every' in 'accounting' of a mysql exporter (known: interval, by, "
+            "retention_days)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting: 5m\n"),
+            "t.yaml:4:17: 'accounting' of a mysql exporter must be a mapping (interval, by, retention_days)");
+  EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 1h\n"
+                    "      by: [host, ports]\n"),
+            "t.yaml:6:11: mysql option accounting_by: unknown table 'ports' (host, host_pair, service)");
+}
+
+TEST(Config, AccountingIntervalsSetTheCacheSplitOrMustBeMultiplesOfIt) {
+  const std::string two = "exporters:\n"
+                          "  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 15m\n"
+                          "  - type: mysql\n    dsn: mysql://u@h/e\n    accounting:\n      interval: 1h\n";
+  Config c = parseConfig(two, "t.yaml");
+  std::vector<std::string> notes;
+  splitAtAccountingIntervals(c, &notes);
+  EXPECT_EQ(c.cache.split_interval_ms, 900'000u);  // divides both
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("cache.split_interval set to 15m"), std::string::npos);
+  EXPECT_EQ(accountingSplitMismatch(c, 900'000), "");
+  EXPECT_EQ(accountingSplitMismatch(c, 300'000), "");
+  EXPECT_NE(accountingSplitMismatch(c, 0).find("does not split them"), std::string::npos);
+  EXPECT_NE(accountingSplitMismatch(c, 3'600'000).find("t.yaml:2:5: the accounting interval 15m"), std::string::npos);
+
+  Config set = parseConfig("cache:\n  split_interval: 1m\n" + two, "t.yaml");
+  splitAtAccountingIntervals(set);
+  EXPECT_EQ(set.cache.split_interval_ms, 60'000u);  // kept: it divides both
+  Config bad = parseConfig("cache:\n  split_interval: 7m\n" + two, "t.yaml");
+  try {
+    splitAtAccountingIntervals(bad);
+    ADD_FAILURE() << "a split interval that does not divide the accounting interval was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("the accounting interval 15m is not a multiple of cache.split_interval (7m)"),
+              std::string::npos);
+  }
+  Config none = parseConfig("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n", "t.yaml");
+  splitAtAccountingIntervals(none);
+  EXPECT_EQ(none.cache.split_interval_ms, 0u);
+}
+
 }  // namespace
 }  // namespace flowfold
