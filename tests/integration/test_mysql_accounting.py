@@ -8,11 +8,13 @@ flows that span intervals included (the capture's long flows last up to its
 120 s, the interval here is 10 s). The tables' flow counts, and every sum,
 must equal the same sums over the flow table's rows, which the collectors'
 tests check against flowgen's truth. Exactly once: across a server that
-stops in the middle of the run and a SIGKILL of flowfold mid-batch.
+stops in the middle of the run and a SIGKILL of flowfold mid-batch (the
+sums gathered in memory then are counted again from the flow table).
 """
 
 import ipaddress
 import os
+import re
 import subprocess
 import unittest
 
@@ -187,8 +189,11 @@ class Accounting(MysqlTest):
         self.assertEqual(proc.returncode, 0, err)
         self.db.start()
         self.assertLess(self.count(), stats_of(err)["records"], "everything was written before the server stopped")
-        self.flowfold(self.empty, self.acct_dsn())
+        rerun = self.flowfold(self.empty, self.acct_dsn())
         self.assertEqual(self.count(), stats_of(err)["records"])
+        # The sums of the records written before the server stopped were in
+        # memory only: counted again from the flow table.
+        self.assertIn("that were written to flows before the last stop or failure", rerun.stderr)
         self.assertAccountingExact()
 
     def test_sigkill_during_a_batch_then_rerun_counts_every_packet_once(self):
@@ -218,7 +223,12 @@ class Accounting(MysqlTest):
         self.wait_for_sessions_to_end()
         at_kill = self.count()
         self.assertLess(at_kill, records)
-        self.flowfold(self.empty, self.acct_dsn())
+        rerun = self.flowfold(self.empty, self.acct_dsn())
+        # Those of the rows written before the kill whose sums were still in
+        # memory are counted again from the flow table.
+        recounted = re.search(r"counting (\d+) records in the accounting tables", rerun.stderr)
+        self.assertTrue(recounted, rerun.stderr)
+        self.assertTrue(0 < int(recounted.group(1)) <= at_kill, (recounted.group(1), at_kill))
         self.assertEqual(self.count(), records)
         self.assertAccountingExact()
 

@@ -165,18 +165,28 @@ uint16_t servicePort(const FlowKey& k) {
   }
 }
 
-AccountingBatch::AccountingBatch(const MysqlOptions::Accounting& options, const LocalNetworks* local_networks)
+AccountingWindow::AccountingWindow(const MysqlOptions::Accounting& options, const LocalNetworks* local_networks)
     : options_(options), local_networks_(local_networks && !local_networks->empty() ? local_networks : nullptr) {}
 
-void AccountingBatch::clear() {
+void AccountingWindow::clear() {
   hosts_.clear();
   host_days_.clear();
   pairs_.clear();
   services_.clear();
   rows_ = 0;
+  records_ = 0;
+  merge_at_ = kFirstMerge;
 }
 
-void AccountingBatch::hostRows(std::vector<HostRow>& rows, uint64_t period_ms, const FlowRecord& r) {
+void AccountingWindow::merge() {
+  auto host_key = [](const HostRow& h) { return std::tie(h.period_ms, h.ip_version, h.addr, h.out); };
+  mergeRows(hosts_, host_key);
+  mergeRows(host_days_, host_key);
+  mergeRows(pairs_, [](const PairRow& p) { return std::tie(p.period_ms, p.ip_version, p.src, p.dst); });
+  mergeRows(services_, [](const ServiceRow& s) { return std::tie(s.period_ms, s.protocol, s.port); });
+}
+
+void AccountingWindow::hostRows(std::vector<HostRow>& rows, uint64_t period_ms, const FlowRecord& r) {
   const FlowKey& k = r.key;
   const Counts c{r.packets, r.octets, 1};
   if (!local_networks_ || local_networks_->contains(k.src_addr, k.ip_version))
@@ -185,7 +195,7 @@ void AccountingBatch::hostRows(std::vector<HostRow>& rows, uint64_t period_ms, c
     rows.push_back(HostRow{period_ms, k.dst_addr, k.ip_version, 0, c});
 }
 
-void AccountingBatch::add(const FlowRecord& r) {
+void AccountingWindow::add(const FlowRecord& r) {
   // The record lies in one interval (the cache splits at its boundaries):
   // its first packet's interval is its last's.
   const uint64_t interval_ms = r.first_ms - r.first_ms % options_.interval_ms;
@@ -197,15 +207,16 @@ void AccountingBatch::add(const FlowRecord& r) {
   if (options_.by_host_pair)
     pairs_.push_back(PairRow{interval_ms, r.key.src_addr, r.key.dst_addr, r.key.ip_version, c});
   if (options_.by_service) services_.push_back(ServiceRow{interval_ms, r.key.protocol, servicePort(r.key), c});
+  ++records_;
+  if (heldRows() >= merge_at_) {
+    merge();
+    merge_at_ = std::max(kFirstMerge, 2 * heldRows());
+  }
 }
 
-std::vector<std::string> AccountingBatch::upserts(const std::string& table, size_t per_statement) {
-  auto host_key = [](const HostRow& h) { return std::tie(h.period_ms, h.ip_version, h.addr, h.out); };
-  mergeRows(hosts_, host_key);
-  mergeRows(host_days_, host_key);
-  mergeRows(pairs_, [](const PairRow& p) { return std::tie(p.period_ms, p.ip_version, p.src, p.dst); });
-  mergeRows(services_, [](const ServiceRow& s) { return std::tie(s.period_ms, s.protocol, s.port); });
-  rows_ = hosts_.size() + host_days_.size() + pairs_.size() + services_.size();
+std::vector<std::string> AccountingWindow::upserts(const std::string& table, size_t per_statement) {
+  merge();
+  rows_ = heldRows();
 
   std::vector<std::string> out;
   const std::string counts = "`packets`, `bytes`, `flows`) VALUES ";

@@ -1,13 +1,11 @@
 #pragma once
-// The accounting tables' rows of one spool batch: the batch's flow records
-// summed per (interval, host, direction), per (day, host, direction), per
-// (interval, source, destination) and per (interval, protocol, service
-// port), written as upserts in the batch's own transaction, so that the
-// accounting tables receive each record exactly once, as the flow table does.
-//
-// Per batch, not across batches: a sum carried past its batch's COMMIT could
-// not be tied to one transaction. A batch of 10,000 records usually lies in
-// one or two intervals, where most hosts repeat.
+// The accounting tables' rows of a window of records: the records summed per
+// (interval, host, direction), per (day, host, direction), per (interval,
+// source, destination) and per (interval, protocol, service port), written
+// as upserts that add to the rows already there. The sink gathers the
+// records of many batches (accounting.flush apart) so that a busy host is
+// one row per interval and window, not one per batch; mysql_sink.h says how
+// the window is counted exactly once.
 
 #include <array>
 #include <cstdint>
@@ -36,10 +34,10 @@ std::vector<std::string> createAccountingTablesSql(const MysqlOptions& options);
 /// destination port field (type * 256 + code); 0 for other protocols.
 uint16_t servicePort(const FlowKey& key);
 
-class AccountingBatch {
+class AccountingWindow {
  public:
   /// local_networks: nullptr or empty: every address has host rows.
-  AccountingBatch(const MysqlOptions::Accounting& options, const LocalNetworks* local_networks);
+  AccountingWindow(const MysqlOptions::Accounting& options, const LocalNetworks* local_networks);
 
   void clear();
   void add(const FlowRecord& record);
@@ -51,6 +49,10 @@ class AccountingBatch {
 
   /// Rows the upserts carry (for the sink's counters).
   uint64_t rows() const { return rows_; }
+  /// Records added since clear().
+  uint64_t records() const { return records_; }
+  /// Rows held now (equal keys are summed from time to time, not at once).
+  size_t heldRows() const { return hosts_.size() + host_days_.size() + pairs_.size() + services_.size(); }
 
  private:
   struct Counts {
@@ -77,6 +79,8 @@ class AccountingBatch {
   };
 
   void hostRows(std::vector<HostRow>& rows, uint64_t period_ms, const FlowRecord& r);
+  /// Sums equal keys, so that memory follows the distinct keys, not the records.
+  void merge();
 
   const MysqlOptions::Accounting options_;
   const LocalNetworks* const local_networks_;
@@ -84,6 +88,9 @@ class AccountingBatch {
   std::vector<PairRow> pairs_;
   std::vector<ServiceRow> services_;
   uint64_t rows_ = 0;
+  uint64_t records_ = 0;
+  size_t merge_at_ = kFirstMerge;
+  static constexpr size_t kFirstMerge = 1 << 16;
 };
 
 }  // namespace flowfold::mysql

@@ -143,6 +143,7 @@ bool Connection::exec(std::string_view sql) {
     return false;
   }
   affected_ = mysql_affected_rows(m_);
+  insert_id_ = mysql_insert_id(m_);
   warnings_ = mysql_warning_count(m_);
   errnum_ = 0;
   error_.clear();
@@ -195,6 +196,7 @@ bool Connection::loadDataLocal(std::string_view sql, std::string_view data) {
     return false;
   }
   affected_ = mysql_affected_rows(m_);
+  insert_id_ = mysql_insert_id(m_);
   warnings_ = mysql_warning_count(m_);
   errnum_ = 0;
   error_.clear();

@@ -36,6 +36,8 @@ class Connection {
   bool loadDataLocal(std::string_view sql, std::string_view data);
 
   uint64_t affectedRows() const { return affected_; }
+  /// The first AUTO_INCREMENT id the last statement generated (0: none).
+  uint64_t insertId() const { return insert_id_; }
   unsigned warnings() const { return warnings_; }
   unsigned errnum() const { return errnum_; }
   const std::string& error() const { return error_; }
@@ -52,6 +54,7 @@ class Connection {
   std::mutex fd_mu_;
   int fd_ = -1;
   uint64_t affected_ = 0;
+  uint64_t insert_id_ = 0;
   unsigned warnings_ = 0;
   unsigned errnum_ = 0;
   std::string error_;

@@ -214,6 +214,10 @@ const OptionEntry kOptions[] = {
      }},
     {"accounting_by",
      [](MysqlOptions& o, std::string_view k, const std::string& v) { accountingBy(o.accounting, k, v); }},
+    {"accounting_flush",
+     [](MysqlOptions& o, std::string_view k, const std::string& v) {
+       o.accounting.flush_ms = durationMs(k, v, 100, 3'600'000);
+     }},
     {"accounting_retention_days",
      [](MysqlOptions& o, std::string_view k, const std::string& v) {
        o.accounting.retention_days = static_cast<uint32_t>(unsignedValue(k, v, 0, 36500));

@@ -21,6 +21,9 @@ constexpr size_t kRowsPerInsert = 1000;
 constexpr uint64_t kFirstBackoffMs = 500;
 constexpr auto kRepeatLogInterval = std::chrono::minutes(5);
 constexpr auto kMaintenanceInterval = std::chrono::hours(1);
+// An accounting window is written early when it holds this many rows (about
+// 50 bytes each).
+constexpr size_t kMaxAccountingRows = 2'000'000;
 
 std::string mib(uint64_t bytes) {
   char buf[32];
@@ -144,7 +147,7 @@ void Sink::run() {
       }
       const bool force = waitForWork();
       if (stop_) break;
-      if (!drain(force)) {
+      if (!drain(force) || (accountingDue(true) && !flushAccounting())) {
         conn_.close();
         backoff();
         continue;
@@ -152,7 +155,8 @@ void Sink::run() {
       backoff_ms_ = 0;  // only a working connection resets the backoff, not a mere login
       maintain();
       std::lock_guard lock(mu_);
-      if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0) flush_done_ = flush_requested_;
+      if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0 && !(accounted_ < window_end_))
+        flush_done_ = flush_requested_;
       waiters_.notify_all();
     }
   }
@@ -263,7 +267,7 @@ bool Sink::connect() {
     }
   }
   if (!ensureTextAddresses()) return fail("cannot add the text address columns or their indexes to " + options_.table);
-  if (!ensureAccountingTables()) {
+  if (!ensureBatchIds() || !ensureAccountingTables()) {
     conn_.close();
     std::lock_guard lock(stats_mu_);
     ++stats_.connect_failures;
@@ -293,6 +297,7 @@ bool Sink::connect() {
     if (now >= SpoolPosition{uncertain_->segment, uncertain_->end}) account(*uncertain_, 0);
     uncertain_.reset();
   }
+  if (options_.accounting.enabled() && !recoverAccounting(committed)) return fail("cannot bring the accounting tables up to date");
   pruned_below_ = 0;
   pruneBatchRows();
 
@@ -317,10 +322,10 @@ bool Sink::connect() {
   return true;
 }
 
-bool Sink::hasColumn(const std::string& column, bool& has) {
+bool Sink::hasColumn(const std::string& column, bool& has, const std::string& table) {
   std::vector<std::vector<std::optional<std::string>>> rows;
   if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
-                       options_.table + "' AND `COLUMN_NAME` = '" + column + "'",
+                       (table.empty() ? options_.table : table) + "' AND `COLUMN_NAME` = '" + column + "'",
                    rows))
     return false;
   has = !rows.empty();
@@ -368,6 +373,10 @@ bool Sink::ensureTextAddresses() {
 bool Sink::ensureAccountingTables() {
   if (!options_.accounting.enabled()) return true;
   if (options_.create_table) {
+    if (!conn_.exec(createAccountingMarkSql())) {
+      failure("cannot create table flowfold_accounting", conn_.errnum(), conn_.error());
+      return false;
+    }
     for (const std::string& sql : createAccountingTablesSql(options_))
       if (!conn_.exec(sql)) {
         failure("cannot create the accounting tables", conn_.errnum(), conn_.error());
@@ -376,7 +385,9 @@ bool Sink::ensureAccountingTables() {
     return true;
   }
   std::string missing;
-  for (const std::string& t : accountingTables(options_)) {
+  std::vector<std::string> tables = accountingTables(options_);
+  tables.push_back("flowfold_accounting");
+  for (const std::string& t : tables) {
     std::vector<std::vector<std::optional<std::string>>> rows;
     if (!conn_.query("SELECT 1 FROM information_schema.`TABLES` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
                          t + "'",
@@ -393,10 +404,192 @@ bool Sink::ensureAccountingTables() {
   return false;
 }
 
+bool Sink::ensureBatchIds() {
+  bool has = false;
+  if (!hasColumn("first_id", has, "flowfold_batches")) {
+    failure("cannot read the columns of flowfold_batches", conn_.errnum(), conn_.error());
+    return false;
+  }
+  batch_ids_ = has;
+  if (has) return true;
+  if (options_.create_table) {
+    if (!conn_.exec(addBatchIdColumnsSql())) {
+      failure("cannot add the columns first_id, last_id to flowfold_batches", conn_.errnum(), conn_.error());
+      return false;
+    }
+    batch_ids_ = true;
+    return true;
+  }
+  if (!options_.accounting.enabled()) return true;  // written without them
+  failure("accounting needs the columns first_id and last_id in flowfold_batches: run " + addBatchIdColumnsSql() +
+              " (or set create_table)",
+          0, "");
+  return false;
+}
+
+std::string Sink::accountingMarkSql(const SpoolPosition& end) const {
+  return "INSERT INTO `flowfold_accounting` (`spool_id`, `table_name`, `segment`, `end_record`) VALUES (" +
+         std::to_string(spool_->id()) + ", '" + options_.table + "', " + std::to_string(end.segment) + ", " +
+         std::to_string(end.record) +
+         ") ON DUPLICATE KEY UPDATE `segment` = VALUES(`segment`), `end_record` = VALUES(`end_record`)";
+}
+
+bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
+  // Whatever the window held may or may not be in the tables (a failed
+  // COMMIT): the mark says, and the flow table has the records after it.
+  accounting_.clear();
+  const SpoolPosition flows_end = committed.value_or(SpoolPosition{});
+  const std::string spool_id = std::to_string(spool_->id());
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " + spool_id +
+                       " AND `table_name` = '" + options_.table + "'",
+                   rows))
+    return false;
+  window_started_ = Clock::now();
+  if (rows.empty() || !rows[0][0] || !rows[0][1]) {
+    // Accounting starts here: the records already in the flow table were
+    // written before it was on.
+    accounted_ = window_end_ = flows_end;
+    if (!conn_.exec(accountingMarkSql(flows_end))) return false;
+    if (committed)
+      logInfo("%s: accounting starts now: the rows already in %s (written while it was off) are not counted in the "
+              "accounting tables",
+              name_.c_str(), options_.table.c_str());
+    return true;
+  }
+  const SpoolPosition mark{std::stoull(*rows[0][0]), std::stoull(*rows[0][1])};
+  accounted_ = window_end_ = mark;
+  if (!(mark < flows_end)) {
+    if (flows_end < mark)
+      logError("%s: flowfold_accounting says the accounting tables counted this spool up to segment %" PRIu64
+               " record %" PRIu64 ", beyond what flowfold_batches says was written; counting from there on",
+               name_.c_str(), mark.segment, mark.record);
+    return true;
+  }
+  // The batches committed after the mark, in spool order.
+  rows.clear();
+  const std::string after = "(`segment` > " + std::to_string(mark.segment) + " OR (`segment` = " +
+                            std::to_string(mark.segment) + " AND `first_record` >= " + std::to_string(mark.record) + "))";
+  if (!conn_.query("SELECT `segment`, `first_record`, `end_record`, `row_count`, `first_id`, `last_id` FROM "
+                   "`flowfold_batches` WHERE `spool_id` = " + spool_id + " AND " + after +
+                       " ORDER BY `segment`, `first_record`",
+                   rows))
+    return false;
+  uint64_t recounted = 0, lost = 0;
+  SpoolPosition expected = mark;
+  for (const auto& r : rows) {
+    if (!r[0] || !r[1] || !r[2] || !r[3]) continue;
+    const SpoolPosition start{std::stoull(*r[0]), std::stoull(*r[1])};
+    const SpoolPosition end{std::stoull(*r[0]), std::stoull(*r[2])};
+    const uint64_t row_count = std::stoull(*r[3]);
+    // A batch continues the previous one, or starts a later segment at its
+    // beginning; anything else is a batch whose bookkeeping row is gone.
+    if (start != expected && !(start.segment > expected.segment && start.record == 0))
+      logWarn("%s: the bookkeeping of records between segment %" PRIu64 " record %" PRIu64 " and segment %" PRIu64
+              " record %" PRIu64 " is gone; the accounting tables miss them",
+              name_.c_str(), expected.segment, expected.record, start.segment, start.record);
+    expected = end;
+    if (row_count == 0) continue;
+    if (!r[4] || !r[5]) {
+      lost += row_count;
+      continue;
+    }
+    uint64_t found = 0;
+    if (!recount(std::stoull(*r[4]), std::stoull(*r[5]), found)) return false;
+    recounted += found;
+    lost += row_count > found ? row_count - found : 0;
+  }
+  window_end_ = flows_end;
+  if (lost > 0)
+    logWarn("%s: %" PRIu64 " records in %s cannot be counted in the accounting tables (written by a flowfold that "
+            "did not record their ids, or deleted since)",
+            name_.c_str(), lost, options_.table.c_str());
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.accounting_recounted += recounted;
+    stats_.accounting_lost += lost;
+  }
+  if (recounted > 0)
+    logInfo("%s: counting %" PRIu64 " records in the accounting tables that were written to %s before the last "
+            "stop or failure",
+            name_.c_str(), recounted, options_.table.c_str());
+  return flushAccounting();
+}
+
+bool Sink::recount(uint64_t first_id, uint64_t last_id, uint64_t& found) {
+  constexpr uint64_t kSlice = 50'000;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  for (uint64_t from = first_id; from <= last_id; from += kSlice) {
+    const uint64_t to = std::min(last_id, from + kSlice - 1);
+    rows.clear();
+    if (!conn_.query("SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', `first_time`) DIV 1000, `ip_version`, "
+                     "`protocol`, `src_ip`, `src_port`, `dest_ip`, `dest_port`, `packets`, `bytes` FROM `" +
+                         options_.table + "` WHERE `id` BETWEEN " + std::to_string(from) + " AND " +
+                         std::to_string(to),
+                     rows))
+      return false;
+    for (const auto& r : rows) {
+      if (std::any_of(r.begin(), r.end(), [](const auto& c) { return !c; })) continue;
+      FlowRecord f;
+      f.first_ms = f.last_ms = std::stoull(*r[0]);
+      f.key.ip_version = static_cast<uint8_t>(std::stoul(*r[1]));
+      f.key.protocol = static_cast<uint8_t>(std::stoul(*r[2]));
+      std::copy_n(r[3]->begin(), std::min<size_t>(16, r[3]->size()), f.key.src_addr.begin());
+      f.key.src_port = static_cast<uint16_t>(std::stoul(*r[4]));
+      std::copy_n(r[5]->begin(), std::min<size_t>(16, r[5]->size()), f.key.dst_addr.begin());
+      f.key.dst_port = static_cast<uint16_t>(std::stoul(*r[6]));
+      f.packets = std::stoull(*r[7]);
+      f.octets = std::stoull(*r[8]);
+      accounting_.add(f);
+      ++found;
+    }
+  }
+  return true;
+}
+
+bool Sink::accountingDue(bool drained) {
+  if (!options_.accounting.enabled() || !(accounted_ < window_end_)) return false;
+  if (Clock::now() - window_started_ >= std::chrono::milliseconds(options_.accounting.flush_ms)) return true;
+  if (accounting_.heldRows() >= kMaxAccountingRows) return true;
+  if (!drained) return false;  // a flush (shutdown) writes the window once the spool is drained, not per batch
+  std::lock_guard lock(mu_);
+  return flush_requested_ > flush_done_;
+}
+
+bool Sink::flushAccounting() {
+  if (!(accounted_ < window_end_)) return true;
+  auto fail = [&](const std::string& what, bool rollback) {
+    const unsigned errnum = conn_.errnum();
+    const std::string error = conn_.error();
+    if (rollback) conn_.exec("ROLLBACK");
+    failure(what, errnum, error);
+    std::lock_guard lock(stats_mu_);
+    ++stats_.batch_failures;
+    return false;
+  };
+  const std::vector<std::string> upserts = accounting_.upserts(options_.table);
+  if (!conn_.exec("START TRANSACTION")) return fail("cannot start an accounting transaction", false);
+  for (const std::string& sql : upserts)
+    if (!conn_.exec(sql)) return fail("cannot add to the accounting tables", true);
+  if (!conn_.exec(accountingMarkSql(window_end_))) return fail("cannot move the accounting mark", true);
+  if (!conn_.exec("COMMIT")) return fail("accounting COMMIT failed", false);
+  accounted_ = window_end_;
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.accounting_rows += accounting_.rows();
+    stats_.accounting_windows += 1;
+  }
+  accounting_.clear();
+  window_started_ = Clock::now();
+  return true;
+}
+
 bool Sink::waitForWork() {
   std::unique_lock lock(mu_);
   Clock::time_point deadline = last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
   if (hasMaintenance()) deadline = std::min(deadline, next_maintenance_);
+  if (accounted_ < window_end_)
+    deadline = std::min(deadline, window_started_ + std::chrono::milliseconds(options_.accounting.flush_ms));
   cv_.wait_until(lock, deadline, [&] {
     return stop_ || flush_requested_ > flush_done_ || spool_->pendingRecords() >= options_.batch_size;
   });
@@ -430,6 +623,7 @@ bool Sink::drain(bool force_partial) {
     }
     spool_->commit(batch_);
     pruneBatchRows();
+    if (accountingDue(false) && !flushAccounting()) return false;
   }
   return true;
 }
@@ -439,7 +633,10 @@ bool Sink::drain(bool force_partial) {
 // The unlinks are made durable first: a segment that came back after a power
 // cut while its rows were gone would be written twice.
 void Sink::pruneBatchRows() {
-  const uint64_t oldest = spool_->oldestSegment();
+  // With accounting, the rows after the mark are how the records not yet in
+  // the accounting tables are found again (recoverAccounting).
+  const uint64_t oldest = options_.accounting.enabled() ? std::min(spool_->oldestSegment(), accounted_.segment)
+                                                        : spool_->oldestSegment();
   if (oldest <= pruned_below_) return;
   spool_->syncDirectory();
   if (conn_.exec("DELETE FROM `flowfold_batches` WHERE `spool_id` = " + std::to_string(spool_->id()) +
@@ -466,15 +663,9 @@ bool Sink::writeBatch(const SpoolBatch& b) {
       return false;
     };
     if (!conn_.exec("START TRANSACTION")) return fail("cannot start a transaction", false);
-    char row[256];
-    std::snprintf(row, sizeof row,
-                  "INSERT INTO `flowfold_batches` (`spool_id`, `segment`, `first_record`, `end_record`, `row_count`, "
-                  "`table_name`) VALUES (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %zu, '",
-                  spool_->id(), b.segment, b.first, b.end, b.flows.size());
-    if (!conn_.exec(std::string(row) + options_.table + "')")) return fail("cannot record the batch", true);
-    uint64_t rows = 0, bytes = 0;
+    uint64_t rows = 0, bytes = 0, first_id = 0, last_id = 0;
     const bool load_data = !use_insert_;
-    if (!writeRows(b, load_data, rows, bytes)) {
+    if (!writeRows(b, load_data, rows, bytes, first_id, last_id)) {
       if (load_data && options_.method == MysqlOptions::Method::kAuto && isLocalInfileRefused(conn_.errnum())) {
         logInfo("%s: the server refuses LOAD DATA LOCAL (%s); using multi-row INSERT instead", name_.c_str(),
                 conn_.error().c_str());
@@ -491,21 +682,37 @@ bool Sink::writeBatch(const SpoolBatch& b) {
                       std::to_string(b.flows.size()) + " (rolled back)",
                   true);
     }
-    if (!writeAccounting(b)) return fail("cannot update the accounting tables", true);
+    char row[320];
+    std::snprintf(row, sizeof row,
+                  "INSERT INTO `flowfold_batches` (`spool_id`, `segment`, `first_record`, `end_record`, `row_count`, "
+                  "%s`table_name`) VALUES (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %zu, ",
+                  batch_ids_ ? "`first_id`, `last_id`, " : "", spool_->id(), b.segment, b.first, b.end,
+                  b.flows.size());
+    std::string bookkeeping = row;
+    if (batch_ids_)
+      bookkeeping += first_id == 0 ? "NULL, NULL, " : std::to_string(first_id) + ", " + std::to_string(last_id) + ", ";
+    if (!conn_.exec(bookkeeping + "'" + options_.table + "')")) return fail("cannot record the batch", true);
     if (!conn_.exec("COMMIT")) return fail("COMMIT failed", false);
     account(b, bytes);
     if (options_.accounting.enabled()) {
-      std::lock_guard lock(stats_mu_);
-      stats_.accounting_rows += accounting_.rows();
+      if (!(accounted_ < window_end_)) window_started_ = Clock::now();
+      for (const auto& f : b.flows) accounting_.add(f.record);
+      window_end_ = SpoolPosition{b.segment, b.end};
     }
     return true;
   }
   return false;
 }
 
-bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64_t& bytes) {
+// One statement's AUTO_INCREMENT ids are consecutive (InnoDB gives a
+// statement whose row count is known, and LOAD DATA under the default
+// innodb_autoinc_lock_mode 1, one run of ids), and the sink is the table's
+// only writer in its transaction, so a batch's rows are first_id..last_id.
+bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64_t& bytes, uint64_t& first_id,
+                     uint64_t& last_id) {
   rows = 0;
   bytes = 0;
+  first_id = last_id = 0;
   if (b.flows.empty()) return true;
   if (load_data) {
     sql_.clear();
@@ -513,6 +720,13 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     bytes = sql_.size();
     if (!conn_.loadDataLocal(loadDataSql(options_.table, with_direction_), sql_)) return false;
     rows = conn_.affectedRows();
+    if (rows > 0) {
+      // The client library reports no insert id for LOAD DATA; the server knows it.
+      std::vector<std::vector<std::optional<std::string>>> id;
+      if (!conn_.query("SELECT LAST_INSERT_ID()", id)) return false;
+      if (!id.empty() && id[0][0]) first_id = std::stoull(*id[0][0]);
+      if (first_id != 0) last_id = first_id + rows - 1;
+    }
     return true;
   }
   const std::string prefix = insertPrefix(options_.table, with_direction_);
@@ -526,16 +740,11 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     bytes += sql_.size();
     if (!conn_.exec(sql_)) return false;
     rows += conn_.affectedRows();
+    if (conn_.affectedRows() > 0) {
+      if (first_id == 0) first_id = conn_.insertId();
+      last_id = conn_.insertId() + conn_.affectedRows() - 1;
+    }
   }
-  return true;
-}
-
-bool Sink::writeAccounting(const SpoolBatch& b) {
-  if (!options_.accounting.enabled()) return true;
-  accounting_.clear();
-  for (const auto& f : b.flows) accounting_.add(f.record);
-  for (const std::string& sql : accounting_.upserts(options_.table))
-    if (!conn_.exec(sql)) return false;
   return true;
 }
 

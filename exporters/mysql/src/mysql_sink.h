@@ -2,6 +2,15 @@
 // The sink thread: connects (with backoff), learns from flowfold_batches how
 // far its spool is committed, and writes the spool to the database batch by
 // batch, each batch in one transaction with its bookkeeping row.
+//
+// Accounting (options.accounting): the records of committed batches are
+// summed in memory for a window (accounting.flush) and then added to the
+// accounting tables in one transaction that also moves this spool's mark in
+// flowfold_accounting to the window's end. Each batch's bookkeeping row
+// holds the ids of its rows in the flow table, so after a restart, a SIGKILL
+// or a failed accounting transaction the records between the mark and the
+// last committed batch are read back from the flow table and counted again:
+// the accounting tables count every committed record exactly once.
 
 #include <atomic>
 #include <chrono>
@@ -54,19 +63,35 @@ class Sink {
   /// way: only queries need them). False: a statement failed.
   bool ensureTextAddresses();
   /// True when the flow table has this column / this index.
-  bool hasColumn(const std::string& column, bool& has);
+  bool hasColumn(const std::string& column, bool& has, const std::string& table = {});
   bool hasIndex(const std::string& index, bool& has);
   /// The accounting tables: created with create_table, else required (the
   /// sink says which are missing and where their DDL is). False: not ready.
   bool ensureAccountingTables();
-  /// The accounting upserts of batch `b` (accounting on), run in its transaction.
-  bool writeAccounting(const SpoolBatch& b);
+  /// flowfold_batches' first_id/last_id: added with create_table; without
+  /// them (create_table off) accounting cannot start. False: not ready.
+  bool ensureBatchIds();
+  /// After a connect: the accounting window starts at this spool's mark; the
+  /// records committed after it (up to `committed`) are read back from the
+  /// flow table and written. False: a statement failed.
+  bool recoverAccounting(std::optional<SpoolPosition> committed);
+  /// Reads back the flow rows with ids [first_id, last_id] into the window.
+  bool recount(uint64_t first_id, uint64_t last_id, uint64_t& rows);
+  /// The window is old or large enough; or, `drained` (nothing left to
+  /// write), a flush waits for it.
+  bool accountingDue(bool drained);
+  /// Adds the window to the accounting tables and moves the mark, in one
+  /// transaction. False: it failed (the next connect counts it again).
+  bool flushAccounting();
+  std::string accountingMarkSql(const SpoolPosition& end) const;
   /// Hourly: accounting rows older than accounting.retention_days.
   void expireAccounting();
   bool waitForWork();
   bool drain(bool force_partial);
   bool writeBatch(const SpoolBatch& batch);
-  bool writeRows(const SpoolBatch& batch, bool load_data, uint64_t& rows, uint64_t& bytes);
+  /// ids: the flow table ids of the rows written (first, last); 0, 0 for none.
+  bool writeRows(const SpoolBatch& batch, bool load_data, uint64_t& rows, uint64_t& bytes, uint64_t& first_id,
+                 uint64_t& last_id);
   void account(const SpoolBatch& batch, uint64_t bytes);
   /// Hourly upkeep (partitions, retention), when any is configured.
   bool hasMaintenance() const;
@@ -89,7 +114,13 @@ class Sink {
   const bool with_direction_;
 
   Connection conn_;
-  AccountingBatch accounting_;
+  // Accounting: the sums of the records of the batches committed since the
+  // mark, [accounted_, window_end_) of the spool.
+  AccountingWindow accounting_;
+  SpoolPosition accounted_;
+  SpoolPosition window_end_;
+  Clock::time_point window_started_{};
+  bool batch_ids_ = false;  // flowfold_batches has first_id/last_id
 
   mutable std::mutex mu_;
   std::condition_variable cv_;        // wakes the sink thread

@@ -299,8 +299,30 @@ std::string createBatchesSql() {
          "  `row_count` INT UNSIGNED NOT NULL,\n"
          "  `table_name` VARCHAR(64) NOT NULL,\n"
          "  `committed_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) COMMENT 'UTC',\n"
+         "  " + std::string(kBatchIdColumnsSql) + ",\n"
          "  PRIMARY KEY (`spool_id`, `segment`, `first_record`)\n"
          ") ENGINE=InnoDB COMMENT='flowfold: batches committed from each spool (exactly-once bookkeeping)'";
+}
+
+const char* const kBatchIdColumnsSql =
+    "`first_id` BIGINT UNSIGNED NULL COMMENT 'the batch''s rows are ids first_id..last_id of table_name', "
+    "`last_id` BIGINT UNSIGNED NULL";
+
+std::string addBatchIdColumnsSql() {
+  return "ALTER TABLE `flowfold_batches` ADD COLUMN `first_id` BIGINT UNSIGNED NULL COMMENT 'the batch''s rows are "
+         "ids first_id..last_id of table_name', ADD COLUMN `last_id` BIGINT UNSIGNED NULL";
+}
+
+std::string createAccountingMarkSql() {
+  return "CREATE TABLE IF NOT EXISTS `flowfold_accounting` (\n"
+         "  `spool_id` BIGINT UNSIGNED NOT NULL,\n"
+         "  `table_name` VARCHAR(64) NOT NULL,\n"
+         "  `segment` BIGINT UNSIGNED NOT NULL COMMENT 'the accounting tables hold every record of this spool "
+         "before (segment, end_record)',\n"
+         "  `end_record` BIGINT UNSIGNED NOT NULL,\n"
+         "  `updated_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),\n"
+         "  PRIMARY KEY (`spool_id`, `table_name`)\n"
+         ") ENGINE=InnoDB COMMENT='flowfold: how far the accounting tables have counted each spool'";
 }
 
 void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks) {

@@ -39,6 +39,14 @@ std::string createTableSql(const MysqlOptions& o, int64_t today);
 /// column); with_flow_id, `flow_id`.
 std::string createViewSql(const MysqlOptions& o, bool with_direction = true, bool with_flow_id = true);
 std::string createBatchesSql();
+/// flowfold_batches' `first_id`, `last_id` (the flow table ids of a batch's
+/// rows, from which the accounting sums of a batch can be counted again),
+/// and the ALTER that adds them to a table made before them.
+extern const char* const kBatchIdColumnsSql;
+std::string addBatchIdColumnsSql();
+/// flowfold_accounting: per spool and table, the spool position up to which
+/// the accounting tables have counted the records.
+std::string createAccountingMarkSql();
 
 /// Appends "(v1,v2,...)" for a multi-row INSERT (binary columns as 0x... literals).
 /// local_networks (nullptr: no direction column) appends the direction.

@@ -145,13 +145,13 @@ struct MysqlSetting {
 // list), retention_days, which are the sink's keys accounting_*.
 void readMysqlAccounting(const std::string& name, const YAML::Node& node, std::vector<MysqlSetting>& settings) {
   const std::string what = "'accounting' of a mysql exporter";
-  if (!node.IsMap()) fail(name, node, what + " must be a mapping (interval, by, retention_days)");
+  if (!node.IsMap()) fail(name, node, what + " must be a mapping (interval, by, retention_days, flush)");
   DuplicateKeys seen(name, what);
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = keyName(name, it->first, what);
     seen.check(key, it->first);
-    if (key != "interval" && key != "by" && key != "retention_days")
-      fail(name, it->first, "unknown key '" + key + "' in " + what + " (known: interval, by, retention_days)");
+    if (key != "interval" && key != "by" && key != "retention_days" && key != "flush")
+      fail(name, it->first, "unknown key '" + key + "' in " + what + " (known: interval, by, retention_days, flush)");
     std::string value;
     if (key == "by" && it->second.IsSequence()) {
       for (const YAML::Node& item : it->second) value += (value.empty() ? "" : ",") + scalar(name, item, "by");

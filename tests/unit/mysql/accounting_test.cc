@@ -56,7 +56,7 @@ MysqlOptions::Accounting everything(uint64_t interval_ms) {
 }
 
 TEST(MysqlAccounting, SumsEachHostPerIntervalAndDirection) {
-  AccountingBatch batch(everything(300'000), nullptr);
+  AccountingWindow batch(everything(300'000), nullptr);
   // Two records of one connection in the first 5 minutes, its answer, and a
   // later record in the next interval.
   batch.add(v4("10.0.0.1", "192.0.2.7", 40000, 443, 10, 1000, kT0 + 1000));
@@ -104,7 +104,7 @@ TEST(MysqlAccounting, WithLocalNetworksOnlyLocalHostsHaveRows) {
   ASSERT_EQ(local.add("10.0.0.0/8"), "");
   MysqlOptions::Accounting a;
   a.interval_ms = 60'000;
-  AccountingBatch batch(a, &local);
+  AccountingWindow batch(a, &local);
   batch.add(v4("10.0.0.1", "192.0.2.7", 40000, 443, 10, 1000, kT0));  // out of 10.0.0.1
   batch.add(v4("192.0.2.7", "10.0.0.2", 443, 40000, 3, 300, kT0));   // into 10.0.0.2
   batch.add(v4("10.0.0.1", "10.0.0.2", 5000, 22, 2, 200, kT0));      // local to local: both
@@ -119,7 +119,7 @@ TEST(MysqlAccounting, WithLocalNetworksOnlyLocalHostsHaveRows) {
 TEST(MysqlAccounting, IntervalsAndDaysFollowTheFirstPacket) {
   MysqlOptions::Accounting a;
   a.interval_ms = 3'600'000;
-  AccountingBatch batch(a, nullptr);
+  AccountingWindow batch(a, nullptr);
   batch.add(v4("10.0.0.1", "10.0.0.2", 1, 2, 1, 100, kT0 - 10 * 3'600'000 - 1));  // 2026-12-06 23:59:59.999
   const auto sql = batch.upserts("f");
   EXPECT_EQ(valuesOf(sql, "f_acct_host")[0], "('2026-12-06 23:00:00','10.0.0.1','out',1,100,1)");
@@ -128,7 +128,7 @@ TEST(MysqlAccounting, IntervalsAndDaysFollowTheFirstPacket) {
 }
 
 TEST(MysqlAccounting, SplitsLargeBatchesIntoStatementsAndStartsEmptyAfterClear) {
-  AccountingBatch batch(everything(60'000), nullptr);
+  AccountingWindow batch(everything(60'000), nullptr);
   for (unsigned i = 0; i < 2500; ++i) {
     const std::string src = "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256);
     batch.add(v4(src.c_str(), "192.0.2.1", 1000, 53, 1, 60, kT0, 17));
@@ -162,7 +162,7 @@ TEST(MysqlAccounting, ServicePortIsTheLowerPortOrTheIcmpTypeAndCode) {
 TEST(MysqlAccounting, IPv6HostsAreWrittenAsInet6NtoaWritesThem) {
   MysqlOptions::Accounting a;
   a.interval_ms = 60'000;
-  AccountingBatch batch(a, nullptr);
+  AccountingWindow batch(a, nullptr);
   FlowRecord r;
   r.key.ip_version = 6;
   r.key.src_addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};

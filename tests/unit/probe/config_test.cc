@@ -533,7 +533,7 @@ TEST(Config, RecorderNeedsRoomForTwoSegments) {
 TEST(Config, MysqlAccountingIsAMappingWithItsOwnPlaces) {
   const Config c = parseConfig(
       "exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 5m\n"
-      "      by: [host, service]\n      retention_days: 400\n",
+      "      by: [host, service]\n      retention_days: 400\n      flush: 1m\n",
       "t.yaml");
   const auto& a = c.exporters[0].as<MysqlOptions>().accounting;
   EXPECT_EQ(a.interval_ms, 300'000u);
@@ -541,14 +541,16 @@ TEST(Config, MysqlAccountingIsAMappingWithItsOwnPlaces) {
   EXPECT_FALSE(a.by_host_pair);
   EXPECT_TRUE(a.by_service);
   EXPECT_EQ(a.retention_days, 400u);
+  EXPECT_EQ(a.flush_ms, 60'000u);
   EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 7m\n"),
             "t.yaml:5:17: mysql option accounting_interval: 7m does not divide a day (1m, 5m, 10m, 15m, 30m, 1h, "
             "... do)");
   EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      every: 5m\n"),
             "t.yaml:5:7: unknown key 'every' in 'accounting' of a mysql exporter (known: interval, by, "
-            "retention_days)");
+            "retention_days, flush)");
   EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting: 5m\n"),
-            "t.yaml:4:17: 'accounting' of a mysql exporter must be a mapping (interval, by, retention_days)");
+            "t.yaml:4:17: 'accounting' of a mysql exporter must be a mapping (interval, by, retention_days, "
+            "flush)");
   EXPECT_EQ(errorOf("exporters:\n  - type: mysql\n    dsn: mysql://u@h/d\n    accounting:\n      interval: 1h\n"
                     "      by: [host, ports]\n"),
             "t.yaml:6:11: mysql option accounting_by: unknown table 'ports' (host, host_pair, service)");

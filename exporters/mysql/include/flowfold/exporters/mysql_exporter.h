@@ -110,6 +110,11 @@ struct MysqlOptions {
     bool by_service = false;
     /// Rows older than this many days are deleted (hourly); 0: kept.
     uint32_t retention_days = 0;
+    /// The sums gather in memory this long (or until a million keys) before
+    /// they are added to the tables, so that a busy key is one row update per
+    /// window, not one per batch: the accounting tables lag the flow table by
+    /// up to this much.
+    uint64_t flush_ms = 30'000;
     bool enabled() const { return interval_ms != 0; }
   };
   Accounting accounting;
@@ -151,8 +156,9 @@ MysqlOptions parseMysqlDsn(const std::string& dsn);
 ///   spool_dir, spool_max (bytes: 1073741824, 512M, 1G, 64k), spool_full
 ///   (drop_oldest|drop_newest), retry_max, shutdown_timeout (durations),
 ///   accounting_interval (duration, 0 = off), accounting_by (comma list of
-///   host, host_pair, service), accounting_retention_days (YAML: the map
-///   `accounting:` with interval, by, retention_days).
+///   host, host_pair, service), accounting_retention_days, accounting_flush
+///   (duration) (YAML: the map `accounting:` with interval, by,
+///   retention_days, flush).
 /// Durations are seconds ("15") or carry a unit (500ms, 15s, 2m, 1h, 1d);
 /// booleans are true, yes, on, 1 or false, no, off, 0 (option_values.h).
 /// Throws std::invalid_argument ("mysql option batch_size: ...").
@@ -206,7 +212,10 @@ struct MysqlSinkStats {
   uint64_t segments_quarantined = 0;  // damaged or foreign spool segment files renamed *.bad, not replayed
   uint64_t connect_failures = 0;
   uint64_t batch_failures = 0;
-  uint64_t accounting_rows = 0;     // accounting-table rows upserted (one per key and batch)
+  uint64_t accounting_rows = 0;     // accounting-table rows upserted (one per key and window)
+  uint64_t accounting_windows = 0;  // accounting transactions committed
+  uint64_t accounting_recounted = 0;  // records counted again from the flow table after a restart or failure
+  uint64_t accounting_lost = 0;     // committed records the accounting tables could not count (see the log)
   std::string last_error;           // empty while healthy
 };
 
