@@ -17,13 +17,15 @@ import os
 import re
 import subprocess
 import unittest
+from datetime import datetime, timezone
 
-from harness import FLOWFOLD, add_flow, flowgen, norm_addr, stats_of, wait_for
+from harness import FLOWFOLD, REPO, add_flow, flowgen, norm_addr, stats_of, wait_for
 import test_mysql
 from test_mysql import PROFILE, MysqlTest, flowfold_has_mysql, write_empty_pcap
 from test_sampling import tshark_packets
 
 INTERVAL_S = 10
+QUERIES = os.path.join(REPO, "examples", "accounting_queries.sql")
 DAY_S = 86400
 LOCAL = "10.0.0.0/8"
 
@@ -263,6 +265,126 @@ class Accounting(MysqlTest):
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("the accounting interval 10s is not a multiple of cache.split_interval (7s)", proc.stderr)
         self.assertEqual(self.count(), 0)
+
+
+def named_queries():
+    """{name: SQL} of examples/accounting_queries.sql."""
+    with open(QUERIES) as f:
+        text = f.read()
+    queries = {}
+    for block in text.split("-- name: ")[1:]:
+        name, body = block.split("\n", 1)
+        code = "\n".join(l for l in body.splitlines() if not l.startswith("--"))
+        queries[name.strip()] = code.split(";")[0] + ";"
+    return queries
+
+
+@unittest.skipUnless(flowfold_has_mysql(), "flowfold has no --mysql option")
+class AccountingQueries(MysqlTest):
+    """examples/accounting_queries.sql over the tables of the capture, each
+    answer computed here from tshark's packets."""
+
+    def setUp(self):
+        super().setUp()
+        pcap, _ = flowgen("it-conservation", *PROFILE)
+        self.packets = tshark_packets(pcap)
+        proc = subprocess.run([FLOWFOLD, "-r", pcap, "--mysql", "mysql://root@%s/%s?spool_dir=%s&accounting_interval=%ds"
+                               "&accounting_by=host,host_pair,service" % (self.db.dsn_host, self.database,
+                                                                          self.path("spool"), INTERVAL_S)],
+                              capture_output=True, text=True, timeout=600)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        first_s = self.packets[0][2] // 1000
+        self.day_s = first_s // DAY_S * DAY_S
+        self.from_s = (first_s // INTERVAL_S + 2) * INTERVAL_S  # whole intervals inside the capture
+        self.to_s = self.from_s + 6 * INTERVAL_S
+        sent = {}
+        for (_, src, _, _, _, _), size, _ in self.packets:
+            if src.startswith("10."):
+                sent[src] = sent.get(src, 0) + size
+        self.host = max(sent, key=lambda h: (sent[h], h))
+        peers = {}
+        for (_, src, _, dst, _, _), size, ts in self.packets:
+            if src == self.host and self.from_s <= ts // 1000 < self.to_s:
+                peers[dst] = peers.get(dst, 0) + size
+        self.peer = max(peers, key=lambda h: (peers[h], h)) if peers else "192.0.2.1"
+
+    @staticmethod
+    def text(seconds):
+        return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    def run_query(self, name, from_s=None, to_s=None):
+        """`name` with @from, @to the test's range of intervals, or the days [from_s, to_s)."""
+        prelude = ("SET time_zone = '+00:00'; SET @day = '%s', @from = '%s', @to = '%s', @host = '%s', @peer = '%s';"
+                   % (self.text(self.day_s)[:10], self.text(from_s or self.from_s), self.text(to_s or self.to_s),
+                      self.host, self.peer))
+        return self.db.query(prelude + named_queries()[name], self.database)
+
+    def in_range(self, from_s, to_s):
+        return [p for p in self.packets if from_s <= p[2] // 1000 // INTERVAL_S * INTERVAL_S < to_s]
+
+    @staticmethod
+    def talkers(packets, limit=None):
+        per = {}
+        for (_, src, _, dst, _, _), size, _ in packets:
+            per.setdefault(src, [0, 0])[0] += size
+            per.setdefault(dst, [0, 0])[1] += size
+        rows = sorted(([h, s, r, s + r] for h, (s, r) in per.items()), key=lambda x: (-x[3], x[0]))
+        return rows[:limit] if limit else rows
+
+    @staticmethod
+    def ints(rows):
+        """Rows whose first column is text (a host is normalised) and the others numbers."""
+        first = lambda c: c if c[:4].isdigit() and c[4:5] == "-" else norm_addr(c)  # a date, or a host
+        return [[first(r[0])] + [int(c) for c in r[1:]] for r in rows]
+
+    def test_the_whole_file_runs(self):
+        with open(QUERIES) as f:
+            r = subprocess.run(["mariadb", "--no-defaults", "-S", self.db.socket, "-uroot", self.database],
+                               stdin=f, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(set(named_queries()), {"top_talkers_day", "top_talkers_range", "host_over_time",
+                                                "host_per_day", "usage_per_host", "pair", "top_services"})
+
+    def test_top_talkers_and_usage_per_host(self):
+        day = [p for p in self.packets if p[2] // 1000 // DAY_S * DAY_S == self.day_s]
+        self.assertEqual(self.ints(self.run_query("top_talkers_day")), self.talkers(day, 10))
+        self.assertEqual(self.ints(self.run_query("top_talkers_range")),
+                         self.talkers(self.in_range(self.from_s, self.to_s), 10))
+        self.assertEqual(self.ints(self.run_query("usage_per_host", self.day_s, self.day_s + DAY_S)), self.talkers(day))
+
+    def test_one_host_over_time_and_per_day(self):
+        want = {}
+        for (_, src, _, dst, _, _), size, ts in self.in_range(self.from_s, self.to_s):
+            e = want.setdefault(ts // 1000 // INTERVAL_S * INTERVAL_S, [0, 0, 0])
+            if src == self.host:
+                e[0] += size
+                e[2] += 1
+            if dst == self.host:
+                e[1] += size
+                e[2] += 1
+        want = [[self.text(t)] + v for t, v in sorted(want.items()) if v[2]]
+        got = [r[:4] for r in self.ints(self.run_query("host_over_time"))]
+        self.assertEqual(got, want)
+        self.assertTrue(got)
+        sent = sum(size for (_, src, *_), size, _ in self.packets if src == self.host)
+        received = sum(size for (_, _, _, dst, *_), size, _ in self.packets if dst == self.host)
+        self.assertEqual(self.ints(self.run_query("host_per_day", self.day_s - DAY_S, self.day_s + 2 * DAY_S)),
+                         [[self.text(self.day_s)[:10], sent, received]])
+
+    def test_pair_and_top_services(self):
+        want = {}
+        for (_, src, _, dst, _, _), size, _ in self.in_range(self.from_s, self.to_s):
+            if {src, dst} == {self.host, self.peer}:
+                add_flow(want, (src, dst), 1, size)
+        got = {(norm_addr(s), norm_addr(d)): [int(p), int(b)] for s, d, p, b, _f in self.run_query("pair")}
+        self.assertEqual(got, want)
+        self.assertTrue(got)
+        services = {}
+        for (proto, _, sport, _, dport, _), size, _ in self.in_range(self.from_s, self.to_s):
+            add_flow(services, (proto, service_port(proto, sport, dport)), 1, size)
+        top = sorted(services.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
+        got = [[int(p), int(port), int(pk), int(b)] for p, port, pk, b, _f in self.run_query("top_services")]
+        self.assertEqual(got, [[k[0], k[1], v[0], v[1]] for k, v in top])
 
 
 if __name__ == "__main__":
