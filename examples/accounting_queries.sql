@@ -18,8 +18,11 @@ SET time_zone = '+00:00';
 SET @day = UTC_DATE() - INTERVAL 1 DAY;             -- yesterday (UTC)
 SET @from = UTC_DATE() - INTERVAL 30 DAY;           -- a time range [@from, @to) ...
 SET @to = UTC_DATE() + INTERVAL 1 DAY;              -- ... up to the end of today
-SET @host = '10.0.0.1';                             -- for the per-host queries
-SET @peer = '192.0.2.10';                           -- and its peer, for the pair
+-- The address columns are ASCII text: a variable holding an address is
+-- made ASCII too, or comparing it would convert the column and skip its
+-- index (a literal, WHERE host = '10.0.0.1', needs nothing).
+SET @host = CONVERT('10.0.0.1' USING ascii);        -- for the per-host queries
+SET @peer = CONVERT('192.0.2.10' USING ascii);      -- and its peer, for the pair
 
 -- name: top_talkers_day
 -- The ten hosts that moved the most bytes on one UTC day (the daily table).

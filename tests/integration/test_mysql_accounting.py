@@ -312,12 +312,13 @@ class AccountingQueries(MysqlTest):
     def text(seconds):
         return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
-    def run_query(self, name, from_s=None, to_s=None):
+    def run_query(self, name, from_s=None, to_s=None, explain=False):
         """`name` with @from, @to the test's range of intervals, or the days [from_s, to_s)."""
-        prelude = ("SET time_zone = '+00:00'; SET @day = '%s', @from = '%s', @to = '%s', @host = '%s', @peer = '%s';"
+        prelude = ("SET time_zone = '+00:00'; SET @day = '%s', @from = '%s', @to = '%s', "
+                   "@host = CONVERT('%s' USING ascii), @peer = CONVERT('%s' USING ascii);"
                    % (self.text(self.day_s)[:10], self.text(from_s or self.from_s), self.text(to_s or self.to_s),
                       self.host, self.peer))
-        return self.db.query(prelude + named_queries()[name], self.database)
+        return self.db.query(prelude + ("EXPLAIN " if explain else "") + named_queries()[name], self.database)
 
     def in_range(self, from_s, to_s):
         return [p for p in self.packets if from_s <= p[2] // 1000 // INTERVAL_S * INTERVAL_S < to_s]
@@ -370,6 +371,13 @@ class AccountingQueries(MysqlTest):
         received = sum(size for (_, _, _, dst, *_), size, _ in self.packets if dst == self.host)
         self.assertEqual(self.ints(self.run_query("host_per_day", self.day_s - DAY_S, self.day_s + 2 * DAY_S)),
                          [[self.text(self.day_s)[:10], sent, received]])
+
+    def test_the_per_host_and_pair_queries_use_their_indexes(self):
+        days = (self.day_s - DAY_S, self.day_s + 2 * DAY_S)
+        for name, index, span in (("host_over_time", "idx_host_time", (None, None)),
+                                  ("host_per_day", "idx_host_day", days), ("pair", "idx_pair_time", (None, None))):
+            plan = self.run_query(name, *span, explain=True)
+            self.assertIn(index, " ".join(str(c) for row in plan for c in row), (name, plan))
 
     def test_pair_and_top_services(self):
         want = {}
