@@ -106,11 +106,12 @@ def time_query(database, sql, params, repeats=7):
 
 def month(rows):
     print("\n## A month of accounting: %d flows over 30 days\n" % rows)
-    r = bench("month", rows, "--shape", "lan", "--days", "30", *ACCOUNTING, "--accounting-by",
+    r = bench("month", rows, "--shape", "lan", "--days", "30", "--spool-max", "8G", *ACCOUNTING, "--accounting-by",
               "host,host_pair,service", *LOCAL)
     print("written: %s flows/s, %s accounting rows\n" % (r["flows_per_s"], r["accounting_rows"]))
     sizes = mariadb("SELECT TABLE_NAME, TABLE_ROWS, ROUND((DATA_LENGTH + INDEX_LENGTH) / 1048576) FROM "
-                    "information_schema.TABLES WHERE TABLE_SCHEMA = 'month' AND TABLE_NAME LIKE 'flows%' "
+                    "information_schema.TABLES WHERE TABLE_SCHEMA = 'month' AND TABLE_NAME LIKE 'flows%' AND "
+                    "TABLE_TYPE = 'BASE TABLE' "
                     "ORDER BY TABLE_NAME")
     print("| table | rows (estimate) | MiB |\n|---|---|---|")
     for name, n, mib in sizes:

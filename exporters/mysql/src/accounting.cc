@@ -127,7 +127,10 @@ std::vector<std::string> createAccountingTablesSql(const MysqlOptions& o) {
     out.push_back("CREATE TABLE IF NOT EXISTS " + quoteIdent(accountingHostTable(o.table)) + " (\n" + interval + who +
                   kCountColumnsSql +
                   "  PRIMARY KEY (`interval_start`, `host`, `direction`),\n"
-                  "  KEY `idx_host_time` (`host`, `interval_start`)\n"
+                  // Covering (with the primary key's `direction` that every
+                  // secondary entry holds): one host over a month reads
+                  // 17,000 index entries, not as many rows of a big table.
+                  "  KEY `idx_host_time` (`host`, `interval_start`, `bytes`, `packets`, `flows`)\n"
                   ") ENGINE=InnoDB COMMENT='flowfold accounting: per host and interval'");
     out.push_back("CREATE TABLE IF NOT EXISTS " + quoteIdent(accountingHostDailyTable(o.table)) +
                   " (\n  `day` DATE NOT NULL COMMENT 'UTC',\n" + who + kCountColumnsSql +
