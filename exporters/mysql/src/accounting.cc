@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <charconv>
 #include <tuple>
 
 #include "mysql_sql.h"
@@ -15,14 +14,6 @@ namespace {
 constexpr uint64_t kDayMs = 86'400'000;
 
 std::string quoteIdent(const std::string& s) { return "`" + s + "`"; }
-
-template <typename T>
-void appendNumber(std::string& out, T v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  (void)ec;
-  out.append(buf, end);
-}
 
 // '10.1.2.3' / '2001:db8::1', as INET6_NTOA() writes them (both follow
 // RFC 5952 and BIND's inet_ntop, IPv4-mapped addresses included).

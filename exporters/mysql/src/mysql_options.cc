@@ -67,9 +67,9 @@ bool boolValue(std::string_view key, const std::string& t) {
   return worded(key, [&] { return parseBoolean(t); });
 }
 
-std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::string& text) {
-  std::vector<MysqlOptions::Index> out;
-  if (text == "none" || text.empty()) return out;
+// The items of a comma list, blanks around each trimmed ("a, b" is a, b).
+std::vector<std::string> commaItems(const std::string& text) {
+  std::vector<std::string> items;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
@@ -77,13 +77,22 @@ std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::stri
     std::string item = text.substr(pos, comma - pos);
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
+    items.push_back(std::move(item));
+    pos = comma + 1;
+  }
+  return items;
+}
+
+std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::string& text) {
+  std::vector<MysqlOptions::Index> out;
+  if (text == "none" || text.empty()) return out;
+  for (const std::string& item : commaItems(text)) {
     MysqlOptions::Index idx;
     if (item == "time" || item == "first_time") idx = MysqlOptions::Index::kTime;
     else if (item == "src_ip" || item == "src_host") idx = MysqlOptions::Index::kSrcHost;
     else if (item == "dest_ip" || item == "dest_host") idx = MysqlOptions::Index::kDestHost;
     else bad(key, "unknown index '" + item + "' (time, src_ip, dest_ip or none)");
     if (std::find(out.begin(), out.end(), idx) == out.end()) out.push_back(idx);
-    pos = comma + 1;
   }
   return out;
 }
@@ -91,18 +100,11 @@ std::vector<MysqlOptions::Index> indexList(std::string_view key, const std::stri
 // accounting_by: "host,host_pair,service" (any of them, at least one).
 void accountingBy(MysqlOptions::Accounting& a, std::string_view key, const std::string& text) {
   a.by_host = a.by_host_pair = a.by_service = false;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(pos, comma - pos);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
+  for (const std::string& item : commaItems(text)) {
     if (item == "host") a.by_host = true;
     else if (item == "host_pair") a.by_host_pair = true;
     else if (item == "service") a.by_service = true;
     else bad(key, "unknown table '" + item + "' (host, host_pair, service)");
-    pos = comma + 1;
   }
 }
 

@@ -19,14 +19,6 @@ void appendDigits(std::string& out, unsigned v, int width) {
   out.append(buf, static_cast<size_t>(width));
 }
 
-template <typename T>
-void appendNumber(std::string& out, T v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  (void)ec;
-  out.append(buf, end);
-}
-
 constexpr char kHex[] = "0123456789abcdef";
 
 void appendHexLiteral(std::string& out, const uint8_t* p, size_t n) {

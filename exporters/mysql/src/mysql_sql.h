@@ -2,6 +2,7 @@
 // The SQL the sink speaks: schema DDL, the row encodings for multi-row
 // INSERT and for LOAD DATA, and the UTC day arithmetic of daily partitions.
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 
@@ -65,6 +66,15 @@ std::string dayDate(int64_t day);
 std::string partitionName(int64_t day);
 /// Inverse of partitionName(); false for other names (pmax).
 bool parsePartitionName(const std::string& name, int64_t& day);
+
+/// Appends an integer in decimal.
+template <typename T>
+void appendNumber(std::string& out, T v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;
+  out.append(buf, end);
+}
 
 /// "2026-11-26 10:00:00.123" (UTC), clamped to DATETIME's range.
 void appendDatetime(std::string& out, uint64_t epoch_ms);
