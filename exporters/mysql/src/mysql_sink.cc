@@ -21,8 +21,8 @@ constexpr size_t kRowsPerInsert = 1000;
 constexpr uint64_t kFirstBackoffMs = 500;
 constexpr auto kRepeatLogInterval = std::chrono::minutes(5);
 constexpr auto kMaintenanceInterval = std::chrono::hours(1);
-// An accounting window is written early when it holds this many rows (about
-// 50 bytes each).
+// An accounting window is written early when it holds this many rows (56 to
+// 72 bytes each: at most about 140 MB).
 constexpr size_t kMaxAccountingRows = 2'000'000;
 
 std::string mib(uint64_t bytes) {
