@@ -9,14 +9,14 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 BUILD_PKGS=(
   build-essential g++ cmake ninja-build pkg-config ccache
   libpcap-dev libboost-dev libfixbuf-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libmariadb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libmariadb-dev libndpi-dev
 )
 TEST_PKGS=(
   nfdump tshark libfixbuf-tools iproute2 netcat-openbsd tcpreplay
   mariadb-server mariadb-client procps time python3
   rpm lintian dpkg-dev fakeroot systemd
   clang libclang-rt-14-dev
-  pmacct python3-ipfix tcpdump
+  pmacct python3-ipfix tcpdump libndpi-bin
 )
 BENCH_PKGS=(softflowd)
 
