@@ -17,13 +17,23 @@ ExporterStats statsOf(const Exporter& e) {
 #define FLOWFOLD_LOAD_COUNTER(counter, ...) s.counter = c.counter.load(std::memory_order_relaxed);
   FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_LOAD_COUNTER)
 #undef FLOWFOLD_LOAD_COUNTER
+  s.extra = e.extraCounters();
   return s;
 }
 
+// An exporter replaced by a reload keeps counting in its successor's
+// numbers; a gauge is the successor's alone (the retired one's is the past).
 void accumulate(ExporterStats& into, const ExporterStats& s) {
 #define FLOWFOLD_ADD_COUNTER(counter, ...) into.counter += s.counter;
   FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_ADD_COUNTER)
 #undef FLOWFOLD_ADD_COUNTER
+  for (const ExporterExtraCounter& x : s.extra) {
+    if (x.gauge) continue;
+    auto it = std::find_if(into.extra.begin(), into.extra.end(),
+                           [&](const ExporterExtraCounter& y) { return y.name == x.name; });
+    if (it == into.extra.end()) into.extra.push_back(x);
+    else it->value += x.value;
+  }
 }
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "flowfold/probe/metrics_families.h"
 
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -106,6 +108,24 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
     auto f = counter(exporterFamilyName(c.name), std::string(c.help));
     for (const auto& e : exporters) add(f, e.*c.value, {{"exporter", e.name}});
     out.push_back(std::move(f));
+  }
+  // Numbers of one kind of exporter (the MySQL sink's): one family each, in
+  // the order first seen, with a sample per exporter that has it.
+  std::vector<std::string_view> extra_names;
+  for (const auto& e : exporters)
+    for (const auto& x : e.extra)
+      if (std::find(extra_names.begin(), extra_names.end(), x.name) == extra_names.end())
+        extra_names.push_back(x.name);
+  for (std::string_view name : extra_names) {
+    std::optional<MetricFamily> f;
+    for (const auto& e : exporters)
+      for (const auto& x : e.extra) {
+        if (x.name != name) continue;
+        if (!f) f = x.gauge ? gauge(exporterGaugeName(x.name), std::string(x.help))
+                            : counter(exporterFamilyName(x.name), std::string(x.help));
+        add(*f, x.value, {{"exporter", e.name}});
+      }
+    out.push_back(std::move(*f));
   }
   return out;
 }

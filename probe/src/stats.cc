@@ -60,6 +60,7 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
   for (const auto& e : stage.exporterStats()) {
     s += " | " + e.name + ":";
     for (const auto& c : kExporterCounters) add(c.name, e.*c.value, c.shown == CounterShown::kAlways);
+    for (const auto& x : e.extra) add(x.name, x.value);
   }
   // Where the process's CPU went: the packet side (reading, decoding, the
   // flow table; with workers, the reader and every worker) and the export

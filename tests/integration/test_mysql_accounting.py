@@ -19,7 +19,7 @@ import subprocess
 import unittest
 from datetime import datetime, timezone
 
-from harness import FLOWFOLD, REPO, add_flow, flowgen, norm_addr, stats_of, wait_for
+from harness import FLOWFOLD, REPO, add_flow, check_counters_documented, flowgen, norm_addr, stats_of, wait_for
 import test_mysql
 from test_mysql import PROFILE, MysqlTest, flowfold_has_mysql, write_empty_pcap
 from test_sampling import tshark_packets
@@ -35,6 +35,15 @@ def service_port(proto, sport, dport):
     if proto in (6, 17, 132, 136):
         return min(sport, dport)
     return dport if proto in (1, 58) else 0
+
+
+def sink_stats(stderr):
+    """The mysql exporter's part of flowfold's final stats line: {name: value}."""
+    for line in stderr.splitlines():
+        if "stats:" in line:
+            part = next(p for p in line.split(" | ") if p.startswith("mysql://"))
+            return {k: int(v) for k, v in (item.split("=") for item in part.split(": ", 1)[1].split())}
+    raise AssertionError("no stats line in:\n" + stderr)
 
 
 def truth(packets, local=None):
@@ -145,6 +154,16 @@ class Accounting(MysqlTest):
         proc = self.flowfold(self.pcap, self.acct_dsn())
         self.assertIn("cache.split_interval set to 10s", proc.stderr)
         self.assertAccountingExact()
+        # The sink's counters: one window (the run is short) wrote each row once.
+        stats = sink_stats(proc.stderr)
+        rows = sum(int(self.rows("SELECT COUNT(*) FROM " + t)[0][0]) for t in
+                   ("flows_acct_host", "flows_acct_host_daily", "flows_acct_pair", "flows_acct_service"))
+        if stats["accounting_windows"] == 1:
+            self.assertEqual(stats["accounting_rows"], rows)
+        else:
+            self.assertGreater(stats["accounting_rows"], rows)
+        self.assertNotIn("accounting_recounted", stats)  # 0: nothing to count again
+        check_counters_documented(self, proc.stderr)  # the sink's numbers, as the README names them
         # Sums over the tables equal sums over the flow rows, in SQL too.
         totals = self.rows("SELECT SUM(packets), SUM(bytes), COUNT(*) FROM flows")[0]
         for table in ("flows_acct_pair", "flows_acct_service"):
@@ -231,6 +250,7 @@ class Accounting(MysqlTest):
         recounted = re.search(r"counting (\d+) records in the accounting tables", rerun.stderr)
         self.assertTrue(recounted, rerun.stderr)
         self.assertTrue(0 < int(recounted.group(1)) <= at_kill, (recounted.group(1), at_kill))
+        self.assertEqual(sink_stats(rerun.stderr)["accounting_recounted"], int(recounted.group(1)))
         self.assertEqual(self.count(), records)
         self.assertAccountingExact()
 

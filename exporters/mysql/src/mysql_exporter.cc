@@ -48,6 +48,27 @@ class MysqlExporter final : public Exporter {
 
   MysqlSinkStats sinkStats() const { return sink_->stats(); }
 
+  std::vector<ExporterExtraCounter> extraCounters() const override {
+    const MysqlSinkStats st = sink_->stats();
+    return {
+        {"spool_records", "Records waiting in the MySQL spool (not yet committed).", st.spool_records, true},
+        {"spool_bytes", "Size of the MySQL spool's segment files.", st.spool_bytes, true},
+        {"records_replayed", "Records committed after waiting out an outage or from an earlier run.",
+         st.records_replayed, false},
+        {"connect_failures", "Failed connects to the database (the records wait in the spool).",
+         st.connect_failures, false},
+        {"batch_failures", "Failed transactions (retried; the records wait in the spool).", st.batch_failures, false},
+        {"dropped_corrupt", "Spooled records that failed their checksum when read back.", st.dropped_corrupt, false},
+        {"segments_quarantined", "Damaged or foreign spool segment files set aside as *.bad.",
+         st.segments_quarantined, false},
+        {"accounting_rows", "Accounting-table rows upserted (one per key and window).", st.accounting_rows, false},
+        {"accounting_windows", "Accounting transactions committed.", st.accounting_windows, false},
+        {"accounting_recounted", "Records counted again from the flow table after a restart or failure.",
+         st.accounting_recounted, false},
+        {"accounting_lost", "Committed records the accounting tables could not count.", st.accounting_lost, false},
+    };
+  }
+
  protected:
   void doExport(std::span<const FlowRecord> records, uint64_t) override {
     flushed_ = false;

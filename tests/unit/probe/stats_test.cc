@@ -177,6 +177,52 @@ TEST_F(StatsTest, EveryCounterIsInTheMetricsOnceUnderItsName) {
       expect(exporterFamilyName(c.name) + "{exporter=\"" + e.name + "\"}", e.*c.value);
 }
 
+// An exporter with numbers of its own kind (as the MySQL sink's spool and
+// accounting), which the test sets.
+class ExtraExporter : public CountingExporter {
+ public:
+  using CountingExporter::CountingExporter;
+  std::vector<ExporterExtraCounter> extra;
+  std::vector<ExporterExtraCounter> extraCounters() const override { return extra; }
+};
+
+TEST(ExporterExtraCounters, ShownInTheStatsLineWhenNotZeroAndInTheMetricsAsCountersOrGauges) {
+  std::vector<std::unique_ptr<Exporter>> exporters;
+  auto a = std::make_unique<ExtraExporter>("sink-a");
+  a->extra = {{"spool_records", "waiting", 7, true}, {"accounting_rows", "upserted", 1234, false},
+              {"accounting_lost", "lost", 0, false}};
+  auto b = std::make_unique<ExtraExporter>("sink-b");
+  b->extra = {{"accounting_rows", "upserted", 55, false}};
+  exporters.push_back(std::move(a));
+  exporters.push_back(std::move(b));
+  exporters.push_back(std::make_unique<CountingExporter>("plain"));
+  ExportStage stage(std::move(exporters), 4);
+  const PipelineStats p;
+  const auto segments = parseStatsLine(formatStatsLine(p, stage));
+  ASSERT_EQ(segments.size(), 5u);
+  EXPECT_EQ(segments[1].value("spool_records"), 7u);
+  EXPECT_EQ(segments[1].value("accounting_rows"), 1234u);
+  EXPECT_EQ(segments[1].count("accounting_lost"), 0u);  // 0: left out, as the other non-zero counters
+  EXPECT_EQ(segments[2].value("accounting_rows"), 55u);
+  EXPECT_EQ(segments[3].count("accounting_rows"), 0u);
+  const std::string text = renderPrometheus(metricFamilies(p, stage, {}));
+  const auto series = parseExposition(text);
+  EXPECT_EQ(series.at("flowfold_exporter_spool_records{exporter=\"sink-a\"}").first, 7u);
+  EXPECT_EQ(series.at("flowfold_exporter_accounting_rows_total{exporter=\"sink-a\"}").first, 1234u);
+  EXPECT_EQ(series.at("flowfold_exporter_accounting_rows_total{exporter=\"sink-b\"}").first, 55u);
+  EXPECT_EQ(series.at("flowfold_exporter_accounting_lost_total{exporter=\"sink-a\"}").first, 0u);
+  EXPECT_EQ(series.count("flowfold_exporter_accounting_rows_total{exporter=\"plain\"}"), 0u);
+  EXPECT_NE(text.find("# TYPE flowfold_exporter_spool_records gauge"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE flowfold_exporter_accounting_rows_total counter"), std::string::npos);
+  // One family per name, however many exporters have it.
+  size_t families = 0;
+  for (size_t at = text.find("# TYPE flowfold_exporter_accounting_rows_total "); at != std::string::npos;
+       at = text.find("# TYPE flowfold_exporter_accounting_rows_total ", at + 1))
+    ++families;
+  EXPECT_EQ(families, 1u);
+  stage.finish();
+}
+
 TEST_F(StatsTest, AddStatsAddsEveryCacheCounter) {
   PipelineStats total;
   addStats(total, p_);

@@ -22,6 +22,7 @@ struct ExporterStats {
 #define FLOWFOLD_EXPORTER_STATS_FIELD(counter, ...) uint64_t counter = 0;
   FLOWFOLD_EXPORTER_COUNTERS(FLOWFOLD_EXPORTER_STATS_FIELD)
 #undef FLOWFOLD_EXPORTER_STATS_FIELD
+  std::vector<ExporterExtraCounter> extra;  // Exporter::extraCounters()
 };
 
 class ExportStage {

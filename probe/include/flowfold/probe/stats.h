@@ -70,6 +70,8 @@ inline constexpr std::string_view kFlowRecordsFamily = "flowfold_flow_records_to
 inline std::string exporterFamilyName(std::string_view counter) {
   return "flowfold_exporter_" + std::string(counter) + "_total";
 }
+/// Prometheus family of an exporter gauge: flowfold_exporter_<name>.
+inline std::string exporterGaugeName(std::string_view gauge) { return "flowfold_exporter_" + std::string(gauge); }
 
 /// Adds b's counters into a (several interfaces: one total).
 void addStats(PipelineStats& a, const PipelineStats& b);

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "flowfold/exporters/metering.h"
 #include "flowfold/flowcache/flow_record.h"
@@ -47,6 +49,17 @@ struct ExporterCounters {
 #undef FLOWFOLD_EXPORTER_FIELD
 };
 
+/// A number of one kind of exporter beyond ExporterCounters (the MySQL
+/// sink's spool and accounting): shown in the stats line (when not 0) and
+/// in /metrics as flowfold_exporter_<name>_total{exporter} (a counter) or
+/// flowfold_exporter_<name>{exporter} (a gauge).
+struct ExporterExtraCounter {
+  std::string_view name;
+  std::string_view help;
+  uint64_t value = 0;
+  bool gauge = false;
+};
+
 class Exporter {
  public:
   explicit Exporter(std::string name) : name_(std::move(name)) {}
@@ -77,6 +90,8 @@ class Exporter {
 
   const std::string& name() const { return name_; }
   const ExporterCounters& counters() const { return counters_; }
+  /// This kind of exporter's own numbers (thread-safe; none by default).
+  virtual std::vector<ExporterExtraCounter> extraCounters() const { return {}; }
 
  protected:
   virtual void doExport(std::span<const FlowRecord> records, uint64_t now_ms) = 0;
