@@ -279,6 +279,21 @@ class Accounting(MysqlTest):
         self.flowfold(self.empty, self.acct_dsn(accounting_by="host"))
         self.assertEqual(self.count(), stats_of(proc.stderr)["records"])
 
+    def test_a_refused_accounting_statement_keeps_the_flows_and_is_counted_later(self):
+        # A user without UPDATE: every upsert is refused by the server.
+        self.db.sql("CREATE USER IF NOT EXISTS 'acct'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT, INSERT, DELETE, "
+                    "CREATE, CREATE VIEW, ALTER, DROP ON %s.* TO 'acct'@'127.0.0.1'" % self.database)
+        dsn = self.acct_dsn().replace("root@", "acct@")
+        env = {"FLOWFOLD_MYSQL_PASSWORD": "pw"}
+        proc = self.flowfold(self.pcap, dsn, env=env)
+        self.assertEqual(self.count(), stats_of(proc.stderr)["records"], "the flow rows must go on")
+        self.assertIn("the flow rows go on being written", proc.stderr)
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM flows_acct_host"), [["0"]])
+        self.db.sql("GRANT UPDATE ON %s.* TO 'acct'@'127.0.0.1'" % self.database)
+        rerun = self.flowfold(self.empty, dsn, env=env)
+        self.assertIn("counting %d records in the accounting tables" % self.count(), rerun.stderr)
+        self.assertAccountingExact()
+
     def test_a_split_interval_that_does_not_divide_the_accounting_interval_is_refused(self):
         proc = subprocess.run([FLOWFOLD, "-r", self.pcap, "--split-interval", "7s", "--mysql", self.acct_dsn()],
                               capture_output=True, text=True, timeout=60)

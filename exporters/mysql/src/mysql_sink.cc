@@ -155,7 +155,10 @@ void Sink::run() {
       backoff_ms_ = 0;  // only a working connection resets the backoff, not a mere login
       maintain();
       std::lock_guard lock(mu_);
-      if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0 && !(accounted_ < window_end_))
+      // A parked accounting window does not hold a flush up: the flow rows
+      // are in, and its sums are counted from them later.
+      if (flush_requested_ > flush_done_ && spool_->pendingRecords() == 0 &&
+          (accounting_parked_ || !(accounted_ < window_end_)))
         flush_done_ = flush_requested_;
       waiters_.notify_all();
     }
@@ -211,6 +214,11 @@ bool Sink::connect() {
   // Times are written as UTC text; keep the server's own NOW() and
   // CURRENT_TIMESTAMP in the same zone for this session.
   if (!conn_.exec("SET time_zone = '+00:00'")) return fail("session setup failed");
+  {
+    std::vector<std::vector<std::optional<std::string>>> step;
+    if (!conn_.query("SELECT @@auto_increment_increment", step)) return fail("session setup failed");
+    autoinc_step_ = !step.empty() && step[0][0] ? std::stoull(*step[0][0]) : 1;
+  }
   if (options_.create_table) {
     if (!conn_.exec(createBatchesSql())) return fail("cannot create table flowfold_batches");
     if (!conn_.exec(createTableSql(options_, utcToday()))) return fail("cannot create table " + options_.table);
@@ -297,7 +305,12 @@ bool Sink::connect() {
     if (now >= SpoolPosition{uncertain_->segment, uncertain_->end}) account(*uncertain_, 0);
     uncertain_.reset();
   }
-  if (options_.accounting.enabled() && !recoverAccounting(committed)) return fail("cannot bring the accounting tables up to date");
+  if (options_.accounting.enabled() && !recoverAccounting(committed)) {  // it said why
+    conn_.close();
+    std::lock_guard lock(stats_mu_);
+    ++stats_.connect_failures;
+    return false;
+  }
   pruned_below_ = 0;
   pruneBatchRows();
 
@@ -438,19 +451,31 @@ bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
   // Whatever the window held may or may not be in the tables (a failed
   // COMMIT): the mark says, and the flow table has the records after it.
   accounting_.clear();
+  accounting_parked_ = false;
+  auto fail = [&] {
+    const unsigned errnum = conn_.errnum();
+    if (errnum >= 1000 && errnum < 2000) return parkAccounting("cannot count the accounting tables up", errnum, conn_.error());
+    failure("cannot bring the accounting tables up to date", errnum, conn_.error());
+    return false;
+  };
   const SpoolPosition flows_end = committed.value_or(SpoolPosition{});
   const std::string spool_id = std::to_string(spool_->id());
   std::vector<std::vector<std::optional<std::string>>> rows;
   if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " + spool_id +
                        " AND `table_name` = '" + options_.table + "'",
                    rows))
-    return false;
+    return fail();
   window_started_ = Clock::now();
   if (rows.empty() || !rows[0][0] || !rows[0][1]) {
     // Accounting starts here: the records already in the flow table were
     // written before it was on.
+    // INSERT IGNORE: the first mark needs only the INSERT grant, so that a
+    // missing UPDATE grant (parked accounting) still leaves where to count from.
     accounted_ = window_end_ = flows_end;
-    if (!conn_.exec(accountingMarkSql(flows_end))) return false;
+    if (!conn_.exec("INSERT IGNORE INTO `flowfold_accounting` (`spool_id`, `table_name`, `segment`, `end_record`) "
+                    "VALUES (" + spool_id + ", '" + options_.table + "', " + std::to_string(flows_end.segment) + ", " +
+                    std::to_string(flows_end.record) + ")"))
+      return fail();
     if (committed)
       logInfo("%s: accounting starts now: the rows already in %s (written while it was off) are not counted in the "
               "accounting tables",
@@ -470,11 +495,11 @@ bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
   rows.clear();
   const std::string after = "(`segment` > " + std::to_string(mark.segment) + " OR (`segment` = " +
                             std::to_string(mark.segment) + " AND `first_record` >= " + std::to_string(mark.record) + "))";
-  if (!conn_.query("SELECT `segment`, `first_record`, `end_record`, `row_count`, `first_id`, `last_id` FROM "
-                   "`flowfold_batches` WHERE `spool_id` = " + spool_id + " AND " + after +
+  if (!conn_.query("SELECT `segment`, `first_record`, `end_record`, `row_count`, `first_id`, `last_id`, "
+                   "`table_name` FROM `flowfold_batches` WHERE `spool_id` = " + spool_id + " AND " + after +
                        " ORDER BY `segment`, `first_record`",
                    rows))
-    return false;
+    return fail();
   uint64_t recounted = 0, lost = 0;
   SpoolPosition expected = mark;
   for (const auto& r : rows) {
@@ -489,13 +514,18 @@ bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
               " record %" PRIu64 " is gone; the accounting tables miss them",
               name_.c_str(), expected.segment, expected.record, start.segment, start.record);
     expected = end;
-    if (row_count == 0) continue;
+    // A spool that once wrote another table: those records are not this one's.
+    if (row_count == 0 || !r[6] || *r[6] != options_.table) continue;
     if (!r[4] || !r[5]) {
       lost += row_count;
       continue;
     }
     uint64_t found = 0;
-    if (!recount(std::stoull(*r[4]), std::stoull(*r[5]), found)) return false;
+    if (!recount(std::stoull(*r[4]), std::stoull(*r[5]), found)) return fail();
+    if (found > row_count)
+      logWarn("%s: the ids recorded for a batch of %" PRIu64 " rows of %s hold %" PRIu64 " rows; another writer's "
+              "rows are counted with them (see \"One writer per flow table\" in exporters/mysql/README.md)",
+              name_.c_str(), row_count, options_.table.c_str(), found);
     recounted += found;
     lost += row_count > found ? row_count - found : 0;
   }
@@ -548,7 +578,10 @@ bool Sink::recount(uint64_t first_id, uint64_t last_id, uint64_t& found) {
 }
 
 bool Sink::accountingDue(bool drained) {
-  if (!options_.accounting.enabled() || !(accounted_ < window_end_)) return false;
+  if (!options_.accounting.enabled()) return false;
+  if (accounting_parked_)
+    return Clock::now() - window_started_ >= std::chrono::milliseconds(options_.accounting.flush_ms);
+  if (!(accounted_ < window_end_)) return false;
   if (Clock::now() - window_started_ >= std::chrono::milliseconds(options_.accounting.flush_ms)) return true;
   if (accounting_.heldRows() >= kMaxAccountingRows) return true;
   if (!drained) return false;  // a flush (shutdown) writes the window once the spool is drained, not per batch
@@ -557,18 +590,38 @@ bool Sink::accountingDue(bool drained) {
 }
 
 bool Sink::flushAccounting() {
+  if (accounting_parked_) return recoverAccounting(spool_->readPosition());
   if (!(accounted_ < window_end_)) return true;
   auto fail = [&](const std::string& what, bool rollback) {
     const unsigned errnum = conn_.errnum();
     const std::string error = conn_.error();
     if (rollback) conn_.exec("ROLLBACK");
-    failure(what, errnum, error);
-    std::lock_guard lock(stats_mu_);
-    ++stats_.batch_failures;
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.batch_failures;
+    }
+    if (errnum >= 1000 && errnum < 2000) return parkAccounting(what, errnum, error);
+    failure(what, errnum, error);  // the connection: reconnect, then count again
     return false;
   };
   const std::vector<std::string> upserts = accounting_.upserts(options_.table);
   if (!conn_.exec("START TRANSACTION")) return fail("cannot start an accounting transaction", false);
+  // The mark, locked: a transaction of an earlier session whose COMMIT this
+  // sink gave up on may still have moved it; then this window is counted
+  // already, and the next connect counts again from where the mark is.
+  std::vector<std::vector<std::optional<std::string>>> mark;
+  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " +
+                       std::to_string(spool_->id()) + " AND `table_name` = '" + options_.table + "' FOR UPDATE",
+                   mark))
+    return fail("cannot read the accounting mark", true);
+  if (mark.empty() || !mark[0][0] || !mark[0][1] ||
+      SpoolPosition{std::stoull(*mark[0][0]), std::stoull(*mark[0][1])} != accounted_) {
+    conn_.exec("ROLLBACK");
+    failure("the accounting mark moved under this sink (a transaction of an earlier session committed late); "
+            "counting again from it",
+            0, "");
+    return false;
+  }
   for (const std::string& sql : upserts)
     if (!conn_.exec(sql)) return fail("cannot add to the accounting tables", true);
   if (!conn_.exec(accountingMarkSql(window_end_))) return fail("cannot move the accounting mark", true);
@@ -584,11 +637,26 @@ bool Sink::flushAccounting() {
   return true;
 }
 
+// The server refused an accounting statement (a missing UPDATE grant, a
+// table changed by hand, a deadlock with a report): the flow rows go on;
+// the sums wait, and in a while are counted again from the flow table (the
+// mark has not moved, and the batch rows after it are kept).
+bool Sink::parkAccounting(const std::string& what, unsigned errnum, const std::string& error) {
+  constexpr auto kRetry = std::chrono::seconds(60);
+  logWarn("%s: %s: %s (error %u); the flow rows go on being written, the accounting tables are brought up to date "
+          "from them in %lld s",
+          name_.c_str(), what.c_str(), error.c_str(), errnum, static_cast<long long>(kRetry.count()));
+  accounting_.clear();
+  accounting_parked_ = true;
+  window_started_ = Clock::now() - std::chrono::milliseconds(options_.accounting.flush_ms) + kRetry;
+  return true;
+}
+
 bool Sink::waitForWork() {
   std::unique_lock lock(mu_);
   Clock::time_point deadline = last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
   if (hasMaintenance()) deadline = std::min(deadline, next_maintenance_);
-  if (accounted_ < window_end_)
+  if (accounted_ < window_end_ || accounting_parked_)
     deadline = std::min(deadline, window_started_ + std::chrono::milliseconds(options_.accounting.flush_ms));
   cv_.wait_until(lock, deadline, [&] {
     return stop_ || flush_requested_ > flush_done_ || spool_->pendingRecords() >= options_.batch_size;
@@ -694,7 +762,9 @@ bool Sink::writeBatch(const SpoolBatch& b) {
     if (!conn_.exec(bookkeeping + "'" + options_.table + "')")) return fail("cannot record the batch", true);
     if (!conn_.exec("COMMIT")) return fail("COMMIT failed", false);
     account(b, bytes);
-    if (options_.accounting.enabled()) {
+    // The sums (parked: counted later from the flow table; a batch before
+    // the mark: counted already).
+    if (options_.accounting.enabled() && !accounting_parked_ && accounted_ < SpoolPosition{b.segment, b.end}) {
       if (!(accounted_ < window_end_)) window_started_ = Clock::now();
       for (const auto& f : b.flows) accounting_.add(f.record);
       window_end_ = SpoolPosition{b.segment, b.end};
@@ -706,8 +776,11 @@ bool Sink::writeBatch(const SpoolBatch& b) {
 
 // One statement's AUTO_INCREMENT ids are consecutive (InnoDB gives a
 // statement whose row count is known, and LOAD DATA under the default
-// innodb_autoinc_lock_mode 1, one run of ids), and the sink is the table's
-// only writer in its transaction, so a batch's rows are first_id..last_id.
+// innodb_autoinc_lock_mode 1, one run of ids), so a batch's rows are
+// first_id..last_id. Not with auto_increment_increment above 1 (Galera,
+// group replication) or when another writer took ids between two INSERTs
+// of a batch: then no ids are recorded (such a batch cannot be counted
+// again after a failure: accounting_lost, logged).
 bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64_t& bytes, uint64_t& first_id,
                      uint64_t& last_id) {
   rows = 0;
@@ -720,7 +793,7 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     bytes = sql_.size();
     if (!conn_.loadDataLocal(loadDataSql(options_.table, with_direction_), sql_)) return false;
     rows = conn_.affectedRows();
-    if (rows > 0) {
+    if (rows > 0 && autoinc_step_ == 1) {
       // The client library reports no insert id for LOAD DATA; the server knows it.
       std::vector<std::vector<std::optional<std::string>>> id;
       if (!conn_.query("SELECT LAST_INSERT_ID()", id)) return false;
@@ -730,6 +803,7 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     return true;
   }
   const std::string prefix = insertPrefix(options_.table, with_direction_);
+  bool consecutive = true;
   for (size_t i = 0; i < b.flows.size(); i += kRowsPerInsert) {
     sql_ = prefix;
     const size_t end = std::min(b.flows.size(), i + kRowsPerInsert);
@@ -740,11 +814,15 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     bytes += sql_.size();
     if (!conn_.exec(sql_)) return false;
     rows += conn_.affectedRows();
-    if (conn_.affectedRows() > 0) {
+    if (conn_.affectedRows() > 0 && consecutive) {
+      // Each statement's ids follow the previous one's, or the batch's rows
+      // are not one range (another writer took ids in between): none recorded.
+      if (first_id != 0 && conn_.insertId() != last_id + 1) consecutive = false;
       if (first_id == 0) first_id = conn_.insertId();
       last_id = conn_.insertId() + conn_.affectedRows() - 1;
     }
   }
+  if (!consecutive || autoinc_step_ != 1) first_id = last_id = 0;
   return true;
 }
 

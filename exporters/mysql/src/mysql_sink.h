@@ -84,6 +84,9 @@ class Sink {
   /// transaction. False: it failed (the next connect counts it again).
   bool flushAccounting();
   std::string accountingMarkSql(const SpoolPosition& end) const;
+  /// A server-side error in accounting: logged; flows go on; the sums are
+  /// counted again from the flow table a minute later. Returns true.
+  bool parkAccounting(const std::string& what, unsigned errnum, const std::string& error);
   /// Hourly: accounting rows older than accounting.retention_days.
   void expireAccounting();
   bool waitForWork();
@@ -121,6 +124,8 @@ class Sink {
   SpoolPosition window_end_;
   Clock::time_point window_started_{};
   bool batch_ids_ = false;  // flowfold_batches has first_id/last_id
+  bool accounting_parked_ = false;  // parkAccounting(): counted again when window_started_ + flush comes
+  uint64_t autoinc_step_ = 1;       // @@auto_increment_increment of the session
 
   mutable std::mutex mu_;
   std::condition_variable cv_;        // wakes the sink thread
