@@ -158,7 +158,8 @@ Export (repeatable; given on the command line they replace the file's exporters)
   --mysql DSN          write flows into MySQL/MariaDB:
                        mysql://USER@HOST:PORT/DATABASE?table=NAME (or ?socket=PATH);
                        the password comes from the config, password_file or
-                       FLOWFOLD_MYSQL_PASSWORD, never the command line
+                       FLOWFOLD_MYSQL_PASSWORD, never the command line;
+                       &accounting_interval=5m adds per-host accounting tables
   --json[=FILE]        one JSON object per flow
   --export-rate N      at most N datagrams per second per UDP collector
   --observation-domain N  IPFIX observation domain / NetFlow v9 source id

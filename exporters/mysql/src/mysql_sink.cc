@@ -25,6 +25,10 @@ constexpr auto kMaintenanceInterval = std::chrono::hours(1);
 // 72 bytes each: at most about 140 MB).
 constexpr size_t kMaxAccountingRows = 2'000'000;
 
+// An error the server answered with (1000-1999: a refused statement), not
+// one of the connection (2000-2999, the client library's).
+bool isServerError(unsigned errnum) { return errnum >= 1000 && errnum < 2000; }
+
 std::string mib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
@@ -440,11 +444,27 @@ bool Sink::ensureBatchIds() {
   return false;
 }
 
-std::string Sink::accountingMarkSql(const SpoolPosition& end) const {
-  return "INSERT INTO `flowfold_accounting` (`spool_id`, `table_name`, `segment`, `end_record`) VALUES (" +
-         std::to_string(spool_->id()) + ", '" + options_.table + "', " + std::to_string(end.segment) + ", " +
-         std::to_string(end.record) +
-         ") ON DUPLICATE KEY UPDATE `segment` = VALUES(`segment`), `end_record` = VALUES(`end_record`)";
+std::string Sink::accountingMarkSql(const SpoolPosition& end, bool first) const {
+  // The first mark needs only the INSERT grant (INSERT IGNORE), so that a
+  // missing UPDATE grant (parked accounting) still leaves where to count from.
+  const std::string values = "(`spool_id`, `table_name`, `segment`, `end_record`) VALUES (" +
+                             std::to_string(spool_->id()) + ", '" + options_.table + "', " +
+                             std::to_string(end.segment) + ", " + std::to_string(end.record) + ")";
+  if (first) return "INSERT IGNORE INTO `flowfold_accounting` " + values;
+  return "INSERT INTO `flowfold_accounting` " + values +
+         " ON DUPLICATE KEY UPDATE `segment` = VALUES(`segment`), `end_record` = VALUES(`end_record`)";
+}
+
+bool Sink::readAccountingMark(bool for_update, std::optional<SpoolPosition>& mark) {
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " +
+                       std::to_string(spool_->id()) + " AND `table_name` = '" + options_.table + "'" +
+                       (for_update ? " FOR UPDATE" : ""),
+                   rows))
+    return false;
+  mark.reset();
+  if (!rows.empty() && rows[0][0] && rows[0][1]) mark = SpoolPosition{std::stoull(*rows[0][0]), std::stoull(*rows[0][1])};
+  return true;
 }
 
 bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
@@ -454,35 +474,27 @@ bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
   accounting_parked_ = false;
   auto fail = [&] {
     const unsigned errnum = conn_.errnum();
-    if (errnum >= 1000 && errnum < 2000) return parkAccounting("cannot count the accounting tables up", errnum, conn_.error());
+    if (isServerError(errnum)) return parkAccounting("cannot count the accounting tables up", errnum, conn_.error());
     failure("cannot bring the accounting tables up to date", errnum, conn_.error());
     return false;
   };
   const SpoolPosition flows_end = committed.value_or(SpoolPosition{});
   const std::string spool_id = std::to_string(spool_->id());
-  std::vector<std::vector<std::optional<std::string>>> rows;
-  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " + spool_id +
-                       " AND `table_name` = '" + options_.table + "'",
-                   rows))
-    return fail();
+  std::optional<SpoolPosition> stored;
+  if (!readAccountingMark(false, stored)) return fail();
   window_started_ = Clock::now();
-  if (rows.empty() || !rows[0][0] || !rows[0][1]) {
+  if (!stored) {
     // Accounting starts here: the records already in the flow table were
     // written before it was on.
-    // INSERT IGNORE: the first mark needs only the INSERT grant, so that a
-    // missing UPDATE grant (parked accounting) still leaves where to count from.
     accounted_ = window_end_ = flows_end;
-    if (!conn_.exec("INSERT IGNORE INTO `flowfold_accounting` (`spool_id`, `table_name`, `segment`, `end_record`) "
-                    "VALUES (" + spool_id + ", '" + options_.table + "', " + std::to_string(flows_end.segment) + ", " +
-                    std::to_string(flows_end.record) + ")"))
-      return fail();
+    if (!conn_.exec(accountingMarkSql(flows_end, true))) return fail();
     if (committed)
       logInfo("%s: accounting starts now: the rows already in %s (written while it was off) are not counted in the "
               "accounting tables",
               name_.c_str(), options_.table.c_str());
     return true;
   }
-  const SpoolPosition mark{std::stoull(*rows[0][0]), std::stoull(*rows[0][1])};
+  const SpoolPosition mark = *stored;
   accounted_ = window_end_ = mark;
   if (!(mark < flows_end)) {
     if (flows_end < mark)
@@ -492,7 +504,7 @@ bool Sink::recoverAccounting(std::optional<SpoolPosition> committed) {
     return true;
   }
   // The batches committed after the mark, in spool order.
-  rows.clear();
+  std::vector<std::vector<std::optional<std::string>>> rows;
   const std::string after = "(`segment` > " + std::to_string(mark.segment) + " OR (`segment` = " +
                             std::to_string(mark.segment) + " AND `first_record` >= " + std::to_string(mark.record) + "))";
   if (!conn_.query("SELECT `segment`, `first_record`, `end_record`, `row_count`, `first_id`, `last_id`, "
@@ -579,8 +591,7 @@ bool Sink::recount(uint64_t first_id, uint64_t last_id, uint64_t& found) {
 
 bool Sink::accountingDue(bool drained) {
   if (!options_.accounting.enabled()) return false;
-  if (accounting_parked_)
-    return Clock::now() - window_started_ >= std::chrono::milliseconds(options_.accounting.flush_ms);
+  if (accounting_parked_) return Clock::now() >= accounting_retry_at_;
   if (!(accounted_ < window_end_)) return false;
   if (Clock::now() - window_started_ >= std::chrono::milliseconds(options_.accounting.flush_ms)) return true;
   if (accounting_.heldRows() >= kMaxAccountingRows) return true;
@@ -600,7 +611,7 @@ bool Sink::flushAccounting() {
       std::lock_guard lock(stats_mu_);
       ++stats_.batch_failures;
     }
-    if (errnum >= 1000 && errnum < 2000) return parkAccounting(what, errnum, error);
+    if (isServerError(errnum)) return parkAccounting(what, errnum, error);
     failure(what, errnum, error);  // the connection: reconnect, then count again
     return false;
   };
@@ -609,13 +620,9 @@ bool Sink::flushAccounting() {
   // The mark, locked: a transaction of an earlier session whose COMMIT this
   // sink gave up on may still have moved it; then this window is counted
   // already, and the next connect counts again from where the mark is.
-  std::vector<std::vector<std::optional<std::string>>> mark;
-  if (!conn_.query("SELECT `segment`, `end_record` FROM `flowfold_accounting` WHERE `spool_id` = " +
-                       std::to_string(spool_->id()) + " AND `table_name` = '" + options_.table + "' FOR UPDATE",
-                   mark))
-    return fail("cannot read the accounting mark", true);
-  if (mark.empty() || !mark[0][0] || !mark[0][1] ||
-      SpoolPosition{std::stoull(*mark[0][0]), std::stoull(*mark[0][1])} != accounted_) {
+  std::optional<SpoolPosition> mark;
+  if (!readAccountingMark(true, mark)) return fail("cannot read the accounting mark", true);
+  if (mark != accounted_) {
     conn_.exec("ROLLBACK");
     failure("the accounting mark moved under this sink (a transaction of an earlier session committed late); "
             "counting again from it",
@@ -624,7 +631,7 @@ bool Sink::flushAccounting() {
   }
   for (const std::string& sql : upserts)
     if (!conn_.exec(sql)) return fail("cannot add to the accounting tables", true);
-  if (!conn_.exec(accountingMarkSql(window_end_))) return fail("cannot move the accounting mark", true);
+  if (!conn_.exec(accountingMarkSql(window_end_, false))) return fail("cannot move the accounting mark", true);
   if (!conn_.exec("COMMIT")) return fail("accounting COMMIT failed", false);
   accounted_ = window_end_;
   {
@@ -648,7 +655,7 @@ bool Sink::parkAccounting(const std::string& what, unsigned errnum, const std::s
           name_.c_str(), what.c_str(), error.c_str(), errnum, static_cast<long long>(kRetry.count()));
   accounting_.clear();
   accounting_parked_ = true;
-  window_started_ = Clock::now() - std::chrono::milliseconds(options_.accounting.flush_ms) + kRetry;
+  accounting_retry_at_ = Clock::now() + kRetry;
   return true;
 }
 
@@ -656,7 +663,8 @@ bool Sink::waitForWork() {
   std::unique_lock lock(mu_);
   Clock::time_point deadline = last_write_ + std::chrono::milliseconds(options_.flush_interval_ms);
   if (hasMaintenance()) deadline = std::min(deadline, next_maintenance_);
-  if (accounted_ < window_end_ || accounting_parked_)
+  if (accounting_parked_) deadline = std::min(deadline, accounting_retry_at_);
+  else if (accounted_ < window_end_)
     deadline = std::min(deadline, window_started_ + std::chrono::milliseconds(options_.accounting.flush_ms));
   cv_.wait_until(lock, deadline, [&] {
     return stop_ || flush_requested_ > flush_done_ || spool_->pendingRecords() >= options_.batch_size;

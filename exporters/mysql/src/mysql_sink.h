@@ -83,7 +83,10 @@ class Sink {
   /// Adds the window to the accounting tables and moves the mark, in one
   /// transaction. False: it failed (the next connect counts it again).
   bool flushAccounting();
-  std::string accountingMarkSql(const SpoolPosition& end) const;
+  /// Sets this spool's mark to `end` (first: only if it has none).
+  std::string accountingMarkSql(const SpoolPosition& end, bool first) const;
+  /// This spool's mark (nullopt: none yet), locked for the transaction when `for_update`.
+  bool readAccountingMark(bool for_update, std::optional<SpoolPosition>& mark);
   /// A server-side error in accounting: logged; flows go on; the sums are
   /// counted again from the flow table a minute later. Returns true.
   bool parkAccounting(const std::string& what, unsigned errnum, const std::string& error);
@@ -124,7 +127,8 @@ class Sink {
   SpoolPosition window_end_;
   Clock::time_point window_started_{};
   bool batch_ids_ = false;  // flowfold_batches has first_id/last_id
-  bool accounting_parked_ = false;  // parkAccounting(): counted again when window_started_ + flush comes
+  bool accounting_parked_ = false;  // parkAccounting(): counted again from the flow table at accounting_retry_at_
+  Clock::time_point accounting_retry_at_{};
   uint64_t autoinc_step_ = 1;       // @@auto_increment_increment of the session
 
   mutable std::mutex mu_;
