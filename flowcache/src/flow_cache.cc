@@ -253,12 +253,13 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       ++counters_.ended_tcp;
       ++counters_.tcp_end_reused;
       ++counters_.flows_created;
-      emit(e, FlowEndReason::kEndOfFlow);
+      emit(e, FlowEndReason::kEndOfFlow, true);
       assignFlowId(index);  // a new flow: a new id (after the old one's record)
       created_here = true;
       e.packets = 0;
       e.octets = 0;
       e.interval_start_ms = ts_ms;
+      e.setInspecting(labeler_ != nullptr);
       // Its filing (the old flow's window) is earlier than any deadline of the
       // new flow: reviewEntry() files it again then.
     }
@@ -279,6 +280,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       next_tick_ = tickOf(ts_ms);
     }
     startInterval(e, p, ts_ms);
+    e.setInspecting(labeler_ != nullptr);
     // Filed below, once the packet's flags tell which deadline applies.
   } else if (e.packets == 0) {
     // First packet of a new active-timeout interval.
@@ -286,7 +288,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
   } else if (options_.split_interval_ms != 0 && crossesSplit(e, ts_ms)) [[unlikely]] {
     // The record so far stays in its interval; this packet starts the next.
     ++counters_.ended_active;
-    emit(e, FlowEndReason::kActiveTimeout);
+    emit(e, FlowEndReason::kActiveTimeout, false);
     e.packets = 0;
     e.octets = 0;
     e.interval_start_ms = ts_ms;
@@ -303,7 +305,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       // the clock does that). Export what it has, as an active timeout would,
       // and let this packet start the next interval.
       ++counters_.ended_active;
-      emit(e, FlowEndReason::kActiveTimeout);
+      emit(e, FlowEndReason::kActiveTimeout, false);
       e.packets = 0;
       e.octets = 0;
       e.interval_start_ms = ts_ms;
@@ -325,7 +327,7 @@ void FlowCache::startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms) {
       if (created) {
         // Never filed: no stale filing to leave behind.
         eraseSlotAt(slot_pos);
-        emit(e, FlowEndReason::kEndOfFlow);
+        emit(e, FlowEndReason::kEndOfFlow, true);
         releaseEntry(index);
       } else {
         removeFlow(flow, slot_pos, FlowEndReason::kEndOfFlow);
@@ -352,17 +354,23 @@ FlowEndReason FlowCache::endReasonOf(const Entry& e, FlowEndReason otherwise, ui
   return otherwise;
 }
 
-void FlowCache::emit(const Entry& e, FlowEndReason reason) {
-  if (e.packets == 0) return;  // nothing since the last active export
+void FlowCache::emit(const Entry& e, FlowEndReason reason, bool last) {
+  const auto index = static_cast<uint32_t>(&e - entries_);
+  if (e.packets == 0) {  // nothing since the last active export
+    if (labeler_ && last) [[unlikely]] labeler_->labelRecord(index, true, nullptr);
+    return;
+  }
   const uint64_t last_ms = e.lastMs();
-  output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, mplsStackOf(e), e.src_mac,
-                       e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason, flow_ids_[&e - entries_]);
+  FlowRecord& r = output_.emplace_back(e.key, e.packets, e.octets, last_ms - e.first_age_ms, last_ms, mplsStackOf(e),
+                                       e.src_mac, e.dst_mac, e.tcp_flags, e.tos, e.min_ttl, e.max_ttl, reason,
+                                       flow_ids_[index]);
+  if (labeler_) [[unlikely]] labeler_->labelRecord(index, last, &r);
   ++counters_.records;
 }
 
 void FlowCache::removeFlow(Filed flow, uint64_t slot_pos, FlowEndReason reason) {
   // The wheel keeps the stale filing; filedAt() and current() recognise it later.
-  emit(entries_[flow.index], reason);
+  emit(entries_[flow.index], reason, true);
   eraseSlotAt(slot_pos);
   releaseEntry(flow.index);
 }
@@ -427,7 +435,7 @@ void FlowCache::reviewEntry(Filed flow, uint64_t now_ms, uint64_t tick) {
   }
   if (active_deadline <= now_ms) {
     if (e.packets != 0) ++counters_.ended_active;
-    emit(e, FlowEndReason::kActiveTimeout);
+    emit(e, FlowEndReason::kActiveTimeout, false);
     // The flow stays; the next record carries only what comes after now. Its
     // last packet time stays (the idle deadline), now relative to the new
     // start: less than an idle timeout (at most 7 days) before it. Should it
@@ -562,7 +570,7 @@ void FlowCache::flushAll(size_t chunk, const std::function<void()>& hand_off) {
     Entry& e = entries_[index];
     if (!e.live()) continue;
     // A flow in its tcp_end window has ended: reason 3, as it would be later.
-    emit(e, endReasonOf(e, FlowEndReason::kForcedEnd, counters_.flushed));
+    emit(e, endReasonOf(e, FlowEndReason::kForcedEnd, counters_.flushed), true);
     if (output_.size() >= chunk) hand_off();
   }
   // Everything is gone: reset the structures wholesale instead of erasing

@@ -38,6 +38,7 @@ enum LongOnly {
   kOptSampling,
   kOptSamplingMode,
   kOptSplitInterval,
+  kOptDpi,
 };
 
 // How the user wrote option `c` (getopt's return value or optopt): "-r" or
@@ -97,6 +98,7 @@ struct CommandLineSettings {
   std::vector<ExporterConfig> outputs;  // --text, --json, --ipfix-file, --mysql
   std::optional<LocalNetworks> local_networks;  // --local-networks (replaces the file's)
   std::vector<std::string> record_directories;  // --record (replace the file's)
+  bool dpi = false;                             // --dpi
   // Settings of the tables, in the order given (the last one wins).
   std::vector<std::pair<const Setting<Config>*, SettingValue>> probe;
   // Exporter settings (key, value as written), for every exporter that has them.
@@ -205,6 +207,11 @@ Packet recording:
   (flowfold extract --ring DIR ... -w FILE [BPF]: the packets of a time range and
    a filter out of the ring; see flowfold(8) EXTRACT and flowfold extract --help)
 
+Applications:
+  --dpi                label each flow with its application (nDPI): TLS.YouTube,
+                       its category and server name, to every exporter; see
+                       flowfold.yaml(5) "dpi"
+
 Decoder:
   --tunnels MODE       GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4 traffic:
                        outer (default; the outer packet, as on the wire), inner
@@ -244,6 +251,7 @@ const option kLong[] = {
     {"sampling", required_argument, nullptr, kOptSampling},
     {"sampling-mode", required_argument, nullptr, kOptSamplingMode},
     {"split-interval", required_argument, nullptr, kOptSplitInterval},
+    {"dpi", no_argument, nullptr, kOptDpi},
     {"help", no_argument, nullptr, 'h'},
     {nullptr, 0, nullptr, 0},
 };
@@ -312,6 +320,7 @@ void takeOption(int c, char** argv, CommandLineSettings& s, CommandLine& cl) {
     }
     case kOptMysql: s.outputs.push_back(mysqlOutput(optarg)); break;
     case kOptRecord: s.record_directories.push_back(optarg); break;
+    case kOptDpi: s.dpi = true; break;
     case kOptLocalNetworks: {
       // CIDR[,CIDR...]; given again, the lists add up.
       if (!s.local_networks) s.local_networks.emplace();
@@ -376,6 +385,7 @@ void applyInput(int argc, char** argv, const CommandLineSettings& s, Config& con
     throw ConfigError("command line: -r FILE and -i IFACE are two inputs; choose one");
   if (s.local_networks) config.local_networks = *s.local_networks;
   if (!s.record_directories.empty()) config.recorder.directories = s.record_directories;
+  if (s.dpi) config.dpi = true;
   if (!s.read_file.empty()) {
     config.read_file = s.read_file;
     config.interfaces.clear();

@@ -16,10 +16,11 @@ namespace {
 // The exporter's own options, as configured, with the probe's monitored
 // networks and its sampling.
 std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& local_networks,
-                                  const SamplingOptions& sampling) {
+                                  const SamplingOptions& sampling, bool applications) {
   return std::visit(
       [&](auto options) -> std::unique_ptr<Exporter> {
         options.local_networks = local_networks;
+        if constexpr (requires { options.applications; }) options.applications = applications;
         if constexpr (requires { options.sampling; }) options.sampling = sampling;
         using Options = decltype(options);
         if constexpr (std::is_same_v<Options, IpfixOptions>) return makeIpfixExporter(options);
@@ -34,11 +35,11 @@ std::unique_ptr<Exporter> makeOne(const ExporterConfig& c, const LocalNetworks& 
 
 std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
                                                      const LocalNetworks& local_networks,
-                                                     const SamplingOptions& sampling) {
+                                                     const SamplingOptions& sampling, bool applications) {
   std::vector<std::unique_ptr<Exporter>> out;
   for (const auto& c : configs) {
     try {
-      out.push_back(makeOne(c, local_networks, sampling));
+      out.push_back(makeOne(c, local_networks, sampling, applications));
     } catch (const std::exception& e) {
       throw std::runtime_error("exporter " + c.describe() + " (" + c.origin + "): " + e.what());
     }

@@ -18,6 +18,8 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "flowfold/dpi/dpi.h"
+#include "flowfold/exporters/app_names.h"
 #include "flowfold/log.h"
 #include "flowfold/probe/capture.h"
 #include "flowfold/probe/cli.h"
@@ -237,6 +239,15 @@ std::vector<std::unique_ptr<Exporter>> permanentExporters(const Config& config, 
   return out;
 }
 
+/// DPI on: exporters name labels by nDPI's own names (app_names.h).
+void startDpi() {
+  const dpi::Engine engine;
+  auto protocols = engine.protocolNames();
+  logInfo("dpi: nDPI %s, %zu protocols; each flow labelled on its first packets", dpi::Engine::version().c_str(),
+          protocols.size());
+  setAppNames(std::move(protocols), engine.categoryNames());
+}
+
 int runFile(const Config& config) {
   PcapFileSource source(config.read_file, config.bpf_filter);
   const int dlt = source.datalink();
@@ -252,7 +263,7 @@ int runFile(const Config& config) {
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
   RunMetering metering;
-  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling),
+  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling, config.dpi),
                     std::min(config.export_queue_batches, kFileQueueBatches), permanentExporters(config, ring.get()),
                     &metering);
   // Each pipeline below is forgotten before it goes: the stage's exporters
@@ -270,6 +281,7 @@ int runFile(const Config& config) {
   options.wait_when_queue_full = true;  // a file can wait; nothing is dropped
   options.tunnels = config.tunnels;
   options.sampling = config.sampling;
+  options.dpi = config.dpi;
   options.handoff_boundary_ms = rotationBoundaryMs(config.exporters);
   if (config.workers <= 1) {
     Pipeline pipeline(options, dlt, stage);
@@ -506,7 +518,7 @@ LiveCaptures openCaptures(const Config& config) {
     if (per_interface > 1) o.fanout = fanout;
     // Recording keeps whole packets (the recorder's snap length), with
     // nanosecond timestamps.
-    o.snaplen = static_cast<int>(config.recorder.enabled() ? config.recorder.snaplen : config.snaplen);
+    o.snaplen = static_cast<int>(config.liveSnaplen());
     o.nanoseconds = config.recorder.enabled();
     o.promiscuous = config.promiscuous;
     o.buffer_size = static_cast<int>(std::min<uint64_t>(config.buffer_size, INT32_MAX));
@@ -559,6 +571,7 @@ void makePipelines(const Config& config, LiveCaptures& caps, ExportStage& stage,
     o.ingress_if = static_cast<uint16_t>(c->source->ifindex());
     o.tunnels = config.tunnels;
     o.sampling = config.sampling;
+    o.dpi = config.dpi;
     c->pipeline = std::make_unique<Pipeline>(o, c->source->datalink(), stage);
     if (c->recorder && c->pipeline->acceptsFlowTags()) c->pipeline->setFlowTags(c->recorder->enableFlowTags());
   }
@@ -600,7 +613,7 @@ void feedWatchdogIfTurning(ServiceNotifier& systemd, const LiveCaptures& caps) {
 /// The pipelines keep the sampling they started with: the new exporters
 /// announce that one, and a changed `sampling` is said to need a restart.
 void reloadExporters(int argc, char** argv, ExportStage& stage, const SamplingOptions& sampling,
-                     uint64_t split_interval_ms) {
+                     uint64_t split_interval_ms, bool dpi) {
   try {
     CommandLine cl;
     const Config fresh = parseCommandLine(argc, argv, cl);
@@ -611,7 +624,8 @@ void reloadExporters(int argc, char** argv, ExportStage& stage, const SamplingOp
     if (fresh.sampling.interval != sampling.interval || fresh.sampling.mode != sampling.mode)
       logWarn("sampling is read at start only: still 1:%u %s until a restart", sampling.interval,
               samplingModeName(sampling.mode));
-    stage.replaceExporters(makeExporters(fresh.exporters, fresh.local_networks, sampling), systemNowMs());
+    if (fresh.dpi != dpi) logWarn("dpi is read at start only: still %s until a restart", dpi ? "on" : "off");
+    stage.replaceExporters(makeExporters(fresh.exporters, fresh.local_networks, sampling, dpi), systemNowMs());
     logInfo("reloaded: %zu exporter%s, output files reopened; the flow cache was kept", fresh.exporters.size(),
             fresh.exporters.size() == 1 ? "" : "s");
   } catch (const std::exception& e) {
@@ -640,7 +654,7 @@ void superviseUntilStopped(const Config& config, const LiveCaptures& caps, Expor
     if (g_reload) {
       g_reload = 0;
       systemd.reloading();
-      reloadExporters(argc, argv, stage, config.sampling, config.cache.split_interval_ms);
+      reloadExporters(argc, argv, stage, config.sampling, config.cache.split_interval_ms, config.dpi);
       systemd.ready(ready_status);
     }
   }
@@ -674,7 +688,7 @@ int runLive(const Config& config, int argc, char** argv) {
   std::unique_ptr<recorder::SegmentRing> ring;
   if (config.recorder.enabled()) ring = std::make_unique<recorder::SegmentRing>(config.recorderOptions());
   RunMetering metering;
-  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling), config.export_queue_batches,
+  ExportStage stage(makeExporters(config.exporters, config.local_networks, config.sampling, config.dpi), config.export_queue_batches,
                     permanentExporters(config, ring.get()), &metering);
   OnScopeExit end_pipelines_before_the_stage{[&] {
     end_capture_threads();
@@ -746,6 +760,7 @@ int run(int argc, char** argv) {
   }
 
   try {
+    if (config.dpi) startDpi();
     return config.live() ? runLive(config, argc, argv) : runFile(config);
   } catch (const InputError& e) {
     logError("%s", e.what());

@@ -8,6 +8,11 @@ FlowFolder::FlowFolder(const PipelineOptions& options, ExportStage& export_stage
     : options_(options), cache_(options.cache), export_stage_(export_stage) {
   if (options_.export_batch == 0) options_.export_batch = 1;
   cache_.output().reserve(options_.export_batch * 2);
+  if (options_.dpi) {
+    inspector_ = std::make_unique<dpi::FlowInspector>();
+    dpi_slots_ = std::make_unique<uint8_t[]>(kRingSize * kDpiSlotBytes);
+    cache_.setLabeler(inspector_.get());
+  }
 }
 
 FlowFolder::~FlowFolder() {
@@ -20,7 +25,26 @@ Pipeline::Pipeline(const PipelineOptions& options, int datalink, ExportStage& ex
       sampling_(options.sampling.enabled()),
       sampler_(options.sampling),
       ingress_if_(options.ingress_if),
-      folder_(options, export_stage) {}
+      folder_(options, export_stage),
+      inspecting_(folder_.inspecting()) {}
+
+void Pipeline::onPacketInspected(const uint8_t* data, uint32_t caplen, uint64_t ts_ms, probe::DecodedPacket& info,
+                                 bool decoded) {
+  // The bytes DPI reads: from the IP header to the end of the capture.
+  const auto bytesFrom = [&](const probe::DecodedPacket& d, bool& kept) {
+    const size_t size = d.l3_offset < caplen ? caplen - d.l3_offset : 0;
+    kept = folder_.keepPacketBytes(size ? data + d.l3_offset : nullptr, size) && kept;
+  };
+  bool kept = true;
+  if (decoded) bytesFrom(info, kept);
+  folder_.pushSlot(ts_ms, decoded);
+  if (both_ && decoded && inner_.tunnel_depth != 0) {
+    inner_.key.ingress_if = ingress_if_;
+    bytesFrom(inner_, kept);
+    folder_.onDecoded(inner_, ts_ms, hashFlowKey(inner_.key));
+  }
+  if (!kept) folder_.foldPending();  // `data` is valid only until this returns
+}
 
 Pipeline::~Pipeline() {
   finish();  // with the decoder's counters, before the folder's own finish() would publish none
@@ -108,6 +132,10 @@ void FlowFolder::publishStats(const probe::DecodeCounters& decode, uint64_t samp
   published_.cache = cache_.counters();
   published_.now_ms = now_ms_;
   published_.cpu_ns = threadCpuNs();  // publishStats() runs on the packet thread
+  if (inspector_) {
+    published_.dpi = true;
+    published_.dpi_counters = inspector_->counters();
+  }
 }
 
 PipelineStats FlowFolder::stats() const {

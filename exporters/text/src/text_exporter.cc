@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "flowfold/exporters/app_names.h"
 #include "flowfold/exporters/civil_date.h"
 #include "flowfold/exporters/rotating_output.h"
 #include "flowfold/flowcache/wire.h"
@@ -259,6 +260,71 @@ void putMplsJson(std::string& out, const MplsStack& stack) {
   }
 }
 
+// A server name as nDPI read it off the wire, in one text token: bytes
+// that would split or garble the line (space, control, '%', non-ASCII) as
+// %XX.
+void putTextToken(std::string& out, std::string_view v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char c : v) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b <= 0x20 || b >= 0x7f || b == '%') {
+      out.push_back('%');
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
+// A JSON string's contents: quote, backslash and control bytes escaped, and
+// bytes beyond ASCII taken as Latin-1 (\u00XX), so that a name off the wire
+// that is not UTF-8 still makes a valid line.
+void putJsonString(std::string& out, std::string_view v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char c : v) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b == '"' || b == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (b < 0x20 || b >= 0x7f) {
+      put(out, "\\u00");
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
+// DPI's label (`dpi: true`), on a flow DPI inspected.
+void putAppText(std::string& out, const AppLabel& app) {
+  put(out, " app ");
+  put(out, applicationName(app));
+  put(out, " category ");
+  put(out, categoryName(app));
+  put(out, " server_name ");
+  if (app.serverNameLength() == 0) out.push_back('-');
+  putTextToken(out, app.serverName());
+  put(out, app.guessed() ? " guessed 1" : " guessed 0");
+}
+
+void putAppJson(std::string& out, const AppLabel& app) {
+  put(out, ",\"application\":\"");
+  putJsonString(out, applicationName(app));
+  put(out, "\",\"category\":\"");
+  putJsonString(out, categoryName(app));
+  put(out, "\",\"server_name\":");
+  if (app.serverNameLength() == 0) {
+    put(out, "null");
+  } else {
+    out.push_back('"');
+    putJsonString(out, app.serverName());
+    out.push_back('"');
+  }
+  put(out, app.guessed() ? ",\"app_guessed\":true" : ",\"app_guessed\":false");
+}
+
 }  // namespace
 
 void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* local_networks) {
@@ -302,6 +368,7 @@ void appendFlowText(std::string& out, const FlowRecord& r, const LocalNetworks* 
   // The flow's id (flowId, 148): the same on every line of one flow.
   put(out, " flow_id ");
   putUnsigned(out, r.flow_id);
+  if (r.app.inspected()) putAppText(out, r.app);
   if (local_networks != nullptr && !local_networks->empty()) {
     const FlowDirection d = local_networks->direction(k);
     put(out, " direction ");
@@ -359,6 +426,7 @@ void appendFlowJson(std::string& out, const FlowRecord& r, const LocalNetworks* 
   putMplsJson(out, r.mpls_stack);
   put(out, "],\"flow_id\":");
   putUnsigned(out, r.flow_id);
+  if (r.app.inspected()) putAppJson(out, r.app);
   put(out, ",\"end_reason\":\"");
   put(out, toString(r.end_reason));
   if (local_networks != nullptr && !local_networks->empty()) {

@@ -759,6 +759,12 @@ uint32_t Config::maxFlowsPerCache() const {
   return std::max<uint32_t>(1, cache.max_flows / flowCacheCount());
 }
 
+uint32_t Config::liveSnaplen() const {
+  uint32_t s = recorder.enabled() ? recorder.snaplen : snaplen;
+  if (dpi) s = std::max(s, kDpiSnaplen);
+  return s;
+}
+
 recorder::RecorderOptions Config::recorderOptions() const {
   recorder::RecorderOptions options = recorder;
   options.tunnels = tunnels;
@@ -768,6 +774,8 @@ recorder::RecorderOptions Config::recorderOptions() const {
 std::vector<std::string> validateConfig(const Config& c, bool running_as_root) {
   if (!c.read_file.empty() && !c.interfaces.empty())
     throw ConfigError("both a capture file and an interface are set: choose one input");
+  if (c.dpi && !c.live() && c.workers > 1)
+    throw ConfigError("dpi reads a capture file with one worker: set workers: 1 (live capture takes several)");
   if (c.exporters.empty())
     throw ConfigError("no exporter: give a collector (-n HOST:PORT), --text, --json, --ipfix-file or 'exporters:'");
   if (c.cache.max_flows < c.flowCacheCount())

@@ -46,6 +46,7 @@ const Setting<Config> kProbeSettings[] = {
      [](Config& c, const SettingValue& v) { c.sampling.interval = narrow<uint32_t>(v); }},
     {"", "sampling_mode", "--sampling-mode", choice(kSamplingModes, "sampling mode"),
      [](Config& c, const SettingValue& v) { parseSamplingMode(v.text, c.sampling.mode); }},
+    {"", "dpi", "", kBoolean, [](Config& c, const SettingValue& v) { c.dpi = v.boolean; }},
     {"decoder", "tunnels", "--tunnels", choice(kTunnelModes, "tunnels mode"),
      [](Config& c, const SettingValue& v) { probe::parseTunnelMode(v.text, c.tunnels); }},
     {"recorder", "max_size", "--record-size", bytes(1 << 20, uint64_t{1} << 60),

@@ -242,6 +242,7 @@ class PacketWalker {
   Outcome ipv4(size_t off) {
     if (!has(off, 20)) return Outcome::truncated_ip;
     const uint8_t* h = p_ + off;
+    out_.l3_offset = static_cast<uint16_t>(off);
     uint32_t header_len = (h[0] & 0x0fu) * 4;
     if (header_len < 20) return Outcome::malformed_ip;
     size_t wire_left = wirelen_ - off;
@@ -279,6 +280,7 @@ class PacketWalker {
   Outcome ipv6(size_t off) {
     if (!has(off, 40)) return Outcome::truncated_ip;
     const uint8_t* h = p_ + off;
+    out_.l3_offset = static_cast<uint16_t>(off);
     size_t wire_left = wirelen_ - off;
     uint8_t next = h[6];
     size_t total = size_t{40} + load16(h + 4);

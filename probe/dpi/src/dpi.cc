@@ -19,7 +19,7 @@ Label labelOf(const ndpi_protocol& p, const ndpi_flow_struct* flow, bool guessed
   l.master = p.master_protocol;
   l.app = p.app_protocol;
   l.category = static_cast<uint16_t>(p.category);
-  l.guessed = guessed;
+  l.flags = static_cast<uint8_t>(Label::kInspected | (guessed ? Label::kGuessed : 0));
   const size_t n = strnlen(flow->host_server_name, sizeof flow->host_server_name);
   std::memcpy(l.server_name.data(), flow->host_server_name, std::min(n, l.server_name.size() - 1));
   return l;
@@ -74,10 +74,26 @@ bool Engine::feed(DpiFlow& f, uint8_t protocol, const uint8_t* l3, size_t size, 
 
 Label Engine::label(DpiFlow& f) {
   if (f.settled_) return f.label_;
+  if (f.flow_->detected_protocol_stack[0] != NDPI_PROTOCOL_UNKNOWN) {
+    // Named, and only its extra dissection (a DNS answer, a TLS certificate)
+    // did not come: nDPI's verdict, not a guess (ndpiReader's "DPI").
+    Label l = interimLabel(f);
+    l.flags = Label::kInspected;
+    return l;
+  }
   uint8_t guessed = 0;
   const ndpi_protocol g = ndpi_detection_giveup(module_, f.flow_, 1, &guessed);
   // Not settled: whatever nDPI names now is short of its full inspection.
   return labelOf(g, f.flow_, true);
+}
+
+Label Engine::interimLabel(const DpiFlow& f) const {
+  if (f.settled_) return f.label_;
+  ndpi_protocol p{};
+  p.master_protocol = f.flow_->detected_protocol_stack[1];
+  p.app_protocol = f.flow_->detected_protocol_stack[0];
+  p.category = f.flow_->category;
+  return labelOf(p, f.flow_, true);
 }
 
 std::string Engine::name(const Label& l) const {
@@ -95,5 +111,25 @@ std::string Engine::categoryName(const Label& l) const {
 }
 
 std::string Engine::version() { return ndpi_revision(); }
+
+std::vector<std::string> Engine::protocolNames() const {
+  std::vector<std::string> names;
+  const u_int n = ndpi_get_num_supported_protocols(module_);
+  names.reserve(n);
+  for (u_int id = 0; id < n; ++id) {
+    const char* name = ndpi_get_proto_name(module_, static_cast<u_int16_t>(id));
+    names.emplace_back(name ? name : "");
+  }
+  return names;
+}
+
+std::vector<std::string> Engine::categoryNames() const {
+  std::vector<std::string> names;
+  for (int id = 0; id < NDPI_PROTOCOL_NUM_CATEGORIES; ++id) {
+    const char* name = ndpi_category_get_name(module_, static_cast<ndpi_protocol_category_t>(id));
+    names.emplace_back(name ? name : "");
+  }
+  return names;
+}
 
 }  // namespace flowfold::dpi

@@ -90,7 +90,7 @@ TEST(Dpi, NamesADnsQuestionAndItsServerName) {
   const Label l = engine.label(flow);
   EXPECT_EQ(l.app, kNdpiDns);
   EXPECT_EQ(l.category, kCategoryNetwork);
-  EXPECT_FALSE(l.guessed);
+  EXPECT_FALSE(l.guessed());
   EXPECT_EQ(l.serverName(), "www.example.org");
   EXPECT_EQ(engine.name(l), "DNS");
   EXPECT_EQ(engine.categoryName(l), "Network");
@@ -137,7 +137,7 @@ TEST(Dpi, AFlowEndingEarlyIsLabelledWithAGuess) {
   const auto syn = packet(6, kClient, kServer, 50001, 443, "", 0x02, 1, 0);
   EXPECT_FALSE(engine.feed(flow, 6, syn.data(), syn.size(), 4000));
   const Label l = engine.label(flow);
-  EXPECT_TRUE(l.guessed);
+  EXPECT_TRUE(l.guessed());
   EXPECT_EQ(engine.name(l), "TLS");
 }
 

@@ -98,6 +98,21 @@ struct FlowCacheCounters {
 #undef FLOWFOLD_FLOW_CACHE_FIELD
 };
 
+/// Labels flows beside the cache (DPI, probe/dpi). The cache knows nothing
+/// of how: it marks each new flow as under inspection, lets its owner ask
+/// and clear that per packet (lastFlowInspecting(), endInspection()), and
+/// asks the labeler for the label of every record it emits. An entry index
+/// names a flow from its creation until its last record (`last`), after
+/// which the index may be given to a new flow.
+class FlowLabeler {
+ public:
+  virtual ~FlowLabeler() = default;
+  /// The flow in entry `index` is leaving the cache or emitting a record:
+  /// `record` (nullptr when the flow leaves with nothing to report since
+  /// its last record) takes its label; `last`: the flow leaves the cache.
+  virtual void labelRecord(uint32_t index, bool last, FlowRecord* record) = 0;
+};
+
 class FlowCache {
  public:
   explicit FlowCache(const FlowCacheOptions& options);
@@ -118,6 +133,18 @@ class FlowCache {
   /// flows, so (index, new) follows a flow without reading its id: the
   /// packet recorder's index numbers flows by it (recorder/flow_tags.h).
   uint64_t lastFlowTag() const { return last_tag_; }
+
+  /// DPI: every flow created from now on is under inspection until
+  /// endInspection(), and `labeler` labels its records. Set before the
+  /// first packet; nullptr (the default) costs a test per record.
+  void setLabeler(FlowLabeler* labeler) { labeler_ = labeler; }
+  /// Whether the flow of the last update() is still under inspection.
+  bool lastFlowInspecting() const {
+    const Entry& e = entries_[last_tag_ >> 1];
+    return e.inspecting() && e.live();  // a flow ended by its first packet (FIN, no tcp_end window) is gone
+  }
+  /// The flow of the last update() needs no more of its packets inspected.
+  void endInspection() { entries_[last_tag_ >> 1].setInspecting(false); }
 
   /// Hints for a batch: call prefetchSlot() for every packet of the batch,
   /// then prefetchEntry() for each, then update() for each.
@@ -182,6 +209,8 @@ class FlowCache {
   // Set in an entry whose flow carries MPLS: its label stack entries are in
   // mpls_stacks_ at the entry's index (they do not fit in the entry).
   static constexpr uint32_t kHasMpls = 1u << kTickBits;
+  // Set in an entry whose flow is under inspection (setLabeler()).
+  static constexpr uint32_t kInspecting = 2u << kTickBits;
 
   // 96 bytes, so that an entry never straddles a third cache line (at most
   // 128 bytes per flow with the hash table and the wheel): the record's
@@ -191,7 +220,7 @@ class FlowCache {
   // hash is not kept: the wheel carries it (see Filed).
   struct Entry {
     FlowKey key;                 // 44
-    uint32_t mpls_and_tick;      // kHasMpls (the flow's stack is in mpls_stacks_) | filed tick (kTickBits)
+    uint32_t mpls_and_tick;      // kHasMpls (stack in mpls_stacks_) | kInspecting | filed tick (kTickBits)
     uint64_t packets;            // in the current active-timeout interval
     uint64_t octets;
     uint64_t interval_start_ms;  // start of the current active-timeout interval
@@ -206,13 +235,16 @@ class FlowCache {
 
     bool live() const { return min_ttl <= max_ttl; }
     void markFree(uint32_t next_free) {
+      setInspecting(false);
       min_ttl = 1;
       max_ttl = 0;
       first_age_ms = next_free;  // index + 1; 0 = end of the list
     }
     uint32_t nextFree() const { return first_age_ms; }
     bool hasMpls() const { return (mpls_and_tick & kHasMpls) != 0; }
-    void setHasMpls(bool on) { mpls_and_tick = (on ? kHasMpls : 0) | (mpls_and_tick & kTickMask); }
+    void setHasMpls(bool on) { mpls_and_tick = (on ? kHasMpls : 0) | (mpls_and_tick & ~kHasMpls); }
+    bool inspecting() const { return (mpls_and_tick & kInspecting) != 0; }
+    void setInspecting(bool on) { mpls_and_tick = (on ? kInspecting : 0) | (mpls_and_tick & ~kInspecting); }
     uint32_t filedTick() const { return mpls_and_tick & kTickMask; }
     void setFiledTick(uint64_t tick) {
       mpls_and_tick = (mpls_and_tick & ~kTickMask) | (static_cast<uint32_t>(tick) & kTickMask);
@@ -283,7 +315,9 @@ class FlowCache {
   void growTable();
   uint32_t allocateEntry();
   void releaseEntry(uint32_t index);
-  void emit(const Entry& e, FlowEndReason reason);
+  /// The flow's record (if it has packets since its last one); `last`: the
+  /// flow leaves the cache (the labeler is told even without a record).
+  void emit(const Entry& e, FlowEndReason reason, bool last);
   /// Sets the fields a flow's first packet (of an interval) gives it.
   void startInterval(Entry& e, const CachePacket& p, uint64_t ts_ms);
   /// Keeps the MPLS stack of the flow in entry `index` (allocating the side
@@ -348,6 +382,7 @@ class FlowCache {
   uint64_t* flow_ids_ = nullptr;
   size_t flow_ids_bytes_ = 0;
   uint64_t last_tag_ = 0;  // lastFlowTag()
+  FlowLabeler* labeler_ = nullptr;
   uint64_t next_flow_id_ = 0;  // flow_id_base + flow_id_offset, then + flow_id_stride per flow
 
   // hash table

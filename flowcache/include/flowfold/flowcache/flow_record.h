@@ -2,7 +2,9 @@
 // What the cache hands to exporters: one flow's counters since its last export.
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "flowfold/flowcache/flow_key.h"
 #include "flowfold/flowcache/mpls.h"
@@ -19,6 +21,35 @@ enum class FlowEndReason : uint8_t {
 };
 
 const char* toString(FlowEndReason reason);
+
+/// What DPI (nDPI, `dpi: true`) says about a flow's application; all zero
+/// when DPI is off or never saw the flow. Ids are nDPI's protocol and
+/// category numbers (ndpi_protocol_ids.h); exporters name them through
+/// app_names.h. The same label is in every record of a flow.
+struct AppLabel {
+  static constexpr uint8_t kInspected = 1;  // DPI saw the flow's packets: the ids below are its verdict
+  static constexpr uint8_t kGuessed = 2;    // the flow ended (or exported) before nDPI settled: its best guess
+
+  uint16_t master = 0;    // e.g. TLS (91) in TLS.YouTube; 0 for a plain protocol
+  uint16_t app = 0;       // e.g. YouTube (124), or DNS (5) for a plain protocol; 0 unknown
+  uint16_t category = 0;  // ndpi_protocol_category_t, e.g. 5 (Web)
+  uint8_t flags = 0;
+  /// TLS/QUIC SNI, HTTP Host, DNS query name, ... as nDPI read it,
+  /// NUL-terminated; empty when none. nDPI keeps at most 79 characters.
+  std::array<char, 80> server_name{};
+
+  bool inspected() const { return (flags & kInspected) != 0; }
+  bool guessed() const { return (flags & kGuessed) != 0; }
+  /// nDPI named an application or protocol.
+  bool known() const { return master != 0 || app != 0; }
+  size_t serverNameLength() const {
+    size_t n = 0;
+    while (n < server_name.size() && server_name[n] != '\0') ++n;
+    return n;
+  }
+  std::string_view serverName() const { return {server_name.data(), serverNameLength()}; }
+  friend bool operator==(const AppLabel&, const AppLabel&) = default;
+};
 
 struct FlowRecord {
   FlowRecord() = default;
@@ -52,6 +83,8 @@ struct FlowRecord {
   // created and the same in every record of it (each active-timeout
   // interval); unique per probe (FlowCacheOptions::flow_id_*). 0: none.
   uint64_t flow_id = 0;
+  // applicationId (95), applicationName (96), ... with `dpi: true`.
+  AppLabel app{};
 
   /// The top label's 20-bit value, 0 without MPLS (MySQL's mpls_label).
   uint32_t mplsTopLabel() const { return mplsLabel(mpls_stack[0]); }

@@ -12,8 +12,10 @@ namespace flowfold {
 /// exporter when one cannot start (unresolvable collector, TCP refused, ...).
 /// local_networks: set, every exporter exports each flow's direction.
 /// sampling: the rate the IPFIX and NetFlow v9 exporters announce.
+/// applications: DPI is on; every exporter exports each flow's label.
 std::vector<std::unique_ptr<Exporter>> makeExporters(const std::vector<ExporterConfig>& configs,
                                                      const LocalNetworks& local_networks = {},
-                                                     const SamplingOptions& sampling = {});
+                                                     const SamplingOptions& sampling = {},
+                                                     bool applications = false);
 
 }  // namespace flowfold

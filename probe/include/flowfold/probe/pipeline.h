@@ -8,6 +8,7 @@
 // ShardedPipeline's workers are FlowFolders alone.
 
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +18,7 @@
 
 #include <mutex>
 
+#include "flowfold/dpi/inspector.h"
 #include "flowfold/flowcache/flow_cache.h"
 #include "flowfold/flowcache/sampler.h"
 #include "flowfold/probe/decoder.h"
@@ -53,6 +55,9 @@ struct PipelineOptions {
   uint64_t handoff_boundary_ms = 0;
   /// Packet sampling 1:N before the decoder and the cache (sampler.h).
   SamplingOptions sampling;
+  /// Application labels from nDPI (probe/dpi): each folder inspects the
+  /// first packets of its flows.
+  bool dpi = false;
 };
 
 /// Counters of one pipeline, copied out by publishStats() so that other
@@ -70,6 +75,9 @@ struct PipelineStats {
   /// Sampling: packets the sampler passed over (never decoded, in no flow).
   /// Packets read = decode.packets + sampled_out.
   uint64_t sampled_out = 0;
+  /// DPI's counters, when `dpi` is on.
+  bool dpi = false;
+  dpi::DpiCounters dpi_counters;
 };
 
 /// The folding half of a pipeline: decoded packets -> flow cache -> the
@@ -115,6 +123,30 @@ class FlowFolder {
     enqueue();
   }
 
+  /// DPI: whether this folder inspects packets (PipelineOptions::dpi).
+  bool inspecting() const { return inspector_ != nullptr; }
+  /// DPI: the packet about to be pushed into nextSlot() has `size` bytes
+  /// from its IP header at `l3`, valid only for now. They are kept with it
+  /// (copied into its slot) until it is folded, when DPI may read them.
+  /// Returns false when they are too long to keep: the caller then folds the
+  /// ring (foldPending()) right after pushing, while `l3` is still valid.
+  bool keepPacketBytes(const uint8_t* l3, size_t size) {
+    Pending& p = ring_[head_ & kRingMask];
+    p.dpi_size = static_cast<uint32_t>(size);
+    if (size == 0) {
+      p.dpi_bytes = nullptr;
+      return true;
+    }
+    if (size > kDpiSlotBytes) {
+      p.dpi_bytes = l3;
+      return false;
+    }
+    uint8_t* slot = dpi_slots_.get() + (head_ & kRingMask) * kDpiSlotBytes;
+    std::memcpy(slot, l3, size);
+    p.dpi_bytes = slot;
+    return true;
+  }
+
   /// Recording: each frame folded is tagged with its flow (flow_tags.h).
   /// Only for frames that each make one flow (not tunnels `both`).
   void setFlowTags(recorder::FlowTags* tags) { tags_ = tags; }
@@ -150,6 +182,7 @@ class FlowFolder {
 
   // Views for the thread that owns the folder (and tests).
   const FlowCacheCounters& cacheCounters() const { return cache_.counters(); }
+  const dpi::DpiCounters* dpiCounters() const { return inspector_ ? &inspector_->counters() : nullptr; }
   size_t activeFlows() const { return cache_.activeFlows(); }
   uint64_t nowMs() const { return now_ms_; }
 
@@ -157,6 +190,10 @@ class FlowFolder {
   static constexpr uint64_t kRingSize = 16;  // power of two
   static constexpr uint64_t kRingMask = kRingSize - 1;
   static constexpr uint64_t kEntryLag = 8;
+  // DPI: the bytes kept per ring slot (keepPacketBytes()): a whole IP
+  // packet of a 1500-byte MTU link. Longer ones (jumbo frames, packets
+  // coalesced by the capturing host's offloads) are read in place.
+  static constexpr size_t kDpiSlotBytes = 1536;
   // Where a frame is on its way through the ring. A folded slot goes back
   // to kSkipped, so the stages below need not check that a slot holds a
   // frame still in the ring: an old one is skipped like an undecoded one.
@@ -170,6 +207,9 @@ class FlowFolder {
     uint64_t ts_ms;
     uint64_t hash;
     Stage stage = Stage::kSkipped;
+    // DPI only: the packet's bytes from its IP header (keepPacketBytes()).
+    uint32_t dpi_size = 0;
+    const uint8_t* dpi_bytes = nullptr;
   };
   [[gnu::always_inline]] void enqueue() {
     ++head_;
@@ -196,6 +236,7 @@ class FlowFolder {
     if (p.ts_ms > now_ms_) advanceClock(p.ts_ms);
     if (p.stage == Stage::kHashed) {
       account(p);
+      if (inspector_) [[unlikely]] inspectFolded(p);
       if (tags_) [[unlikely]] tags_->tag(cache_.lastFlowTag());
     } else if (tags_) [[unlikely]] {
       tags_->tag(recorder::FlowTags::kNoFlow);
@@ -203,6 +244,13 @@ class FlowFolder {
     p.stage = Stage::kSkipped;
   }
   void account(const Pending& p);
+  /// DPI: the packet just folded goes to the inspector while its flow is
+  /// under inspection (a test of its entry otherwise).
+  void inspectFolded(Pending& p) {
+    if (cache_.lastFlowInspecting()) inspector_->inspect(cache_, p.info.key, p.dpi_bytes, p.dpi_size, p.ts_ms);
+    p.dpi_bytes = nullptr;
+    p.dpi_size = 0;
+  }
   void handOff(bool flush);
   void keepBacklog(ExportBatch& batch);
 
@@ -212,6 +260,8 @@ class FlowFolder {
   uint64_t head_ = 0;  // frames written into the ring
   uint64_t tail_ = 0;  // frames folded
   FlowCache cache_;
+  std::unique_ptr<dpi::FlowInspector> inspector_;  // DPI on: labels cache_'s records
+  std::unique_ptr<uint8_t[]> dpi_slots_;           // DPI on: kRingSize slots of kDpiSlotBytes
   uint64_t now_ms_ = 0;
 
   ExportStage& export_stage_;
@@ -248,6 +298,10 @@ class Pipeline {
     probe::DecodedPacket* inner = both_ ? &inner_ : nullptr;
     const bool decoded = decoder_.decode(data, caplen, wirelen, ts_ms, info, inner) == probe::DecodeStatus::kOk;
     info.key.ingress_if = ingress_if_;
+    if (inspecting_) [[unlikely]] {
+      onPacketInspected(data, caplen, ts_ms, info, decoded);
+      return;
+    }
     folder_.pushSlot(ts_ms, decoded);
     if (both_ && decoded && inner_.tunnel_depth != 0) [[unlikely]] {
       inner_.key.ingress_if = ingress_if_;
@@ -299,8 +353,13 @@ class Pipeline {
   bool sampling_;
   Sampler sampler_;
   uint16_t ingress_if_;
+  /// onPacket() with DPI on: the packet's bytes travel with it to the fold.
+  void onPacketInspected(const uint8_t* data, uint32_t caplen, uint64_t ts_ms, probe::DecodedPacket& info,
+                         bool decoded);
+
   probe::DecodedPacket inner_;  // mode both: the second flow of the packet being decoded
   FlowFolder folder_;
+  bool inspecting_;
 };
 
 static_assert(FlowPipeline<Pipeline>, "a capture feeds a Pipeline (packet_sink.h)");

@@ -90,6 +90,9 @@ struct Config {
   // symmetric flow hash. Live: N captures per interface in a PACKET_FANOUT
   // group (the kernel's symmetric flow hash). 1 = one thread does it all.
   uint32_t workers = 1;
+  // Application labels from nDPI (`dpi: true`, --dpi): every flow inspected
+  // on its first packets; README "Applications (DPI)".
+  bool dpi = false;
   std::vector<ExporterConfig> exporters;
   // The monitored networks (`local_networks:`, --local-networks): set, each
   // exporter gives a flow its direction relative to them (flowDirection 61,
@@ -132,6 +135,11 @@ struct Config {
   /// probe keeps at most max_flows (validateConfig refuses fewer flows than
   /// caches).
   uint32_t maxFlowsPerCache() const;
+  /// The snap length a live capture opens with: `snaplen`, or whole packets
+  /// when the recorder keeps them (recorder.snaplen) or DPI reads them
+  /// (kDpiSnaplen: nDPI skips a packet cut short of its IP length).
+  uint32_t liveSnaplen() const;
+  static constexpr uint32_t kDpiSnaplen = 65535;
   /// The recorder's options as a recorder takes them: with the decoder's
   /// tunnel mode, so that its index keys the flows the cache keys.
   recorder::RecorderOptions recorderOptions() const;

@@ -99,6 +99,7 @@ template <class Info>
   out.has_mpls = false;
   out.is_fragment = false;
   out.tunnel_depth = 0;
+  out.l3_offset = static_cast<uint16_t>(off);
   return true;
 }
 

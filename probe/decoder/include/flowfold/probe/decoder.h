@@ -74,10 +74,13 @@ struct DecodedPacket : CachePacket {
   /// Encapsulations removed to reach this packet: 0 for the frame's own
   /// (outer) IP packet, 1 for the packet a tunnel carried, ...
   uint8_t tunnel_depth = 0;
+  /// Where this packet's IP header starts in the frame (DPI reads the packet
+  /// from there; for a tunnel's inner packet, the inner header).
+  uint16_t l3_offset = 0;
 
   friend bool operator==(const DecodedPacket&, const DecodedPacket&) = default;
 };
-static_assert(sizeof(DecodedPacket) == 80,
+static_assert(sizeof(DecodedPacket) == 84,
               "a new field of DecodedPacket must also be set by common_path::decodeEthernet");
 
 // Exactly one outcome counter is bumped per packet: `decoded` or one skip

@@ -16,6 +16,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "flowfold/flowcache/flow_record.h"
 
 struct ndpi_detection_module_struct;
 struct ndpi_flow_struct;
@@ -26,19 +29,9 @@ namespace flowfold::dpi {
 inline constexpr uint32_t kMaxTcpPackets = 80;
 inline constexpr uint32_t kMaxUdpPackets = 24;
 
-/// What nDPI says about a flow. Ids are nDPI's (ndpi_protocol_ids.h), which
-/// the names below spell; 0 is unknown.
-struct Label {
-  uint16_t master = 0;    // e.g. TLS (91) in TLS.YouTube
-  uint16_t app = 0;       // e.g. YouTube (124); equal to master, or 0, for a plain protocol
-  uint16_t category = 0;  // ndpi_protocol_category_t, e.g. 5 Web
-  bool guessed = false;   // the flow ended before nDPI settled: its best guess
-  /// TLS/QUIC SNI, HTTP Host, DNS query name, ...; empty when none.
-  std::array<char, 80> server_name{};
-
-  bool known() const { return master != 0 || app != 0; }
-  std::string serverName() const { return std::string(server_name.data()); }
-};
+/// What nDPI says about a flow (flowcache's AppLabel: it rides in every
+/// FlowRecord). Ids are nDPI's (ndpi_protocol_ids.h); 0 is unknown.
+using Label = AppLabel;
 
 /// One flow under inspection (nDPI's per-flow state, ~1 KB, freed with it).
 class DpiFlow {
@@ -73,8 +66,12 @@ class Engine {
   /// once the flow has settled; packets after that are not to be fed.
   bool feed(DpiFlow& flow, uint8_t protocol, const uint8_t* l3, size_t size, uint64_t ts_ms);
 
-  /// The flow's label: the settled one, or (not settled) nDPI's guess now.
+  /// The flow's label: the settled one, or (not settled) nDPI's guess now
+  /// (ndpi_detection_giveup: the flow is not to be fed after it).
   Label label(DpiFlow& flow);
+  /// Not settled, and more packets may follow (an interim record): what
+  /// nDPI has named so far, without giving up; marked guessed.
+  Label interimLabel(const DpiFlow& flow) const;
 
   /// "TLS.YouTube", "DNS", "Unknown": nDPI's name of the label.
   std::string name(const Label& label) const;
@@ -83,6 +80,11 @@ class Engine {
 
   /// The library's version ("4.2.0").
   static std::string version();
+
+  /// Every protocol name by id ("Unknown", "FTP_CONTROL", ...) and every
+  /// category name by id: what exporters name labels with (app_names.h).
+  std::vector<std::string> protocolNames() const;
+  std::vector<std::string> categoryNames() const;
 
  private:
   ndpi_detection_module_struct* module_ = nullptr;
