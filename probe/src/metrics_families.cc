@@ -79,6 +79,14 @@ std::vector<MetricFamily> metricFamilies(const PipelineStats& p, const ExportSta
 #undef FLOWFOLD_RECORDER_FAMILY
   }
 
+  if (p.dpi) {
+#define FLOWFOLD_DPI_FAMILY(name, help)                                      \
+  out.push_back(counter("flowfold_" + std::string(#name) + "_total", help)); \
+  add(out.back(), p.dpi_counters.name);
+    FLOWFOLD_DPI_COUNTERS(FLOWFOLD_DPI_FAMILY)
+#undef FLOWFOLD_DPI_FAMILY
+  }
+
   // The flow cache: one family per kCount/kGauge counter, in the list's
   // order, then flowfold_flow_records_total with one sample per end reason
   // (label value: the counter's name, as for the decoder's reasons above).

@@ -21,6 +21,8 @@ void addStats(PipelineStats& a, const PipelineStats& b) {
 #define FLOWFOLD_ADD_RECORDER(name, help) a.recorder.name += b.recorder.name;
   FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_ADD_RECORDER)
 #undef FLOWFOLD_ADD_RECORDER
+  a.dpi = a.dpi || b.dpi;
+  a.dpi_counters += b.dpi_counters;
 }
 
 std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
@@ -56,6 +58,10 @@ std::string formatStatsLine(const PipelineStats& p, const ExportStage& stage,
 #define FLOWFOLD_SHOW_RECORDER(name, help) add(#name, p.recorder.name, true);
     FLOWFOLD_RECORDER_COUNTERS(FLOWFOLD_SHOW_RECORDER)
 #undef FLOWFOLD_SHOW_RECORDER
+  }
+  if (p.dpi) {
+    // Always shown with DPI on: a 0 dpi_failures says no flow went unlabelled.
+    p.dpi_counters.forEach([&](std::string_view name, uint64_t v) { add(name, v, true); });
   }
   for (const auto& e : stage.exporterStats()) {
     s += " | " + e.name + ":";

@@ -18,11 +18,49 @@ FlowKey FlowInspector::conversationKey(const FlowKey& key) {
   return k;
 }
 
+size_t FlowInspector::findSlot(const FlowKey& key, uint64_t hash) const {
+  const size_t mask = slots_.size() - 1;
+  const auto hash_lo = static_cast<uint32_t>(hash);
+  for (size_t pos = hash & mask;; pos = (pos + 1) & mask) {
+    const Slot& s = slots_[pos];
+    if (s.id == 0) return pos;
+    if (s.hash_lo == hash_lo && conversations_[s.id - 1].key == key) return pos;
+  }
+}
+
+void FlowInspector::eraseSlot(size_t pos) {
+  // Backward shift: later slots of the run move up, so probing never meets a hole.
+  const size_t mask = slots_.size() - 1;
+  for (size_t next = (pos + 1) & mask; slots_[next].id != 0; next = (next + 1) & mask) {
+    const size_t home = slots_[next].hash_lo & mask;
+    // Moves up unless its home lies in (pos, next].
+    if (((next - home) & mask) >= ((next - pos) & mask)) {
+      slots_[pos] = slots_[next];
+      pos = next;
+    }
+  }
+  slots_[pos] = Slot{};
+}
+
+void FlowInspector::growTable() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  const size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.id == 0) continue;
+    size_t pos = s.hash_lo & mask;
+    while (slots_[pos].id != 0) pos = (pos + 1) & mask;
+    slots_[pos] = s;
+  }
+}
+
 uint32_t FlowInspector::link(uint32_t index, const FlowKey& key) {
   if (index >= links_.size()) links_.resize(std::max<size_t>(index + 1, links_.size() * 2), 0);
+  if ((live_ + 1) * 2 > slots_.size()) growTable();
   const FlowKey ck = conversationKey(key);
-  auto [it, inserted] = by_key_.try_emplace(ck, 0);
-  if (inserted) {
+  const uint64_t hash = hashFlowKey(ck);
+  const size_t pos = findSlot(ck, hash);
+  if (slots_[pos].id == 0) {
     uint32_t id;
     if (!free_.empty()) {
       id = free_.back();
@@ -31,7 +69,8 @@ uint32_t FlowInspector::link(uint32_t index, const FlowKey& key) {
       conversations_.emplace_back();
       id = static_cast<uint32_t>(conversations_.size());
     }
-    it->second = id;
+    slots_[pos] = Slot{static_cast<uint32_t>(hash), id};
+    ++live_;
     Conversation& c = conversations_[id - 1];
     c.key = ck;
     c.label = Label{};
@@ -47,9 +86,10 @@ uint32_t FlowInspector::link(uint32_t index, const FlowKey& key) {
       c.settled = true;
     }
   }
-  ++conversations_[it->second - 1].links;
-  links_[index] = it->second;
-  return it->second;
+  const uint32_t id = slots_[pos].id;
+  ++conversations_[id - 1].links;
+  links_[index] = id;
+  return id;
 }
 
 void FlowInspector::unlink(uint32_t index) {
@@ -57,17 +97,17 @@ void FlowInspector::unlink(uint32_t index) {
   links_[index] = 0;
   Conversation& c = conversations_[id - 1];
   if (--c.links != 0) return;
-  by_key_.erase(c.key);
+  eraseSlot(findSlot(c.key, hashFlowKey(c.key)));
+  --live_;
   c.flow.reset();
   free_.push_back(id);
 }
 
-void FlowInspector::settleWithGuess(Conversation& c) {
-  c.label = engine_.label(*c.flow);
+void FlowInspector::settle(Conversation& c, const Label& label) {
+  c.label = label;
   c.flow.reset();
   c.settled = true;
-  ++counters_.dpi_guessed;
-  if (!c.label.known()) ++counters_.dpi_unknown;
+  if (!label.known()) ++counters_.dpi_unknown;
 }
 
 void FlowInspector::inspect(FlowCache& cache, const FlowKey& key, const uint8_t* l3, size_t size, uint64_t ts_ms) {
@@ -82,19 +122,22 @@ void FlowInspector::inspect(FlowCache& cache, const FlowKey& key, const uint8_t*
   if (l3 == nullptr || size == 0) return;
   ++counters_.dpi_packets;
   if (!engine_.feed(*c.flow, key.protocol, l3, size, ts_ms)) return;
-  c.label = engine_.label(*c.flow);
-  c.flow.reset();
-  c.settled = true;
+  settle(c, engine_.label(*c.flow));
   ++counters_.dpi_settled;
-  if (!c.label.known()) ++counters_.dpi_unknown;
   cache.endInspection();
 }
 
 void FlowInspector::labelRecord(uint32_t index, bool last, FlowRecord* record) {
   if (index >= links_.size() || links_[index] == 0) return;  // never inspected: no label
   Conversation& c = conversations_[links_[index] - 1];
-  if (!c.settled && last && c.links == 1) {
-    settleWithGuess(c);  // the conversation ends here: nDPI's best guess
+  if (!c.settled && last) {
+    // A direction of the conversation ends before nDPI settled: its label
+    // is final now (nDPI's verdict so far, or its guess), and the other
+    // direction, should it go on, carries the same one.
+    const Label l = engine_.label(*c.flow);
+    if (l.guessed()) ++counters_.dpi_guessed;
+    else ++counters_.dpi_settled;
+    settle(c, l);
   }
   if (record) record->app = c.settled ? c.label : engine_.interimLabel(*c.flow);
   if (last) unlink(index);

@@ -1,0 +1,188 @@
+"""DPI (`dpi: true`, issue 23) against nDPI's own tool.
+
+The peer is `ndpiReader -v 2` (libndpi-bin, the same nDPI 4.2 library
+flowfold links): per conversation it prints the application (master.app),
+the category and the server name it read. flowfold reads the same capture
+with `--dpi --json` and timeouts long enough for one record per direction;
+both directions of a conversation must carry ndpiReader's label. The
+captures are nDPI's own test captures (../shared/pcaps, when present beside
+the repository) and tests/data/pcaps. Every difference is listed in
+EXPLAINED with its reason; any other fails the test.
+"""
+
+import collections
+import glob
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+from harness import REPO, check_counters_documented, run_flowfold, stats_of
+
+DATA = os.path.join(REPO, "tests", "data", "pcaps")
+NDPI_PCAPS = os.path.join(os.path.dirname(REPO), "shared", "pcaps", "ntop_nDPI", "tests", "cfgs", "default", "pcap")
+
+# ndpiReader opens IP-in-IP and IPv6-in-IP tunnels and labels the inner
+# conversation (it does not open VXLAN): those captures are compared with
+# --tunnels inner.
+INNER = re.compile(r"(4in4|4in6|6in4|6in6)tunnel")
+
+# (capture file name, protocol, {endpoint, endpoint}) -> why the labels differ.
+EXT_LIMIT = ("more than 16 IPv6 extension headers: flowfold stops the walk there (protocol 43, ports 0, "
+             "counted ipv6_ext_header_limit); ndpiReader walks the whole chain to the UDP ports")
+LATER_FRAGMENTS = ("fragments after the first: flowfold gives them their datagram's ports (fragment table), "
+                   "ndpiReader keys them with ports 0")
+FUZZ = ("mutated DNS queries (a fuzzed capture): nDPI keeps the name of a different query of the "
+        "conversation, or keys a mutated packet differently, depending on which it is fed")
+EXPLAINED_FILES = {
+    "the-tcpdump-group_libpcap-ipv6_ext_headers.pcap": EXT_LIMIT,
+    "ip_fragmented_garbage.pcap": LATER_FRAGMENTS,
+}
+# The fuzzed capture: exactly these many of its conversations differ.
+FUZZ_FILE, FUZZ_DIFFERENCES = "fuzz-2006-06-26-2594.pcap", 8
+
+PROTOCOLS = {6: "TCP", 17: "UDP"}
+LINE = re.compile(r"^\s+\d+\s+(TCP|UDP)\s+(\S+)\s+<?->\s+(\S+)\s+.*?\[proto: [^\]/]+/([^\]]+)\](.*)$")
+
+
+def address(text):
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def endpoint(text):
+    host, port = text.rsplit(":", 1)
+    return address(host.strip("[]")), int(port)
+
+
+def ndpi_reader(path):
+    """{(protocol, frozenset(endpoints)): [(application, category, server name)]} as ndpiReader says."""
+    out = subprocess.run(["ndpiReader", "-i", path, "-v", "2"], capture_output=True, text=True, check=True).stdout
+    labels = collections.defaultdict(list)
+    for line in out.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        protocol, a, b, application, rest = m.groups()
+        category = re.search(r"\[cat: ([^\]/]+)/\d+\]", rest)
+        server = re.search(r"\[Hostname/SNI: ([^\]]*)\]", rest)
+        labels[(protocol, frozenset([endpoint(a), endpoint(b)]))].append(
+            (application, category.group(1) if category else "Unspecified", server.group(1) if server else ""))
+    return labels
+
+
+def flowfold_labels(path, *extra):
+    proc = run_flowfold("-r", path, "--dpi", "--json", "--idle-timeout", "1d", "--active-timeout", "7d",
+                        "--tcp-end-timeout", "1d", *extra)
+    labels = collections.defaultdict(set)
+    for line in proc.stdout.splitlines():
+        r = json.loads(line)
+        if r["proto"] not in PROTOCOLS:
+            continue
+        key = (PROTOCOLS[r["proto"]], frozenset([(address(r["src"]), r["src_port"]), (address(r["dst"]), r["dst_port"])]))
+        labels[key].add((r["application"], r["category"], r["server_name"] or ""))
+    return labels, proc
+
+
+def differences(path):
+    """The conversations whose labels differ: [(key, ndpiReader's, flowfold's)]."""
+    extra = ("--tunnels", "inner") if INNER.search(os.path.basename(path)) else ()
+    theirs = ndpi_reader(path)
+    ours, _ = flowfold_labels(path, *extra)
+    out = []
+    for key, labels in theirs.items():
+        if len(labels) != 1 or ours.get(key) != {labels[0]}:
+            out.append((key, labels, ours.get(key)))
+    return out, len(theirs)
+
+
+@unittest.skipUnless(shutil.which("ndpiReader"), "ndpiReader (libndpi-bin) not installed")
+class DpiAgreesWithNdpiReader(unittest.TestCase):
+    def check(self, paths):
+        self.assertTrue(paths)
+        compared = 0
+        for path in paths:
+            name = os.path.basename(path)
+            with self.subTest(capture=name):
+                diff, count = differences(path)
+                compared += count
+                if name == FUZZ_FILE:
+                    self.assertEqual(len(diff), FUZZ_DIFFERENCES, FUZZ + "\n" + repr(diff))
+                    for key, theirs, _ in diff:
+                        self.assertEqual(key[0], "UDP", key)
+                elif name in EXPLAINED_FILES:
+                    self.assertEqual(len(diff), 1, EXPLAINED_FILES[name] + "\n" + repr(diff))
+                    self.assertIsNone(diff[0][2], "explained as keyed differently, yet flowfold has the key")
+                else:
+                    self.assertEqual(diff, [], "labels differ from ndpiReader's")
+        return compared
+
+    def test_the_repositorys_captures(self):
+        compared = self.check(sorted(glob.glob(os.path.join(DATA, "*.pcap*"))))
+        self.assertGreater(compared, 60)  # sites and KakaoTalk alone hold more
+
+    @unittest.skipUnless(os.path.isdir(NDPI_PCAPS), "nDPI's test captures not beside the repository")
+    def test_ndpis_own_test_captures(self):
+        compared = self.check(sorted(glob.glob(os.path.join(NDPI_PCAPS, "*.pcap*"))))
+        self.assertGreater(compared, 2000)
+
+
+@unittest.skipUnless(shutil.which("ndpiReader"), "ndpiReader (libndpi-bin) not installed")
+class DpiOutputs(unittest.TestCase):
+    SITES = os.path.join(DATA, "ntop_nDPI-sites.pcapng")
+
+    def test_text_lines_carry_the_label_and_both_directions_the_same(self):
+        # Timeouts as in the comparison: with the defaults a conversation
+        # idle for 15 s starts again as a new one, which nDPI meets mid-way.
+        proc = run_flowfold("-r", self.SITES, "--dpi", "--text", "--idle-timeout", "1d", "--active-timeout", "7d",
+                            "--tcp-end-timeout", "1d")
+        theirs = ndpi_reader(self.SITES)
+        lines = [l for l in proc.stdout.splitlines() if " app " in l]
+        self.assertEqual(len(lines), len(proc.stdout.splitlines()), "every line of a DPI run has its label")
+        by_key = collections.defaultdict(set)
+        for line in lines:
+            m = re.search(r" proto (6|17) (\S+) -> (\S+) .* app (\S+) category (\S+) server_name (\S+) guessed ([01])$",
+                          line)
+            if not m:
+                continue
+            proto, a, b, app, category, server, _ = m.groups()
+            key = (PROTOCOLS[int(proto)], frozenset([endpoint(a), endpoint(b)]))
+            by_key[key].add((app, category, "" if server == "-" else server))
+        checked = 0
+        for key, labels in theirs.items():
+            if key in by_key and " " not in labels[0][2]:
+                self.assertEqual(by_key[key], {labels[0]}, key)
+                checked += 1
+        self.assertGreater(checked, 40)
+
+    def test_counters_add_up_and_are_documented(self):
+        _, proc = flowfold_labels(self.SITES)
+        stats = stats_of(proc.stderr)
+        self.assertEqual(stats["dpi_failures"], 0)
+        # Every conversation is settled (named, or its limit) or guessed once.
+        self.assertEqual(stats["dpi_settled"] + stats["dpi_guessed"], stats["dpi_conversations"])
+        self.assertLessEqual(stats["dpi_unknown"], stats["dpi_conversations"])
+        self.assertLessEqual(stats["dpi_packets"], stats["decoded"])
+        # ndpiReader's conversations are flowfold's (TCP and UDP at least).
+        tcp_udp = len(ndpi_reader(self.SITES))
+        self.assertGreaterEqual(stats["dpi_conversations"], tcp_udp)
+        check_counters_documented(self, proc.stderr)
+
+    def test_without_dpi_no_label_and_no_dpi_counters(self):
+        proc = run_flowfold("-r", self.SITES, "--json")
+        self.assertNotIn("application", proc.stdout)
+        self.assertNotIn("dpi_", proc.stderr)
+
+    def test_workers_with_a_file_are_refused_with_a_clear_message(self):
+        proc = run_flowfold("-r", self.SITES, "--dpi", "--workers", "2", "--json", check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("dpi reads a capture file with one worker", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
