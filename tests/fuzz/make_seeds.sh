@@ -148,7 +148,8 @@ for i, text in enumerate(HAND_CONFIGS):
 
 # ---- byte-driven targets --------------------------------------------------------
 rng = random.Random(20240601)
-for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcache", "fuzz_biflow_pairer", "fuzz_ring_files"):
+for target in ("fuzz_netflow9_roundtrip", "fuzz_ipfix_roundtrip", "fuzz_flowcache", "fuzz_biflow_pairer", "fuzz_ring_files",
+               "fuzz_dpi"):
     write(target, bytes(64), "zeros-64")
     write(target, b"\xff" * 256, "ones-256")
     write(target, bytes(range(256)) * 4, "ascending-1k")

@@ -25,7 +25,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="$(realpath -m "${BUILD_DIR:-build-fuzz}")"
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(fuzz_decoder fuzz_config fuzz_netflow9_roundtrip fuzz_ipfix_roundtrip fuzz_flowcache fuzz_biflow_pairer fuzz_ring_files fuzz_filter_paths)
+  targets=(fuzz_decoder fuzz_config fuzz_netflow9_roundtrip fuzz_ipfix_roundtrip fuzz_flowcache fuzz_biflow_pairer fuzz_ring_files fuzz_filter_paths fuzz_dpi)
 fi
 
 cmake --build "$build" -j"${JOBS:-1}" --target fuzzers

@@ -164,8 +164,9 @@ class DpiOutputs(unittest.TestCase):
         _, proc = flowfold_labels(self.SITES)
         stats = stats_of(proc.stderr)
         self.assertEqual(stats["dpi_failures"], 0)
-        # Every conversation is settled (named, or its limit) or guessed once.
-        self.assertEqual(stats["dpi_settled"] + stats["dpi_guessed"], stats["dpi_conversations"])
+        # Every conversation is settled (named, or its limit), guessed or failed, once.
+        self.assertEqual(stats["dpi_settled"] + stats["dpi_guessed"] + stats["dpi_failures"],
+                         stats["dpi_conversations"])
         self.assertLessEqual(stats["dpi_unknown"], stats["dpi_conversations"])
         self.assertLessEqual(stats["dpi_packets"], stats["decoded"])
         # ndpiReader's conversations are flowfold's (TCP and UDP at least).
