@@ -370,7 +370,8 @@ def parse_ipfix_stream(data, options=None):
     """Decodes IPFIX messages (RFC 7011) back to back, without libfixbuf.
 
     Returns (records, messages): records are dicts of element id -> raw bytes
-    (flow records: those of templates, set 2). Options records (templates of
+    (flow records: those of templates, set 2; an enterprise element under its
+    number without the enterprise bit; a variable-length one, its value). Options records (templates of
     set 3, RFC 7011 section 3.4.2.2) go to `options` when a list is given,
     each a dict with "template" (its id) and "scope" (how many of its first
     fields are scope fields) besides the element ids. A template withdrawal
@@ -415,10 +416,18 @@ def parse_ipfix_stream(data, options=None):
                 if (domain, set_id) not in templates:
                     raise AssertionError("data set %d before its template" % set_id)
                 fields, is_options, scope = templates[(domain, set_id)]
-                size = sum(f[1] for f in fields)
+                # Variable-length fields (length 65535, RFC 7011 section 7)
+                # take at least their length octet.
+                size = sum(1 if f[1] == 65535 else f[1] for f in fields)
                 while body + size <= body_end:
                     rec = {}
                     for eid, flen in fields:
+                        if flen == 65535:
+                            flen = data[body]
+                            body += 1
+                            if flen == 255:
+                                flen, = struct.unpack_from("!H", data, body)
+                                body += 2
                         rec[eid] = data[body:body + flen]
                         body += flen
                     messages[-1]["data_records"] += 1

@@ -20,7 +20,9 @@ import shutil
 import subprocess
 import unittest
 
-from harness import REPO, check_counters_documented, run_flowfold, stats_of
+import tempfile
+
+from harness import Nfcapd, REPO, check_counters_documented, need, parse_ipfix_stream, run_flowfold, stats_of
 
 DATA = os.path.join(REPO, "tests", "data", "pcaps")
 NDPI_PCAPS = os.path.join(os.path.dirname(REPO), "shared", "pcaps", "ntop_nDPI", "tests", "cfgs", "default", "pcap")
@@ -183,6 +185,146 @@ class DpiOutputs(unittest.TestCase):
         proc = run_flowfold("-r", self.SITES, "--dpi", "--workers", "2", "--json", check=False)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("dpi reads a capture file with one worker", proc.stderr)
+
+
+TIMEOUTS = ("--idle-timeout", "1d", "--active-timeout", "7d", "--tcp-end-timeout", "1d")
+SERVER_NAME_FIELDS = {460: "HTTP", 188: "TLS/QUIC", 205: "DNS"}
+
+
+def ipfix_labels(data):
+    """{(protocol, frozenset(endpoints)): {(application, category, server name)}} from IPFIX records,
+    with the applicationId's engine and the server name's field kept per record for the checks."""
+    records, _ = parse_ipfix_stream(data)
+    labels, engines, filed = collections.defaultdict(set), set(), []
+    for r in records:
+        if r[4][0] not in PROTOCOLS:
+            continue
+        if 8 in r:
+            a, b = str(ipaddress.ip_address(r[8])), str(ipaddress.ip_address(r[12]))
+        else:
+            a, b = str(ipaddress.ip_address(r[27])), str(ipaddress.ip_address(r[28]))
+        sp, dp = int.from_bytes(r[7], "big"), int.from_bytes(r[11], "big")
+        key = (PROTOCOLS[r[4][0]], frozenset([(a, sp), (b, dp)]))
+        servers = [(eid, r[eid].decode()) for eid in SERVER_NAME_FIELDS if r[eid]]
+        labels[key].add((r[96].decode(), r[372].decode(), servers[0][1] if servers else ""))
+        engines.add(r[95][0])
+        filed.append((r[96].decode(), [eid for eid, _ in servers]))
+    return labels, engines, filed
+
+
+@unittest.skipUnless(shutil.which("ndpiReader"), "ndpiReader (libndpi-bin) not installed")
+class DpiInIpfix(unittest.TestCase):
+    """Labels in IPFIX (templates 268-271): read back by an independent
+    parser and compared with ndpiReader; decoded by ipfixDump, tshark and
+    nfcapd/nfdump without errors."""
+
+    SITES = os.path.join(DATA, "ntop_nDPI-sites.pcapng")
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="flowfold-dpi-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.ipfix = os.path.join(self.dir, "sites.ipfix")
+        run_flowfold("-r", self.SITES, "--dpi", "--ipfix-file", self.ipfix, *TIMEOUTS)
+        with open(self.ipfix, "rb") as f:
+            self.data = f.read()
+
+    def test_records_carry_ndpireaders_labels(self):
+        labels, engines, filed = ipfix_labels(self.data)
+        self.assertEqual(engines, {22}, "applicationId's classification engine is 22, ntop nDPI")
+        theirs = ndpi_reader(self.SITES)
+        checked = 0
+        for key, want in theirs.items():
+            if want[0][2] and "." not in want[0][2]:
+                continue  # a server name that is not a host name (none here) would go nowhere
+            self.assertEqual(labels.get(key), {want[0]}, key)
+            checked += 1
+        self.assertGreater(checked, 50)
+        # Each server name is in the field of its protocol.
+        for name, fields in filed:
+            if fields:
+                self.assertEqual(len(fields), 1, name)
+                proto = name.split(".")[0]
+                self.assertIn(proto, SERVER_NAME_FIELDS[fields[0]], (name, fields))
+
+    def test_ipfixdump_reads_every_record_without_complaint(self):
+        need("ipfixDump")
+        proc = subprocess.run(["ipfixDump", "--in", self.ipfix], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertNotRegex(proc.stdout + proc.stderr, r"(?i)error|warn|malformed")
+        self.assertIn("applicationName : (len: 10) TLS.TikTok", proc.stdout)
+        self.assertIn("(35632/188)", proc.stdout)
+
+    def test_tshark_decodes_the_application_elements(self):
+        need("tshark")
+        from test_collectors import write_udp_pcap
+        datagrams, off = [], 0
+        while off < len(self.data):
+            length = int.from_bytes(self.data[off + 2:off + 4], "big")
+            datagrams.append(self.data[off:off + length])
+            off += length
+        pcap = os.path.join(self.dir, "ipfix.pcap")
+        write_udp_pcap(pcap, datagrams, 4739)
+        fields = subprocess.run(["tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=|",
+                                 "-e", "cflow.appl_id.classification_engine_id", "-e", "cflow.appl_name",
+                                 "-e", "cflow.application_category_name", "-e", "cflow.pie.ntop.ssl_server_name"],
+                                capture_output=True, text=True, check=True).stdout
+        engines, names, categories, snis = set(), [], [], []
+        for line in fields.splitlines():
+            e, n, c, sni = line.split("|")
+            engines.update(v for v in e.split(",") if v)
+            names += [v for v in n.split(",") if v]
+            categories += [v for v in c.split(",") if v]
+            snis += [v for v in sni.split(",") if v]
+        self.assertEqual(engines, {"22"})
+        records, _ = parse_ipfix_stream(self.data)
+        self.assertEqual(sorted(names), sorted(r[96].decode() for r in records if 96 in r))
+        self.assertEqual(len(categories), len(names))
+        self.assertIn("www.badoo.com", snis)
+        expert = subprocess.run(["tshark", "-n", "-r", pcap, "-q", "-z", "expert,error"],
+                                capture_output=True, text=True, check=True).stdout
+        self.assertNotIn("Malformed", expert)
+
+    def test_nfdump_keeps_the_application_id(self):
+        # nfdump 1.7.1 keeps applicationId (its NBAR extension) and drops the
+        # names. It prints the 4 octets in its own NBAR reading (not as
+        # engine..id), so what is checked is that it keeps one id per record
+        # and tells the applications apart exactly as the records do.
+        nfcapd = Nfcapd(self.dir)
+        try:
+            run_flowfold("-r", self.SITES, "--dpi", "-n", nfcapd.address, *TIMEOUTS)
+        finally:
+            nfcapd.stop()
+        out = subprocess.run(["nfdump", "-R", nfcapd.dir, "-q", "-N", "-6", "-o", "fmt:%sa|%sp|%da|%dp|%nbid"],
+                             capture_output=True, text=True, check=True).stdout
+        theirs = {}
+        for line in out.splitlines():
+            if line.strip():
+                sa, sp, da, dp, nbid = [c.strip() for c in line.split("|")]
+                theirs[(address(sa), int(sp), address(da), int(dp))] = nbid
+        records, _ = parse_ipfix_stream(self.data)
+        ours = {}
+        for r in records:
+            a, b = (r[8], r[12]) if 8 in r else (r[27], r[28])
+            ours[(str(ipaddress.ip_address(a)), int.from_bytes(r[7], "big"), str(ipaddress.ip_address(b)),
+                  int.from_bytes(r[11], "big"))] = int.from_bytes(r[95], "big")
+        self.assertEqual(set(theirs), set(ours))
+        pairs = {(ours[k], theirs[k]) for k in ours}
+        self.assertEqual(len(pairs), len({i for i, _ in pairs}), "one nfdump id per application")
+        self.assertEqual(len(pairs), len({n for _, n in pairs}), "applications told apart")
+        self.assertGreater(len(pairs), 30)
+
+    def test_biflow_and_libfixbuf_are_refused_with_dpi(self):
+        proc = run_flowfold("-r", self.SITES, "--dpi", "--ipfix-file", os.path.join(self.dir, "x.ipfix"),
+                            "--ipfix-encoder", "libfixbuf", check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("DPI labels go out with the direct encoder only", proc.stderr)
+        cfg = os.path.join(self.dir, "biflow.yaml")
+        with open(cfg, "w") as f:
+            f.write("dpi: true\nexporters:\n  - type: ipfix\n    transport: file\n    path: %s\n    biflow: true\n"
+                    % os.path.join(self.dir, "y.ipfix"))
+        proc = run_flowfold("-c", cfg, "-r", self.SITES, check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("biflow records do not carry DPI labels yet", proc.stderr)
 
 
 if __name__ == "__main__":

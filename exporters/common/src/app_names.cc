@@ -42,4 +42,18 @@ std::string categoryName(const AppLabel& l) {
   return nameIn(categoryTable(), l.category);
 }
 
+ServerNameKind serverNameKind(const AppLabel& l) {
+  if (l.serverNameLength() == 0) return ServerNameKind::kNone;
+  switch (l.master != 0 ? l.master : l.app) {
+    case ndpi_id::kHttp: return ServerNameKind::kHttpHost;
+    case ndpi_id::kTls:
+    case ndpi_id::kQuic:
+    case ndpi_id::kDtls: return ServerNameKind::kTlsSni;
+    case ndpi_id::kDns:
+    case ndpi_id::kMdns:
+    case ndpi_id::kLlmnr: return ServerNameKind::kDnsQuery;
+    default: return ServerNameKind::kOther;
+  }
+}
+
 }  // namespace flowfold

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ipfix_application.h"
 #include "ipfix_encoder.h"
 
 namespace flowfold::ipfix {
@@ -29,10 +30,12 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   friend class PackedRecordEncoder<DirectEncoder>;  // calls appendRecord()
 
  public:
-  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling)
-      : domain_(observation_domain), max_message_(max_message), templates_(templateLayouts(with_direction, biflow)),
-        sampling_(sampling), buf_(max_message) {
-    if (max_message < templateMessageSize(with_direction, biflow, sampling))
+  DirectEncoder(uint32_t observation_domain, size_t max_message, bool with_direction, bool biflow, bool sampling,
+                bool applications)
+      : domain_(observation_domain), max_message_(max_message),
+        templates_(templateLayouts(with_direction, biflow, applications)), sampling_(sampling),
+        applications_(applications), buf_(max_message) {
+    if (max_message < templateMessageSize(with_direction, biflow, sampling, applications))
       throw std::invalid_argument("IPFIX: a message of " + std::to_string(max_message) + " bytes cannot hold the templates");
   }
 
@@ -42,12 +45,21 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   // One pass: each member of the FlowRecord goes into the message, swapped
   // (the packed host-order record in between was half the encoder's work).
   bool append(const FlowRecord& record) override {
+    if (applications_) {
+      return record.key.ip_version == 6 ? appendWithApplication<Ipv6Record>(kIpv6ApplicationTemplateId, record)
+                                        : appendWithApplication<Ipv4Record>(kIpv4ApplicationTemplateId, record);
+    }
     return record.key.ip_version == 6 ? appendFlow<Ipv6Record>(kIpv6TemplateId, record)
                                       : appendFlow<Ipv4Record>(kIpv4TemplateId, record);
   }
 
   bool append(const FlowRecord& record, FlowDirection direction) override {
     if (direction == FlowDirection::kNone) return append(record);
+    if (applications_) {
+      return record.key.ip_version == 6
+                 ? appendWithApplication<Ipv6DirectionRecord>(kIpv6DirectionApplicationTemplateId, record, direction)
+                 : appendWithApplication<Ipv4DirectionRecord>(kIpv4DirectionApplicationTemplateId, record, direction);
+    }
     return record.key.ip_version == 6
                ? appendFlow<Ipv6DirectionRecord>(kIpv6DirectionTemplateId, record, direction)
                : appendFlow<Ipv4DirectionRecord>(kIpv4DirectionTemplateId, record, direction);
@@ -145,7 +157,10 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   // message is full.
   template <class Record>
   Record* reserveRecord(uint16_t tid) {
-    const size_t need = sizeof(Record) + (open_set_ == tid ? 0 : kSetHeaderSize);
+    return reinterpret_cast<Record*>(reserveBytes(tid, sizeof(Record)));  // packed: any address will do
+  }
+  uint8_t* reserveBytes(uint16_t tid, size_t bytes) {
+    const size_t need = bytes + (open_set_ == tid ? 0 : kSetHeaderSize);
     if (used_ == 0) {
       startMessage();
     } else if (used_ + need > max_message_) {
@@ -155,10 +170,21 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
       closeSet();
       openSet(tid);
     }
-    auto* wire = reinterpret_cast<Record*>(buf_.data() + used_);  // packed: any address will do
-    used_ += sizeof(Record);
+    uint8_t* wire = buf_.data() + used_;
+    used_ += bytes;
     ++records_;
     return wire;
+  }
+
+  // The fixed record, then the label's fields (variable length).
+  template <class Record, class... Direction>
+  bool appendWithApplication(uint16_t tid, const FlowRecord& flow, Direction... direction) {
+    const ApplicationTail tail(flow.app);
+    uint8_t* wire = reserveBytes(tid, sizeof(Record) + tail.size());
+    if (wire == nullptr) return false;
+    writeRecord<Order::kNetwork>(flow, direction..., *reinterpret_cast<Record*>(wire));
+    tail.write(wire + sizeof(Record));
+    return true;
   }
 
   template <class Record>
@@ -195,6 +221,7 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
   const size_t max_message_;
   const std::vector<TemplateLayout> templates_;
   const bool sampling_;
+  const bool applications_;
   std::vector<uint8_t> buf_;
   uint32_t export_time_ = 0;
   uint32_t sequence_ = 0;  // data records in earlier messages
@@ -207,8 +234,9 @@ class DirectEncoder final : public PackedRecordEncoder<DirectEncoder> {
 }  // namespace
 
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
-                                                  bool with_direction, bool biflow, bool sampling) {
-  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction, biflow, sampling);
+                                                  bool with_direction, bool biflow, bool sampling, bool applications) {
+  return std::make_unique<DirectEncoder>(observation_domain, max_message, with_direction, biflow, sampling,
+                                         applications);
 }
 
 }  // namespace flowfold::ipfix

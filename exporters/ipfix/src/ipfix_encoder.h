@@ -33,7 +33,9 @@ struct TemplateLayout {
 
 /// The templates of an encoder, in the order they are announced: uniflow
 /// (256, 257, and with_direction 258, 259) or, biflow, 260, 261 (262, 263).
-std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow);
+/// applications (DPI labels, ipfix_application.h): 268, 269 (270, 271)
+/// instead of the uniflow ones; not with biflow.
+std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow, bool applications = false);
 
 /// Octets of a template record: its header, 4 per field and 4 more per
 /// enterprise-specific field (its PEN).
@@ -42,7 +44,7 @@ size_t templateRecordSize(const TemplateLayout& t);
 /// Octets of the message encodeTemplates() returns: the smallest
 /// max_message an encoder takes (its constructor throws std::invalid_argument
 /// below it).
-size_t templateMessageSize(bool with_direction, bool biflow, bool sampling);
+size_t templateMessageSize(bool with_direction, bool biflow, bool sampling, bool applications = false);
 
 class MessageEncoder {
  public:
@@ -167,8 +169,10 @@ class PackedRecordEncoder : public MessageEncoder {
 std::unique_ptr<MessageEncoder> makeFixbufEncoder(uint32_t observation_domain, size_t max_message,
                                                   bool with_direction = false, bool biflow = false,
                                                   bool sampling = false);
+/// applications: DPI labels on every flow record (ipfix_application.h);
+/// the direct encoder only.
 std::unique_ptr<MessageEncoder> makeDirectEncoder(uint32_t observation_domain, size_t max_message,
                                                   bool with_direction = false, bool biflow = false,
-                                                  bool sampling = false);
+                                                  bool sampling = false, bool applications = false);
 
 }  // namespace flowfold::ipfix

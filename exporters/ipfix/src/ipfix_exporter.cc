@@ -438,8 +438,11 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
     const size_t mtu = options.mtu != 0 ? options.mtu : automaticDatagramBytes(options.host);
     const bool with_direction = !options.local_networks.empty();
     // The template message must fit in one datagram.
-    const size_t templates = templateMessageSize(with_direction, options.biflow, options.sampling.enabled());
-    const size_t min_mtu = std::max(with_direction ? kMinMtuWithDirection : kMinMtu, templates);
+    const size_t templates =
+        templateMessageSize(with_direction, options.biflow, options.sampling.enabled(), options.applications);
+    // With DPI labels a record is at most 302 bytes (ipfix_application.h): 512 holds it.
+    const size_t min_mtu =
+        std::max(with_direction || options.applications ? kMinMtuWithDirection : kMinMtu, templates);
     if (mtu < min_mtu || mtu > kMaxUdpMessage) {
       throw std::invalid_argument("IPFIX: mtu " + std::to_string(mtu) + " out of range " +
                                   std::to_string(min_mtu) + ".." + std::to_string(kMaxUdpMessage) +
@@ -448,6 +451,10 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
     }
     max_message = mtu;
   }
+  if (options.applications && options.biflow)
+    throw std::invalid_argument("IPFIX: biflow records do not carry DPI labels yet: set biflow: false (or dpi: false)");
+  if (options.applications && options.encoder != IpfixOptions::Encoder::kDirect)
+    throw std::invalid_argument("IPFIX: DPI labels go out with the direct encoder only: set encoder: direct");
   std::unique_ptr<MessageTransport> transport;
   switch (options.transport) {
     case Transport::kUdp:
@@ -462,7 +469,7 @@ std::unique_ptr<Exporter> makeIpfixExporter(const IpfixOptions& options) {
   std::unique_ptr<MessageEncoder> encoder =
       options.encoder == IpfixOptions::Encoder::kDirect
           ? makeDirectEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow,
-                              options.sampling.enabled())
+                              options.sampling.enabled(), options.applications)
           : makeFixbufEncoder(options.observation_domain, max_message, !options.local_networks.empty(), options.biflow,
                               options.sampling.enabled());
   return std::make_unique<IpfixExporter>(options, std::move(transport), std::move(encoder));

@@ -1,9 +1,19 @@
+#include "ipfix_application.h"
 #include "ipfix_encoder.h"
 
 namespace flowfold::ipfix {
 
-std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow) {
+std::vector<TemplateLayout> templateLayouts(bool with_direction, bool biflow, bool applications) {
   std::vector<TemplateLayout> t;
+  if (applications) {
+    t.push_back({kIpv4ApplicationTemplateId, kIpv4Fields, kApplicationFields});
+    t.push_back({kIpv6ApplicationTemplateId, kIpv6Fields, kApplicationFields});
+    if (with_direction) {
+      t.push_back({kIpv4DirectionApplicationTemplateId, kIpv4Fields, kDirectionApplicationFields});
+      t.push_back({kIpv6DirectionApplicationTemplateId, kIpv6Fields, kDirectionApplicationFields});
+    }
+    return t;
+  }
   if (biflow) {
     t.push_back({kIpv4BiflowTemplateId, kIpv4Fields, kBiflowTail});
     t.push_back({kIpv6BiflowTemplateId, kIpv6Fields, kBiflowTail});
@@ -29,9 +39,9 @@ size_t templateRecordSize(const TemplateLayout& t) {
   return size;
 }
 
-size_t templateMessageSize(bool with_direction, bool biflow, bool sampling) {
+size_t templateMessageSize(bool with_direction, bool biflow, bool sampling, bool applications) {
   size_t size = kMessageHeaderSize + kSetHeaderSize;
-  for (const TemplateLayout& t : templateLayouts(with_direction, biflow)) size += templateRecordSize(t);
+  for (const TemplateLayout& t : templateLayouts(with_direction, biflow, applications)) size += templateRecordSize(t);
   return size + optionsTemplateSetsSize(sampling);
 }
 

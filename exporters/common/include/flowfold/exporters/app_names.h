@@ -26,4 +26,14 @@ std::string applicationName(const AppLabel& label);
 /// The label's category ("Web", "Streaming", "Unspecified"); "" uninspected.
 std::string categoryName(const AppLabel& label);
 
+/// nDPI's ids of the protocols whose server name an exporter files in a
+/// field of its own (ndpi_protocol_ids.h; tests/unit/dpi holds them to it).
+namespace ndpi_id {
+inline constexpr uint16_t kDns = 5, kMdns = 8, kHttp = 7, kTls = 91, kQuic = 188, kLlmnr = 154, kDtls = 30;
+}
+
+/// What the label's server name is, by its protocol (master, else app).
+enum class ServerNameKind : uint8_t { kNone, kHttpHost, kTlsSni, kDnsQuery, kOther };
+ServerNameKind serverNameKind(const AppLabel& label);
+
 }  // namespace flowfold

@@ -21,5 +21,12 @@ inline constexpr uint16_t kIpv4BiflowTemplateId = 260;
 inline constexpr uint16_t kIpv6BiflowTemplateId = 261;
 inline constexpr uint16_t kIpv4BiflowDirectionTemplateId = 262;
 inline constexpr uint16_t kIpv6BiflowDirectionTemplateId = 263;
+// (264..267: options templates, ipfix_options_records.h and netflow9_encoder.h.)
+// With DPI labels (`dpi: true`): 256..259 with the flow's application
+// appended (ipfix_application.h). Announced instead of 256..259.
+inline constexpr uint16_t kIpv4ApplicationTemplateId = 268;
+inline constexpr uint16_t kIpv6ApplicationTemplateId = 269;
+inline constexpr uint16_t kIpv4DirectionApplicationTemplateId = 270;
+inline constexpr uint16_t kIpv6DirectionApplicationTemplateId = 271;
 
 }  // namespace flowfold

@@ -69,6 +69,10 @@ struct IpfixOptions {
   /// instead of one record per direction. Off by default: many collectors
   /// read uniflow records only.
   bool biflow = false;
+  /// DPI labels (`dpi: true`, set by the probe): templates 268-271, each
+  /// record with its application (ipfix_application.h). Direct encoder
+  /// only, not with biflow.
+  bool applications = false;
   /// How long (export time) a record waits for its reverse direction before
   /// it goes out as a one-sided biflow (biflow_pairer.h).
   uint64_t biflow_wait_ms = 5'000;
