@@ -327,5 +327,35 @@ class DpiInIpfix(unittest.TestCase):
         self.assertIn("biflow records do not carry DPI labels yet", proc.stderr)
 
 
+from test_mysql import MysqlTest  # noqa: E402 (after the helpers above)
+
+
+@unittest.skipUnless(shutil.which("ndpiReader"), "ndpiReader (libndpi-bin) not installed")
+class DpiInMysql(MysqlTest):
+    """The MySQL rows carry the labels: `application`, `category`,
+    `server_name`, `app_guessed`, equal to ndpiReader's per conversation."""
+
+    SITES = os.path.join(DATA, "ntop_nDPI-sites.pcapng")
+
+    def test_rows_carry_ndpireaders_labels(self):
+        dsn = "mysql://root@%s/%s?table=flows&spool_dir=%s" % (self.db.dsn_host, self.database, self.path("spool"))
+        run_flowfold("-r", self.SITES, "--dpi", "--mysql", dsn, *TIMEOUTS)
+        rows = self.db.query("SELECT protocol, INET6_NTOA(src_ip), src_port, INET6_NTOA(dest_ip), dest_port, "
+                             "application, category, IFNULL(server_name, ''), app_guessed FROM %s.flows"
+                             % self.database)
+        self.assertTrue(rows)
+        ours = collections.defaultdict(set)
+        for proto, sa, sp, da, dp, app, cat, server, guessed in rows:
+            self.assertIsNotNone(app)
+            self.assertIn(guessed, ("0", "1"))
+            if int(proto) in PROTOCOLS:
+                ours[(PROTOCOLS[int(proto)], frozenset([(address(sa), int(sp)), (address(da), int(dp))]))].add(
+                    (app, cat, server))
+        theirs = ndpi_reader(self.SITES)
+        for key, want in theirs.items():
+            self.assertEqual(ours.get(key), {want[0]}, key)
+        self.assertGreater(len(theirs), 50)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -54,6 +54,7 @@ Sink::Sink(const MysqlOptions& options, std::string password, std::string name, 
       counters_(counters),
       local_networks_(options_.local_networks.empty() ? nullptr : &options_.local_networks),
       with_direction_(local_networks_ != nullptr),
+      with_applications_(options_.applications),
       accounting_(options_.accounting, local_networks_),
       spool_(std::move(spool)),
       use_insert_(options.method == MysqlOptions::Method::kInsert) {
@@ -278,6 +279,33 @@ bool Sink::connect() {
       logInfo("%s: added the column `flow_id` to %s", name_.c_str(), options_.table.c_str());
     }
   }
+  // And the DPI label's columns, needed with dpi on: added with
+  // create_table, else refused with the ALTER to run.
+  bool has_applications = true;
+  if (options_.create_table || with_applications_) {
+    std::vector<std::vector<std::optional<std::string>>> cols;
+    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
+                         options_.table + "' AND `COLUMN_NAME` = 'application'",
+                     cols))
+      return fail("cannot read the columns of " + options_.table);
+    has_applications = !cols.empty();
+    if (!has_applications && with_applications_) {
+      if (!options_.create_table) {
+        failure("table " + options_.table + " has no `application` column, which dpi needs: run " +
+                    addApplicationColumnsSql(options_.table) + " (see exporters/mysql/README.md), or set dpi: false",
+                0, "");
+        conn_.close();
+        std::lock_guard lock(stats_mu_);
+        ++stats_.connect_failures;
+        return false;
+      }
+      if (!conn_.exec(addApplicationColumnsSql(options_.table)))
+        return fail("cannot add the application columns to " + options_.table);
+      logInfo("%s: added the columns `application`, `category`, `server_name`, `app_guessed` to %s (dpi is on)",
+              name_.c_str(), options_.table.c_str());
+      has_applications = true;
+    }
+  }
   if (!ensureTextAddresses()) return fail("cannot add the text address columns or their indexes to " + options_.table);
   if (!ensureBatchIds() || !ensureAccountingTables()) {
     conn_.close();
@@ -285,7 +313,7 @@ bool Sink::connect() {
     ++stats_.connect_failures;
     return false;
   }
-  if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction)))
+  if (options_.create_table && !conn_.exec(createViewSql(options_, has_direction, true, has_applications)))
     logWarn("%s: cannot create the view %s_view (%s); the flow table works without it", name_.c_str(),
             options_.table.c_str(), conn_.error().c_str());
   if (options_.create_table && !options_.compat_view.empty() && !conn_.exec(createCompatViewSql(options_)))
@@ -797,9 +825,9 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
   if (b.flows.empty()) return true;
   if (load_data) {
     sql_.clear();
-    for (const auto& f : b.flows) appendLoadDataRow(sql_, f, local_networks_);
+    for (const auto& f : b.flows) appendLoadDataRow(sql_, f, local_networks_, with_applications_);
     bytes = sql_.size();
-    if (!conn_.loadDataLocal(loadDataSql(options_.table, with_direction_), sql_)) return false;
+    if (!conn_.loadDataLocal(loadDataSql(options_.table, with_direction_, with_applications_), sql_)) return false;
     rows = conn_.affectedRows();
     if (rows > 0 && autoinc_step_ == 1) {
       // The client library reports no insert id for LOAD DATA; the server knows it.
@@ -810,14 +838,14 @@ bool Sink::writeRows(const SpoolBatch& b, bool load_data, uint64_t& rows, uint64
     }
     return true;
   }
-  const std::string prefix = insertPrefix(options_.table, with_direction_);
+  const std::string prefix = insertPrefix(options_.table, with_direction_, with_applications_);
   bool consecutive = true;
   for (size_t i = 0; i < b.flows.size(); i += kRowsPerInsert) {
     sql_ = prefix;
     const size_t end = std::min(b.flows.size(), i + kRowsPerInsert);
     for (size_t k = i; k < end; ++k) {
       if (k != i) sql_.push_back(',');
-      appendInsertRow(sql_, b.flows[k], local_networks_);
+      appendInsertRow(sql_, b.flows[k], local_networks_, with_applications_);
     }
     bytes += sql_.size();
     if (!conn_.exec(sql_)) return false;

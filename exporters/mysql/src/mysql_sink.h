@@ -118,6 +118,7 @@ class Sink {
   // options_.local_networks when set (rows get `direction`), else nullptr.
   const LocalNetworks* const local_networks_;
   const bool with_direction_;
+  const bool with_applications_;  // options_.applications: the DPI label's columns
 
   Connection conn_;
   // Accounting: the sums of the records of the batches committed since the

@@ -1,5 +1,6 @@
 #include "mysql_sql.h"
 
+#include "flowfold/exporters/app_names.h"
 #include "flowfold/exporters/civil_date.h"
 
 #include <algorithm>
@@ -143,14 +144,36 @@ void appendDatetime(std::string& out, uint64_t ms) {
   appendDigits(out, static_cast<unsigned>(ms % 1000), 3);
 }
 
-const std::string& flowColumns(bool with_direction) {
+const std::string& flowColumns(bool with_direction, bool with_applications) {
   static const std::string cols = [] {
     std::string s;
     for (const char* c : kColumnNames) s += (s.empty() ? "" : ",") + quoteIdent(c);
     return s;
   }();
-  static const std::string with = cols + ",`direction`";
-  return with_direction ? with : cols;
+  static const std::string kApp = ",`application`,`category`,`server_name`,`app_guessed`";
+  static const std::string with[4] = {cols, cols + ",`direction`", cols + kApp, cols + ",`direction`" + kApp};
+  return with[(with_direction ? 1 : 0) + (with_applications ? 2 : 0)];
+}
+
+const char* const kApplicationColumnsSql =
+    "`application` VARCHAR(64) CHARACTER SET ascii NULL COMMENT 'nDPI: master.app, e.g. TLS.YouTube; NULL: not "
+    "labelled (dpi off)', "
+    "`category` VARCHAR(32) CHARACTER SET ascii NULL COMMENT 'nDPI category, e.g. Web', "
+    "`server_name` VARCHAR(80) CHARACTER SET latin1 NULL COMMENT 'TLS/QUIC SNI, HTTP Host, DNS query name; NULL: none', "
+    "`app_guessed` TINYINT UNSIGNED NULL COMMENT '1: the flow ended before nDPI named it: its guess'";
+
+std::string addApplicationColumnsSql(const std::string& table) {
+  std::string s = "ALTER TABLE " + quoteIdent(table);
+  std::string_view cols = kApplicationColumnsSql;
+  // One ADD COLUMN per column definition (they are separated by ", `").
+  size_t start = 0;
+  while (start < cols.size()) {
+    size_t next = cols.find(", `", start);
+    if (next == std::string_view::npos) next = cols.size();
+    s += std::string(start == 0 ? " ADD COLUMN " : ", ADD COLUMN ") + std::string(cols.substr(start, next - start));
+    start = next == cols.size() ? next : next + 2;
+  }
+  return s;
 }
 
 const char* const kDirectionColumnSql =
@@ -238,8 +261,9 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
   s += std::string("  ") + kDirectionColumnSql + ",\n";
   // After `direction`: where ALTER TABLE puts it in a table made before it.
   s += std::string("  ") + kFlowIdColumnSql + ",\n";
-  // Then the addresses as text, likewise.
+  // Then the addresses as text, and the DPI label, likewise.
   for (const char* c : kAddressColumnsSql) s += std::string("  ") + c + ",\n";
+  s += std::string("  ") + kApplicationColumnsSql + ",\n";
   // A partitioned table needs the partitioning column in every unique key.
   s += daily ? "  PRIMARY KEY (`id`, `first_time`)" : "  PRIMARY KEY (`id`)";
   for (auto idx : o.indexes) {
@@ -263,7 +287,7 @@ std::string createTableSql(const MysqlOptions& o, int64_t today) {
   return s;
 }
 
-std::string createViewSql(const MysqlOptions& o, bool with_direction, bool with_flow_id) {
+std::string createViewSql(const MysqlOptions& o, bool with_direction, bool with_flow_id, bool with_applications) {
   return "CREATE OR REPLACE VIEW " + quoteIdent(o.table + "_view") +
          " AS SELECT `id`, `first_time`, `last_time`, `ip_version`, `protocol`,\n"
          "  `src_addr` AS `src_ip`, `src_port`, `dest_addr` AS `dest_ip`, `dest_port`,\n"
@@ -278,7 +302,8 @@ std::string createViewSql(const MysqlOptions& o, bool with_direction, bool with_
          "  `ingress_if`, `exporter_id`,\n"
          "  ELT(`end_reason`, 'idle', 'active', 'end_of_flow', 'forced', 'lack_of_resources') AS `end_reason`" +
          std::string(with_direction ? ",\n  ELT(`direction` + 1, 'ingress', 'egress') AS `direction`" : "") +
-         std::string(with_flow_id ? ",\n  `flow_id`\n" : "\n") +
+         std::string(with_flow_id ? ",\n  `flow_id`" : "") +
+         std::string(with_applications ? ",\n  `application`, `category`, `server_name`, `app_guessed`\n" : "\n") +
          "FROM " + quoteIdent(o.table);
 }
 
@@ -317,35 +342,75 @@ std::string createAccountingMarkSql() {
          ") ENGINE=InnoDB COMMENT='flowfold: how far the accounting tables have counted each spool'";
 }
 
-void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks) {
+namespace {
+
+// The label's four values, each after `sep`: NULL (`null`) when DPI did not
+// label the flow, strings through `text` (a hex literal, or escaped bytes).
+template <typename Text>
+void appendApplication(std::string& out, const AppLabel& app, char sep, std::string_view null, Text text) {
+  auto put = [&](std::string_view v, bool present) {
+    out.push_back(sep);
+    if (present) {
+      text(out, reinterpret_cast<const uint8_t*>(v.data()), v.size());
+    } else {
+      out += null;
+    }
+  };
+  const bool labelled = app.inspected();
+  put(applicationName(app), labelled);
+  put(categoryName(app), labelled);
+  put(app.serverName(), labelled && app.serverNameLength() != 0);
+  out.push_back(sep);
+  if (labelled) {
+    out.push_back(app.guessed() ? '1' : '0');
+  } else {
+    out += null;
+  }
+}
+
+// A string as an SQL literal: hex (any bytes go), '' when empty ("0x" alone is no literal).
+void appendSqlText(std::string& out, const uint8_t* p, size_t n) {
+  if (n == 0) {
+    out += "''";
+  } else {
+    appendHexLiteral(out, p, n);
+  }
+}
+
+}  // namespace
+
+void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks, bool applications) {
   out.push_back('(');
   appendFields(out, f, ',', true, appendHexLiteral);
   if (local_networks != nullptr) {
     const FlowDirection d = local_networks->direction(f.record.key);
     out += d == FlowDirection::kNone ? ",NULL" : d == FlowDirection::kEgress ? ",1" : ",0";
   }
+  if (applications) appendApplication(out, f.record.app, ',', "NULL", appendSqlText);
   out.push_back(')');
 }
 
-void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks) {
+void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks,
+                       bool applications) {
   appendFields(out, f, '\t', false, appendEscapedBinary);
   if (local_networks != nullptr) {
     const FlowDirection d = local_networks->direction(f.record.key);
     out += d == FlowDirection::kNone ? "\t\\N" : d == FlowDirection::kEgress ? "\t1" : "\t0";
   }
+  if (applications) appendApplication(out, f.record.app, '\t', "\\N", appendEscapedBinary);
   out.push_back('\n');
 }
 
-std::string insertPrefix(const std::string& table, bool with_direction) {
-  return "INSERT INTO " + quoteIdent(table) + " (" + flowColumns(with_direction) + ") VALUES ";
+std::string insertPrefix(const std::string& table, bool with_direction, bool with_applications) {
+  return "INSERT INTO " + quoteIdent(table) + " (" + flowColumns(with_direction, with_applications) + ") VALUES ";
 }
 
-std::string loadDataSql(const std::string& table, bool with_direction) {
+std::string loadDataSql(const std::string& table, bool with_direction, bool with_applications) {
   // The file name is only a label: the sink's local-infile handler serves
   // the batch from memory, so no temporary file is written.
   return "LOAD DATA LOCAL INFILE 'flowfold-batch' INTO TABLE " + quoteIdent(table) +
          " CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (" +
-         flowColumns(with_direction) + ")";
+         flowColumns(with_direction, with_applications) + ")";
 }
 
 int64_t utcToday() {

@@ -16,7 +16,11 @@ inline constexpr int kPartitionDaysAhead = 3;
 
 /// Column list of the flow table in the order the row encoders write them
 /// (`flow_id` after `end_reason`); with_direction: `direction` last.
-const std::string& flowColumns(bool with_direction = false);
+/// with_applications: then `application`, `category`, `server_name`, `app_guessed`.
+const std::string& flowColumns(bool with_direction = false, bool with_applications = false);
+/// The DPI label's columns (CREATE TABLE, and the ALTER for an older table).
+extern const char* const kApplicationColumnsSql;
+std::string addApplicationColumnsSql(const std::string& table);
 /// The `direction` column's definition, for CREATE TABLE and the ALTER TABLE
 /// that adds it to an older table.
 extern const char* const kDirectionColumnSql;
@@ -38,7 +42,9 @@ std::string createCompatViewSql(const MysqlOptions& o);
 std::string createTableSql(const MysqlOptions& o, int64_t today);
 /// with_direction: the view shows `direction` as text (the table has the
 /// column); with_flow_id, `flow_id`.
-std::string createViewSql(const MysqlOptions& o, bool with_direction = true, bool with_flow_id = true);
+/// with_applications: the label's columns.
+std::string createViewSql(const MysqlOptions& o, bool with_direction = true, bool with_flow_id = true,
+                          bool with_applications = true);
 std::string createBatchesSql();
 /// flowfold_batches' `first_id`, `last_id` (the flow table ids of a batch's
 /// rows, from which the accounting sums of a batch can be counted again),
@@ -51,12 +57,15 @@ std::string createAccountingMarkSql();
 
 /// Appends "(v1,v2,...)" for a multi-row INSERT (binary columns as 0x... literals).
 /// local_networks (nullptr: no direction column) appends the direction.
-void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr);
+/// applications: the label's four values after it.
+void appendInsertRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr,
+                     bool applications = false);
 /// Appends one tab-separated line for LOAD DATA ... CHARACTER SET binary
 /// (binary columns raw, with \0 \t \n \\ escaped).
-void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr);
-std::string insertPrefix(const std::string& table, bool with_direction = false);
-std::string loadDataSql(const std::string& table, bool with_direction = false);
+void appendLoadDataRow(std::string& out, const SpooledFlow& f, const LocalNetworks* local_networks = nullptr,
+                       bool applications = false);
+std::string insertPrefix(const std::string& table, bool with_direction = false, bool with_applications = false);
+std::string loadDataSql(const std::string& table, bool with_direction = false, bool with_applications = false);
 
 /// Days since 1970-01-01 (UTC) of the system clock.
 int64_t utcToday();

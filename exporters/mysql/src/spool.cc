@@ -31,7 +31,7 @@ constexpr char kMagic[8] = {'F', 'F', 'S', 'P', 'O', 'O', 'L', '1'};
 // 2: records carry the flow id (116 bytes). Segments of format 1 (108-byte
 // records, before flow ids), left by an older flowfold, are still read, their
 // flow_id 0; a new run never appends to them (it always starts a segment).
-constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kFormatVersion = 3;
 constexpr size_t kHeaderSize = 64;
 // No real spool gets near this many segments (one a microsecond for eight
 // years); anything above is a damaged spool.state or file name, and staying
@@ -133,7 +133,7 @@ SegmentHeader readHeader(int fd, uint64_t number) {
     return r;
   }
   const auto version = static_cast<uint32_t>(getLe(h + 8, 4));
-  if (std::memcmp(h, kMagic, 8) != 0 || (version != kFormatVersion && version != 1) ||
+  if (std::memcmp(h, kMagic, 8) != 0 || version < 1 || version > kFormatVersion ||
       getLe(h + 12, 4) != spoolRecordSize(version) || getLe(h + 24, 8) != number)
     return r;
   r.status = SegmentHeader::Status::kOk;

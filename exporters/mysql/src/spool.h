@@ -151,7 +151,7 @@ class Spool {
     uint64_t file_bytes = 0;
     bool pinned = false;
     bool verified = true;  // false: its header could not be read when the spool was opened
-    uint32_t version = 2;  // record format (spool_record.h): 1 left by a flowfold before flow ids
+    uint32_t version = 3;  // record format (spool_record.h): 1 and 2 left by an older flowfold
   };
 
   std::string segmentPath(uint64_t number) const;

@@ -45,11 +45,20 @@ enum : size_t {
   // 97..99 zero
   kDomain = 100,
   kFlowId = 104,  // format 2; format 1 had its CRC here and ended at 108
-  kCrc = 112,
+  kCrcV2 = 112,   // format 2 ended at 116
+  kAppMaster = 112,  // format 3: the DPI label (AppLabel)
+  kApp = 114,
+  kAppCategory = 116,
+  kAppFlags = 118,
+  kServerName = 119,  // 80 bytes, NUL-padded
+  // 199 zero
+  kCrc = 200,
   kCrcV1 = 104,
 };
 static_assert(kCrc + 4 == kSpoolRecordSize);
 static_assert(kCrcV1 + 4 == spoolRecordSize(1));
+static_assert(kCrcV2 + 4 == spoolRecordSize(2));
+static_assert(kServerName + sizeof(AppLabel::server_name) < kCrc);
 
 template <typename T>
 void put(uint8_t* p, T v) {
@@ -96,11 +105,16 @@ void encodeSpoolRecord(const FlowRecord& r, uint32_t observation_domain, uint8_t
   out[kEndReason] = static_cast<uint8_t>(r.end_reason);
   put<uint32_t>(out + kDomain, observation_domain);
   put<uint64_t>(out + kFlowId, r.flow_id);
+  put<uint16_t>(out + kAppMaster, r.app.master);
+  put<uint16_t>(out + kApp, r.app.app);
+  put<uint16_t>(out + kAppCategory, r.app.category);
+  out[kAppFlags] = r.app.flags;
+  std::memcpy(out + kServerName, r.app.server_name.data(), r.app.serverNameLength());
   put<uint32_t>(out + kCrc, crc32c(out, kCrc));
 }
 
 bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out, uint32_t version) {
-  const size_t crc_at = version == 1 ? kCrcV1 : kCrc;
+  const size_t crc_at = version == 1 ? kCrcV1 : version == 2 ? kCrcV2 : kCrc;
   if (get<uint32_t>(in + crc_at) != crc32c(in, crc_at)) return false;
   FlowRecord& r = out.record;
   FlowKey& k = r.key;
@@ -130,6 +144,14 @@ bool decodeSpoolRecord(const uint8_t* in, SpooledFlow& out, uint32_t version) {
   r.end_reason = static_cast<FlowEndReason>(in[kEndReason]);
   out.observation_domain = get<uint32_t>(in + kDomain);
   r.flow_id = version == 1 ? 0 : get<uint64_t>(in + kFlowId);
+  r.app = AppLabel{};
+  if (version >= 3) {
+    r.app.master = get<uint16_t>(in + kAppMaster);
+    r.app.app = get<uint16_t>(in + kApp);
+    r.app.category = get<uint16_t>(in + kAppCategory);
+    r.app.flags = in[kAppFlags];
+    std::memcpy(r.app.server_name.data(), in + kServerName, r.app.server_name.size() - 1);
+  }
   return true;
 }
 

@@ -20,6 +20,7 @@
 #include "flowfold/exporters/mysql_exporter.h"
 #include "mysql_connection.h"
 #include "mysql_sql.h"
+#include "flowfold/exporters/app_names.h"
 #include "mysql_test_util.h"
 
 namespace flowfold {
@@ -732,6 +733,91 @@ TEST_F(MysqlDb, DirectionIsWrittenByInsertAndLoadDataAlike) {
   exportAll(*e, flows);
   e->flush(0);
   EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".unset WHERE direction IS NOT NULL")[0][0], "0");
+}
+
+// dpi on: each row's label, by INSERT and LOAD DATA alike, equal to what the
+// sample's labels are named by the names given (app_names.h); NULL where a
+// flow was not labelled, and for every row with dpi off.
+std::string wantLabel(const FlowRecord& r) {
+  if (!r.app.inspected()) return "NULL|NULL|NULL|NULL";
+  return applicationName(r.app) + "|" + categoryName(r.app) + "|" +
+         (r.app.serverNameLength() ? std::string(r.app.serverName()) : "NULL") + "|" + (r.app.guessed() ? "1" : "0");
+}
+
+TEST_F(MysqlDb, ApplicationsAreWrittenByInsertAndLoadDataAlike) {
+  setAppNames(test::sampleProtocolNames(), test::sampleCategoryNames());
+  const auto flows = test::sampleFlows(600, 4);
+  std::multiset<std::string> want;
+  for (const auto& r : flows) want.insert(std::to_string(r.flow_id) + "|" + wantLabel(r));
+  EXPECT_NE(want.count(std::to_string(flows[1].flow_id) + "|TLS.POP3|Media|a\tb\nc\\d'e\"f|1"), 0u);
+  for (const auto& [table, method] : {std::pair{std::string("by_load"), MysqlOptions::Method::kLoadData},
+                                      std::pair{std::string("by_insert"), MysqlOptions::Method::kInsert}}) {
+    auto o = options(table);
+    o.method = method;
+    o.applications = true;
+    auto e = makeMysqlExporter(o);
+    exportAll(*e, flows);
+    e->flush(0);
+    expectExactly(flows, table);
+    std::multiset<std::string> got;
+    for (const auto& r : sql("SELECT flow_id, IFNULL(application, 'NULL'), IFNULL(category, 'NULL'), "
+                             "IFNULL(CAST(server_name AS BINARY), 'NULL'), IFNULL(app_guessed, 'NULL') FROM " +
+                             db_ + "." + table))
+      got.insert(*r[0] + "|" + *r[1] + "|" + *r[2] + "|" + *r[3] + "|" + *r[4]);
+    EXPECT_EQ(got, want) << table;
+  }
+  const auto pop3 = std::count_if(flows.begin(), flows.end(), [](const FlowRecord& r) {
+    return r.app.inspected() && applicationName(r.app) == "TLS.POP3";
+  });
+  ASSERT_GT(pop3, 0);
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".by_load_view WHERE application = 'TLS.POP3'")[0][0],
+            std::to_string(std::count_if(flows.begin(), flows.end(), [](const FlowRecord& r) {
+              return r.app.inspected() && applicationName(r.app) == "TLS.POP3";
+            })));
+  auto o = options("off");
+  auto e = makeMysqlExporter(o);
+  exportAll(*e, flows);
+  e->flush(0);
+  EXPECT_EQ(*sql("SELECT COUNT(*) FROM " + db_ + ".off WHERE application IS NOT NULL")[0][0], "0");
+  setAppNames({}, {});
+}
+
+// A table made before the label's columns: with dpi on and no create_table
+// the sink refuses, naming the ALTER to run (the records wait in the spool);
+// with create_table it adds them.
+TEST_F(MysqlDbFaults, AddsTheApplicationColumnsToAnOlderTableOrSaysWhatToRun) {
+  setAppNames(test::sampleProtocolNames(), test::sampleCategoryNames());
+  {
+    auto e = makeMysqlExporter(options());
+    e->flush(0);
+  }
+  sql("ALTER TABLE " + db_ + ".flows DROP COLUMN application, DROP COLUMN category, DROP COLUMN server_name, "
+      "DROP COLUMN app_guessed");
+  const auto flows = test::sampleFlows(1500);
+  auto o = options();
+  o.create_table = false;
+  o.applications = true;
+  MysqlSinkStats st;
+  const std::string log = failingRun(o, flows, st);
+  EXPECT_NE(st.last_error.find("has no `application` column, which dpi needs: run ALTER TABLE `flows` ADD COLUMN "
+                               "`application` VARCHAR(64)"),
+            std::string::npos)
+      << st.last_error;
+  EXPECT_EQ(st.spool_records, flows.size());
+  o.create_table = true;
+  {
+    auto e = makeMysqlExporter(o);
+    flushUntilEmpty(*e);
+  }
+  expectExactly(flows);
+  std::multiset<std::string> want, got;
+  for (const auto& r : flows) want.insert(std::to_string(r.flow_id) + "|" + wantLabel(r));
+  for (const auto& r : sql("SELECT flow_id, IFNULL(application, 'NULL'), IFNULL(category, 'NULL'), "
+                           "IFNULL(CAST(server_name AS BINARY), 'NULL'), IFNULL(app_guessed, 'NULL') FROM " +
+                           db_ + ".flows"))
+    got.insert(*r[0] + "|" + *r[1] + "|" + *r[2] + "|" + *r[3] + "|" + *r[4]);
+  EXPECT_EQ(got, want);
+  setAppNames({}, {});
 }
 
 }  // namespace

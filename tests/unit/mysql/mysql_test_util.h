@@ -53,6 +53,14 @@ inline uint16_t closedTcpPort() {
 
 /// Deterministic, varied flows: IPv4 and IPv6, TCP/UDP/ICMP, VLANs, MACs,
 /// addresses with the bytes LOAD DATA must escape (0x00, \t, \n, \\).
+/// The protocol and category names sampleFlows()' labels use (app_names.h).
+inline std::vector<std::string> sampleProtocolNames() {
+  std::vector<std::string> names(92, "");
+  names[0] = "Unknown", names[1] = "FTP", names[2] = "POP3", names[3] = "SMTP", names[4] = "IMAP", names[91] = "TLS";
+  return names;
+}
+inline std::vector<std::string> sampleCategoryNames() { return {"Unspecified", "Media", "VPN"}; }
+
 inline std::vector<FlowRecord> sampleFlows(size_t n, uint32_t seed = 1) {
   std::vector<FlowRecord> out(n);
   for (size_t i = 0; i < n; ++i) {
@@ -95,6 +103,17 @@ inline std::vector<FlowRecord> sampleFlows(size_t n, uint32_t seed = 1) {
     r.max_ttl = static_cast<uint8_t>(r.min_ttl + x % 5);
     r.end_reason = static_cast<FlowEndReason>(1 + i % 5);
     r.flow_id = (uint64_t{x} << 24) + i + 1;  // never 0 (0 is a record without an id: NULL)
+    // Two in three labelled by DPI (ids as sampleAppNames() names them), a
+    // server name with the bytes the row encodings escape; the third not.
+    if (i % 3 != 2) {
+      r.app.master = static_cast<uint16_t>(i % 2 ? 91 : 0);
+      r.app.app = static_cast<uint16_t>(1 + i % 4);
+      r.app.category = static_cast<uint16_t>(i % 3);
+      r.app.flags = static_cast<uint8_t>(AppLabel::kInspected | (i % 4 == 1 ? AppLabel::kGuessed : 0));
+      static const char* const kNames[] = {"www.example.org", "a\tb\nc\\d'e\"f", "\xff\x01name", ""};
+      const std::string name = kNames[i % 4];
+      std::copy(name.begin(), name.end(), r.app.server_name.begin());
+    }
   }
   return out;
 }

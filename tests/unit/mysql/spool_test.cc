@@ -47,7 +47,7 @@ bool sameRecord(const FlowRecord& a, const FlowRecord& b) {
   return a.key == b.key && a.packets == b.packets && a.octets == b.octets && a.first_ms == b.first_ms &&
          a.last_ms == b.last_ms && a.mplsTopLabel() == b.mplsTopLabel() && a.src_mac == b.src_mac &&
          a.dst_mac == b.dst_mac && a.tcp_flags == b.tcp_flags && a.tos == b.tos && a.min_ttl == b.min_ttl &&
-         a.max_ttl == b.max_ttl && a.end_reason == b.end_reason && a.flow_id == b.flow_id;
+         a.max_ttl == b.max_ttl && a.end_reason == b.end_reason && a.flow_id == b.flow_id && a.app == b.app;
 }
 
 size_t segmentFiles(const std::string& dir) {
@@ -265,7 +265,11 @@ TEST(Spool, SkipsAndCountsARecordThatFailsItsChecksum) {
 // A segment left by a flowfold before flow ids (format 1: 108-byte records,
 // no flow id) is read, not quarantined: its records come back with flow id 0
 // (NULL in the table), and those written after it carry their ids.
-TEST(Spool, ReadsASegmentOfTheFormatBeforeFlowIds) {
+// A segment an older flowfold left: format 1 (108-byte records, before flow
+// ids) or 2 (116 bytes, before DPI labels). Each is made from a current
+// segment: the header's version and record size, and each record its first
+// bytes (the layout each later format extended) with a CRC-32C of them.
+void readsAnOlderSegment(uint32_t version, size_t record_size) {
   test::TempDir t;
   std::string seg;
   const auto flows = test::sampleFlows(10);
@@ -275,18 +279,15 @@ TEST(Spool, ReadsASegmentOfTheFormatBeforeFlowIds) {
     seg = s->dir() + "/seg-00000000000000000001";
   }
   {
-    // Rewrite it as format 1: version 1 and record size 108 in the header;
-    // each record its first 104 bytes (the layout format 2 extended) with a
-    // CRC-32C of them.
     std::ifstream in(seg, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ASSERT_EQ(bytes.size(), 64 + 10 * 116u);
+    ASSERT_EQ(bytes.size(), 64 + 10 * kSpoolRecordSize);
     std::string old = bytes.substr(0, 64);
-    old[8] = 1, old[9] = 0, old[10] = 0, old[11] = 0;
-    old[12] = 108, old[13] = 0, old[14] = 0, old[15] = 0;
+    old[8] = static_cast<char>(version), old[9] = 0, old[10] = 0, old[11] = 0;
+    old[12] = static_cast<char>(record_size), old[13] = 0, old[14] = 0, old[15] = 0;
     for (size_t i = 0; i < 10; ++i) {
-      std::string rec = bytes.substr(64 + i * 116, 104);
-      const uint32_t crc = crc32c(reinterpret_cast<const uint8_t*>(rec.data()), 104);
+      std::string rec = bytes.substr(64 + i * kSpoolRecordSize, record_size - 4);
+      const uint32_t crc = crc32c(reinterpret_cast<const uint8_t*>(rec.data()), rec.size());
       for (int k = 0; k < 4; ++k) rec.push_back(static_cast<char>(crc >> (8 * k)));
       old += rec;
     }
@@ -301,12 +302,16 @@ TEST(Spool, ReadsASegmentOfTheFormatBeforeFlowIds) {
   ASSERT_EQ(back.size(), 13u);
   for (size_t i = 0; i < 10; ++i) {
     FlowRecord want = flows[i];
-    want.flow_id = 0;
+    if (version == 1) want.flow_id = 0;
+    want.app = AppLabel{};
     EXPECT_TRUE(sameRecord(back[i].record, want)) << i;
   }
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(sameRecord(back[10 + i].record, more[i])) << i;
   EXPECT_EQ(segmentFiles(s->dir()), 1u);  // nothing quarantined; the new tail stays
 }
+
+TEST(Spool, ReadsASegmentOfTheFormatBeforeFlowIds) { readsAnOlderSegment(1, 108); }
+TEST(Spool, ReadsASegmentOfTheFormatBeforeLabels) { readsAnOlderSegment(2, 116); }
 
 TEST(Spool, RefusesASpoolLockedByAnotherProcess) {
   test::TempDir t;

@@ -71,6 +71,11 @@ struct MysqlOptions {
   /// when create_table is set; otherwise the sink fails with the ALTER to
   /// run. Empty: the column is not written (tables older than it work).
   LocalNetworks local_networks;
+  /// DPI labels (`dpi: true`, set by the probe): each row's `application`,
+  /// `category`, `server_name` and `app_guessed` are written (NULL where DPI
+  /// did not label the flow). A table without them gets them with
+  /// create_table; otherwise the sink fails with the ALTER to run.
+  bool applications = false;
   /// Secondary indexes created with the table. kTime: (first_time) for any
   /// time range; kSrcHost / kDestHost: (src_addr|dest_addr, first_time) for
   /// per-host questions, on the addresses as text (the generated columns
