@@ -35,8 +35,8 @@ printf "|---|---|---|---|---|---|\n"
 for cap in "${captures[@]}"; do
   plain=() dpi=() anchor=()
   for _ in $(seq "$runs"); do
-    plain+=("$(cpu "$flowfold" -r "$cap" --text=/dev/null)")
-    dpi+=("$(cpu "$flowfold" -r "$cap" --dpi --text=/dev/null)")
+    plain+=("$(cpu "$flowfold" -r "$cap" --ipfix-file /dev/null)")
+    dpi+=("$(cpu "$flowfold" -r "$cap" --dpi --ipfix-file /dev/null)")
     anchor+=("$(cpu ndpiReader -i "$cap" -q)")
   done
   p=$(printf "%s\n" "${plain[@]}" | median)
