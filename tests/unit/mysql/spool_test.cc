@@ -78,6 +78,14 @@ TEST(SpoolRecord, ChecksumCatchesDamageAndZeroes) {
   EXPECT_FALSE(decodeSpoolRecord(buf, back));
   // CRC-32C check value ("123456789").
   EXPECT_EQ(crc32c(reinterpret_cast<const uint8_t*>("123456789"), 9), 0xE3069283u);
+  // RFC 3720 (iSCSI) B.4 test vectors: 32 bytes of zeros, of ones, ascending.
+  uint8_t v[32];
+  std::memset(v, 0, sizeof v);
+  EXPECT_EQ(crc32c(v, 32), 0x8A9136AAu);
+  std::memset(v, 0xFF, sizeof v);
+  EXPECT_EQ(crc32c(v, 32), 0x62A8AB43u);
+  for (int i = 0; i < 32; ++i) v[i] = static_cast<uint8_t>(i);
+  EXPECT_EQ(crc32c(v, 32), 0x46DD794Eu);
 }
 
 TEST(Spool, ReadsBackInOrderAcrossSegments) {
