@@ -234,9 +234,19 @@ class FlowfoldToMysql(MysqlTest):
         self.assertEqual(self.count(), stats_of(err)["records"])
 
     def spooled_records(self):
-        """Records in the spool's segment files (64-byte header, 116-byte records)."""
-        return sum((os.path.getsize(os.path.join(self.spool, f)) - 64) // 116 for f in os.listdir(self.spool)
-                   if f.startswith("seg-") and not f.endswith(".bad"))
+        """Records in the spool's segment files: a 64-byte header, which gives
+        the record size (bytes 12-15, little-endian), then the records."""
+        total = 0
+        for f in os.listdir(self.spool):
+            if not f.startswith("seg-") or f.endswith(".bad"):
+                continue
+            with open(os.path.join(self.spool, f), "rb") as seg:
+                header = seg.read(64)
+            if len(header) < 64:
+                continue
+            size = int.from_bytes(header[12:16], "little")
+            total += (os.path.getsize(os.path.join(self.spool, f)) - 64) // size
+        return total
 
     def test_sigkill_during_a_batch_then_rerun_writes_each_flow_once(self):
         # How many records the capture makes (file mode is deterministic).
