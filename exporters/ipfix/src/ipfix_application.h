@@ -2,10 +2,10 @@
 // DPI labels in IPFIX (`dpi: true`): templates 268/269 (and 270/271 with
 // flowDirection) are 256/257 (258/259) with the label appended:
 //
-//   applicationId (95)            3 octets: classification engine 22 (IANA:
-//                                 "ntop nDPI") and nDPI's protocol id, the
-//                                 application's (YouTube) or, for a plain
-//                                 protocol, the protocol's (RFC 6759 layout)
+//   applicationId (95)            4 octets: classification engine 22 (IANA:
+//                                 "ntop nDPI"), then nDPI's protocol id in 3
+//                                 octets, the application's (YouTube) or, for
+//                                 a plain protocol, the protocol's (RFC 6759)
 //   applicationName (96)          nDPI's name, master first: "TLS.YouTube"
 //   applicationCategoryName (372) nDPI's category: "Web"
 //   httpRequestHost (460)         the server name of an HTTP flow
@@ -75,9 +75,8 @@ class ApplicationTail {
   }
 
  private:
-  bool isFiled() const {
-    return kind_ == ServerNameKind::kHttpHost || kind_ == ServerNameKind::kTlsSni || kind_ == ServerNameKind::kDnsQuery;
-  }
+  // A server name of another protocol (a DHCP host name) has no field.
+  bool isFiled() const { return kind_ != ServerNameKind::kNone && kind_ != ServerNameKind::kOther; }
   // nDPI's names are short ("TLS.YouTube", "SocialNetwork"); the bounds keep
   // any record well inside the smallest message (ipfix_exporter.cc kMinMtu).
   static void trim(std::string& s) {

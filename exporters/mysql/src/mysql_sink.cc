@@ -228,84 +228,20 @@ bool Sink::connect() {
     if (!conn_.exec(createBatchesSql())) return fail("cannot create table flowfold_batches");
     if (!conn_.exec(createTableSql(options_, utcToday()))) return fail("cannot create table " + options_.table);
   }
-  // The `direction` column came later than the table: an older table lacks
-  // it. Needed with local_networks (added here with create_table, else
-  // refused with the ALTER to run); the view shows it when present.
-  bool has_direction = true;
-  if (options_.create_table || with_direction_) {
-    std::vector<std::vector<std::optional<std::string>>> cols;
-    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
-                         options_.table + "' AND `COLUMN_NAME` = 'direction'",
-                     cols))
-      return fail("cannot read the columns of " + options_.table);
-    has_direction = !cols.empty();
-    if (!has_direction && with_direction_) {
-      if (!options_.create_table) {
-        failure("table " + options_.table + " has no `direction` column, which local_networks needs: run " +
-                    addDirectionColumnSql(options_.table) + " (see exporters/mysql/README.md), or unset local_networks",
-                0, "");
-        conn_.close();
-        std::lock_guard lock(stats_mu_);
-        ++stats_.connect_failures;
-        return false;
-      }
-      if (!conn_.exec(addDirectionColumnSql(options_.table)))
-        return fail("cannot add the direction column to " + options_.table);
-      logInfo("%s: added the column `direction` to %s (local_networks is set)", name_.c_str(), options_.table.c_str());
-      has_direction = true;
-    }
-  }
-  // So did `flow_id`, which every row writes: added with create_table, else
-  // the sink refuses to write (the records wait in the spool) and says what
-  // to run, as for `direction`.
-  {
-    std::vector<std::vector<std::optional<std::string>>> cols;
-    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
-                         options_.table + "' AND `COLUMN_NAME` = 'flow_id'",
-                     cols))
-      return fail("cannot read the columns of " + options_.table);
-    if (cols.empty()) {
-      if (!options_.create_table) {
-        failure("table " + options_.table + " has no `flow_id` column: run " + addFlowIdColumnSql(options_.table) +
-                    " (see exporters/mysql/README.md)",
-                0, "");
-        conn_.close();
-        std::lock_guard lock(stats_mu_);
-        ++stats_.connect_failures;
-        return false;
-      }
-      if (!conn_.exec(addFlowIdColumnSql(options_.table)))
-        return fail("cannot add the flow_id column to " + options_.table);
-      logInfo("%s: added the column `flow_id` to %s", name_.c_str(), options_.table.c_str());
-    }
-  }
-  // And the DPI label's columns, needed with dpi on: added with
-  // create_table, else refused with the ALTER to run.
-  bool has_applications = true;
-  if (options_.create_table || with_applications_) {
-    std::vector<std::vector<std::optional<std::string>>> cols;
-    if (!conn_.query("SELECT 1 FROM information_schema.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = '" +
-                         options_.table + "' AND `COLUMN_NAME` = 'application'",
-                     cols))
-      return fail("cannot read the columns of " + options_.table);
-    has_applications = !cols.empty();
-    if (!has_applications && with_applications_) {
-      if (!options_.create_table) {
-        failure("table " + options_.table + " has no `application` column, which dpi needs: run " +
-                    addApplicationColumnsSql(options_.table) + " (see exporters/mysql/README.md), or set dpi: false",
-                0, "");
-        conn_.close();
-        std::lock_guard lock(stats_mu_);
-        ++stats_.connect_failures;
-        return false;
-      }
-      if (!conn_.exec(addApplicationColumnsSql(options_.table)))
-        return fail("cannot add the application columns to " + options_.table);
-      logInfo("%s: added the columns `application`, `category`, `server_name`, `app_guessed` to %s (dpi is on)",
-              name_.c_str(), options_.table.c_str());
-      has_applications = true;
-    }
-  }
+  // Columns that came later than the table: an older table lacks them.
+  // `direction` is needed with local_networks, `flow_id` always (every row
+  // writes it), the DPI label's with dpi on; the views show what is present.
+  bool has_direction = true, has_flow_id = true, has_applications = true;
+  if (!ensureLaterColumn({"direction", "the column `direction`", addDirectionColumnSql(options_.table),
+                          ", which local_networks needs", ", or unset local_networks", " (local_networks is set)"},
+                         with_direction_, has_direction) ||
+      !ensureLaterColumn({"flow_id", "the column `flow_id`", addFlowIdColumnSql(options_.table), "", "", ""}, true,
+                         has_flow_id) ||
+      !ensureLaterColumn({"application", "the columns `application`, `category`, `server_name`, `app_guessed`",
+                          addApplicationColumnsSql(options_.table), ", which dpi needs", ", or set dpi: false",
+                          " (dpi is on)"},
+                         with_applications_, has_applications))
+    return false;
   if (!ensureTextAddresses()) return fail("cannot add the text address columns or their indexes to " + options_.table);
   if (!ensureBatchIds() || !ensureAccountingTables()) {
     conn_.close();
@@ -364,6 +300,30 @@ bool Sink::connect() {
     stats_.connected = true;
     stats_.last_error.clear();
   }
+  return true;
+}
+
+bool Sink::ensureLaterColumn(const LaterColumn& c, bool needed, bool& has) {
+  auto failed = [&](const std::string& what, int errnum, const std::string& error) {
+    failure(what, errnum, error);
+    conn_.close();
+    std::lock_guard lock(stats_mu_);
+    ++stats_.connect_failures;
+    return false;
+  };
+  has = true;
+  if (!options_.create_table && !needed) return true;  // not looked at: nothing writes it
+  if (!hasColumn(c.column, has))
+    return failed("cannot read the columns of " + options_.table, conn_.errnum(), conn_.error());
+  if (has || !needed) return true;
+  if (!options_.create_table)
+    return failed("table " + options_.table + " has no `" + c.column + "` column" + c.needed_by + ": run " + c.add_sql +
+                      " (see exporters/mysql/README.md)" + c.remedy,
+                  0, "");
+  if (!conn_.exec(c.add_sql))
+    return failed("cannot add " + c.what + " to " + options_.table, conn_.errnum(), conn_.error());
+  logInfo("%s: added %s to %s%s", name_.c_str(), c.what.c_str(), options_.table.c_str(), c.added_note.c_str());
+  has = true;
   return true;
 }
 

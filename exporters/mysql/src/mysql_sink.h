@@ -62,6 +62,21 @@ class Sink {
   /// is set, else said once with the ALTER to run (rows are written either
   /// way: only queries need them). False: a statement failed.
   bool ensureTextAddresses();
+  /// A column of the flow table that came later than the table (an older
+  /// table lacks it), with what the messages say of it.
+  struct LaterColumn {
+    std::string column;      // the one looked for ("application": the first of its group)
+    std::string what;        // "the column `direction`", for the log and the errors
+    std::string add_sql;     // the ALTER TABLE that adds it
+    std::string needed_by;   // ", which local_networks needs" (or "")
+    std::string remedy;      // ", or unset local_networks" (or "")
+    std::string added_note;  // " (local_networks is set)" (or "")
+  };
+  /// `needed` (something writes it): added with create_table, else the sink
+  /// refuses to write (the records wait in the spool), naming the ALTER to
+  /// run. `has`: the table has it now. False: refused or a statement failed
+  /// (said, counted, the connection closed).
+  bool ensureLaterColumn(const LaterColumn& column, bool needed, bool& has);
   /// True when the flow table has this column / this index.
   bool hasColumn(const std::string& column, bool& has, const std::string& table = {});
   bool hasIndex(const std::string& index, bool& has);

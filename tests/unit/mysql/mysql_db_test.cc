@@ -88,6 +88,17 @@ class MysqlDb : public ::testing::Test {
     return o;
   }
 
+  // "flow_id|application|category|server_name|app_guessed" of every row of
+  // `table`, NULL as "NULL".
+  std::multiset<std::string> labelsIn(const std::string& table) {
+    std::multiset<std::string> got;
+    for (const auto& r : sql("SELECT flow_id, IFNULL(application, 'NULL'), IFNULL(category, 'NULL'), "
+                             "IFNULL(CAST(server_name AS BINARY), 'NULL'), IFNULL(app_guessed, 'NULL') FROM " +
+                             db_ + "." + table))
+      got.insert(*r[0] + "|" + *r[1] + "|" + *r[2] + "|" + *r[3] + "|" + *r[4]);
+    return got;
+  }
+
   // Runs SQL as root over the socket; reconnects after a server restart.
   Rows sql(const std::string& q) {
     Rows rows;
@@ -759,12 +770,7 @@ TEST_F(MysqlDb, ApplicationsAreWrittenByInsertAndLoadDataAlike) {
     exportAll(*e, flows);
     e->flush(0);
     expectExactly(flows, table);
-    std::multiset<std::string> got;
-    for (const auto& r : sql("SELECT flow_id, IFNULL(application, 'NULL'), IFNULL(category, 'NULL'), "
-                             "IFNULL(CAST(server_name AS BINARY), 'NULL'), IFNULL(app_guessed, 'NULL') FROM " +
-                             db_ + "." + table))
-      got.insert(*r[0] + "|" + *r[1] + "|" + *r[2] + "|" + *r[3] + "|" + *r[4]);
-    EXPECT_EQ(got, want) << table;
+    EXPECT_EQ(labelsIn(table), want) << table;
   }
   const auto pop3 = std::count_if(flows.begin(), flows.end(), [](const FlowRecord& r) {
     return r.app.inspected() && applicationName(r.app) == "TLS.POP3";
@@ -810,13 +816,9 @@ TEST_F(MysqlDbFaults, AddsTheApplicationColumnsToAnOlderTableOrSaysWhatToRun) {
     flushUntilEmpty(*e);
   }
   expectExactly(flows);
-  std::multiset<std::string> want, got;
+  std::multiset<std::string> want;
   for (const auto& r : flows) want.insert(std::to_string(r.flow_id) + "|" + wantLabel(r));
-  for (const auto& r : sql("SELECT flow_id, IFNULL(application, 'NULL'), IFNULL(category, 'NULL'), "
-                           "IFNULL(CAST(server_name AS BINARY), 'NULL'), IFNULL(app_guessed, 'NULL') FROM " +
-                           db_ + ".flows"))
-    got.insert(*r[0] + "|" + *r[1] + "|" + *r[2] + "|" + *r[3] + "|" + *r[4]);
-  EXPECT_EQ(got, want);
+  EXPECT_EQ(labelsIn("flows"), want);
   setAppNames({}, {});
 }
 
